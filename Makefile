@@ -1,0 +1,42 @@
+# Two commands matter: `make up` (start the platform with demo data) and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+GENSTAMP := petplatform/__init__.py
+PROTOS := $(shell find proto third_party -name '*.proto')
+
+.PHONY: up test lint gen install bench clean
+
+up: $(GENSTAMP)
+	$(BIN)/petplatform migrate
+	$(BIN)/petplatform run --target=all --demo-data
+
+test: $(GENSTAMP) lint
+	$(BIN)/pytest -q -p no:cacheprovider -m "not bench"
+
+bench: $(GENSTAMP)
+	$(BIN)/python -m tests.bench.run
+
+lint: $(GENSTAMP)
+	$(BIN)/python tools/check_vendored.py
+	$(BIN)/buf lint
+	@if git rev-parse -q --verify HEAD~1 >/dev/null && git cat-file -e HEAD~1:buf.yaml 2>/dev/null; then \
+		echo "buf breaking against HEAD~1"; $(BIN)/buf breaking --against '.git#ref=HEAD~1'; \
+	else echo "buf breaking: no earlier commit with buf.yaml, skipped"; fi
+
+gen: $(GENSTAMP)
+
+$(GENSTAMP): $(STAMP) $(PROTOS) tools/gen.py
+	$(BIN)/python tools/gen.py
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) petplatform build data

@@ -1,0 +1,93 @@
+"""One settings object for the whole program, read from PETPLATFORM_* environment variables."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "PETPLATFORM_"
+
+# Seed ports of the per-service deployment (DESIGN.md); --target=all uses grpc_port for every module.
+SERVICE_PORTS = {"auth": 3001, "user": 3002, "pet": 3003}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    profile: Literal["embedded", "real"] = "embedded"
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    grpc_port: int = Field(50051, ge=0, le=65535)
+    http_port: int = Field(3000, ge=0, le=65535)
+    # Peers, host:port; unset means this process (all-in-one) or the seed port on host.
+    auth_addr: str | None = None
+    user_addr: str | None = None
+    pet_addr: str | None = None
+
+    database_url: str | None = None  # postgresql+asyncpg://... (real profile)
+    schema_prefix: str = Field("", pattern=r"^[a-z0-9_]*$")  # isolates test runs sharing one database
+    amqp_url: str | None = None  # amqp://guest:guest@127.0.0.1:5672/
+    amqp_exchange: str = "petplatform.events"
+    redis_url: str | None = None  # redis://127.0.0.1:6379/0
+    s3_endpoint: str | None = None  # host:port of MinIO / S3
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_bucket: str = "petplatform"
+    s3_secure: bool = True
+
+    smtp_host: str | None = None  # unset: emails are logged, not sent
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Pet Platform <no-reply@petplatform.local>"
+    public_url: str = "http://127.0.0.1:3000"  # used in links sent by email
+
+    jwt_private_key: SecretStr | None = None  # PEM, EC P-256; unset: generated once under data_dir
+    jwt_previous_public_keys: list[str] = []  # PEMs still accepted while a rotation settles
+    jwt_issuer: str = "petplatform"
+    access_token_ttl_seconds: int = Field(900, ge=60, le=3600)
+    refresh_token_ttl_seconds: int = Field(7 * 24 * 3600, ge=3600)
+    verification_token_ttl_seconds: int = Field(48 * 3600, ge=600)
+    bcrypt_rounds: int = Field(12, ge=12, le=16)
+    login_max_failures_per_account: int = Field(5, ge=1)
+    login_max_failures_per_ip: int = Field(20, ge=1)
+    login_failure_window_seconds: int = Field(900, ge=1)
+    admin_emails: list[str] = []  # accounts registered with these emails get the admin role
+
+    outbox_poll_seconds: float = Field(0.5, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _real_profile_needs_infrastructure(self) -> Settings:
+        if self.profile == "real":
+            missing = [f"{ENV_PREFIX}{n.upper()}" for n in ("database_url", "amqp_url", "redis_url", "s3_endpoint")
+                       if not getattr(self, n)]
+            if missing:
+                raise ValueError(f"profile 'real' needs {', '.join(missing)}")
+        return self
+
+    def peer(self, service: str, own_port: int | None) -> str:
+        explicit = getattr(self, f"{service}_addr", None)
+        if explicit:
+            return explicit
+        return f"{self.host}:{own_port if own_port is not None else SERVICE_PORTS[service]}"
+
+
+class ConfigError(Exception):
+    """Bad configuration, with a message that names the variables to fix."""
+
+
+def load_settings(**overrides) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            name = f"{ENV_PREFIX}{field.upper()}" if err["loc"] else field
+            lines.append(f"  {name}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -1,0 +1,73 @@
+"""The one way to fail an RPC: raise ApiError; the server interceptor turns it into a google.rpc.Status."""
+from __future__ import annotations
+
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+import grpc
+
+DOMAIN = "petplatform.dev"
+
+
+class ApiError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str, reason: str, *,
+                 metadata: dict[str, str] | None = None, details: list | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason
+        self.metadata = metadata or {}
+        self.details = details or []
+
+    def to_status(self) -> status_pb2.Status:
+        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+        packed = []
+        for d in [info, *self.details]:
+            a = any_pb2.Any()
+            a.Pack(d)
+            packed.append(a)
+        return status_pb2.Status(code=self.code.value[0], message=self.message, details=packed)
+
+
+def invalid_argument(*violations: tuple[str, str], reason: str = "INVALID_ARGUMENT") -> ApiError:
+    """violations: (field path, what is wrong)."""
+    bad = error_details_pb2.BadRequest(field_violations=[
+        error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in violations])
+    message = "; ".join(f"{f}: {d}" for f, d in violations) or "invalid argument"
+    return ApiError(grpc.StatusCode.INVALID_ARGUMENT, message, reason, details=[bad])
+
+
+def not_found(resource_type: str, name: str) -> ApiError:
+    return ApiError(grpc.StatusCode.NOT_FOUND, f"{name} not found", "NOT_FOUND",
+                    details=[error_details_pb2.ResourceInfo(resource_type=resource_type, resource_name=name)])
+
+
+def already_exists(resource_type: str, name: str, message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.ALREADY_EXISTS, message, "ALREADY_EXISTS",
+                    details=[error_details_pb2.ResourceInfo(resource_type=resource_type, resource_name=name)])
+
+
+def permission_denied(message: str = "permission denied", reason: str = "PERMISSION_DENIED") -> ApiError:
+    return ApiError(grpc.StatusCode.PERMISSION_DENIED, message, reason)
+
+
+def unauthenticated(message: str = "authentication required", reason: str = "UNAUTHENTICATED") -> ApiError:
+    return ApiError(grpc.StatusCode.UNAUTHENTICATED, message, reason)
+
+
+def failed_precondition(message: str, reason: str) -> ApiError:
+    return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message, reason)
+
+
+def resource_exhausted(message: str, reason: str, retry_after_seconds: float) -> ApiError:
+    retry = error_details_pb2.RetryInfo(
+        retry_delay=duration_pb2.Duration(seconds=max(1, int(retry_after_seconds + 0.999))))
+    return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, reason, details=[retry])
+
+
+def internal() -> ApiError:
+    # Never carries the cause: that goes to the log with the request id.
+    return ApiError(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+
+
+def code_name(status: status_pb2.Status) -> str:
+    return code_pb2.Code.Name(status.code)

@@ -1,0 +1,79 @@
+"""Message bus port. Delivery is at least once; the inbox makes it exactly-once in effect."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+# Takes the serialized EventEnvelope; raising means "not processed": the bus redelivers,
+# and after MAX_DELIVERIES attempts parks the message in the consumer's dead-letter queue.
+Handler = Callable[[bytes], Awaitable[None]]
+MAX_DELIVERIES = 5
+
+
+class Bus(Protocol):
+    async def start(self) -> None: ...
+
+    async def publish(self, event_type: str, body: bytes, message_id: str) -> None:
+        """Returns once the broker has confirmed the message as stored; raises otherwise."""
+
+    async def subscribe(self, consumer: str, event_types: list[str], handler: Handler) -> None:
+        """Binds the durable queue `consumer` to event_types and starts consuming."""
+
+    async def dead_letters(self, consumer: str) -> list[bytes]:
+        """Bodies parked in the consumer's dead-letter queue (for operators and tests)."""
+
+    async def close(self) -> None: ...
+
+
+class InProcessBus:
+    """The embedded bus: per-consumer asyncio queues with the same retry and dead-letter rules."""
+
+    def __init__(self, retry_delay: float = 0.05):
+        self._bindings: dict[str, list[str]] = collections.defaultdict(list)  # event type -> consumers
+        self._queues: dict[str, asyncio.Queue] = {}
+        self._dlq: dict[str, list[bytes]] = collections.defaultdict(list)
+        self._tasks: list[asyncio.Task] = []
+        self._retry_delay = retry_delay
+
+    async def start(self) -> None:
+        pass
+
+    async def publish(self, event_type: str, body: bytes, message_id: str) -> None:
+        for consumer in self._bindings.get(event_type, ()):
+            self._queues[consumer].put_nowait((body, 1))
+
+    async def subscribe(self, consumer: str, event_types: list[str], handler: Handler) -> None:
+        if consumer in self._queues:
+            raise ValueError(f"consumer {consumer} already subscribed")
+        self._queues[consumer] = asyncio.Queue()
+        for t in event_types:
+            self._bindings[t].append(consumer)
+        self._tasks.append(asyncio.create_task(self._consume(consumer, handler), name=f"consume:{consumer}"))
+
+    async def _consume(self, consumer: str, handler: Handler) -> None:
+        queue = self._queues[consumer]
+        while True:
+            body, attempt = await queue.get()
+            try:
+                await handler(body)
+            except Exception:
+                log.exception("consumer %s failed (attempt %d)", consumer, attempt)
+                if attempt >= MAX_DELIVERIES:
+                    self._dlq[consumer].append(body)
+                else:
+                    await asyncio.sleep(self._retry_delay * attempt)
+                    queue.put_nowait((body, attempt + 1))
+
+    async def dead_letters(self, consumer: str) -> list[bytes]:
+        return list(self._dlq[consumer])
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()

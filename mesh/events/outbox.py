@@ -1,0 +1,131 @@
+"""Transactional outbox: events are rows written in the same transaction as the state change,
+and a relay publishes them with broker confirms before marking them sent."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from google.protobuf import any_pb2, timestamp_pb2
+from google.protobuf.message import Message
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from mesh.events.bus import Bus
+from mesh.sql import Database, UtcDateTime, utcnow
+from petplatform.common.v1 import event_pb2
+
+log = logging.getLogger(__name__)
+
+# Every service's schema has these two tables (created by its own migrations).
+event_tables = sa.MetaData()
+outbox = sa.Table(
+    "outbox", event_tables,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Column("publish_time", UtcDateTime, nullable=True),
+    sa.Index("ix_outbox_pending", "publish_time", "id"),
+)
+inbox = sa.Table(
+    "inbox", event_tables,
+    sa.Column("consumer", sa.String(100), primary_key=True),
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column("process_time", UtcDateTime, nullable=False),
+)
+
+_relays: set[Relay] = set()
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_relays(session: Session) -> None:
+    if session.info.pop("outbox_dirty", False):
+        for relay in _relays:
+            relay.wake()
+
+
+async def emit(session: AsyncSession, event_type: str, payload: Message, *, source: str,
+               traceparent: str = "") -> str:
+    """Adds an event to the outbox of the session's transaction; returns the event id."""
+    now = utcnow()
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(now)
+    packed = any_pb2.Any()
+    packed.Pack(payload)
+    event_id = str(uuid.uuid4())
+    envelope = event_pb2.EventEnvelope(id=event_id, type=event_type, time=ts, source=source,
+                                       traceparent=traceparent, payload=packed)
+    await session.execute(outbox.insert().values(
+        event_id=event_id, event_type=event_type, body=envelope.SerializeToString(), create_time=now))
+    session.sync_session.info["outbox_dirty"] = True
+    return event_id
+
+
+class Relay:
+    """Publishes a service's pending outbox rows, oldest first, and marks them once confirmed."""
+
+    def __init__(self, db: Database, bus: Bus, *, poll_seconds: float = 0.5, batch: int = 100):
+        self._db = db
+        self._bus = bus
+        self._poll = poll_seconds
+        self._batch = batch
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def start(self) -> None:
+        _relays.add(self)
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        _relays.discard(self)
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                sent = await self.drain_once()
+                failures = 0
+                if sent:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                log.warning("outbox relay: publish failed, retrying", exc_info=True)
+                await asyncio.sleep(min(5.0, 0.1 * 2 ** failures))
+                continue
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self._poll)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+
+    async def drain_once(self) -> int:
+        """Publishes one batch; returns how many were sent. Rows stay pending if any publish fails."""
+        async with self._db.transaction() as s:
+            # SKIP LOCKED lets several replicas relay one outbox without publishing a row twice.
+            rows = (await s.execute(
+                sa.select(outbox.c.id, outbox.c.event_id, outbox.c.event_type, outbox.c.body)
+                .where(outbox.c.publish_time.is_(None)).order_by(outbox.c.id).limit(self._batch)
+                .with_for_update(skip_locked=True))).all()
+            if not rows:
+                return 0
+            results = await asyncio.gather(
+                *(self._bus.publish(r.event_type, r.body, r.event_id) for r in rows), return_exceptions=True)
+            done = [r.id for r, res in zip(rows, results) if not isinstance(res, BaseException)]
+            if done:
+                await s.execute(outbox.update().where(outbox.c.id.in_(done)).values(publish_time=utcnow()))
+            failed = next((res for res in results if isinstance(res, BaseException)), None)
+        if failed is not None:
+            raise failed
+        return len(done)

@@ -1,0 +1,198 @@
+"""The one server interceptor: request id, logging, metrics, authentication, per-method
+authorization from the contract, REQUIRED fields, and errors as google.rpc.Status."""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+from google.api import field_behavior_pb2
+from google.protobuf import descriptor, descriptor_pool
+from google.protobuf.message import DecodeError, Message
+import grpc
+from grpc_status import rpc_status
+from prometheus_client import Counter, Histogram
+import structlog
+
+from mesh import errors, principal
+from mesh.principal import Principal, TokenVerifier
+from petplatform.common.v1 import access_pb2
+
+log = structlog.get_logger("rpc")
+
+RPCS = Counter("petplatform_rpc_total", "RPCs handled", ["method", "code"])
+LATENCY = Histogram("petplatform_rpc_seconds", "RPC latency", ["method"])
+
+# Infrastructure services every server carries; they are public by nature.
+PUBLIC_SERVICES = ("grpc.health.v1.", "grpc.reflection.")
+
+
+def method_access(full_method: str) -> int:
+    """Access level declared in the contract for '/pkg.Service/Method'."""
+    service_name, method_name = full_method.lstrip("/").rsplit("/", 1)
+    if service_name.startswith(PUBLIC_SERVICES):
+        return access_pb2.ACCESS_PUBLIC
+    service = descriptor_pool.Default().FindServiceByName(service_name)
+    options = service.methods_by_name[method_name].GetOptions()
+    level = options.Extensions[access_pb2.access]
+    if level == access_pb2.ACCESS_UNSPECIFIED:
+        raise ValueError(f"{full_method} declares no (petplatform.common.v1.access)")
+    return level
+
+
+def missing_required(msg: Message) -> list[tuple[str, str]]:
+    """Top-level request fields marked REQUIRED in the contract that the request leaves empty."""
+    out = []
+    for f in msg.DESCRIPTOR.fields:
+        if field_behavior_pb2.REQUIRED not in f.GetOptions().Extensions[field_behavior_pb2.field_behavior]:
+            continue
+        if f.is_repeated:
+            present = len(getattr(msg, f.name)) > 0
+        elif f.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
+            present = msg.HasField(f.name)
+        else:
+            present = bool(getattr(msg, f.name))
+        if not present:
+            out.append((f.name, "required"))
+    return out
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, verifier: TokenVerifier):
+        self._verifier = verifier
+        self._access: dict[str, int] = {}
+
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method = details.method
+        if method not in self._access:
+            self._access[method] = method_access(method)
+        access = self._access[method]
+        deserialize = handler.request_deserializer or (lambda b: b)
+
+        async def prologue(context) -> tuple[str, float]:
+            md = _metadata(context)
+            request_id = md.get("x-request-id") or uuid.uuid4().hex
+            structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
+            await context.send_initial_metadata((("x-request-id", request_id),))
+            p = await self._authenticate(md, access)
+            principal.bind(p)
+            if p:
+                structlog.contextvars.bind_contextvars(user_id=p.user_id)
+            return request_id, time.perf_counter()
+
+        def parse(raw: bytes):
+            try:
+                msg = deserialize(raw)
+            except DecodeError:
+                raise errors.invalid_argument(("request", "not a valid protobuf message"), reason="MALFORMED_REQUEST") from None
+            if isinstance(msg, Message):
+                missing = missing_required(msg)
+                if missing:
+                    raise errors.invalid_argument(*missing, reason="MISSING_FIELD")
+            return msg
+
+        async def fail(context, exc: BaseException) -> None:
+            if isinstance(exc, errors.ApiError):
+                err = exc
+                log.info("rpc rejected", code=err.code.name, reason=err.reason, message=err.message)
+            else:
+                err = errors.internal()
+                log.error("rpc failed", exc_info=exc)
+            status = rpc_status.to_status(err.to_status())
+            RPCS.labels(method, status.code.name).inc()
+            await context.abort(status.code, status.details, status.trailing_metadata)
+
+        def done(start: float, code: str = "OK") -> None:
+            LATENCY.labels(method).observe(time.perf_counter() - start)
+            RPCS.labels(method, code).inc()
+
+        async def requests(raw_iter) -> AsyncIterator:
+            async for raw in raw_iter:
+                yield parse(raw)
+
+        if handler.unary_unary:
+            async def unary_unary(raw, context):
+                start = time.perf_counter()
+                try:
+                    _, start = await prologue(context)
+                    response = await handler.unary_unary(parse(raw), context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as e:  # every failure becomes a status
+                    LATENCY.labels(method).observe(time.perf_counter() - start)
+                    await fail(context, e)
+                done(start)
+                return response
+            return grpc.unary_unary_rpc_method_handler(unary_unary, None, handler.response_serializer)
+
+        if handler.unary_stream:
+            async def unary_stream(raw, context):
+                start = time.perf_counter()
+                try:
+                    _, start = await prologue(context)
+                    async for item in handler.unary_stream(parse(raw), context):
+                        yield item
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as e:
+                    await fail(context, e)
+                done(start)
+            return grpc.unary_stream_rpc_method_handler(unary_stream, None, handler.response_serializer)
+
+        if handler.stream_unary:
+            async def stream_unary(raw_iter, context):
+                start = time.perf_counter()
+                try:
+                    _, start = await prologue(context)
+                    response = await handler.stream_unary(requests(raw_iter), context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as e:
+                    await fail(context, e)
+                done(start)
+                return response
+            return grpc.stream_unary_rpc_method_handler(stream_unary, None, handler.response_serializer)
+
+        async def stream_stream(raw_iter, context):
+            start = time.perf_counter()
+            try:
+                _, start = await prologue(context)
+                async for item in handler.stream_stream(requests(raw_iter), context):
+                    yield item
+            except grpc.aio.AbortError:
+                raise
+            except Exception as e:
+                await fail(context, e)
+            done(start)
+        return grpc.stream_stream_rpc_method_handler(stream_stream, None, handler.response_serializer)
+
+    async def _authenticate(self, md: dict[str, str], access: int) -> Principal | None:
+        header = md.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        p = None
+        if header:
+            if scheme.lower() != "bearer" or not token:
+                if access != access_pb2.ACCESS_PUBLIC:
+                    raise errors.unauthenticated("authorization must be 'Bearer <token>'", "TOKEN_INVALID")
+            else:
+                try:
+                    p = await self._verifier.verify(token.strip())
+                except errors.ApiError:
+                    # Public methods work for anyone: a stale token must not lock a caller out of Login.
+                    if access != access_pb2.ACCESS_PUBLIC:
+                        raise
+        if access == access_pb2.ACCESS_PUBLIC:
+            return p
+        if p is None:
+            raise errors.unauthenticated("this method needs 'authorization: Bearer <access token>'", "TOKEN_MISSING")
+        if access == access_pb2.ACCESS_ADMIN and not p.is_admin:
+            raise errors.permission_denied("admins only", "ADMIN_ONLY")
+        return p

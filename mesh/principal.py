@@ -1,0 +1,109 @@
+"""Who is calling: verified from the Bearer JWT by the server interceptor, read by servicers."""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import jwt
+
+from mesh import errors
+from mesh.cache import Cache
+
+log = logging.getLogger(__name__)
+
+ROLE_ADMIN = "admin"
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    user_id: str
+    role: str
+    session_id: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ROLE_ADMIN
+
+    @property
+    def resource_name(self) -> str:
+        return f"users/{self.user_id}"
+
+
+_current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
+
+
+def current() -> Principal | None:
+    return _current.get()
+
+
+def require() -> Principal:
+    p = _current.get()
+    if p is None:
+        raise errors.unauthenticated()
+    return p
+
+
+def bind(p: Principal | None) -> contextvars.Token:
+    return _current.set(p)
+
+
+def revoked_session_key(session_id: str) -> str:
+    return f"revoked-session:{session_id}"
+
+
+JwksSource = Callable[[], Awaitable[list[dict]]]
+
+
+class TokenVerifier:
+    """Verifies ES256 access tokens against the auth service's JWKS.
+
+    Keys are cached; an unknown kid triggers one refetch (at most every `min_refetch` seconds)
+    so a key rotation is picked up without restarts and forged kids can't cause a fetch storm.
+    """
+
+    def __init__(self, jwks: JwksSource, cache: Cache, *, issuer: str, ttl: float = 300, min_refetch: float = 10):
+        self._source = jwks
+        self._cache = cache
+        self._issuer = issuer
+        self._ttl = ttl
+        self._min_refetch = min_refetch
+        self._keys: dict[str, object] = {}
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def _key(self, kid: str):
+        fresh = time.monotonic() - self._fetched_at < self._ttl
+        if kid not in self._keys or not fresh:
+            async with self._lock:
+                stale = time.monotonic() - self._fetched_at >= self._min_refetch
+                if (kid not in self._keys and stale) or time.monotonic() - self._fetched_at >= self._ttl:
+                    jwks = await self._source()
+                    self._keys = {k["kid"]: jwt.PyJWK.from_json(json.dumps(k)).key for k in jwks}
+                    self._fetched_at = time.monotonic()
+        return self._keys.get(kid)
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise errors.unauthenticated("malformed access token", "TOKEN_INVALID") from None
+        if header.get("alg") != "ES256":
+            raise errors.unauthenticated("unsupported token algorithm", "TOKEN_INVALID")
+        key = await self._key(str(header.get("kid", "")))
+        if key is None:
+            raise errors.unauthenticated("access token signed by an unknown key", "TOKEN_INVALID")
+        try:
+            claims = jwt.decode(token, key, algorithms=["ES256"], issuer=self._issuer, leeway=10,
+                                options={"require": ["exp", "iat", "sub", "sid", "iss"]})
+        except jwt.ExpiredSignatureError:
+            raise errors.unauthenticated("access token expired", "TOKEN_EXPIRED") from None
+        except jwt.PyJWTError:
+            raise errors.unauthenticated("invalid access token", "TOKEN_INVALID") from None
+        if await self._cache.get(revoked_session_key(claims["sid"])) is not None:
+            raise errors.unauthenticated("session revoked", "SESSION_REVOKED")
+        return Principal(user_id=claims["sub"], role=claims.get("role", "user"), session_id=claims["sid"])

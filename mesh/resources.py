@@ -1,0 +1,112 @@
+"""AIP helpers shared by the services: resource names, page tokens, field masks, ids, timestamps."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import re
+import uuid
+
+from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf.message import Message
+
+from mesh import errors
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def parse_name(name: str, pattern: str, field: str = "name") -> list[str]:
+    """Ids in `name` for a pattern like 'pets/{}/photos/{}'; INVALID_ARGUMENT when it does not match."""
+    parts = name.split("/")
+    pat = pattern.split("/")
+    if len(parts) != len(pat):
+        raise errors.invalid_argument((field, f"must look like {pattern.replace('{}', '{id}')}"))
+    ids = []
+    for got, want in zip(parts, pat):
+        if want == "{}":
+            if not _ID.match(got):
+                raise errors.invalid_argument((field, f"{got!r} is not a valid id in {name!r}"))
+            ids.append(got)
+        elif got != want:
+            raise errors.invalid_argument((field, f"must look like {pattern.replace('{}', '{id}')}"))
+    return ids
+
+
+def page_size(value: int, field: str = "page_size") -> int:
+    if value < 0:
+        raise errors.invalid_argument((field, "must not be negative"))
+    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _fingerprint(query: Message | None) -> str:
+    if query is None:
+        return ""
+    q = query.__class__()
+    q.CopyFrom(query)
+    for f in ("page_token", "page_size"):
+        if f in q.DESCRIPTOR.fields_by_name:
+            q.ClearField(f)
+    return hashlib.sha256(q.SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
+def encode_page_token(position: list, query: Message | None = None) -> str:
+    """Opaque token of a keyset position, tied to the request's filters."""
+    raw = json.dumps({"p": position, "q": _fingerprint(query)}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, query: Message | None = None) -> list | None:
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        position, fingerprint = data["p"], data["q"]
+        if not isinstance(position, list):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise errors.invalid_argument(("page_token", "malformed page token")) from None
+    if fingerprint != _fingerprint(query):
+        raise errors.invalid_argument(("page_token", "the request's filters changed since this token was issued"))
+    return position
+
+
+def check_mask(mask: field_mask_pb2.FieldMask, allowed: set[str], field: str = "update_mask") -> set[str]:
+    """The paths of an update mask; `*` means all of `allowed`. Unknown paths are INVALID_ARGUMENT."""
+    paths = set(mask.paths)
+    if not paths:
+        raise errors.invalid_argument((field, "must name at least one field"))
+    if "*" in paths:
+        if len(paths) > 1:
+            raise errors.invalid_argument((field, "'*' cannot be combined with other paths"))
+        return set(allowed)
+    unknown = sorted(p for p in paths if p not in allowed)
+    if unknown:
+        raise errors.invalid_argument(
+            *((f"{field}.paths", f"{p!r} cannot be updated; updatable: {', '.join(sorted(allowed))}") for p in unknown))
+    return paths
+
+
+def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def check_text(violations: list, field: str, value: str, *, max_len: int, min_len: int = 0) -> None:
+    """Appends a violation when `value` is outside the length bounds or holds control characters."""
+    if len(value.strip()) < min_len:
+        violations.append((field, "required" if min_len == 1 else f"must have at least {min_len} characters"))
+    elif len(value) > max_len:
+        violations.append((field, f"must have at most {max_len} characters"))
+    elif any(ord(c) < 32 and c not in "\n\t\r" for c in value):
+        violations.append((field, "must not contain control characters"))

@@ -1,0 +1,122 @@
+"""The relational port: one async SQLAlchemy engine per service, SQLite (embedded) or PostgreSQL (real).
+
+Each service owns a schema: in PostgreSQL the models' schema-less tables are mapped onto
+`<prefix><service>` with schema_translate_map; in SQLite each service gets its own file.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+
+class UtcDateTime(sa.types.TypeDecorator):
+    """Timezone-aware UTC datetimes on both backends (SQLite drops the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime")
+            value = value.astimezone(dt.timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Database:
+    def __init__(self, url: str, schema: str | None):
+        self.url = url
+        self.schema = schema  # None on SQLite
+        kwargs: dict = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        engine = create_async_engine(url, **kwargs)
+        if schema:
+            engine = engine.execution_options(schema_translate_map={None: schema})
+        if url.startswith("sqlite"):
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        self.engine: AsyncEngine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction: committed on success, rolled back on any exception."""
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    async def migrate(self, migrations: Path) -> None:
+        """Brings the service's schema to the newest Alembic revision."""
+        async with self.engine.begin() as conn:
+            if self.schema:
+                await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+            await conn.run_sync(_upgrade, migrations, self.schema)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets readers run beside the writer; busy_timeout waits out the write lock.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _upgrade(sync_conn, migrations: Path, schema: str | None) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations))
+    cfg.attributes["connection"] = sync_conn
+    cfg.attributes["version_table_schema"] = schema
+    command.upgrade(cfg, "head")
+
+
+def run_migrations_online(target_metadata: sa.MetaData) -> None:
+    """Body of every service's migrations/env.py: runs on the connection Database.migrate passes."""
+    from alembic import context
+
+    connection = context.config.attributes["connection"]
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table_schema=context.config.attributes.get("version_table_schema"),
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def database_url(data_dir: Path, url: str | None, service: str, schema_prefix: str = "") -> tuple[str, str | None]:
+    """(url, schema) of a service's database."""
+    if url:
+        return url, None if url.startswith("sqlite") else f"{schema_prefix}{service}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{(data_dir / f'{service}.sqlite3').resolve()}", None

@@ -1,0 +1,80 @@
+"""Demo data for `make up`: a few users and 60 pets with photos and locations, loaded through the
+public gRPC API once per data dir (a marker file remembers it)."""
+from __future__ import annotations
+
+import io
+import logging
+import random
+from pathlib import Path
+
+import grpc
+from google.type import date_pb2, latlng_pb2
+from PIL import Image, ImageDraw
+
+from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
+from petplatform.common.v1 import animal_pb2
+from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+PASSWORD = "demo-password-1"
+USERS = [("alice@demo.petplatform.local", "Alice (shelter)"), ("bob@demo.petplatform.local", "Bob"),
+         ("chiara@demo.petplatform.local", "Chiara"), ("admin@demo.petplatform.local", "Admin")]
+BREEDS = {
+    animal_pb2.SPECIES_DOG: ["Shiba Inu", "Labrador Retriever", "Beagle", "Border Collie", "Mixed"],
+    animal_pb2.SPECIES_CAT: ["Domestic Shorthair", "Maine Coon", "Siamese", "Ragdoll"],
+    animal_pb2.SPECIES_RABBIT: ["Holland Lop", "Netherland Dwarf"],
+    animal_pb2.SPECIES_BIRD: ["Budgerigar", "Cockatiel"],
+    animal_pb2.SPECIES_HAMSTER: ["Syrian", "Dwarf"],
+}
+NAMES = ["Mochi", "Kuro", "Sora", "Hana", "Taro", "Luna", "Max", "Bella", "Coco", "Momo", "Rex", "Nala", "Leo",
+         "Yuki", "Pochi", "Milo", "Kiki", "Sunny", "Ume", "Biscuit"]
+CITIES = [(35.6812, 139.7671), (34.6937, 135.5023), (13.7563, 100.5018), (43.0618, 141.3545)]  # Tokyo, Osaka...
+
+
+def photo(seed: int) -> bytes:
+    rnd = random.Random(seed)
+    img = Image.new("RGB", (320, 240), tuple(rnd.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((100, 60, 220, 180), fill=tuple(rnd.randrange(256) for _ in range(3)))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=80)
+    return buf.getvalue()
+
+
+async def load_demo_data(address: str, data_dir: Path) -> None:
+    marker = data_dir / "demo-data-loaded"
+    if marker.exists():
+        return
+    rnd = random.Random(7)
+    async with grpc.aio.insecure_channel(address) as ch:
+        auth = auth_pb2_grpc.AuthServiceStub(ch)
+        pets = pet_pb2_grpc.PetServiceStub(ch)
+        owners = []
+        for email, name in USERS:
+            try:
+                await auth.Register(auth_pb2.RegisterRequest(email=email, password=PASSWORD, display_name=name))
+            except grpc.aio.AioRpcError as e:
+                if e.code() != grpc.StatusCode.ALREADY_EXISTS:
+                    raise
+            tokens = await auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
+            owners.append((("authorization", f"Bearer {tokens.access_token}"),))
+        for i in range(60):
+            species = rnd.choice(list(BREEDS))
+            lat, lng = rnd.choice(CITIES)
+            pet = pet_pb2.Pet(
+                display_name=f"{rnd.choice(NAMES)} {i + 1}", species=species, breed=rnd.choice(BREEDS[species]),
+                sex=rnd.choice([pet_pb2.Pet.SEX_MALE, pet_pb2.Pet.SEX_FEMALE]),
+                size=rnd.choice([animal_pb2.PET_SIZE_SMALL, animal_pb2.PET_SIZE_MEDIUM, animal_pb2.PET_SIZE_LARGE]),
+                birth_date=date_pb2.Date(year=rnd.randint(2014, 2025), month=rnd.randint(1, 12), day=rnd.randint(1, 28)),
+                description="Friendly, vaccinated and looking for a loving home.",
+                location=latlng_pb2.LatLng(latitude=lat + rnd.uniform(-0.2, 0.2), longitude=lng + rnd.uniform(-0.2, 0.2)),
+                good_with_children=rnd.random() < 0.6, good_with_dogs=rnd.random() < 0.5,
+                good_with_cats=rnd.random() < 0.4)
+            md = owners[i % 3]
+            created = (await pets.CreatePet(pet_pb2.CreatePetRequest(pet=pet, request_id=f"demo-{i}"), metadata=md)).pet
+            if not created.photos:
+                await pets.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=created.name, content=photo(i)),
+                                          metadata=md)
+    marker.write_text("ok\n")
+    log.info("demo data loaded: %d users (password %r), 60 pets", len(USERS), PASSWORD)

@@ -1,0 +1,96 @@
+"""`make bench`: requests/s and latency of GetPet and ListPets on the embedded and real profiles,
+next to grpc.health.v1 Check on the same server (the floor: gRPC + interceptor, no service work)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from google.type import latlng_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from petplatform.common.v1 import animal_pb2
+from petplatform.pet.v1 import pet_pb2
+from tests.conftest import Api, SmtpSink, embedded_settings, real_settings, start_platform, drop_real_state
+
+DURATION = float(os.environ.get("BENCH_SECONDS", "5"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))
+
+
+async def measure(call, duration: float = DURATION, concurrency: int = CONCURRENCY) -> dict:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + duration
+
+    async def worker():
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    q = statistics.quantiles(latencies, n=100)
+    return {"rps": len(latencies) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "n": len(latencies)}
+
+
+async def bench_profile(label: str, settings) -> list[tuple]:
+    platform = await start_platform(settings)
+    api = Api(platform, None)
+    try:
+        s = await api.signup("Bench")
+        names = []
+        for i in range(200):
+            pet = pet_pb2.Pet(display_name=f"Pet {i}", species=[animal_pb2.SPECIES_DOG, animal_pb2.SPECIES_CAT][i % 2],
+                              breed="Mixed", location=latlng_pb2.LatLng(latitude=35 + i / 1000, longitude=139.7))
+            names.append((await api.pet.CreatePet(pet_pb2.CreatePetRequest(pet=pet), metadata=s.md)).pet.name)
+        health = health_pb2_grpc.HealthStub(api.channel)
+        i = 0
+
+        async def get_pet():
+            nonlocal i
+            i += 1
+            await api.pet.GetPet(pet_pb2.GetPetRequest(name=names[i % len(names)]))
+
+        cases = [
+            ("health Check (floor)", lambda: health.Check(health_pb2.HealthCheckRequest())),
+            ("GetPet", get_pet),
+            ("ListPets page 20", lambda: api.pet.ListPets(pet_pb2.ListPetsRequest(page_size=20))),
+            ("ListPets dogs near, by distance", lambda: api.pet.ListPets(pet_pb2.ListPetsRequest(
+                page_size=20, species=[animal_pb2.SPECIES_DOG], near=latlng_pb2.LatLng(latitude=35.05, longitude=139.7),
+                radius_km=50, order_by="distance"))),
+        ]
+        return [(label, name, await measure(call)) for name, call in cases]
+    finally:
+        await api.channel.close()
+        await platform.stop(grace=1)
+
+
+async def main() -> None:
+    sink = SmtpSink()
+    sink.start()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += await bench_profile("embedded", embedded_settings(Path(tmp) / "e", sink))
+        from moto.server import ThreadedMotoServer
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        moto.start()
+        host, port = moto.get_host_and_port()
+        settings = real_settings(Path(tmp) / "r", sink, f"{host}:{port}")
+        try:
+            rows += await bench_profile("real", settings)
+        finally:
+            await drop_real_state(settings, ["auth.verification", "auth.mailer", "user.profiles"])
+            moto.stop()
+    sink.controller.stop()
+    print(f"\n{DURATION:.0f}s per case, {CONCURRENCY} concurrent callers, one client process, 2 cores\n")
+    print(f"{'profile':<9} {'call':<34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for label, name, m in rows:
+        print(f"{label:<9} {name:<34} {m['rps']:>8.0f} {m['p50']:>8.2f} {m['p99']:>8.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,190 @@
+"""Shared fixtures: an in-process platform (embedded or real profile), a local SMTP sink, a local S3."""
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import re
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from mesh.config import load_settings
+from mesh.server import Platform
+from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
+from petplatform.pet.v1 import pet_pb2_grpc
+from petplatform.user.v1 import user_pb2_grpc
+
+POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+PASSWORD = "correct horse battery staple"
+
+
+class SmtpSink:
+    """A local SMTP server (aiosmtpd) that keeps what it receives."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+        self.messages: list[email.message.EmailMessage] = []
+        with socket.socket() as probe:  # aiosmtpd needs a concrete port to check it started
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+    def start(self) -> None:
+        self.controller.start()
+
+    async def wait_for(self, to: str, timeout: float = 10.0) -> email.message.EmailMessage:
+        for _ in range(int(timeout / 0.05)):
+            for m in self.messages:
+                if to in m["To"]:
+                    return m
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no email to {to} within {timeout}s")
+
+    async def verification_token(self, to: str) -> str:
+        body = (await self.wait_for(to)).get_body(("plain",)).get_content()
+        return re.search(r"token=([A-Za-z0-9_\-]+)", body).group(1)
+
+
+@pytest.fixture(scope="session")
+def smtp_sink():
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.controller.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server: the local stand-in for MinIO."""
+    from moto.server import ThreadedMotoServer
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"{host}:{port}"
+    server.stop()
+
+
+def embedded_settings(tmp_path, smtp_sink, **overrides):
+    return load_settings(data_dir=tmp_path, grpc_port=0, smtp_host="127.0.0.1", smtp_port=smtp_sink.port,
+                         log_json=False, outbox_poll_seconds=0.2, **overrides)
+
+
+def real_settings(tmp_path, smtp_sink, s3_endpoint, **overrides):
+    return embedded_settings(
+        tmp_path, smtp_sink, profile="real", database_url=POSTGRES_URL, amqp_url=AMQP_URL, redis_url=REDIS_URL,
+        s3_endpoint=s3_endpoint, s3_secure=False, s3_access_key="test", s3_secret_key="test",
+        schema_prefix=f"t{uuid.uuid4().hex[:10]}_", **overrides)
+
+
+async def drop_real_state(settings, consumers: list[str]) -> None:
+    """Removes a test run's PostgreSQL schemas and RabbitMQ queues."""
+    engine = create_async_engine(POSTGRES_URL)
+    async with engine.begin() as conn:
+        schemas = (await conn.execute(sa.text(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"), {"p": settings.schema_prefix + "%"})).scalars()
+        for s in list(schemas):
+            await conn.execute(sa.text(f'DROP SCHEMA "{s}" CASCADE'))
+    await engine.dispose()
+    import aio_pika
+    conn = await aio_pika.connect(AMQP_URL)
+    async with conn:
+        ch = await conn.channel()
+        for c in consumers:
+            for q in (f"{settings.schema_prefix}{c}", f"{settings.schema_prefix}{c}.dlq"):
+                await ch.queue_delete(q)
+
+
+
+@dataclass
+class Session:
+    user_id: str
+    email: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def name(self) -> str:
+        return f"users/{self.user_id}"
+
+    @property
+    def md(self) -> tuple:
+        return (("authorization", f"Bearer {self.access_token}"),)
+
+
+@dataclass
+class Api:
+    """Stubs of every public service over one channel to the platform under test."""
+
+    platform: Platform
+    smtp: SmtpSink
+    channel: grpc.aio.Channel = field(init=False)
+
+    def __post_init__(self):
+        self.channel = grpc.aio.insecure_channel(self.platform.address)
+        self.auth = auth_pb2_grpc.AuthServiceStub(self.channel)
+        self.user = user_pb2_grpc.UserServiceStub(self.channel)
+        self.pet = pet_pb2_grpc.PetServiceStub(self.channel)
+
+    async def signup(self, name: str = "Test User", email_addr: str | None = None) -> Session:
+        email_addr = email_addr or f"u{uuid.uuid4().hex[:12]}@example.com"
+        account = (await self.auth.Register(auth_pb2.RegisterRequest(
+            email=email_addr, password=PASSWORD, display_name=name))).account
+        tokens = await self.auth.Login(auth_pb2.LoginRequest(email=email_addr, password=PASSWORD))
+        return Session(account.name.split("/")[1], email_addr, tokens.access_token, tokens.refresh_token)
+
+
+async def start_platform(settings) -> Platform:
+    platform = Platform(settings, "all", 0)
+    await platform.migrate()
+    await platform.start()
+    return platform
+
+
+@pytest.fixture(scope="module")
+async def api(tmp_path_factory, smtp_sink):
+    """The whole platform, embedded profile, one per test module."""
+    platform = await start_platform(embedded_settings(tmp_path_factory.mktemp("data"), smtp_sink))
+    client = Api(platform, smtp_sink)
+    yield client
+    await client.channel.close()
+    await platform.stop(grace=1)
+
+
+@pytest.fixture(scope="module")
+async def real_api(tmp_path_factory, smtp_sink, s3_endpoint):
+    """The whole platform on the real PostgreSQL, RabbitMQ and Redis (they must be running)."""
+    settings = real_settings(tmp_path_factory.mktemp("data"), smtp_sink, s3_endpoint)
+    platform = await start_platform(settings)
+    client = Api(platform, smtp_sink)
+    yield client
+    await client.channel.close()
+    consumers = list(getattr(platform.rt.bus, "consumers", []))
+    await platform.stop(grace=1)
+    await drop_real_state(settings, consumers)
+
+
+def status_of(err: grpc.aio.AioRpcError):
+    """The google.rpc.Status a server attached to an error."""
+    from grpc_status import rpc_status
+    return rpc_status.from_call(err)
+
+
+def error_reason(err: grpc.aio.AioRpcError) -> str:
+    from google.rpc import error_details_pb2
+    for d in status_of(err).details:
+        info = error_details_pb2.ErrorInfo()
+        if d.Unpack(info):
+            return info.reason
+    return ""

@@ -1,0 +1,317 @@
+"""AuthService through its public gRPC API on an in-process server."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from google.rpc import error_details_pb2
+import grpc
+import jwt
+import pytest
+import sqlalchemy as sa
+
+from petplatform.auth.v1 import auth_pb2
+from services.auth.store import accounts, refresh_tokens, verification_tokens
+from tests.conftest import PASSWORD, Api, embedded_settings, error_reason, start_platform, status_of
+
+
+def auth_module(api: Api):
+    return next(m for m in api.platform.modules if m.name == "auth")
+
+
+def new_email() -> str:
+    return f"a{uuid.uuid4().hex[:12]}@example.com"
+
+
+async def expect(code: grpc.StatusCode, call, reason: str | None = None) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await call
+    assert e.value.code() == code, e.value.details()
+    if reason:
+        assert error_reason(e.value) == reason
+    return e.value
+
+
+def violations(err) -> dict[str, str]:
+    out = {}
+    for d in status_of(err).details:
+        br = error_details_pb2.BadRequest()
+        if d.Unpack(br):
+            out.update({v.field: v.description for v in br.field_violations})
+    return out
+
+
+async def test_register_normalises_email_and_hashes_with_bcrypt_12(api: Api):
+    local = uuid.uuid4().hex[:10]
+    resp = await api.auth.Register(auth_pb2.RegisterRequest(
+        email=f"  {local}@Example.COM ", password=PASSWORD, display_name=" Mia "))
+    assert resp.account.email == f"{local}@example.com"
+    assert resp.account.display_name == "Mia"
+    assert not resp.account.email_verified and resp.account.role == auth_pb2.ROLE_USER
+    async with auth_module(api).db.transaction() as s:
+        stored = await s.scalar(sa.select(accounts.c.password_hash).where(accounts.c.email == f"{local}@example.com"))
+    assert stored.startswith("$2b$12$") and PASSWORD not in stored
+    err = await expect(grpc.StatusCode.ALREADY_EXISTS, api.auth.Register(auth_pb2.RegisterRequest(
+        email=f"{local.upper()}@example.com", password=PASSWORD, display_name="Other")))
+    assert "already exists" in err.details()
+
+
+@pytest.mark.parametrize("password, problem", [
+    ("short12", "at least 8"),
+    ("x" * 60 + "y" * 69, "at most 128"),
+    ("password1", "too common"),
+    ("qwertyuiop", "too common"),
+    ("aaaaaaaaaaaa", "too common"),
+])
+async def test_password_rules(api: Api, password, problem):
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.auth.Register(auth_pb2.RegisterRequest(
+        email=new_email(), password=password, display_name="P")))
+    assert problem in violations(err)["password"]
+
+
+async def test_no_composition_rules_and_long_passwords_count_whole(api: Api):
+    # All lower case letters is fine (NIST: no composition rules); 128 characters are all significant.
+    email = new_email()
+    long_pw = "tangerine kayak " * 8
+    await api.auth.Register(auth_pb2.RegisterRequest(email=email, password=long_pw, display_name="Long"))
+    await api.auth.Login(auth_pb2.LoginRequest(email=email, password=long_pw))
+    await expect(grpc.StatusCode.UNAUTHENTICATED,
+                 api.auth.Login(auth_pb2.LoginRequest(email=email, password=long_pw[:-1] + "X")))
+
+
+async def test_password_equal_to_email_is_refused(api: Api):
+    email = new_email()
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.auth.Register(auth_pb2.RegisterRequest(
+        email=email, password=email, display_name="Same")))
+    assert "email or name" in violations(err)["password"]
+
+
+async def test_register_bad_input_names_every_field(api: Api):
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.auth.Register(auth_pb2.RegisterRequest()),
+                       "MISSING_FIELD")
+    assert set(violations(err)) == {"email", "password", "display_name"}
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.auth.Register(auth_pb2.RegisterRequest(
+        email="not-an-email", password=PASSWORD, display_name="x" * 65)))
+    assert set(violations(err)) == {"email", "display_name"}
+
+
+async def test_huge_and_malformed_bodies_are_client_errors(api: Api):
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.auth.Register(auth_pb2.RegisterRequest(
+        email=new_email(), password=PASSWORD, display_name="x" * 1_000_000)))
+    assert "display_name" in violations(err)
+    await expect(grpc.StatusCode.RESOURCE_EXHAUSTED, api.auth.Register(auth_pb2.RegisterRequest(
+        email=new_email(), password=PASSWORD, display_name="x" * 9_000_000)))
+    raw = api.channel.unary_unary("/petplatform.auth.v1.AuthService/Login")
+    await expect(grpc.StatusCode.INVALID_ARGUMENT, raw(b"\x0a\xff\xff\xff\xff"), "MALFORMED_REQUEST")
+    # A field sent with the wrong wire type is not the field: the request is missing it.
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, raw(b"\x08\x01\x12\x03abc"), "MISSING_FIELD")
+    assert "email" in violations(err)
+
+
+async def test_login_issues_es256_jwt_matching_jwks(api: Api):
+    s = await api.signup()
+    jwks = (await api.auth.GetJwks(auth_pb2.GetJwksRequest())).keys
+    assert jwks and jwks[0].alg == "ES256" and jwks[0].crv == "P-256"
+    header = jwt.get_unverified_header(s.access_token)
+    assert header["alg"] == "ES256" and header["kid"] == jwks[0].kid
+    key = jwt.PyJWK({"kty": "EC", "crv": "P-256", "x": jwks[0].x, "y": jwks[0].y}).key
+    claims = jwt.decode(s.access_token, key, algorithms=["ES256"], issuer="petplatform")
+    assert claims["sub"] == s.user_id and claims["exp"] - claims["iat"] == 15 * 60
+    assert "." not in s.refresh_token and len(s.refresh_token) >= 40  # opaque, not a JWT
+
+
+async def test_unknown_email_and_wrong_password_look_the_same(api: Api):
+    s = await api.signup()
+    wrong = await expect(grpc.StatusCode.UNAUTHENTICATED,
+                         api.auth.Login(auth_pb2.LoginRequest(email=s.email, password="not the password")))
+    unknown = await expect(grpc.StatusCode.UNAUTHENTICATED,
+                           api.auth.Login(auth_pb2.LoginRequest(email=new_email(), password="not the password")))
+    assert wrong.details() == unknown.details()
+    assert error_reason(wrong) == error_reason(unknown) == "INVALID_CREDENTIALS"
+
+
+async def test_failures_throttle_the_account_even_with_the_right_password(api: Api):
+    s = await api.signup()
+    for _ in range(5):
+        await expect(grpc.StatusCode.UNAUTHENTICATED,
+                     api.auth.Login(auth_pb2.LoginRequest(email=s.email, password="wrong password!")))
+    err = await expect(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                       api.auth.Login(auth_pb2.LoginRequest(email=s.email, password=PASSWORD)), "LOGIN_THROTTLED")
+    retry = [d for d in status_of(err).details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+    assert retry, "RetryInfo tells the client when to come back"
+
+
+async def test_failures_throttle_the_client_ip(tmp_path, smtp_sink):
+    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, login_max_failures_per_ip=3))
+    api = Api(platform, smtp_sink)
+    try:
+        md = (("x-forwarded-for", "203.0.113.7"),)
+        for _ in range(3):
+            await expect(grpc.StatusCode.UNAUTHENTICATED, api.auth.Login(
+                auth_pb2.LoginRequest(email=new_email(), password="guessing!!"), metadata=md))
+        await expect(grpc.StatusCode.RESOURCE_EXHAUSTED, api.auth.Login(
+            auth_pb2.LoginRequest(email=new_email(), password="guessing!!"), metadata=md), "LOGIN_THROTTLED")
+        # Another address is not affected.
+        await expect(grpc.StatusCode.UNAUTHENTICATED, api.auth.Login(
+            auth_pb2.LoginRequest(email=new_email(), password="guessing!!"),
+            metadata=(("x-forwarded-for", "198.51.100.1"),)))
+    finally:
+        await api.channel.close()
+        await platform.stop(grace=1)
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_family(api: Api):
+    s = await api.signup()
+    first = await api.auth.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=s.refresh_token))
+    assert first.refresh_token != s.refresh_token and first.access_token
+    second = await api.auth.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=first.refresh_token))
+    # Replaying a rotated token (as a thief would) revokes every token of the login...
+    await expect(grpc.StatusCode.UNAUTHENTICATED,
+                 api.auth.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=s.refresh_token)),
+                 "REFRESH_TOKEN_REUSED")
+    await expect(grpc.StatusCode.UNAUTHENTICATED,
+                 api.auth.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=second.refresh_token)),
+                 "REFRESH_TOKEN_INVALID")
+    # ...and its access tokens.
+    await expect(grpc.StatusCode.UNAUTHENTICATED, api.auth.SendVerificationEmail(
+        auth_pb2.SendVerificationEmailRequest(), metadata=(("authorization", f"Bearer {second.access_token}"),)),
+        "SESSION_REVOKED")
+    # Another login of the same user is untouched.
+    other = await api.auth.Login(auth_pb2.LoginRequest(email=s.email, password=PASSWORD))
+    await api.auth.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=other.refresh_token))
+
+
+async def test_concurrent_use_of_one_refresh_token_is_reuse(api: Api):
+    s = await api.signup()
+    results = await asyncio.gather(
+        *(api.auth.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=s.refresh_token)) for _ in range(4)),
+        return_exceptions=True)
+    assert sum(not isinstance(r, Exception) for r in results) <= 1
+
+
+async def test_expired_and_unknown_refresh_tokens(api: Api):
+    s = await api.signup()
+    async with auth_module(api).db.transaction() as tx:
+        await tx.execute(refresh_tokens.update().where(refresh_tokens.c.account_id == s.user_id).values(
+            expire_time=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)))
+    await expect(grpc.StatusCode.UNAUTHENTICATED,
+                 api.auth.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=s.refresh_token)),
+                 "REFRESH_TOKEN_INVALID")
+    await expect(grpc.StatusCode.UNAUTHENTICATED,
+                 api.auth.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token="made-up")), "REFRESH_TOKEN_INVALID")
+
+
+async def test_logout_revokes_refresh_and_access_tokens(api: Api):
+    s = await api.signup()
+    await api.auth.SendVerificationEmail(auth_pb2.SendVerificationEmailRequest(), metadata=s.md)
+    await api.auth.Logout(auth_pb2.LogoutRequest(refresh_token=s.refresh_token))
+    await expect(grpc.StatusCode.UNAUTHENTICATED,
+                 api.auth.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=s.refresh_token)))
+    await expect(grpc.StatusCode.UNAUTHENTICATED,
+                 api.auth.SendVerificationEmail(auth_pb2.SendVerificationEmailRequest(), metadata=s.md),
+                 "SESSION_REVOKED")
+    await api.auth.Logout(auth_pb2.LogoutRequest(refresh_token="unknown"))  # reveals nothing
+
+
+def _sign(claims: dict, key, kid: str, alg: str = "ES256") -> str:
+    now = dt.datetime.now(dt.timezone.utc)
+    base = {"iss": "petplatform", "sub": "0" * 32, "sid": "1" * 32, "role": "admin", "iat": now,
+            "exp": now + dt.timedelta(minutes=5)}
+    return jwt.encode({**base, **claims}, key, algorithm=alg, headers={"kid": kid})
+
+
+@pytest.mark.parametrize("case", ["other-key", "expired", "garbage", "basic", "none-alg", "wrong-issuer", "missing"])
+async def test_forged_expired_and_malformed_tokens(api: Api, case):
+    keys = auth_module(api).keys
+    now = dt.datetime.now(dt.timezone.utc)
+    tokens = {
+        "other-key": ("Bearer " + _sign({}, ec.generate_private_key(ec.SECP256R1()), keys.kid), "TOKEN_INVALID"),
+        "expired": ("Bearer " + _sign({"iat": now - dt.timedelta(hours=1), "exp": now - dt.timedelta(minutes=30)},
+                                      keys.private_key, keys.kid), "TOKEN_EXPIRED"),
+        "garbage": ("Bearer abc.def.ghi", "TOKEN_INVALID"),
+        "basic": ("Basic dXNlcjpwYXNz", "TOKEN_INVALID"),
+        "none-alg": ("Bearer " + jwt.encode({"sub": "x"}, None, algorithm="none", headers={"kid": keys.kid}),
+                     "TOKEN_INVALID"),
+        "wrong-issuer": ("Bearer " + _sign({"iss": "evil"}, keys.private_key, keys.kid), "TOKEN_INVALID"),
+        "missing": (None, "TOKEN_MISSING"),
+    }
+    header, reason = tokens[case]
+    md = (("authorization", header),) if header else None
+    await expect(grpc.StatusCode.UNAUTHENTICATED,
+                 api.auth.SendVerificationEmail(auth_pb2.SendVerificationEmailRequest(), metadata=md), reason)
+
+
+async def test_email_verification_flow(api: Api):
+    s = await api.signup()
+    token = await api.smtp.verification_token(s.email)
+    account = (await api.auth.VerifyEmail(auth_pb2.VerifyEmailRequest(token=token))).account
+    assert account.email_verified and account.name == s.name
+    await expect(grpc.StatusCode.FAILED_PRECONDITION, api.auth.VerifyEmail(auth_pb2.VerifyEmailRequest(token=token)),
+                 "VERIFICATION_TOKEN_USED")
+    await expect(grpc.StatusCode.INVALID_ARGUMENT, api.auth.VerifyEmail(auth_pb2.VerifyEmailRequest(token="nope")),
+                 "VERIFICATION_TOKEN_INVALID")
+    await expect(grpc.StatusCode.FAILED_PRECONDITION,
+                 api.auth.SendVerificationEmail(auth_pb2.SendVerificationEmailRequest(), metadata=s.md),
+                 "EMAIL_ALREADY_VERIFIED")
+
+
+async def test_expired_verification_token(api: Api):
+    s = await api.signup()
+    token = await api.smtp.verification_token(s.email)
+    async with auth_module(api).db.transaction() as tx:
+        await tx.execute(verification_tokens.update().where(verification_tokens.c.account_id == s.user_id).values(
+            expire_time=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)))
+    await expect(grpc.StatusCode.FAILED_PRECONDITION, api.auth.VerifyEmail(auth_pb2.VerifyEmailRequest(token=token)),
+                 "VERIFICATION_TOKEN_EXPIRED")
+
+
+async def test_replayed_user_created_sends_one_verification(api: Api):
+    s = await api.signup()
+    await api.smtp.wait_for(s.email)
+    db = auth_module(api).db
+    from mesh.events.outbox import outbox
+    async with db.transaction() as tx:
+        bodies = (await tx.execute(sa.select(outbox.c.event_id, outbox.c.body).where(
+            outbox.c.event_type == "user.created"))).all()
+    event_id, body = next((i, b) for i, b in bodies if s.user_id.encode() in b)
+    await api.platform.rt.bus.publish("user.created", body, event_id)
+    await asyncio.sleep(0.3)
+    async with db.transaction() as tx:
+        count = await tx.scalar(sa.select(sa.func.count()).select_from(verification_tokens).where(
+            verification_tokens.c.account_id == s.user_id))
+    assert count == 1
+    assert sum(s.email in m["To"] for m in api.smtp.messages) == 1
+
+
+async def test_admin_emails_get_the_admin_role(tmp_path, smtp_sink):
+    admin = new_email()
+    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, admin_emails=[admin]))
+    api = Api(platform, smtp_sink)
+    try:
+        account = (await api.auth.Register(auth_pb2.RegisterRequest(
+            email=admin, password=PASSWORD, display_name="Admin"))).account
+        assert account.role == auth_pb2.ROLE_ADMIN
+    finally:
+        await api.channel.close()
+        await platform.stop(grace=1)
+
+
+@pytest.mark.real
+async def test_sessions_on_the_real_profile(real_api: Api):
+    """PostgreSQL for accounts, Redis for throttling and revoked sessions, RabbitMQ for the emails."""
+    s = await real_api.signup()
+    assert await real_api.smtp.verification_token(s.email)
+    rotated = await real_api.auth.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=s.refresh_token))
+    await expect(grpc.StatusCode.UNAUTHENTICATED,
+                 real_api.auth.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=s.refresh_token)),
+                 "REFRESH_TOKEN_REUSED")
+    await expect(grpc.StatusCode.UNAUTHENTICATED, real_api.auth.SendVerificationEmail(
+        auth_pb2.SendVerificationEmailRequest(), metadata=(("authorization", f"Bearer {rotated.access_token}"),)),
+        "SESSION_REVOKED")
+    for _ in range(5):
+        await expect(grpc.StatusCode.UNAUTHENTICATED,
+                     real_api.auth.Login(auth_pb2.LoginRequest(email=s.email, password="wrong password!")))
+    await expect(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                 real_api.auth.Login(auth_pb2.LoginRequest(email=s.email, password=PASSWORD)), "LOGIN_THROTTLED")

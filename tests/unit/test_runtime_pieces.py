@@ -1,0 +1,82 @@
+"""Small pure pieces of the runtime: settings validation, AIP helpers, password policy, log masking."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from google.protobuf import field_mask_pb2
+import pytest
+
+from mesh import errors
+from mesh.config import ConfigError, load_settings
+from mesh.logs import mask_email
+from mesh.resources import check_mask, decode_page_token, encode_page_token, page_size, parse_name
+from petplatform.pet.v1 import pet_pb2
+from services.auth import passwords
+
+
+def test_bad_settings_name_the_variable(monkeypatch):
+    monkeypatch.setenv("PETPLATFORM_GRPC_PORT", "not-a-port")
+    with pytest.raises(ConfigError, match="PETPLATFORM_GRPC_PORT"):
+        load_settings()
+
+
+def test_real_profile_names_every_missing_url():
+    with pytest.raises(ConfigError) as e:
+        load_settings(profile="real", database_url="postgresql+asyncpg://x/y")
+    for name in ("PETPLATFORM_AMQP_URL", "PETPLATFORM_REDIS_URL", "PETPLATFORM_S3_ENDPOINT"):
+        assert name in str(e.value)
+    assert "PETPLATFORM_DATABASE_URL" not in str(e.value)
+
+
+def test_bcrypt_cost_below_12_is_refused():
+    with pytest.raises(ConfigError, match="PETPLATFORM_BCRYPT_ROUNDS"):
+        load_settings(bcrypt_rounds=10)
+
+
+def test_cli_reports_bad_configuration_without_a_traceback():
+    out = subprocess.run([sys.executable, "-m", "mesh.cli", "run"], capture_output=True, text=True,
+                         env={"PETPLATFORM_PROFILE": "cloud", "PATH": ""})
+    assert out.returncode == 2
+    assert "PETPLATFORM_PROFILE" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_parse_name():
+    pid = "a" * 32
+    assert parse_name(f"pets/{pid}/photos/{'b' * 32}", "pets/{}/photos/{}") == [pid, "b" * 32]
+    for bad in ("pets/", "pets/xyz", f"users/{pid}", f"pets/{pid}/extra", f"pets/{pid.upper()}"):
+        with pytest.raises(errors.ApiError) as e:
+            parse_name(bad, "pets/{}")
+        assert e.value.code.name == "INVALID_ARGUMENT"
+
+
+def test_page_tokens_are_bound_to_the_query():
+    q = pet_pb2.ListPetsRequest(breed="Beagle", page_size=5)
+    token = encode_page_token(["2026-01-01T00:00:00", "abc"], q)
+    assert decode_page_token(token, pet_pb2.ListPetsRequest(breed="Beagle", page_size=50)) == ["2026-01-01T00:00:00", "abc"]
+    for bad_token, query in ((token, pet_pb2.ListPetsRequest(breed="Pug")), ("!!garbage", q), ("e30", q)):
+        with pytest.raises(errors.ApiError):
+            decode_page_token(bad_token, query)
+    assert page_size(0) == 20 and page_size(1000) == 100
+    with pytest.raises(errors.ApiError):
+        page_size(-1)
+
+
+def test_update_masks():
+    allowed = {"display_name", "breed"}
+    assert check_mask(field_mask_pb2.FieldMask(paths=["*"]), allowed) == allowed
+    for paths in ([], ["owner"], ["*", "breed"]):
+        with pytest.raises(errors.ApiError):
+            check_mask(field_mask_pb2.FieldMask(paths=paths), allowed)
+
+
+@pytest.mark.parametrize("pw, ok", [
+    ("correct horse battery staple", True), ("12345678", False), ("Password", False), ("ab" * 64, True),
+    ("ab" * 64 + "c", False), ("short", False), ("ＰＡＳＳＷＯＲＤ", False),  # full-width folds to PASSWORD
+])
+def test_password_policy(pw, ok):
+    assert (passwords.problems(pw, context=[]) is None) == ok
+
+
+def test_emails_are_masked_in_logs():
+    assert mask_email("login for alice.smith@example.com failed") == "login for a***@example.com failed"
