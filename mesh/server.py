@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # Target name -> module class; `all` is every one of them in one process.
 MODULES = {
     "auth": "services.auth.module:AuthModule",
+    "user": "services.user.module:UserModule",
 }
 
 
