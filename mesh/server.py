@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 MODULES = {
     "auth": "services.auth.module:AuthModule",
     "user": "services.user.module:UserModule",
+    "pet": "services.pet.module:PetModule",
 }
 
 

@@ -1,0 +1,361 @@
+"""PetService: listings, search, photos and health records. Only owners (or admins) change a pet."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from google.protobuf import field_mask_pb2
+from google.type import latlng_pb2
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from mesh import errors, principal
+from mesh.blobs import BlobStore
+from mesh.events import emit
+from mesh.resources import (check_mask, check_text, decode_page_token, encode_page_token, new_id, page_size,
+                            parse_name, timestamp)
+from mesh.sql import Database, utcnow
+from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
+from services.pet import domain
+from services.pet.store import health_records, pets, photos
+
+log = logging.getLogger(__name__)
+
+PET_TYPE = "pet.petplatform.dev/Pet"
+SOURCE = "pet"
+EARTH_RADIUS_KM = 6371.0088
+MAX_RADIUS_KM = 20000
+ORDERS = {"", "create_time desc", "distance"}
+
+
+def today() -> dt.date:
+    return utcnow().date()
+
+
+def photo_key(pet_id: str, photo_id: str) -> str:
+    return f"pets/{pet_id}/photos/{photo_id}"
+
+
+def distance_km(lat: float, lng: float):
+    """Haversine distance from (lat, lng) to each pet, as a SQL expression (SQLite 3.35+ and PostgreSQL)."""
+    f = sa.func
+    dlat = (f.radians(pets.c.latitude) - f.radians(lat)) / 2
+    dlng = (f.radians(pets.c.longitude) - f.radians(lng)) / 2
+    a = f.sin(dlat) * f.sin(dlat) + f.cos(f.radians(lat)) * f.cos(f.radians(pets.c.latitude)) * f.sin(dlng) * f.sin(dlng)
+    return 2 * EARTH_RADIUS_KM * f.asin(f.sqrt(a))
+
+
+class PetServicer(pet_pb2_grpc.PetServiceServicer):
+    def __init__(self, db: Database, blobs: BlobStore):
+        self.db = db
+        self.blobs = blobs
+
+    # --- pets ---
+
+    async def CreatePet(self, request, context):
+        caller = principal.require()
+        pet = request.pet
+        domain.check_pet(pet, domain.WRITABLE, today())
+        if len(request.request_id) > 64:
+            raise errors.invalid_argument(("request_id", "must have at most 64 characters"))
+        if request.request_id:
+            async with self.db.transaction() as s:
+                existing = await s.scalar(sa.select(pets.c.id).where(
+                    pets.c.owner_id == caller.user_id, pets.c.request_id == request.request_id))
+            if existing:
+                return pet_pb2.CreatePetResponse(pet=await self._get(existing))
+        pet_id = new_id()
+        now = utcnow()
+        try:
+            async with self.db.transaction() as s:
+                await s.execute(pets.insert().values(
+                    id=pet_id, owner_id=caller.user_id, request_id=request.request_id or None,
+                    status=pet.status or pet_pb2.Pet.STATUS_AVAILABLE, create_time=now, update_time=now,
+                    **self._columns(pet, domain.WRITABLE - {"status"})))
+                created = await self._message(s, pet_id)
+                await emit(s, "pet.created", pet_pb2.PetCreatedEvent(pet=created), source=SOURCE)
+        except IntegrityError:  # a concurrent retry with the same request_id won the race
+            async with self.db.transaction() as s:
+                existing = await s.scalar(sa.select(pets.c.id).where(
+                    pets.c.owner_id == caller.user_id, pets.c.request_id == request.request_id))
+            if not existing:
+                raise
+            return pet_pb2.CreatePetResponse(pet=await self._get(existing))
+        return pet_pb2.CreatePetResponse(pet=created)
+
+    async def GetPet(self, request, context):
+        (pet_id,) = parse_name(request.name, "pets/{}")
+        return pet_pb2.GetPetResponse(pet=await self._get(pet_id))
+
+    async def UpdatePet(self, request, context):
+        (pet_id,) = parse_name(request.pet.name, "pets/{}", "pet.name")
+        paths = check_mask(request.update_mask, domain.WRITABLE)
+        async with self.db.transaction() as s:
+            await self._owned(s, pet_id, lock=True)
+            pet = await self._message(s, pet_id)
+            field_mask_pb2.FieldMask(paths=sorted(paths)).MergeMessage(
+                request.pet, pet, replace_message_field=True, replace_repeated_field=True)
+            domain.check_pet(pet, paths, today())
+            await s.execute(pets.update().where(pets.c.id == pet_id).values(
+                update_time=utcnow(), **self._columns(pet, paths)))
+            return pet_pb2.UpdatePetResponse(pet=await self._message(s, pet_id))
+
+    async def DeletePet(self, request, context):
+        (pet_id,) = parse_name(request.name, "pets/{}")
+        async with self.db.transaction() as s:
+            await self._owned(s, pet_id, lock=True)
+            photo_ids = (await s.execute(sa.select(photos.c.id).where(photos.c.pet_id == pet_id))).scalars().all()
+            await s.execute(health_records.delete().where(health_records.c.pet_id == pet_id))
+            await s.execute(photos.delete().where(photos.c.pet_id == pet_id))
+            await s.execute(pets.delete().where(pets.c.id == pet_id))
+            await emit(s, "pet.deleted", pet_pb2.PetDeletedEvent(name=request.name), source=SOURCE)
+        await self._drop_blobs([photo_key(pet_id, p) for p in photo_ids])
+        return pet_pb2.DeletePetResponse()
+
+    async def ListPets(self, request, context):
+        size = page_size(request.page_size)
+        position = decode_page_token(request.page_token, request)
+        query, order, key = self._search(request)
+        if position:
+            query = query.where(self._after(order, key, position))
+        async with self.db.transaction() as s:
+            rows = (await s.execute(query.order_by(*order).limit(size + 1))).all()
+            token = ""
+            if len(rows) > size:
+                rows = rows[:size]
+                last = rows[-1]
+                token = encode_page_token([last.sort_key if request.order_by == "distance"
+                                           else last.create_time.isoformat(), last.id], request)
+            messages = await self._messages(s, rows)
+        return pet_pb2.ListPetsResponse(pets=messages, next_page_token=token)
+
+    def _search(self, r: pet_pb2.ListPetsRequest):
+        v: list = []
+        if r.order_by not in ORDERS:
+            v.append(("order_by", "must be 'create_time desc' or 'distance'"))
+        if r.order_by == "distance" and not r.HasField("near"):
+            v.append(("near", "required when order_by is 'distance'"))
+        if r.HasField("near") and not 0 < r.radius_km <= MAX_RADIUS_KM:
+            v.append(("radius_km", f"must be above 0 and at most {MAX_RADIUS_KM} when near is given"))
+        if r.radius_km and not r.HasField("near"):
+            v.append(("near", "required when radius_km is given"))
+        if r.HasField("near") and not (-90 <= r.near.latitude <= 90 and -180 <= r.near.longitude <= 180):
+            v.append(("near", "latitude must be within ±90 and longitude within ±180"))
+        if r.min_age_months < 0 or r.max_age_months < 0 or (r.max_age_months and r.min_age_months > r.max_age_months):
+            v.append(("min_age_months", "ages must be positive and min_age_months <= max_age_months"))
+        if r.owner:
+            parse_name(r.owner, "users/{}", "owner")
+        check_text(v, "query", r.query, max_len=200)
+        check_text(v, "breed", r.breed, max_len=64)
+        if v:
+            raise errors.invalid_argument(*v)
+
+        dist = distance_km(r.near.latitude, r.near.longitude) if r.HasField("near") else sa.literal(0.0)
+        q = sa.select(pets, dist.label("sort_key"))
+        if r.species:
+            q = q.where(pets.c.species.in_(list(r.species)))
+        if r.sizes:
+            q = q.where(pets.c.size.in_(list(r.sizes)))
+        if r.statuses:
+            q = q.where(pets.c.status.in_(list(r.statuses)))
+        if r.sex:
+            q = q.where(pets.c.sex == r.sex)
+        if r.breed:
+            q = q.where(sa.func.lower(pets.c.breed) == r.breed.strip().lower())
+        for flag in ("good_with_children", "good_with_dogs", "good_with_cats"):
+            if getattr(r, flag):
+                q = q.where(pets.c[flag].is_(True))
+        if r.owner:
+            q = q.where(pets.c.owner_id == r.owner.split("/")[1])
+        if r.min_age_months or r.max_age_months:
+            now = today()
+            q = q.where(pets.c.birth_date <= domain.months_ago(now, r.min_age_months))
+            if r.max_age_months:
+                q = q.where(pets.c.birth_date > domain.months_ago(now, r.max_age_months + 1))
+        for word in r.query.split():
+            q = q.where(sa.or_(*(pets.c[c].icontains(word, autoescape=True)
+                                 for c in ("display_name", "breed", "description"))))
+        if r.HasField("near"):
+            # A bounding box the indexes can use, then the exact great-circle distance.
+            dlat = r.radius_km / 111.0
+            q = q.where(pets.c.latitude.between(r.near.latitude - dlat, r.near.latitude + dlat), dist <= r.radius_km)
+        if r.order_by == "distance":
+            return q, (dist.asc(), pets.c.id.asc()), dist
+        return q, (pets.c.create_time.desc(), pets.c.id.desc()), pets.c.create_time
+
+    @staticmethod
+    def _after(order, key, position: list):
+        value, last_id = position
+        if order[0].modifier is sa.sql.operators.asc_op:  # distance ascending
+            return sa.or_(key > float(value), sa.and_(key == float(value), pets.c.id > last_id))
+        when = dt.datetime.fromisoformat(value)
+        return sa.or_(key < when, sa.and_(key == when, pets.c.id < last_id))
+
+    # --- photos ---
+
+    async def UploadPetPhoto(self, request, context):
+        (pet_id,) = parse_name(request.parent, "pets/{}", "parent")
+        async with self.db.transaction() as s:
+            await self._owned(s, pet_id)
+        content_type, width, height = await asyncio.to_thread(domain.check_photo, request.content)
+        photo_id = new_id()
+        key = photo_key(pet_id, photo_id)
+        await self.blobs.put(key, request.content, content_type)
+        now = utcnow()
+        try:
+            async with self.db.transaction() as s:
+                await self._owned(s, pet_id, lock=True)
+                count = await s.scalar(sa.select(sa.func.count()).select_from(photos).where(photos.c.pet_id == pet_id))
+                if count >= domain.MAX_PHOTOS_PER_PET:
+                    raise errors.failed_precondition(f"a pet has at most {domain.MAX_PHOTOS_PER_PET} photos",
+                                                     "TOO_MANY_PHOTOS")
+                await s.execute(photos.insert().values(id=photo_id, pet_id=pet_id, content_type=content_type,
+                                                       size_bytes=len(request.content), width=width, height=height,
+                                                       create_time=now))
+        except BaseException:
+            await self._drop_blobs([key])  # no row, no blob
+            raise
+        return pet_pb2.UploadPetPhotoResponse(photo=pet_pb2.Photo(
+            name=key, uri=await self.blobs.url(key), content_type=content_type, size_bytes=len(request.content),
+            width=width, height=height, create_time=timestamp(now)))
+
+    async def DeletePetPhoto(self, request, context):
+        pet_id, photo_id = parse_name(request.name, "pets/{}/photos/{}")
+        async with self.db.transaction() as s:
+            await self._owned(s, pet_id, lock=True)
+            gone = await s.execute(photos.delete().where(photos.c.id == photo_id, photos.c.pet_id == pet_id))
+            if gone.rowcount != 1:
+                raise errors.not_found("pet.petplatform.dev/Photo", request.name)
+        await self._drop_blobs([photo_key(pet_id, photo_id)])
+        return pet_pb2.DeletePetPhotoResponse()
+
+    # --- health records ---
+
+    async def CreateHealthRecord(self, request, context):
+        (pet_id,) = parse_name(request.parent, "pets/{}", "parent")
+        rec = request.health_record
+        v: list = []
+        if rec.kind == 0 or rec.kind not in pet_pb2.HealthRecord.Kind.values():
+            v.append(("health_record.kind", "required: one of the Kind values"))
+        check_text(v, "health_record.title", rec.title.strip(), min_len=1, max_len=200)
+        check_text(v, "health_record.notes", rec.notes, max_len=5000)
+        check_text(v, "health_record.veterinarian", rec.veterinarian, max_len=200)
+        if not rec.HasField("date"):
+            v.append(("health_record.date", "required"))
+        else:
+            domain.check_date(v, "health_record.date", rec.date, today())
+        if v:
+            raise errors.invalid_argument(*v)
+        record_id = new_id()
+        now = utcnow()
+        async with self.db.transaction() as s:
+            await self._owned(s, pet_id)
+            when, _ = domain.to_date(rec.date)
+            await s.execute(health_records.insert().values(
+                id=record_id, pet_id=pet_id, kind=rec.kind, title=rec.title.strip(), notes=rec.notes, date=when,
+                veterinarian=rec.veterinarian, create_time=now))
+        out = pet_pb2.HealthRecord()
+        out.CopyFrom(rec)
+        out.name, out.title = f"pets/{pet_id}/healthRecords/{record_id}", rec.title.strip()
+        out.create_time.CopyFrom(timestamp(now))
+        return pet_pb2.CreateHealthRecordResponse(health_record=out)
+
+    async def ListHealthRecords(self, request, context):
+        (pet_id,) = parse_name(request.parent, "pets/{}", "parent")
+        size = page_size(request.page_size)
+        position = decode_page_token(request.page_token, request)
+        q = sa.select(health_records).where(health_records.c.pet_id == pet_id)
+        if position:
+            when, last_id = dt.date.fromisoformat(position[0]), position[1]
+            q = q.where(sa.or_(health_records.c.date < when,
+                               sa.and_(health_records.c.date == when, health_records.c.id < last_id)))
+        async with self.db.transaction() as s:
+            if not await s.scalar(sa.select(sa.func.count()).select_from(pets).where(pets.c.id == pet_id)):
+                raise errors.not_found(PET_TYPE, request.parent)
+            rows = (await s.execute(q.order_by(health_records.c.date.desc(), health_records.c.id.desc())
+                                    .limit(size + 1))).all()
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            token = encode_page_token([rows[-1].date.isoformat(), rows[-1].id], request)
+        return pet_pb2.ListHealthRecordsResponse(next_page_token=token, health_records=[pet_pb2.HealthRecord(
+            name=f"pets/{pet_id}/healthRecords/{r.id}", kind=r.kind, title=r.title, notes=r.notes,
+            date=domain.from_date(r.date), veterinarian=r.veterinarian, create_time=timestamp(r.create_time))
+            for r in rows])
+
+    # --- helpers ---
+
+    async def _owned(self, s, pet_id: str, lock: bool = False):
+        """The pet row, if the caller may change it: its owner or an admin."""
+        q = sa.select(pets.c.id, pets.c.owner_id).where(pets.c.id == pet_id)
+        row = (await s.execute(q.with_for_update() if lock else q)).first()
+        if row is None:
+            raise errors.not_found(PET_TYPE, f"pets/{pet_id}")
+        caller = principal.require()
+        if row.owner_id != caller.user_id and not caller.is_admin:
+            raise errors.permission_denied("only the pet's owner can change it", "NOT_OWNER")
+        return row
+
+    @staticmethod
+    def _columns(pet: pet_pb2.Pet, fields: set[str]) -> dict:
+        out = {}
+        for f in fields:
+            if f == "location":
+                has = pet.HasField("location")
+                out.update(latitude=pet.location.latitude if has else None,
+                           longitude=pet.location.longitude if has else None)
+            elif f == "birth_date":
+                when, day_known = domain.to_date(pet.birth_date) if pet.HasField("birth_date") else (None, True)
+                out.update(birth_date=when, birth_day_known=day_known)
+            elif f in ("display_name", "breed"):
+                out[f] = getattr(pet, f).strip()
+            else:
+                out[f] = getattr(pet, f)
+        return out
+
+    async def _get(self, pet_id: str) -> pet_pb2.Pet:
+        async with self.db.transaction() as s:
+            return await self._message(s, pet_id)
+
+    async def _message(self, s, pet_id: str) -> pet_pb2.Pet:
+        row = (await s.execute(sa.select(pets, sa.literal(0.0).label("sort_key")).where(pets.c.id == pet_id))).first()
+        if row is None:
+            raise errors.not_found(PET_TYPE, f"pets/{pet_id}")
+        return (await self._messages(s, [row], with_distance=False))[0]
+
+    async def _messages(self, s, rows, with_distance: bool = True) -> list[pet_pb2.Pet]:
+        ids = [r.id for r in rows]
+        by_pet: dict[str, list] = {i: [] for i in ids}
+        if ids:
+            for p in (await s.execute(sa.select(photos).where(photos.c.pet_id.in_(ids))
+                                      .order_by(photos.c.create_time, photos.c.id))).all():
+                by_pet[p.pet_id].append(p)
+        now = today()
+        out = []
+        for r in rows:
+            pet = pet_pb2.Pet(
+                name=f"pets/{r.id}", display_name=r.display_name, species=r.species, breed=r.breed, sex=r.sex,
+                size=r.size, description=r.description, status=r.status, good_with_children=r.good_with_children,
+                good_with_dogs=r.good_with_dogs, good_with_cats=r.good_with_cats, owner=f"users/{r.owner_id}",
+                create_time=timestamp(r.create_time), update_time=timestamp(r.update_time),
+                distance_km=round(r.sort_key, 3) if with_distance else 0)
+            if r.birth_date:
+                pet.birth_date.CopyFrom(domain.from_date(r.birth_date, r.birth_day_known))
+                pet.age_months = domain.months_between(r.birth_date, now)
+            if r.latitude is not None:
+                pet.location.CopyFrom(latlng_pb2.LatLng(latitude=r.latitude, longitude=r.longitude))
+            for p in by_pet[r.id]:
+                key = photo_key(r.id, p.id)
+                pet.photos.append(pet_pb2.Photo(
+                    name=key, uri=await self.blobs.url(key), content_type=p.content_type, size_bytes=p.size_bytes,
+                    width=p.width, height=p.height, create_time=timestamp(p.create_time)))
+            out.append(pet)
+        return out
+
+    async def _drop_blobs(self, keys: list[str]) -> None:
+        for key in keys:
+            try:
+                await self.blobs.delete(key)
+            except Exception:  # an orphaned blob is harmless; a failed delete must not fail the RPC
+                log.warning("could not delete blob %s", key, exc_info=True)

@@ -1,0 +1,343 @@
+"""PetService through its public gRPC API: CRUD, ownership, search, paging, photos, health records."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+
+from google.protobuf import field_mask_pb2
+from google.type import date_pb2, latlng_pb2
+import grpc
+from PIL import Image
+import pytest
+import sqlalchemy as sa
+
+from mesh.events.outbox import outbox
+from petplatform.common.v1 import animal_pb2, event_pb2
+from petplatform.pet.v1 import pet_pb2
+from tests.conftest import Api
+from tests.e2e.test_auth import expect, violations
+
+TOKYO = latlng_pb2.LatLng(latitude=35.6812, longitude=139.7671)
+YOKOHAMA = latlng_pb2.LatLng(latitude=35.4437, longitude=139.6380)  # ~27 km from Tokyo station
+OSAKA = latlng_pb2.LatLng(latitude=34.6937, longitude=135.5023)  # ~400 km
+
+
+def image(fmt: str, size=(64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 120, 40)).save(buf, fmt)
+    return buf.getvalue()
+
+
+def years_ago(years: int, months: int = 0) -> date_pb2.Date:
+    d = dt.date.today()
+    total = d.year * 12 + d.month - 1 - years * 12 - months
+    return date_pb2.Date(year=total // 12, month=total % 12 + 1, day=1)
+
+
+def dog(name="Mochi", **kw) -> pet_pb2.Pet:
+    return pet_pb2.Pet(display_name=name, species=animal_pb2.SPECIES_DOG, **kw)
+
+
+@pytest.fixture(scope="module")
+async def users(api: Api):
+    return await api.signup("Owner"), await api.signup("Stranger")
+
+
+async def create(api: Api, session, pet: pet_pb2.Pet, **kw) -> pet_pb2.Pet:
+    return (await api.pet.CreatePet(pet_pb2.CreatePetRequest(pet=pet, **kw), metadata=session.md)).pet
+
+
+async def test_create_get_update_delete(api: Api, users):
+    owner, _ = users
+    pet = await create(api, owner, dog(breed=" Shiba Inu ", sex=pet_pb2.Pet.SEX_FEMALE, size=animal_pb2.PET_SIZE_SMALL,
+                                       birth_date=years_ago(2, 3), location=TOKYO, good_with_children=True,
+                                       description="Loves walks"))
+    assert pet.name.startswith("pets/") and pet.owner == owner.name and pet.breed == "Shiba Inu"
+    assert pet.status == pet_pb2.Pet.STATUS_AVAILABLE and pet.age_months == 27
+    got = (await api.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name))).pet  # public: no token needed
+    assert got == pet
+    updated = (await api.pet.UpdatePet(pet_pb2.UpdatePetRequest(
+        pet=pet_pb2.Pet(name=pet.name, status=pet_pb2.Pet.STATUS_PENDING, display_name="ignored"),
+        update_mask=field_mask_pb2.FieldMask(paths=["status"])), metadata=owner.md)).pet
+    assert updated.status == pet_pb2.Pet.STATUS_PENDING and updated.display_name == "Mochi"
+    assert updated.update_time.ToDatetime() >= pet.update_time.ToDatetime()
+    await api.pet.DeletePet(pet_pb2.DeletePetRequest(name=pet.name), metadata=owner.md)
+    await expect(grpc.StatusCode.NOT_FOUND, api.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name)))
+
+
+async def test_others_cannot_change_a_pet(api: Api, users):
+    owner, stranger = users
+    pet = await create(api, owner, dog("Guarded"))
+    calls = [
+        api.pet.UpdatePet(pet_pb2.UpdatePetRequest(pet=pet_pb2.Pet(name=pet.name, display_name="Stolen"),
+                                                   update_mask=field_mask_pb2.FieldMask(paths=["display_name"])),
+                          metadata=stranger.md),
+        api.pet.DeletePet(pet_pb2.DeletePetRequest(name=pet.name), metadata=stranger.md),
+        api.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=pet.name, content=image("PNG")),
+                               metadata=stranger.md),
+        api.pet.CreateHealthRecord(pet_pb2.CreateHealthRecordRequest(parent=pet.name, health_record=pet_pb2.HealthRecord(
+            kind=pet_pb2.HealthRecord.KIND_CHECKUP, title="Fake", date=years_ago(0))), metadata=stranger.md),
+    ]
+    for call in calls:
+        await expect(grpc.StatusCode.PERMISSION_DENIED, call, "NOT_OWNER")
+    assert (await api.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name))).pet == pet
+    # Without a token: UNAUTHENTICATED, before anything is looked at.
+    await expect(grpc.StatusCode.UNAUTHENTICATED, api.pet.DeletePet(pet_pb2.DeletePetRequest(name=pet.name)))
+    await expect(grpc.StatusCode.UNAUTHENTICATED, api.pet.CreatePet(pet_pb2.CreatePetRequest(pet=dog())))
+
+
+@pytest.mark.parametrize("pet, field", [
+    (pet_pb2.Pet(species=animal_pb2.SPECIES_CAT), "pet.display_name"),
+    (pet_pb2.Pet(display_name="x" * 65, species=animal_pb2.SPECIES_CAT), "pet.display_name"),
+    (pet_pb2.Pet(display_name="Nameless species"), "pet.species"),
+    (pet_pb2.Pet(display_name="Odd", species=42), "pet.species"),
+    (dog(breed="b" * 65), "pet.breed"),
+    (dog(description="d" * 5001), "pet.description"),
+    (dog(sex=7), "pet.sex"),
+    (dog(birth_date=date_pb2.Date(year=2020, month=13, day=1)), "pet.birth_date"),
+    (dog(birth_date=date_pb2.Date(year=dt.date.today().year + 1, month=1, day=1)), "pet.birth_date"),
+    (dog(location=latlng_pb2.LatLng(latitude=-91, longitude=0)), "pet.location.latitude"),
+    (dog(location=latlng_pb2.LatLng(latitude=0, longitude=181)), "pet.location.longitude"),
+])
+async def test_invalid_pets_name_the_field(api: Api, users, pet, field):
+    owner, _ = users
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.CreatePet(pet_pb2.CreatePetRequest(pet=pet),
+                                                                           metadata=owner.md))
+    assert field in violations(err)
+
+
+async def test_bad_names_masks_and_missing_pet(api: Api, users):
+    owner, _ = users
+    for name in ("pets/123", "pet/abc", "", "pets/" + "A" * 32):
+        await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.GetPet(pet_pb2.GetPetRequest(name=name)))
+    await expect(grpc.StatusCode.NOT_FOUND, api.pet.GetPet(pet_pb2.GetPetRequest(name="pets/" + "0" * 32)))
+    pet = await create(api, owner, dog("Masked"))
+    for paths in (["owner"], ["photos"], []):
+        err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.UpdatePet(pet_pb2.UpdatePetRequest(
+            pet=pet_pb2.Pet(name=pet.name), update_mask=field_mask_pb2.FieldMask(paths=paths)), metadata=owner.md))
+        assert any(k.startswith("update_mask") for k in violations(err))
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.UpdatePet(pet_pb2.UpdatePetRequest(
+        pet=pet_pb2.Pet(name=pet.name), update_mask=field_mask_pb2.FieldMask(paths=["display_name"])),
+        metadata=owner.md))
+    assert "pet.display_name" in violations(err)
+
+
+async def test_request_id_makes_create_idempotent(api: Api, users):
+    owner, stranger = users
+    first = await create(api, owner, dog("Once"), request_id="req-1")
+    again = await create(api, owner, dog("Twice"), request_id="req-1")
+    assert again.name == first.name and again.display_name == "Once"
+    assert (await create(api, stranger, dog("Theirs"), request_id="req-1")).name != first.name
+
+
+async def test_pet_created_is_published(api: Api, users):
+    owner, _ = users
+    seen: list[event_pb2.EventEnvelope] = []
+
+    async def collect(body: bytes) -> None:
+        seen.append(event_pb2.EventEnvelope.FromString(body))
+
+    await api.platform.rt.bus.subscribe("test.pet-created", ["pet.created"], collect)
+    pet = await create(api, owner, dog("Announced"))
+    for _ in range(100):
+        if any(pet.name.encode() in e.payload.value for e in seen):
+            break
+        await asyncio.sleep(0.02)
+    event = next(e for e in seen if pet.name.encode() in e.payload.value)
+    payload = pet_pb2.PetCreatedEvent()
+    assert event.payload.Unpack(payload) and payload.pet == pet and event.source == "pet"
+    pet_db = next(m for m in api.platform.modules if m.name == "pet").db
+    async with pet_db.transaction() as s:
+        assert await s.scalar(sa.select(outbox.c.publish_time).where(outbox.c.event_id == event.id)) is not None
+
+
+@pytest.fixture(scope="module")
+async def catalogue(api: Api):
+    """A fresh owner's pets, so searches can filter by that owner and know exactly what to expect."""
+    owner = await api.signup("Shelter")
+    specs = [
+        ("Rex", animal_pb2.SPECIES_DOG, "Beagle", pet_pb2.Pet.SEX_MALE, animal_pb2.PET_SIZE_MEDIUM, 1, TOKYO,
+         dict(good_with_children=True, good_with_dogs=True), "Playful hound, 100% cuddly"),
+        ("Luna", animal_pb2.SPECIES_CAT, "Siamese", pet_pb2.Pet.SEX_FEMALE, animal_pb2.PET_SIZE_SMALL, 3, YOKOHAMA,
+         dict(good_with_cats=True), "Quiet lap cat"),
+        ("Taro", animal_pb2.SPECIES_DOG, "Shiba Inu", pet_pb2.Pet.SEX_MALE, animal_pb2.PET_SIZE_SMALL, 8, OSAKA,
+         dict(good_with_children=True), "Calm senior dog"),
+        ("Hana", animal_pb2.SPECIES_RABBIT, "Holland Lop", pet_pb2.Pet.SEX_FEMALE, animal_pb2.PET_SIZE_SMALL, 0,
+         TOKYO, {}, "Tiny_bunny"),
+    ]
+    made = {}
+    for name, species, breed, sex, size, age, where, flags, text in specs:
+        made[name] = await create(api, owner, pet_pb2.Pet(
+            display_name=name, species=species, breed=breed, sex=sex, size=size, birth_date=years_ago(age, 1),
+            location=where, description=text, **flags))
+    await api.pet.UpdatePet(pet_pb2.UpdatePetRequest(
+        pet=pet_pb2.Pet(name=made["Taro"].name, status=pet_pb2.Pet.STATUS_ADOPTED),
+        update_mask=field_mask_pb2.FieldMask(paths=["status"])), metadata=owner.md)
+    return owner, made
+
+
+@pytest.mark.parametrize("filters, expected", [
+    ({}, ["Hana", "Taro", "Luna", "Rex"]),
+    ({"species": [animal_pb2.SPECIES_DOG]}, ["Taro", "Rex"]),
+    ({"species": [animal_pb2.SPECIES_CAT, animal_pb2.SPECIES_RABBIT]}, ["Hana", "Luna"]),
+    ({"breed": "shiba inu"}, ["Taro"]),
+    ({"sizes": [animal_pb2.PET_SIZE_MEDIUM]}, ["Rex"]),
+    ({"sex": pet_pb2.Pet.SEX_FEMALE}, ["Hana", "Luna"]),
+    ({"min_age_months": 24}, ["Taro", "Luna"]),
+    ({"min_age_months": 12, "max_age_months": 24}, ["Rex"]),
+    ({"max_age_months": 11}, ["Hana"]),
+    ({"statuses": [pet_pb2.Pet.STATUS_AVAILABLE]}, ["Hana", "Luna", "Rex"]),
+    ({"statuses": [pet_pb2.Pet.STATUS_ADOPTED]}, ["Taro"]),
+    ({"good_with_children": True}, ["Taro", "Rex"]),
+    ({"good_with_children": True, "good_with_dogs": True}, ["Rex"]),
+    ({"good_with_cats": True}, ["Luna"]),
+    ({"query": "CALM dog"}, ["Taro"]),
+    ({"query": "lap"}, ["Luna"]),
+    ({"query": "100%"}, ["Rex"]),
+    ({"query": "_"}, ["Hana"]),  # wildcards are literal
+    ({"query": "siamese"}, ["Luna"]),
+    ({"near": TOKYO, "radius_km": 10}, ["Hana", "Rex"]),
+    ({"near": TOKYO, "radius_km": 50}, ["Hana", "Luna", "Rex"]),
+])
+async def test_filters(api: Api, catalogue, filters, expected):
+    owner, _ = catalogue
+    found = (await api.pet.ListPets(pet_pb2.ListPetsRequest(owner=owner.name, **filters))).pets
+    assert [p.display_name for p in found] == expected
+
+
+async def test_distance_ordering(api: Api, catalogue):
+    owner, _ = catalogue
+    found = (await api.pet.ListPets(pet_pb2.ListPetsRequest(owner=owner.name, near=YOKOHAMA, radius_km=1000,
+                                                            order_by="distance"))).pets
+    assert [p.display_name for p in found][0] == "Luna" and [p.display_name for p in found][-1] == "Taro"
+    assert found[0].distance_km < 1 and 25 < found[1].distance_km < 30 and 350 < found[-1].distance_km < 450
+
+
+@pytest.mark.parametrize("request_fields, field", [
+    ({"order_by": "name"}, "order_by"),
+    ({"order_by": "distance"}, "near"),
+    ({"near": TOKYO}, "radius_km"),
+    ({"near": TOKYO, "radius_km": 30000}, "radius_km"),
+    ({"radius_km": 5}, "near"),
+    ({"near": latlng_pb2.LatLng(latitude=100), "radius_km": 5}, "near"),
+    ({"min_age_months": 10, "max_age_months": 5}, "min_age_months"),
+    ({"page_size": -1}, "page_size"),
+    ({"owner": "people/1"}, "owner"),
+])
+async def test_bad_searches(api: Api, request_fields, field):
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.ListPets(pet_pb2.ListPetsRequest(**request_fields)))
+    assert field in violations(err)
+
+
+async def test_paging_sees_every_pet_once_in_a_stable_order(api: Api):
+    owner = await api.signup("Breeder")
+    names = {(await create(api, owner, dog(f"Pup {i}"))).name for i in range(25)}
+    for order in ("", "distance"):
+        extra = {"near": TOKYO, "radius_km": 1} if order else {}
+        if order:
+            for n in names:
+                await api.pet.UpdatePet(pet_pb2.UpdatePetRequest(pet=pet_pb2.Pet(name=n, location=TOKYO),
+                                        update_mask=field_mask_pb2.FieldMask(paths=["location"])), metadata=owner.md)
+        seen, token = [], ""
+        while True:
+            page = await api.pet.ListPets(pet_pb2.ListPetsRequest(owner=owner.name, page_size=7, page_token=token,
+                                                                  order_by=order, **extra))
+            seen += [p.name for p in page.pets]
+            token = page.next_page_token
+            if not token:
+                break
+        assert len(seen) == 25 and set(seen) == names
+    first = await api.pet.ListPets(pet_pb2.ListPetsRequest(owner=owner.name, page_size=7))
+    await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.ListPets(pet_pb2.ListPetsRequest(
+        owner=owner.name, page_size=7, page_token=first.next_page_token, species=[animal_pb2.SPECIES_CAT])))
+    for garbage in ("xyz", first.next_page_token[:-3] + "abc", "e30"):
+        await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.ListPets(pet_pb2.ListPetsRequest(
+            owner=owner.name, page_size=7, page_token=garbage)))
+
+
+@pytest.mark.parametrize("fmt, mime", [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp")])
+async def test_photos_are_checked_by_content_and_stored(api: Api, users, fmt, mime):
+    owner, _ = users
+    pet = await create(api, owner, dog("Photogenic"))
+    content = image(fmt)
+    photo = (await api.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=pet.name, content=content),
+                                          metadata=owner.md)).photo
+    assert (photo.content_type, photo.width, photo.height, photo.size_bytes) == (mime, 64, 48, len(content))
+    assert photo.name.startswith(pet.name + "/photos/")
+    assert await api.platform.rt.blobs.get(photo.name) == (content, mime)
+    listed = (await api.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name))).pet.photos
+    assert [p.name for p in listed] == [photo.name] and listed[0].uri
+    await api.pet.DeletePetPhoto(pet_pb2.DeletePetPhotoRequest(name=photo.name), metadata=owner.md)
+    assert not (await api.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name))).pet.photos
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"GIF89a" + b"\x00" * 100, "PHOTO_INVALID"),
+    (b"just some text that claims to be a jpeg", "PHOTO_INVALID"),
+    (image("PNG")[:-40], "PHOTO_INVALID"),
+    (image("JPEG", (64, 64))[:200], "PHOTO_INVALID"),
+    (image("BMP"), "PHOTO_TYPE"),
+    (b"\x89PNG" + b"\x00" * (6 * 1024 * 1024), "PHOTO_TOO_LARGE"),
+])
+async def test_bad_photos_are_refused(api: Api, users, content, reason):
+    owner, _ = users
+    pet = await create(api, owner, dog("Camera shy"))
+    await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.UploadPetPhoto(
+        pet_pb2.UploadPetPhotoRequest(parent=pet.name, content=content), metadata=owner.md), reason)
+    assert not (await api.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name))).pet.photos
+
+
+async def test_deleting_a_pet_removes_its_photo_blobs(api: Api, users):
+    owner, _ = users
+    pet = await create(api, owner, dog("Leaving"))
+    photo = (await api.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=pet.name, content=image("PNG")),
+                                          metadata=owner.md)).photo
+    await api.pet.DeletePet(pet_pb2.DeletePetRequest(name=pet.name), metadata=owner.md)
+    with pytest.raises(KeyError):
+        await api.platform.rt.blobs.get(photo.name)
+
+
+async def test_health_records(api: Api, users):
+    owner, stranger = users
+    pet = await create(api, owner, dog("Healthy"))
+    for i, title in enumerate(["Rabies vaccine", "Checkup", "Deworming"]):
+        await api.pet.CreateHealthRecord(pet_pb2.CreateHealthRecordRequest(parent=pet.name, health_record=pet_pb2.HealthRecord(
+            kind=pet_pb2.HealthRecord.KIND_VACCINATION, title=title, date=years_ago(0, 3 - i), veterinarian="Dr. Sato")),
+            metadata=owner.md)
+    page1 = await api.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(parent=pet.name, page_size=2),
+                                            metadata=stranger.md)
+    page2 = await api.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(
+        parent=pet.name, page_size=2, page_token=page1.next_page_token), metadata=stranger.md)
+    assert [r.title for r in (*page1.health_records, *page2.health_records)] == ["Deworming", "Checkup", "Rabies vaccine"]
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.CreateHealthRecord(pet_pb2.CreateHealthRecordRequest(
+        parent=pet.name, health_record=pet_pb2.HealthRecord(title="", date=date_pb2.Date(year=2020, month=2, day=30))),
+        metadata=owner.md))
+    assert {"health_record.kind", "health_record.title", "health_record.date"} <= set(violations(err))
+    await expect(grpc.StatusCode.UNAUTHENTICATED,
+                 api.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(parent=pet.name)))
+
+
+@pytest.mark.real
+async def test_pet_flow_on_the_real_profile(real_api: Api):
+    """PostgreSQL (schema per service), RabbitMQ events, S3 photos (moto standing in for MinIO)."""
+    owner, stranger = await real_api.signup("Owner"), await real_api.signup("Stranger")
+    rex = await create(real_api, owner, dog("Rex", location=TOKYO, birth_date=years_ago(3)))
+    await create(real_api, owner, pet_pb2.Pet(display_name="Tama", species=animal_pb2.SPECIES_CAT, location=OSAKA))
+    photo = (await real_api.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=rex.name, content=image("JPEG")),
+                                               metadata=owner.md)).photo
+    assert photo.uri.startswith("http") and "X-Amz-Signature" in photo.uri  # presigned S3 URL
+    found = (await real_api.pet.ListPets(pet_pb2.ListPetsRequest(
+        owner=owner.name, near=TOKYO, radius_km=100, species=[animal_pb2.SPECIES_DOG], min_age_months=24,
+        order_by="distance"))).pets
+    assert [p.name for p in found] == [rex.name] and found[0].photos[0].name == photo.name
+    await expect(grpc.StatusCode.PERMISSION_DENIED, real_api.pet.DeletePet(pet_pb2.DeletePetRequest(name=rex.name),
+                                                                           metadata=stranger.md))
+    pet_db = next(m for m in real_api.platform.modules if m.name == "pet").db
+    for _ in range(100):
+        async with pet_db.transaction() as s:
+            pending = await s.scalar(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.publish_time.is_(None)))
+        if not pending:
+            break
+        await asyncio.sleep(0.05)
+    assert pending == 0, "pet.created events were confirmed by RabbitMQ"
