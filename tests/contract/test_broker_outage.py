@@ -1,0 +1,112 @@
+"""Cut the RabbitMQ connections (publisher and consumer) while events flow: none lost, none applied twice."""
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from mesh.events import Relay, emit, inbox_handler
+from petplatform.auth.v1 import auth_pb2
+from tests.contract.events_fixtures import applied, applied_counts, drop_bus, drop_db, make_bus, make_db
+
+EVENTS = 300
+
+
+class CuttableProxy:
+    """A TCP proxy to RabbitMQ whose connections can all be severed at once, like a network partition."""
+
+    def __init__(self, upstream: tuple[str, int]):
+        self.upstream = upstream
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.refusing = False
+        self.cuts = 0
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader, writer):
+        if self.refusing:
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self.writers |= {writer, up_writer}
+
+        async def pipe(src, dst):
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def cut(self, down_for: float) -> None:
+        self.cuts += 1
+        self.refusing = True
+        for w in list(self.writers):
+            w.transport.abort()
+        self.writers.clear()
+        await asyncio.sleep(down_for)
+        self.refusing = False
+
+    async def stop(self) -> None:
+        self.server.close()
+        for w in list(self.writers):
+            w.transport.abort()
+
+
+@pytest.fixture
+async def proxy():
+    p = CuttableProxy(("127.0.0.1", 5672))
+    p.port = await p.start()
+    yield p
+    await p.stop()
+
+
+async def test_no_event_lost_or_applied_twice_across_broker_outages(proxy, tmp_path):
+    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/?reconnect_interval=0.3"
+    db = await make_db("postgres", tmp_path)
+    bus = await make_bus("rabbit", url)
+
+    async def effect(s, envelope, payload):
+        await s.execute(applied.insert().values(event_id=envelope.id))
+
+    await bus.subscribe("c.outage", ["user.created"], inbox_handler(
+        db, "c.outage", {"user.created": (auth_pb2.UserCreatedEvent, effect)}))
+    relay = Relay(db, bus, poll_seconds=0.2)
+    relay.start()
+    ids: list[str] = []
+
+    async def produce():
+        rnd = random.Random(1)
+        for i in range(EVENTS):
+            async with db.transaction() as s:
+                ids.append(await emit(s, "user.created", auth_pb2.UserCreatedEvent(user_id=str(i)), source="test"))
+            await asyncio.sleep(rnd.uniform(0, 0.01))
+
+    async def break_things():
+        for _ in range(3):
+            await asyncio.sleep(0.4)
+            await proxy.cut(down_for=0.5)
+
+    try:
+        await asyncio.gather(produce(), break_things())
+        counts = {}
+        for _ in range(600):  # bounded: 60 s at most
+            counts = await applied_counts(db)
+            if len(counts) == EVENTS:
+                break
+            await asyncio.sleep(0.1)
+        assert proxy.cuts == 3
+        assert set(counts) == set(ids), f"{EVENTS - len(counts)} events lost"
+        assert set(counts.values()) == {1}, "some event was applied twice"
+        assert await bus.dead_letters("c.outage") == []
+    finally:
+        await relay.stop()
+        await drop_bus(bus)
+        await drop_db(db)

@@ -1,0 +1,144 @@
+"""One suite for every events adapter: the in-process and RabbitMQ buses, SQLite and PostgreSQL outboxes."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+
+from mesh.events import Relay, emit, inbox_handler
+from mesh.events.bus import MAX_DELIVERIES
+from mesh.events.outbox import outbox
+from petplatform.auth.v1 import auth_pb2
+from petplatform.common.v1 import event_pb2
+from tests.contract.events_fixtures import applied, applied_counts, drop_bus, drop_db, make_bus, make_db
+
+
+@pytest.fixture(params=["inprocess", "rabbit"])
+async def bus(request):
+    b = await make_bus(request.param)
+    yield b
+    await drop_bus(b)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request, tmp_path):
+    d = await make_db(request.param, tmp_path)
+    yield d
+    await drop_db(d)
+
+
+async def eventually(check, timeout: float = 10.0):
+    for _ in range(int(timeout / 0.02)):
+        if result := await check():
+            return result
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def email(to: str) -> event_pb2.EmailSendEvent:
+    return event_pb2.EmailSendEvent(to=to, subject="hi", text_body="hello")
+
+
+async def test_publish_routes_by_type_to_every_consumer(bus):
+    got: dict[str, list[bytes]] = {"a": [], "b": []}
+    for name in got:
+        async def handler(body, name=name):
+            got[name].append(body)
+        await bus.subscribe(f"c.{name}", ["pet.created"] if name == "a" else ["pet.created", "user.created"], handler)
+    await bus.publish("pet.created", b"p1", "1")
+    await bus.publish("user.created", b"u1", "2")
+    await bus.publish("match.created", b"nobody", "3")
+    await eventually(lambda: asyncio.sleep(0, len(got["a"]) == 1 and len(got["b"]) == 2))
+    await asyncio.sleep(0.1)
+    assert got == {"a": [b"p1"], "b": [b"p1", b"u1"]}
+
+
+async def test_a_failing_handler_is_retried_then_dead_lettered(bus):
+    attempts = []
+
+    async def broken(body):
+        attempts.append(body)
+        raise RuntimeError("cannot handle")
+
+    await bus.subscribe("c.broken", ["x.happened"], broken)
+    await bus.publish("x.happened", b"poison", "1")
+    assert await eventually(lambda: bus.dead_letters("c.broken")) == [b"poison"]
+    # RabbitMQ's delivery limit counts redeliveries, so it may make one more attempt than the in-process bus.
+    assert MAX_DELIVERIES <= len(attempts) <= MAX_DELIVERIES + 1
+    assert await bus.dead_letters("c.broken") == [b"poison"], "looking at dead letters does not consume them"
+
+
+async def test_a_transient_failure_is_retried_not_dead_lettered(bus):
+    attempts = []
+
+    async def flaky(body):
+        attempts.append(body)
+        if len(attempts) == 1:
+            raise RuntimeError("database blip")
+
+    await bus.subscribe("c.flaky", ["x.happened"], flaky)
+    await bus.publish("x.happened", b"once", "1")
+    await eventually(lambda: asyncio.sleep(0, len(attempts) == 2))
+    await asyncio.sleep(0.2)
+    assert attempts == [b"once", b"once"] and await bus.dead_letters("c.flaky") == []
+
+
+async def test_outbox_publishes_committed_events_only(db, bus):
+    got = []
+
+    async def collect(body):
+        got.append(event_pb2.EventEnvelope.FromString(body))
+
+    await bus.subscribe("c.mail", ["email.send"], collect)
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as s:
+            await emit(s, "email.send", email("rolled@back"), source="test")
+            raise RuntimeError("the state change failed")
+    async with db.transaction() as s:
+        event_id = await emit(s, "email.send", email("kept@ok"), source="test")
+    relay = Relay(db, bus, poll_seconds=30)  # a long poll: delivery below proves the commit woke it
+    relay.start()
+    try:
+        relay.wake()  # the commit above happened before the relay existed
+        await eventually(lambda: asyncio.sleep(0, len(got) == 1))
+        async with db.transaction() as s:
+            await emit(s, "email.send", email("second@ok"), source="test")
+        await eventually(lambda: asyncio.sleep(0, len(got) == 2), timeout=5)
+    finally:
+        await relay.stop()
+    payload = event_pb2.EmailSendEvent()
+    assert got[0].id == event_id and got[0].payload.Unpack(payload) and payload.to == "kept@ok"
+    async with db.transaction() as s:
+        rows = (await s.execute(sa.select(outbox.c.publish_time))).scalars().all()
+    assert len(rows) == 2 and all(rows)
+
+
+async def test_inbox_applies_a_replayed_event_once(db, bus):
+    async def effect(s, envelope, payload):
+        await s.execute(applied.insert().values(event_id=envelope.id))
+
+    handler = inbox_handler(db, "c.users", {"user.created": (auth_pb2.UserCreatedEvent, effect)})
+    await bus.subscribe("c.users", ["user.created"], handler)
+    async with db.transaction() as s:
+        event_id = await emit(s, "user.created", auth_pb2.UserCreatedEvent(user_id="u1"), source="test")
+        body = (await s.execute(sa.select(outbox.c.body))).scalar_one()
+    for _ in range(3):
+        await bus.publish("user.created", body, event_id)
+    await eventually(lambda: applied_counts(db))
+    await asyncio.sleep(0.2)
+    assert await applied_counts(db) == {event_id: 1}
+
+
+async def test_a_payload_of_the_wrong_type_is_dead_lettered(db, bus):
+    async def effect(s, envelope, payload):
+        await s.execute(applied.insert().values(event_id=envelope.id))
+
+    handler = inbox_handler(db, "c.strict", {"user.created": (auth_pb2.UserCreatedEvent, effect)})
+    await bus.subscribe("c.strict", ["user.created"], handler)
+    async with db.transaction() as s:
+        event_id = await emit(s, "user.created", email("not-a-user@x"), source="test")
+        body = (await s.execute(sa.select(outbox.c.body))).scalar_one()
+    await bus.publish("user.created", body, event_id)
+    assert await eventually(lambda: bus.dead_letters("c.strict")) == [body]
+    assert await applied_counts(db) == {}
