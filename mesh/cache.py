@@ -65,8 +65,10 @@ return {n, redis.call('PTTL', KEYS[1])}
 
 
 class RedisCache:
-    def __init__(self, url: str, prefix: str = ""):
-        self._r = aioredis.from_url(url)
+    def __init__(self, url: str, prefix: str = "", max_connections: int = 64):
+        # A blocking pool makes bursts wait for a connection; the default pool raises instead.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5)
+        self._r = aioredis.Redis(connection_pool=pool)
         self._prefix = prefix
         self._incr = self._r.register_script(_INCR)
 
