@@ -14,16 +14,25 @@ class Cache(Protocol):
     async def delete(self, key: str) -> None: ...
 
     async def incr(self, key: str, window_seconds: float) -> tuple[int, float]:
-        """Fixed-window counter: (count after this increment, seconds until the window resets)."""
+        """Fixed-window counter: the first increment starts a window of `window_seconds`, after which
+        the key expires. Returns (count after this increment, seconds until the window resets)."""
 
-    async def ping(self) -> None: ...
+    async def ping(self) -> None:
+        """Raises if the backend is unreachable."""
+
     async def close(self) -> None: ...
 
 
 class MemoryCache:
+    """One process only: fine for a single replica and for tests."""
+
+    # Expired keys nobody reads again (one per client IP, say) would otherwise pile up forever.
+    SWEEP_EVERY_SECONDS = 60.0
+
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._data: dict[str, tuple[bytes, float | None]] = {}
+        self._next_sweep = clock() + self.SWEEP_EVERY_SECONDS
 
     def _live(self, key: str) -> tuple[bytes, float | None] | None:
         item = self._data.get(key)
@@ -32,21 +41,29 @@ class MemoryCache:
             return None
         return item
 
+    def _store(self, key: str, value: bytes, expires: float | None) -> None:
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._data = {k: v for k, v in self._data.items() if v[1] is None or v[1] > now}
+            self._next_sweep = now + self.SWEEP_EVERY_SECONDS
+        self._data[key] = (value, expires)
+
     async def get(self, key: str) -> bytes | None:
         item = self._live(key)
         return item[0] if item else None
 
     async def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
-        self._data[key] = (value, None if ttl_seconds is None else self._clock() + ttl_seconds)
+        self._store(key, bytes(value), None if ttl_seconds is None else self._clock() + ttl_seconds)
 
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
 
     async def incr(self, key: str, window_seconds: float) -> tuple[int, float]:
+        # No await in here, so the read-modify-write is atomic on the event loop.
         item = self._live(key)
-        expires = item[1] if item and item[1] is not None else self._clock() + window_seconds
         count = int(item[0]) + 1 if item else 1
-        self._data[key] = (str(count).encode(), expires)
+        expires = item[1] if item and item[1] is not None else self._clock() + window_seconds
+        self._store(key, str(count).encode(), expires)
         return count, max(0.0, expires - self._clock())
 
     async def ping(self) -> None:
@@ -56,19 +73,27 @@ class MemoryCache:
         pass
 
 
-# One round trip, atomic across replicas: the first hit of a window sets its expiry.
+# One round trip, atomic across replicas; only the first hit of a window (a key without a TTL) sets
+# the expiry, so later hits never extend the window.
 _INCR = """
 local n = redis.call('INCR', KEYS[1])
-if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {n, redis.call('PTTL', KEYS[1])}
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = redis.call('PTTL', KEYS[1])
+end
+return {n, ttl}
 """
 
 
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))  # Redis rejects a zero or negative expiry
+
+
 class RedisCache:
-    def __init__(self, url: str, prefix: str = "", max_connections: int = 64):
-        # A blocking pool makes bursts wait for a connection; the default pool raises instead.
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5)
-        self._r = aioredis.Redis(connection_pool=pool)
+    def __init__(self, url: str, prefix: str = ""):
+        # A bounded connect timeout so ping() on a dead host fails in time for a readiness probe.
+        self._r = aioredis.from_url(url, socket_connect_timeout=5)
         self._prefix = prefix
         self._incr = self._r.register_script(_INCR)
 
@@ -76,20 +101,20 @@ class RedisCache:
         return await self._r.get(self._prefix + key)
 
     async def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
-        await self._r.set(self._prefix + key, value, px=int(ttl_seconds * 1000) if ttl_seconds else None)
+        await self._r.set(self._prefix + key, value, px=None if ttl_seconds is None else _ms(ttl_seconds))
 
     async def delete(self, key: str) -> None:
         await self._r.delete(self._prefix + key)
 
     async def incr(self, key: str, window_seconds: float) -> tuple[int, float]:
-        count, pttl = await self._incr(keys=[self._prefix + key], args=[max(1, int(window_seconds * 1000))])
+        count, pttl = await self._incr(keys=[self._prefix + key], args=[_ms(window_seconds)])
         return int(count), max(0, int(pttl)) / 1000
 
     async def ping(self) -> None:
         await self._r.ping()
 
     async def close(self) -> None:
-        await self._r.aclose()
+        await self._r.aclose(close_connection_pool=True)
 
 
 def make_cache(redis_url: str | None, prefix: str = "") -> Cache:

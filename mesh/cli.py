@@ -7,6 +7,8 @@ import logging
 import signal
 import sys
 
+import prometheus_client
+
 from mesh import logs
 from mesh.config import SERVICE_PORTS, ConfigError, load_settings
 from mesh.server import MODULES, Platform
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _serve(settings, target: str, port: int, demo: bool, migrate: bool) -> None:
     platform = Platform(settings, target, port)
+    if settings.metrics_port is not None:
+        prometheus_client.start_http_server(settings.metrics_port, addr=settings.host)
     if migrate:
         await platform.migrate()
     await platform.start()

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.request
 
 from google.protobuf import descriptor_pool, json_format, message_factory
 import grpc
@@ -74,12 +75,13 @@ async def wait_serving(address: str, timeout: float = 30) -> None:
 
 
 async def test_one_process_per_service(tmp_path):
-    auth_port, pet_port = free_port(), free_port()
+    auth_port, pet_port, metrics_port = free_port(), free_port(), free_port()
     env = {**os.environ, "PETPLATFORM_DATA_DIR": str(tmp_path), "PETPLATFORM_AUTH_ADDR": f"127.0.0.1:{auth_port}",
            "PETPLATFORM_LOG_JSON": "false"}
-    procs = [subprocess.Popen([sys.executable, "-m", "mesh.cli", "run", f"--target={t}", f"--port={p}"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for t, p in (("auth", auth_port), ("pet", pet_port))]
+    procs = [subprocess.Popen([sys.executable, "-m", "mesh.cli", "run", f"--target={t}", f"--port={p}"],
+                              env={**env, **extra}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for t, p, extra in (("auth", auth_port, {}),
+                                 ("pet", pet_port, {"PETPLATFORM_METRICS_PORT": str(metrics_port)}))]
     try:
         for port in (auth_port, pet_port):
             await wait_serving(f"127.0.0.1:{port}")
@@ -97,6 +99,9 @@ async def test_one_process_per_service(tmp_path):
             with pytest.raises(grpc.aio.AioRpcError) as e:
                 await auth.GetJwks(auth_pb2.GetJwksRequest()) and await pets.GetPet(pet_pb2.GetPetRequest(name="x"))
             assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        assert 'petplatform_rpc_total{code="OK",method="/petplatform.pet.v1.PetService/CreatePet"} 1.0' in metrics
+        assert 'code="INVALID_ARGUMENT",method="/petplatform.pet.v1.PetService/GetPet"' in metrics
     finally:
         for proc in procs:
             proc.terminate()
