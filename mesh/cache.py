@@ -92,8 +92,11 @@ def _ms(seconds: float) -> int:
 
 class RedisCache:
     def __init__(self, url: str, prefix: str = ""):
-        # A bounded connect timeout so ping() on a dead host fails in time for a readiness probe.
-        self._r = aioredis.from_url(url, socket_connect_timeout=5)
+        # redis-py's default pool raises once 100 connections are busy; a burst of requests should
+        # queue for a connection instead. The connect timeout lets ping() fail in time for a probe.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=5,
+                                                        socket_connect_timeout=5)
+        self._r = aioredis.Redis.from_pool(pool)
         self._prefix = prefix
         self._incr = self._r.register_script(_INCR)
 
