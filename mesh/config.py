@@ -20,7 +20,15 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
     grpc_port: int = Field(50051, ge=0, le=65535)
-    http_port: int = Field(3000, ge=0, le=65535)
+    http_port: int = Field(3000, ge=0, le=65535)  # the edge: REST/JSON and gRPC-Web
+    edge_grpc_port: int = Field(3443, ge=0, le=65535)  # the edge: gRPC pass-through for mobile apps
+    cors_allowed_origins: list[str] = ["http://localhost:3100", "http://127.0.0.1:3100"]  # "*" allows any
+    rate_limit_per_minute: int = Field(100, ge=1)  # per client: the user when signed in, else the IP
+    rate_limit_window_seconds: int = Field(60, ge=1)  # the budget above is per this window
+    ip_allow: list[str] = []  # CIDRs; when set, only these may call the edge
+    ip_deny: list[str] = []  # CIDRs refused at the edge
+    trust_forwarded_for: bool = False  # behind a load balancer: take the client IP from X-Forwarded-For
+    max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)  # photos arrive base64-encoded in JSON
     # Peers, host:port; unset means this process (all-in-one) or the seed port on host.
     auth_addr: str | None = None
     user_addr: str | None = None

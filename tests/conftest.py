@@ -14,11 +14,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from mesh import logs
 from mesh.config import load_settings
 from mesh.server import Platform
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
 from petplatform.pet.v1 import pet_pb2_grpc
 from petplatform.user.v1 import user_pb2_grpc
+
+logs.configure("info", json=False)  # as the CLI does, so tests see the same structured records
 
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -159,6 +162,45 @@ async def api(tmp_path_factory, smtp_sink):
     client = Api(platform, smtp_sink)
     yield client
     await client.channel.close()
+    await platform.stop(grace=1)
+
+
+@dataclass
+class EdgeClient:
+    """The platform behind the edge, reached over real HTTP and gRPC sockets."""
+
+    api: Api
+    edge: object
+    http: object  # aiohttp.ClientSession
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.edge.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.edge.grpc_port}"
+
+
+async def start_edge(platform: Platform):
+    from gateway.edge import Edge
+    from mesh.server import MODULES
+    edge = Edge(platform.rt, list(MODULES))
+    await edge.start(http_port=0, grpc_port=0)
+    return edge
+
+
+@pytest.fixture(scope="module")
+async def edge(tmp_path_factory, smtp_sink):
+    """Platform + edge, embedded profile, one per test module."""
+    import aiohttp
+    platform = await start_platform(embedded_settings(tmp_path_factory.mktemp("data"), smtp_sink))
+    e = await start_edge(platform)
+    api = Api(platform, smtp_sink)
+    async with aiohttp.ClientSession() as http:
+        yield EdgeClient(api, e, http)
+    await api.channel.close()
+    await e.stop(grace=1)
     await platform.stop(grace=1)
 
 

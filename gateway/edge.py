@@ -1,0 +1,91 @@
+"""The Python edge: REST/JSON + gRPC-Web on PETPLATFORM_HTTP_PORT, gRPC pass-through on
+PETPLATFORM_EDGE_GRPC_PORT; routes come from the contracts, never from hand-written tables."""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+
+from aiohttp import web
+from google.protobuf import json_format
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway import openapi
+from gateway.http_rules import bindings
+from gateway.passthrough import PassThrough
+from gateway.policy import EdgePolicy
+from gateway.rest import DOCS_CSP, RestEdge
+from mesh.runtime import CHANNEL_OPTIONS, Runtime
+from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+def service_names(modules: list[str]) -> list[str]:
+    names = []
+    for m in modules:
+        pb2 = importlib.import_module(f"petplatform.{m}.v1.{m}_pb2")
+        names += [s.full_name for s in pb2.DESCRIPTOR.services_by_name.values()]
+    return names
+
+
+class Edge:
+    def __init__(self, rt: Runtime, modules: list[str]):
+        self.rt = rt
+        self.s = rt.settings
+        self.modules = modules
+        self.services = service_names(modules)
+        self.bindings = bindings(self.services)
+        self.policy = EdgePolicy(self.s, rt.cache, rt.verifier)
+        self.spec = openapi.document(self.bindings)
+        self.http_port = 0
+        self.grpc_port = 0
+
+    async def start(self, http_port: int | None = None, grpc_port: int | None = None) -> None:
+        rest = RestEdge(self.s, self.bindings, self.policy, self.rt.channel, self.rt.blobs, {
+            "/readyz": self.readyz, "/openapi.json": self.openapi_json, "/docs": self.docs,
+            "/.well-known/jwks.json": self.jwks})
+        self.runner = web.AppRunner(rest.app(), access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.s.host, self.s.http_port if http_port is None else http_port)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]
+        self.grpc_server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.rt.channel),))
+        self.grpc_port = self.grpc_server.add_insecure_port(
+            f"{self.s.host}:{self.s.edge_grpc_port if grpc_port is None else grpc_port}")
+        await self.grpc_server.start()
+        log.info("edge on http://%s:%d (REST, gRPC-Web) and %s:%d (gRPC)", self.s.host, self.http_port,
+                 self.s.host, self.grpc_port)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.grpc_server.stop(grace)
+        await self.runner.cleanup()
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        async def check(module: str) -> bool:
+            try:
+                r = await health_pb2_grpc.HealthStub(self.rt.channel(module)).Check(
+                    health_pb2.HealthCheckRequest(), timeout=2)
+                return r.status == health_pb2.HealthCheckResponse.SERVING
+            except grpc.aio.AioRpcError:
+                return False
+        results = dict(zip(self.modules, await asyncio.gather(*(check(m) for m in self.modules))))
+        return web.json_response({"ready": all(results.values()), "services": results},
+                                 status=200 if all(results.values()) else 503)
+
+    async def openapi_json(self, request: web.Request) -> web.Response:
+        return web.json_response(self.spec)
+
+    async def docs(self, request: web.Request) -> web.Response:
+        return web.Response(text=openapi.docs_page(self.spec), content_type="text/html",
+                            headers={"Content-Security-Policy": DOCS_CSP})
+
+    async def jwks(self, request: web.Request) -> web.Response:
+        keys = await auth_pb2_grpc.AuthServiceStub(self.rt.channel("auth")).GetJwks(
+            auth_pb2.GetJwksRequest(), timeout=5)
+        body = {"keys": [json_format.MessageToDict(k, preserving_proto_field_name=True) for k in keys.keys]}
+        return web.Response(text=json.dumps(body), content_type="application/jwk-set+json",
+                            headers={"Cache-Control": "public, max-age=300"})

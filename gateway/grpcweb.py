@@ -1,0 +1,114 @@
+"""gRPC-Web (binary and base64 text) on the edge's HTTP port: unary and server-streaming calls."""
+from __future__ import annotations
+
+import base64
+import struct
+import urllib.parse
+
+from aiohttp import web
+from google.protobuf import descriptor_pool
+from google.rpc import status_pb2
+import grpc
+
+from mesh import errors
+from mesh.interceptor import method_access
+
+DATA, TRAILERS = 0x00, 0x80
+UNITS = {"H": 3600, "M": 60, "S": 1, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def frame(flag: int, payload: bytes) -> bytes:
+    return struct.pack(">BI", flag, len(payload)) + payload
+
+
+def first_message(body: bytes) -> bytes:
+    if len(body) < 5:
+        raise errors.invalid_argument(("body", "a gRPC-Web request needs one length-prefixed message"),
+                                      reason="MALFORMED_GRPC_WEB")
+    flag, length = struct.unpack(">BI", body[:5])
+    if flag & 0x01:
+        raise errors.invalid_argument(("body", "compressed messages are not supported"), reason="MALFORMED_GRPC_WEB")
+    if flag != DATA or len(body) < 5 + length:
+        raise errors.invalid_argument(("body", "truncated or malformed gRPC-Web frame"), reason="MALFORMED_GRPC_WEB")
+    return body[5:5 + length]
+
+
+def parse_timeout(value: str | None, default: float) -> float:
+    if not value or len(value) < 2 or value[-1] not in UNITS or not value[:-1].isdigit():
+        return default
+    return min(default, int(value[:-1]) * UNITS[value[-1]])
+
+
+def trailer_lines(status: status_pb2.Status, trailing: tuple = ()) -> list[tuple[str, str]]:
+    lines = [("grpc-status", str(status.code)), ("grpc-message", urllib.parse.quote(status.message, safe=" "))]
+    if status.details:
+        lines.append(("grpc-status-details-bin", base64.b64encode(status.SerializeToString()).decode().rstrip("=")))
+    lines += [(k, v) for k, v in trailing if isinstance(v, str) and not k.startswith("grpc-")]
+    return lines
+
+
+def lookup(path: str):
+    service_name, _, method_name = path.lstrip("/").partition("/")
+    if not service_name.startswith("petplatform."):
+        return None
+    try:
+        return descriptor_pool.Default().FindServiceByName(service_name).methods_by_name.get(method_name)
+    except KeyError:
+        return None
+
+
+async def handle(edge, request: web.Request) -> web.StreamResponse:
+    text = request.content_type.startswith("application/grpc-web-text")
+    content_type = "application/grpc-web-text+proto" if text else "application/grpc-web+proto"
+
+    def encode(chunk: bytes) -> bytes:
+        return base64.b64encode(chunk) if text else chunk
+
+    response = web.StreamResponse(status=200, headers={**request["edge_headers"], "Content-Type": content_type})
+    try:
+        method = lookup(request.path)
+        if method is None or method.client_streaming or request.method != "POST":
+            raise errors.ApiError(grpc.StatusCode.UNIMPLEMENTED, f"unknown method {request.path}", "UNKNOWN_METHOD")
+        admission = await edge.policy.admit(edge.client_ip(request), request.headers.get("Authorization"),
+                                            method_access(request.path))
+        response.headers.update(admission.headers())
+        raw = await request.read()
+        if text:
+            try:
+                raw = base64.b64decode(raw, validate=True)
+            except ValueError:
+                raise errors.invalid_argument(("body", "not base64"), reason="MALFORMED_GRPC_WEB") from None
+        message = first_message(raw)
+        channel = edge.channel_for(method.containing_service.full_name.split(".")[1])
+        kwargs = dict(metadata=edge.forward_metadata(request),
+                      timeout=parse_timeout(request.headers.get("grpc-timeout"), 30.0))
+        if method.server_streaming:
+            call = channel.unary_stream(request.path)(message, **kwargs)
+            await response.prepare(request)
+            async for item in call:
+                await response.write(encode(frame(DATA, item)))
+            trailing = tuple(await call.trailing_metadata() or ())
+        else:
+            call = channel.unary_unary(request.path)(message, **kwargs)
+            reply = await call
+            await response.prepare(request)
+            await response.write(encode(frame(DATA, reply)))
+            trailing = tuple(await call.trailing_metadata() or ())
+        status = status_pb2.Status(code=0)
+    except grpc.aio.AioRpcError as e:
+        from gateway.rest import status_of_rpc_error
+        status, trailing = status_of_rpc_error(e), tuple(e.trailing_metadata() or ())
+    except errors.ApiError as e:
+        status, trailing = e.to_status(), ()
+        if adm := getattr(e, "admission", None):
+            response.headers.update(adm.headers())
+    lines = trailer_lines(status, trailing)
+    if not response.prepared:
+        # Trailers-only: nothing was sent yet, so the status travels in the HTTP headers.
+        response.headers.update(dict(lines))
+        response.headers["Content-Length"] = "0"
+        await response.prepare(request)
+    else:
+        await response.write(encode(frame(TRAILERS, "".join(f"{k}: {v}\r\n" for k, v in lines).encode())))
+    await response.write_eof()
+    return response

@@ -1,0 +1,93 @@
+"""HTTP bindings read from the contracts' google.api.http annotations: the edge has no hand-written routes."""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from google.api import annotations_pb2, http_pb2
+from google.protobuf import descriptor, descriptor_pool
+
+from mesh.interceptor import method_access
+
+_VAR = re.compile(r"\{([^}=]+)(?:=([^}]+))?\}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PathTemplate:
+    """A compiled google.api.http path template, e.g. `/v1/{name=pets/*}/photos:upload`."""
+
+    pattern: str
+    regex: re.Pattern
+    variables: tuple[str, ...]  # field paths, in group order
+
+    @classmethod
+    def compile(cls, pattern: str) -> PathTemplate:
+        path, verb = pattern, ""
+        colon = pattern.rfind(":")
+        if colon > pattern.rfind("}") and colon > pattern.rfind("/"):
+            path, verb = pattern[:colon], pattern[colon:]
+        regex, variables, pos = "", [], 0
+        for m in _VAR.finditer(path):
+            regex += _segments(path[pos:m.start()])
+            regex += f"(?P<v{len(variables)}>{_segments(m.group(2) or '*')})"
+            variables.append(m.group(1))
+            pos = m.end()
+        regex += _segments(path[pos:]) + re.escape(verb)
+        return cls(pattern, re.compile(f"^{regex}$"), tuple(variables))
+
+    def match(self, path: str) -> dict[str, str] | None:
+        m = self.regex.match(path)
+        if m is None:
+            return None
+        return {field: m.group(f"v{i}") for i, field in enumerate(self.variables)}
+
+
+def _segments(text: str) -> str:
+    parts = []
+    for seg in text.split("/"):
+        parts.append("[^/]+" if seg == "*" else ".+" if seg == "**" else re.escape(seg))
+    return "/".join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Binding:
+    method: descriptor.MethodDescriptor
+    http_method: str
+    template: PathTemplate
+    body: str  # "", "*" or a top-level field name
+    response_body: str
+    access: int
+
+    @property
+    def full_name(self) -> str:
+        return f"/{self.method.containing_service.full_name}/{self.method.name}"
+
+    @property
+    def service(self) -> str:
+        """The module serving it: `petplatform.<module>.v1.X`."""
+        return self.method.containing_service.full_name.split(".")[1]
+
+
+def _rules(rule: http_pb2.HttpRule):
+    yield rule
+    for extra in rule.additional_bindings:
+        yield extra
+
+
+def bindings(service_names: list[str]) -> list[Binding]:
+    out = []
+    for name in service_names:
+        service = descriptor_pool.Default().FindServiceByName(name)
+        for m in service.methods:
+            if m.client_streaming:
+                continue  # bidi and client streams have their server-streaming + unary twins
+            rule = m.GetOptions().Extensions[annotations_pb2.http]
+            for r in _rules(rule):
+                kind = r.WhichOneof("pattern")
+                if kind is None:
+                    continue
+                pattern = r.custom.path if kind == "custom" else getattr(r, kind)
+                verb = r.custom.kind if kind == "custom" else kind.upper()
+                out.append(Binding(m, verb, PathTemplate.compile(pattern), r.body, r.response_body,
+                                   method_access(f"/{name}/{m.name}")))
+    return out

@@ -1,0 +1,92 @@
+"""gRPC pass-through for mobile apps: every RPC kind is relayed to its service with metadata,
+deadline and cancellation carried through, behind the same edge policy as REST and gRPC-Web."""
+from __future__ import annotations
+
+import grpc
+
+from gateway.grpcweb import lookup
+from gateway.policy import EdgePolicy
+from mesh import errors
+from mesh.interceptor import method_access
+
+# Hop-by-hop or set by gRPC itself; everything else (authorization, x-request-id, custom keys) goes through.
+_DROP = {"user-agent", "grpc-accept-encoding", "grpc-encoding", "content-type", "te", "grpc-timeout", "x-forwarded-for"}
+
+
+def _identity(b: bytes) -> bytes:
+    return b
+
+
+class PassThrough(grpc.GenericRpcHandler):
+    def __init__(self, policy: EdgePolicy, channel_for):
+        self.policy = policy
+        self.channel_for = channel_for
+
+    def service(self, details: grpc.HandlerCallDetails):
+        method = lookup(details.method)
+        if method is None:
+            return None  # grpc answers UNIMPLEMENTED
+        path = details.method
+        channel = self.channel_for(method.containing_service.full_name.split(".")[1])
+        access = method_access(path)
+
+        async def admit(context) -> tuple:
+            md = dict(context.invocation_metadata() or ())
+            peer = context.peer() or ""
+            ip = self.policy.client_ip(peer.rsplit(":", 1)[0].removeprefix("ipv4:").removeprefix("ipv6:").strip("[]"),
+                                       md.get("x-forwarded-for"))
+            try:
+                await self.policy.admit(ip, md.get("authorization"), access)
+            except errors.ApiError as e:
+                from grpc_status import rpc_status
+                s = rpc_status.to_status(e.to_status())
+                await context.abort(s.code, s.details, s.trailing_metadata)
+            forward = tuple((k, v) for k, v in md.items() if k not in _DROP) + (("x-forwarded-for", ip),)
+            remaining = context.time_remaining()
+            return forward, (remaining if remaining is not None and remaining < 3600 else None)
+
+        async def relay_error(context, e: grpc.aio.AioRpcError):
+            await context.abort(e.code(), e.details() or "", e.trailing_metadata())
+
+        if not method.client_streaming and not method.server_streaming:
+            async def unary_unary(request, context):
+                md, timeout = await admit(context)
+                call = channel.unary_unary(path, _identity, _identity)(request, metadata=md, timeout=timeout)
+                try:
+                    reply = await call
+                except grpc.aio.AioRpcError as e:
+                    await relay_error(context, e)
+                context.set_trailing_metadata(tuple(await call.trailing_metadata() or ()))
+                return reply
+            return grpc.unary_unary_rpc_method_handler(unary_unary, _identity, _identity)
+
+        if not method.client_streaming:
+            async def unary_stream(request, context):
+                md, timeout = await admit(context)
+                call = channel.unary_stream(path, _identity, _identity)(request, metadata=md, timeout=timeout)
+                try:
+                    async for item in call:
+                        yield item
+                except grpc.aio.AioRpcError as e:
+                    await relay_error(context, e)
+            return grpc.unary_stream_rpc_method_handler(unary_stream, _identity, _identity)
+
+        if not method.server_streaming:
+            async def stream_unary(request_iterator, context):
+                md, timeout = await admit(context)
+                call = channel.stream_unary(path, _identity, _identity)(request_iterator, metadata=md, timeout=timeout)
+                try:
+                    return await call
+                except grpc.aio.AioRpcError as e:
+                    await relay_error(context, e)
+            return grpc.stream_unary_rpc_method_handler(stream_unary, _identity, _identity)
+
+        async def stream_stream(request_iterator, context):
+            md, timeout = await admit(context)
+            call = channel.stream_stream(path, _identity, _identity)(request_iterator, metadata=md, timeout=timeout)
+            try:
+                async for item in call:
+                    yield item
+            except grpc.aio.AioRpcError as e:
+                await relay_error(context, e)
+        return grpc.stream_stream_rpc_method_handler(stream_stream, _identity, _identity)

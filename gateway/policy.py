@@ -1,0 +1,74 @@
+"""Edge policy shared by REST, gRPC-Web and gRPC pass-through: who the client is, whether it may
+come in (IP lists), whether it is signed in (JWT), and how much it may call (rate limit)."""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+
+from mesh import errors
+from mesh.config import Settings
+from mesh.principal import Principal, TokenVerifier
+from mesh.cache import Cache
+from petplatform.common.v1 import access_pb2
+
+@dataclasses.dataclass
+class Admission:
+    principal: Principal | None
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+    def headers(self) -> dict[str, str]:
+        return {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
+                "RateLimit-Reset": str(self.reset_seconds)}
+
+
+class EdgePolicy:
+    def __init__(self, settings: Settings, cache: Cache, verifier: TokenVerifier):
+        self.s = settings
+        self.cache = cache
+        self.verifier = verifier
+        self.allow = [ipaddress.ip_network(c, strict=False) for c in settings.ip_allow]
+        self.deny = [ipaddress.ip_network(c, strict=False) for c in settings.ip_deny]
+
+    def client_ip(self, peer: str | None, forwarded_for: str | None) -> str:
+        if self.s.trust_forwarded_for and forwarded_for:
+            return forwarded_for.split(",")[0].strip()
+        return peer or "unknown"
+
+    def check_ip(self, ip: str) -> None:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            addr = None
+        if addr is not None and any(addr in n for n in self.deny):
+            raise errors.permission_denied("your address is not allowed", "IP_DENIED")
+        if self.allow and (addr is None or not any(addr in n for n in self.allow)):
+            raise errors.permission_denied("your address is not allowed", "IP_NOT_ALLOWED")
+
+    async def admit(self, ip: str, authorization: str | None, access: int) -> Admission:
+        """Authenticates (where the method needs it) and counts the call against the client's budget."""
+        self.check_ip(ip)
+        principal = None
+        scheme, _, token = (authorization or "").partition(" ")
+        if authorization and scheme.lower() == "bearer" and token:
+            try:
+                principal = await self.verifier.verify(token.strip())
+            except errors.ApiError:
+                if access != access_pb2.ACCESS_PUBLIC:
+                    raise
+        elif authorization and access != access_pb2.ACCESS_PUBLIC:
+            raise errors.unauthenticated("authorization must be 'Bearer <token>'", "TOKEN_INVALID")
+        if principal is None and access not in (access_pb2.ACCESS_PUBLIC, access_pb2.ACCESS_UNSPECIFIED):
+            raise errors.unauthenticated("this method needs 'authorization: Bearer <access token>'", "TOKEN_MISSING")
+        client = f"user:{principal.user_id}" if principal else f"ip:{ip}"
+        count, reset = await self.cache.incr(f"ratelimit:{client}", self.s.rate_limit_window_seconds)
+        limit = self.s.rate_limit_per_minute
+        admission = Admission(principal, limit, max(0, limit - count), max(1, math.ceil(reset)))
+        if count > limit:
+            err = errors.resource_exhausted(f"rate limit of {limit} requests per minute exceeded",
+                                            "RATE_LIMITED", admission.reset_seconds)
+            err.admission = admission
+            raise err
+        return admission

@@ -1,0 +1,190 @@
+"""The HTTP side of the edge: REST/JSON transcoding and gRPC-Web on one port, plus the edge's own
+endpoints (health, OpenAPI, docs, JWKS, blobs). Every error is a google.rpc.Status JSON body."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+
+from aiohttp import web
+from google.protobuf import json_format
+import grpc
+from grpc_status import rpc_status
+
+from gateway import grpcweb
+from gateway.http_rules import Binding
+from gateway.policy import Admission, EdgePolicy
+from gateway.transcode import CODE_BY_NUMBER, HTTP_STATUS, build_request, output_class, render_response
+from mesh import errors
+from mesh.blobs import BlobNotFound, BlobStore
+from mesh.config import Settings
+from mesh.logs import mask_email
+
+log = logging.getLogger("edge.access")
+
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-site",
+    "Server": "petplatform",  # aiohttp would otherwise announce itself and its version
+}
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+CORS_ALLOW_HEADERS = "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, x-request-id"
+CORS_EXPOSE_HEADERS = ("grpc-status, grpc-message, grpc-status-details-bin, x-request-id, retry-after, "
+                       "ratelimit-limit, ratelimit-remaining, ratelimit-reset")
+DEFAULT_DEADLINE = 30.0
+_STATUS_KEY = web.AppKey("status", object)
+
+
+def error_response(status, headers: dict | None = None) -> web.Response:
+    """A google.rpc.Status as JSON with the grpc-gateway HTTP code."""
+    code = CODE_BY_NUMBER.get(status.code, grpc.StatusCode.UNKNOWN)
+    return web.json_response(json_format.MessageToDict(status), status=HTTP_STATUS[code], headers=headers)
+
+
+def status_of_rpc_error(e: grpc.aio.AioRpcError):
+    status = rpc_status.from_call(e)
+    if status is None:
+        from google.rpc import status_pb2
+        status = status_pb2.Status(code=e.code().value[0], message=e.details() or "")
+    return status
+
+
+class RestEdge:
+    def __init__(self, settings: Settings, bindings: list[Binding], policy: EdgePolicy, channel_for, blobs: BlobStore,
+                 extras: dict[str, web.StreamResponse]):
+        self.s = settings
+        self.bindings = bindings
+        self.policy = policy
+        self.channel_for = channel_for  # service module name -> grpc.aio.Channel
+        self.blobs = blobs
+        self.extras = extras
+        self.origins = set(settings.cors_allowed_origins)
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.s.max_request_bytes,
+                              middlewares=[self.envelope, self.preflight])
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/v1/blobs/{key:.+}", self.blob)
+        for path, handler in self.extras.items():
+            app.router.add_get(path, handler)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    # --- middlewares ---
+
+    @web.middleware
+    async def envelope(self, request: web.Request, handler):
+        """Request id, security headers, access log, and errors as Status JSON whatever raised them."""
+        start = time.perf_counter()
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request["request_id"] = rid
+        # Headers every response carries; handlers that stream apply them before the first byte.
+        request["edge_headers"] = {**SECURITY_HEADERS, "X-Request-Id": rid, **self.cors_headers(request)}
+        try:
+            response = await handler(request)
+        except errors.ApiError as e:
+            adm = getattr(e, "admission", None)
+            headers = adm.headers() if adm else {}
+            if e.code == grpc.StatusCode.RESOURCE_EXHAUSTED and adm:
+                headers["Retry-After"] = str(adm.reset_seconds)
+            response = error_response(e.to_status(), headers)
+        except web.HTTPRequestEntityTooLarge:
+            response = error_response(errors.ApiError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"request body larger than {self.s.max_request_bytes} bytes",
+                "BODY_TOO_LARGE").to_status())
+            response.set_status(413)
+        except web.HTTPException as e:
+            response = error_response(errors.ApiError(
+                grpc.StatusCode.NOT_FOUND if e.status == 404 else grpc.StatusCode.INVALID_ARGUMENT,
+                e.reason, "HTTP_" + str(e.status)).to_status())
+            response.set_status(e.status)
+        except Exception:
+            log.exception("edge failure")
+            response = error_response(errors.internal().to_status())
+        if not response.prepared:
+            response.headers.update(request["edge_headers"])
+            response.headers.setdefault("Content-Security-Policy", API_CSP)
+        # Never the query string or headers: they may hold tokens or emails.
+        log.info("%s %s %s %.1fms", request.method, mask_email(request.path), response.status,
+                 (time.perf_counter() - start) * 1000,
+                 extra={"request_id": rid, "client": request.get("client_ip", request.remote)})
+        return response
+
+    def cors_headers(self, request: web.Request) -> dict[str, str]:
+        origin = request.headers.get("Origin")
+        if origin and ("*" in self.origins or origin in self.origins):
+            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
+                    "Access-Control-Expose-Headers": CORS_EXPOSE_HEADERS}
+        return {}
+
+    @web.middleware
+    async def preflight(self, request: web.Request, handler):
+        if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+            if not self.cors_headers(request):
+                raise errors.permission_denied("origin not allowed", "CORS_ORIGIN")
+            return web.Response(status=204, headers={
+                "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+                "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS, "Access-Control-Max-Age": "600"})
+        return await handler(request)
+
+    # --- handlers ---
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def blob(self, request: web.Request) -> web.Response:
+        try:
+            data, content_type = await self.blobs.get(request.match_info["key"])
+        except (BlobNotFound, ValueError):
+            raise errors.not_found("blob", request.match_info["key"]) from None
+        return web.Response(body=data, content_type=content_type,
+                            headers={"Cache-Control": "public, max-age=3600"})
+
+    def client_ip(self, request: web.Request) -> str:
+        ip = self.policy.client_ip(request.remote, request.headers.get("X-Forwarded-For"))
+        request["client_ip"] = ip
+        return ip
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.content_type.startswith("application/grpc-web"):
+            return await grpcweb.handle(self, request)
+        path_matched = False
+        for b in self.bindings:
+            path_vars = b.template.match(request.path)
+            if path_vars is None:
+                continue
+            path_matched = True
+            if b.http_method == request.method:
+                return await self.call(request, b, path_vars)
+        if path_matched:
+            raise web.HTTPMethodNotAllowed(request.method, sorted(
+                {b.http_method for b in self.bindings if b.template.match(request.path) is not None}))
+        raise errors.not_found("path", request.path)
+
+    async def call(self, request: web.Request, b: Binding, path_vars: dict[str, str]) -> web.Response:
+        admission = await self.policy.admit(self.client_ip(request), request.headers.get("Authorization"), b.access)
+        body = await request.read() if b.body else b""
+        message = build_request(b, path_vars, request.query.items(), body)
+        call = self.channel_for(b.service).unary_unary(
+            b.full_name, request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=output_class(b).FromString)
+        try:
+            response = await call(message, metadata=self.forward_metadata(request), timeout=DEFAULT_DEADLINE)
+        except grpc.aio.AioRpcError as e:
+            return error_response(status_of_rpc_error(e), admission.headers())
+        return web.json_response(render_response(b, response), headers=admission.headers(),
+                                 dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+    def forward_metadata(self, request: web.Request) -> tuple:
+        md = [("x-request-id", request["request_id"]), ("x-forwarded-for", request["client_ip"])]
+        if auth := request.headers.get("Authorization"):
+            md.append(("authorization", auth))
+        return tuple(md)
+
+
+__all__ = ["RestEdge", "error_response", "status_of_rpc_error", "Admission"]

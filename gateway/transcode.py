@@ -1,0 +1,147 @@
+"""Proto3 JSON <-> protobuf for the REST edge: path variables, body mapping, query parameters."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from google.protobuf import descriptor, json_format, message_factory
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+import grpc
+
+from gateway.http_rules import Binding
+from mesh import errors
+
+# The grpc-gateway table.
+HTTP_STATUS = {
+    grpc.StatusCode.OK: 200, grpc.StatusCode.CANCELLED: 499, grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.DEADLINE_EXCEEDED: 504, grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409, grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.ABORTED: 409, grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501, grpc.StatusCode.INTERNAL: 500, grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+CODE_BY_NUMBER = {c.value[0]: c for c in grpc.StatusCode}
+_FD = descriptor.FieldDescriptor
+
+
+def input_class(b: Binding) -> type[Message]:
+    return message_factory.GetMessageClass(b.method.input_type)
+
+
+def output_class(b: Binding) -> type[Message]:
+    return message_factory.GetMessageClass(b.method.output_type)
+
+
+def _field(msg_desc: descriptor.Descriptor, name: str, where: str) -> descriptor.FieldDescriptor:
+    f = msg_desc.fields_by_name.get(name) or next((x for x in msg_desc.fields if x.json_name == name), None)
+    if f is None:
+        raise errors.invalid_argument((where, f"unknown field {name!r}"), reason="UNKNOWN_FIELD")
+    return f
+
+
+def _scalar(f: descriptor.FieldDescriptor, raw: str, where: str):
+    """A query-string value as the JSON value proto3 JSON expects for field f."""
+    if f.type == _FD.TYPE_BOOL:
+        if raw not in ("true", "false", "1", "0"):
+            raise errors.invalid_argument((where, "must be true or false"))
+        return raw in ("true", "1")
+    return raw  # numbers, enums by name or number, strings, and well-known types all parse from strings
+
+
+def _put(tree: dict, msg_desc: descriptor.Descriptor, path: list[str], values: list[str], where: str,
+         from_query: bool) -> None:
+    """Sets a dotted field path (map keys as `field[key]`) in a JSON tree typed by msg_desc."""
+    head, rest = path[0], path[1:]
+    key = None
+    if head.endswith("]") and "[" in head:
+        head, key = head[:-1].split("[", 1)
+    f = _field(msg_desc, head, where)
+    if f.message_type and f.message_type.GetOptions().map_entry:
+        if key is None or rest:
+            raise errors.invalid_argument((where, "map fields are set as field[key]=value"))
+        value_field = f.message_type.fields_by_name["value"]
+        tree.setdefault(head, {})[key] = _scalar(value_field, values[-1], where) if from_query else values[-1]
+        return
+    if key is not None:
+        raise errors.invalid_argument((where, f"{head} is not a map"))
+    if rest:
+        if f.type != _FD.TYPE_MESSAGE or f.is_repeated:
+            raise errors.invalid_argument((where, f"{head} has no subfields"))
+        sub = tree.setdefault(head, {})
+        if not isinstance(sub, dict):
+            raise errors.invalid_argument((where, f"{head} is set twice"))
+        _put(sub, f.message_type, rest, values, where, from_query)
+        return
+    if f.type == _FD.TYPE_MESSAGE and not f.message_type.full_name.startswith("google.protobuf."):
+        raise errors.invalid_argument((where, f"{head} is a message: set its fields as {head}.<field>"))
+    typed = [_scalar(f, v, where) for v in values]
+    # Keyed as the client spelled it (both spellings parse), so errors name what the client sent.
+    if f.is_repeated:
+        tree.setdefault(head, []).extend(typed)
+    elif len(typed) > 1:
+        raise errors.invalid_argument((where, "is not repeated but was given more than once"))
+    else:
+        tree[head] = typed[0]
+
+
+def build_request(b: Binding, path_vars: dict[str, str], query: Iterable[tuple[str, str]], body: bytes) -> Message:
+    cls = input_class(b)
+    desc = cls.DESCRIPTOR
+    tree: dict = {}
+    if b.body:
+        try:
+            payload = json.loads(body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise errors.invalid_argument(("body", f"malformed JSON: {e}"), reason="MALFORMED_JSON") from None
+        if b.body == "*":
+            if not isinstance(payload, dict):
+                raise errors.invalid_argument(("body", "must be a JSON object"), reason="MALFORMED_JSON")
+            tree = payload
+        else:
+            tree[b.body] = payload
+    grouped: dict[str, list[str]] = {}
+    for k, v in query:
+        grouped.setdefault(k, []).append(v)
+    if grouped and b.body == "*":
+        raise errors.invalid_argument((next(iter(grouped)), "query parameters are not accepted: the body holds "
+                                       "the whole request"), reason="UNKNOWN_FIELD")
+    for k, vs in grouped.items():
+        if not k or k.split(".")[0].split("[")[0] in {b.body, *(p.split(".")[0] for p in path_vars)}:
+            raise errors.invalid_argument((k or "query", "cannot be set from the query string"),
+                                          reason="UNKNOWN_FIELD")
+        _put(tree, desc, k.split("."), vs, k, from_query=True)
+    for field_path, value in path_vars.items():
+        _put(tree, desc, field_path.split("."), [value], field_path, from_query=False)
+    msg = cls()
+    try:
+        json_format.ParseDict(tree, msg)
+    except json_format.ParseError as e:
+        raise errors.invalid_argument((_where(str(e)), str(e)), reason="INVALID_JSON_VALUE") from None
+    return msg
+
+
+def _where(message: str) -> str:
+    # json_format names the field ("Failed to parse species field: ..."): keep that as the violation's field.
+    marker = "Failed to parse "
+    if marker in message:
+        return message.split(marker, 1)[1].split(" field", 1)[0]
+    return "body"
+
+
+def render_response(b: Binding, response: Message) -> dict | list | str:
+    if b.response_body:
+        f = response.DESCRIPTOR.fields_by_name[b.response_body]
+        if f.type == _FD.TYPE_MESSAGE and not f.is_repeated:
+            return json_format.MessageToDict(getattr(response, b.response_body))
+        return json_format.MessageToDict(response).get(f.json_name, [] if f.is_repeated else None)
+    return json_format.MessageToDict(response)
+
+
+def status_json(status: status_pb2.Status) -> dict:
+    return json_format.MessageToDict(status)
+
+
+def status_from_error(err: errors.ApiError) -> status_pb2.Status:
+    return err.to_status()

@@ -1,0 +1,218 @@
+"""The edge over real HTTP: REST/JSON transcoding, errors as google.rpc.Status, and edge policy."""
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+
+import aiohttp
+from openapi_spec_validator import validate
+from PIL import Image
+import pytest
+
+from gateway.transcode import HTTP_STATUS
+from tests.conftest import PASSWORD, Api, EdgeClient, embedded_settings, start_edge, start_platform
+
+
+async def call(e: EdgeClient, method: str, path: str, body=None, token: str | None = None, raw: bytes | None = None,
+               headers: dict | None = None, **params):
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    kwargs = {"data": raw, "headers": {**h, "Content-Type": "application/json"}} if raw is not None else \
+        {"json": body, "headers": h}
+    async with e.http.request(method, e.url + path, params=params or None, **kwargs) as r:
+        data = await r.json(content_type=None) if r.content_length != 0 else None
+        return r.status, data, r.headers
+
+
+async def signup(e: EdgeClient, name: str = "Rest User") -> tuple[str, str]:
+    email = f"r{uuid.uuid4().hex[:10]}@example.com"
+    status, account, _ = await call(e, "POST", "/v1/auth/register",
+                                    {"email": email, "password": PASSWORD, "display_name": name})  # snake_case in
+    assert status == 200, account
+    status, tokens, _ = await call(e, "POST", "/v1/auth/login", {"email": email, "password": PASSWORD})
+    assert status == 200 and tokens["tokenType"] == "Bearer"  # lowerCamelCase out
+    return account["account"]["name"], tokens["accessToken"]
+
+
+@pytest.fixture(scope="module")
+async def people(edge: EdgeClient):
+    return await signup(edge, "Owner"), await signup(edge, "Other")
+
+
+async def test_newcomer_flow_with_documented_paths(edge: EdgeClient, people):
+    (owner, token), (_, other) = people
+    status, pet, _ = await call(edge, "POST", "/v1/pets", {
+        "displayName": "Mochi", "species": "SPECIES_DOG", "breed": "Shiba Inu", "sex": "SEX_FEMALE",
+        "birthDate": {"year": 2022, "month": 5, "day": 1}, "location": {"latitude": 35.68, "longitude": 139.76},
+        "goodWithChildren": True}, token)
+    assert status == 200 and pet["owner"] == owner and pet["species"] == "SPECIES_DOG"  # response_body: the pet
+    pet_id = pet["name"].split("/")[1]
+    status, got, _ = await call(edge, "GET", f"/v1/pets/{pet_id}")
+    assert status == 200 and got["name"] == pet["name"]
+    status, listed, _ = await call(edge, "GET", "/v1/pets", species="SPECIES_DOG", **{
+        "near.latitude": "35.68", "near.longitude": "139.76", "radiusKm": "5", "goodWithChildren": "true",
+        "owner": owner})
+    assert status == 200 and [p["name"] for p in listed["pets"]] == [pet["name"]]
+    status, updated, _ = await call(edge, "PATCH", f"/v1/pets/{pet_id}", {"status": "STATUS_PENDING"}, token,
+                                    updateMask="status")
+    assert status == 200 and updated["status"] == "STATUS_PENDING"
+    status, err, _ = await call(edge, "PATCH", f"/v1/pets/{pet_id}", {"displayName": "Stolen"}, other,
+                                updateMask="displayName")
+    assert status == 403 and err["code"] == 7 and err["details"][0]["reason"] == "NOT_OWNER"
+    status, _, _ = await call(edge, "DELETE", f"/v1/pets/{pet_id}", token=token)
+    assert status == 200
+    status, err, _ = await call(edge, "GET", f"/v1/pets/{pet_id}")
+    assert status == 404 and err["code"] == 5
+
+
+async def test_repeated_query_parameters_and_photos_over_rest(edge: EdgeClient, people):
+    (owner, token), _ = people
+    for name, species in (("Rex", "SPECIES_DOG"), ("Tama", "SPECIES_CAT"), ("Pyon", "SPECIES_RABBIT")):
+        await call(edge, "POST", "/v1/pets", {"displayName": name, "species": species}, token)
+    async with edge.http.get(f"{edge.url}/v1/pets?owner={owner}&species=SPECIES_DOG&species=SPECIES_CAT") as r:
+        names = {p["displayName"] for p in (await r.json())["pets"]}
+    assert {"Rex", "Tama"} <= names and "Pyon" not in names
+    _, pet, _ = await call(edge, "POST", "/v1/pets", {"displayName": "Pic", "species": "SPECIES_CAT"}, token)
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buf, "PNG")
+    status, photo, _ = await call(edge, "POST", f"/v1/{pet['name']}/photos",
+                                  {"content": base64.b64encode(buf.getvalue()).decode()}, token)
+    assert status == 200 and photo["contentType"] == "image/png"
+    async with edge.http.get(edge.url + photo["uri"]) as r:  # the embedded blob store, served by the edge
+        assert r.status == 200 and r.content_type == "image/png" and await r.read() == buf.getvalue()
+
+
+@pytest.mark.parametrize("method, path, body, params, status, field", [
+    ("GET", "/v1/nothing-here", None, {}, 404, None),
+    ("PUT", "/v1/pets", {}, {}, 405, None),
+    ("POST", "/v1/auth/login", None, {}, 400, "body"),  # raw "{not json"
+    ("POST", "/v1/pets", {"displayName": 5, "species": "SPECIES_DOG"}, {}, 400, "displayName"),
+    ("POST", "/v1/pets", {"displayName": "X", "species": "SPECIES_DRAGON"}, {}, 400, "species"),
+    ("POST", "/v1/pets", {"displayName": "X", "species": "SPECIES_DOG", "color": "red"}, {}, 400, None),
+    ("GET", "/v1/pets", None, {"colour": "red"}, 400, "colour"),
+    ("GET", "/v1/pets", None, {"pageSize": "ten"}, 400, "pageSize"),
+    ("GET", "/v1/pets", None, {"goodWithChildren": "maybe"}, 400, "goodWithChildren"),
+    ("GET", "/v1/pets", None, {"species": "SPECIES_DRAGON"}, 400, "species"),
+    ("GET", "/v1/pets", None, {"near": "here"}, 400, "near"),
+])
+async def test_edge_errors_are_status_json(edge: EdgeClient, people, method, path, body, params, status, field):
+    (_, token), _ = people
+    raw = b"{not json" if (method, path, body) == ("POST", "/v1/auth/login", None) else None
+    got, err, headers = await call(edge, method, path, body, token, raw=raw, **params)
+    assert got == status
+    assert headers["Content-Type"].startswith("application/json")
+    assert set(err) >= {"code", "message"} and err["code"] != 13
+    if field:
+        violations = [v for d in err.get("details", []) for v in d.get("fieldViolations", [])]
+        assert any(field in v["field"] or field in v["description"] for v in violations), err
+
+
+async def test_body_too_large_is_413_status(edge: EdgeClient):
+    status, err, _ = await call(edge, "POST", "/v1/auth/login", raw=b"{" + b" " * (9 * 1024 * 1024) + b"}")
+    assert status == 413 and err["details"][0]["reason"] == "BODY_TOO_LARGE"
+
+
+async def test_grpc_codes_map_to_http(edge: EdgeClient, people):
+    (_, token), _ = people
+    assert (await call(edge, "POST", "/v1/pets", {"displayName": "x", "species": "SPECIES_DOG"}))[0] == 401
+    assert (await call(edge, "POST", "/v1/pets", {"displayName": "x", "species": "SPECIES_DOG"}, "forged.token.x"))[0] == 401
+    email = f"d{uuid.uuid4().hex[:8]}@example.com"
+    await call(edge, "POST", "/v1/auth/register", {"email": email, "password": PASSWORD, "displayName": "D"})
+    status, err, _ = await call(edge, "POST", "/v1/auth/register", {"email": email, "password": PASSWORD,
+                                                                     "displayName": "D"})
+    assert status == 409 and err["code"] == 6
+    status, err, _ = await call(edge, "GET", f"/v1/pets/{'0' * 32}")
+    assert status == 404 and err["details"][1]["resourceName"] == f"pets/{'0' * 32}"
+    # the whole grpc-gateway table
+    assert {c.name: v for c, v in HTTP_STATUS.items()} == {
+        "OK": 200, "CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400, "DEADLINE_EXCEEDED": 504,
+        "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "PERMISSION_DENIED": 403, "UNAUTHENTICATED": 401,
+        "RESOURCE_EXHAUSTED": 429, "FAILED_PRECONDITION": 400, "ABORTED": 409, "OUT_OF_RANGE": 400,
+        "UNIMPLEMENTED": 501, "INTERNAL": 500, "UNAVAILABLE": 503, "DATA_LOSS": 500}
+
+
+async def test_security_headers_and_request_ids(edge: EdgeClient, caplog):
+    caplog.set_level("INFO")
+    async with edge.http.get(edge.url + f"/v1/pets/{'1' * 32}", headers={"X-Request-Id": "req-abc-123"}) as r:
+        assert r.headers["X-Request-Id"] == "req-abc-123"
+        for h in ("Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options", "Content-Security-Policy"):
+            assert h in r.headers
+        assert r.headers["Server"] == "petplatform" and "aiohttp" not in r.headers["Server"]
+    # the id reached the service, whose interceptor logged the NOT_FOUND with it
+    assert any("req-abc-123" in str(rec.msg) and "rpc rejected" in str(rec.msg) for rec in caplog.records)
+
+
+async def test_access_log_has_no_secrets(edge: EdgeClient, people, caplog):
+    (_, token), _ = people
+    caplog.set_level("INFO", logger="edge.access")
+    secret_email = "who.am.i@example.com"
+    await call(edge, "POST", "/v1/auth/login", {"email": secret_email, "password": "hunter2hunter2"})
+    await call(edge, "GET", "/v1/users/me", token=token)
+    logged = " ".join(str(r.msg) + str(r.args) for r in caplog.records if r.name == "edge.access")
+    assert logged and token not in logged and "hunter2" not in logged and secret_email not in logged
+
+
+async def test_cors_preflight(edge: EdgeClient):
+    req = {"Origin": "http://localhost:3100", "Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "content-type,x-grpc-web"}
+    async with edge.http.options(edge.url + "/petplatform.pet.v1.PetService/ListPets", headers=req) as r:
+        assert r.status == 204
+        assert r.headers["Access-Control-Allow-Origin"] == "http://localhost:3100"
+        assert "x-grpc-web" in r.headers["Access-Control-Allow-Headers"]
+        assert "grpc-status" in r.headers["Access-Control-Expose-Headers"]
+    async with edge.http.options(edge.url + "/v1/pets", headers={**req, "Origin": "https://evil.example"}) as r:
+        assert r.status == 403 and "Access-Control-Allow-Origin" not in r.headers
+
+
+async def test_edge_endpoints(edge: EdgeClient):
+    async with edge.http.get(edge.url + "/openapi.json") as r:
+        spec = await r.json()
+    validate(spec)
+    assert {"/v1/pets", "/v1/pets/{pet}", "/v1/auth/login", "/v1/users/{user}/reviews"} <= set(spec["paths"])
+    async with edge.http.get(edge.url + "/docs") as r:
+        assert r.status == 200 and "script-src" not in r.headers["Content-Security-Policy"]
+        assert "/v1/pets/{pet}" in await r.text()
+    async with edge.http.get(edge.url + "/.well-known/jwks.json") as r:
+        assert (await r.json())["keys"][0]["alg"] == "ES256"
+    for path in ("/healthz", "/readyz"):
+        async with edge.http.get(edge.url + path) as r:
+            assert r.status == 200
+
+
+async def test_rate_limit_exhaustion_and_reset(tmp_path, smtp_sink):
+    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, rate_limit_window_seconds=2))
+    edge = await start_edge(platform)
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{edge.http_port}/v1/pets"
+            statuses = []
+            for _ in range(101):
+                async with http.get(url) as r:
+                    statuses.append(r.status)
+                    last = (r.headers, await r.json())
+            assert statuses[:100] == [200] * 100 and statuses[100] == 429
+            headers, err = last
+            assert int(headers["Retry-After"]) >= 1 and headers["RateLimit-Remaining"] == "0"
+            assert headers["RateLimit-Limit"] == "100"
+            assert err["code"] == 8 and any("retryDelay" in d for d in err["details"])
+            import asyncio
+            await asyncio.sleep(int(headers["Retry-After"]) + 0.1)
+            async with http.get(url) as r:
+                assert r.status == 200, "the budget is back after the window"
+    finally:
+        await edge.stop(grace=1)
+        await platform.stop(grace=1)
+
+
+async def test_ip_deny_list(tmp_path, smtp_sink):
+    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, ip_deny=["127.0.0.0/8"]))
+    edge = await start_edge(platform)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{edge.http_port}/v1/pets") as r:
+                assert r.status == 403 and (await r.json())["details"][0]["reason"] == "IP_DENIED"
+    finally:
+        await edge.stop(grace=1)
+        await platform.stop(grace=1)
