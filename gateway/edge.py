@@ -53,7 +53,7 @@ class Edge:
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]
         self.grpc_server = grpc.aio.server(options=CHANNEL_OPTIONS)
-        self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.rt.channel),))
+        self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.rt.channel, self.modules[0]),))
         self.grpc_port = self.grpc_server.add_insecure_port(
             f"{self.s.host}:{self.s.edge_grpc_port if grpc_port is None else grpc_port}")
         await self.grpc_server.start()

@@ -47,9 +47,10 @@ def trailer_lines(status: status_pb2.Status, trailing: tuple = ()) -> list[tuple
     return lines
 
 
-def lookup(path: str):
+def lookup(path: str, prefixes: tuple[str, ...] = ("petplatform.",)):
+    """The method descriptor of '/pkg.Service/Method' if its service is one the edge exposes."""
     service_name, _, method_name = path.lstrip("/").partition("/")
-    if not service_name.startswith("petplatform."):
+    if not service_name.startswith(prefixes):
         return None
     try:
         return descriptor_pool.Default().FindServiceByName(service_name).methods_by_name.get(method_name)

@@ -9,6 +9,10 @@ from gateway.policy import EdgePolicy
 from mesh import errors
 from mesh.interceptor import method_access
 
+# Besides the platform's services, mobile developers get health checks and reflection (grpcurl works
+# against the edge); they go to the first module's server, which in the all-in-one process knows all.
+EXPOSED = ("petplatform.", "grpc.health.v1.", "grpc.reflection.")
+
 # Hop-by-hop or set by gRPC itself; everything else (authorization, x-request-id, custom keys) goes through.
 _DROP = {"user-agent", "grpc-accept-encoding", "grpc-encoding", "content-type", "te", "grpc-timeout", "x-forwarded-for"}
 
@@ -18,16 +22,18 @@ def _identity(b: bytes) -> bytes:
 
 
 class PassThrough(grpc.GenericRpcHandler):
-    def __init__(self, policy: EdgePolicy, channel_for):
+    def __init__(self, policy: EdgePolicy, channel_for, default_module: str):
         self.policy = policy
         self.channel_for = channel_for
+        self.default_module = default_module
 
     def service(self, details: grpc.HandlerCallDetails):
-        method = lookup(details.method)
+        method = lookup(details.method, EXPOSED)
         if method is None:
             return None  # grpc answers UNIMPLEMENTED
         path = details.method
-        channel = self.channel_for(method.containing_service.full_name.split(".")[1])
+        service = method.containing_service.full_name
+        channel = self.channel_for(service.split(".")[1] if service.startswith("petplatform.") else self.default_module)
         access = method_access(path)
 
         async def admit(context) -> tuple:
@@ -46,7 +52,7 @@ class PassThrough(grpc.GenericRpcHandler):
             return forward, (remaining if remaining is not None and remaining < 3600 else None)
 
         async def relay_error(context, e: grpc.aio.AioRpcError):
-            await context.abort(e.code(), e.details() or "", e.trailing_metadata())
+            await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
 
         if not method.client_streaming and not method.server_streaming:
             async def unary_unary(request, context):
@@ -56,6 +62,7 @@ class PassThrough(grpc.GenericRpcHandler):
                     reply = await call
                 except grpc.aio.AioRpcError as e:
                     await relay_error(context, e)
+                await context.send_initial_metadata(tuple(await call.initial_metadata() or ()))
                 context.set_trailing_metadata(tuple(await call.trailing_metadata() or ()))
                 return reply
             return grpc.unary_unary_rpc_method_handler(unary_unary, _identity, _identity)
@@ -65,6 +72,7 @@ class PassThrough(grpc.GenericRpcHandler):
                 md, timeout = await admit(context)
                 call = channel.unary_stream(path, _identity, _identity)(request, metadata=md, timeout=timeout)
                 try:
+                    await context.send_initial_metadata(tuple(await call.initial_metadata() or ()))
                     async for item in call:
                         yield item
                 except grpc.aio.AioRpcError as e:
@@ -85,6 +93,7 @@ class PassThrough(grpc.GenericRpcHandler):
             md, timeout = await admit(context)
             call = channel.stream_stream(path, _identity, _identity)(request_iterator, metadata=md, timeout=timeout)
             try:
+                await context.send_initial_metadata(tuple(await call.initial_metadata() or ()))
                 async for item in call:
                     yield item
             except grpc.aio.AioRpcError as e:

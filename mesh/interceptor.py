@@ -58,6 +58,15 @@ def missing_required(msg: Message) -> list[tuple[str, str]]:
     return out
 
 
+async def _stream(result) -> AsyncIterator:
+    """Streaming handlers either yield (async generators) or write with context.write() and return."""
+    if hasattr(result, "__aiter__"):
+        async for item in result:
+            yield item
+    else:
+        await result
+
+
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
@@ -138,7 +147,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 start = time.perf_counter()
                 try:
                     _, start = await prologue(context)
-                    async for item in handler.unary_stream(parse(raw), context):
+                    async for item in _stream(handler.unary_stream(parse(raw), context)):
                         yield item
                 except grpc.aio.AbortError:
                     raise
@@ -165,7 +174,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             start = time.perf_counter()
             try:
                 _, start = await prologue(context)
-                async for item in handler.stream_stream(requests(raw_iter), context):
+                async for item in _stream(handler.stream_stream(requests(raw_iter), context)):
                     yield item
             except grpc.aio.AbortError:
                 raise
