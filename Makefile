@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 GENSTAMP := petplatform/__init__.py
 PROTOS := $(shell find proto third_party -name '*.proto')
 
-.PHONY: up test lint gen install bench clean
+.PHONY: up test lint gen install bench envoy clean
 
 up: $(GENSTAMP)
 	$(BIN)/petplatform migrate
@@ -26,6 +26,10 @@ lint: $(GENSTAMP)
 	else echo "buf breaking: no earlier commit with buf.yaml, skipped"; fi
 
 gen: $(GENSTAMP)
+
+# envoy/envoy.yaml from the contracts; Envoy's transcoder reads build/descriptors.binpb (made by gen).
+envoy: $(GENSTAMP)
+	$(BIN)/python tools/envoy_config.py
 
 $(GENSTAMP): $(STAMP) $(PROTOS) tools/gen.py
 	$(BIN)/python tools/gen.py

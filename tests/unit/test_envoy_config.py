@@ -1,0 +1,88 @@
+"""envoy/envoy.yaml, checked as far as possible without Envoy: parsed into Envoy's own Bootstrap
+message (xds-protos), so a misspelt field or filter type fails here, and checked against proto/."""
+from __future__ import annotations
+
+import pathlib
+
+from google.protobuf import descriptor_pb2, json_format
+import yaml
+
+# Registers the types the config's typed_config fields name.
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401
+from envoy.extensions.filters.http.cors.v3 import cors_pb2  # noqa: F401
+from envoy.extensions.filters.http.grpc_json_transcoder.v3 import transcoder_pb2
+from envoy.extensions.filters.http.grpc_web.v3 import grpc_web_pb2  # noqa: F401
+from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
+from envoy.extensions.filters.http.ratelimit.v3 import rate_limit_pb2  # noqa: F401
+from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
+
+from mesh.interceptor import method_access
+from petplatform.common.v1 import access_pb2
+from tools import envoy_config
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
+
+
+def bootstrap() -> bootstrap_pb2.Bootstrap:
+    return json_format.ParseDict(yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text()),
+                                 bootstrap_pb2.Bootstrap())
+
+
+def managers(b: bootstrap_pb2.Bootstrap) -> list[hcm_pb2.HttpConnectionManager]:
+    out = []
+    for listener in b.static_resources.listeners:
+        m = hcm_pb2.HttpConnectionManager()
+        assert listener.filter_chains[0].filters[0].typed_config.Unpack(m)
+        out.append(m)
+    return out
+
+
+def contract_methods() -> dict[str, list[str]]:
+    """Services and methods in the descriptor set `make gen` builds for Envoy's transcoder."""
+    fds = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "build" / "descriptors.binpb").read_bytes())
+    return {f"{f.package}.{s.name}": [m.name for m in s.method]
+            for f in fds.file if f.package.startswith("petplatform.") for s in f.service}
+
+
+def test_committed_config_is_generated_from_the_current_contracts():
+    assert (ROOT / "envoy" / "envoy.yaml").read_text() == envoy_config.render(), "run `make envoy`"
+
+
+def test_config_parses_into_envoys_bootstrap():
+    b = bootstrap()
+    assert [l.address.socket_address.port_value for l in b.static_resources.listeners] == [3000, 3443]
+    names = [f.name for f in managers(b)[0].http_filters]
+    assert names == ["envoy.filters.http.cors", "envoy.filters.http.grpc_web", "envoy.filters.http.grpc_json_transcoder",
+                     "envoy.filters.http.jwt_authn", "envoy.filters.http.ratelimit", "envoy.filters.http.router"]
+
+
+def test_every_service_is_transcoded_routed_and_health_checked():
+    b = bootstrap()
+    services = contract_methods()
+    http, grpc_only = managers(b)
+    transcoder = transcoder_pb2.GrpcJsonTranscoder()
+    assert next(f for f in http.http_filters if f.name.endswith("transcoder")).typed_config.Unpack(transcoder)
+    assert set(transcoder.services) == set(services)
+    clusters = {c.name: c for c in b.static_resources.clusters}
+    for manager in (http, grpc_only):
+        prefixes = {r.match.prefix: r.route.cluster for r in manager.route_config.virtual_hosts[0].routes
+                    if r.match.prefix}
+        for service in services:
+            cluster = prefixes[f"/{service}/"]
+            assert clusters[cluster].health_checks[0].grpc_health_check.service_name == service
+            assert clusters[cluster].connect_timeout.seconds > 0
+
+
+def test_jwt_is_required_exactly_where_the_contract_says():
+    for manager in managers(bootstrap()):
+        jwt = jwt_pb2.JwtAuthentication()
+        assert next(f for f in manager.http_filters if f.name.endswith("jwt_authn")).typed_config.Unpack(jwt)
+        rules = {r.match.path: r.requires for r in jwt.rules}
+        for service, methods in contract_methods().items():
+            for m in methods:
+                path = f"/{service}/{m}"
+                required = rules[path].provider_name == "petplatform"
+                assert required == (method_access(path) != access_pb2.ACCESS_PUBLIC), path
