@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
+import struct
 import tempfile
 import time
 from pathlib import Path
 
 from google.type import latlng_pb2
+import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from petplatform.common.v1 import animal_pb2
-from petplatform.pet.v1 import pet_pb2
-from tests.conftest import Api, SmtpSink, embedded_settings, real_settings, start_platform, drop_real_state
+from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
+from tests.conftest import Api, SmtpSink, drop_real_state, embedded_settings, real_settings, start_edge, start_platform
 
 DURATION = float(os.environ.get("BENCH_SECONDS", "5"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))
@@ -37,7 +39,51 @@ async def measure(call, duration: float = DURATION, concurrency: int = CONCURREN
     return {"rps": len(latencies) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "n": len(latencies)}
 
 
-async def bench_profile(label: str, settings) -> list[tuple]:
+def grpc_web_frame(msg) -> bytes:
+    data = msg.SerializeToString()
+    return struct.pack(">BI", 0, len(data)) + data
+
+
+async def edge_cases(platform, names: list[str]) -> list[tuple]:
+    """The same calls through the edge: REST/JSON, gRPC-Web and gRPC pass-through."""
+    import aiohttp
+    edge = await start_edge(platform)
+    base = f"http://127.0.0.1:{edge.http_port}"
+    i = 0
+    try:
+        async with aiohttp.ClientSession() as http, grpc.aio.insecure_channel(f"127.0.0.1:{edge.grpc_port}") as ch:
+            pets = pet_pb2_grpc.PetServiceStub(ch)
+
+            async def rest(path, **params):
+                async with http.get(base + path, params=params) as r:
+                    assert r.status == 200
+                    await r.read()
+
+            async def web(method, msg):
+                async with http.post(f"{base}/petplatform.pet.v1.PetService/{method}", data=grpc_web_frame(msg),
+                                     headers={"Content-Type": "application/grpc-web+proto"}) as r:
+                    body = await r.read()
+                    assert b"grpc-status: 0" in body
+
+            def next_name():
+                nonlocal i
+                i += 1
+                return names[i % len(names)]
+
+            cases = [
+                ("GetPet via edge REST", lambda: rest(f"/v1/{next_name()}")),
+                ("GetPet via edge gRPC-Web", lambda: web("GetPet", pet_pb2.GetPetRequest(name=next_name()))),
+                ("GetPet via edge gRPC pass-through", lambda: pets.GetPet(pet_pb2.GetPetRequest(name=next_name()))),
+                ("ListPets via edge REST", lambda: rest("/v1/pets", pageSize="20")),
+                ("ListPets via edge gRPC-Web", lambda: web("ListPets", pet_pb2.ListPetsRequest(page_size=20))),
+                ("ListPets via edge gRPC pass-through", lambda: pets.ListPets(pet_pb2.ListPetsRequest(page_size=20))),
+            ]
+            return [(name, await measure(call)) for name, call in cases]
+    finally:
+        await edge.stop(grace=1)
+
+
+async def bench_profile(label: str, settings, with_edge: bool = False) -> list[tuple]:
     platform = await start_platform(settings)
     api = Api(platform, None)
     try:
@@ -57,13 +103,16 @@ async def bench_profile(label: str, settings) -> list[tuple]:
 
         cases = [
             ("health Check (floor)", lambda: health.Check(health_pb2.HealthCheckRequest())),
-            ("GetPet", get_pet),
-            ("ListPets page 20", lambda: api.pet.ListPets(pet_pb2.ListPetsRequest(page_size=20))),
+            ("GetPet direct gRPC", get_pet),
+            ("ListPets direct gRPC", lambda: api.pet.ListPets(pet_pb2.ListPetsRequest(page_size=20))),
             ("ListPets dogs near, by distance", lambda: api.pet.ListPets(pet_pb2.ListPetsRequest(
                 page_size=20, species=[animal_pb2.SPECIES_DOG], near=latlng_pb2.LatLng(latitude=35.05, longitude=139.7),
                 radius_km=50, order_by="distance"))),
         ]
-        return [(label, name, await measure(call)) for name, call in cases]
+        rows = [(label, name, await measure(call)) for name, call in cases]
+        if with_edge:
+            rows += [(label, name, m) for name, m in await edge_cases(platform, names)]
+        return rows
     finally:
         await api.channel.close()
         await platform.stop(grace=1)
@@ -74,7 +123,8 @@ async def main() -> None:
     sink.start()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows += await bench_profile("embedded", embedded_settings(Path(tmp) / "e", sink))
+        rows += await bench_profile("embedded", embedded_settings(
+            Path(tmp) / "e", sink, rate_limit_per_minute=10**9), with_edge=True)
         from moto.server import ThreadedMotoServer
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
@@ -87,9 +137,9 @@ async def main() -> None:
             moto.stop()
     sink.controller.stop()
     print(f"\n{DURATION:.0f}s per case, {CONCURRENCY} concurrent callers, one client process, 2 cores\n")
-    print(f"{'profile':<9} {'call':<34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'profile':<9} {'call':<40} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for label, name, m in rows:
-        print(f"{label:<9} {name:<34} {m['rps']:>8.0f} {m['p50']:>8.2f} {m['p99']:>8.2f}")
+        print(f"{label:<9} {name:<40} {m['rps']:>8.0f} {m['p50']:>8.2f} {m['p99']:>8.2f}")
 
 
 if __name__ == "__main__":
