@@ -47,7 +47,8 @@ class Edge:
         rest = RestEdge(self.s, self.bindings, self.policy, self.rt.channel, self.rt.blobs, {
             "/readyz": self.readyz, "/openapi.json": self.openapi_json, "/docs": self.docs,
             "/.well-known/jwks.json": self.jwks})
-        self.runner = web.AppRunner(rest.app(), access_log=None)
+        # handler_cancellation: a client that disconnects cancels its handler, and so its upstream call.
+        self.runner = web.AppRunner(rest.app(), access_log=None, handler_cancellation=True)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.s.host, self.s.http_port if http_port is None else http_port)
         await site.start()

@@ -6,15 +6,14 @@ import struct
 import urllib.parse
 
 from aiohttp import web
-from google.protobuf import descriptor_pool
 from google.rpc import status_pb2
 import grpc
 
+from gateway.upstream import deadline, lookup, status_of, stream_opened
 from mesh import errors
 from mesh.interceptor import method_access
 
 DATA, TRAILERS = 0x00, 0x80
-UNITS = {"H": 3600, "M": 60, "S": 1, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
 def frame(flag: int, payload: bytes) -> bytes:
@@ -33,29 +32,12 @@ def first_message(body: bytes) -> bytes:
     return body[5:5 + length]
 
 
-def parse_timeout(value: str | None, default: float) -> float:
-    if not value or len(value) < 2 or value[-1] not in UNITS or not value[:-1].isdigit():
-        return default
-    return min(default, int(value[:-1]) * UNITS[value[-1]])
-
-
 def trailer_lines(status: status_pb2.Status, trailing: tuple = ()) -> list[tuple[str, str]]:
     lines = [("grpc-status", str(status.code)), ("grpc-message", urllib.parse.quote(status.message, safe=" "))]
     if status.details:
         lines.append(("grpc-status-details-bin", base64.b64encode(status.SerializeToString()).decode().rstrip("=")))
     lines += [(k, v) for k, v in trailing if isinstance(v, str) and not k.startswith("grpc-")]
     return lines
-
-
-def lookup(path: str, prefixes: tuple[str, ...] = ("petplatform.",)):
-    """The method descriptor of '/pkg.Service/Method' if its service is one the edge exposes."""
-    service_name, _, method_name = path.lstrip("/").partition("/")
-    if not service_name.startswith(prefixes):
-        return None
-    try:
-        return descriptor_pool.Default().FindServiceByName(service_name).methods_by_name.get(method_name)
-    except KeyError:
-        return None
 
 
 async def handle(edge, request: web.Request) -> web.StreamResponse:
@@ -82,12 +64,16 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
         message = first_message(raw)
         channel = edge.channel_for(method.containing_service.full_name.split(".")[1])
         kwargs = dict(metadata=edge.forward_metadata(request),
-                      timeout=parse_timeout(request.headers.get("grpc-timeout"), 30.0))
+                      timeout=deadline(request.headers.get("grpc-timeout"), method.server_streaming))
         if method.server_streaming:
             call = channel.unary_stream(request.path)(message, **kwargs)
-            await response.prepare(request)
-            async for item in call:
-                await response.write(encode(frame(DATA, item)))
+            try:
+                if await stream_opened(call):
+                    await response.prepare(request)  # headers now: the browser sees the stream open
+                async for item in call:
+                    await response.write(encode(frame(DATA, item)))
+            finally:
+                call.cancel()  # the browser went away: so does the upstream call
             trailing = tuple(await call.trailing_metadata() or ())
         else:
             call = channel.unary_unary(request.path)(message, **kwargs)
@@ -97,8 +83,7 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
             trailing = tuple(await call.trailing_metadata() or ())
         status = status_pb2.Status(code=0)
     except grpc.aio.AioRpcError as e:
-        from gateway.rest import status_of_rpc_error
-        status, trailing = status_of_rpc_error(e), tuple(e.trailing_metadata() or ())
+        status, trailing = status_of(e), tuple(e.trailing_metadata() or ())
     except errors.ApiError as e:
         status, trailing = e.to_status(), ()
         if adm := getattr(e, "admission", None):

@@ -133,17 +133,21 @@ def document(bindings: list[Binding]) -> dict:
     schemas = _Schemas()
     status = schemas.ref(__import__("google.rpc.status_pb2", fromlist=["x"]).Status.DESCRIPTOR)
     paths: dict[str, dict] = {}
-    for i, b in enumerate(bindings):
+    seen: dict[str, int] = {}
+    for b in bindings:
         path, params = openapi_path(b)
         params += _query_params(b, schemas)
+        op_id = f"{b.method.containing_service.name}_{b.method.name}"
+        seen[op_id] = seen.get(op_id, 0) + 1
         op: dict = {
-            "operationId": f"{b.method.containing_service.name}_{b.method.name}_{i}",
+            # additional_bindings get a number: ListPets, ListPets2, ...
+            "operationId": op_id + (str(seen[op_id]) if seen[op_id] > 1 else ""),
             "summary": comments().get(b.method.full_name, "").split("\n")[0],
             "description": comments().get(b.method.full_name, ""),
             "tags": [b.method.containing_service.name],
             "parameters": params,
             "responses": {
-                "200": {"description": "OK", "content": {"application/json": {"schema": _response_schema(b, schemas)}}},
+                "200": _success(b, schemas),
                 "default": {"description": "Error: google.rpc.Status",
                             "content": {"application/json": {"schema": status}}},
             },
@@ -164,6 +168,18 @@ def document(bindings: list[Binding]) -> dict:
         "components": {"schemas": schemas.components,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
     }
+
+
+def _success(b: Binding, schemas: _Schemas) -> dict:
+    schema = _response_schema(b, schemas)
+    if not b.method.server_streaming:
+        return {"description": "OK", "content": {"application/json": {"schema": schema}}}
+    return {"description": "A stream: one JSON object per line (NDJSON), or Server-Sent Events (`data:` lines) "
+                           "when the request accepts text/event-stream. Send `grpc-timeout` (e.g. `30S`) to bound "
+                           "it. If it fails after it opened, the last line is `{\"error\": <google.rpc.Status>}` "
+                           "(an `event: error` for SSE).",
+            "content": {"application/x-ndjson": {"schema": schema},
+                        "text/event-stream": {"schema": {"type": "string"}}}}
 
 
 def _response_schema(b: Binding, schemas: _Schemas) -> dict:

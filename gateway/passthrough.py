@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from gateway.grpcweb import lookup
+from gateway.upstream import lookup, stream_opened
 from gateway.policy import EdgePolicy
 from mesh import errors
 from mesh.interceptor import method_access
@@ -72,11 +72,14 @@ class PassThrough(grpc.GenericRpcHandler):
                 md, timeout = await admit(context)
                 call = channel.unary_stream(path, _identity, _identity)(request, metadata=md, timeout=timeout)
                 try:
-                    await context.send_initial_metadata(tuple(await call.initial_metadata() or ()))
+                    if await stream_opened(call):  # else stay trailers-only, as the service answered
+                        await context.send_initial_metadata(tuple(await call.initial_metadata() or ()))
                     async for item in call:
                         yield item
                 except grpc.aio.AioRpcError as e:
                     await relay_error(context, e)
+                finally:
+                    call.cancel()  # the client went away: so does the upstream call
             return grpc.unary_stream_rpc_method_handler(unary_stream, _identity, _identity)
 
         if not method.server_streaming:
@@ -98,4 +101,6 @@ class PassThrough(grpc.GenericRpcHandler):
                     yield item
             except grpc.aio.AioRpcError as e:
                 await relay_error(context, e)
+            finally:
+                call.cancel()
         return grpc.stream_stream_rpc_method_handler(stream_stream, _identity, _identity)

@@ -2,6 +2,7 @@
 endpoints (health, OpenAPI, docs, JWKS, blobs). Every error is a google.rpc.Status JSON body."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -10,12 +11,12 @@ import uuid
 from aiohttp import web
 from google.protobuf import json_format
 import grpc
-from grpc_status import rpc_status
 
 from gateway import grpcweb
 from gateway.http_rules import Binding
 from gateway.policy import Admission, EdgePolicy
 from gateway.transcode import CODE_BY_NUMBER, HTTP_STATUS, build_request, output_class, render_response
+from gateway.upstream import deadline, status_of, stream_opened
 from mesh import errors
 from mesh.blobs import BlobNotFound, BlobStore
 from mesh.config import Settings
@@ -36,7 +37,8 @@ DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none
 CORS_ALLOW_HEADERS = "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, x-request-id"
 CORS_EXPOSE_HEADERS = ("grpc-status, grpc-message, grpc-status-details-bin, x-request-id, retry-after, "
                        "ratelimit-limit, ratelimit-remaining, ratelimit-reset")
-DEFAULT_DEADLINE = 30.0
+# SSE comments that keep idle proxies from closing a quiet stream, and reveal a client that left.
+SSE_HEARTBEAT_SECONDS = 15.0
 _STATUS_KEY = web.AppKey("status", object)
 
 
@@ -44,14 +46,6 @@ def error_response(status, headers: dict | None = None) -> web.Response:
     """A google.rpc.Status as JSON with the grpc-gateway HTTP code."""
     code = CODE_BY_NUMBER.get(status.code, grpc.StatusCode.UNKNOWN)
     return web.json_response(json_format.MessageToDict(status), status=HTTP_STATUS[code], headers=headers)
-
-
-def status_of_rpc_error(e: grpc.aio.AioRpcError):
-    status = rpc_status.from_call(e)
-    if status is None:
-        from google.rpc import status_pb2
-        status = status_pb2.Status(code=e.code().value[0], message=e.details() or "")
-    return status
 
 
 class RestEdge:
@@ -166,19 +160,62 @@ class RestEdge:
                 {b.http_method for b in self.bindings if b.template.match(request.path) is not None}))
         raise errors.not_found("path", request.path)
 
-    async def call(self, request: web.Request, b: Binding, path_vars: dict[str, str]) -> web.Response:
+    async def call(self, request: web.Request, b: Binding, path_vars: dict[str, str]) -> web.StreamResponse:
         admission = await self.policy.admit(self.client_ip(request), request.headers.get("Authorization"), b.access)
         body = await request.read() if b.body else b""
         message = build_request(b, path_vars, request.query.items(), body)
-        call = self.channel_for(b.service).unary_unary(
-            b.full_name, request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=output_class(b).FromString)
+        streaming = b.method.server_streaming
+        kwargs = dict(metadata=self.forward_metadata(request),
+                      timeout=deadline(request.headers.get("grpc-timeout"), streaming))
+        channel = self.channel_for(b.service)
+        serialize, deserialize = (lambda m: m.SerializeToString()), output_class(b).FromString
+        if streaming:
+            call = channel.unary_stream(b.full_name, request_serializer=serialize, response_deserializer=deserialize)
+            return await self.stream(request, b, call(message, **kwargs), admission)
+        call = channel.unary_unary(b.full_name, request_serializer=serialize, response_deserializer=deserialize)
         try:
-            response = await call(message, metadata=self.forward_metadata(request), timeout=DEFAULT_DEADLINE)
+            response = await call(message, **kwargs)
         except grpc.aio.AioRpcError as e:
-            return error_response(status_of_rpc_error(e), admission.headers())
-        return web.json_response(render_response(b, response), headers=admission.headers(),
-                                 dumps=lambda o: json.dumps(o, ensure_ascii=False))
+            return error_response(status_of(e), admission.headers())
+        return web.json_response(render_response(b, response), headers=admission.headers(), dumps=_dumps)
+
+    async def stream(self, request: web.Request, b: Binding, call, admission: Admission) -> web.StreamResponse:
+        """A server stream as newline-delimited JSON, or as Server-Sent Events when the client accepts
+        them. A service error after the stream opened ends it with a google.rpc.Status event."""
+        sse = "text/event-stream" in request.headers.get("Accept", "")
+        reading = None
+        try:
+            try:
+                if not await stream_opened(call):
+                    await call.read()  # raises the service's refusal; an OK end falls through to an empty stream
+            except grpc.aio.AioRpcError as e:
+                return error_response(status_of(e), admission.headers())
+            response = web.StreamResponse(headers={
+                **request["edge_headers"], **admission.headers(), "Content-Security-Policy": API_CSP,
+                "Content-Type": "text/event-stream" if sse else "application/x-ndjson", "Cache-Control": "no-store"})
+            await response.prepare(request)
+            try:
+                while True:
+                    reading = reading or asyncio.ensure_future(call.read())
+                    done, _ = await asyncio.wait({reading}, timeout=SSE_HEARTBEAT_SECONDS if sse else None)
+                    if not done:
+                        await response.write(b": keep-alive\n\n")
+                        continue
+                    item, reading = reading.result(), None
+                    if item is grpc.aio.EOF:
+                        break
+                    data = _dumps(render_response(b, item))
+                    await response.write(f"data: {data}\n\n".encode() if sse else f"{data}\n".encode())
+            except grpc.aio.AioRpcError as e:
+                error = _dumps(json_format.MessageToDict(status_of(e)))
+                await response.write(f"event: error\ndata: {error}\n\n".encode() if sse
+                                     else f'{{"error": {error}}}\n'.encode())
+            await response.write_eof()
+            return response
+        finally:
+            call.cancel()  # the client went away (or the stream ended): so does the upstream call
+            if reading is not None:
+                reading.cancel()
 
     def forward_metadata(self, request: web.Request) -> tuple:
         md = [("x-request-id", request["request_id"]), ("x-forwarded-for", request["client_ip"])]
@@ -187,4 +224,5 @@ class RestEdge:
         return tuple(md)
 
 
-__all__ = ["RestEdge", "error_response", "status_of_rpc_error", "Admission"]
+def _dumps(o) -> str:
+    return json.dumps(o, ensure_ascii=False)

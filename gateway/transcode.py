@@ -50,22 +50,49 @@ def _scalar(f: descriptor.FieldDescriptor, raw: str, where: str):
     return raw  # numbers, enums by name or number, strings, and well-known types all parse from strings
 
 
+# Repeated messages from the query string are indexed, `field[0].sub=v`; the list is built in order.
+MAX_QUERY_INDEX = 100
+
+
 def _put(tree: dict, msg_desc: descriptor.Descriptor, path: list[str], values: list[str], where: str,
          from_query: bool) -> None:
-    """Sets a dotted field path (map keys as `field[key]`) in a JSON tree typed by msg_desc."""
+    """Sets a dotted field path in a JSON tree typed by msg_desc. Map entries are `field[key]` and
+    repeated messages `field[index]`, each followed by `.sub` where the value is a message."""
     head, rest = path[0], path[1:]
     key = None
     if head.endswith("]") and "[" in head:
         head, key = head[:-1].split("[", 1)
     f = _field(msg_desc, head, where)
-    if f.message_type and f.message_type.GetOptions().map_entry:
-        if key is None or rest:
-            raise errors.invalid_argument((where, "map fields are set as field[key]=value"))
-        value_field = f.message_type.fields_by_name["value"]
-        tree.setdefault(head, {})[key] = _scalar(value_field, values[-1], where) if from_query else values[-1]
-        return
+    is_map = f.message_type is not None and f.message_type.GetOptions().map_entry
     if key is not None:
-        raise errors.invalid_argument((where, f"{head} is not a map"))
+        value_field = f.message_type.fields_by_name["value"] if is_map else f
+        if is_map:
+            container, slot = tree.setdefault(head, {}), key
+        elif f.is_repeated and f.type == _FD.TYPE_MESSAGE:
+            container = tree.setdefault(head, [])
+            if not key.isdigit() or int(key) > len(container) or int(key) >= MAX_QUERY_INDEX:
+                raise errors.invalid_argument((where, f"indexes of {head} must count up from 0, one at a time"))
+            slot = int(key)
+            if slot == len(container):
+                container.append({})
+        else:
+            raise errors.invalid_argument((where, f"{head} is neither a map nor a repeated message"))
+        if not isinstance(container, (dict, list)):
+            raise errors.invalid_argument((where, f"{head} is set twice"))
+        if value_field.type == _FD.TYPE_MESSAGE and (not is_map or rest):
+            if not rest:
+                raise errors.invalid_argument((where, f"{head}[{key}] is a message: set its fields as "
+                                                      f"{head}[{key}].<field>"))
+            if is_map and not isinstance(container.get(slot), dict):
+                container[slot] = {}
+            _put(container[slot], value_field.message_type, rest, values, where, from_query)
+        elif rest:
+            raise errors.invalid_argument((where, f"{head}[{key}] has no subfields"))
+        else:
+            container[slot] = _scalar(value_field, values[-1], where) if from_query else values[-1]
+        return
+    if is_map:
+        raise errors.invalid_argument((where, "map fields are set as field[key]=value"))
     if rest:
         if f.type != _FD.TYPE_MESSAGE or f.is_repeated:
             raise errors.invalid_argument((where, f"{head} has no subfields"))
@@ -75,7 +102,8 @@ def _put(tree: dict, msg_desc: descriptor.Descriptor, path: list[str], values: l
         _put(sub, f.message_type, rest, values, where, from_query)
         return
     if f.type == _FD.TYPE_MESSAGE and not f.message_type.full_name.startswith("google.protobuf."):
-        raise errors.invalid_argument((where, f"{head} is a message: set its fields as {head}.<field>"))
+        hint = f"{head}[0].<field>" if f.is_repeated else f"{head}.<field>"
+        raise errors.invalid_argument((where, f"{head} is a message: set its fields as {hint}"))
     typed = [_scalar(f, v, where) for v in values]
     # Keyed as the client spelled it (both spellings parse), so errors name what the client sent.
     if f.is_repeated:

@@ -2,6 +2,7 @@
 authorization from the contract, REQUIRED fields, and errors as google.rpc.Status."""
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 import uuid
@@ -67,6 +68,18 @@ async def _stream(result) -> AsyncIterator:
         await result
 
 
+_pending_headers: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("pending_headers", default=None)
+
+
+async def send_headers(context: grpc.aio.ServicerContext) -> None:
+    """Sends the response headers (with the request id) if not sent yet. A long-lived stream calls
+    it once it has accepted the request, so the client knows the stream is open before any message."""
+    headers = _pending_headers.get()
+    if headers is not None:
+        _pending_headers.set(None)
+        await context.send_initial_metadata(headers)
+
+
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
@@ -90,7 +103,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             md = _metadata(context)
             request_id = md.get("x-request-id") or uuid.uuid4().hex
             structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
-            await context.send_initial_metadata((("x-request-id", request_id),))
+            # Headers wait for the first response (or send_headers): a call refused up front is then
+            # trailers-only, which tells the edge to answer with an HTTP error, not a 200 stream.
+            _pending_headers.set((("x-request-id", request_id),))
             p = await self._authenticate(md, access)
             principal.bind(p)
             if p:
@@ -117,7 +132,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 log.error("rpc failed", exc_info=exc)
             status = rpc_status.to_status(err.to_status())
             RPCS.labels(method, status.code.name).inc()
-            await context.abort(status.code, status.details, status.trailing_metadata)
+            await context.abort(status.code, status.details, status.trailing_metadata + (_pending_headers.get() or ()))
 
         def done(start: float, code: str = "OK") -> None:
             LATENCY.labels(method).observe(time.perf_counter() - start)
@@ -133,6 +148,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     _, start = await prologue(context)
                     response = await handler.unary_unary(parse(raw), context)
+                    await send_headers(context)
                 except grpc.aio.AbortError:
                     raise
                 except Exception as e:  # every failure becomes a status
@@ -148,6 +164,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     _, start = await prologue(context)
                     async for item in _stream(handler.unary_stream(parse(raw), context)):
+                        await send_headers(context)
                         yield item
                 except grpc.aio.AbortError:
                     raise
@@ -162,6 +179,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     _, start = await prologue(context)
                     response = await handler.stream_unary(requests(raw_iter), context)
+                    await send_headers(context)
                 except grpc.aio.AbortError:
                     raise
                 except Exception as e:
@@ -174,6 +192,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             start = time.perf_counter()
             try:
                 _, start = await prologue(context)
+                await send_headers(context)  # a bidi peer may wait for headers before it sends
                 async for item in _stream(handler.stream_stream(requests(raw_iter), context)):
                     yield item
             except grpc.aio.AbortError:

@@ -52,6 +52,19 @@ def jwt_rules(services: list[str]) -> list[dict]:
     return rules
 
 
+def upstream(service: str) -> dict:
+    """Where a service's calls go, and how they count against the rate limit: per user, and per IP."""
+    return {"cluster": service.split(".")[1],
+            "retry_policy": {"retry_on": "unavailable", "num_retries": 0},
+            "rate_limits": [
+                {"actions": [{"metadata": {
+                    "descriptor_key": "user", "source": "DYNAMIC",
+                    "metadata_key": {"key": "envoy.filters.http.jwt_authn",
+                                     "path": [{"key": "jwt_payload"}, {"key": "sub"}]},
+                    "skip_if_absent": True}}]},
+                {"actions": [{"remote_address": {}}]}]}
+
+
 def routes(services: list[str]) -> dict:
     return {
         "name": "petplatform",
@@ -72,16 +85,14 @@ def routes(services: list[str]) -> dict:
                 "max_age": "600"}},
             "routes": [
                 {"match": {"path": "/healthz"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}},
-                *({"match": {"prefix": f"/{name}/"},
-                   "route": {"cluster": name.split(".")[1], "timeout": "30s",
-                             "retry_policy": {"retry_on": "unavailable", "num_retries": 0},
-                             "rate_limits": [
-                                 {"actions": [{"metadata": {
-                                     "descriptor_key": "user", "source": "DYNAMIC",
-                                     "metadata_key": {"key": "envoy.filters.http.jwt_authn",
-                                                      "path": [{"key": "jwt_payload"}, {"key": "sub"}]},
-                                     "skip_if_absent": True}}]},
-                                 {"actions": [{"remote_address": {}}]}]}}
+                # Server streams (watches) stay open until the client's grpc-timeout, if any: no route
+                # timeout, and an idle timeout well above the 300 s connection default.
+                *({"match": {"path": f"/{name}/{m.name}"},
+                   "route": {**upstream(name), "timeout": "0s", "idle_timeout": "3600s",
+                             "max_stream_duration": {"grpc_timeout_header_max": "0s"}}}
+                  for name in services for m in descriptor_pool.Default().FindServiceByName(name).methods
+                  if m.server_streaming and not m.client_streaming),
+                *({"match": {"prefix": f"/{name}/"}, "route": {**upstream(name), "timeout": "30s"}}
                   for name in services),
             ],
         }],
@@ -103,7 +114,9 @@ def http_manager(stat_prefix: str, services: list[str], *, browser: bool) -> dic
                 "max_request_body_size": 8388608,
                 "max_response_body_size": 8388608,
                 "print_options": {"add_whitespace": False, "always_print_primitive_fields": False,
-                                  "always_print_enums_as_ints": False, "preserve_proto_field_names": False},
+                                  "always_print_enums_as_ints": False, "preserve_proto_field_names": False,
+                                  # Server streams as NDJSON, as the Python edge does by default.
+                                  "stream_newline_delimited": True},
                 "request_validation_options": {"reject_unknown_method": True,
                                                "reject_unknown_query_parameters": True}}},
         ]

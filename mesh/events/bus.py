@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -23,6 +24,10 @@ class Bus(Protocol):
 
     async def subscribe(self, consumer: str, event_types: list[str], handler: Handler) -> None:
         """Binds the durable queue `consumer` to event_types and starts consuming."""
+
+    async def subscribe_broadcast(self, event_types: list[str], handler: Handler) -> None:
+        """This replica gets every such event, in a queue of its own that dies with it. Best effort,
+        no retries: for live views such as watch streams, never for changing state."""
 
     async def dead_letters(self, consumer: str) -> list[bytes]:
         """Bodies parked in the consumer's dead-letter queue (for operators and tests)."""
@@ -54,6 +59,14 @@ class InProcessBus:
         for t in event_types:
             self._bindings[t].append(consumer)
         self._tasks.append(asyncio.create_task(self._consume(consumer, handler), name=f"consume:{consumer}"))
+
+    async def subscribe_broadcast(self, event_types: list[str], handler: Handler) -> None:
+        async def best_effort(body: bytes) -> None:
+            try:
+                await handler(body)
+            except Exception:
+                log.exception("broadcast handler failed; event dropped")
+        await self.subscribe(f"broadcast.{uuid.uuid4().hex}", event_types, best_effort)
 
     async def _consume(self, consumer: str, handler: Handler) -> None:
         queue = self._queues[consumer]

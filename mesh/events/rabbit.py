@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
@@ -69,6 +70,22 @@ class RabbitBus:
 
         await queue.consume(on_message)
         self.consumers.append(consumer)
+
+    async def subscribe_broadcast(self, event_types: list[str], handler: Handler) -> None:
+        channel = await self._conn.channel()
+        # Named by us, not by the broker, so the robust connection can declare it again after a reconnect.
+        queue = await channel.declare_queue(f"{self._prefix}broadcast.{uuid.uuid4().hex}", exclusive=True,
+                                            auto_delete=True)
+        for t in event_types:
+            await queue.bind(self._exchange_name, routing_key=t)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            try:
+                await handler(message.body)
+            except Exception:
+                log.exception("broadcast handler failed on %s %s; dropped", message.type, message.message_id)
+
+        await queue.consume(on_message, no_ack=True)
 
     async def dead_letters(self, consumer: str) -> list[bytes]:
         channel = await self._conn.channel()

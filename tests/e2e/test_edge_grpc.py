@@ -29,6 +29,9 @@ class WebChannel:
     def unary_unary(self, path, request_serializer=None, response_deserializer=None, _registered_method=None):
         return self._channel.unary_unary(path, request_serializer, response_deserializer)
 
+    def unary_stream(self, path, request_serializer=None, response_deserializer=None, _registered_method=None):
+        return self._channel.unary_stream(path, request_serializer, response_deserializer)
+
     async def __aenter__(self):
         await self._channel.__aenter__()
         return self

@@ -67,6 +67,17 @@ async def test_newcomer_flow_with_documented_paths(edge: EdgeClient, people):
     assert status == 404 and err["code"] == 5
 
 
+async def test_additional_binding_lists_one_owners_pets(edge: EdgeClient, people):
+    (owner, token), (other, other_token) = people
+    _, mine, _ = await call(edge, "POST", "/v1/pets", {"displayName": "Mine", "species": "SPECIES_DOG"}, token)
+    await call(edge, "POST", "/v1/pets", {"displayName": "Theirs", "species": "SPECIES_DOG"}, other_token)
+    status, listed, _ = await call(edge, "GET", f"/v1/{owner}/pets", pageSize="100")
+    assert status == 200 and mine["name"] in {p["name"] for p in listed["pets"]}
+    assert {p["owner"] for p in listed["pets"]} == {owner}
+    status, err, _ = await call(edge, "GET", f"/v1/{owner}/pets", owner=other)  # bound by the path
+    assert status == 400 and err["details"][0]["reason"] == "UNKNOWN_FIELD"
+
+
 async def test_repeated_query_parameters_and_photos_over_rest(edge: EdgeClient, people):
     (owner, token), _ = people
     for name, species in (("Rex", "SPECIES_DOG"), ("Tama", "SPECIES_CAT"), ("Pyon", "SPECIES_RABBIT")):
@@ -171,6 +182,11 @@ async def test_edge_endpoints(edge: EdgeClient):
         spec = await r.json()
     validate(spec)
     assert {"/v1/pets", "/v1/pets/{pet}", "/v1/auth/login", "/v1/users/{user}/reviews"} <= set(spec["paths"])
+    ops = [op["operationId"] for methods in spec["paths"].values() for op in methods.values()]
+    assert len(ops) == len(set(ops)) and "PetService_GetPet" in ops
+    assert spec["paths"]["/v1/users/{user}/pets"]["get"]["operationId"] == "PetService_ListPets2"
+    assert set(spec["paths"]["/v1/pets:watch"]["get"]["responses"]["200"]["content"]) == {
+        "application/x-ndjson", "text/event-stream"}
     async with edge.http.get(edge.url + "/docs") as r:
         assert r.status == 200 and "script-src" not in r.headers["Content-Security-Policy"]
         assert "/v1/pets/{pet}" in await r.text()

@@ -86,3 +86,18 @@ def test_jwt_is_required_exactly_where_the_contract_says():
                 path = f"/{service}/{m}"
                 required = rules[path].provider_name == "petplatform"
                 assert required == (method_access(path) != access_pb2.ACCESS_PUBLIC), path
+
+
+def test_server_streams_are_not_cut_by_the_unary_timeout():
+    fds = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "build" / "descriptors.binpb").read_bytes())
+    streams = {f"/{f.package}.{s.name}/{m.name}" for f in fds.file if f.package.startswith("petplatform.")
+               for s in f.service for m in s.method if m.server_streaming and not m.client_streaming}
+    assert streams, "the contracts have a server stream (WatchPets)"
+    for manager in managers(bootstrap()):
+        routes = manager.route_config.virtual_hosts[0].routes
+        for path in streams:
+            # The first route that matches is the one Envoy uses: it must be the stream's own.
+            route = next(r for r in routes if r.match.path == path or (r.match.prefix and path.startswith(r.match.prefix)))
+            assert route.match.path == path and route.route.timeout.ToSeconds() == 0
+            assert route.route.max_stream_duration.HasField("grpc_timeout_header_max")
+            assert route.route.rate_limits, "streams count against the rate limit too"

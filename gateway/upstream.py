@@ -1,0 +1,45 @@
+"""What the three edge protocols share about calling a service: finding the method, the deadline,
+the status of a failed call, and knowing when a server stream has opened."""
+from __future__ import annotations
+
+from google.protobuf import descriptor, descriptor_pool
+from google.rpc import status_pb2
+import grpc
+from grpc_status import rpc_status
+
+# Unary calls without a client deadline get this one; streams get none (a watch may stay open for hours).
+UNARY_DEADLINE = 30.0
+_UNITS = {"H": 3600, "M": 60, "S": 1, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def lookup(path: str, prefixes: tuple[str, ...] = ("petplatform.",)) -> descriptor.MethodDescriptor | None:
+    """The method descriptor of '/pkg.Service/Method' if its service is one the edge exposes."""
+    service_name, _, method_name = path.lstrip("/").partition("/")
+    if not service_name.startswith(prefixes):
+        return None
+    try:
+        return descriptor_pool.Default().FindServiceByName(service_name).methods_by_name.get(method_name)
+    except KeyError:
+        return None
+
+
+def deadline(grpc_timeout: str | None, streaming: bool) -> float | None:
+    """Seconds from a `grpc-timeout` header (e.g. `500m`, `2S`), capped for unary calls."""
+    cap = None if streaming else UNARY_DEADLINE
+    value = grpc_timeout or ""
+    if len(value) < 2 or value[-1] not in _UNITS or not value[:-1].isdigit():
+        return cap
+    asked = int(value[:-1]) * _UNITS[value[-1]]
+    return asked if cap is None else min(cap, asked)
+
+
+def status_of(e: grpc.aio.AioRpcError) -> status_pb2.Status:
+    """The google.rpc.Status of a failed call, details included when the service sent them."""
+    return rpc_status.from_call(e) or status_pb2.Status(code=e.code().value[0], message=e.details() or "")
+
+
+async def stream_opened(call) -> bool:
+    """Waits for a server stream's headers. False means the service refused the call outright
+    (trailers-only), so the caller can answer with an ordinary error instead of an open stream."""
+    await call.initial_metadata()
+    return not call.done()

@@ -1,0 +1,130 @@
+"""Server streaming through the edge: REST as NDJSON and Server-Sent Events, gRPC-Web (raw frames and
+an off-the-shelf client) and gRPC pass-through; errors before and in the middle of a stream."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+
+import grpc
+from prometheus_client import REGISTRY
+import pytest
+
+from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
+from tests.conftest import EdgeClient
+from tests.e2e.test_auth import violations
+from tests.e2e.test_edge_grpc import WebChannel
+from tests.e2e.test_edge_rest import call, signup
+
+WATCH = "/v1/pets:watch"
+
+
+@pytest.fixture(scope="module")
+async def person(edge: EdgeClient):
+    return await signup(edge, "Streamer")
+
+
+async def new_cat(edge: EdgeClient, token: str, name: str) -> dict:
+    status, pet, _ = await call(edge, "POST", "/v1/pets", {"displayName": name, "species": "SPECIES_CAT"}, token)
+    assert status == 200, pet
+    return pet
+
+
+def fields(status_json: dict) -> set[str]:
+    return {v["field"] for d in status_json["details"] for v in d.get("fieldViolations", ())}
+
+
+async def line(stream) -> bytes:
+    return await asyncio.wait_for(stream.readline(), 5)
+
+
+async def test_rest_stream_as_ndjson_ends_with_a_status_line(edge: EdgeClient, person):
+    owner, token = person
+    async with edge.http.get(edge.url + WATCH, params={"owner": owner, "species": "SPECIES_CAT"},
+                             headers={"grpc-timeout": "2S"}) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "application/x-ndjson"
+        assert r.headers["X-Content-Type-Options"] == "nosniff" and "RateLimit-Remaining" in r.headers
+        pet = await new_cat(edge, token, "Ndjson")
+        first = json.loads(await line(r.content))
+        assert first["change"] == "CHANGE_ADDED" and first["pet"]["name"] == pet["name"]
+        assert first["pet"]["displayName"] == "Ndjson"  # proto3 JSON, as in unary responses
+        last = json.loads(await line(r.content))
+        assert last["error"]["code"] == grpc.StatusCode.DEADLINE_EXCEEDED.value[0], "structured, never a bare 200"
+        assert await r.content.read() == b""
+
+
+async def test_rest_stream_as_server_sent_events(edge: EdgeClient, person):
+    owner, token = person
+    async with edge.http.get(edge.url + WATCH, params={"owner": owner},
+                             headers={"Accept": "text/event-stream", "grpc-timeout": "2S"}) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "text/event-stream"
+        pet = await new_cat(edge, token, "Sse")
+        data = await line(r.content)
+        assert data.startswith(b"data: ") and await line(r.content) == b"\n"
+        assert json.loads(data[6:])["pet"]["name"] == pet["name"]
+        assert await line(r.content) == b"event: error\n"
+        error = await line(r.content)
+        assert json.loads(error[6:])["code"] == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+
+
+async def test_stream_refused_up_front_is_an_ordinary_http_error(edge: EdgeClient):
+    status, err, headers = await call(edge, "GET", WATCH, owner="people/1", radiusKm="3")
+    assert status == 400 and headers["Content-Type"].startswith("application/json")
+    assert fields(err) == {"owner", "near"}
+    status, err, _ = await call(edge, "GET", WATCH, pageSize="3")  # a ListPets field WatchPets does not have
+    assert status == 400 and fields(err) == {"pageSize"}
+
+
+async def test_client_disconnect_cancels_the_upstream_stream(edge: EdgeClient, person):
+    owner, _ = person
+
+    def open_streams() -> float:
+        return REGISTRY.get_sample_value("petplatform_pet_watch_streams") or 0
+
+    before = open_streams()
+    async with edge.http.get(edge.url + WATCH, params={"owner": owner}) as r:
+        assert r.status == 200
+        assert open_streams() == before + 1
+    for _ in range(50):  # the edge notices the closed socket, cancels its handler and the upstream call
+        if open_streams() == before:
+            break
+        await asyncio.sleep(0.05)
+    assert open_streams() == before
+
+
+async def test_grpc_web_text_stream_carries_the_status_in_its_trailer_frame(edge: EdgeClient, person):
+    owner, token = person
+    request = pet_pb2.WatchPetsRequest(owner=owner).SerializeToString()
+    async with edge.http.post(edge.url + "/petplatform.pet.v1.PetService/WatchPets",
+                              data=base64.b64encode(struct.pack(">BI", 0, len(request)) + request),
+                              headers={"Content-Type": "application/grpc-web-text", "grpc-timeout": "1500m"}) as r:
+        assert r.status == 200 and "grpc-status" not in r.headers  # open: the status comes at the end
+        pet = await new_cat(edge, token, "Web text")
+        body = base64.b64decode(await asyncio.wait_for(r.read(), 5))  # two base64 chunks, each whole
+    frames = []
+    while body:
+        flag, length = struct.unpack(">BI", body[:5])
+        frames.append((flag, body[5:5 + length]))
+        body = body[5 + length:]
+    (data_flag, data), (trailer_flag, trailer) = frames
+    assert data_flag == 0 and pet_pb2.WatchPetsResponse.FromString(data).pet.name == pet["name"]
+    assert trailer_flag == 0x80 and b"grpc-status: 4\r\n" in trailer
+
+
+async def test_off_the_shelf_grpc_web_client_streams(edge: EdgeClient, person):
+    owner, token = person
+    async with WebChannel(edge.url) as channel:
+        watch = pet_pb2_grpc.PetServiceStub(channel).WatchPets(pet_pb2.WatchPetsRequest(owner=owner))
+        await watch.initial_metadata()  # sonora sends the request here; the edge answers once the stream is open
+        pet = await new_cat(edge, token, "Sonora")
+        got = await asyncio.wait_for(watch.read(), 5)
+        assert got.change == pet_pb2.WatchPetsResponse.CHANGE_ADDED and got.pet.name == pet["name"]
+
+
+async def test_pass_through_relays_a_refused_stream_with_its_details(edge: EdgeClient):
+    async with grpc.aio.insecure_channel(edge.grpc_address) as ch:
+        call = pet_pb2_grpc.PetServiceStub(ch).WatchPets(pet_pb2.WatchPetsRequest(owner="people/1"))
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await call.read()
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "owner" in violations(e.value)

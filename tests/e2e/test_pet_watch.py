@@ -1,0 +1,130 @@
+"""WatchPets: a live view of a search, over gRPC server streaming, on one replica and across two."""
+from __future__ import annotations
+
+import asyncio
+
+from google.protobuf import field_mask_pb2
+import grpc
+import pytest
+
+from petplatform.common.v1 import animal_pb2, event_pb2
+from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
+from services.pet.watch import MAX_BACKLOG, FellBehind, WatchHub
+from mesh.events import InProcessBus
+from tests.conftest import Api, start_platform
+from tests.e2e.test_auth import expect, violations
+from tests.e2e.test_pet import TOKYO, create, dog
+
+CHANGE = pet_pb2.WatchPetsResponse
+CATS_AVAILABLE = pet_pb2.WatchPetsRequest(species=[animal_pb2.SPECIES_CAT], statuses=[pet_pb2.Pet.STATUS_AVAILABLE])
+
+
+def cat(name="Tama", **kw) -> pet_pb2.Pet:
+    return pet_pb2.Pet(display_name=name, species=animal_pb2.SPECIES_CAT, **kw)
+
+
+async def opened(call) -> tuple:
+    """Waits until the server has accepted the watch (its headers arrived)."""
+    return tuple(await asyncio.wait_for(call.initial_metadata(), 5))
+
+
+async def next_change(call) -> pet_pb2.WatchPetsResponse:
+    return await asyncio.wait_for(call.read(), 5)
+
+
+async def update(api: Api, session, pet: pet_pb2.Pet, *paths: str) -> pet_pb2.Pet:
+    return (await api.pet.UpdatePet(pet_pb2.UpdatePetRequest(
+        pet=pet, update_mask=field_mask_pb2.FieldMask(paths=list(paths))), metadata=session.md)).pet
+
+
+async def test_watch_follows_a_search(api: Api):
+    owner = await api.signup("Watched owner")
+    call = api.pet.WatchPets(CATS_AVAILABLE)  # public: no token
+    headers = await opened(call)
+    assert any(k == "x-request-id" for k, _ in headers)
+
+    await create(api, owner, dog("Not a cat"))  # does not match: nothing is sent
+    tama = await create(api, owner, cat(location=TOKYO))
+    added = await next_change(call)
+    assert added.change == CHANGE.CHANGE_ADDED and added.pet == tama, "the dog created first was skipped"
+
+    tama.description = "Sleeps all day"
+    changed = await update(api, owner, tama, "description")
+    got = await next_change(call)
+    assert got.change == CHANGE.CHANGE_UPDATED and got.pet.description == "Sleeps all day"
+    assert got.pet == changed
+
+    tama.status = pet_pb2.Pet.STATUS_ADOPTED  # leaves the search
+    await update(api, owner, tama, "status")
+    got = await next_change(call)
+    assert got.change == CHANGE.CHANGE_REMOVED and got.pet == pet_pb2.Pet(name=tama.name)
+
+    other = await create(api, owner, cat("Kuro"))
+    assert (await next_change(call)).pet.name == other.name
+    await api.pet.DeletePet(pet_pb2.DeletePetRequest(name=other.name), metadata=owner.md)
+    got = await next_change(call)
+    assert got.change == CHANGE.CHANGE_REMOVED and got.pet.name == other.name
+    call.cancel()
+
+
+async def test_a_new_photo_is_an_update(api: Api):
+    from tests.e2e.test_pet import image
+    owner = await api.signup("Photographer")
+    call = api.pet.WatchPets(pet_pb2.WatchPetsRequest(owner=owner.name))
+    await opened(call)
+    pet = await create(api, owner, cat("Photo cat"))
+    assert (await next_change(call)).change == CHANGE.CHANGE_ADDED
+    photo = (await api.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(
+        parent=pet.name, content=image("PNG")), metadata=owner.md)).photo
+    got = await next_change(call)
+    assert got.change == CHANGE.CHANGE_UPDATED and [p.name for p in got.pet.photos] == [photo.name]
+    call.cancel()
+
+
+async def test_bad_filter_is_refused_before_the_stream_opens(api: Api):
+    call = api.pet.WatchPets(pet_pb2.WatchPetsRequest(radius_km=5, owner="people/1"))
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, call.read())
+    assert set(violations(err)) == {"near", "owner"}
+    assert ("x-request-id" in dict(err.trailing_metadata() or ())), "refused calls still carry the request id"
+
+
+async def test_deadline_ends_the_stream_after_what_was_sent(api: Api):
+    owner = await api.signup("Deadline")
+    call = api.pet.WatchPets(pet_pb2.WatchPetsRequest(owner=owner.name), timeout=1.5)
+    await opened(call)
+    await create(api, owner, cat("In time"))
+    assert (await next_change(call)).change == CHANGE.CHANGE_ADDED
+    await expect(grpc.StatusCode.DEADLINE_EXCEEDED, call.read())
+
+
+async def test_a_watcher_that_falls_behind_is_dropped_not_buffered():
+    bus = InProcessBus()
+    hub = WatchHub(bus)
+    await hub.start()
+    envelope = event_pb2.EventEnvelope(type="pet.deleted")
+    envelope.payload.Pack(pet_pb2.PetDeletedEvent(name="pets/x"))
+    async with hub.watch() as changes:
+        for _ in range(MAX_BACKLOG + 1):
+            await bus.publish("pet.deleted", envelope.SerializeToString(), "id")
+        await asyncio.sleep(0.1)
+        with pytest.raises(FellBehind):
+            async for _ in changes:
+                pass
+    await bus.close()
+
+
+@pytest.mark.real
+async def test_watch_sees_changes_made_through_another_replica(real_api: Api):
+    """Two replicas on one PostgreSQL and RabbitMQ: each hears every pet event."""
+    second = await start_platform(real_api.platform.settings)
+    try:
+        async with grpc.aio.insecure_channel(second.address) as ch:
+            owner = await real_api.signup("Replicated")
+            call = pet_pb2_grpc.PetServiceStub(ch).WatchPets(pet_pb2.WatchPetsRequest(owner=owner.name))
+            await opened(call)
+            pet = await create(real_api, owner, cat("Seen elsewhere"))
+            got = await next_change(call)
+            assert got.change == CHANGE.CHANGE_ADDED and got.pet.name == pet.name
+            call.cancel()
+    finally:
+        await second.stop(grace=1)
