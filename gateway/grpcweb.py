@@ -9,6 +9,7 @@ from aiohttp import web
 from google.rpc import status_pb2
 import grpc
 
+from gateway.request_keys import EDGE_HEADERS
 from gateway.upstream import deadline, lookup, status_of, stream_opened
 from mesh import errors
 from mesh.interceptor import method_access
@@ -47,7 +48,7 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
     def encode(chunk: bytes) -> bytes:
         return base64.b64encode(chunk) if text else chunk
 
-    response = web.StreamResponse(status=200, headers={**request["edge_headers"], "Content-Type": content_type})
+    response = web.StreamResponse(status=200, headers={**request[EDGE_HEADERS], "Content-Type": content_type})
     try:
         method = lookup(request.path)
         if method is None or method.client_streaming or request.method != "POST":

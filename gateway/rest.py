@@ -14,6 +14,7 @@ import grpc
 
 from gateway import grpcweb
 from gateway.http_rules import Binding
+from gateway.request_keys import CLIENT_IP, EDGE_HEADERS, REQUEST_ID
 from gateway.policy import Admission, EdgePolicy
 from gateway.transcode import CODE_BY_NUMBER, HTTP_STATUS, build_request, output_class, render_response
 from gateway.upstream import deadline, status_of, stream_opened
@@ -39,7 +40,6 @@ CORS_EXPOSE_HEADERS = ("grpc-status, grpc-message, grpc-status-details-bin, x-re
                        "ratelimit-limit, ratelimit-remaining, ratelimit-reset")
 # SSE comments that keep idle proxies from closing a quiet stream, and reveal a client that left.
 SSE_HEARTBEAT_SECONDS = 15.0
-_STATUS_KEY = web.AppKey("status", object)
 
 
 def error_response(status, headers: dict | None = None) -> web.Response:
@@ -76,9 +76,9 @@ class RestEdge:
         """Request id, security headers, access log, and errors as Status JSON whatever raised them."""
         start = time.perf_counter()
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request["request_id"] = rid
+        request[REQUEST_ID] = rid
         # Headers every response carries; handlers that stream apply them before the first byte.
-        request["edge_headers"] = {**SECURITY_HEADERS, "X-Request-Id": rid, **self.cors_headers(request)}
+        request[EDGE_HEADERS] = {**SECURITY_HEADERS, "X-Request-Id": rid, **self.cors_headers(request)}
         try:
             response = await handler(request)
         except errors.ApiError as e:
@@ -101,12 +101,12 @@ class RestEdge:
             log.exception("edge failure")
             response = error_response(errors.internal().to_status())
         if not response.prepared:
-            response.headers.update(request["edge_headers"])
+            response.headers.update(request[EDGE_HEADERS])
             response.headers.setdefault("Content-Security-Policy", API_CSP)
         # Never the query string or headers: they may hold tokens or emails.
         log.info("%s %s %s %.1fms", request.method, mask_email(request.path), response.status,
                  (time.perf_counter() - start) * 1000,
-                 extra={"request_id": rid, "client": request.get("client_ip", request.remote)})
+                 extra={"request_id": rid, "client": request.get(CLIENT_IP, request.remote)})
         return response
 
     def cors_headers(self, request: web.Request) -> dict[str, str]:
@@ -141,7 +141,7 @@ class RestEdge:
 
     def client_ip(self, request: web.Request) -> str:
         ip = self.policy.client_ip(request.remote, request.headers.get("X-Forwarded-For"))
-        request["client_ip"] = ip
+        request[CLIENT_IP] = ip
         return ip
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -191,7 +191,7 @@ class RestEdge:
             except grpc.aio.AioRpcError as e:
                 return error_response(status_of(e), admission.headers())
             response = web.StreamResponse(headers={
-                **request["edge_headers"], **admission.headers(), "Content-Security-Policy": API_CSP,
+                **request[EDGE_HEADERS], **admission.headers(), "Content-Security-Policy": API_CSP,
                 "Content-Type": "text/event-stream" if sse else "application/x-ndjson", "Cache-Control": "no-store"})
             await response.prepare(request)
             try:
@@ -218,7 +218,7 @@ class RestEdge:
                 reading.cancel()
 
     def forward_metadata(self, request: web.Request) -> tuple:
-        md = [("x-request-id", request["request_id"]), ("x-forwarded-for", request["client_ip"])]
+        md = [("x-request-id", request[REQUEST_ID]), ("x-forwarded-for", request[CLIENT_IP])]
         if auth := request.headers.get("Authorization"):
             md.append(("authorization", auth))
         return tuple(md)

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     jwt_private_key: SecretStr | None = None  # PEM, EC P-256; unset: generated once under data_dir
     jwt_previous_public_keys: list[str] = []  # PEMs still accepted while a rotation settles
     jwt_issuer: str = "petplatform"
+    jwks_cache_seconds: float = Field(300, gt=0)  # how long verifiers keep the auth service's JWKS
+    jwks_min_refetch_seconds: float = Field(10, ge=0)  # an unknown kid refetches at most this often
     access_token_ttl_seconds: int = Field(900, ge=60, le=3600)
     refresh_token_ttl_seconds: int = Field(7 * 24 * 3600, ge=3600)
     verification_token_ttl_seconds: int = Field(48 * 3600, ge=600)

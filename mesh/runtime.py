@@ -41,7 +41,8 @@ class Runtime:
             s3_endpoint=settings.s3_endpoint, s3_access_key=settings.s3_access_key,
             s3_secret_key=settings.s3_secret_key.get_secret_value(), s3_bucket=settings.s3_bucket,
             s3_secure=settings.s3_secure, data_dir=settings.data_dir)
-        self.verifier = TokenVerifier(self._jwks, self.cache, issuer=settings.jwt_issuer)
+        self.verifier = TokenVerifier(self._jwks, self.cache, issuer=settings.jwt_issuer,
+                                      ttl=settings.jwks_cache_seconds, min_refetch=settings.jwks_min_refetch_seconds)
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     def database(self, service: str) -> Database:
