@@ -144,7 +144,8 @@ def http_manager(stat_prefix: str, services: list[str], *, browser: bool) -> dic
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
         "@type": f"{T}.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": stat_prefix, "codec_type": "AUTO" if browser else "HTTP2",
-        "server_name": "petplatform", "generate_request_id": True, "preserve_external_request_id": True,
+        "server_header_transformation": "PASS_THROUGH",  # no banner: gRPC upstreams send none
+        "generate_request_id": True, "preserve_external_request_id": True,
         "use_remote_address": True, "request_timeout": "60s", "stream_idle_timeout": "300s",
         "access_log": [{"name": "envoy.access_loggers.stdout", "typed_config": {
             "@type": f"{T}.access_loggers.stream.v3.StdoutAccessLog",

@@ -67,6 +67,10 @@ async def test_off_the_shelf_grpc_web_client(edge: EdgeClient):
         with pytest.raises(sonora.protocol.WebRpcError) as e:
             await pets.GetPet(pet_pb2.GetPetRequest(name="pets/nope"))
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        await pets.DeletePet(pet_pb2.DeletePetRequest(name=created.pet.name), metadata=md)
+        with pytest.raises(sonora.protocol.WebRpcError) as e:
+            await pets.GetPet(pet_pb2.GetPetRequest(name=created.pet.name))
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def frames(body: bytes) -> list[tuple[int, bytes]]:
