@@ -232,3 +232,25 @@ async def test_ip_deny_list(tmp_path, smtp_sink):
     finally:
         await edge.stop(grace=1)
         await platform.stop(grace=1)
+
+
+async def test_client_deadline_is_504_and_unreachable_service_503(edge: EdgeClient, tmp_path, smtp_sink):
+    status, err, _ = await call(edge, "GET", "/v1/pets", headers={"grpc-timeout": "1n"})
+    assert status == 504 and err["code"] == 4
+    from gateway.edge import Edge
+    from mesh.runtime import Runtime
+    from mesh.server import MODULES
+    rt = Runtime(embedded_settings(tmp_path, smtp_sink, **{f"{m}_addr": "127.0.0.1:1" for m in MODULES}), set())
+    lonely = Edge(rt, list(MODULES))
+    await lonely.start(http_port=0, grpc_port=0)
+    try:
+        base = f"http://127.0.0.1:{lonely.http_port}"
+        async with edge.http.get(base + "/v1/pets") as r:
+            assert r.status == 503 and (await r.json())["code"] == 14
+        async with edge.http.get(base + "/readyz") as r:
+            assert r.status == 503 and (await r.json())["ready"] is False
+        async with edge.http.get(base + "/healthz") as r:
+            assert r.status == 200  # alive, just not ready
+    finally:
+        await lonely.stop(grace=1)
+        await rt.close()
