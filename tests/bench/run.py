@@ -3,6 +3,7 @@ next to grpc.health.v1 Check on the same server (the floor: gRPC + interceptor, 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import statistics
 import struct
@@ -36,6 +37,45 @@ async def measure(call, duration: float = DURATION, concurrency: int = CONCURREN
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
     q = statistics.quantiles(latencies, n=100)
+    return {"rps": len(latencies) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "n": len(latencies)}
+
+
+WATCHERS = int(os.environ.get("BENCH_WATCHERS", "50"))
+CHANGES = 20
+
+
+async def watch_fanout(api: Api, session, open_watch, watchers: int = WATCHERS, changes: int = CHANGES) -> dict:
+    """Delivery latency of WatchPets: from an UpdatePet call to each of `watchers` streams seeing it.
+    open_watch(owner) returns (an async iterator of changed descriptions, once the stream is open)."""
+    pet = (await api.pet.CreatePet(pet_pb2.CreatePetRequest(pet=pet_pb2.Pet(
+        display_name="Watched", species=animal_pb2.SPECIES_CAT)), metadata=session.md)).pet
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    streams = [await open_watch(session.name) for _ in range(watchers)]
+
+    async def consume(stream):
+        async for description in stream:
+            if description in sent_at:
+                latencies.append(time.perf_counter() - sent_at[description])
+
+    tasks = [asyncio.create_task(consume(st)) for st in streams]
+    start = time.perf_counter()
+    for k in range(changes):
+        pet.description = f"change {k}"
+        sent_at[pet.description] = time.perf_counter()
+        await api.pet.UpdatePet(pet_pb2.UpdatePetRequest(pet=pet, update_mask={"paths": ["description"]}),
+                                metadata=session.md)
+        await asyncio.sleep(0.05)
+    for _ in range(200):
+        if len(latencies) >= watchers * changes:
+            break
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - start
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    q = statistics.quantiles(latencies, n=100)
+    assert len(latencies) == watchers * changes, f"{len(latencies)} of {watchers * changes} changes delivered"
     return {"rps": len(latencies) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "n": len(latencies)}
 
 
@@ -78,7 +118,25 @@ async def edge_cases(platform, names: list[str]) -> list[tuple]:
                 ("ListPets via edge gRPC-Web", lambda: web("ListPets", pet_pb2.ListPetsRequest(page_size=20))),
                 ("ListPets via edge gRPC pass-through", lambda: pets.ListPets(pet_pb2.ListPetsRequest(page_size=20))),
             ]
-            return [(name, await measure(call)) for name, call in cases]
+            rows = [(name, await measure(call)) for name, call in cases]
+
+            async def sse_watch(owner: str):
+                response = await http.get(f"{base}/v1/pets:watch", params={"owner": owner},
+                                          headers={"Accept": "text/event-stream"})
+                assert response.status == 200
+
+                async def descriptions():
+                    async with response:
+                        async for line in response.content:
+                            if line.startswith(b"data: "):
+                                yield json.loads(line[6:])["pet"].get("description")
+                return descriptions()
+
+            api = Api(platform, None)
+            session = await api.signup("SSE watcher")
+            rows.append((f"WatchPets x{WATCHERS} via edge SSE (delivery)", await watch_fanout(api, session, sse_watch)))
+            await api.channel.close()
+            return rows
     finally:
         await edge.stop(grace=1)
 
@@ -110,6 +168,17 @@ async def bench_profile(label: str, settings, with_edge: bool = False) -> list[t
                 radius_km=50, order_by="distance"))),
         ]
         rows = [(label, name, await measure(call)) for name, call in cases]
+
+        async def grpc_watch(owner: str):
+            call = api.pet.WatchPets(pet_pb2.WatchPetsRequest(owner=owner))
+            await call.initial_metadata()
+
+            async def descriptions():
+                async for change in call:
+                    yield change.pet.description
+            return descriptions()
+
+        rows.append((label, f"WatchPets x{WATCHERS} direct gRPC (delivery)", await watch_fanout(api, s, grpc_watch)))
         if with_edge:
             rows += [(label, name, m) for name, m in await edge_cases(platform, names)]
         return rows
@@ -136,7 +205,9 @@ async def main() -> None:
             await drop_real_state(settings, ["auth.verification", "auth.mailer", "user.profiles"])
             moto.stop()
     sink.controller.stop()
-    print(f"\n{DURATION:.0f}s per case, {CONCURRENCY} concurrent callers, one client process, 2 cores\n")
+    print(f"\n{DURATION:.0f}s per case, {CONCURRENCY} concurrent callers, one client process, 2 cores; "
+          f"WatchPets rows: {CHANGES} updates fanned out to {WATCHERS} streams, req/s = deliveries/s, "
+          f"p50/p99 = update call to delivery\n")
     print(f"{'profile':<9} {'call':<40} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for label, name, m in rows:
         print(f"{label:<9} {name:<40} {m['rps']:>8.0f} {m['p50']:>8.2f} {m['p99']:>8.2f}")
