@@ -72,6 +72,8 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
                 if await stream_opened(call):
                     await response.prepare(request)  # headers now: the browser sees the stream open
                 async for item in call:
+                    if not response.prepared:  # a stream that ended, with messages, before it opened
+                        await response.prepare(request)
                     await response.write(encode(frame(DATA, item)))
             finally:
                 call.cancel()  # the browser went away: so does the upstream call

@@ -185,11 +185,14 @@ class RestEdge:
         sse = "text/event-stream" in request.headers.get("Accept", "")
         reading = None
         try:
-            try:
-                if not await stream_opened(call):
-                    await call.read()  # raises the service's refusal; an OK end falls through to an empty stream
-            except grpc.aio.AioRpcError as e:
-                return error_response(status_of(e), admission.headers())
+            if not await stream_opened(call):
+                # Ended before it opened: a refusal becomes an ordinary HTTP error; an OK end is replayed below.
+                reading = asyncio.ensure_future(call.read())
+                try:
+                    await reading
+                except grpc.aio.AioRpcError as e:
+                    reading = None
+                    return error_response(status_of(e), admission.headers())
             response = web.StreamResponse(headers={
                 **request[EDGE_HEADERS], **admission.headers(), "Content-Security-Policy": API_CSP,
                 "Content-Type": "text/event-stream" if sse else "application/x-ndjson", "Cache-Control": "no-store"})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 
 from google.protobuf import descriptor, json_format, message_factory
@@ -52,26 +53,42 @@ def _scalar(f: descriptor.FieldDescriptor, raw: str, where: str):
 
 # Repeated messages from the query string are indexed, `field[0].sub=v`; the list is built in order.
 MAX_QUERY_INDEX = 100
+_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[([^\]]*)\])?(?:\.|$)")
+_INDEX = re.compile(r"0|[1-9][0-9]?")
 
 
-def _put(tree: dict, msg_desc: descriptor.Descriptor, path: list[str], values: list[str], where: str,
-         from_query: bool) -> None:
-    """Sets a dotted field path in a JSON tree typed by msg_desc. Map entries are `field[key]` and
-    repeated messages `field[index]`, each followed by `.sub` where the value is a message."""
-    head, rest = path[0], path[1:]
-    key = None
-    if head.endswith("]") and "[" in head:
-        head, key = head[:-1].split("[", 1)
+def parse_field_path(text: str, where: str) -> list[tuple[str, str | None]]:
+    """`a.b[key].c` -> [(a, None), (b, key), (c, None)]; a map key may hold dots, not `]`."""
+    out, pos = [], 0
+    while pos < len(text):
+        m = _SEGMENT.match(text, pos)
+        if m is None or (m.end() == len(text) and text.endswith(".")):
+            raise errors.invalid_argument((where, "not a field path (field, field.sub, map[key] or list[0])"),
+                                          reason="UNKNOWN_FIELD")
+        out.append((m.group(1), m.group(2)))
+        pos = m.end()
+    if not out:
+        raise errors.invalid_argument((where or "query", "empty parameter name"), reason="UNKNOWN_FIELD")
+    return out
+
+
+def _put(tree: dict, msg_desc: descriptor.Descriptor, path: list[tuple[str, str | None]], values: list[str],
+         where: str, from_query: bool) -> None:
+    """Sets a field path in a JSON tree typed by msg_desc. Map entries are `field[key]` and repeated
+    messages `field[index]`, each followed by `.sub` where the value is a message."""
+    (head, key), rest = path[0], path[1:]
     f = _field(msg_desc, head, where)
     is_map = f.message_type is not None and f.message_type.GetOptions().map_entry
     if key is not None:
-        value_field = f.message_type.fields_by_name["value"] if is_map else f
         if is_map:
+            value_field = f.message_type.fields_by_name["value"]
             container, slot = tree.setdefault(head, {}), key
         elif f.is_repeated and f.type == _FD.TYPE_MESSAGE:
+            value_field = f
             container = tree.setdefault(head, [])
-            if not key.isdigit() or int(key) > len(container) or int(key) >= MAX_QUERY_INDEX:
-                raise errors.invalid_argument((where, f"indexes of {head} must count up from 0, one at a time"))
+            if not _INDEX.fullmatch(key) or int(key) > len(container) or int(key) >= MAX_QUERY_INDEX:
+                raise errors.invalid_argument((where, f"indexes of {head} count up from 0, one at a time, "
+                                                      f"below {MAX_QUERY_INDEX}"))
             slot = int(key)
             if slot == len(container):
                 container.append({})
@@ -79,17 +96,19 @@ def _put(tree: dict, msg_desc: descriptor.Descriptor, path: list[str], values: l
             raise errors.invalid_argument((where, f"{head} is neither a map nor a repeated message"))
         if not isinstance(container, (dict, list)):
             raise errors.invalid_argument((where, f"{head} is set twice"))
-        if value_field.type == _FD.TYPE_MESSAGE and (not is_map or rest):
+        if value_field.type == _FD.TYPE_MESSAGE:
             if not rest:
                 raise errors.invalid_argument((where, f"{head}[{key}] is a message: set its fields as "
                                                       f"{head}[{key}].<field>"))
-            if is_map and not isinstance(container.get(slot), dict):
-                container[slot] = {}
+            if is_map:
+                container.setdefault(slot, {})
             _put(container[slot], value_field.message_type, rest, values, where, from_query)
-        elif rest:
+            return
+        if rest:
             raise errors.invalid_argument((where, f"{head}[{key}] has no subfields"))
-        else:
-            container[slot] = _scalar(value_field, values[-1], where) if from_query else values[-1]
+        if slot in container or len(values) > 1:
+            raise errors.invalid_argument((where, "is given more than once"))
+        container[slot] = _scalar(value_field, values[0], where) if from_query else values[0]
         return
     if is_map:
         raise errors.invalid_argument((where, "map fields are set as field[key]=value"))
@@ -108,7 +127,7 @@ def _put(tree: dict, msg_desc: descriptor.Descriptor, path: list[str], values: l
     # Keyed as the client spelled it (both spellings parse), so errors name what the client sent.
     if f.is_repeated:
         tree.setdefault(head, []).extend(typed)
-    elif len(typed) > 1:
+    elif len(typed) > 1 or head in tree:
         raise errors.invalid_argument((where, "is not repeated but was given more than once"))
     else:
         tree[head] = typed[0]
@@ -135,13 +154,14 @@ def build_request(b: Binding, path_vars: dict[str, str], query: Iterable[tuple[s
     if grouped and b.body == "*":
         raise errors.invalid_argument((next(iter(grouped)), "query parameters are not accepted: the body holds "
                                        "the whole request"), reason="UNKNOWN_FIELD")
+    bound = {b.body, *(p.split(".")[0] for p in path_vars)}
     for k, vs in grouped.items():
-        if not k or k.split(".")[0].split("[")[0] in {b.body, *(p.split(".")[0] for p in path_vars)}:
-            raise errors.invalid_argument((k or "query", "cannot be set from the query string"),
-                                          reason="UNKNOWN_FIELD")
-        _put(tree, desc, k.split("."), vs, k, from_query=True)
+        path = parse_field_path(k, k)
+        if _field(desc, path[0][0], k).name in bound:
+            raise errors.invalid_argument((k, "cannot be set from the query string"), reason="UNKNOWN_FIELD")
+        _put(tree, desc, path, vs, k, from_query=True)
     for field_path, value in path_vars.items():
-        _put(tree, desc, field_path.split("."), [value], field_path, from_query=False)
+        _put(tree, desc, parse_field_path(field_path, field_path), [value], field_path, from_query=False)
     msg = cls()
     try:
         json_format.ParseDict(tree, msg)

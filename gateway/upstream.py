@@ -2,6 +2,8 @@
 the status of a failed call, and knowing when a server stream has opened."""
 from __future__ import annotations
 
+import re
+
 from google.protobuf import descriptor, descriptor_pool
 from google.rpc import status_pb2
 import grpc
@@ -10,6 +12,7 @@ from grpc_status import rpc_status
 # Unary calls without a client deadline get this one; streams get none (a watch may stay open for hours).
 UNARY_DEADLINE = 30.0
 _UNITS = {"H": 3600, "M": 60, "S": 1, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+_TIMEOUT = re.compile(r"[0-9]{1,8}[HMSmun]")  # the gRPC spec: at most 8 ASCII digits and a unit
 
 
 def lookup(path: str, prefixes: tuple[str, ...] = ("petplatform.",)) -> descriptor.MethodDescriptor | None:
@@ -26,10 +29,9 @@ def lookup(path: str, prefixes: tuple[str, ...] = ("petplatform.",)) -> descript
 def deadline(grpc_timeout: str | None, streaming: bool) -> float | None:
     """Seconds from a `grpc-timeout` header (e.g. `500m`, `2S`), capped for unary calls."""
     cap = None if streaming else UNARY_DEADLINE
-    value = grpc_timeout or ""
-    if len(value) < 2 or value[-1] not in _UNITS or not value[:-1].isdigit():
+    if not _TIMEOUT.fullmatch(grpc_timeout or ""):
         return cap
-    asked = int(value[:-1]) * _UNITS[value[-1]]
+    asked = int(grpc_timeout[:-1]) * _UNITS[grpc_timeout[-1]]
     return asked if cap is None else min(cap, asked)
 
 

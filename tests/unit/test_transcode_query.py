@@ -88,3 +88,22 @@ def test_repeated_nested_messages_from_the_query_string(probe):
     refused(from_query, probe, ("items.a", "no index"))
     refused(from_query, probe, ("items", "whole"))
     refused(from_query, probe, ("single[0].a", "not repeated"))
+
+
+@pytest.mark.parametrize("pairs", [
+    [("labels[k]", "1"), ("labels[k]", "2")],  # a map key twice
+    [("items[0].a", "1"), ("items[00].a", "2")],  # the same index spelt twice
+    [("items[\u00b2].a", "x")],  # a digit, but not an ASCII one
+    [("items[" + "9" * 5000 + "].a", "x")],
+    [("inners[k]", "x"), ("inners[k].a", "y")],
+    [("single.n", "1"), ("single.n", "2")],
+    [("word", "a"), ("word", "b")],
+    [("a[", "x")], [("[0]", "x")], [(".a", "x")], [("single..n", "x")], [("single.", "x")], [("", "x")],
+])
+def test_odd_query_strings_are_refused_as_client_errors(probe, pairs):
+    refused(from_query, probe, *pairs)
+
+
+def test_map_keys_may_hold_dots_and_brackets_open(probe):
+    q = from_query(probe, ("labels[a.b]", "x"), ("labels[[k]", "y"), ("inners[v1.2].a", "z"))
+    assert dict(q.labels) == {"a.b": "x", "[k": "y"} and q.inners["v1.2"].a == "z"
