@@ -25,9 +25,11 @@ class Bus(Protocol):
     async def subscribe(self, consumer: str, event_types: list[str], handler: Handler) -> None:
         """Binds the durable queue `consumer` to event_types and starts consuming."""
 
-    async def subscribe_broadcast(self, event_types: list[str], handler: Handler) -> None:
+    async def subscribe_broadcast(self, event_types: list[str], handler: Handler,
+                                  on_gap: Callable[[], None] | None = None) -> None:
         """This replica gets every such event, in a queue of its own that dies with it. Best effort,
-        no retries: for live views such as watch streams, never for changing state."""
+        no retries: for live views such as watch streams, never for changing state. on_gap is called
+        when events may have been missed (after a broker reconnection)."""
 
     async def dead_letters(self, consumer: str) -> list[bytes]:
         """Bodies parked in the consumer's dead-letter queue (for operators and tests)."""
@@ -60,7 +62,9 @@ class InProcessBus:
             self._bindings[t].append(consumer)
         self._tasks.append(asyncio.create_task(self._consume(consumer, handler), name=f"consume:{consumer}"))
 
-    async def subscribe_broadcast(self, event_types: list[str], handler: Handler) -> None:
+    async def subscribe_broadcast(self, event_types: list[str], handler: Handler,
+                                  on_gap: Callable[[], None] | None = None) -> None:
+        # In one process nothing is ever missed: on_gap is never called.
         async def best_effort(body: bytes) -> None:
             try:
                 await handler(body)

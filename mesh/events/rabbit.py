@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
@@ -71,8 +72,12 @@ class RabbitBus:
         await queue.consume(on_message)
         self.consumers.append(consumer)
 
-    async def subscribe_broadcast(self, event_types: list[str], handler: Handler) -> None:
+    async def subscribe_broadcast(self, event_types: list[str], handler: Handler,
+                                  on_gap: Callable[[], None] | None = None) -> None:
         channel = await self._conn.channel()
+        if on_gap is not None:
+            # The queue died with the old connection, and with it what was published meanwhile.
+            self._conn.reconnect_callbacks.add(lambda _connection: on_gap())
         # Named by us, not by the broker, so the robust connection can declare it again after a reconnect.
         queue = await channel.declare_queue(f"{self._prefix}broadcast.{uuid.uuid4().hex}", exclusive=True,
                                             auto_delete=True)

@@ -7,7 +7,6 @@ import logging
 
 from google.protobuf import field_mask_pb2
 from google.type import latlng_pb2
-import grpc
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -19,34 +18,20 @@ from mesh.resources import (check_mask, check_text, decode_page_token, encode_pa
                             parse_name, timestamp)
 from mesh.sql import Database, utcnow
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
-from services.pet import domain
+from services.pet import domain, search
 from services.pet.store import health_records, pets, photos
-from services.pet.watch import FellBehind, WatchHub
+from services.pet.watch import WatchHub
 
 log = logging.getLogger(__name__)
 
 PET_TYPE = "pet.petplatform.dev/Pet"
 SOURCE = "pet"
-EARTH_RADIUS_KM = 6371.0088
-MAX_RADIUS_KM = 20000
-ORDERS = {"", "create_time desc", "distance"}
-
-
 def today() -> dt.date:
     return utcnow().date()
 
 
 def photo_key(pet_id: str, photo_id: str) -> str:
     return f"pets/{pet_id}/photos/{photo_id}"
-
-
-def distance_km(lat: float, lng: float):
-    """Haversine distance from (lat, lng) to each pet, as a SQL expression (SQLite 3.35+ and PostgreSQL)."""
-    f = sa.func
-    dlat = (f.radians(pets.c.latitude) - f.radians(lat)) / 2
-    dlng = (f.radians(pets.c.longitude) - f.radians(lng)) / 2
-    a = f.sin(dlat) * f.sin(dlat) + f.cos(f.radians(lat)) * f.cos(f.radians(pets.c.latitude)) * f.sin(dlng) * f.sin(dlng)
-    return 2 * EARTH_RADIUS_KM * f.asin(f.sqrt(a))
 
 
 class PetServicer(pet_pb2_grpc.PetServiceServicer):
@@ -98,31 +83,35 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         async with self.db.transaction() as s:
             await self._owned(s, pet_id, lock=True)
             pet = await self._message(s, pet_id)
+            previous = pet_pb2.Pet()
+            previous.CopyFrom(pet)
             field_mask_pb2.FieldMask(paths=sorted(paths)).MergeMessage(
                 request.pet, pet, replace_message_field=True, replace_repeated_field=True)
             domain.check_pet(pet, paths, today())
             await s.execute(pets.update().where(pets.c.id == pet_id).values(
                 update_time=utcnow(), **self._columns(pet, paths)))
             updated = await self._message(s, pet_id)
-            await self._emit_updated(s, updated, sorted(paths))
+            await self._emit_updated(s, previous, updated, sorted(paths))
             return pet_pb2.UpdatePetResponse(pet=updated)
 
     async def DeletePet(self, request, context):
         (pet_id,) = parse_name(request.name, "pets/{}")
         async with self.db.transaction() as s:
             await self._owned(s, pet_id, lock=True)
+            gone = await self._message(s, pet_id)
             photo_ids = (await s.execute(sa.select(photos.c.id).where(photos.c.pet_id == pet_id))).scalars().all()
             await s.execute(health_records.delete().where(health_records.c.pet_id == pet_id))
             await s.execute(photos.delete().where(photos.c.pet_id == pet_id))
             await s.execute(pets.delete().where(pets.c.id == pet_id))
-            await emit(s, "pet.deleted", pet_pb2.PetDeletedEvent(name=request.name), source=SOURCE)
+            await emit(s, "pet.deleted", pet_pb2.PetDeletedEvent(name=request.name, pet=gone), source=SOURCE)
         await self._drop_blobs([photo_key(pet_id, p) for p in photo_ids])
         return pet_pb2.DeletePetResponse()
 
     async def ListPets(self, request, context):
         size = page_size(request.page_size)
         position = decode_page_token(request.page_token, request)
-        query, order, key = self._search(request)
+        search.check(request)
+        query, order, key = search.sql(request, today())
         if position:
             query = query.where(self._after(order, key, position))
         async with self.db.transaction() as s:
@@ -138,87 +127,24 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
 
     async def WatchPets(self, request, context):
         # The filter fields share ListPets' numbers (the contract reserves the rest), so the request is
-        # a ListPetsRequest on the wire: checked the same way, and each change matched against it in SQL.
-        query, _, _ = self._search(pet_pb2.ListPetsRequest.FromString(request.SerializeToString()))
+        # a ListPetsRequest on the wire, checked the same way; changes are matched in memory (search.py).
+        r = pet_pb2.ListPetsRequest.FromString(request.SerializeToString())
+        search.check(r)
         async with self.hub.watch() as changes:
             await send_headers(context)  # accepted: the client now knows the stream is open
-            try:
-                async for change in changes:
-                    matching = []
-                    if change.event_type != "pet.deleted":
-                        async with self.db.transaction() as s:
-                            rows = (await s.execute(query.where(pets.c.id == change.pet_id))).all()
-                            matching = await self._messages(s, rows)
-                    if not matching and change.event_type == "pet.created":
-                        continue
-                    if not matching:
-                        yield pet_pb2.WatchPetsResponse(change=pet_pb2.WatchPetsResponse.CHANGE_REMOVED,
-                                                        pet=pet_pb2.Pet(name=f"pets/{change.pet_id}"))
-                    elif change.event_type == "pet.created":
-                        yield pet_pb2.WatchPetsResponse(change=pet_pb2.WatchPetsResponse.CHANGE_ADDED, pet=matching[0])
-                    else:
-                        yield pet_pb2.WatchPetsResponse(change=pet_pb2.WatchPetsResponse.CHANGE_UPDATED,
-                                                        pet=matching[0])
-            except FellBehind:
-                raise errors.ApiError(grpc.StatusCode.UNAVAILABLE, "the watch fell behind the changes; open it again",
-                                      "WATCH_FELL_BEHIND") from None
-
-    def _search(self, r: pet_pb2.ListPetsRequest):
-        v: list = []
-        if r.order_by not in ORDERS:
-            v.append(("order_by", "must be 'create_time desc' or 'distance'"))
-        if r.order_by == "distance" and not r.HasField("near"):
-            v.append(("near", "required when order_by is 'distance'"))
-        if r.HasField("near") and not 0 < r.radius_km <= MAX_RADIUS_KM:
-            v.append(("radius_km", f"must be above 0 and at most {MAX_RADIUS_KM} when near is given"))
-        if r.radius_km and not r.HasField("near"):
-            v.append(("near", "required when radius_km is given"))
-        if r.HasField("near") and not (-90 <= r.near.latitude <= 90 and -180 <= r.near.longitude <= 180):
-            v.append(("near", "latitude must be within ±90 and longitude within ±180"))
-        if r.min_age_months < 0 or r.max_age_months < 0 or (r.max_age_months and r.min_age_months > r.max_age_months):
-            v.append(("min_age_months", "ages must be positive and min_age_months <= max_age_months"))
-        if r.owner:
-            try:
-                parse_name(r.owner, "users/{}", "owner")
-            except errors.ApiError:
-                v.append(("owner", "must look like users/{id}"))
-        check_text(v, "query", r.query, max_len=200)
-        check_text(v, "breed", r.breed, max_len=64)
-        if v:
-            raise errors.invalid_argument(*v)
-
-        dist = distance_km(r.near.latitude, r.near.longitude) if r.HasField("near") else sa.literal(0.0)
-        q = sa.select(pets, dist.label("sort_key"))
-        if r.species:
-            q = q.where(pets.c.species.in_(list(r.species)))
-        if r.sizes:
-            q = q.where(pets.c.size.in_(list(r.sizes)))
-        if r.statuses:
-            q = q.where(pets.c.status.in_(list(r.statuses)))
-        if r.sex:
-            q = q.where(pets.c.sex == r.sex)
-        if r.breed:
-            q = q.where(sa.func.lower(pets.c.breed) == r.breed.strip().lower())
-        for flag in ("good_with_children", "good_with_dogs", "good_with_cats"):
-            if getattr(r, flag):
-                q = q.where(pets.c[flag].is_(True))
-        if r.owner:
-            q = q.where(pets.c.owner_id == r.owner.split("/")[1])
-        if r.min_age_months or r.max_age_months:
-            now = today()
-            q = q.where(pets.c.birth_date <= domain.months_ago(now, r.min_age_months))
-            if r.max_age_months:
-                q = q.where(pets.c.birth_date > domain.months_ago(now, r.max_age_months + 1))
-        for word in r.query.split():
-            q = q.where(sa.or_(*(pets.c[c].icontains(word, autoescape=True)
-                                 for c in ("display_name", "breed", "description"))))
-        if r.HasField("near"):
-            # A bounding box the indexes can use, then the exact great-circle distance.
-            dlat = r.radius_km / 111.0
-            q = q.where(pets.c.latitude.between(r.near.latitude - dlat, r.near.latitude + dlat), dist <= r.radius_km)
-        if r.order_by == "distance":
-            return q, (dist.asc(), pets.c.id.asc()), dist
-        return q, (pets.c.create_time.desc(), pets.c.id.desc()), pets.c.create_time
+            async for before, after in changes:
+                now = today()
+                was = before is not None and search.matches(r, before, now)
+                now_matches = after is not None and search.matches(r, after, now)
+                if now_matches:
+                    pet = pet_pb2.Pet()
+                    pet.CopyFrom(after)
+                    if r.HasField("near"):
+                        pet.distance_km = round(search.distance_km(r.near, pet.location), 3)
+                    change = "CHANGE_UPDATED" if was else "CHANGE_ADDED"
+                    yield pet_pb2.WatchPetsResponse(change=change, pet=pet)
+                elif was:
+                    yield pet_pb2.WatchPetsResponse(change="CHANGE_REMOVED", pet=pet_pb2.Pet(name=before.name))
 
     @staticmethod
     def _after(order, key, position: list):
@@ -246,10 +172,11 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 if count >= domain.MAX_PHOTOS_PER_PET:
                     raise errors.failed_precondition(f"a pet has at most {domain.MAX_PHOTOS_PER_PET} photos",
                                                      "TOO_MANY_PHOTOS")
+                previous = await self._message(s, pet_id)
                 await s.execute(photos.insert().values(id=photo_id, pet_id=pet_id, content_type=content_type,
                                                        size_bytes=len(request.content), width=width, height=height,
                                                        create_time=now))
-                await self._emit_updated(s, await self._message(s, pet_id), ["photos"])
+                await self._emit_updated(s, previous, await self._message(s, pet_id), ["photos"])
         except BaseException:
             await self._drop_blobs([key])  # no row, no blob
             raise
@@ -261,10 +188,11 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         pet_id, photo_id = parse_name(request.name, "pets/{}/photos/{}")
         async with self.db.transaction() as s:
             await self._owned(s, pet_id, lock=True)
+            previous = await self._message(s, pet_id)
             gone = await s.execute(photos.delete().where(photos.c.id == photo_id, photos.c.pet_id == pet_id))
             if gone.rowcount != 1:
                 raise errors.not_found("pet.petplatform.dev/Photo", request.name)
-            await self._emit_updated(s, await self._message(s, pet_id), ["photos"])
+            await self._emit_updated(s, previous, await self._message(s, pet_id), ["photos"])
         await self._drop_blobs([photo_key(pet_id, photo_id)])
         return pet_pb2.DeletePetPhotoResponse()
 
@@ -336,9 +264,9 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         return row
 
     @staticmethod
-    async def _emit_updated(s, pet: pet_pb2.Pet, paths: list[str]) -> None:
+    async def _emit_updated(s, previous: pet_pb2.Pet, pet: pet_pb2.Pet, paths: list[str]) -> None:
         await emit(s, "pet.updated", pet_pb2.PetUpdatedEvent(
-            pet=pet, update_mask=field_mask_pb2.FieldMask(paths=paths)), source=SOURCE)
+            pet=pet, previous=previous, update_mask=field_mask_pb2.FieldMask(paths=paths)), source=SOURCE)
 
     @staticmethod
     def _columns(pet: pet_pb2.Pet, fields: set[str]) -> dict:

@@ -14,7 +14,7 @@ class PetModule(ServiceModule):
 
     def __init__(self, rt):
         super().__init__(rt)
-        self.hub = WatchHub(rt.bus)
+        self.hub = WatchHub(rt.bus, rt.settings.watch_max_streams)
 
     def servicers(self):
         return [(pet_pb2_grpc.add_PetServiceServicer_to_server, PetServicer(self.db, self.rt.blobs, self.hub),

@@ -110,3 +110,32 @@ async def test_no_event_lost_or_applied_twice_across_broker_outages(proxy, tmp_p
         await relay.stop()
         await drop_bus(bus)
         await drop_db(db)
+
+
+async def test_a_broadcast_subscriber_is_told_it_may_have_missed_events(proxy):
+    bus = await make_bus("rabbit", f"amqp://guest:guest@127.0.0.1:{proxy.port}/?reconnect_interval=0.3")
+    got, gaps = [], []
+
+    async def handler(body):
+        got.append(body)
+    await bus.subscribe_broadcast(["pet.updated"], handler, on_gap=lambda: gaps.append(1))
+    try:
+        await bus.publish("pet.updated", b"before", "1")
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.05)
+        await proxy.cut(down_for=0.5)
+        for _ in range(200):
+            if gaps:
+                break
+            await asyncio.sleep(0.05)
+        assert gaps == [1], "the reconnection is reported"
+        await bus.publish("pet.updated", b"after", "2")
+        for _ in range(100):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert got == [b"before", b"after"], "the broadcast queue is declared again after the reconnection"
+    finally:
+        await drop_bus(bus)

@@ -142,3 +142,19 @@ async def test_a_payload_of_the_wrong_type_is_dead_lettered(db, bus):
     await bus.publish("user.created", body, event_id)
     assert await eventually(lambda: bus.dead_letters("c.strict")) == [body]
     assert await applied_counts(db) == {}
+
+
+async def test_broadcast_reaches_every_replica_and_a_failure_drops_only_that_event(bus):
+    got: dict[str, list[bytes]] = {"replica1": [], "replica2": []}
+    for name in got:
+        async def handler(body, name=name):
+            if body == b"poison" and name == "replica1":
+                raise ValueError("cannot handle")
+            got[name].append(body)
+        await bus.subscribe_broadcast(["pet.updated"], handler)
+    for body in (b"one", b"poison", b"two"):
+        await bus.publish("pet.updated", body, body.decode())
+    await eventually(lambda: asyncio.sleep(0, len(got["replica2"]) == 3))
+    await asyncio.sleep(0.1)
+    assert got == {"replica1": [b"one", b"two"], "replica2": [b"one", b"poison", b"two"]}, \
+        "each replica hears every event once; a failing handler is not retried"

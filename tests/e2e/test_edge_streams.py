@@ -14,7 +14,7 @@ import pytest
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
 from tests.conftest import EdgeClient
 from tests.e2e.test_auth import violations
-from tests.e2e.test_edge_grpc import WebChannel, frames
+from tests.e2e.test_edge_grpc import WebChannel, decode_text, frames
 from tests.e2e.test_edge_rest import call, signup
 
 WATCH = "/v1/pets:watch"
@@ -101,7 +101,7 @@ async def test_grpc_web_text_stream_carries_the_status_in_its_trailer_frame(edge
                               headers={"Content-Type": "application/grpc-web-text", "grpc-timeout": "1500m"}) as r:
         assert r.status == 200 and "grpc-status" not in r.headers  # open: the status comes at the end
         pet = await new_cat(edge, token, "Web text")
-        body = base64.b64decode(await asyncio.wait_for(r.read(), 5))  # two base64 chunks, each whole
+        body = decode_text(await asyncio.wait_for(r.read(), 5))
     (data_flag, data), (trailer_flag, trailer) = frames(body)
     assert data_flag == 0 and pet_pb2.WatchPetsResponse.FromString(data).pet.name == pet["name"]
     assert trailer_flag == 0x80 and b"grpc-status: 4\r\n" in trailer

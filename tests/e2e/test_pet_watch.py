@@ -9,9 +9,10 @@ import pytest
 
 from petplatform.common.v1 import animal_pb2, event_pb2
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
-from services.pet.watch import MAX_BACKLOG, FellBehind, WatchHub
+from mesh import errors
 from mesh.events import InProcessBus
-from tests.conftest import Api, start_platform
+from services.pet.watch import MAX_BACKLOG, WatchHub
+from tests.conftest import Api, embedded_settings, start_platform
 from tests.e2e.test_auth import expect, violations
 from tests.e2e.test_pet import TOKYO, create, dog
 
@@ -43,10 +44,13 @@ async def test_watch_follows_a_search(api: Api):
     headers = await opened(call)
     assert any(k == "x-request-id" for k, _ in headers)
 
-    await create(api, owner, dog("Not a cat"))  # does not match: nothing is sent
+    rex = await create(api, owner, dog("Not a cat"))  # changes outside the search are not sent
+    rex.description = "still a dog"
+    await update(api, owner, rex, "description")
+    await api.pet.DeletePet(pet_pb2.DeletePetRequest(name=rex.name), metadata=owner.md)
     tama = await create(api, owner, cat(location=TOKYO))
     added = await next_change(call)
-    assert added.change == CHANGE.CHANGE_ADDED and added.pet == tama, "the dog created first was skipped"
+    assert added.change == CHANGE.CHANGE_ADDED and added.pet == tama, "the dog's changes were skipped"
 
     tama.description = "Sleeps all day"
     changed = await update(api, owner, tama, "description")
@@ -64,6 +68,26 @@ async def test_watch_follows_a_search(api: Api):
     await api.pet.DeletePet(pet_pb2.DeletePetRequest(name=other.name), metadata=owner.md)
     got = await next_change(call)
     assert got.change == CHANGE.CHANGE_REMOVED and got.pet.name == other.name
+    call.cancel()
+
+
+async def test_a_pet_listed_before_the_watch_is_removed_when_it_leaves_the_search(api: Api):
+    """The usual client lists, then watches: what it listed must be taken back when it stops matching."""
+    owner = await api.signup("Lister")
+    listed = await create(api, owner, cat("Listed first", location=TOKYO))
+    other = await create(api, owner, cat("Another"))
+    await asyncio.sleep(0.5)  # let the creations reach the hub before the watch opens
+    call = api.pet.WatchPets(pet_pb2.WatchPetsRequest(owner=owner.name, statuses=[pet_pb2.Pet.STATUS_AVAILABLE],
+                                                      near=TOKYO, radius_km=10))
+    await opened(call)
+    listed.status = pet_pb2.Pet.STATUS_ADOPTED
+    await update(api, owner, listed, "status")
+    got = await next_change(call)
+    assert got.change == CHANGE.CHANGE_REMOVED and got.pet.name == listed.name
+    other.location.CopyFrom(TOKYO)  # moves into the circle: new to this search
+    await update(api, owner, other, "location")
+    got = await next_change(call)
+    assert got.change == CHANGE.CHANGE_ADDED and got.pet.name == other.name and got.pet.distance_km == 0
     call.cancel()
 
 
@@ -99,7 +123,7 @@ async def test_deadline_ends_the_stream_after_what_was_sent(api: Api):
 
 async def test_a_watcher_that_falls_behind_is_dropped_not_buffered():
     bus = InProcessBus()
-    hub = WatchHub(bus)
+    hub = WatchHub(bus, max_streams=10)
     await hub.start()
     envelope = event_pb2.EventEnvelope(type="pet.deleted")
     envelope.payload.Pack(pet_pb2.PetDeletedEvent(name="pets/x"))
@@ -107,10 +131,29 @@ async def test_a_watcher_that_falls_behind_is_dropped_not_buffered():
         for _ in range(MAX_BACKLOG + 1):
             await bus.publish("pet.deleted", envelope.SerializeToString(), "id")
         await asyncio.sleep(0.1)
-        with pytest.raises(FellBehind):
+        with pytest.raises(errors.ApiError) as e:
             async for _ in changes:
                 pass
+        assert e.value.code == grpc.StatusCode.UNAVAILABLE and e.value.reason == "WATCH_INTERRUPTED"
     await bus.close()
+
+
+async def test_open_watches_are_capped_per_replica(tmp_path, smtp_sink):
+    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, watch_max_streams=1))
+    try:
+        async with grpc.aio.insecure_channel(platform.address) as ch:
+            pets = pet_pb2_grpc.PetServiceStub(ch)
+            first = pets.WatchPets(pet_pb2.WatchPetsRequest())
+            await opened(first)
+            await expect(grpc.StatusCode.RESOURCE_EXHAUSTED, pets.WatchPets(pet_pb2.WatchPetsRequest()).read(),
+                         "TOO_MANY_WATCHES")
+            first.cancel()
+            await asyncio.sleep(0.2)
+            again = pets.WatchPets(pet_pb2.WatchPetsRequest())
+            await opened(again)  # a closed watch frees its place
+            again.cancel()
+    finally:
+        await platform.stop(grace=1)
 
 
 @pytest.mark.real

@@ -1,0 +1,129 @@
+"""What a pet search means, written twice side by side: as SQL for ListPets, and as a predicate on a
+Pet for WatchPets, which matches each change in memory. A property test holds the two together."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from google.type import latlng_pb2
+import sqlalchemy as sa
+
+from mesh import errors
+from mesh.resources import check_text, parse_name
+from petplatform.pet.v1 import pet_pb2
+from services.pet import domain
+from services.pet.store import pets
+
+EARTH_RADIUS_KM = 6371.0088
+MAX_RADIUS_KM = 20000
+ORDERS = {"", "create_time desc", "distance"}
+TEXT_COLUMNS = ("display_name", "breed", "description")
+FLAGS = ("good_with_children", "good_with_dogs", "good_with_cats")
+
+
+def check(r: pet_pb2.ListPetsRequest) -> None:
+    v: list = []
+    if r.order_by not in ORDERS:
+        v.append(("order_by", "must be 'create_time desc' or 'distance'"))
+    if r.order_by == "distance" and not r.HasField("near"):
+        v.append(("near", "required when order_by is 'distance'"))
+    if r.HasField("near") and not 0 < r.radius_km <= MAX_RADIUS_KM:
+        v.append(("radius_km", f"must be above 0 and at most {MAX_RADIUS_KM} when near is given"))
+    if r.radius_km and not r.HasField("near"):
+        v.append(("near", "required when radius_km is given"))
+    if r.HasField("near") and not (-90 <= r.near.latitude <= 90 and -180 <= r.near.longitude <= 180):
+        v.append(("near", "latitude must be within ±90 and longitude within ±180"))
+    if r.min_age_months < 0 or r.max_age_months < 0 or (r.max_age_months and r.min_age_months > r.max_age_months):
+        v.append(("min_age_months", "ages must be positive and min_age_months <= max_age_months"))
+    if r.owner:
+        try:
+            parse_name(r.owner, "users/{}", "owner")
+        except errors.ApiError:
+            v.append(("owner", "must look like users/{id}"))
+    check_text(v, "query", r.query, max_len=200)
+    check_text(v, "breed", r.breed, max_len=64)
+    if v:
+        raise errors.invalid_argument(*v)
+
+
+# --- SQL, for ListPets ---
+
+def sql_distance_km(lat: float, lng: float):
+    """Haversine distance from (lat, lng) to each pet, as a SQL expression (SQLite 3.35+ and PostgreSQL)."""
+    f = sa.func
+    dlat = (f.radians(pets.c.latitude) - f.radians(lat)) / 2
+    dlng = (f.radians(pets.c.longitude) - f.radians(lng)) / 2
+    a = f.sin(dlat) * f.sin(dlat) + f.cos(f.radians(lat)) * f.cos(f.radians(pets.c.latitude)) * f.sin(dlng) * f.sin(dlng)
+    return 2 * EARTH_RADIUS_KM * f.asin(f.sqrt(a))
+
+
+def sql(r: pet_pb2.ListPetsRequest, today: dt.date):
+    """(query selecting pets plus a `sort_key` column, ORDER BY clauses, the keyset column)."""
+    dist = sql_distance_km(r.near.latitude, r.near.longitude) if r.HasField("near") else sa.literal(0.0)
+    q = sa.select(pets, dist.label("sort_key"))
+    if r.species:
+        q = q.where(pets.c.species.in_(list(r.species)))
+    if r.sizes:
+        q = q.where(pets.c.size.in_(list(r.sizes)))
+    if r.statuses:
+        q = q.where(pets.c.status.in_(list(r.statuses)))
+    if r.sex:
+        q = q.where(pets.c.sex == r.sex)
+    if r.breed:
+        q = q.where(sa.func.lower(pets.c.breed) == r.breed.strip().lower())
+    for flag in FLAGS:
+        if getattr(r, flag):
+            q = q.where(pets.c[flag].is_(True))
+    if r.owner:
+        q = q.where(pets.c.owner_id == r.owner.split("/")[1])
+    if r.min_age_months or r.max_age_months:
+        q = q.where(pets.c.birth_date <= domain.months_ago(today, r.min_age_months))
+        if r.max_age_months:
+            q = q.where(pets.c.birth_date > domain.months_ago(today, r.max_age_months + 1))
+    for word in r.query.split():
+        q = q.where(sa.or_(*(pets.c[c].icontains(word, autoescape=True) for c in TEXT_COLUMNS)))
+    if r.HasField("near"):
+        # A bounding box the indexes can use (1° of latitude is 111.2 km, so it holds the circle),
+        # then the exact great-circle distance.
+        dlat = r.radius_km / 111.0
+        q = q.where(pets.c.latitude.between(r.near.latitude - dlat, r.near.latitude + dlat), dist <= r.radius_km)
+    if r.order_by == "distance":
+        return q, (dist.asc(), pets.c.id.asc()), dist
+    return q, (pets.c.create_time.desc(), pets.c.id.desc()), pets.c.create_time
+
+
+# --- in memory, for WatchPets ---
+
+def distance_km(a: latlng_pb2.LatLng, b: latlng_pb2.LatLng) -> float:
+    r = math.radians
+    dlat, dlng = (r(b.latitude) - r(a.latitude)) / 2, (r(b.longitude) - r(a.longitude)) / 2
+    h = math.sin(dlat) ** 2 + math.cos(r(a.latitude)) * math.cos(r(b.latitude)) * math.sin(dlng) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
+
+
+def matches(r: pet_pb2.ListPetsRequest, pet: pet_pb2.Pet, today: dt.date) -> bool:
+    """Whether ListPets with filter r would return this pet (ordering and paging aside)."""
+    if (r.species and pet.species not in r.species) or (r.sizes and pet.size not in r.sizes):
+        return False
+    if (r.statuses and pet.status not in r.statuses) or (r.sex and pet.sex != r.sex):
+        return False
+    if r.breed and pet.breed.lower() != r.breed.strip().lower():
+        return False
+    if any(getattr(r, flag) and not getattr(pet, flag) for flag in FLAGS):
+        return False
+    if r.owner and pet.owner != r.owner:
+        return False
+    if r.min_age_months or r.max_age_months:
+        if not pet.HasField("birth_date"):
+            return False
+        born, _ = domain.to_date(pet.birth_date)
+        if born > domain.months_ago(today, r.min_age_months):
+            return False
+        if r.max_age_months and born <= domain.months_ago(today, r.max_age_months + 1):
+            return False
+    texts = [getattr(pet, c).lower() for c in TEXT_COLUMNS]
+    if any(not any(word.lower() in t for t in texts) for word in r.query.split()):
+        return False
+    if r.HasField("near"):
+        return pet.HasField("location") and distance_km(r.near, pet.location) <= r.radius_km
+    return True
