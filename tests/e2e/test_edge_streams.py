@@ -76,21 +76,37 @@ async def test_stream_refused_up_front_is_an_ordinary_http_error(edge: EdgeClien
     assert status == 400 and fields(err) == {"pageSize"}
 
 
-async def test_client_disconnect_cancels_the_upstream_stream(edge: EdgeClient, person):
-    owner, _ = person
+def open_streams() -> float:
+    return REGISTRY.get_sample_value("petplatform_pet_watch_streams") or 0
 
-    def open_streams() -> float:
-        return REGISTRY.get_sample_value("petplatform_pet_watch_streams") or 0
 
-    before = open_streams()
-    async with edge.http.get(edge.url + WATCH, params={"owner": owner}) as r:
-        assert r.status == 200
-        assert open_streams() == before + 1
+async def closes_upstream(before: float) -> None:
     for _ in range(50):  # the edge notices the closed socket, cancels its handler and the upstream call
         if open_streams() == before:
-            break
+            return
         await asyncio.sleep(0.05)
-    assert open_streams() == before
+    raise AssertionError(f"{open_streams() - before} upstream watch(es) left open")
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc-web", "grpc"])
+async def test_client_disconnect_cancels_the_upstream_stream(edge: EdgeClient, person, protocol):
+    owner, _ = person
+    before = open_streams()
+    if protocol == "grpc":
+        async with grpc.aio.insecure_channel(edge.grpc_address) as ch:
+            call = pet_pb2_grpc.PetServiceStub(ch).WatchPets(pet_pb2.WatchPetsRequest(owner=owner))
+            await call.initial_metadata()
+            assert open_streams() == before + 1
+            call.cancel()
+    else:
+        request = pet_pb2.WatchPetsRequest(owner=owner).SerializeToString()
+        async with (edge.http.get(edge.url + WATCH, params={"owner": owner}) if protocol == "rest" else
+                    edge.http.post(edge.url + "/petplatform.pet.v1.PetService/WatchPets",
+                                   data=struct.pack(">BI", 0, len(request)) + request,
+                                   headers={"Content-Type": "application/grpc-web+proto"})) as r:
+            assert r.status == 200
+            assert open_streams() == before + 1
+    await closes_upstream(before)
 
 
 async def test_grpc_web_text_stream_carries_the_status_in_its_trailer_frame(edge: EdgeClient, person):
