@@ -91,6 +91,10 @@ class ServiceModule:
     async def subscribe(self) -> None:
         """Binds the module's event consumers; called before any relay starts."""
 
+    async def drain(self) -> None:
+        """Shutdown begins: end long-lived streams now, so their clients reconnect to another replica
+        instead of waiting out the grace period."""
+
     async def stop(self) -> None:
         await self.relay.stop()
         await self.db.dispose()

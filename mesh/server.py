@@ -86,6 +86,8 @@ class Platform:
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
+        for m in self.modules:
+            await m.drain()
         if self.server:
             await self.server.stop(grace)  # in-flight RPCs and streams get `grace` seconds to finish
         for m in self.modules:

@@ -22,3 +22,6 @@ class PetModule(ServiceModule):
 
     async def subscribe(self) -> None:
         await self.hub.start()
+
+    async def drain(self) -> None:
+        self.hub.close()

@@ -47,6 +47,7 @@ class WatchHub:
         self._bus = bus
         self._max_streams = max_streams
         self._watchers: set[asyncio.Queue] = set()
+        self._closed = False
 
     async def start(self) -> None:
         await self._bus.subscribe_broadcast(EVENT_TYPES, self._on_event, on_gap=self._on_gap)
@@ -64,6 +65,11 @@ class WatchHub:
         for queue in list(self._watchers):
             self._drop(queue)
 
+    def close(self) -> None:
+        """The replica is shutting down: streams end now and new ones are refused."""
+        self._closed = True
+        self._on_gap()
+
     def _drop(self, queue: asyncio.Queue) -> None:
         self._watchers.discard(queue)
         while not queue.empty():
@@ -72,6 +78,8 @@ class WatchHub:
 
     @contextlib.asynccontextmanager
     async def watch(self) -> AsyncIterator[AsyncIterator[Change]]:
+        if self._closed:
+            raise errors.ApiError(grpc.StatusCode.UNAVAILABLE, "shutting down; try another replica", "SHUTTING_DOWN")
         if len(self._watchers) >= self._max_streams:
             raise errors.ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open watches; try again later",
                                   "TOO_MANY_WATCHES")
@@ -82,8 +90,9 @@ class WatchHub:
         async def changes() -> AsyncIterator[Change]:
             while (change := await queue.get()) is not None:
                 yield change
-            raise errors.ApiError(grpc.StatusCode.UNAVAILABLE, "the watch may have missed changes; list again and "
-                                  "open a new watch", "WATCH_INTERRUPTED")
+            raise errors.ApiError(grpc.StatusCode.UNAVAILABLE, "the watch was interrupted (the server fell behind, "
+                                  "lost its broker connection or is shutting down): list again and open a new "
+                                  "watch", "WATCH_INTERRUPTED")
         try:
             yield changes()
         finally:

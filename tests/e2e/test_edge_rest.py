@@ -198,7 +198,7 @@ async def test_edge_endpoints(edge: EdgeClient):
 
 
 async def test_rate_limit_exhaustion_and_reset(tmp_path, smtp_sink):
-    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, rate_limit_window_seconds=2))
+    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, rate_limit_window_seconds=3))
     edge = await start_edge(platform)
     try:
         async with aiohttp.ClientSession() as http:

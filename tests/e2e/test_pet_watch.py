@@ -171,3 +171,20 @@ async def test_watch_sees_changes_made_through_another_replica(real_api: Api):
             call.cancel()
     finally:
         await second.stop(grace=1)
+
+
+async def test_shutdown_ends_open_watches_so_clients_reconnect(tmp_path, smtp_sink):
+    platform = await start_platform(embedded_settings(tmp_path, smtp_sink))
+    stopped = False
+    try:
+        async with grpc.aio.insecure_channel(platform.address) as ch:
+            call = pet_pb2_grpc.PetServiceStub(ch).WatchPets(pet_pb2.WatchPetsRequest())
+            await opened(call)
+            stopping = asyncio.create_task(platform.stop(grace=30))
+            err = await expect(grpc.StatusCode.UNAVAILABLE, call.read(), "WATCH_INTERRUPTED")
+            assert "shutting down" in err.details()
+            await stopping
+            stopped = True
+    finally:
+        if not stopped:
+            await platform.stop(grace=1)
