@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -21,6 +20,7 @@ from gateway.upstream import deadline, status_of, stream_opened
 from mesh import errors
 from mesh.blobs import BlobNotFound, BlobStore
 from mesh.config import Settings
+from mesh.interceptor import request_id_from
 from mesh.logs import mask_email
 
 log = logging.getLogger("edge.access")
@@ -31,7 +31,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Resource-Policy": "same-site",
-    "Server": "petplatform",  # aiohttp would otherwise announce itself and its version
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
@@ -67,6 +66,7 @@ class RestEdge:
         for path, handler in self.extras.items():
             app.router.add_get(path, handler)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        app.on_response_prepare.append(_no_server_banner)
         return app
 
     # --- middlewares ---
@@ -75,7 +75,7 @@ class RestEdge:
     async def envelope(self, request: web.Request, handler):
         """Request id, security headers, access log, and errors as Status JSON whatever raised them."""
         start = time.perf_counter()
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        rid = request_id_from(request.headers.get("x-request-id"))
         request[REQUEST_ID] = rid
         # Headers every response carries; handlers that stream apply them before the first byte.
         request[EDGE_HEADERS] = {**SECURITY_HEADERS, "X-Request-Id": rid, **self.cors_headers(request)}
@@ -225,6 +225,11 @@ class RestEdge:
         if auth := request.headers.get("Authorization"):
             md.append(("authorization", auth))
         return tuple(md)
+
+
+async def _no_server_banner(request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp adds `Server: Python/x aiohttp/y` just before this signal, and writes the headers after it.
+    response.headers.popall("Server", None)
 
 
 def _dumps(o) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -68,6 +69,14 @@ async def _stream(result) -> AsyncIterator:
         await result
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def request_id_from(value: str | None) -> str:
+    """The caller's request id if it is a sane one (it ends up in logs and headers), else a new one."""
+    return value if value and _REQUEST_ID.fullmatch(value) else uuid.uuid4().hex
+
+
 _pending_headers: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("pending_headers", default=None)
 
 
@@ -101,7 +110,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
         async def prologue(context) -> tuple[str, float]:
             md = _metadata(context)
-            request_id = md.get("x-request-id") or uuid.uuid4().hex
+            request_id = request_id_from(md.get("x-request-id"))
             structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
             # Headers wait for the first response (or send_headers): a call refused up front is then
             # trailers-only, which tells the edge to answer with an HTTP error, not a 200 stream.
