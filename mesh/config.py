@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     admin_emails: list[str] = []  # accounts registered with these emails get the admin role
 
     outbox_poll_seconds: float = Field(0.5, gt=0)
+    event_retention_hours: float = Field(168, gt=0)  # published outbox rows and inbox ids are kept this long
     watch_max_streams: int = Field(1000, ge=1)  # open WatchPets streams per pet replica
     metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics; unset: not served
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,6 +1,7 @@
 """What every module gets: settings, the infrastructure ports, stubs to peers, token verification."""
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -82,7 +83,8 @@ class ServiceModule:
     def __init__(self, rt: Runtime):
         self.rt = rt
         self.db = rt.database(self.name)
-        self.relay = Relay(self.db, rt.bus, poll_seconds=rt.settings.outbox_poll_seconds)
+        self.relay = Relay(self.db, rt.bus, poll_seconds=rt.settings.outbox_poll_seconds,
+                           retention=dt.timedelta(hours=rt.settings.event_retention_hours))
 
     def servicers(self) -> list[tuple[Callable[[Any, grpc.aio.Server], None], Any, str]]:
         """(add_XServicer_to_server, servicer, full service name) for each gRPC service."""

@@ -3,7 +3,9 @@ and a relay publishes them with broker confirms before marking them sent."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import time
 import uuid
 
 from google.protobuf import any_pb2, timestamp_pb2
@@ -39,6 +41,7 @@ inbox = sa.Table(
 )
 
 _relays: set[Relay] = set()
+PURGE_EVERY_SECONDS = 3600
 
 
 @event.listens_for(Session, "after_commit")
@@ -68,11 +71,14 @@ async def emit(session: AsyncSession, event_type: str, payload: Message, *, sour
 class Relay:
     """Publishes a service's pending outbox rows, oldest first, and marks them once confirmed."""
 
-    def __init__(self, db: Database, bus: Bus, *, poll_seconds: float = 0.5, batch: int = 100):
+    def __init__(self, db: Database, bus: Bus, *, poll_seconds: float = 0.5, batch: int = 100,
+                 retention: dt.timedelta = dt.timedelta(days=7)):
         self._db = db
         self._bus = bus
         self._poll = poll_seconds
         self._batch = batch
+        self._retention = retention
+        self._next_purge = 0.0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -95,6 +101,9 @@ class Relay:
             try:
                 sent = await self.drain_once()
                 failures = 0
+                if time.monotonic() >= self._next_purge:
+                    await self.purge_once()
+                    self._next_purge = time.monotonic() + PURGE_EVERY_SECONDS
                 if sent:
                     continue
             except asyncio.CancelledError:
@@ -109,6 +118,17 @@ class Relay:
             except TimeoutError:
                 pass
             self._wakeup.clear()
+
+    async def purge_once(self) -> tuple[int, int]:
+        """Deletes outbox rows published, and inbox rows processed, longer ago than the retention.
+        The inbox remembers event ids that long: a duplicate arriving later would be applied again."""
+        cutoff = utcnow() - self._retention
+        async with self._db.transaction() as s:
+            sent = await s.execute(outbox.delete().where(outbox.c.publish_time < cutoff))
+            seen = await s.execute(inbox.delete().where(inbox.c.process_time < cutoff))
+        if sent.rowcount or seen.rowcount:
+            log.info("events purged: %d outbox rows, %d inbox rows", sent.rowcount, seen.rowcount)
+        return sent.rowcount, seen.rowcount
 
     async def drain_once(self) -> int:
         """Publishes one batch; returns how many were sent. Rows stay pending if any publish fails."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import pytest
 import sqlalchemy as sa
@@ -158,3 +159,25 @@ async def test_broadcast_reaches_every_replica_and_a_failure_drops_only_that_eve
     await asyncio.sleep(0.1)
     assert got == {"replica1": [b"one", b"two"], "replica2": [b"one", b"poison", b"two"]}, \
         "each replica hears every event once; a failing handler is not retried"
+
+
+async def test_purge_drops_only_what_is_older_than_the_retention(db, bus):
+    from mesh.events.outbox import inbox
+    from mesh.sql import utcnow
+    old = utcnow() - dt.timedelta(days=8)
+    async with db.transaction() as s:
+        ids = {}
+        for label in ("old_sent", "new_sent", "old_pending"):
+            ids[label] = await emit(s, "email.send", email(f"{label}@x"), source="test")
+        await s.execute(outbox.update().where(outbox.c.event_id == ids["old_sent"]).values(create_time=old,
+                                                                                          publish_time=old))
+        await s.execute(outbox.update().where(outbox.c.event_id == ids["new_sent"]).values(publish_time=utcnow()))
+        await s.execute(outbox.update().where(outbox.c.event_id == ids["old_pending"]).values(create_time=old))
+        await s.execute(inbox.insert().values([{"consumer": "c", "event_id": "old", "process_time": old},
+                                               {"consumer": "c", "event_id": "new", "process_time": utcnow()}]))
+    assert await Relay(db, bus, retention=dt.timedelta(days=7)).purge_once() == (1, 1)
+    async with db.transaction() as s:
+        left = set((await s.execute(sa.select(outbox.c.event_id))).scalars())
+        seen = set((await s.execute(sa.select(inbox.c.event_id))).scalars())
+    assert left == {ids["new_sent"], ids["old_pending"]}, "an unpublished event is never purged, however old"
+    assert seen == {"new"}
