@@ -14,6 +14,7 @@ from mesh.interceptor import method_access
 EXPOSED = ("petplatform.", "grpc.health.v1.", "grpc.reflection.")
 
 # Hop-by-hop or set by gRPC itself; everything else (authorization, x-request-id, custom keys) goes through.
+# (traceparent goes through too: the service's span continues the app's trace.)
 _DROP = {"user-agent", "grpc-accept-encoding", "grpc-encoding", "content-type", "te", "grpc-timeout", "x-forwarded-for"}
 
 

@@ -10,6 +10,7 @@ import time
 from aiohttp import web
 from google.protobuf import json_format
 import grpc
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gateway import grpcweb
 from gateway.http_rules import Binding
@@ -17,7 +18,7 @@ from gateway.request_keys import CLIENT_IP, EDGE_HEADERS, REQUEST_ID
 from gateway.policy import Admission, EdgePolicy
 from gateway.transcode import CODE_BY_NUMBER, HTTP_STATUS, build_request, output_class, render_response
 from gateway.upstream import deadline, status_of, stream_opened
-from mesh import errors
+from mesh import errors, tracing
 from mesh.blobs import BlobNotFound, BlobStore
 from mesh.config import Settings
 from mesh.interceptor import request_id_from
@@ -73,6 +74,16 @@ class RestEdge:
 
     @web.middleware
     async def envelope(self, request: web.Request, handler):
+        """One trace span per request (continuing the caller's traceparent), around the rest."""
+        with tracing.span(request.method, SpanKind.SERVER, request.headers,
+                          {"http.request.method": request.method, "url.path": request.path}) as span:
+            response = await self.guarded(request, handler)
+            span.set_attribute("http.response.status_code", response.status)
+            if response.status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            return response
+
+    async def guarded(self, request: web.Request, handler) -> web.StreamResponse:
         """Request id, security headers, access log, and errors as Status JSON whatever raised them."""
         start = time.perf_counter()
         rid = request_id_from(request.headers.get("x-request-id"))

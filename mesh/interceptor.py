@@ -15,9 +15,10 @@ from google.protobuf.message import DecodeError, Message
 import grpc
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
+from opentelemetry.trace import SpanKind
 import structlog
 
-from mesh import errors, principal
+from mesh import errors, principal, tracing
 from mesh.principal import Principal, TokenVerifier
 from petplatform.common.v1 import access_pb2
 
@@ -132,7 +133,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     raise errors.invalid_argument(*missing, reason="MISSING_FIELD")
             return msg
 
-        async def fail(context, exc: BaseException) -> None:
+        async def fail(context, exc: BaseException, span) -> None:
             if isinstance(exc, errors.ApiError):
                 err = exc
                 log.info("rpc rejected", code=err.code.name, reason=err.reason, message=err.message)
@@ -141,11 +142,16 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 log.error("rpc failed", exc_info=exc)
             status = rpc_status.to_status(err.to_status())
             RPCS.labels(method, status.code.name).inc()
+            tracing.record_grpc_status(span, status.code)
             await context.abort(status.code, status.details, status.trailing_metadata + (_pending_headers.get() or ()))
 
-        def done(start: float, code: str = "OK") -> None:
+        def done(start: float, span) -> None:
             LATENCY.labels(method).observe(time.perf_counter() - start)
-            RPCS.labels(method, code).inc()
+            RPCS.labels(method, "OK").inc()
+            tracing.record_grpc_status(span, grpc.StatusCode.OK)
+
+        def server_span(context):
+            return tracing.span(method, SpanKind.SERVER, _metadata(context), {"rpc.system": "grpc"})
 
         async def requests(raw_iter) -> AsyncIterator:
             async for raw in raw_iter:
@@ -153,62 +159,66 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
         if handler.unary_unary:
             async def unary_unary(raw, context):
-                start = time.perf_counter()
-                try:
-                    _, start = await prologue(context)
-                    response = await handler.unary_unary(parse(raw), context)
-                    await send_headers(context)
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as e:  # every failure becomes a status
-                    LATENCY.labels(method).observe(time.perf_counter() - start)
-                    await fail(context, e)
-                done(start)
-                return response
+                with server_span(context) as span:
+                    start = time.perf_counter()
+                    try:
+                        _, start = await prologue(context)
+                        response = await handler.unary_unary(parse(raw), context)
+                        await send_headers(context)
+                    except grpc.aio.AbortError:
+                        raise
+                    except Exception as e:  # every failure becomes a status
+                        LATENCY.labels(method).observe(time.perf_counter() - start)
+                        await fail(context, e, span)
+                    done(start, span)
+                    return response
             return grpc.unary_unary_rpc_method_handler(unary_unary, None, handler.response_serializer)
 
         if handler.unary_stream:
             async def unary_stream(raw, context):
-                start = time.perf_counter()
-                try:
-                    _, start = await prologue(context)
-                    async for item in _stream(handler.unary_stream(parse(raw), context)):
-                        await send_headers(context)
-                        yield item
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as e:
-                    await fail(context, e)
-                done(start)
+                with server_span(context) as span:
+                    start = time.perf_counter()
+                    try:
+                        _, start = await prologue(context)
+                        async for item in _stream(handler.unary_stream(parse(raw), context)):
+                            await send_headers(context)
+                            yield item
+                    except grpc.aio.AbortError:
+                        raise
+                    except Exception as e:
+                        await fail(context, e, span)
+                    done(start, span)
             return grpc.unary_stream_rpc_method_handler(unary_stream, None, handler.response_serializer)
 
         if handler.stream_unary:
             async def stream_unary(raw_iter, context):
-                start = time.perf_counter()
-                try:
-                    _, start = await prologue(context)
-                    response = await handler.stream_unary(requests(raw_iter), context)
-                    await send_headers(context)
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as e:
-                    await fail(context, e)
-                done(start)
-                return response
+                with server_span(context) as span:
+                    start = time.perf_counter()
+                    try:
+                        _, start = await prologue(context)
+                        response = await handler.stream_unary(requests(raw_iter), context)
+                        await send_headers(context)
+                    except grpc.aio.AbortError:
+                        raise
+                    except Exception as e:
+                        await fail(context, e, span)
+                    done(start, span)
+                    return response
             return grpc.stream_unary_rpc_method_handler(stream_unary, None, handler.response_serializer)
 
         async def stream_stream(raw_iter, context):
-            start = time.perf_counter()
-            try:
-                _, start = await prologue(context)
-                await send_headers(context)  # a bidi peer may wait for headers before it sends
-                async for item in _stream(handler.stream_stream(requests(raw_iter), context)):
-                    yield item
-            except grpc.aio.AbortError:
-                raise
-            except Exception as e:
-                await fail(context, e)
-            done(start)
+            with server_span(context) as span:
+                start = time.perf_counter()
+                try:
+                    _, start = await prologue(context)
+                    await send_headers(context)  # a bidi peer may wait for headers before it sends
+                    async for item in _stream(handler.stream_stream(requests(raw_iter), context)):
+                        yield item
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as e:
+                    await fail(context, e, span)
+                done(start, span)
         return grpc.stream_stream_rpc_method_handler(stream_stream, None, handler.response_serializer)
 
     async def _authenticate(self, md: dict[str, str], access: int) -> Principal | None:

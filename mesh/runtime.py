@@ -8,6 +8,7 @@ from typing import Any, Callable, ClassVar
 from google.protobuf import json_format
 import grpc
 
+from mesh import tracing
 from mesh.blobs import BlobStore, make_blob_store
 from mesh.cache import Cache, make_cache
 from mesh.config import Settings
@@ -56,7 +57,8 @@ class Runtime:
         if service not in self._channels:
             local = service in self.local_services and self.own_port is not None
             address = f"{self.settings.host}:{self.own_port}" if local else self.settings.peer(service, None)
-            self._channels[service] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            self._channels[service] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS,
+                                                                interceptors=tracing.CLIENT_INTERCEPTORS)
         return self._channels[service]
 
     async def _jwks(self) -> list[dict]:

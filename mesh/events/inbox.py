@@ -5,9 +5,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import Message
+from opentelemetry.trace import SpanKind
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mesh import tracing
 from mesh.events.bus import Handler
 from mesh.events.outbox import inbox
 from mesh.sql import Database, utcnow
@@ -27,6 +29,13 @@ def inbox_handler(db: Database, consumer: str, effects: dict[str, tuple[type[Mes
 
     async def handle(body: bytes) -> None:
         envelope = event_pb2.EventEnvelope.FromString(body)
+        # The consumer's span continues the trace of the request that emitted the event.
+        with tracing.span(f"{envelope.type} process", SpanKind.CONSUMER, envelope.traceparent, {
+                "messaging.operation.type": "process", "messaging.destination.name": envelope.type,
+                "messaging.message.id": envelope.id, "messaging.consumer.group.name": consumer}):
+            await apply(envelope)
+
+    async def apply(envelope: event_pb2.EventEnvelope) -> None:
         payload_type, effect = effects[envelope.type]
         payload = payload_type()
         if not envelope.payload.Unpack(payload):

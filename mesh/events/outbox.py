@@ -15,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from mesh import tracing
 from mesh.events.bus import Bus
 from mesh.sql import Database, UtcDateTime, utcnow
 from petplatform.common.v1 import event_pb2
@@ -61,7 +62,7 @@ async def emit(session: AsyncSession, event_type: str, payload: Message, *, sour
     packed.Pack(payload)
     event_id = str(uuid.uuid4())
     envelope = event_pb2.EventEnvelope(id=event_id, type=event_type, time=ts, source=source,
-                                       traceparent=traceparent, payload=packed)
+                                       traceparent=traceparent or tracing.traceparent(), payload=packed)
     await session.execute(outbox.insert().values(
         event_id=event_id, event_type=event_type, body=envelope.SerializeToString(), create_time=now))
     session.sync_session.info["outbox_dirty"] = True

@@ -1,0 +1,103 @@
+"""OpenTelemetry traces across the mesh: the W3C `traceparent` travels in gRPC metadata, HTTP headers
+and event envelopes, so one trace follows a request from the edge through services and events.
+Spans are exported over OTLP/gRPC when OTEL_EXPORTER_OTLP_ENDPOINT is set (the SDK reads the
+standard OTEL_* variables); without it they are made, give logs their trace ids, and go nowhere."""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+
+import grpc
+from opentelemetry import context as otel_context, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+import structlog
+
+_propagator = TraceContextTextMapPropagator()
+_provider: TracerProvider | None = None
+tracer = trace.get_tracer("petplatform")
+
+# Codes that mean the server failed, not the client (OpenTelemetry's rule for gRPC server spans).
+_SERVER_FAULTS = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNIMPLEMENTED,
+                  grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS}
+
+
+def provider() -> TracerProvider:
+    """The process's tracer provider, made on first use."""
+    global _provider
+    if _provider is None:
+        _provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get(
+            "OTEL_SERVICE_NAME", "petplatform")}))
+        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+            _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        trace.set_tracer_provider(_provider)
+    return _provider
+
+
+def traceparent() -> str:
+    """The current span as a W3C traceparent, or '' outside any span."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+@contextlib.contextmanager
+def span(name: str, kind: SpanKind, parent: Mapping[str, str] | str | None = None,
+         attributes: dict | None = None) -> Iterator[trace.Span]:
+    """A span continuing the trace in `parent` (headers/metadata holding traceparent, or the value
+    itself), current for the block, with the trace id bound into the structured logs."""
+    provider()
+    if isinstance(parent, str):
+        carrier = {"traceparent": parent}
+    else:  # .get, not dict(): HTTP headers are case-insensitive mappings
+        carrier = {k: v for k in ("traceparent", "tracestate") if (v := (parent or {}).get(k))}
+    ctx = _propagator.extract(carrier) if carrier.get("traceparent") else otel_context.Context()
+    with tracer.start_as_current_span(name, context=ctx, kind=kind, attributes=attributes,
+                                      record_exception=False, set_status_on_exception=False) as s:
+        structlog.contextvars.bind_contextvars(trace_id=format(s.get_span_context().trace_id, "032x"))
+        yield s
+
+
+def record_grpc_status(s: trace.Span, code: grpc.StatusCode) -> None:
+    s.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code in _SERVER_FAULTS:
+        s.set_status(Status(StatusCode.ERROR, code.name))
+
+
+def outgoing_metadata(metadata) -> tuple:
+    """Call metadata plus the current traceparent (unless the caller already carries one)."""
+    md = tuple(metadata or ())
+    tp = traceparent()
+    if tp and not any(k == "traceparent" for k, _ in md):
+        md += (("traceparent", tp),)
+    return md
+
+
+class _ClientTracing(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
+                     grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
+    """Puts the current trace into every call made on a mesh channel."""
+
+    @staticmethod
+    def _details(d: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        return grpc.aio.ClientCallDetails(d.method, d.timeout, outgoing_metadata(d.metadata), d.credentials,
+                                          d.wait_for_ready)
+
+    async def intercept_unary_unary(self, continuation, details, request):
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation, details, request):
+        return await continuation(self._details(details), request)
+
+    async def intercept_stream_unary(self, continuation, details, request_iterator):
+        return await continuation(self._details(details), request_iterator)
+
+    async def intercept_stream_stream(self, continuation, details, request_iterator):
+        return await continuation(self._details(details), request_iterator)
+
+
+CLIENT_INTERCEPTORS = [_ClientTracing()]
