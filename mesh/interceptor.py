@@ -2,6 +2,7 @@
 authorization from the contract, REQUIRED fields, and errors as google.rpc.Status."""
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import re
@@ -15,6 +16,7 @@ from google.protobuf.message import DecodeError, Message
 import grpc
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 import structlog
 
@@ -107,6 +109,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if method not in self._access:
             self._access[method] = method_access(method)
         access = self._access[method]
+        untraced = method.lstrip("/").startswith(PUBLIC_SERVICES)
         deserialize = handler.request_deserializer or (lambda b: b)
 
         async def prologue(context) -> tuple[str, float]:
@@ -151,6 +154,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             tracing.record_grpc_status(span, grpc.StatusCode.OK)
 
         def server_span(context):
+            if untraced:  # health probes and reflection would drown the traces that matter
+                return contextlib.nullcontext(trace.INVALID_SPAN)
             return tracing.span(method, SpanKind.SERVER, _metadata(context), {"rpc.system": "grpc"})
 
         async def requests(raw_iter) -> AsyncIterator:
