@@ -17,8 +17,8 @@ from tests.conftest import Api
 SPECIES = [animal_pb2.SPECIES_DOG, animal_pb2.SPECIES_CAT, animal_pb2.SPECIES_RABBIT]
 SIZES = [animal_pb2.PET_SIZE_SMALL, animal_pb2.PET_SIZE_MEDIUM, animal_pb2.PET_SIZE_LARGE]
 STATUSES = [pet_pb2.Pet.STATUS_AVAILABLE, pet_pb2.Pet.STATUS_PENDING, pet_pb2.Pet.STATUS_ADOPTED]
-BREEDS = ["Shiba", "shiba", "Mixed", "Tabby", ""]
-WORDS = ["calm", "Loves walks", "CALM and gentle", "playful", ""]
+BREEDS = ["Shiba", "shiba", "Mixed", "Tabby", "Über", ""]
+WORDS = ["calm", "Loves walks", "CALM and gentle", "playful", "Ölçü 100%_sure", ""]
 TOKYO = (35.68, 139.76)
 EDGE_AGES = [1, 3, 6, 12, 24]
 AGES = st.one_of(st.integers(0, 130), st.sampled_from([a + d for a in EDGE_AGES for d in (-1, 0)]))
@@ -66,10 +66,10 @@ filters = st.fixed_dictionaries({}, optional={
     "sizes": st.lists(st.sampled_from(SIZES), max_size=2, unique=True),
     "statuses": st.lists(st.sampled_from(STATUSES), max_size=2, unique=True),
     "sex": st.sampled_from([1, 2]),
-    "breed": st.sampled_from(["shiba", "SHIBA ", "mixed", "Tabby"]),
+    "breed": st.sampled_from(["shiba", "SHIBA ", "mixed", "Tabby", "über"]),
     "good_with_children": st.booleans(), "good_with_dogs": st.booleans(), "good_with_cats": st.booleans(),
     "min_age_months": AGES, "max_age_months": AGES,
-    "query": st.sampled_from(["calm", "CALM gentle", "walks", "pet 1", "nothing"]),
+    "query": st.sampled_from(["calm", "CALM gentle", "walks", "pet 1", "nothing", "ÖLÇÜ", "100%", "%_s", "_"]),
     "near": st.tuples(st.floats(-1, 1), st.floats(-1, 1), st.floats(1, 150)),
 })
 
@@ -100,3 +100,13 @@ async def test_age_bounds_agree_at_their_edges(api: Api, listings):
             r = pet_pb2.ListPetsRequest(owner=owner, min_age_months=lo, max_age_months=hi)
             assert {p.name for p in await list_all(api, r)} == {
                 p.name for p in pets if search.matches(r, p, today)}, (lo, hi)
+
+
+@pytest.mark.parametrize("f", [{"breed": "über"}, {"query": "ÖLÇÜ"}, {"query": "100%"}, {"query": "%_s"},
+                               {"query": "_"}, {"breed": " shiba "}])
+async def test_text_matching_agrees_beyond_ascii_and_like_wildcards(api: Api, listings, f):
+    owner, pets = listings
+    r = pet_pb2.ListPetsRequest(owner=owner, **f)
+    in_memory = {p.name for p in pets if search.matches(r, p, dt.date.today())}
+    assert in_memory, "the listings hold a pet for this filter"
+    assert {p.name for p in await list_all(api, r)} == in_memory
