@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway import openapi
 from gateway.http_rules import bindings
+from gateway.pages import VerifyEmailPage
 from gateway.passthrough import PassThrough
 from gateway.policy import EdgePolicy
 from gateway.rest import DOCS_CSP, RestEdge
@@ -44,9 +45,11 @@ class Edge:
         self.grpc_port = 0
 
     async def start(self, http_port: int | None = None, grpc_port: int | None = None) -> None:
-        rest = RestEdge(self.s, self.bindings, self.policy, self.rt.channel, self.rt.blobs, {
-            "/readyz": self.readyz, "/openapi.json": self.openapi_json, "/docs": self.docs,
-            "/.well-known/jwks.json": self.jwks})
+        verify = VerifyEmailPage(self.rt.channel, self.policy)
+        rest = RestEdge(self.s, self.bindings, self.policy, self.rt.channel, self.rt.blobs, [
+            ("GET", "/readyz", self.readyz), ("GET", "/openapi.json", self.openapi_json), ("GET", "/docs", self.docs),
+            ("GET", "/.well-known/jwks.json", self.jwks),
+            ("GET", "/verify-email", verify.show), ("POST", "/verify-email", verify.confirm)])
         # handler_cancellation: a client that disconnects cancels its handler, and so its upstream call.
         self.runner = web.AppRunner(rest.app(), access_log=None, handler_cancellation=True)
         await self.runner.setup()

@@ -142,7 +142,7 @@ def document(bindings: list[Binding]) -> dict:
         op: dict = {
             # additional_bindings get a number: ListPets, ListPets2, ...
             "operationId": op_id + (str(seen[op_id]) if seen[op_id] > 1 else ""),
-            "summary": comments().get(b.method.full_name, "").split("\n")[0],
+            "summary": first_sentence(comments().get(b.method.full_name, "")),
             "description": comments().get(b.method.full_name, ""),
             "tags": [b.method.containing_service.name],
             "parameters": params,
@@ -164,10 +164,40 @@ def document(bindings: list[Binding]) -> dict:
         "info": {"title": "Pet Platform API", "version": "v1",
                  "description": "REST/JSON transcoding of the Pet Platform gRPC contracts. Errors are "
                                 "google.rpc.Status objects."},
-        "paths": paths,
+        "paths": {**paths, **_edge_paths(status)},
         "components": {"schemas": schemas.components,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
     }
+
+
+def _edge_paths(status: dict) -> dict:
+    """The edge's own endpoints, which no contract describes."""
+    def get(op_id: str, summary: str, content: dict, params: list | None = None) -> dict:
+        return {"get": {"operationId": op_id, "summary": summary, "description": summary, "tags": ["Edge"],
+                        "parameters": params or [],
+                        "responses": {"200": {"description": "OK", "content": content},
+                                      "default": {"description": "Error: google.rpc.Status",
+                                                  "content": {"application/json": {"schema": status}}}}}}
+    obj = {"application/json": {"schema": {"type": "object"}}}
+    return {
+        "/v1/blobs/{key}": get("Edge_GetBlob", "A stored file, such as a pet photo (the `uri` of a Photo).",
+                               {"image/*": {"schema": {"type": "string", "contentMediaType": "image/*"}}},
+                               [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}]),
+        "/healthz": get("Edge_Healthz", "The edge process is alive.", obj),
+        "/readyz": get("Edge_Readyz", "Every service behind the edge is serving (503 otherwise).", obj),
+        "/.well-known/jwks.json": get("Edge_Jwks", "The public keys that verify access tokens (JWKS).",
+                                      {"application/jwk-set+json": {"schema": {"type": "object"}}}),
+        "/verify-email": get("Edge_VerifyEmailPage", "The page the verification email links to; its button "
+                                                     "confirms the address.", {"text/html": {"schema": {"type": "string"}}},
+                             [{"name": "token", "in": "query", "required": True, "schema": {"type": "string"}}]),
+    }
+
+
+def first_sentence(comment: str) -> str:
+    """Proto comments wrap lines mid-sentence: the summary is the first sentence, whole."""
+    text = " ".join(comment.split())
+    end = text.find(". ")
+    return text if end < 0 else text[:end + 1]
 
 
 def _success(b: Binding, schemas: _Schemas) -> dict:

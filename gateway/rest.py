@@ -50,7 +50,7 @@ def error_response(status, headers: dict | None = None) -> web.Response:
 
 class RestEdge:
     def __init__(self, settings: Settings, bindings: list[Binding], policy: EdgePolicy, channel_for, blobs: BlobStore,
-                 extras: dict[str, web.StreamResponse]):
+                 extras: list[tuple[str, str, object]]):
         self.s = settings
         self.bindings = bindings
         self.policy = policy
@@ -64,8 +64,8 @@ class RestEdge:
                               middlewares=[self.envelope, self.preflight])
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/v1/blobs/{key:.+}", self.blob)
-        for path, handler in self.extras.items():
-            app.router.add_get(path, handler)
+        for method, path, handler in self.extras:
+            app.router.add_route(method, path, handler)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         app.on_response_prepare.append(_no_server_banner)
         return app

@@ -259,3 +259,24 @@ async def test_client_deadline_is_504_and_unreachable_service_503(edge: EdgeClie
     finally:
         await lonely.stop(grace=1)
         await rt.close()
+
+
+async def test_the_link_in_the_verification_email_works(edge: EdgeClient):
+    email = f"v{uuid.uuid4().hex[:8]}@example.com"
+    await call(edge, "POST", "/v1/auth/register", {"email": email, "password": PASSWORD, "displayName": "V"})
+    message = await edge.api.smtp.wait_for(email)
+    link = next(w for w in message.get_content().split() if "/verify-email?token=" in w)
+    path = link.split("127.0.0.1:3000", 1)[1]  # the edge under test listens elsewhere
+    async with edge.http.get(edge.url + path) as r:  # what a mail scanner does: nothing is spent
+        page = await r.text()
+        assert r.status == 200 and "form-action 'self'" in r.headers["Content-Security-Policy"]
+        assert "<form method='post' action='/verify-email'>" in page
+    token = path.split("token=", 1)[1]
+    for attempt, expected in ((1, 200), (2, 400)):  # single use
+        async with edge.http.post(edge.url + "/verify-email", data={"token": token}) as r:
+            assert r.status == expected, attempt
+            assert ("confirmed" in await r.text()) == (expected == 200)
+    async with edge.http.post(edge.url + "/verify-email", data={"token": "<script>x</script>"}) as r:
+        assert r.status == 400 and "<script>" not in await r.text()
+    async with edge.http.get(edge.url + "/verify-email") as r:
+        assert r.status == 400

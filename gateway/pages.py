@@ -1,0 +1,65 @@
+"""The few HTML pages people reach from outside an app: the link in the verification email.
+Opening the link shows a button; only pressing it (a POST) uses the single-use token, so mail
+scanners that fetch links cannot spend it."""
+from __future__ import annotations
+
+import html
+
+from aiohttp import web
+import grpc
+
+from gateway.policy import EdgePolicy
+from gateway.request_keys import CLIENT_IP
+from gateway.upstream import status_of
+from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
+from petplatform.common.v1 import access_pb2
+
+PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+_STYLE = "body{font-family:sans-serif;max-width:32em;margin:4em auto;line-height:1.5}button{font-size:1.1em}"
+_TOKEN_MAX = 200
+
+
+def page(title: str, body: str, status: int = 200) -> web.Response:
+    return web.Response(
+        text=f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>",
+        content_type="text/html", status=status,
+        headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
+class VerifyEmailPage:
+    def __init__(self, channel_for, policy: EdgePolicy):
+        self.channel_for = channel_for
+        self.policy = policy
+
+    async def admit(self, request: web.Request) -> None:
+        """IP lists and the rate limit, as for any public call."""
+        ip = self.policy.client_ip(request.remote, request.headers.get("X-Forwarded-For"))
+        request[CLIENT_IP] = ip
+        await self.policy.admit(ip, None, access_pb2.ACCESS_PUBLIC)
+
+    async def show(self, request: web.Request) -> web.Response:
+        await self.admit(request)
+        token = request.query.get("token", "")
+        if not token or len(token) > _TOKEN_MAX:
+            return page("Link not valid", "<p>This verification link is incomplete. Open the whole link from the "
+                                          "email, or ask for a new one in the app.</p>", 400)
+        return page("Confirm your email", "<p>Press the button to confirm the address you signed up with.</p>"
+                    "<form method='post' action='/verify-email'>"
+                    f"<input type='hidden' name='token' value='{html.escape(token, quote=True)}'>"
+                    "<button type='submit'>Confirm my email</button></form>")
+
+    async def confirm(self, request: web.Request) -> web.Response:
+        await self.admit(request)
+        token = (await request.post()).get("token", "")
+        if not isinstance(token, str) or not token or len(token) > _TOKEN_MAX:
+            return page("Link not valid", "<p>This verification link is incomplete.</p>", 400)
+        try:
+            reply = await auth_pb2_grpc.AuthServiceStub(self.channel_for("auth")).VerifyEmail(
+                auth_pb2.VerifyEmailRequest(token=token), timeout=10)
+        except grpc.aio.AioRpcError as e:
+            if e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+                return page("Link not valid", f"<p>{html.escape(status_of(e).message)}.</p>", 400)
+            raise
+        return page("Email confirmed", f"<p>Thank you: {html.escape(reply.account.email)} is confirmed. "
+                                       "You can close this page.</p>")
