@@ -44,6 +44,8 @@ def _field(msg_desc: descriptor.Descriptor, name: str, where: str) -> descriptor
 
 def _scalar(f: descriptor.FieldDescriptor, raw: str, where: str):
     """A query-string value as the JSON value proto3 JSON expects for field f."""
+    if "\ufffd" in raw:  # what the URL decoder leaves of bytes that are not UTF-8
+        raise errors.invalid_argument((where, "is not valid UTF-8"))
     if f.type == _FD.TYPE_BOOL:
         if raw not in ("true", "false", "1", "0"):
             raise errors.invalid_argument((where, "must be true or false"))
@@ -78,6 +80,8 @@ def _put(tree: dict, msg_desc: descriptor.Descriptor, path: list[tuple[str, str 
     messages `field[index]`, each followed by `.sub` where the value is a message."""
     (head, key), rest = path[0], path[1:]
     f = _field(msg_desc, head, where)
+    # One key per field, whichever spelling came first, so `pageSize` and `page_size` collide.
+    head = next((k for k in (f.name, f.json_name) if k in tree), head)
     is_map = f.message_type is not None and f.message_type.GetOptions().map_entry
     if key is not None:
         if is_map:

@@ -9,7 +9,7 @@ import sys
 
 import prometheus_client
 
-from mesh import logs
+from mesh import logs, tracing
 from mesh.config import SERVICE_PORTS, ConfigError, load_settings
 from gateway.edge import Edge
 from mesh.runtime import Runtime
@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_json)
+    try:
+        tracing.provider()
+    except Exception as e:  # the OpenTelemetry SDK reads OTEL_* itself and raises on bad values
+        print(f"OpenTelemetry configuration (OTEL_* variables): {e}", file=sys.stderr)
+        return 2
 
     if args.command == "migrate":
         async def migrate() -> None:

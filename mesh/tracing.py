@@ -5,6 +5,7 @@ standard OTEL_* variables); without it they are made, give logs their trace ids,
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Mapping
 
@@ -18,6 +19,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 import structlog
 
 _propagator = TraceContextTextMapPropagator()
+# A malformed tracestate from a caller is dropped; the library would log a warning per request.
+logging.getLogger("opentelemetry.trace.span").setLevel(logging.ERROR)
 _provider: TracerProvider | None = None
 tracer = trace.get_tracer("petplatform")
 
@@ -27,15 +30,17 @@ _SERVER_FAULTS = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED, gr
 
 
 def provider() -> TracerProvider:
-    """The process's tracer provider, made on first use."""
+    """The process's tracer provider, made on first use; `petplatform run` makes it at start so a bad
+    OTEL_* setting stops the program there, not at the first request."""
     global _provider
     if _provider is None:
-        _provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get(
+        made = TracerProvider(resource=Resource.create({"service.name": os.environ.get(
             "OTEL_SERVICE_NAME", "petplatform")}))
         if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-            _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        trace.set_tracer_provider(_provider)
+            made.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        trace.set_tracer_provider(made)
+        _provider = made
     return _provider
 
 

@@ -1,6 +1,7 @@
 """Small pure pieces of the runtime: settings validation, AIP helpers, password policy, log masking."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -80,3 +81,11 @@ def test_password_policy(pw, ok):
 
 def test_emails_are_masked_in_logs():
     assert mask_email("login for alice.smith@example.com failed") == "login for a***@example.com failed"
+
+
+def test_bad_opentelemetry_settings_stop_the_program_at_start(tmp_path):
+    env = {**os.environ, "PETPLATFORM_DATA_DIR": str(tmp_path), "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+           "OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"}
+    done = subprocess.run([sys.executable, "-m", "mesh.cli", "run", "--target=edge"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "OTEL_EXPORTER_OTLP_COMPRESSION" in done.stderr

@@ -98,6 +98,9 @@ def test_repeated_nested_messages_from_the_query_string(probe):
     [("inners[k]", "x"), ("inners[k].a", "y")],
     [("single.n", "1"), ("single.n", "2")],
     [("word", "a"), ("word", "b")],
+    [("single.n", "1"), ("single.n", "2")],
+    [("inner.a", "1"), ("inner.a", "2")],
+    [("word", "a\ufffd")],  # %FF decoded
     [("a[", "x")], [("[0]", "x")], [(".a", "x")], [("single..n", "x")], [("single.", "x")], [("", "x")],
 ])
 def test_odd_query_strings_are_refused_as_client_errors(probe, pairs):
@@ -107,3 +110,11 @@ def test_odd_query_strings_are_refused_as_client_errors(probe, pairs):
 def test_map_keys_may_hold_dots_and_brackets_open(probe):
     q = from_query(probe, ("labels[a.b]", "x"), ("labels[[k]", "y"), ("inners[v1.2].a", "z"))
     assert dict(q.labels) == {"a.b": "x", "[k": "y"} and q.inners["v1.2"].a == "z"
+
+
+def test_snake_and_camel_spellings_collide():
+    """`pageSize=1&page_size=3` is one field given twice, not a silent last-wins."""
+    from gateway.http_rules import bindings
+    b = next(x for x in bindings(["petplatform.pet.v1.PetService"]) if x.method.name == "ListPets")
+    refused(build_request, b, {}, [("pageSize", "1"), ("page_size", "3")], b"")
+    assert build_request(b, {}, [("page_size", "3")], b"").page_size == 3
