@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import time
+import random
 import uuid
 
 from google.protobuf import any_pb2, timestamp_pb2
@@ -79,22 +79,22 @@ class Relay:
         self._poll = poll_seconds
         self._batch = batch
         self._retention = retention
-        self._next_purge = 0.0
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
 
     def wake(self) -> None:
         self._wakeup.set()
 
     def start(self) -> None:
         _relays.add(self)
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        self._tasks = [asyncio.create_task(self._run(), name="outbox-relay"),
+                       asyncio.create_task(self._purge_periodically(), name="outbox-purge")]
 
     async def stop(self) -> None:
         _relays.discard(self)
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _run(self) -> None:
         failures = 0
@@ -102,9 +102,6 @@ class Relay:
             try:
                 sent = await self.drain_once()
                 failures = 0
-                if time.monotonic() >= self._next_purge:
-                    await self.purge_once()
-                    self._next_purge = time.monotonic() + PURGE_EVERY_SECONDS
                 if sent:
                     continue
             except asyncio.CancelledError:
@@ -120,16 +117,40 @@ class Relay:
                 pass
             self._wakeup.clear()
 
-    async def purge_once(self) -> tuple[int, int]:
-        """Deletes outbox rows published, and inbox rows processed, longer ago than the retention.
-        The inbox remembers event ids that long: a duplicate arriving later would be applied again."""
+    async def _purge_periodically(self) -> None:
+        # Apart from publishing, so a slow or failing purge never holds events back; jittered, so
+        # replicas started together do not purge together.
+        await asyncio.sleep(random.uniform(0, PURGE_EVERY_SECONDS / 10))
+        while True:
+            try:
+                await self.purge_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("event purge failed; next try in %ds", PURGE_EVERY_SECONDS, exc_info=True)
+            await asyncio.sleep(PURGE_EVERY_SECONDS * random.uniform(0.9, 1.1))
+
+    async def purge_once(self, batch: int = 1000) -> tuple[int, int]:
+        """Deletes outbox rows published, and inbox rows processed, longer ago than the retention, in
+        short transactions. The inbox remembers event ids that long: a duplicate arriving later would
+        be applied again."""
         cutoff = utcnow() - self._retention
-        async with self._db.transaction() as s:
-            sent = await s.execute(outbox.delete().where(outbox.c.publish_time < cutoff))
-            seen = await s.execute(inbox.delete().where(inbox.c.process_time < cutoff))
-        if sent.rowcount or seen.rowcount:
-            log.info("events purged: %d outbox rows, %d inbox rows", sent.rowcount, seen.rowcount)
-        return sent.rowcount, seen.rowcount
+        totals = []
+        for table, when, key in ((outbox, outbox.c.publish_time, [outbox.c.id]),
+                                 (inbox, inbox.c.process_time, [inbox.c.consumer, inbox.c.event_id])):
+            total = 0
+            while True:
+                async with self._db.transaction() as s:
+                    old = sa.select(*key).where(when < cutoff).limit(batch)
+                    gone = await s.execute(table.delete().where(sa.tuple_(*key).in_(old) if len(key) > 1
+                                                                else key[0].in_(old)))
+                total += gone.rowcount
+                if gone.rowcount < batch:
+                    break
+            totals.append(total)
+        if any(totals):
+            log.info("events purged: %d outbox rows, %d inbox rows", *totals)
+        return totals[0], totals[1]
 
     async def drain_once(self) -> int:
         """Publishes one batch; returns how many were sent. Rows stay pending if any publish fails."""

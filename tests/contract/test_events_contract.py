@@ -175,7 +175,7 @@ async def test_purge_drops_only_what_is_older_than_the_retention(db, bus):
         await s.execute(outbox.update().where(outbox.c.event_id == ids["old_pending"]).values(create_time=old))
         await s.execute(inbox.insert().values([{"consumer": "c", "event_id": "old", "process_time": old},
                                                {"consumer": "c", "event_id": "new", "process_time": utcnow()}]))
-    assert await Relay(db, bus, retention=dt.timedelta(days=7)).purge_once() == (1, 1)
+    assert await Relay(db, bus, retention=dt.timedelta(days=7)).purge_once(batch=1) == (1, 1)
     async with db.transaction() as s:
         left = set((await s.execute(sa.select(outbox.c.event_id))).scalars())
         seen = set((await s.execute(sa.select(inbox.c.event_id))).scalars())
