@@ -134,7 +134,10 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             await send_headers(context)  # accepted: the client now knows the stream is open
             async for before, after in changes:
                 now = today()
-                was = before is not None and search.matches(r, before, now)
+                # Ages drift by the day: whether it matched before is judged without them, so a pet
+                # that aged out of the search since it was shown is still taken back.
+                was = before is not None and (not before.HasField("create_time")
+                                              or search.matches(r, before, now, ages=False))
                 now_matches = after is not None and search.matches(r, after, now)
                 if now_matches:
                     pet = pet_pb2.Pet()
@@ -173,6 +176,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                     raise errors.failed_precondition(f"a pet has at most {domain.MAX_PHOTOS_PER_PET} photos",
                                                      "TOO_MANY_PHOTOS")
                 previous = await self._message(s, pet_id)
+                await s.execute(pets.update().where(pets.c.id == pet_id).values(update_time=utcnow()))
                 await s.execute(photos.insert().values(id=photo_id, pet_id=pet_id, content_type=content_type,
                                                        size_bytes=len(request.content), width=width, height=height,
                                                        create_time=now))
@@ -192,6 +196,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             gone = await s.execute(photos.delete().where(photos.c.id == photo_id, photos.c.pet_id == pet_id))
             if gone.rowcount != 1:
                 raise errors.not_found("pet.petplatform.dev/Photo", request.name)
+            await s.execute(pets.update().where(pets.c.id == pet_id).values(update_time=utcnow()))
             await self._emit_updated(s, previous, await self._message(s, pet_id), ["photos"])
         await self._drop_blobs([photo_key(pet_id, photo_id)])
         return pet_pb2.DeletePetPhotoResponse()

@@ -101,8 +101,9 @@ def distance_km(a: latlng_pb2.LatLng, b: latlng_pb2.LatLng) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
 
 
-def matches(r: pet_pb2.ListPetsRequest, pet: pet_pb2.Pet, today: dt.date) -> bool:
-    """Whether ListPets with filter r would return this pet (ordering and paging aside)."""
+def matches(r: pet_pb2.ListPetsRequest, pet: pet_pb2.Pet, today: dt.date, ages: bool = True) -> bool:
+    """Whether ListPets with filter r would return this pet (ordering and paging aside); with
+    ages=False, whatever the age bounds say."""
     if (r.species and pet.species not in r.species) or (r.sizes and pet.size not in r.sizes):
         return False
     if (r.statuses and pet.status not in r.statuses) or (r.sex and pet.sex != r.sex):
@@ -113,7 +114,7 @@ def matches(r: pet_pb2.ListPetsRequest, pet: pet_pb2.Pet, today: dt.date) -> boo
         return False
     if r.owner and pet.owner != r.owner:
         return False
-    if r.min_age_months or r.max_age_months:
+    if ages and (r.min_age_months or r.max_age_months):
         if not pet.HasField("birth_date"):
             return False
         born, _ = domain.to_date(pet.birth_date)

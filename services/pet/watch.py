@@ -4,6 +4,7 @@ carries the pet before and after, so a stream matches it against its search with
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -23,23 +24,28 @@ EVENT_TYPES = ["pet.created", "pet.updated", "pet.deleted"]
 MAX_BACKLOG = 256
 OPEN_STREAMS = Gauge("petplatform_pet_watch_streams", "Open WatchPets streams")
 
-Change = tuple[pet_pb2.Pet | None, pet_pb2.Pet | None]  # (before, after); None: did not / does not exist
+# (before, after): None where the pet did not or does not exist. A `before` holding only the name
+# (events from before they carried the whole pet) means "it may have matched".
+Change = tuple[pet_pb2.Pet | None, pet_pb2.Pet | None]
+# How many pets' latest versions a replica remembers, to drop events that arrive out of order.
+REMEMBERED_PETS = 10_000
 
 
-def change_of(body: bytes) -> Change:
-    envelope = event_pb2.EventEnvelope.FromString(body)
+def change_of(envelope: event_pb2.EventEnvelope) -> tuple[Change, float]:
+    """The change an event describes, and its version: the pet's update_time, or the deletion time."""
     if envelope.type == "pet.created":
         created = pet_pb2.PetCreatedEvent()
         envelope.payload.Unpack(created)
-        return None, created.pet
+        return (None, created.pet), created.pet.update_time.ToNanoseconds() / 1e9
     if envelope.type == "pet.updated":
         updated = pet_pb2.PetUpdatedEvent()
         envelope.payload.Unpack(updated)
-        return (updated.previous if updated.HasField("previous") else None), updated.pet
+        before = updated.previous if updated.HasField("previous") else pet_pb2.Pet(name=updated.pet.name)
+        return (before, updated.pet), updated.pet.update_time.ToNanoseconds() / 1e9
     deleted = pet_pb2.PetDeletedEvent()
     envelope.payload.Unpack(deleted)
-    # Events from before `pet` was added name the pet only: every watcher is told, to be safe.
-    return (deleted.pet if deleted.HasField("pet") else pet_pb2.Pet(name=deleted.name)), None
+    before = deleted.pet if deleted.HasField("pet") else pet_pb2.Pet(name=deleted.name)
+    return (before, None), envelope.time.ToNanoseconds() / 1e9
 
 
 class WatchHub:
@@ -48,12 +54,23 @@ class WatchHub:
         self._max_streams = max_streams
         self._watchers: set[asyncio.Queue] = set()
         self._closed = False
+        self._versions: collections.OrderedDict[str, float] = collections.OrderedDict()
 
     async def start(self) -> None:
         await self._bus.subscribe_broadcast(EVENT_TYPES, self._on_event, on_gap=self._on_gap)
 
     async def _on_event(self, body: bytes) -> None:
-        change = change_of(body)
+        change, version = change_of(event_pb2.EventEnvelope.FromString(body))
+        name = (change[1] or change[0]).name
+        # Events of one pet can arrive out of order (a publish retried after later ones went out,
+        # two replicas relaying side by side): an older version than one already passed on is stale.
+        if version < self._versions.get(name, float("-inf")):
+            log.info("stale %s event dropped", name)
+            return
+        self._versions[name] = version
+        self._versions.move_to_end(name)
+        if len(self._versions) > REMEMBERED_PETS:
+            self._versions.popitem(last=False)
         for queue in list(self._watchers):
             if queue.full():
                 self._drop(queue)

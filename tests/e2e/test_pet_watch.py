@@ -188,3 +188,53 @@ async def test_shutdown_ends_open_watches_so_clients_reconnect(tmp_path, smtp_si
     finally:
         if not stopped:
             await platform.stop(grace=1)
+
+
+def envelope_of(event_type: str, payload, at: float) -> bytes:
+    env = event_pb2.EventEnvelope(type=event_type)
+    env.payload.Pack(payload)
+    env.time.FromNanoseconds(int(at * 1e9))
+    return env.SerializeToString()
+
+
+async def test_events_arriving_out_of_order_do_not_roll_a_pet_back():
+    bus = InProcessBus()
+    hub = WatchHub(bus, max_streams=10)
+    await hub.start()
+
+    def version(description: str, seconds: int) -> pet_pb2.PetUpdatedEvent:
+        pet = pet_pb2.Pet(name="pets/p", description=description, create_time={"seconds": 1})
+        pet.update_time.FromSeconds(seconds)
+        return pet_pb2.PetUpdatedEvent(pet=pet, previous=pet)
+
+    async with hub.watch() as changes:
+        for event_type, payload, at in (("pet.updated", version("newer", 20), 20),
+                                        ("pet.updated", version("older", 10), 10),  # relayed late
+                                        ("pet.deleted", pet_pb2.PetDeletedEvent(name="pets/p"), 30),
+                                        ("pet.updated", version("ghost", 25), 25)):  # older than the deletion
+            await bus.publish(event_type, envelope_of(event_type, payload, at), "id")
+        await asyncio.sleep(0.1)
+        got = [await asyncio.wait_for(anext(changes), 1) for _ in range(2)]
+        assert [(b.description if b else None, a.description if a else None) for b, a in got] == [
+            ("newer", "newer"), ("", None)]
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(anext(changes), 0.2)
+    await bus.close()
+
+
+async def test_a_pet_that_aged_out_of_the_search_is_still_taken_back(api: Api, monkeypatch):
+    import datetime as dt
+    from services.pet import api as pet_api
+    from tests.e2e.test_pet import years_ago
+    owner = await api.signup("Ageing")
+    call = api.pet.WatchPets(pet_pb2.WatchPetsRequest(owner=owner.name, max_age_months=12))
+    await opened(call)
+    kitten = await create(api, owner, cat("Kitten", birth_date=years_ago(0, 11)))
+    assert (await next_change(call)).change == CHANGE.CHANGE_ADDED
+    real_today = pet_api.today()
+    monkeypatch.setattr(pet_api, "today", lambda: real_today + dt.timedelta(days=92))  # now 14 months old
+    kitten.description = "grown up"
+    await update(api, owner, kitten, "description")
+    got = await next_change(call)
+    assert got.change == CHANGE.CHANGE_REMOVED and got.pet.name == kitten.name
+    call.cancel()
