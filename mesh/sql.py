@@ -67,12 +67,14 @@ class Database:
         async with self._sessions() as session, session.begin():
             yield session
 
-    async def migrate(self, migrations: Path) -> None:
-        """Brings the service's schema to the newest Alembic revision."""
+    async def migrate(self, migrations: Path, revision: str = "head") -> None:
+        """Brings the service's schema to the newest (or the given) Alembic revision."""
         async with self.engine.begin() as conn:
             if self.schema:
                 await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-            await conn.run_sync(_upgrade, migrations, self.schema)
+                # Alembic's ALTERs name tables bare, past schema_translate_map: resolve them in the service's schema.
+                await conn.execute(sa.text(f'SET LOCAL search_path TO "{self.schema}"'))
+            await conn.run_sync(_upgrade, migrations, self.schema, revision)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -89,20 +91,14 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
-    # SQLite's lower() folds ASCII only; PostgreSQL's (and Python's) fold every script. Same answers everywhere.
-    dbapi_conn.create_function("lower", 1, _lower, deterministic=True)
 
 
-def _lower(value):
-    return value.lower() if isinstance(value, str) else value
-
-
-def _upgrade(sync_conn, migrations: Path, schema: str | None) -> None:
+def _upgrade(sync_conn, migrations: Path, schema: str | None, revision: str) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations))
     cfg.attributes["connection"] = sync_conn
     cfg.attributes["version_table_schema"] = schema
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, revision)
 
 
 def run_migrations_online(target_metadata: sa.MetaData) -> None:

@@ -288,6 +288,8 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 out[f] = getattr(pet, f).strip()
             else:
                 out[f] = getattr(pet, f)
+        if fields & set(search.TEXT_COLUMNS):
+            out.update(search.keys(pet))
         return out
 
     async def _get(self, pet_id: str) -> pet_pb2.Pet:

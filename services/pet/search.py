@@ -18,6 +18,16 @@ EARTH_RADIUS_KM = 6371.0088
 MAX_RADIUS_KM = 20000
 ORDERS = {"", "create_time desc", "distance"}
 TEXT_COLUMNS = ("display_name", "breed", "description")
+
+
+def fold(text: str) -> str:
+    """Case-insensitive form of text, by Python's rules (ß = ss, final sigma, dotted I ...)."""
+    return text.strip().casefold()
+
+
+def keys(pet: pet_pb2.Pet) -> dict[str, str]:
+    """The stored search columns of a pet: its breed and its words, folded."""
+    return {"breed_key": fold(pet.breed), "search_text": "\n".join(fold(getattr(pet, c)) for c in TEXT_COLUMNS)}
 FLAGS = ("good_with_children", "good_with_dogs", "good_with_cats")
 
 
@@ -70,7 +80,7 @@ def sql(r: pet_pb2.ListPetsRequest, today: dt.date):
     if r.sex:
         q = q.where(pets.c.sex == r.sex)
     if r.breed:
-        q = q.where(sa.func.lower(pets.c.breed) == r.breed.strip().lower())
+        q = q.where(pets.c.breed_key == fold(r.breed))
     for flag in FLAGS:
         if getattr(r, flag):
             q = q.where(pets.c[flag].is_(True))
@@ -81,7 +91,7 @@ def sql(r: pet_pb2.ListPetsRequest, today: dt.date):
         if r.max_age_months:
             q = q.where(pets.c.birth_date > domain.months_ago(today, r.max_age_months + 1))
     for word in r.query.split():
-        q = q.where(sa.or_(*(pets.c[c].icontains(word, autoescape=True) for c in TEXT_COLUMNS)))
+        q = q.where(pets.c.search_text.contains(fold(word), autoescape=True))
     if r.HasField("near"):
         # A bounding box the indexes can use (1° of latitude is 111.2 km, so it holds the circle),
         # then the exact great-circle distance.
@@ -108,7 +118,8 @@ def matches(r: pet_pb2.ListPetsRequest, pet: pet_pb2.Pet, today: dt.date, ages: 
         return False
     if (r.statuses and pet.status not in r.statuses) or (r.sex and pet.sex != r.sex):
         return False
-    if r.breed and pet.breed.lower() != r.breed.strip().lower():
+    pet_keys = keys(pet)
+    if r.breed and pet_keys["breed_key"] != fold(r.breed):
         return False
     if any(getattr(r, flag) and not getattr(pet, flag) for flag in FLAGS):
         return False
@@ -122,8 +133,7 @@ def matches(r: pet_pb2.ListPetsRequest, pet: pet_pb2.Pet, today: dt.date, ages: 
             return False
         if r.max_age_months and born <= domain.months_ago(today, r.max_age_months + 1):
             return False
-    texts = [getattr(pet, c).lower() for c in TEXT_COLUMNS]
-    if any(not any(word.lower() in t for t in texts) for word in r.query.split()):
+    if any(fold(word) not in pet_keys["search_text"] for word in r.query.split()):
         return False
     if r.HasField("near"):
         return pet.HasField("location") and distance_km(r.near, pet.location) <= r.radius_km

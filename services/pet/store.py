@@ -24,6 +24,9 @@ pets = sa.Table(
     sa.Column("good_with_children", sa.Boolean, nullable=False, default=False),
     sa.Column("good_with_dogs", sa.Boolean, nullable=False, default=False),
     sa.Column("good_with_cats", sa.Boolean, nullable=False, default=False),
+    # Case-folded in Python (search.keys), so every database and the in-memory matcher agree.
+    sa.Column("breed_key", sa.String(64), nullable=False, server_default=""),
+    sa.Column("search_text", sa.Text, nullable=False, server_default=""),
     sa.Column("create_time", UtcDateTime, nullable=False),
     sa.Column("update_time", UtcDateTime, nullable=False),
     sa.UniqueConstraint("owner_id", "request_id", name="uq_pets_owner_request"),
@@ -31,6 +34,7 @@ pets = sa.Table(
     sa.Index("ix_pets_species_status", "species", "status"),
     sa.Index("ix_pets_owner", "owner_id"),
     sa.Index("ix_pets_location", "latitude", "longitude"),
+    sa.Index("ix_pets_breed_key", "breed_key"),
 )
 
 photos = sa.Table(

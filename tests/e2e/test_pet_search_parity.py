@@ -17,15 +17,22 @@ from tests.conftest import Api
 SPECIES = [animal_pb2.SPECIES_DOG, animal_pb2.SPECIES_CAT, animal_pb2.SPECIES_RABBIT]
 SIZES = [animal_pb2.PET_SIZE_SMALL, animal_pb2.PET_SIZE_MEDIUM, animal_pb2.PET_SIZE_LARGE]
 STATUSES = [pet_pb2.Pet.STATUS_AVAILABLE, pet_pb2.Pet.STATUS_PENDING, pet_pb2.Pet.STATUS_ADOPTED]
-BREEDS = ["Shiba", "shiba", "Mixed", "Tabby", "Über", ""]
-WORDS = ["calm", "Loves walks", "CALM and gentle", "playful", "Ölçü 100%_sure", ""]
+BREEDS = ["Shiba", "shiba", "Mixed", "Tabby", "Über", "ΟΔΟΣ", ""]
+WORDS = ["calm", "Loves walks", "CALM and gentle", "playful", "Ölçü 100%_sure Straße", ""]
 TOKYO = (35.68, 139.76)
 EDGE_AGES = [1, 3, 6, 12, 24]
 AGES = st.one_of(st.integers(0, 130), st.sampled_from([a + d for a in EDGE_AGES for d in (-1, 0)]))
 
 
+@pytest.fixture(scope="module", params=["api", "real_api"], ids=["sqlite", "postgres"])
+def profile_api(request) -> Api:
+    return request.getfixturevalue(request.param)
+
+
 @pytest.fixture(scope="module")
-async def listings(api: Api):
+async def listings(profile_api: Api):
+    """(api, owner, pets): varied listings on the embedded profile and on PostgreSQL."""
+    api = profile_api
     owner = await api.signup("Parity")
     rnd = random.Random(7)
     today = dt.date.today()
@@ -48,7 +55,7 @@ async def listings(api: Api):
             await api.pet.CreatePet(pet_pb2.CreatePetRequest(pet=pet_pb2.Pet(
                 display_name=f"Aged {months}", species=animal_pb2.SPECIES_DOG,
                 birth_date=date_pb2.Date(year=born.year, month=born.month, day=day))), metadata=owner.md)
-    return owner.name, await list_all(api, pet_pb2.ListPetsRequest(owner=owner.name))
+    return api, owner.name, await list_all(api, pet_pb2.ListPetsRequest(owner=owner.name))
 
 
 async def list_all(api: Api, r: pet_pb2.ListPetsRequest) -> list[pet_pb2.Pet]:
@@ -76,8 +83,8 @@ filters = st.fixed_dictionaries({}, optional={
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(f=filters)
-async def test_sql_and_in_memory_matching_agree(api: Api, listings, f):
-    owner, pets = listings
+async def test_sql_and_in_memory_matching_agree(listings, f):
+    api, owner, pets = listings
     near = f.pop("near", None)
     assume(not (f.get("max_age_months") and f.get("min_age_months", 0) > f["max_age_months"]))
     r = pet_pb2.ListPetsRequest(owner=owner, **f)
@@ -92,8 +99,8 @@ async def test_sql_and_in_memory_matching_agree(api: Api, listings, f):
     assert from_sql == in_memory
 
 
-async def test_age_bounds_agree_at_their_edges(api: Api, listings):
-    owner, pets = listings
+async def test_age_bounds_agree_at_their_edges(listings):
+    api, owner, pets = listings
     today = dt.date.today()
     for lo in range(0, 26):
         for hi in [0, *range(lo, 26)]:
@@ -103,9 +110,9 @@ async def test_age_bounds_agree_at_their_edges(api: Api, listings):
 
 
 @pytest.mark.parametrize("f", [{"breed": "über"}, {"query": "ÖLÇÜ"}, {"query": "100%"}, {"query": "%_s"},
-                               {"query": "_"}, {"breed": " shiba "}])
-async def test_text_matching_agrees_beyond_ascii_and_like_wildcards(api: Api, listings, f):
-    owner, pets = listings
+                               {"query": "_"}, {"breed": " shiba "}, {"breed": "οδος"}, {"query": "STRASSE"}])
+async def test_text_matching_agrees_beyond_ascii_and_like_wildcards(listings, f):
+    api, owner, pets = listings
     r = pet_pb2.ListPetsRequest(owner=owner, **f)
     in_memory = {p.name for p in pets if search.matches(r, p, dt.date.today())}
     assert in_memory, "the listings hold a pet for this filter"
