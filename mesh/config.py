@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PETPLATFORM_"
 
-# Seed ports of the per-service deployment (DESIGN.md); --target=all uses grpc_port for every module.
+# Seed ports of the per-service deployment; --target=all uses grpc_port for every module.
 SERVICE_PORTS = {"auth": 3001, "user": 3002, "pet": 3003}
 
 
