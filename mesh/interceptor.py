@@ -112,7 +112,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         untraced = method.lstrip("/").startswith(PUBLIC_SERVICES)
         deserialize = handler.request_deserializer or (lambda b: b)
 
-        async def prologue(context) -> tuple[str, float]:
+        async def prologue(context) -> None:
+            """Request id and logging context, then authentication and authorization."""
             md = _metadata(context)
             request_id = request_id_from(md.get("x-request-id"))
             structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
@@ -123,7 +124,6 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             principal.bind(p)
             if p:
                 structlog.contextvars.bind_contextvars(user_id=p.user_id)
-            return request_id, time.perf_counter()
 
         def parse(raw: bytes):
             try:
@@ -136,7 +136,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     raise errors.invalid_argument(*missing, reason="MISSING_FIELD")
             return msg
 
-        async def fail(context, exc: BaseException, span) -> None:
+        async def fail(context, exc: BaseException, span, start: float) -> None:
+            LATENCY.labels(method).observe(time.perf_counter() - start)
             if isinstance(exc, errors.ApiError):
                 err = exc
                 log.info("rpc rejected", code=err.code.name, reason=err.reason, message=err.message)
@@ -162,68 +163,57 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             async for raw in raw_iter:
                 yield parse(raw)
 
-        if handler.unary_unary:
-            async def unary_unary(raw, context):
-                with server_span(context) as span:
-                    start = time.perf_counter()
-                    try:
-                        _, start = await prologue(context)
-                        response = await handler.unary_unary(parse(raw), context)
-                        await send_headers(context)
-                    except grpc.aio.AbortError:
-                        raise
-                    except Exception as e:  # every failure becomes a status
-                        LATENCY.labels(method).observe(time.perf_counter() - start)
-                        await fail(context, e, span)
-                    done(start, span)
-                    return response
-            return grpc.unary_unary_rpc_method_handler(unary_unary, None, handler.response_serializer)
-
-        if handler.unary_stream:
-            async def unary_stream(raw, context):
-                with server_span(context) as span:
-                    start = time.perf_counter()
-                    try:
-                        _, start = await prologue(context)
-                        async for item in _stream(handler.unary_stream(parse(raw), context)):
-                            await send_headers(context)
-                            yield item
-                    except grpc.aio.AbortError:
-                        raise
-                    except Exception as e:
-                        await fail(context, e, span)
-                    done(start, span)
-            return grpc.unary_stream_rpc_method_handler(unary_stream, None, handler.response_serializer)
-
-        if handler.stream_unary:
-            async def stream_unary(raw_iter, context):
-                with server_span(context) as span:
-                    start = time.perf_counter()
-                    try:
-                        _, start = await prologue(context)
-                        response = await handler.stream_unary(requests(raw_iter), context)
-                        await send_headers(context)
-                    except grpc.aio.AbortError:
-                        raise
-                    except Exception as e:
-                        await fail(context, e, span)
-                    done(start, span)
-                    return response
-            return grpc.stream_unary_rpc_method_handler(stream_unary, None, handler.response_serializer)
-
-        async def stream_stream(raw_iter, context):
+        async def unary(context, invoke):
+            """A call with one response, which invoke() makes once the caller is let in."""
             with server_span(context) as span:
                 start = time.perf_counter()
                 try:
-                    _, start = await prologue(context)
-                    await send_headers(context)  # a bidi peer may wait for headers before it sends
-                    async for item in _stream(handler.stream_stream(requests(raw_iter), context)):
+                    await prologue(context)
+                    response = await invoke()
+                    await send_headers(context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as e:  # every failure becomes a status
+                    await fail(context, e, span, start)
+                done(start, span)
+                return response
+
+        async def streamed(context, items, headers_first: bool):
+            """A call with a stream of responses, which items() yields once the caller is let in."""
+            with server_span(context) as span:
+                start = time.perf_counter()
+                try:
+                    await prologue(context)
+                    if headers_first:  # a bidi peer may wait for headers before it sends
+                        await send_headers(context)
+                    async for item in _stream(items()):
+                        await send_headers(context)
                         yield item
                 except grpc.aio.AbortError:
                     raise
                 except Exception as e:
-                    await fail(context, e, span)
+                    await fail(context, e, span, start)
                 done(start, span)
+
+        if handler.unary_unary:
+            async def unary_unary(raw, context):
+                return await unary(context, lambda: handler.unary_unary(parse(raw), context))
+            return grpc.unary_unary_rpc_method_handler(unary_unary, None, handler.response_serializer)
+
+        if handler.unary_stream:
+            async def unary_stream(raw, context):
+                async for item in streamed(context, lambda: handler.unary_stream(parse(raw), context), False):
+                    yield item
+            return grpc.unary_stream_rpc_method_handler(unary_stream, None, handler.response_serializer)
+
+        if handler.stream_unary:
+            async def stream_unary(raw_iter, context):
+                return await unary(context, lambda: handler.stream_unary(requests(raw_iter), context))
+            return grpc.stream_unary_rpc_method_handler(stream_unary, None, handler.response_serializer)
+
+        async def stream_stream(raw_iter, context):
+            async for item in streamed(context, lambda: handler.stream_stream(requests(raw_iter), context), True):
+                yield item
         return grpc.stream_stream_rpc_method_handler(stream_stream, None, handler.response_serializer)
 
     async def _authenticate(self, md: dict[str, str], access: int) -> Principal | None:
