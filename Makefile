@@ -40,6 +40,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	@# xds-protos (dev only) ships older copies of opentelemetry/proto/*: the OTLP exporter's own must win.
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps \
+		"opentelemetry-proto==$$(grep -o 'opentelemetry-exporter-otlp-proto-grpc==[0-9.]*' pyproject.toml | cut -d= -f3)"
 	touch $(STAMP)
 
 clean:
