@@ -4,19 +4,24 @@ scanners that fetch links cannot spend it."""
 from __future__ import annotations
 
 import html
+import logging
 
 from aiohttp import web
 import grpc
 
 from gateway.policy import EdgePolicy
 from gateway.request_keys import CLIENT_IP
+from gateway.transcode import HTTP_STATUS
 from gateway.upstream import status_of
+from mesh import errors
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
 from petplatform.common.v1 import access_pb2
 
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
 _STYLE = "body{font-family:sans-serif;max-width:32em;margin:4em auto;line-height:1.5}button{font-size:1.1em}"
 _TOKEN_MAX = 200
+_FORM_MAX = 4096
+log = logging.getLogger(__name__)
 
 
 def page(title: str, body: str, status: int = 200) -> web.Response:
@@ -39,6 +44,29 @@ class VerifyEmailPage:
         await self.policy.admit(ip, None, access_pb2.ACCESS_PUBLIC)
 
     async def show(self, request: web.Request) -> web.Response:
+        return await self._as_page(self._show, request)
+
+    async def confirm(self, request: web.Request) -> web.Response:
+        return await self._as_page(self._confirm, request)
+
+    async def _as_page(self, handler, request: web.Request) -> web.Response:
+        """A person is reading: failures are pages too, not JSON. The token is only spent on success,
+        so 'try again' is always safe."""
+        try:
+            return await handler(request)
+        except errors.ApiError as e:  # the edge policy: rate limit or IP lists
+            adm = getattr(e, "admission", None)
+            response = page("Please wait", f"<p>{html.escape(e.message)}. Try again in a minute.</p>",
+                            HTTP_STATUS[e.code])
+            if adm:
+                response.headers["Retry-After"] = str(adm.reset_seconds)
+            return response
+        except grpc.aio.AioRpcError as e:
+            log.warning("verify-email page: auth service answered %s", e.code().name)
+            return page("Not available right now", "<p>We could not confirm your email just now. Open the link "
+                                                  "again in a few minutes.</p>", 503)
+
+    async def _show(self, request: web.Request) -> web.Response:
         await self.admit(request)
         token = request.query.get("token", "")
         if not token or len(token) > _TOKEN_MAX:
@@ -49,8 +77,10 @@ class VerifyEmailPage:
                     f"<input type='hidden' name='token' value='{html.escape(token, quote=True)}'>"
                     "<button type='submit'>Confirm my email</button></form>")
 
-    async def confirm(self, request: web.Request) -> web.Response:
+    async def _confirm(self, request: web.Request) -> web.Response:
         await self.admit(request)
+        if (request.content_length or 0) > _FORM_MAX:
+            return page("Link not valid", "<p>This request is too large.</p>", 413)
         token = (await request.post()).get("token", "")
         if not isinstance(token, str) or not token or len(token) > _TOKEN_MAX:
             return page("Link not valid", "<p>This verification link is incomplete.</p>", 400)
@@ -58,8 +88,8 @@ class VerifyEmailPage:
             reply = await auth_pb2_grpc.AuthServiceStub(self.channel_for("auth")).VerifyEmail(
                 auth_pb2.VerifyEmailRequest(token=token), timeout=10)
         except grpc.aio.AioRpcError as e:
-            if e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
-                return page("Link not valid", f"<p>{html.escape(status_of(e).message)}.</p>", 400)
-            raise
+            if e.code() not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+                raise
+            return page("Link not valid", f"<p>{html.escape(status_of(e).message)}.</p>", 400)
         return page("Email confirmed", f"<p>Thank you: {html.escape(reply.account.email)} is confirmed. "
                                        "You can close this page.</p>")

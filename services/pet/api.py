@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 
 PET_TYPE = "pet.petplatform.dev/Pet"
 SOURCE = "pet"
+def next_update_time(previous: pet_pb2.Pet) -> dt.datetime:
+    """Now, but always after the pet's last update, whatever another replica's clock said: watchers
+    order a pet's events by it."""
+    return max(utcnow(), previous.update_time.ToDatetime(tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=1))
+
+
 def today() -> dt.date:
     return utcnow().date()
 
@@ -89,7 +95,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 request.pet, pet, replace_message_field=True, replace_repeated_field=True)
             domain.check_pet(pet, paths, today())
             await s.execute(pets.update().where(pets.c.id == pet_id).values(
-                update_time=utcnow(), **self._columns(pet, paths)))
+                update_time=next_update_time(previous), **self._columns(pet, paths)))
             updated = await self._message(s, pet_id)
             await self._emit_updated(s, previous, updated, sorted(paths))
             return pet_pb2.UpdatePetResponse(pet=updated)
@@ -176,7 +182,8 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                     raise errors.failed_precondition(f"a pet has at most {domain.MAX_PHOTOS_PER_PET} photos",
                                                      "TOO_MANY_PHOTOS")
                 previous = await self._message(s, pet_id)
-                await s.execute(pets.update().where(pets.c.id == pet_id).values(update_time=utcnow()))
+                await s.execute(pets.update().where(pets.c.id == pet_id).values(
+                    update_time=next_update_time(previous)))
                 await s.execute(photos.insert().values(id=photo_id, pet_id=pet_id, content_type=content_type,
                                                        size_bytes=len(request.content), width=width, height=height,
                                                        create_time=now))
@@ -196,7 +203,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             gone = await s.execute(photos.delete().where(photos.c.id == photo_id, photos.c.pet_id == pet_id))
             if gone.rowcount != 1:
                 raise errors.not_found("pet.petplatform.dev/Photo", request.name)
-            await s.execute(pets.update().where(pets.c.id == pet_id).values(update_time=utcnow()))
+            await s.execute(pets.update().where(pets.c.id == pet_id).values(update_time=next_update_time(previous)))
             await self._emit_updated(s, previous, await self._message(s, pet_id), ["photos"])
         await self._drop_blobs([photo_key(pet_id, photo_id)])
         return pet_pb2.DeletePetPhotoResponse()

@@ -25,7 +25,7 @@ pets = sa.Table(
     sa.Column("good_with_dogs", sa.Boolean, nullable=False, default=False),
     sa.Column("good_with_cats", sa.Boolean, nullable=False, default=False),
     # Case-folded in Python (search.keys), so every database and the in-memory matcher agree.
-    sa.Column("breed_key", sa.String(64), nullable=False, server_default=""),
+    sa.Column("breed_key", sa.String(256), nullable=False, server_default=""),  # folding may triple a length
     sa.Column("search_text", sa.Text, nullable=False, server_default=""),
     sa.Column("create_time", UtcDateTime, nullable=False),
     sa.Column("update_time", UtcDateTime, nullable=False),

@@ -32,7 +32,8 @@ REMEMBERED_PETS = 10_000
 
 
 def change_of(envelope: event_pb2.EventEnvelope) -> tuple[Change, float]:
-    """The change an event describes, and its version: the pet's update_time, or the deletion time."""
+    """The change an event describes, and its version: the pet's update_time, which only grows (see
+    api.next_update_time); a deletion comes just after the state it deleted."""
     if envelope.type == "pet.created":
         created = pet_pb2.PetCreatedEvent()
         envelope.payload.Unpack(created)
@@ -44,8 +45,9 @@ def change_of(envelope: event_pb2.EventEnvelope) -> tuple[Change, float]:
         return (before, updated.pet), updated.pet.update_time.ToNanoseconds() / 1e9
     deleted = pet_pb2.PetDeletedEvent()
     envelope.payload.Unpack(deleted)
-    before = deleted.pet if deleted.HasField("pet") else pet_pb2.Pet(name=deleted.name)
-    return (before, None), envelope.time.ToNanoseconds() / 1e9
+    if deleted.HasField("pet"):  # just after its last state, whatever the deleting replica's clock says
+        return (deleted.pet, None), deleted.pet.update_time.ToNanoseconds() / 1e9 + 1e-6
+    return (pet_pb2.Pet(name=deleted.name), None), envelope.time.ToNanoseconds() / 1e9
 
 
 class WatchHub:

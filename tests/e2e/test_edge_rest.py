@@ -280,3 +280,25 @@ async def test_the_link_in_the_verification_email_works(edge: EdgeClient):
         assert r.status == 400 and "<script>" not in await r.text()
     async with edge.http.get(edge.url + "/verify-email") as r:
         assert r.status == 400
+
+
+async def test_the_verification_page_fails_as_a_page(tmp_path, smtp_sink):
+    from gateway.edge import Edge
+    from mesh.runtime import Runtime
+    from mesh.server import MODULES
+    rt = Runtime(embedded_settings(tmp_path, smtp_sink, rate_limit_per_minute=2,
+                                   **{f"{m}_addr": "127.0.0.1:1" for m in MODULES}), set())
+    lonely = Edge(rt, list(MODULES))
+    await lonely.start(http_port=0, grpc_port=0)
+    try:
+        async with aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{lonely.http_port}/verify-email"
+            async with http.post(base, data={"token": "t" * 40}) as r:  # the auth service is down
+                assert r.status == 503 and r.content_type == "text/html" and "again" in await r.text()
+            async with http.post(base, data={"token": "x" * 5000}) as r:
+                assert r.status == 413 and r.content_type == "text/html"
+            async with http.get(base, params={"token": "t"}) as r:  # the budget of 2 is spent
+                assert r.status == 429 and r.content_type == "text/html" and int(r.headers["Retry-After"]) >= 1
+    finally:
+        await lonely.stop(grace=1)
+        await rt.close()

@@ -117,3 +117,12 @@ async def test_text_matching_agrees_beyond_ascii_and_like_wildcards(listings, f)
     in_memory = {p.name for p in pets if search.matches(r, p, dt.date.today())}
     assert in_memory, "the listings hold a pet for this filter"
     assert {p.name for p in await list_all(api, r)} == in_memory
+
+
+async def test_a_breed_longer_once_folded_still_fits(listings):
+    api, owner, _ = listings
+    session = await api.signup("Long breed")
+    pet = (await api.pet.CreatePet(pet_pb2.CreatePetRequest(pet=pet_pb2.Pet(
+        display_name="Long", species=animal_pb2.SPECIES_DOG, breed="ß" * 64)), metadata=session.md)).pet
+    found = await list_all(api, pet_pb2.ListPetsRequest(owner=session.name, breed="ẞ" * 64))  # capital sharp s
+    assert [p.name for p in found] == [pet.name]

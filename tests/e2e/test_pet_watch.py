@@ -208,15 +208,16 @@ async def test_events_arriving_out_of_order_do_not_roll_a_pet_back():
         return pet_pb2.PetUpdatedEvent(pet=pet, previous=pet)
 
     async with hub.watch() as changes:
+        deleted = pet_pb2.PetDeletedEvent(name="pets/p", pet=version("newer", 20).pet)
         for event_type, payload, at in (("pet.updated", version("newer", 20), 20),
                                         ("pet.updated", version("older", 10), 10),  # relayed late
-                                        ("pet.deleted", pet_pb2.PetDeletedEvent(name="pets/p"), 30),
-                                        ("pet.updated", version("ghost", 25), 25)):  # older than the deletion
+                                        ("pet.deleted", deleted, 5),  # by a replica whose clock is behind
+                                        ("pet.updated", version("ghost", 20), 20)):  # a duplicate, after it
             await bus.publish(event_type, envelope_of(event_type, payload, at), "id")
         await asyncio.sleep(0.1)
         got = [await asyncio.wait_for(anext(changes), 1) for _ in range(2)]
         assert [(b.description if b else None, a.description if a else None) for b, a in got] == [
-            ("newer", "newer"), ("", None)]
+            ("newer", "newer"), ("newer", None)], "the deletion comes after the state it deleted"
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(anext(changes), 0.2)
     await bus.close()
@@ -238,3 +239,14 @@ async def test_a_pet_that_aged_out_of_the_search_is_still_taken_back(api: Api, m
     got = await next_change(call)
     assert got.change == CHANGE.CHANGE_REMOVED and got.pet.name == kitten.name
     call.cancel()
+
+
+def test_update_times_only_grow_whatever_the_clock_says():
+    import datetime as dt
+    from services.pet.api import next_update_time
+    ahead = pet_pb2.Pet()
+    ahead.update_time.FromDatetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5))  # another replica
+    assert next_update_time(ahead) == ahead.update_time.ToDatetime(tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=1)
+    behind = pet_pb2.Pet()
+    behind.update_time.FromSeconds(1)
+    assert next_update_time(behind) > dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)
