@@ -49,12 +49,13 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
         return base64.b64encode(chunk) if text else chunk
 
     response = web.StreamResponse(status=200, headers={**request[EDGE_HEADERS], "Content-Type": content_type})
+    admission = None
     try:
         method = lookup(request.path)
         if method is None or method.client_streaming or request.method != "POST":
             raise errors.ApiError(grpc.StatusCode.UNIMPLEMENTED, f"unknown method {request.path}", "UNKNOWN_METHOD")
         admission = await edge.policy.admit(edge.client_ip(request), request.headers.get("Authorization"),
-                                            method_access(request.path))
+                                            method_access(request.path), streaming=method.server_streaming)
         response.headers.update(admission.headers())
         raw = await request.read()
         if text:
@@ -91,6 +92,9 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
         status, trailing = e.to_status(), ()
         if adm := getattr(e, "admission", None):
             response.headers.update(adm.headers())
+    finally:
+        if admission:
+            admission.release()
     lines = trailer_lines(status, trailing)
     if not response.prepared:
         # Trailers-only: nothing was sent yet, so the status travels in the HTTP headers.

@@ -37,27 +37,27 @@ class PassThrough(grpc.GenericRpcHandler):
         channel = self.channel_for(service.split(".")[1] if service.startswith("petplatform.") else self.default_module)
         access = method_access(path)
 
-        async def admit(context) -> tuple:
+        async def admit(context, streaming: bool = False) -> tuple:
             md = dict(context.invocation_metadata() or ())
             peer = context.peer() or ""
             ip = self.policy.client_ip(peer.rsplit(":", 1)[0].removeprefix("ipv4:").removeprefix("ipv6:").strip("[]"),
                                        md.get("x-forwarded-for"))
             try:
-                await self.policy.admit(ip, md.get("authorization"), access)
+                admission = await self.policy.admit(ip, md.get("authorization"), access, streaming=streaming)
             except errors.ApiError as e:
                 from grpc_status import rpc_status
                 s = rpc_status.to_status(e.to_status())
                 await context.abort(s.code, s.details, s.trailing_metadata)
             forward = tuple((k, v) for k, v in md.items() if k not in _DROP) + (("x-forwarded-for", ip),)
             remaining = context.time_remaining()
-            return forward, (remaining if remaining is not None and remaining < 3600 else None)
+            return forward, (remaining if remaining is not None and remaining < 3600 else None), admission
 
         async def relay_error(context, e: grpc.aio.AioRpcError):
             await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
 
         if not method.client_streaming and not method.server_streaming:
             async def unary_unary(request, context):
-                md, timeout = await admit(context)
+                md, timeout, _ = await admit(context)
                 call = channel.unary_unary(path, _identity, _identity)(request, metadata=md, timeout=timeout)
                 try:
                     reply = await call
@@ -70,7 +70,7 @@ class PassThrough(grpc.GenericRpcHandler):
 
         if not method.client_streaming:
             async def unary_stream(request, context):
-                md, timeout = await admit(context)
+                md, timeout, admission = await admit(context, streaming=True)
                 call = channel.unary_stream(path, _identity, _identity)(request, metadata=md, timeout=timeout)
                 try:
                     if await stream_opened(call):  # else stay trailers-only, as the service answered
@@ -81,11 +81,12 @@ class PassThrough(grpc.GenericRpcHandler):
                     await relay_error(context, e)
                 finally:
                     call.cancel()  # the client went away: so does the upstream call
+                    admission.release()
             return grpc.unary_stream_rpc_method_handler(unary_stream, _identity, _identity)
 
         if not method.server_streaming:
             async def stream_unary(request_iterator, context):
-                md, timeout = await admit(context)
+                md, timeout, _ = await admit(context)
                 call = channel.stream_unary(path, _identity, _identity)(request_iterator, metadata=md, timeout=timeout)
                 try:
                     return await call
@@ -94,7 +95,7 @@ class PassThrough(grpc.GenericRpcHandler):
             return grpc.stream_unary_rpc_method_handler(stream_unary, _identity, _identity)
 
         async def stream_stream(request_iterator, context):
-            md, timeout = await admit(context)
+            md, timeout, admission = await admit(context, streaming=True)
             call = channel.stream_stream(path, _identity, _identity)(request_iterator, metadata=md, timeout=timeout)
             try:
                 await context.send_initial_metadata(tuple(await call.initial_metadata() or ()))
@@ -104,4 +105,5 @@ class PassThrough(grpc.GenericRpcHandler):
                 await relay_error(context, e)
             finally:
                 call.cancel()
+                admission.release()
         return grpc.stream_stream_rpc_method_handler(stream_stream, _identity, _identity)

@@ -2,9 +2,11 @@
 come in (IP lists), whether it is signed in (JWT), and how much it may call (rate limit)."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import ipaddress
 import math
+from collections.abc import Callable
 
 from mesh import errors
 from mesh.config import Settings
@@ -18,6 +20,13 @@ class Admission:
     limit: int
     remaining: int
     reset_seconds: int
+    _release: Callable[[], None] | None = None
+
+    def release(self) -> None:
+        """Gives back the stream slot this admission holds, if any (idempotent)."""
+        if self._release:
+            self._release()
+            self._release = None
 
     def headers(self) -> dict[str, str]:
         return {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
@@ -29,6 +38,7 @@ class EdgePolicy:
         self.s = settings
         self.cache = cache
         self.verifier = verifier
+        self._streams: collections.Counter[str] = collections.Counter()  # open streams per client, here
         self.allow = [ipaddress.ip_network(c, strict=False) for c in settings.ip_allow]
         self.deny = [ipaddress.ip_network(c, strict=False) for c in settings.ip_deny]
 
@@ -47,8 +57,9 @@ class EdgePolicy:
         if self.allow and (addr is None or not any(addr in n for n in self.allow)):
             raise errors.permission_denied("your address is not allowed", "IP_NOT_ALLOWED")
 
-    async def admit(self, ip: str, authorization: str | None, access: int) -> Admission:
-        """Authenticates (where the method needs it) and counts the call against the client's budget."""
+    async def admit(self, ip: str, authorization: str | None, access: int, streaming: bool = False) -> Admission:
+        """Authenticates (where the method needs it) and counts the call against the client's budget.
+        A stream also takes one of the client's stream slots on this replica: release() gives it back."""
         self.check_ip(ip)
         principal = None
         scheme, _, token = (authorization or "").partition(" ")
@@ -71,4 +82,18 @@ class EdgePolicy:
                                             "RATE_LIMITED", admission.reset_seconds)
             err.admission = admission
             raise err
+        if streaming:
+            if self._streams[client] >= self.s.max_streams_per_client:
+                err = errors.resource_exhausted(
+                    f"at most {self.s.max_streams_per_client} open streams per client: close one first",
+                    "TOO_MANY_STREAMS", 1)
+                err.admission = admission
+                raise err
+            self._streams[client] += 1
+            admission._release = lambda: self._close_stream(client)
         return admission
+
+    def _close_stream(self, client: str) -> None:
+        self._streams[client] -= 1
+        if self._streams[client] <= 0:
+            del self._streams[client]

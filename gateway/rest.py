@@ -172,7 +172,15 @@ class RestEdge:
         raise errors.not_found("path", request.path)
 
     async def call(self, request: web.Request, b: Binding, path_vars: dict[str, str]) -> web.StreamResponse:
-        admission = await self.policy.admit(self.client_ip(request), request.headers.get("Authorization"), b.access)
+        admission = await self.policy.admit(self.client_ip(request), request.headers.get("Authorization"), b.access,
+                                            streaming=b.method.server_streaming)
+        try:
+            return await self.call_admitted(request, b, path_vars, admission)
+        finally:
+            admission.release()
+
+    async def call_admitted(self, request: web.Request, b: Binding, path_vars: dict[str, str],
+                            admission: Admission) -> web.StreamResponse:
         body = await request.read() if b.body else b""
         message = build_request(b, path_vars, request.query.items(), body)
         streaming = b.method.server_streaming

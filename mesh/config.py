@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     cors_allowed_origins: list[str] = ["http://localhost:3100", "http://127.0.0.1:3100"]  # "*" allows any
     rate_limit_per_minute: int = Field(100, ge=1)  # per client: the user when signed in, else the IP
     rate_limit_window_seconds: int = Field(60, ge=1)  # the budget above is per this window
+    max_streams_per_client: int = Field(20, ge=1)  # open server streams per client on one edge replica
     ip_allow: list[str] = []  # CIDRs; when set, only these may call the edge
     ip_deny: list[str] = []  # CIDRs refused at the edge
     trust_forwarded_for: bool = False  # behind a load balancer: take the client IP from X-Forwarded-For

@@ -7,6 +7,7 @@ import base64
 import json
 import struct
 
+import aiohttp
 import grpc
 from prometheus_client import REGISTRY
 import pytest
@@ -139,3 +140,35 @@ async def test_pass_through_relays_a_refused_stream_with_its_details(edge: EdgeC
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await call.read()
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "owner" in violations(e.value)
+
+
+async def test_open_streams_are_capped_per_client_on_every_protocol(tmp_path, smtp_sink):
+    from tests.conftest import embedded_settings, start_edge, start_platform
+    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, max_streams_per_client=1))
+    edge = await start_edge(platform)
+    url = f"http://127.0.0.1:{edge.http_port}"
+    request = pet_pb2.WatchPetsRequest().SerializeToString()
+    web_body = struct.pack(">BI", 0, len(request)) + request
+    try:
+        async with aiohttp.ClientSession() as http, grpc.aio.insecure_channel(f"127.0.0.1:{edge.grpc_port}") as ch:
+            async with http.get(url + WATCH) as first:
+                assert first.status == 200
+                async with http.get(url + WATCH) as second:
+                    assert second.status == 429 and (await second.json())["details"][0]["reason"] == "TOO_MANY_STREAMS"
+                async with http.post(url + "/petplatform.pet.v1.PetService/WatchPets", data=web_body,
+                                     headers={"Content-Type": "application/grpc-web+proto"}) as web:
+                    assert web.headers["grpc-status"] == str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await pet_pb2_grpc.PetServiceStub(ch).WatchPets(pet_pb2.WatchPetsRequest()).read()
+                assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                async with http.get(url + "/v1/pets") as unary:
+                    assert unary.status == 200, "only streams are capped"
+            for _ in range(50):  # the first stream's slot comes back once the edge sees it closed
+                async with http.get(url + WATCH, headers={"grpc-timeout": "1m"}) as again:
+                    if again.status == 200:
+                        break
+                await asyncio.sleep(0.05)
+            assert again.status == 200
+    finally:
+        await edge.stop(grace=1)
+        await platform.stop(grace=1)
