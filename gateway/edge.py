@@ -11,6 +11,7 @@ from aiohttp import web
 from google.protobuf import json_format
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from gateway import openapi
 from gateway.http_rules import bindings
@@ -58,6 +59,8 @@ class Edge:
         self.http_port = site._server.sockets[0].getsockname()[1]
         self.grpc_server = grpc.aio.server(options=CHANNEL_OPTIONS)
         self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.rt.channel, self.modules[0]),))
+        # From the edge's own descriptors, so grpcurl sees every service however they are deployed.
+        reflection.enable_server_reflection([*self.services, reflection.SERVICE_NAME], self.grpc_server)
         self.grpc_port = self.grpc_server.add_insecure_port(
             f"{self.s.host}:{self.s.edge_grpc_port if grpc_port is None else grpc_port}")
         await self.grpc_server.start()

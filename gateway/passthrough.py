@@ -9,9 +9,9 @@ from gateway.policy import EdgePolicy
 from mesh import errors
 from mesh.interceptor import method_access
 
-# Besides the platform's services, mobile developers get health checks and reflection (grpcurl works
-# against the edge); they go to the first module's server, which in the all-in-one process knows all.
-EXPOSED = ("petplatform.", "grpc.health.v1.", "grpc.reflection.")
+# Besides the platform's services, health checks go through (to the first module's server).
+# Reflection is answered by the edge itself (see edge.py), which knows every contract.
+EXPOSED = ("petplatform.", "grpc.health.v1.")
 
 # Hop-by-hop or set by gRPC itself; everything else (authorization, x-request-id, custom keys) goes through.
 # (traceparent goes through too: the service's span continues the app's trace.)
@@ -77,6 +77,7 @@ class PassThrough(grpc.GenericRpcHandler):
                         await context.send_initial_metadata(tuple(await call.initial_metadata() or ()))
                     async for item in call:
                         yield item
+                    context.set_trailing_metadata(tuple(await call.trailing_metadata() or ()))
                 except grpc.aio.AioRpcError as e:
                     await relay_error(context, e)
                 finally:
@@ -89,9 +90,12 @@ class PassThrough(grpc.GenericRpcHandler):
                 md, timeout, _ = await admit(context)
                 call = channel.stream_unary(path, _identity, _identity)(request_iterator, metadata=md, timeout=timeout)
                 try:
-                    return await call
+                    reply = await call
                 except grpc.aio.AioRpcError as e:
                     await relay_error(context, e)
+                await context.send_initial_metadata(tuple(await call.initial_metadata() or ()))
+                context.set_trailing_metadata(tuple(await call.trailing_metadata() or ()))
+                return reply
             return grpc.stream_unary_rpc_method_handler(stream_unary, _identity, _identity)
 
         async def stream_stream(request_iterator, context):
@@ -101,6 +105,7 @@ class PassThrough(grpc.GenericRpcHandler):
                 await context.send_initial_metadata(tuple(await call.initial_metadata() or ()))
                 async for item in call:
                     yield item
+                context.set_trailing_metadata(tuple(await call.trailing_metadata() or ()))
             except grpc.aio.AioRpcError as e:
                 await relay_error(context, e)
             finally:

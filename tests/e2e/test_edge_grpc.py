@@ -142,9 +142,9 @@ async def test_grpc_pass_through(edge: EdgeClient):
         assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-async def test_pass_through_streams_both_ways(edge: EdgeClient):
+async def test_reflection_and_health_streams_at_the_edge(edge: EdgeClient):
     async with grpc.aio.insecure_channel(edge.grpc_address) as ch:
-        # bidi: server reflection, as grpcurl uses it
+        # server reflection, as grpcurl uses it, answered by the edge from every contract it serves
         stub = reflection_pb2_grpc.ServerReflectionStub(ch)
 
         async def asks():

@@ -6,6 +6,7 @@ import io
 import uuid
 
 import aiohttp
+import grpc
 from openapi_spec_validator import validate
 from PIL import Image
 import pytest
@@ -256,6 +257,14 @@ async def test_client_deadline_is_504_and_unreachable_service_503(edge: EdgeClie
             assert r.status == 503 and (await r.json())["ready"] is False
         async with edge.http.get(base + "/healthz") as r:
             assert r.status == 200  # alive, just not ready
+        from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{lonely.grpc_port}") as ch:
+            async def ask():
+                yield reflection_pb2.ServerReflectionRequest(list_services="")
+            (reply,) = [r async for r in reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(ask())]
+        assert {"petplatform.auth.v1.AuthService", "petplatform.user.v1.UserService",
+                "petplatform.pet.v1.PetService"} <= {s.name for s in reply.list_services_response.service}, \
+            "the edge describes every contract, whichever services are up"
     finally:
         await lonely.stop(grace=1)
         await rt.close()
