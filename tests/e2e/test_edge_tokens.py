@@ -1,0 +1,64 @@
+"""Forged, expired and malformed tokens are refused by the edge itself, the same way on REST,
+gRPC-Web and gRPC pass-through: 401 / UNAUTHENTICATED with the reason."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import struct
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from google.rpc import error_details_pb2, status_pb2
+import grpc
+import jwt
+import pytest
+
+from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
+from tests.conftest import EdgeClient, error_reason, status_of
+from tests.e2e.test_auth import _sign, auth_module
+
+CASES = ["other-key", "expired", "garbage", "basic", "none-alg", "wrong-issuer", "missing", "empty-bearer"]
+
+
+def authorization(edge: EdgeClient, case: str) -> tuple[str | None, str]:
+    keys = auth_module(edge.api).keys
+    now = dt.datetime.now(dt.timezone.utc)
+    return {
+        "other-key": ("Bearer " + _sign({}, ec.generate_private_key(ec.SECP256R1()), keys.kid), "TOKEN_INVALID"),
+        "expired": ("Bearer " + _sign({"iat": now - dt.timedelta(hours=1), "exp": now - dt.timedelta(minutes=30)},
+                                      keys.private_key, keys.kid), "TOKEN_EXPIRED"),
+        "garbage": ("Bearer abc.def.ghi", "TOKEN_INVALID"),
+        "basic": ("Basic dXNlcjpwYXNz", "TOKEN_INVALID"),
+        "none-alg": ("Bearer " + jwt.encode({"sub": "x"}, None, algorithm="none", headers={"kid": keys.kid}),
+                     "TOKEN_INVALID"),
+        "wrong-issuer": ("Bearer " + _sign({"iss": "evil"}, keys.private_key, keys.kid), "TOKEN_INVALID"),
+        "missing": (None, "TOKEN_MISSING"),
+        "empty-bearer": ("Bearer ", "TOKEN_INVALID"),
+    }[case]
+
+
+CREATE = pet_pb2.CreatePetRequest(pet=pet_pb2.Pet(display_name="Nope", species=1))
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_bad_tokens_are_refused_alike_on_every_protocol(edge: EdgeClient, case: str):
+    header, reason = authorization(edge, case)
+    headers = {"Authorization": header} if header else {}
+    async with edge.http.post(edge.url + "/v1/pets", json={"displayName": "Nope", "species": "SPECIES_DOG"},
+                              headers=headers) as r:
+        body = await r.json()
+        assert r.status == 401 and body["code"] == 16 and body["details"][0]["reason"] == reason
+    frame = CREATE.SerializeToString()
+    async with edge.http.post(edge.url + "/petplatform.pet.v1.PetService/CreatePet",
+                              data=struct.pack(">BI", 0, len(frame)) + frame,
+                              headers={"Content-Type": "application/grpc-web+proto", **headers}) as r:
+        assert r.headers["grpc-status"] == "16"
+        details = r.headers["grpc-status-details-bin"]
+        status = status_pb2.Status.FromString(base64.b64decode(details + "=" * (-len(details) % 4)))
+        info = error_details_pb2.ErrorInfo()
+        assert status.details[0].Unpack(info) and info.reason == reason
+    async with grpc.aio.insecure_channel(edge.grpc_address) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await pet_pb2_grpc.PetServiceStub(ch).CreatePet(
+                CREATE, metadata=(("authorization", header),) if header else None)
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED and error_reason(e.value) == reason
+        assert status_of(e.value).code == 16
