@@ -57,7 +57,11 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
         admission = await edge.policy.admit(edge.client_ip(request), request.headers.get("Authorization"),
                                             method_access(request.path), streaming=method.server_streaming)
         response.headers.update(admission.headers())
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:  # as a gRPC server answers an oversized message
+            raise errors.ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"request larger than "
+                                  f"{edge.s.max_request_bytes} bytes", "BODY_TOO_LARGE") from None
         if text:
             try:
                 raw = base64.b64decode(raw, validate=True)

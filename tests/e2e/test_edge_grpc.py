@@ -182,3 +182,18 @@ async def test_rate_limit_on_grpc_and_grpc_web(tmp_path, smtp_sink):
     finally:
         await edge.stop(grace=1)
         await platform.stop(grace=1)
+
+
+async def test_oversized_messages_are_refused_as_grpc_statuses(edge: EdgeClient):
+    session = await edge.api.signup("Big sender")  # the body is read only once the caller is let in
+    big = pet_pb2.UploadPetPhotoRequest(parent="pets/x", content=b"\0" * (9 * 1024 * 1024)).SerializeToString()
+    async with edge.http.post(edge.url + "/petplatform.pet.v1.PetService/UploadPetPhoto",
+                              data=struct.pack(">BI", 0, len(big)) + big,
+                              headers={"Content-Type": "application/grpc-web+proto",
+                                       "Authorization": f"Bearer {session.access_token}"}) as r:
+        assert r.status == 200 and r.headers["grpc-status"] == str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+    async with grpc.aio.insecure_channel(edge.grpc_address) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await pet_pb2_grpc.PetServiceStub(ch).UploadPetPhoto(pet_pb2.UploadPetPhotoRequest.FromString(big),
+                                                                 metadata=session.md)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
