@@ -52,17 +52,22 @@ def jwt_rules(services: list[str]) -> list[dict]:
     return rules
 
 
+# Set by jwt_authn from a verified token's `sub`, after header_mutation removed any the client sent.
+USER_HEADER = "x-petplatform-user"
+
+
 def upstream(service: str) -> dict:
-    """Where a service's calls go, and how they count against the rate limit: per user, and per IP."""
+    """Where a service's calls go, and how they count against the rate limit: per user when signed
+    in, else per IP (as the Python edge does), so users behind one NAT don't share a budget."""
     return {"cluster": service.split(".")[1],
             "retry_policy": {"retry_on": "unavailable", "num_retries": 0},
             "rate_limits": [
-                {"actions": [{"metadata": {
-                    "descriptor_key": "user", "source": "DYNAMIC",
-                    "metadata_key": {"key": "envoy.filters.http.jwt_authn",
-                                     "path": [{"key": "jwt_payload"}, {"key": "sub"}]},
-                    "skip_if_absent": True}}]},
-                {"actions": [{"remote_address": {}}]}]}
+                {"actions": [{"request_headers": {"header_name": USER_HEADER, "descriptor_key": "user",
+                                                  "skip_if_absent": True}}]},
+                {"actions": [{"header_value_match": {"descriptor_key": "anonymous", "descriptor_value": "yes",
+                                                     "expect_match": False,
+                                                     "headers": [{"name": USER_HEADER, "present_match": True}]}},
+                             {"remote_address": {}}]}]}
 
 
 def routes(services: list[str]) -> dict:
@@ -70,6 +75,7 @@ def routes(services: list[str]) -> dict:
         "name": "petplatform",
         "virtual_hosts": [{
             "name": "petplatform", "domains": ["*"],
+            "request_headers_to_remove": [USER_HEADER],  # for the rate limit only: services read the token
             "response_headers_to_add": [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
                                         for k, v in (("strict-transport-security", "max-age=63072000; includeSubDomains"),
                                                      ("x-content-type-options", "nosniff"),
@@ -122,10 +128,14 @@ def http_manager(stat_prefix: str, services: list[str], *, browser: bool) -> dic
         ]
     # After the transcoder every request has a gRPC path, so one set of JWT rules covers REST too.
     filters += [
+        {"name": "envoy.filters.http.header_mutation", "typed_config": {
+            "@type": f"{T}.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": [{"remove": USER_HEADER}]}}},
         {"name": "envoy.filters.http.jwt_authn", "typed_config": {
             "@type": f"{T}.filters.http.jwt_authn.v3.JwtAuthentication",
             "providers": {"petplatform": {
-                "issuer": "petplatform", "forward": True, "payload_in_metadata": "jwt_payload",
+                "issuer": "petplatform", "forward": True,
+                "claim_to_headers": [{"header_name": USER_HEADER, "claim_name": "sub"}],
                 "remote_jwks": {"http_uri": {"uri": "http://127.0.0.1:3000/v1/auth/jwks", "cluster": "edge_self",
                                              "timeout": "5s"},
                                 "cache_duration": "300s",

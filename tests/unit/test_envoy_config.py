@@ -13,6 +13,7 @@ from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401
 from envoy.extensions.filters.http.cors.v3 import cors_pb2  # noqa: F401
 from envoy.extensions.filters.http.grpc_json_transcoder.v3 import transcoder_pb2
 from envoy.extensions.filters.http.grpc_web.v3 import grpc_web_pb2  # noqa: F401
+from envoy.extensions.filters.http.header_mutation.v3 import header_mutation_pb2
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
 from envoy.extensions.filters.http.ratelimit.v3 import rate_limit_pb2  # noqa: F401
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
@@ -56,7 +57,8 @@ def test_config_parses_into_envoys_bootstrap():
     assert [l.address.socket_address.port_value for l in b.static_resources.listeners] == [3000, 3443]
     names = [f.name for f in managers(b)[0].http_filters]
     assert names == ["envoy.filters.http.cors", "envoy.filters.http.grpc_web", "envoy.filters.http.grpc_json_transcoder",
-                     "envoy.filters.http.jwt_authn", "envoy.filters.http.ratelimit", "envoy.filters.http.router"]
+                     "envoy.filters.http.header_mutation", "envoy.filters.http.jwt_authn",
+                     "envoy.filters.http.ratelimit", "envoy.filters.http.router"]
 
 
 def test_every_service_is_transcoded_routed_and_health_checked():
@@ -101,3 +103,31 @@ def test_server_streams_are_not_cut_by_the_unary_timeout():
             assert route.match.path == path and route.route.timeout.ToSeconds() == 0
             assert route.route.max_stream_duration.HasField("grpc_timeout_header_max")
             assert route.route.rate_limits, "streams count against the rate limit too"
+
+
+def test_rate_limit_counts_the_user_else_the_address_and_clients_cannot_pose_as_users():
+    user_header = envoy_config.USER_HEADER
+    limits = yaml.safe_load((ROOT / "envoy" / "ratelimit.yaml").read_text())
+    keys = {(d["key"], d.get("value")): d for d in limits["descriptors"]}
+    assert keys[("user", None)]["rate_limit"]["requests_per_unit"] == 100
+    assert keys[("anonymous", "yes")]["descriptors"][0]["key"] == "remote_address"
+    for manager in managers(bootstrap()):
+        filters = [f.name for f in manager.http_filters]
+        strip = header_mutation_pb2.HeaderMutation()
+        assert manager.http_filters[filters.index("envoy.filters.http.header_mutation")].typed_config.Unpack(strip)
+        assert [m.remove for m in strip.mutations.request_mutations] == [user_header]
+        assert filters.index("envoy.filters.http.header_mutation") < filters.index("envoy.filters.http.jwt_authn"), \
+            "a header the client sends is gone before the verified one is set"
+        jwt = jwt_pb2.JwtAuthentication()
+        assert manager.http_filters[filters.index("envoy.filters.http.jwt_authn")].typed_config.Unpack(jwt)
+        assert [(c.header_name, c.claim_name) for c in jwt.providers["petplatform"].claim_to_headers] == [
+            (user_header, "sub")]
+        assert user_header in manager.route_config.virtual_hosts[0].request_headers_to_remove
+        for route in manager.route_config.virtual_hosts[0].routes:
+            if not route.HasField("route"):
+                continue
+            user, anonymous = route.route.rate_limits
+            assert user.actions[0].request_headers.descriptor_key == "user"
+            match, address = anonymous.actions
+            assert not match.header_value_match.expect_match.value and match.header_value_match.headers[0].name == \
+                user_header and address.HasField("remote_address"), "the address counts only without a user"
