@@ -2,7 +2,6 @@
 queue per consumer with a delivery limit, and a dead-letter queue per consumer."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable

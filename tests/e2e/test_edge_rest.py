@@ -12,7 +12,7 @@ from PIL import Image
 import pytest
 
 from gateway.transcode import HTTP_STATUS
-from tests.conftest import PASSWORD, Api, EdgeClient, embedded_settings, start_edge, start_platform
+from tests.conftest import PASSWORD, EdgeClient, embedded_settings, start_edge, start_platform
 
 
 async def call(e: EdgeClient, method: str, path: str, body=None, token: str | None = None, raw: bytes | None = None,
