@@ -52,6 +52,7 @@ class Edge:
             ("GET", "/.well-known/jwks.json", self.jwks),
             ("GET", "/verify-email", verify.show), ("POST", "/verify-email", verify.confirm)])
         # handler_cancellation: a client that disconnects cancels its handler, and so its upstream call.
+        self.rest = rest
         self.runner = web.AppRunner(rest.app(), access_log=None, handler_cancellation=True)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.s.host, self.s.http_port if http_port is None else http_port)
@@ -68,6 +69,11 @@ class Edge:
                  self.s.host, self.grpc_port)
 
     async def stop(self, grace: float = 5.0) -> None:
+        self.rest.end_streams()  # open watches would otherwise hold the HTTP server open
+        for _ in range(int(grace / 0.05)):  # let them write their last event
+            if not self.rest.open_streams:
+                break
+            await asyncio.sleep(0.05)
         await self.grpc_server.stop(grace)
         await self.runner.cleanup()
 

@@ -1,6 +1,7 @@
 """gRPC-Web (binary and base64 text) on the edge's HTTP port: unary and server-streaming calls."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import struct
 import urllib.parse
@@ -10,7 +11,7 @@ from google.rpc import status_pb2
 import grpc
 
 from gateway.request_keys import EDGE_HEADERS
-from gateway.upstream import deadline, lookup, status_of, stream_opened
+from gateway.upstream import deadline, edge_shutting_down, lookup, status_of, stream_opened
 from mesh import errors
 from mesh.interceptor import method_access
 
@@ -73,6 +74,7 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
                       timeout=deadline(request.headers.get("grpc-timeout"), method.server_streaming))
         if method.server_streaming:
             call = channel.unary_stream(request.path)(message, **kwargs)
+            edge.open_streams.add(call)
             try:
                 if await stream_opened(call):
                     await response.prepare(request)  # headers now: the browser sees the stream open
@@ -80,7 +82,12 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
                     if not response.prepared:  # a stream that ended, with messages, before it opened
                         await response.prepare(request)
                     await response.write(encode(frame(DATA, item)))
+            except asyncio.CancelledError:
+                if not edge.shutting_down or asyncio.current_task().cancelling():
+                    raise  # the browser went away
+                raise edge_shutting_down() from None
             finally:
+                edge.open_streams.discard(call)
                 call.cancel()  # the browser went away: so does the upstream call
             trailing = tuple(await call.trailing_metadata() or ())
         else:

@@ -9,6 +9,8 @@ from google.rpc import status_pb2
 import grpc
 from grpc_status import rpc_status
 
+from mesh import errors
+
 # Unary calls without a client deadline get this one; streams get none (a watch may stay open for hours).
 UNARY_DEADLINE = 30.0
 _UNITS = {"H": 3600, "M": 60, "S": 1, "m": 1e-3, "u": 1e-6, "n": 1e-9}
@@ -45,3 +47,8 @@ async def stream_opened(call) -> bool:
     (trailers-only), so the caller can answer with an ordinary error instead of an open stream."""
     await call.initial_metadata()
     return not call.done()
+
+
+def edge_shutting_down() -> errors.ApiError:
+    """How the edge ends the streams it relays when it stops: the client should reconnect."""
+    return errors.ApiError(grpc.StatusCode.UNAVAILABLE, "the edge is shutting down; reconnect", "EDGE_SHUTTING_DOWN")

@@ -172,3 +172,26 @@ async def test_open_streams_are_capped_per_client_on_every_protocol(tmp_path, sm
     finally:
         await edge.stop(grace=1)
         await platform.stop(grace=1)
+
+
+async def test_stopping_the_edge_ends_its_streams_with_a_status(tmp_path, smtp_sink):
+    from tests.conftest import embedded_settings, start_edge, start_platform
+    platform = await start_platform(embedded_settings(tmp_path, smtp_sink))
+    edge = await start_edge(platform)
+    url = f"http://127.0.0.1:{edge.http_port}"
+    request = pet_pb2.WatchPetsRequest().SerializeToString()
+    try:
+        async with aiohttp.ClientSession() as http:
+            sse = await http.get(url + WATCH, headers={"Accept": "text/event-stream"})
+            web = await http.post(url + "/petplatform.pet.v1.PetService/WatchPets",
+                                  data=struct.pack(">BI", 0, len(request)) + request,
+                                  headers={"Content-Type": "application/grpc-web+proto"})
+            assert sse.status == 200 and web.status == 200
+            await edge.stop(grace=5)  # returns although the streams were open
+            body = (await asyncio.wait_for(sse.content.read(), 5)).decode()
+            assert body.startswith("event: error\n")
+            assert json.loads(body.split("data: ", 1)[1])["details"][0]["reason"] == "EDGE_SHUTTING_DOWN"
+            (flag, trailer), = frames(await asyncio.wait_for(web.content.read(), 5))
+            assert flag == 0x80 and b"grpc-status: 14\r\n" in trailer
+    finally:
+        await platform.stop(grace=1)
