@@ -83,26 +83,31 @@ def outgoing_metadata(metadata) -> tuple:
     return md
 
 
-class _ClientTracing(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
-                     grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
-    """Puts the current trace into every call made on a mesh channel."""
+def _traced(d: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    return grpc.aio.ClientCallDetails(d.method, d.timeout, outgoing_metadata(d.metadata), d.credentials,
+                                      d.wait_for_ready)
 
-    @staticmethod
-    def _details(d: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        return grpc.aio.ClientCallDetails(d.method, d.timeout, outgoing_metadata(d.metadata), d.credentials,
-                                          d.wait_for_ready)
 
+# grpc.aio files each interceptor under the first call kind it implements, so one class per kind.
+class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, details, request):
-        return await continuation(self._details(details), request)
+        return await continuation(_traced(details), request)
 
+
+class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, details, request):
-        return await continuation(self._details(details), request)
+        return await continuation(_traced(details), request)
 
+
+class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, details, request_iterator):
-        return await continuation(self._details(details), request_iterator)
+        return await continuation(_traced(details), request_iterator)
 
+
+class _StreamStream(grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, details, request_iterator):
-        return await continuation(self._details(details), request_iterator)
+        return await continuation(_traced(details), request_iterator)
 
 
-CLIENT_INTERCEPTORS = [_ClientTracing()]
+# Put the current trace into every call made on a mesh channel.
+CLIENT_INTERCEPTORS = [_UnaryUnary(), _UnaryStream(), _StreamUnary(), _StreamStream()]

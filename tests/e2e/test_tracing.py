@@ -61,3 +61,13 @@ async def test_pass_through_carries_the_apps_trace_and_errors_are_recorded(edge:
     assert span.status.is_ok, "a client's mistake is not a server error"
     assert any(trace_id in str(rec.msg) and "rpc rejected" in str(rec.msg) for rec in caplog.records), \
         "the service's log line carries the trace id"
+
+
+async def test_streams_relayed_by_the_edge_carry_the_trace(edge: EdgeClient, spans):
+    trace_id = uuid.uuid4().hex
+    async with edge.http.get(edge.url + "/v1/pets:watch", headers={
+            "traceparent": f"00-{trace_id}-2222222222222222-01", "grpc-timeout": "200m"}) as r:
+        assert r.status == 200
+        await r.read()
+    names = {s.name for s in of_trace(spans, trace_id)}
+    assert {"GET", "/petplatform.pet.v1.PetService/WatchPets"} <= names, names
