@@ -19,6 +19,7 @@ from gateway.pages import VerifyEmailPage
 from gateway.passthrough import PassThrough
 from gateway.policy import EdgePolicy
 from gateway.rest import DOCS_CSP, RestEdge
+from gateway.upstream import OpenStreams
 from mesh.runtime import CHANNEL_OPTIONS, Runtime
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -42,24 +43,26 @@ class Edge:
         self.bindings = bindings(self.services)
         self.policy = EdgePolicy(self.s, rt.cache, rt.verifier)
         self.spec = openapi.document(self.bindings)
+        self.streams = OpenStreams()
         self.http_port = 0
         self.grpc_port = 0
 
     async def start(self, http_port: int | None = None, grpc_port: int | None = None) -> None:
         verify = VerifyEmailPage(self.rt.channel, self.policy)
-        rest = RestEdge(self.s, self.bindings, self.policy, self.rt.channel, self.rt.blobs, [
+        rest = RestEdge(self.s, self.bindings, self.policy, self.rt.channel, self.rt.blobs, self.streams, [
             ("GET", "/readyz", self.readyz), ("GET", "/openapi.json", self.openapi_json), ("GET", "/docs", self.docs),
             ("GET", "/.well-known/jwks.json", self.jwks),
             ("GET", "/verify-email", verify.show), ("POST", "/verify-email", verify.confirm)])
         # handler_cancellation: a client that disconnects cancels its handler, and so its upstream call.
-        self.rest = rest
-        self.runner = web.AppRunner(rest.app(), access_log=None, handler_cancellation=True)
+        # shutdown_timeout: what a handler still running at stop gets (streams were ended before).
+        self.runner = web.AppRunner(rest.app(), access_log=None, handler_cancellation=True, shutdown_timeout=5)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.s.host, self.s.http_port if http_port is None else http_port)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]
         self.grpc_server = grpc.aio.server(options=CHANNEL_OPTIONS)
-        self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.rt.channel, self.modules[0]),))
+        self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.rt.channel, self.modules[0],
+                                                               self.streams),))
         # From the edge's own descriptors, so grpcurl sees every service however they are deployed.
         reflection.enable_server_reflection([*self.services, reflection.SERVICE_NAME], self.grpc_server)
         self.grpc_port = self.grpc_server.add_insecure_port(
@@ -69,9 +72,9 @@ class Edge:
                  self.s.host, self.grpc_port)
 
     async def stop(self, grace: float = 5.0) -> None:
-        self.rest.end_streams()  # open watches would otherwise hold the HTTP server open
-        for _ in range(int(grace / 0.05)):  # let them write their last event
-            if not self.rest.open_streams:
+        self.streams.end_all()  # open watches would otherwise hold the servers open; new ones are refused
+        for _ in range(int(grace / 0.05)):  # let them send their last event
+            if not self.streams:
                 break
             await asyncio.sleep(0.05)
         await self.grpc_server.stop(grace)

@@ -74,21 +74,18 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
                       timeout=deadline(request.headers.get("grpc-timeout"), method.server_streaming))
         if method.server_streaming:
             call = channel.unary_stream(request.path)(message, **kwargs)
-            edge.open_streams.add(call)
-            try:
-                if await stream_opened(call):
-                    await response.prepare(request)  # headers now: the browser sees the stream open
-                async for item in call:
-                    if not response.prepared:  # a stream that ended, with messages, before it opened
-                        await response.prepare(request)
-                    await response.write(encode(frame(DATA, item)))
-            except asyncio.CancelledError:
-                if not edge.shutting_down or asyncio.current_task().cancelling():
-                    raise  # the browser went away
-                raise edge_shutting_down() from None
-            finally:
-                edge.open_streams.discard(call)
-                call.cancel()  # the browser went away: so does the upstream call
+            with edge.streams.relaying(call):
+                try:
+                    if await stream_opened(call):
+                        await response.prepare(request)  # headers now: the browser sees the stream open
+                    async for item in call:
+                        if not response.prepared:  # a stream that ended, with messages, before it opened
+                            await response.prepare(request)
+                        await response.write(encode(frame(DATA, item)))
+                except asyncio.CancelledError:
+                    if not edge.streams.ended_by_shutdown():
+                        raise  # the browser went away
+                    raise edge_shutting_down() from None
             trailing = tuple(await call.trailing_metadata() or ())
         else:
             call = channel.unary_unary(request.path)(message, **kwargs)

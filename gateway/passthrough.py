@@ -2,9 +2,12 @@
 deadline and cancellation carried through, behind the same edge policy as REST and gRPC-Web."""
 from __future__ import annotations
 
-import grpc
+import asyncio
 
-from gateway.upstream import lookup, stream_opened
+import grpc
+from grpc_status import rpc_status
+
+from gateway.upstream import OpenStreams, edge_shutting_down, lookup, stream_opened
 from gateway.policy import EdgePolicy
 from mesh import errors
 from mesh.interceptor import method_access
@@ -22,9 +25,15 @@ def _identity(b: bytes) -> bytes:
     return b
 
 
+async def abort_with(context, e: errors.ApiError) -> None:
+    s = rpc_status.to_status(e.to_status())
+    await context.abort(s.code, s.details, s.trailing_metadata)
+
+
 class PassThrough(grpc.GenericRpcHandler):
-    def __init__(self, policy: EdgePolicy, channel_for, default_module: str):
+    def __init__(self, policy: EdgePolicy, channel_for, default_module: str, streams: OpenStreams):
         self.policy = policy
+        self.streams = streams
         self.channel_for = channel_for
         self.default_module = default_module
 
@@ -45,15 +54,35 @@ class PassThrough(grpc.GenericRpcHandler):
             try:
                 admission = await self.policy.admit(ip, md.get("authorization"), access, streaming=streaming)
             except errors.ApiError as e:
-                from grpc_status import rpc_status
-                s = rpc_status.to_status(e.to_status())
-                await context.abort(s.code, s.details, s.trailing_metadata)
+                await abort_with(context, e)
             forward = tuple((k, v) for k, v in md.items() if k not in _DROP) + (("x-forwarded-for", ip),)
             remaining = context.time_remaining()
             return forward, (remaining if remaining is not None and remaining < 3600 else None), admission
 
         async def relay_error(context, e: grpc.aio.AioRpcError):
             await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
+
+        async def relay(context, call, admission, headers_first: bool):
+            """Relays a response stream; if the edge stops meanwhile, ends it with EDGE_SHUTTING_DOWN."""
+            try:
+                with self.streams.relaying(call):
+                    try:
+                        # A refused call stays trailers-only, as the service answered it.
+                        if headers_first or await stream_opened(call):
+                            await context.send_initial_metadata(tuple(await call.initial_metadata() or ()))
+                        async for item in call:
+                            yield item
+                        context.set_trailing_metadata(tuple(await call.trailing_metadata() or ()))
+                    except asyncio.CancelledError:
+                        if not self.streams.ended_by_shutdown():
+                            raise  # the client went away
+                        raise edge_shutting_down() from None
+            except grpc.aio.AioRpcError as e:
+                await relay_error(context, e)
+            except errors.ApiError as e:
+                await abort_with(context, e)
+            finally:
+                admission.release()
 
         if not method.client_streaming and not method.server_streaming:
             async def unary_unary(request, context):
@@ -72,17 +101,8 @@ class PassThrough(grpc.GenericRpcHandler):
             async def unary_stream(request, context):
                 md, timeout, admission = await admit(context, streaming=True)
                 call = channel.unary_stream(path, _identity, _identity)(request, metadata=md, timeout=timeout)
-                try:
-                    if await stream_opened(call):  # else stay trailers-only, as the service answered
-                        await context.send_initial_metadata(tuple(await call.initial_metadata() or ()))
-                    async for item in call:
-                        yield item
-                    context.set_trailing_metadata(tuple(await call.trailing_metadata() or ()))
-                except grpc.aio.AioRpcError as e:
-                    await relay_error(context, e)
-                finally:
-                    call.cancel()  # the client went away: so does the upstream call
-                    admission.release()
+                async for item in relay(context, call, admission, headers_first=False):
+                    yield item
             return grpc.unary_stream_rpc_method_handler(unary_stream, _identity, _identity)
 
         if not method.server_streaming:
@@ -101,14 +121,6 @@ class PassThrough(grpc.GenericRpcHandler):
         async def stream_stream(request_iterator, context):
             md, timeout, admission = await admit(context, streaming=True)
             call = channel.stream_stream(path, _identity, _identity)(request_iterator, metadata=md, timeout=timeout)
-            try:
-                await context.send_initial_metadata(tuple(await call.initial_metadata() or ()))
-                async for item in call:
-                    yield item
-                context.set_trailing_metadata(tuple(await call.trailing_metadata() or ()))
-            except grpc.aio.AioRpcError as e:
-                await relay_error(context, e)
-            finally:
-                call.cancel()
-                admission.release()
+            async for item in relay(context, call, admission, headers_first=True):
+                yield item
         return grpc.stream_stream_rpc_method_handler(stream_stream, _identity, _identity)

@@ -17,7 +17,7 @@ from gateway.http_rules import Binding
 from gateway.request_keys import CLIENT_IP, EDGE_HEADERS, REQUEST_ID
 from gateway.policy import Admission, EdgePolicy
 from gateway.transcode import CODE_BY_NUMBER, HTTP_STATUS, build_request, output_class, render_response
-from gateway.upstream import deadline, edge_shutting_down, status_of, stream_opened
+from gateway.upstream import OpenStreams, deadline, edge_shutting_down, status_of, stream_opened
 from mesh import errors, tracing
 from mesh.blobs import BlobNotFound, BlobStore
 from mesh.config import Settings
@@ -48,32 +48,17 @@ def error_response(status, headers: dict | None = None) -> web.Response:
     return web.json_response(json_format.MessageToDict(status), status=HTTP_STATUS[code], headers=headers)
 
 
-class StreamEnded(Exception):
-    """A relayed stream ended by the edge itself, with this status."""
-
-    def __init__(self, status):
-        super().__init__(status.message)
-        self.status = status
-
-
 class RestEdge:
     def __init__(self, settings: Settings, bindings: list[Binding], policy: EdgePolicy, channel_for, blobs: BlobStore,
-                 extras: list[tuple[str, str, object]]):
+                 streams: OpenStreams, extras: list[tuple[str, str, object]]):
         self.s = settings
         self.bindings = bindings
         self.policy = policy
         self.channel_for = channel_for  # service module name -> grpc.aio.Channel
         self.blobs = blobs
         self.extras = extras
+        self.streams = streams
         self.origins = set(settings.cors_allowed_origins)
-        self.open_streams: set = set()  # upstream calls of the server streams being relayed
-        self.shutting_down = False
-
-    def end_streams(self) -> None:
-        """Shutdown: every relayed stream ends now with UNAVAILABLE, so its client reconnects elsewhere."""
-        self.shutting_down = True
-        for call in list(self.open_streams):
-            call.cancel()
 
 
     def app(self) -> web.Application:
@@ -217,47 +202,50 @@ class RestEdge:
 
     async def stream(self, request: web.Request, b: Binding, call, admission: Admission) -> web.StreamResponse:
         """A server stream as newline-delimited JSON, or as Server-Sent Events when the client accepts
-        them. A service error after the stream opened ends it with a google.rpc.Status event."""
+        them. An error after the stream opened (the service's, or the edge stopping) ends it with a
+        google.rpc.Status event."""
         sse = "text/event-stream" in request.headers.get("Accept", "")
         reading = None
-        self.open_streams.add(call)
         try:
-            if not await stream_opened(call):
-                # Ended before it opened: a refusal becomes an ordinary HTTP error; an OK end is replayed below.
-                reading = asyncio.ensure_future(call.read())
+            with self.streams.relaying(call):
+                if not await stream_opened(call):
+                    # Ended before it opened: a refusal is an ordinary HTTP error; an OK end is replayed below.
+                    reading = asyncio.ensure_future(call.read())
+                    try:
+                        await reading
+                    except (grpc.aio.AioRpcError, asyncio.CancelledError) as e:
+                        if isinstance(e, asyncio.CancelledError) and not self.streams.ended_by_shutdown():
+                            raise
+                        reading = None
+                        status = status_of(e) if isinstance(e, grpc.aio.AioRpcError) else edge_shutting_down().to_status()
+                        return error_response(status, admission.headers())
+                response = web.StreamResponse(headers={
+                    **request[EDGE_HEADERS], **admission.headers(), "Content-Security-Policy": API_CSP,
+                    "Content-Type": "text/event-stream" if sse else "application/x-ndjson",
+                    "Cache-Control": "no-store"})
+                await response.prepare(request)
                 try:
-                    await reading
-                except grpc.aio.AioRpcError as e:
-                    reading = None
-                    return error_response(status_of(e), admission.headers())
-            response = web.StreamResponse(headers={
-                **request[EDGE_HEADERS], **admission.headers(), "Content-Security-Policy": API_CSP,
-                "Content-Type": "text/event-stream" if sse else "application/x-ndjson", "Cache-Control": "no-store"})
-            await response.prepare(request)
-            try:
-                while True:
-                    reading = reading or asyncio.ensure_future(call.read())
-                    done, _ = await asyncio.wait({reading}, timeout=SSE_HEARTBEAT_SECONDS if sse else None)
-                    if not done:
-                        await response.write(b": keep-alive\n\n")
-                        continue
-                    if reading.cancelled() and self.shutting_down:
-                        raise StreamEnded(edge_shutting_down().to_status())
-                    item, reading = reading.result(), None
-                    if item is grpc.aio.EOF:
-                        break
-                    data = _dumps(render_response(b, item))
-                    await response.write(f"data: {data}\n\n".encode() if sse else f"{data}\n".encode())
-            except (grpc.aio.AioRpcError, StreamEnded) as e:
-                status = e.status if isinstance(e, StreamEnded) else status_of(e)
-                error = _dumps(json_format.MessageToDict(status))
-                await response.write(f"event: error\ndata: {error}\n\n".encode() if sse
-                                     else f'{{"error": {error}}}\n'.encode())
-            await response.write_eof()
-            return response
+                    while True:
+                        reading = reading or asyncio.ensure_future(call.read())
+                        done, _ = await asyncio.wait({reading}, timeout=SSE_HEARTBEAT_SECONDS if sse else None)
+                        if not done:
+                            await response.write(b": keep-alive\n\n")
+                            continue
+                        if reading.cancelled() and self.streams.closing:
+                            raise edge_shutting_down()
+                        item, reading = reading.result(), None
+                        if item is grpc.aio.EOF:
+                            break
+                        data = _dumps(render_response(b, item))
+                        await response.write(f"data: {data}\n\n".encode() if sse else f"{data}\n".encode())
+                except (grpc.aio.AioRpcError, errors.ApiError) as e:
+                    status = e.to_status() if isinstance(e, errors.ApiError) else status_of(e)
+                    error = _dumps(json_format.MessageToDict(status))
+                    await response.write(f"event: error\ndata: {error}\n\n".encode() if sse
+                                         else f'{{"error": {error}}}\n'.encode())
+                await response.write_eof()
+                return response
         finally:
-            self.open_streams.discard(call)
-            call.cancel()  # the client went away (or the stream ended): so does the upstream call
             if reading is not None:
                 reading.cancel()
 

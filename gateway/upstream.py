@@ -2,6 +2,8 @@
 the status of a failed call, and knowing when a server stream has opened."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 
 from google.protobuf import descriptor, descriptor_pool
@@ -52,3 +54,36 @@ async def stream_opened(call) -> bool:
 def edge_shutting_down() -> errors.ApiError:
     """How the edge ends the streams it relays when it stops: the client should reconnect."""
     return errors.ApiError(grpc.StatusCode.UNAVAILABLE, "the edge is shutting down; reconnect", "EDGE_SHUTTING_DOWN")
+
+
+class OpenStreams:
+    """The server streams the edge relays, on every protocol, so stopping can end them with a status
+    rather than hang on them; once stopping, new ones are refused."""
+
+    def __init__(self):
+        self._calls: set = set()
+        self.closing = False
+
+    @contextlib.contextmanager
+    def relaying(self, call):
+        if self.closing:
+            call.cancel()
+            raise edge_shutting_down()
+        self._calls.add(call)
+        try:
+            yield
+        finally:
+            self._calls.discard(call)
+            call.cancel()  # the client went away or the stream ended: so does the upstream call
+
+    def end_all(self) -> None:
+        self.closing = True
+        for call in list(self._calls):
+            call.cancel()
+
+    def ended_by_shutdown(self) -> bool:
+        """Inside a relay that just saw CancelledError: was it the shutdown (not the client leaving)?"""
+        return self.closing and not asyncio.current_task().cancelling()
+
+    def __len__(self) -> int:
+        return len(self._calls)

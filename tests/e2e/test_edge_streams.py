@@ -14,7 +14,7 @@ import pytest
 
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
 from tests.conftest import EdgeClient
-from tests.e2e.test_auth import violations
+from tests.e2e.test_auth import expect, violations
 from tests.e2e.test_edge_grpc import WebChannel, decode_text, frames
 from tests.e2e.test_edge_rest import call, signup
 
@@ -187,7 +187,13 @@ async def test_stopping_the_edge_ends_its_streams_with_a_status(tmp_path, smtp_s
                                   data=struct.pack(">BI", 0, len(request)) + request,
                                   headers={"Content-Type": "application/grpc-web+proto"})
             assert sse.status == 200 and web.status == 200
-            await edge.stop(grace=5)  # returns although the streams were open
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.grpc_port}") as ch:
+                mobile = pet_pb2_grpc.PetServiceStub(ch).WatchPets(pet_pb2.WatchPetsRequest())
+                await mobile.initial_metadata()
+                stopping = asyncio.create_task(edge.stop(grace=30))  # returns although streams are open
+                mobile_error = await expect(grpc.StatusCode.UNAVAILABLE, mobile.read(), "EDGE_SHUTTING_DOWN")
+                await stopping
+            assert "shutting down" in mobile_error.details()
             body = (await asyncio.wait_for(sse.content.read(), 5)).decode()
             assert body.startswith("event: error\n")
             assert json.loads(body.split("data: ", 1)[1])["details"][0]["reason"] == "EDGE_SHUTTING_DOWN"
@@ -195,3 +201,24 @@ async def test_stopping_the_edge_ends_its_streams_with_a_status(tmp_path, smtp_s
             assert flag == 0x80 and b"grpc-status: 14\r\n" in trailer
     finally:
         await platform.stop(grace=1)
+
+
+def test_a_stopping_edge_takes_no_new_streams():
+    from gateway.upstream import OpenStreams
+    from mesh import errors
+
+    class Call:
+        cancelled = False
+
+        def cancel(self):
+            self.cancelled = True
+
+    streams, open_call, late_call = OpenStreams(), Call(), Call()
+    with streams.relaying(open_call):
+        streams.end_all()
+        assert open_call.cancelled and len(streams) == 1
+    assert len(streams) == 0
+    with pytest.raises(errors.ApiError) as e:
+        with streams.relaying(late_call):
+            pass
+    assert e.value.reason == "EDGE_SHUTTING_DOWN" and late_call.cancelled
