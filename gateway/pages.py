@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import logging
+import urllib.parse
 
 from aiohttp import web
 import grpc
@@ -55,10 +56,10 @@ class VerifyEmailPage:
         try:
             return await handler(request)
         except errors.ApiError as e:  # the edge policy: rate limit or IP lists
-            adm = getattr(e, "admission", None)
-            response = page("Please wait", f"<p>{html.escape(e.message)}. Try again in a minute.</p>",
-                            HTTP_STATUS[e.code])
-            if adm:
+            if e.code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                return page("Not allowed", f"<p>{html.escape(e.message)}.</p>", HTTP_STATUS[e.code])
+            response = page("Please wait", f"<p>{html.escape(e.message)}. Try again in a minute.</p>", 429)
+            if adm := getattr(e, "admission", None):
                 response.headers["Retry-After"] = str(adm.reset_seconds)
             return response
         except grpc.aio.AioRpcError as e:
@@ -79,10 +80,12 @@ class VerifyEmailPage:
 
     async def _confirm(self, request: web.Request) -> web.Response:
         await self.admit(request)
-        if (request.content_length or 0) > _FORM_MAX:
+        # The form is one short field: read at most a little more than that, however the body is sent.
+        body = await request.content.read(_FORM_MAX + 1)
+        if len(body) > _FORM_MAX:
             return page("Link not valid", "<p>This request is too large.</p>", 413)
-        token = (await request.post()).get("token", "")
-        if not isinstance(token, str) or not token or len(token) > _TOKEN_MAX:
+        token = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
+        if not token or len(token) > _TOKEN_MAX:
             return page("Link not valid", "<p>This verification link is incomplete.</p>", 400)
         try:
             reply = await auth_pb2_grpc.AuthServiceStub(self.channel_for("auth")).VerifyEmail(

@@ -44,7 +44,9 @@ class EdgePolicy:
 
     def client_ip(self, peer: str | None, forwarded_for: str | None) -> str:
         if self.s.trust_forwarded_for and forwarded_for:
-            return forwarded_for.split(",")[0].strip()
+            # The rightmost entry is the one our load balancer appended; those left of it are the
+            # client's to write, so trusting them would let anyone pick a fresh budget.
+            return forwarded_for.split(",")[-1].strip() or peer or "unknown"
         return peer or "unknown"
 
     def check_ip(self, ip: str) -> None:
@@ -61,6 +63,26 @@ class EdgePolicy:
         """Authenticates (where the method needs it) and counts the call against the client's budget.
         A stream also takes one of the client's stream slots on this replica: release() gives it back."""
         self.check_ip(ip)
+        try:
+            principal = await self._authenticate(authorization, access)
+        except errors.ApiError:
+            # Refused calls count against the address too, so floods of bad tokens meet the limit.
+            await self._count(f"ip:{ip}")
+            raise
+        client = f"user:{principal.user_id}" if principal else f"ip:{ip}"
+        admission = await self._count(client, principal)
+        if streaming:
+            if self._streams[client] >= self.s.max_streams_per_client:
+                err = errors.resource_exhausted(
+                    f"at most {self.s.max_streams_per_client} open streams per client: close one first",
+                    "TOO_MANY_STREAMS", 1)
+                err.admission = admission
+                raise err
+            self._streams[client] += 1
+            admission._release = lambda: self._close_stream(client)
+        return admission
+
+    async def _authenticate(self, authorization: str | None, access: int) -> Principal | None:
         principal = None
         scheme, _, token = (authorization or "").partition(" ")
         if authorization and scheme.lower() == "bearer" and token:
@@ -73,7 +95,10 @@ class EdgePolicy:
             raise errors.unauthenticated("authorization must be 'Bearer <token>'", "TOKEN_INVALID")
         if principal is None and access not in (access_pb2.ACCESS_PUBLIC, access_pb2.ACCESS_UNSPECIFIED):
             raise errors.unauthenticated("this method needs 'authorization: Bearer <access token>'", "TOKEN_MISSING")
-        client = f"user:{principal.user_id}" if principal else f"ip:{ip}"
+        return principal
+
+    async def _count(self, client: str, principal: Principal | None = None) -> Admission:
+        """One more call in the client's window; RESOURCE_EXHAUSTED once over the limit."""
         count, reset = await self.cache.incr(f"ratelimit:{client}", self.s.rate_limit_window_seconds)
         limit = self.s.rate_limit_per_minute
         admission = Admission(principal, limit, max(0, limit - count), max(1, math.ceil(reset)))
@@ -82,15 +107,6 @@ class EdgePolicy:
                                             "RATE_LIMITED", admission.reset_seconds)
             err.admission = admission
             raise err
-        if streaming:
-            if self._streams[client] >= self.s.max_streams_per_client:
-                err = errors.resource_exhausted(
-                    f"at most {self.s.max_streams_per_client} open streams per client: close one first",
-                    "TOO_MANY_STREAMS", 1)
-                err.admission = admission
-                raise err
-            self._streams[client] += 1
-            admission._release = lambda: self._close_stream(client)
         return admission
 
     def _close_stream(self, client: str) -> None:

@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     max_streams_per_client: int = Field(20, ge=1)  # open server streams per client on one edge replica
     ip_allow: list[str] = []  # CIDRs; when set, only these may call the edge
     ip_deny: list[str] = []  # CIDRs refused at the edge
-    trust_forwarded_for: bool = False  # behind a load balancer: take the client IP from X-Forwarded-For
+    trust_forwarded_for: bool = False  # behind one load balancer: the client IP is X-Forwarded-For's last entry
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)  # photos arrive base64-encoded in JSON
     # Peers, host:port; unset means this process (all-in-one) or the seed port on host.
     auth_addr: str | None = None

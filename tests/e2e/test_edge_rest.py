@@ -295,7 +295,7 @@ async def test_the_verification_page_fails_as_a_page(tmp_path, smtp_sink):
     from gateway.edge import Edge
     from mesh.runtime import Runtime
     from mesh.server import MODULES
-    rt = Runtime(embedded_settings(tmp_path, smtp_sink, rate_limit_per_minute=2,
+    rt = Runtime(embedded_settings(tmp_path, smtp_sink, rate_limit_per_minute=3,
                                    **{f"{m}_addr": "127.0.0.1:1" for m in MODULES}), set())
     lonely = Edge(rt, list(MODULES))
     await lonely.start(http_port=0, grpc_port=0)
@@ -306,8 +306,54 @@ async def test_the_verification_page_fails_as_a_page(tmp_path, smtp_sink):
                 assert r.status == 503 and r.content_type == "text/html" and "again" in await r.text()
             async with http.post(base, data={"token": "x" * 5000}) as r:
                 assert r.status == 413 and r.content_type == "text/html"
-            async with http.get(base, params={"token": "t"}) as r:  # the budget of 2 is spent
+
+            async def chunked():
+                yield b"token=" + b"x" * 3000
+                yield b"x" * 3000
+            async with http.post(base, data=chunked(),
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"}) as r:
+                assert r.status == 413 and r.content_type == "text/html", "no length given: still capped"
+            async with http.get(base, params={"token": "t"}) as r:  # the budget of 3 is spent
                 assert r.status == 429 and r.content_type == "text/html" and int(r.headers["Retry-After"]) >= 1
     finally:
         await lonely.stop(grace=1)
         await rt.close()
+
+
+async def test_forwarded_for_counts_the_address_our_proxy_saw(tmp_path, smtp_sink):
+    """Behind a load balancer the client IP is the rightmost X-Forwarded-For entry, which the balancer
+    wrote: entries to its left are the client's own, and cannot buy a fresh budget."""
+    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, trust_forwarded_for=True,
+                                                      rate_limit_per_minute=2, ip_deny=["203.0.113.0/24"]))
+    edge = await start_edge(platform)
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{edge.http_port}/v1/pets"
+            statuses = []
+            for fake in ("1.1.1.1", "2.2.2.2", "3.3.3.3"):
+                async with http.get(url, headers={"X-Forwarded-For": f"{fake}, 198.51.100.7"}) as r:
+                    statuses.append(r.status)
+            assert statuses == [200, 200, 429], "one client, whatever it claims"
+            async with http.get(url, headers={"X-Forwarded-For": "198.51.100.8"}) as r:
+                assert r.status == 200, "another client"
+            async with http.get(url, headers={"X-Forwarded-For": "203.0.113.9"}) as r:
+                assert r.status == 403, "deny lists apply to the forwarded address"
+    finally:
+        await edge.stop(grace=1)
+        await platform.stop(grace=1)
+
+
+async def test_refused_tokens_count_against_the_address(tmp_path, smtp_sink):
+    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, rate_limit_per_minute=3))
+    edge = await start_edge(platform)
+    try:
+        async with aiohttp.ClientSession() as http:
+            statuses = []
+            for _ in range(4):
+                async with http.post(f"http://127.0.0.1:{edge.http_port}/v1/pets", json={},
+                                     headers={"Authorization": "Bearer forged.token.x"}) as r:
+                    statuses.append(r.status)
+            assert statuses == [401, 401, 401, 429]
+    finally:
+        await edge.stop(grace=1)
+        await platform.stop(grace=1)
