@@ -222,11 +222,13 @@ def _sign(claims: dict, key, kid: str, alg: str = "ES256") -> str:
     return jwt.encode({**base, **claims}, key, algorithm=alg, headers={"kid": kid})
 
 
-@pytest.mark.parametrize("case", ["other-key", "expired", "garbage", "basic", "none-alg", "wrong-issuer", "missing"])
-async def test_forged_expired_and_malformed_tokens(api: Api, case):
-    keys = auth_module(api).keys
+BAD_TOKENS = ["other-key", "expired", "garbage", "basic", "none-alg", "wrong-issuer", "missing"]
+
+
+def bad_authorization(keys, case: str) -> tuple[str | None, str]:
+    """(authorization header or None, the ErrorInfo reason it must get) for a bad-token case."""
     now = dt.datetime.now(dt.timezone.utc)
-    tokens = {
+    return {
         "other-key": ("Bearer " + _sign({}, ec.generate_private_key(ec.SECP256R1()), keys.kid), "TOKEN_INVALID"),
         "expired": ("Bearer " + _sign({"iat": now - dt.timedelta(hours=1), "exp": now - dt.timedelta(minutes=30)},
                                       keys.private_key, keys.kid), "TOKEN_EXPIRED"),
@@ -236,8 +238,13 @@ async def test_forged_expired_and_malformed_tokens(api: Api, case):
                      "TOKEN_INVALID"),
         "wrong-issuer": ("Bearer " + _sign({"iss": "evil"}, keys.private_key, keys.kid), "TOKEN_INVALID"),
         "missing": (None, "TOKEN_MISSING"),
-    }
-    header, reason = tokens[case]
+        "empty-bearer": ("Bearer ", "TOKEN_INVALID"),
+    }[case]
+
+
+@pytest.mark.parametrize("case", [*BAD_TOKENS, "empty-bearer"])
+async def test_forged_expired_and_malformed_tokens(api: Api, case):
+    header, reason = bad_authorization(auth_module(api).keys, case)
     md = (("authorization", header),) if header else None
     await expect(grpc.StatusCode.UNAUTHENTICATED,
                  api.auth.SendVerificationEmail(auth_pb2.SendVerificationEmailRequest(), metadata=md), reason)
