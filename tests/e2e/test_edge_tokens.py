@@ -16,7 +16,7 @@ from tests.e2e.test_auth import BAD_TOKENS, auth_module, bad_authorization
 CREATE = pet_pb2.CreatePetRequest(pet=pet_pb2.Pet(display_name="Nope", species=1))
 
 
-@pytest.mark.parametrize("case", [*BAD_TOKENS, "empty-bearer"])
+@pytest.mark.parametrize("case", BAD_TOKENS)
 async def test_bad_tokens_are_refused_alike_on_every_protocol(edge: EdgeClient, case: str):
     header, reason = bad_authorization(auth_module(edge.api).keys, case)
     headers = {"Authorization": header} if header else {}
