@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway import openapi
+from gateway.health import EdgeHealth
 from gateway.http_rules import bindings
 from gateway.pages import VerifyEmailPage
 from gateway.passthrough import PassThrough
@@ -61,10 +62,14 @@ class Edge:
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]
         self.grpc_server = grpc.aio.server(options=CHANNEL_OPTIONS)
-        self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.rt.channel, self.modules[0],
-                                                               self.streams),))
-        # From the edge's own descriptors, so grpcurl sees every service however they are deployed.
-        reflection.enable_server_reflection([*self.services, reflection.SERVICE_NAME], self.grpc_server)
+        self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.rt.channel, self.streams),))
+        # Answered by the edge for every service, however they are deployed: reflection from its own
+        # descriptors, health by asking the module that serves each service.
+        health_pb2_grpc.add_HealthServicer_to_server(EdgeHealth(self.rt.channel, self.modules, self.services),
+                                                     self.grpc_server)
+        reflection.enable_server_reflection(
+            [*self.services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.grpc_server)
         self.grpc_port = self.grpc_server.add_insecure_port(
             f"{self.s.host}:{self.s.edge_grpc_port if grpc_port is None else grpc_port}")
         await self.grpc_server.start()

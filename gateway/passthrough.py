@@ -12,9 +12,8 @@ from gateway.policy import EdgePolicy
 from mesh import errors
 from mesh.interceptor import method_access
 
-# Besides the platform's services, health checks go through (to the first module's server).
-# Reflection is answered by the edge itself (see edge.py), which knows every contract.
-EXPOSED = ("petplatform.", "grpc.health.v1.")
+# The platform's services; health and reflection are answered by the edge itself (see edge.py).
+EXPOSED = ("petplatform.",)
 
 # Hop-by-hop or set by gRPC itself; everything else (authorization, x-request-id, custom keys) goes through.
 # (traceparent goes through too: the service's span continues the app's trace.)
@@ -31,11 +30,10 @@ async def abort_with(context, e: errors.ApiError) -> None:
 
 
 class PassThrough(grpc.GenericRpcHandler):
-    def __init__(self, policy: EdgePolicy, channel_for, default_module: str, streams: OpenStreams):
+    def __init__(self, policy: EdgePolicy, channel_for, streams: OpenStreams):
         self.policy = policy
         self.streams = streams
         self.channel_for = channel_for
-        self.default_module = default_module
 
     def service(self, details: grpc.HandlerCallDetails):
         method = lookup(details.method, EXPOSED)
@@ -43,7 +41,7 @@ class PassThrough(grpc.GenericRpcHandler):
             return None  # grpc answers UNIMPLEMENTED
         path = details.method
         service = method.containing_service.full_name
-        channel = self.channel_for(service.split(".")[1] if service.startswith("petplatform.") else self.default_module)
+        channel = self.channel_for(service.split(".")[1])  # petplatform.<module>.v1.<Service>
         access = method_access(path)
 
         async def admit(context, streaming: bool = False) -> tuple:

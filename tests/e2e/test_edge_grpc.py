@@ -153,8 +153,15 @@ async def test_reflection_and_health_streams_at_the_edge(edge: EdgeClient):
         replies = [r async for r in stub.ServerReflectionInfo(asks())]
         names = {s.name for s in replies[0].list_services_response.service}
         assert "petplatform.pet.v1.PetService" in names and replies[1].file_descriptor_response.file_descriptor_proto
-        # server streaming, cancelled by the client after the first message
-        watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=""))
+        # health, answered for the services behind the edge (server streaming, cancelled by the client)
+        health = health_pb2_grpc.HealthStub(ch)
+        for service in ("", "petplatform.pet.v1.PetService"):
+            assert (await health.Check(health_pb2.HealthCheckRequest(service=service))).status == \
+                health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
         first = await watch.read()
         assert first.status == health_pb2.HealthCheckResponse.SERVING
         watch.cancel()

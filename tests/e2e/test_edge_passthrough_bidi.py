@@ -78,7 +78,7 @@ async def test_bidi_streams_pass_through_with_metadata_and_policy(echo_contract,
         return []
     policy = EdgePolicy(settings, MemoryCache(), TokenVerifier(no_keys, MemoryCache(), issuer="petplatform"))
     edge = grpc.aio.server()
-    edge.add_generic_rpc_handlers((PassThrough(policy, lambda module: upstream, "auth", OpenStreams()),))
+    edge.add_generic_rpc_handlers((PassThrough(policy, lambda module: upstream, OpenStreams()),))
     edge_port = edge.add_insecure_port("127.0.0.1:0")
     await edge.start()
     try:

@@ -257,14 +257,19 @@ async def test_client_deadline_is_504_and_unreachable_service_503(edge: EdgeClie
             assert r.status == 503 and (await r.json())["ready"] is False
         async with edge.http.get(base + "/healthz") as r:
             assert r.status == 200  # alive, just not ready
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
         from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
         async with grpc.aio.insecure_channel(f"127.0.0.1:{lonely.grpc_port}") as ch:
             async def ask():
                 yield reflection_pb2.ServerReflectionRequest(list_services="")
             (reply,) = [r async for r in reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(ask())]
-        assert {"petplatform.auth.v1.AuthService", "petplatform.user.v1.UserService",
-                "petplatform.pet.v1.PetService"} <= {s.name for s in reply.list_services_response.service}, \
-            "the edge describes every contract, whichever services are up"
+            assert {"petplatform.auth.v1.AuthService", "petplatform.user.v1.UserService",
+                    "petplatform.pet.v1.PetService"} <= {s.name for s in reply.list_services_response.service}, \
+                "the edge describes every contract, whichever services are up"
+            health = health_pb2_grpc.HealthStub(ch)
+            for service in ("", "petplatform.pet.v1.PetService"):  # asked of the services behind the edge
+                status = (await health.Check(health_pb2.HealthCheckRequest(service=service))).status
+                assert status == health_pb2.HealthCheckResponse.NOT_SERVING, service
     finally:
         await lonely.stop(grace=1)
         await rt.close()
