@@ -193,7 +193,7 @@ async def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         rows += await bench_profile("embedded", embedded_settings(
-            Path(tmp) / "e", sink, rate_limit_per_minute=10**9), with_edge=True)
+            Path(tmp) / "e", sink, rate_limit_per_minute=10**9, max_streams_per_client=10**6), with_edge=True)
         from moto.server import ThreadedMotoServer
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
