@@ -12,7 +12,6 @@ from mesh import errors
 from mesh.config import Settings
 from mesh.principal import Principal, TokenVerifier
 from mesh.cache import Cache
-from petplatform.common.v1 import access_pb2
 
 @dataclasses.dataclass
 class Admission:
@@ -64,7 +63,7 @@ class EdgePolicy:
         A stream also takes one of the client's stream slots on this replica: release() gives it back."""
         self.check_ip(ip)
         try:
-            principal = await self._authenticate(authorization, access)
+            principal = await self.verifier.authenticate(authorization, access)
         except errors.ApiError:
             # Refused calls count against the address too, so floods of bad tokens meet the limit.
             await self._count(f"ip:{ip}")
@@ -81,21 +80,6 @@ class EdgePolicy:
             self._streams[client] += 1
             admission._release = lambda: self._close_stream(client)
         return admission
-
-    async def _authenticate(self, authorization: str | None, access: int) -> Principal | None:
-        principal = None
-        scheme, _, token = (authorization or "").partition(" ")
-        if authorization and scheme.lower() == "bearer" and token:
-            try:
-                principal = await self.verifier.verify(token.strip())
-            except errors.ApiError:
-                if access != access_pb2.ACCESS_PUBLIC:
-                    raise
-        elif authorization and access != access_pb2.ACCESS_PUBLIC:
-            raise errors.unauthenticated("authorization must be 'Bearer <token>'", "TOKEN_INVALID")
-        if principal is None and access not in (access_pb2.ACCESS_PUBLIC, access_pb2.ACCESS_UNSPECIFIED):
-            raise errors.unauthenticated("this method needs 'authorization: Bearer <access token>'", "TOKEN_MISSING")
-        return principal
 
     async def _count(self, client: str, principal: Principal | None = None) -> Admission:
         """One more call in the client's window; RESOURCE_EXHAUSTED once over the limit."""

@@ -111,9 +111,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         untraced = method.lstrip("/").startswith(PUBLIC_SERVICES)
         deserialize = handler.request_deserializer or (lambda b: b)
 
-        async def prologue(context) -> None:
+        async def prologue(md: dict[str, str]) -> None:
             """Request id and logging context, then authentication and authorization."""
-            md = _metadata(context)
             request_id = request_id_from(md.get("x-request-id"))
             structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
             # Headers wait for the first response (or send_headers): a call refused up front is then
@@ -153,10 +152,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             RPCS.labels(method, "OK").inc()
             tracing.record_grpc_status(span, grpc.StatusCode.OK)
 
-        def server_span(context):
+        def server_span(md: dict[str, str]):
             if untraced:  # health probes and reflection would drown the traces that matter
                 return contextlib.nullcontext(trace.INVALID_SPAN)
-            return tracing.span(method, SpanKind.SERVER, _metadata(context), {"rpc.system": "grpc"})
+            return tracing.span(method, SpanKind.SERVER, md, {"rpc.system": "grpc"})
 
         async def requests(raw_iter) -> AsyncIterator:
             async for raw in raw_iter:
@@ -164,10 +163,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
         async def unary(context, invoke):
             """A call with one response, which invoke() makes once the caller is let in."""
-            with server_span(context) as span:
+            md = _metadata(context)
+            with server_span(md) as span:
                 start = time.perf_counter()
                 try:
-                    await prologue(context)
+                    await prologue(md)
                     response = await invoke()
                     await send_headers(context)
                 except grpc.aio.AbortError:
@@ -179,10 +179,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
         async def streamed(context, items, headers_first: bool):
             """A call with a stream of responses, which items() yields once the caller is let in."""
-            with server_span(context) as span:
+            md = _metadata(context)
+            with server_span(md) as span:
                 start = time.perf_counter()
                 try:
-                    await prologue(context)
+                    await prologue(md)
                     if headers_first:  # a bidi peer may wait for headers before it sends
                         await send_headers(context)
                     async for item in _stream(items()):
@@ -216,24 +217,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return grpc.stream_stream_rpc_method_handler(stream_stream, None, handler.response_serializer)
 
     async def _authenticate(self, md: dict[str, str], access: int) -> Principal | None:
-        header = md.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        p = None
-        if header:
-            if scheme.lower() != "bearer" or not token:
-                if access != access_pb2.ACCESS_PUBLIC:
-                    raise errors.unauthenticated("authorization must be 'Bearer <token>'", "TOKEN_INVALID")
-            else:
-                try:
-                    p = await self._verifier.verify(token.strip())
-                except errors.ApiError:
-                    # Public methods work for anyone: a stale token must not lock a caller out of Login.
-                    if access != access_pb2.ACCESS_PUBLIC:
-                        raise
-        if access == access_pb2.ACCESS_PUBLIC:
-            return p
-        if p is None:
-            raise errors.unauthenticated("this method needs 'authorization: Bearer <access token>'", "TOKEN_MISSING")
+        p = await self._verifier.authenticate(md.get("authorization"), access)
         if access == access_pb2.ACCESS_ADMIN and not p.is_admin:
             raise errors.permission_denied("admins only", "ADMIN_ONLY")
         return p

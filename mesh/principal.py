@@ -13,6 +13,7 @@ import jwt
 
 from mesh import errors
 from mesh.cache import Cache
+from petplatform.common.v1 import access_pb2
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,27 @@ class TokenVerifier:
                     self._keys = {k["kid"]: jwt.PyJWK.from_json(json.dumps(k)).key for k in jwks}
                     self._fetched_at = time.monotonic()
         return self._keys.get(kid)
+
+    async def authenticate(self, authorization: str | None, access: int) -> Principal | None:
+        """The caller an `authorization` header names, as far as the method's access level needs one:
+        None for an anonymous call to a public method, UNAUTHENTICATED where a user is needed. The one
+        rule for the services' interceptor and the edge."""
+        scheme, _, token = (authorization or "").partition(" ")
+        principal = None
+        if authorization:
+            if scheme.lower() != "bearer" or not token.strip():
+                if access != access_pb2.ACCESS_PUBLIC:
+                    raise errors.unauthenticated("authorization must be 'Bearer <token>'", "TOKEN_INVALID")
+            else:
+                try:
+                    principal = await self.verify(token.strip())
+                except errors.ApiError:
+                    # Public methods work for anyone: a stale token must not lock a caller out of Login.
+                    if access != access_pb2.ACCESS_PUBLIC:
+                        raise
+        if principal is None and access != access_pb2.ACCESS_PUBLIC:
+            raise errors.unauthenticated("this method needs 'authorization: Bearer <access token>'", "TOKEN_MISSING")
+        return principal
 
     async def verify(self, token: str) -> Principal:
         try:
