@@ -94,11 +94,8 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             field_mask_pb2.FieldMask(paths=sorted(paths)).MergeMessage(
                 request.pet, pet, replace_message_field=True, replace_repeated_field=True)
             domain.check_pet(pet, paths, today())
-            await s.execute(pets.update().where(pets.c.id == pet_id).values(
-                update_time=next_update_time(previous), **self._columns(pet, paths)))
-            updated = await self._message(s, pet_id)
-            await self._emit_updated(s, previous, updated, sorted(paths))
-            return pet_pb2.UpdatePetResponse(pet=updated)
+            return pet_pb2.UpdatePetResponse(pet=await self._changed(s, previous, sorted(paths),
+                                                                    self._columns(pet, paths)))
 
     async def DeletePet(self, request, context):
         (pet_id,) = parse_name(request.name, "pets/{}")
@@ -182,12 +179,10 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                     raise errors.failed_precondition(f"a pet has at most {domain.MAX_PHOTOS_PER_PET} photos",
                                                      "TOO_MANY_PHOTOS")
                 previous = await self._message(s, pet_id)
-                await s.execute(pets.update().where(pets.c.id == pet_id).values(
-                    update_time=next_update_time(previous)))
                 await s.execute(photos.insert().values(id=photo_id, pet_id=pet_id, content_type=content_type,
                                                        size_bytes=len(request.content), width=width, height=height,
                                                        create_time=now))
-                await self._emit_updated(s, previous, await self._message(s, pet_id), ["photos"])
+                await self._changed(s, previous, ["photos"])
         except BaseException:
             await self._drop_blobs([key])  # no row, no blob
             raise
@@ -203,8 +198,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             gone = await s.execute(photos.delete().where(photos.c.id == photo_id, photos.c.pet_id == pet_id))
             if gone.rowcount != 1:
                 raise errors.not_found("pet.petplatform.dev/Photo", request.name)
-            await s.execute(pets.update().where(pets.c.id == pet_id).values(update_time=next_update_time(previous)))
-            await self._emit_updated(s, previous, await self._message(s, pet_id), ["photos"])
+            await self._changed(s, previous, ["photos"])
         await self._drop_blobs([photo_key(pet_id, photo_id)])
         return pet_pb2.DeletePetPhotoResponse()
 
@@ -275,10 +269,16 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             raise errors.permission_denied("only the pet's owner can change it", "NOT_OWNER")
         return row
 
-    @staticmethod
-    async def _emit_updated(s, previous: pet_pb2.Pet, pet: pet_pb2.Pet, paths: list[str]) -> None:
+    async def _changed(self, s, previous: pet_pb2.Pet, paths: list[str], columns: dict | None = None) -> pet_pb2.Pet:
+        """Every change to a pet ends here: its columns, a newer update_time, and pet.updated with the
+        pet before and after. Returns the pet as it is now."""
+        pet_id = previous.name.removeprefix("pets/")
+        await s.execute(pets.update().where(pets.c.id == pet_id).values(
+            update_time=next_update_time(previous), **(columns or {})))
+        pet = await self._message(s, pet_id)
         await emit(s, "pet.updated", pet_pb2.PetUpdatedEvent(
             pet=pet, previous=previous, update_mask=field_mask_pb2.FieldMask(paths=paths)), source=SOURCE)
+        return pet
 
     @staticmethod
     def _columns(pet: pet_pb2.Pet, fields: set[str]) -> dict:

@@ -5,7 +5,6 @@ Revises: 0001
 """
 from alembic import op
 import sqlalchemy as sa
-import mesh.sql
 
 
 revision = '0002'
