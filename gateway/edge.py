@@ -3,9 +3,9 @@ PETPLATFORM_EDGE_GRPC_PORT; routes come from the contracts, never from hand-writ
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
+from collections.abc import Mapping
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -25,22 +25,19 @@ from mesh.runtime import CHANNEL_OPTIONS, Runtime
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-
-def service_names(modules: list[str]) -> list[str]:
-    names = []
-    for m in modules:
-        pb2 = importlib.import_module(f"petplatform.{m}.v1.{m}_pb2")
-        names += [s.full_name for s in pb2.DESCRIPTOR.services_by_name.values()]
-    return names
+AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 
 
 class Edge:
-    def __init__(self, rt: Runtime, modules: list[str]):
+    """routes: full gRPC service name -> the peer serving it (the edge knows contracts, not services).
+    asyncapi: the events document served at /asyncapi.json."""
+
+    def __init__(self, rt: Runtime, routes: Mapping[str, str], asyncapi: dict):
         self.rt = rt
         self.s = rt.settings
-        self.modules = modules
-        self.services = service_names(modules)
+        self.routes = dict(routes)
+        self.services = list(routes)
+        self.asyncapi = asyncapi
         self.bindings = bindings(self.services)
         self.policy = EdgePolicy(self.s, rt.cache, rt.verifier)
         self.spec = openapi.document(self.bindings)
@@ -49,9 +46,10 @@ class Edge:
         self.grpc_port = 0
 
     async def start(self, http_port: int | None = None, grpc_port: int | None = None) -> None:
-        verify = VerifyEmailPage(self.rt.channel, self.policy)
-        rest = RestEdge(self.s, self.bindings, self.policy, self.rt.channel, self.rt.blobs, self.streams, [
+        verify = VerifyEmailPage(self.channel_for, self.policy)
+        rest = RestEdge(self.s, self.bindings, self.policy, self.channel_for, self.rt.blobs, self.streams, [
             ("GET", "/readyz", self.readyz), ("GET", "/openapi.json", self.openapi_json), ("GET", "/docs", self.docs),
+            ("GET", "/asyncapi.json", self.asyncapi_json),
             ("GET", "/.well-known/jwks.json", self.jwks),
             ("GET", "/verify-email", verify.show), ("POST", "/verify-email", verify.confirm)])
         # handler_cancellation: a client that disconnects cancels its handler, and so its upstream call.
@@ -62,10 +60,10 @@ class Edge:
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]
         self.grpc_server = grpc.aio.server(options=CHANNEL_OPTIONS)
-        self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.rt.channel, self.streams),))
+        self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.channel_for, self.streams),))
         # Answered by the edge for every service, however they are deployed: reflection from its own
         # descriptors, health by asking the module that serves each service.
-        health_pb2_grpc.add_HealthServicer_to_server(EdgeHealth(self.rt.channel, self.modules, self.services),
+        health_pb2_grpc.add_HealthServicer_to_server(EdgeHealth(self.channel_for, self.services),
                                                      self.grpc_server)
         reflection.enable_server_reflection(
             [*self.services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
@@ -85,27 +83,36 @@ class Edge:
         await self.grpc_server.stop(grace)
         await self.runner.cleanup()
 
+    def channel_for(self, service: str) -> grpc.aio.Channel:
+        """The channel to whoever serves a contract (KeyError for one the edge does not front)."""
+        return self.rt.channel(self.routes[service])
+
     async def readyz(self, request: web.Request) -> web.Response:
-        async def check(module: str) -> bool:
+        peers = sorted(set(self.routes.values()))
+
+        async def check(peer: str) -> bool:
             try:
-                r = await health_pb2_grpc.HealthStub(self.rt.channel(module)).Check(
+                r = await health_pb2_grpc.HealthStub(self.rt.channel(peer)).Check(
                     health_pb2.HealthCheckRequest(), timeout=2)
                 return r.status == health_pb2.HealthCheckResponse.SERVING
             except grpc.aio.AioRpcError:
                 return False
-        results = dict(zip(self.modules, await asyncio.gather(*(check(m) for m in self.modules))))
+        results = dict(zip(peers, await asyncio.gather(*(check(p) for p in peers))))
         return web.json_response({"ready": all(results.values()), "services": results},
                                  status=200 if all(results.values()) else 503)
 
     async def openapi_json(self, request: web.Request) -> web.Response:
         return web.json_response(self.spec)
 
+    async def asyncapi_json(self, request: web.Request) -> web.Response:
+        return web.json_response(self.asyncapi)
+
     async def docs(self, request: web.Request) -> web.Response:
         return web.Response(text=openapi.docs_page(self.spec), content_type="text/html",
                             headers={"Content-Security-Policy": DOCS_CSP})
 
     async def jwks(self, request: web.Request) -> web.Response:
-        keys = await auth_pb2_grpc.AuthServiceStub(self.rt.channel("auth")).GetJwks(
+        keys = await auth_pb2_grpc.AuthServiceStub(self.channel_for(AUTH_SERVICE)).GetJwks(
             auth_pb2.GetJwksRequest(), timeout=5)
         body = {"keys": [json_format.MessageToDict(k, preserving_proto_field_name=True) for k in keys.keys]}
         return web.Response(text=json.dumps(body), content_type="application/jwk-set+json",

@@ -69,7 +69,7 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
             except ValueError:
                 raise errors.invalid_argument(("body", "not base64"), reason="MALFORMED_GRPC_WEB") from None
         message = first_message(raw)
-        channel = edge.channel_for(method.containing_service.full_name.split(".")[1])
+        channel = edge.channel_for(method.containing_service.full_name)
         kwargs = dict(metadata=edge.forward_metadata(request),
                       timeout=deadline(request.headers.get("grpc-timeout"), method.server_streaming))
         if method.server_streaming:

@@ -12,25 +12,24 @@ WATCH_POLL_SECONDS = 2.0
 
 
 class EdgeHealth(health_pb2_grpc.HealthServicer):
-    def __init__(self, channel_for, modules: list[str], services: list[str]):
-        self.channel_for = channel_for
-        self.modules = modules
-        self.services = set(services)
+    def __init__(self, channel_for, services: list[str]):
+        self.channel_for = channel_for  # full gRPC service name -> channel to whoever serves it
+        self.services = services
 
     async def _status(self, service: str) -> int:
         """SERVING or NOT_SERVING; raises KeyError for a service the edge does not front."""
         if service and service not in self.services:
             raise KeyError(service)
-        modules = [service.split(".")[1]] if service else self.modules
 
-        async def ask(module: str) -> bool:
+        async def ask(name: str) -> bool:
             try:
-                reply = await health_pb2_grpc.HealthStub(self.channel_for(module)).Check(
-                    health_pb2.HealthCheckRequest(service=service), timeout=2)
+                reply = await health_pb2_grpc.HealthStub(self.channel_for(name)).Check(
+                    health_pb2.HealthCheckRequest(service=name), timeout=2)
                 return reply.status == SERVING
             except grpc.aio.AioRpcError:
                 return False
-        return SERVING if all(await asyncio.gather(*(ask(m) for m in modules))) else NOT_SERVING
+        names = [service] if service else self.services
+        return SERVING if all(await asyncio.gather(*(ask(n) for n in names))) else NOT_SERVING
 
     async def Check(self, request, context):
         try:

@@ -64,8 +64,8 @@ class Binding:
 
     @property
     def service(self) -> str:
-        """The module serving it: `petplatform.<module>.v1.X`."""
-        return self.method.containing_service.full_name.split(".")[1]
+        """The full name of the gRPC service it belongs to."""
+        return self.method.containing_service.full_name
 
 
 def _rules(rule: http_pb2.HttpRule):

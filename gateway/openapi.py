@@ -63,7 +63,9 @@ def comments() -> dict[str, str]:
     return out
 
 
-class _Schemas:
+class Schemas:
+    """JSON Schemas of protobuf messages (proto3 JSON), gathered under components/schemas."""
+
     def __init__(self):
         self.components: dict[str, dict] = {}
 
@@ -112,7 +114,7 @@ def openapi_path(b: Binding) -> tuple[str, list[dict]]:
     return re.sub(r"\{([^}=]+)(?:=([^}]+))?\}", expand, b.template.pattern), params
 
 
-def _query_params(b: Binding, schemas: _Schemas) -> list[dict]:
+def _query_params(b: Binding, schemas: Schemas) -> list[dict]:
     if b.body == "*":
         return []
     bound = {v.split(".")[0] for v in b.template.variables} | {b.body}
@@ -130,7 +132,7 @@ def _query_params(b: Binding, schemas: _Schemas) -> list[dict]:
 
 
 def document(bindings: list[Binding]) -> dict:
-    schemas = _Schemas()
+    schemas = Schemas()
     status = schemas.ref(__import__("google.rpc.status_pb2", fromlist=["x"]).Status.DESCRIPTOR)
     paths: dict[str, dict] = {}
     seen: dict[str, int] = {}
@@ -185,6 +187,8 @@ def _edge_paths(status: dict) -> dict:
                                [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}]),
         "/healthz": get("Edge_Healthz", "The edge process is alive.", obj),
         "/readyz": get("Edge_Readyz", "Every service behind the edge is serving (503 otherwise).", obj),
+        "/asyncapi.json": get("Edge_AsyncApi", "The AsyncAPI document of every event: exchange, routing key, "
+                                               "payload, producers and consumers.", obj),
         "/.well-known/jwks.json": get("Edge_Jwks", "The public keys that verify access tokens (JWKS).",
                                       {"application/jwk-set+json": {"schema": {"type": "object"}}}),
         "/verify-email": get("Edge_VerifyEmailPage", "The page the verification email links to; its button "
@@ -200,7 +204,7 @@ def first_sentence(comment: str) -> str:
     return text if end < 0 else text[:end + 1]
 
 
-def _success(b: Binding, schemas: _Schemas) -> dict:
+def _success(b: Binding, schemas: Schemas) -> dict:
     schema = _response_schema(b, schemas)
     if not b.method.server_streaming:
         return {"description": "OK", "content": {"application/json": {"schema": schema}}}
@@ -212,7 +216,7 @@ def _success(b: Binding, schemas: _Schemas) -> dict:
                         "text/event-stream": {"schema": {"type": "string"}}}}
 
 
-def _response_schema(b: Binding, schemas: _Schemas) -> dict:
+def _response_schema(b: Binding, schemas: Schemas) -> dict:
     if b.response_body:
         return schemas.field(b.method.output_type.fields_by_name[b.response_body])
     return schemas.ref(b.method.output_type)

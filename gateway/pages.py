@@ -88,7 +88,7 @@ class VerifyEmailPage:
         if not token or len(token) > _TOKEN_MAX:
             return page("Link not valid", "<p>This verification link is incomplete.</p>", 400)
         try:
-            reply = await auth_pb2_grpc.AuthServiceStub(self.channel_for("auth")).VerifyEmail(
+            reply = await auth_pb2_grpc.AuthServiceStub(self.channel_for(auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name)).VerifyEmail(
                 auth_pb2.VerifyEmailRequest(token=token), timeout=10)
         except grpc.aio.AioRpcError as e:
             if e.code() not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):

@@ -41,7 +41,7 @@ class PassThrough(grpc.GenericRpcHandler):
             return None  # grpc answers UNIMPLEMENTED
         path = details.method
         service = method.containing_service.full_name
-        channel = self.channel_for(service.split(".")[1])  # petplatform.<module>.v1.<Service>
+        channel = self.channel_for(service)
         access = method_access(path)
 
         async def admit(context, streaming: bool = False) -> tuple:

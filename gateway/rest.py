@@ -54,7 +54,7 @@ class RestEdge:
         self.s = settings
         self.bindings = bindings
         self.policy = policy
-        self.channel_for = channel_for  # service module name -> grpc.aio.Channel
+        self.channel_for = channel_for  # full gRPC service name -> grpc.aio.Channel
         self.blobs = blobs
         self.extras = extras
         self.streams = streams

@@ -9,9 +9,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PETPLATFORM_"
 
-# Seed ports of the per-service deployment; --target=all uses grpc_port for every module.
-SERVICE_PORTS = {"auth": 3001, "user": 3002, "pet": 3003}
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
@@ -30,10 +27,8 @@ class Settings(BaseSettings):
     ip_deny: list[str] = []  # CIDRs refused at the edge
     trust_forwarded_for: bool = False  # behind one load balancer: the client IP is X-Forwarded-For's last entry
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)  # photos arrive base64-encoded in JSON
-    # Peers, host:port; unset means this process (all-in-one) or the seed port on host.
-    auth_addr: str | None = None
-    user_addr: str | None = None
-    pet_addr: str | None = None
+    # Peers are PETPLATFORM_<SERVICE>_ADDR=host:port, one per registry entry (mesh.registry.peer_addresses);
+    # unset means this process (all-in-one) or the service's seed port on `host`.
 
     database_url: str | None = None  # postgresql+asyncpg://... (real profile)
     schema_prefix: str = Field("", pattern=r"^[a-z0-9_]*$")  # isolates test runs sharing one database
@@ -83,12 +78,6 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"profile 'real' needs {', '.join(missing)}")
         return self
-
-    def peer(self, service: str, own_port: int | None) -> str:
-        explicit = getattr(self, f"{service}_addr", None)
-        if explicit:
-            return explicit
-        return f"{self.host}:{own_port if own_port is not None else SERVICE_PORTS[service]}"
 
 
 class ConfigError(Exception):

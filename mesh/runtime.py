@@ -1,21 +1,24 @@
-"""What every module gets: settings, the infrastructure ports, stubs to peers, token verification."""
+"""What every module gets: settings, the infrastructure ports, channels to peers, token verification."""
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
-from google.protobuf import json_format
+from google.protobuf.message import Message
 import grpc
 
 from mesh import tracing
 from mesh.blobs import BlobStore, make_blob_store
 from mesh.cache import Cache, make_cache
 from mesh.config import Settings
-from mesh.events import Bus, InProcessBus, Relay
+from mesh.events import Bus, Effects, Handler, InProcessBus, Relay, event_type, producer
 from mesh.principal import TokenVerifier
 from mesh.sql import Database, database_url
-from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
+
+if TYPE_CHECKING:
+    from mesh.registry import ServiceSpec
 
 # Sent messages (photos) may be several MiB; the service checks its own, smaller limits.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -33,9 +36,14 @@ def make_bus(settings: Settings) -> Bus:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, local_services: set[str]):
+    """What the modules of one process share. `addresses` maps every service to its address
+    (peer_addresses); services in `local` are served by this process and reached on its own port."""
+
+    def __init__(self, settings: Settings, *, addresses: Mapping[str, str], local: Collection[str] = (),
+                 jwks: Callable[[Runtime], Awaitable[list[dict]]]):
         self.settings = settings
-        self.local_services = local_services
+        self.addresses = dict(addresses)
+        self.local_services = set(local)
         self.own_port: int | None = None  # set once the server is bound
         self.bus = make_bus(settings)
         self.cache: Cache = make_cache(settings.redis_url, prefix=settings.schema_prefix)
@@ -43,28 +51,23 @@ class Runtime:
             s3_endpoint=settings.s3_endpoint, s3_access_key=settings.s3_access_key,
             s3_secret_key=settings.s3_secret_key.get_secret_value(), s3_bucket=settings.s3_bucket,
             s3_secure=settings.s3_secure, data_dir=settings.data_dir)
-        self.verifier = TokenVerifier(self._jwks, self.cache, issuer=settings.jwt_issuer,
+        self.verifier = TokenVerifier(lambda: jwks(self), self.cache, issuer=settings.jwt_issuer,
                                       ttl=settings.jwks_cache_seconds, min_refetch=settings.jwks_min_refetch_seconds)
         self._channels: dict[str, grpc.aio.Channel] = {}
 
-    def database(self, service: str) -> Database:
+    def database(self, service: str, *, info: Mapping[str, object] | None = None) -> Database:
         url, schema = database_url(self.settings.data_dir, self.settings.database_url, service,
                                    self.settings.schema_prefix)
-        return Database(url, schema)
+        return Database(url, schema, info=info)
 
     def channel(self, service: str) -> grpc.aio.Channel:
         """Modules talk only through stubs, even inside one process: this is the peer's address."""
         if service not in self._channels:
             local = service in self.local_services and self.own_port is not None
-            address = f"{self.settings.host}:{self.own_port}" if local else self.settings.peer(service, None)
+            address = f"{self.settings.host}:{self.own_port}" if local else self.addresses[service]
             self._channels[service] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS,
                                                                 interceptors=tracing.CLIENT_INTERCEPTORS)
         return self._channels[service]
-
-    async def _jwks(self) -> list[dict]:
-        stub = auth_pb2_grpc.AuthServiceStub(self.channel("auth"))
-        response = await stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=5)
-        return [json_format.MessageToDict(k, preserving_proto_field_name=True) for k in response.keys]
 
     async def start(self) -> None:
         await self.bus.start()
@@ -77,28 +80,54 @@ class Runtime:
 
 
 class ServiceModule:
-    """A service of the mesh: its servicers, its database, its outbox relay and its consumers."""
+    """A service of the mesh: its servicers, and, when it has migrations, its database, its outbox
+    relay and its consumers. Stateless modules (the ML services) leave `migrations` unset."""
 
-    name: ClassVar[str]
-    migrations: ClassVar[Path]
+    migrations: ClassVar[Path | None] = None
 
-    def __init__(self, rt: Runtime):
+    def __init__(self, rt: Runtime, spec: ServiceSpec):
         self.rt = rt
-        self.db = rt.database(self.name)
-        self.relay = Relay(self.db, rt.bus, poll_seconds=rt.settings.outbox_poll_seconds,
-                           retention=dt.timedelta(hours=rt.settings.event_retention_hours))
+        self.spec = spec
+        self.name = spec.name
+        self.listened: set[str] = set()
+        if self.migrations is None:
+            self._db: Database | None = None
+            self.relay: Relay | None = None
+        else:
+            self._db = rt.database(spec.name, info=producer(spec.name, spec.emitted_types))
+            self.relay = Relay(self._db, rt.bus, poll_seconds=rt.settings.outbox_poll_seconds,
+                               retention=dt.timedelta(hours=rt.settings.event_retention_hours))
 
-    def servicers(self) -> list[tuple[Callable[[Any, grpc.aio.Server], None], Any, str]]:
-        """(add_XServicer_to_server, servicer, full service name) for each gRPC service."""
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise TypeError(f"{self.name} is stateless: it has no migrations, so no database")
+        return self._db
+
+    def servicers(self) -> Mapping[str, object]:
+        """Full gRPC service name -> its servicer, for each contract the registry entry lists."""
         raise NotImplementedError
 
+    def consumers(self) -> Mapping[str, Effects]:
+        """Durable consumers: queue name (`<service>.<purpose>`) -> {EventMessage: effect}; each effect
+        runs once per event, in the transaction that records it in the inbox."""
+        return {}
+
+    async def listen(self, kinds: Sequence[type[Message]], handler: Handler,
+                     on_gap: Callable[[], None] | None = None) -> None:
+        """Live views: this replica hears every such event, best effort (see Bus.subscribe_broadcast)."""
+        await self.rt.bus.subscribe_broadcast([event_type(k) for k in kinds], handler, on_gap=on_gap)
+        self.listened.update(event_type(k) for k in kinds)
+
     async def subscribe(self) -> None:
-        """Binds the module's event consumers; called before any relay starts."""
+        """Binds live listeners (`listen`); called before any relay starts, after `consumers` are bound."""
 
     async def drain(self) -> None:
         """Shutdown begins: end long-lived streams now, so their clients reconnect to another replica
         instead of waiting out the grace period."""
 
     async def stop(self) -> None:
-        await self.relay.stop()
-        await self.db.dispose()
+        if self.relay:
+            await self.relay.stop()
+        if self._db:
+            await self._db.dispose()

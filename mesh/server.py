@@ -3,44 +3,34 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Sequence
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mesh.config import Settings
+from mesh.events import event_type, subscribe
 from mesh.interceptor import ServerInterceptor, method_access
+from mesh.registry import ServiceSpec
 from mesh.runtime import CHANNEL_OPTIONS, Runtime, ServiceModule
 
 log = logging.getLogger(__name__)
 
-# Target name -> module class; `all` is every one of them in one process.
-MODULES = {
-    "auth": "services.auth.module:AuthModule",
-    "user": "services.user.module:UserModule",
-    "pet": "services.pet.module:PetModule",
-}
 
-
-def module_classes(target: str) -> list[type[ServiceModule]]:
-    names = list(MODULES) if target == "all" else [target]
-    out = []
-    for n in names:
-        if n not in MODULES:
-            raise ValueError(f"unknown target {n!r}; choose one of: all, {', '.join(MODULES)}")
-        path, cls = MODULES[n].split(":")
-        out.append(getattr(importlib.import_module(path), cls))
-    return out
+class RegistryMismatch(Exception):
+    """A module does not do what its registry entry says (contracts or events)."""
 
 
 class Platform:
-    """One gRPC server carrying the modules of a target."""
+    """One gRPC server carrying the modules of a target, started in the registry's dependency order
+    (peers first) and stopped in reverse."""
 
-    def __init__(self, settings: Settings, target: str = "all", port: int | None = None):
-        self.settings = settings
-        self.classes = module_classes(target)
-        self.requested_port = settings.grpc_port if port is None else port
-        self.rt = Runtime(settings, {c.name for c in self.classes})
+    def __init__(self, rt: Runtime, specs: Sequence[ServiceSpec], port: int | None = None):
+        self.rt = rt
+        self.settings = rt.settings
+        self.specs = list(specs)
+        self.requested_port = self.settings.grpc_port if port is None else port
         self.modules: list[ServiceModule] = []
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
@@ -51,21 +41,27 @@ class Platform:
         return f"{self.settings.host}:{self.port}"
 
     async def migrate(self) -> None:
-        for cls in self.classes:
-            db = self.rt.database(cls.name)
+        for spec in self.specs:
+            migrations = spec.load().migrations
+            if migrations is None:
+                continue
+            db = self.rt.database(spec.name)
             try:
-                await db.migrate(cls.migrations)
+                await db.migrate(migrations)
             finally:
                 await db.dispose()
 
     async def start(self) -> None:
         await self.rt.start()
-        self.modules = [cls(self.rt) for cls in self.classes]
+        self.modules = [spec.load()(self.rt, spec) for spec in self.specs]
         server = grpc.aio.server(interceptors=[ServerInterceptor(self.rt.verifier)], options=CHANNEL_OPTIONS)
         names = []
         for m in self.modules:
-            for add, servicer, name in m.servicers():
-                add(servicer, server)
+            servicers = m.servicers()
+            if sorted(servicers) != sorted(m.spec.contracts):
+                raise RegistryMismatch(f"{m.name} serves {sorted(servicers)}, its entry lists {sorted(m.spec.contracts)}")
+            for name, servicer in servicers.items():
+                add_servicer(name, servicer, server)
                 names.append(name)
                 for method in servicer_methods(name):
                     method_access(method)  # a method without a declared access level fails here, not at call time
@@ -77,20 +73,34 @@ class Platform:
         await server.start()
         self.server = server
         for m in self.modules:
-            await m.subscribe()
+            await self._subscribe(m)
         for m in self.modules:
-            m.relay.start()
+            if m.relay:
+                m.relay.start()
         for n in ["", *names]:
             await self.health.set(n, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving %s on %s", ", ".join(m.name for m in self.modules), self.address)
 
+    async def _subscribe(self, m: ServiceModule) -> None:
+        consumed: set[str] = set()
+        for consumer, effects in m.consumers().items():
+            if not consumer.startswith(f"{m.name}."):
+                raise RegistryMismatch(f"{m.name}: consumer {consumer!r} must be named {m.name}.<purpose>")
+            await subscribe(self.rt.bus, m.db, consumer, effects)
+            consumed.update(event_type(kind) for kind in effects)
+        await m.subscribe()
+        consumed |= m.listened
+        if consumed != m.spec.consumed_types:
+            raise RegistryMismatch(f"{m.name} consumes {sorted(consumed)}, its entry lists "
+                                   f"{sorted(m.spec.consumed_types)}")
+
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
-        for m in self.modules:
+        for m in reversed(self.modules):
             await m.drain()
         if self.server:
             await self.server.stop(grace)  # in-flight RPCs and streams get `grace` seconds to finish
-        for m in self.modules:
+        for m in reversed(self.modules):
             await m.stop()
         await self.rt.close()
 
@@ -98,11 +108,17 @@ class Platform:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop(grace=1.0)
 
 
+def add_servicer(service_name: str, servicer: object, server: grpc.aio.Server) -> None:
+    """Registers a servicer with the `add_<Service>Servicer_to_server` generated beside its contract."""
+    service = descriptor_pool.Default().FindServiceByName(service_name)
+    stubs = importlib.import_module(service.file.name.removesuffix(".proto").replace("/", ".") + "_pb2_grpc")
+    getattr(stubs, f"add_{service.name}Servicer_to_server")(servicer, server)
+
+
 def servicer_methods(service_name: str) -> list[str]:
-    from google.protobuf import descriptor_pool
     service = descriptor_pool.Default().FindServiceByName(service_name)
     return [f"/{service_name}/{m.name}" for m in service.methods]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from alembic import command
@@ -41,7 +41,8 @@ def utcnow() -> dt.datetime:
 
 
 class Database:
-    def __init__(self, url: str, schema: str | None):
+    def __init__(self, url: str, schema: str | None, *, info: Mapping[str, object] | None = None):
+        """info: copied into every session's `info` (the events layer keeps the producer there)."""
         self.url = url
         self.schema = schema  # None on SQLite
         kwargs: dict = {}
@@ -55,7 +56,7 @@ class Database:
         if url.startswith("sqlite"):
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         self.engine: AsyncEngine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False, info=dict(info or {}))
 
     @property
     def is_sqlite(self) -> bool:

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app import wiring
 from mesh import logs
 from mesh.config import load_settings
 from mesh.server import Platform
@@ -149,7 +150,7 @@ class Api:
 
 
 async def start_platform(settings) -> Platform:
-    platform = Platform(settings, "all", 0)
+    platform = wiring.platform(settings, "all", port=0)
     await platform.migrate()
     await platform.start()
     return platform
@@ -182,10 +183,14 @@ class EdgeClient:
         return f"127.0.0.1:{self.edge.grpc_port}"
 
 
+def lone_edge(settings, address: str):
+    """An edge in a process of its own, every service at `address`."""
+    from app.registry import REGISTRY
+    return wiring.edge(wiring.runtime(settings, addresses={name: address for name in REGISTRY.names}))
+
+
 async def start_edge(platform: Platform):
-    from gateway.edge import Edge
-    from mesh.server import MODULES
-    edge = Edge(platform.rt, list(MODULES))
+    edge = wiring.edge(platform.rt)
     await edge.start(http_port=0, grpc_port=0)
     return edge
 

@@ -8,10 +8,8 @@ import sys
 
 import yaml
 
-from gateway.edge import service_names
-from mesh.config import SERVICE_PORTS
+from app.registry import REGISTRY
 from mesh.interceptor import method_access
-from mesh.server import MODULES
 from petplatform.common.v1 import access_pb2
 from google.protobuf import descriptor_pool
 
@@ -59,7 +57,7 @@ USER_HEADER = "x-petplatform-user"
 def upstream(service: str) -> dict:
     """Where a service's calls go, and how they count against the rate limit: per user when signed
     in, else per IP (as the Python edge does), so users behind one NAT don't share a budget."""
-    return {"cluster": service.split(".")[1],
+    return {"cluster": REGISTRY.routes[service],
             "retry_policy": {"retry_on": "unavailable", "num_retries": 0},
             "rate_limits": [
                 {"actions": [{"request_headers": {"header_name": USER_HEADER, "descriptor_key": "user",
@@ -175,7 +173,7 @@ def listener(name: str, port: int, manager: dict) -> dict:
 
 
 def config() -> dict:
-    services = service_names(list(MODULES))
+    services = list(REGISTRY.routes)
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}},
         "static_resources": {
@@ -184,8 +182,7 @@ def config() -> dict:
                 listener("grpc", 3443, http_manager("edge_grpc", services, browser=False)),
             ],
             "clusters": [
-                *(cluster(m, f"petplatform-{m}", SERVICE_PORTS[m], grpc_service=s)
-                  for m, s in zip(MODULES, services)),
+                *(cluster(s.name, f"petplatform-{s.name}", s.port, grpc_service=s.contracts[0]) for s in REGISTRY),
                 cluster("ratelimit", "petplatform-ratelimit", 8081),
                 cluster("edge_self", "127.0.0.1", 3000, http2=False),
             ],

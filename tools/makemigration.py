@@ -7,14 +7,16 @@ import tempfile
 from alembic import command
 from alembic.config import Config
 
-from mesh.server import module_classes
+from app.registry import REGISTRY
 from mesh.sql import Database
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 async def main(service: str, message: str) -> None:
-    (cls,) = module_classes(service)
+    cls = REGISTRY[service].load()
+    if cls.migrations is None:
+        raise SystemExit(f"{service} is stateless: it has no migrations")
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite+aiosqlite:///{tmp}/db.sqlite3", None)
         await db.migrate(cls.migrations)

@@ -1,6 +1,9 @@
-"""The events port: transactional outbox -> relay -> bus (RabbitMQ or in-process) -> idempotent inbox."""
+"""The events port: transactional outbox -> relay -> bus (RabbitMQ or in-process) -> idempotent inbox.
+Events are typed: the routing key comes from the payload message's contract (types.py)."""
 from mesh.events.bus import Bus, Handler, InProcessBus
-from mesh.events.outbox import Relay, emit, event_tables
-from mesh.events.inbox import inbox_handler
+from mesh.events.inbox import Effect, Effects, inbox_handler, subscribe
+from mesh.events.outbox import Relay, UndeclaredEvent, emit, event_tables, producer
+from mesh.events.types import PoisonEvent, event_type, unpack
 
-__all__ = ["Bus", "Handler", "InProcessBus", "Relay", "emit", "event_tables", "inbox_handler"]
+__all__ = ["Bus", "Effect", "Effects", "Handler", "InProcessBus", "PoisonEvent", "Relay", "UndeclaredEvent", "emit",
+           "event_tables", "event_type", "inbox_handler", "producer", "subscribe", "unpack"]

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from google.protobuf.message import Message
 from opentelemetry.trace import SpanKind
@@ -10,22 +11,22 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh import tracing
-from mesh.events.bus import Handler
+from mesh.events.bus import Bus, Handler
 from mesh.events.outbox import inbox
+from mesh.events.types import event_type, unpack
 from mesh.sql import Database, utcnow
 from petplatform.common.v1 import event_pb2
 
 log = logging.getLogger(__name__)
 
-Effect = Callable[[AsyncSession, event_pb2.EventEnvelope, Message], Awaitable[None]]
+# (session of the inbox transaction, the event payload): the effect commits with the inbox row.
+Effect = Callable[[AsyncSession, Any], Awaitable[None]]
+Effects = Mapping[type[Message], Effect]
 
 
-class PoisonEvent(Exception):
-    """The body is not an event this consumer can ever process."""
-
-
-def inbox_handler(db: Database, consumer: str, effects: dict[str, tuple[type[Message], Effect]]) -> Handler:
-    """A bus handler applying `effects[event type]` at most once per event id."""
+def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
+    """A bus handler applying `effects[type of the event]` at most once per event id."""
+    by_type = {event_type(kind): effect for kind, effect in effects.items()}
 
     async def handle(body: bytes) -> None:
         envelope = event_pb2.EventEnvelope.FromString(body)
@@ -36,10 +37,7 @@ def inbox_handler(db: Database, consumer: str, effects: dict[str, tuple[type[Mes
             await apply(envelope)
 
     async def apply(envelope: event_pb2.EventEnvelope) -> None:
-        payload_type, effect = effects[envelope.type]
-        payload = payload_type()
-        if not envelope.payload.Unpack(payload):
-            raise PoisonEvent(f"{envelope.type} {envelope.id}: payload is {envelope.payload.type_url}")
+        payload = unpack(envelope, effects)
         async with db.transaction() as s:
             seen = await s.scalar(sa.select(sa.func.count()).select_from(inbox).where(
                 inbox.c.consumer == consumer, inbox.c.event_id == envelope.id))
@@ -48,6 +46,11 @@ def inbox_handler(db: Database, consumer: str, effects: dict[str, tuple[type[Mes
                 return
             # A concurrent duplicate fails on the primary key here and is redelivered, then skipped.
             await s.execute(inbox.insert().values(consumer=consumer, event_id=envelope.id, process_time=utcnow()))
-            await effect(s, envelope, payload)
+            await by_type[envelope.type](s, payload)
 
     return handle
+
+
+async def subscribe(bus: Bus, db: Database, consumer: str, effects: Effects) -> None:
+    """Binds the durable queue `consumer` to the effects' event types, each applied once per event."""
+    await bus.subscribe(consumer, [event_type(kind) for kind in effects], inbox_handler(db, consumer, effects))

@@ -17,12 +17,13 @@ from sqlalchemy.orm import Session
 
 from mesh import tracing
 from mesh.events.bus import Bus
+from mesh.events.types import event_type
 from mesh.sql import Database, UtcDateTime, utcnow
 from petplatform.common.v1 import event_pb2
 
 log = logging.getLogger(__name__)
 
-# Every service's schema has these two tables (created by its own migrations).
+# Every service's schema has these two tables, made by the runtime's own migrations (mesh/migrations).
 event_tables = sa.MetaData()
 outbox = sa.Table(
     "outbox", event_tables,
@@ -52,19 +53,36 @@ def _wake_relays(session: Session) -> None:
             relay.wake()
 
 
-async def emit(session: AsyncSession, event_type: str, payload: Message, *, source: str,
-               traceparent: str = "") -> str:
-    """Adds an event to the outbox of the session's transaction; returns the event id."""
+def producer(source: str, emits: frozenset[str] | None = None) -> dict[str, object]:
+    """Session info of a service's database: who emits, and which event types it declared
+    (None: any). `emit` refuses an undeclared event, so the registry's list stays true."""
+    return {"event_source": source, "event_types": emits}
+
+
+class UndeclaredEvent(Exception):
+    """A service emitted an event its registry entry does not list."""
+
+
+async def emit(session: AsyncSession, event: Message, *, traceparent: str = "") -> str:
+    """Adds an event to the outbox of the session's transaction; returns the event id. The routing
+    key comes from the message's contract, the source from the database the session belongs to."""
+    kind = event_type(event)
+    source = session.info.get("event_source")
+    if not source:
+        raise UndeclaredEvent(f"{kind}: this database has no event source (Database(..., info=producer(...)))")
+    declared = session.info.get("event_types")
+    if declared is not None and kind not in declared:
+        raise UndeclaredEvent(f"{source} emits {kind}, which its registry entry does not list under emits")
     now = utcnow()
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(now)
     packed = any_pb2.Any()
-    packed.Pack(payload)
+    packed.Pack(event)
     event_id = str(uuid.uuid4())
-    envelope = event_pb2.EventEnvelope(id=event_id, type=event_type, time=ts, source=source,
+    envelope = event_pb2.EventEnvelope(id=event_id, type=kind, time=ts, source=source,
                                        traceparent=traceparent or tracing.traceparent(), payload=packed)
     await session.execute(outbox.insert().values(
-        event_id=event_id, event_type=event_type, body=envelope.SerializeToString(), create_time=now))
+        event_id=event_id, event_type=kind, body=envelope.SerializeToString(), create_time=now))
     session.sync_session.info["outbox_dirty"] = True
     return event_id
 

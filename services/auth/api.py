@@ -21,13 +21,13 @@ from mesh.events import emit
 from mesh.resources import check_text, new_id, timestamp
 from mesh.sql import Database, utcnow
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
+from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.common.v1 import event_pb2
 from services.auth import passwords
 from services.auth.keys import SigningKeys
 from services.auth.store import accounts, refresh_tokens, verification_tokens
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
-SOURCE = "auth"
 ROLES = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
 
 
@@ -63,11 +63,11 @@ async def new_verification_email(session, settings: Settings, account_id: str, e
         token_hash=sha256(token), account_id=account_id, create_time=now,
         expire_time=now + dt.timedelta(seconds=settings.verification_token_ttl_seconds)))
     hours = settings.verification_token_ttl_seconds // 3600
-    await emit(session, "email.send", event_pb2.EmailSendEvent(
+    await emit(session, event_pb2.EmailRequested(
         to=email_addr, subject="Verify your Pet Platform email",
         text_body=(f"Welcome to Pet Platform!\n\nConfirm your email address within {hours} hours:\n"
                    f"{settings.public_url}/verify-email?token={token}\n\n"
-                   "If you did not sign up, ignore this message.\n")), source=SOURCE)
+                   "If you did not sign up, ignore this message.\n")))
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
@@ -99,8 +99,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                        "display_name": display_name, "role": "admin" if email_addr in self._admins else "user",
                        "email_verified": False, "create_time": utcnow()}
                 await s.execute(accounts.insert().values(**row))
-                await emit(s, "user.created", auth_pb2.UserCreatedEvent(
-                    user_id=account_id, email=email_addr, display_name=display_name), source=SOURCE)
+                await emit(s, auth_events.UserCreated(
+                    user=f"users/{account_id}", email=email_addr, display_name=display_name))
         except IntegrityError:
             raise errors.already_exists("auth.petplatform.dev/Account", email_addr,
                                         "an account with this email already exists") from None
@@ -176,8 +176,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             if used.rowcount != 1:
                 raise errors.failed_precondition("this verification link was already used", "VERIFICATION_TOKEN_USED")
             await s.execute(accounts.update().where(accounts.c.id == token.account_id).values(email_verified=True))
-            await emit(s, "user.email_verified", auth_pb2.UserEmailVerifiedEvent(user_id=token.account_id),
-                       source=SOURCE)
+            await emit(s, auth_events.UserEmailVerified(user=f"users/{token.account_id}"))
             row = (await s.execute(sa.select(accounts).where(accounts.c.id == token.account_id))).one()
         return auth_pb2.VerifyEmailResponse(account=account_message(row))
 

@@ -17,6 +17,7 @@ from mesh.events import emit
 from mesh.resources import (check_mask, check_text, decode_page_token, encode_page_token, new_id, page_size,
                             parse_name, timestamp)
 from mesh.sql import Database, utcnow
+from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
 from services.pet import domain, search
 from services.pet.store import health_records, pets, photos
@@ -25,7 +26,8 @@ from services.pet.watch import WatchHub
 log = logging.getLogger(__name__)
 
 PET_TYPE = "pet.petplatform.dev/Pet"
-SOURCE = "pet"
+
+
 def next_update_time(previous: pet_pb2.Pet) -> dt.datetime:
     """Now, but always after the pet's last update, whatever another replica's clock said: watchers
     order a pet's events by it."""
@@ -69,7 +71,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                     status=pet.status or pet_pb2.Pet.STATUS_AVAILABLE, create_time=now, update_time=now,
                     **self._columns(pet, domain.WRITABLE - {"status"})))
                 created = await self._message(s, pet_id)
-                await emit(s, "pet.created", pet_pb2.PetCreatedEvent(pet=created), source=SOURCE)
+                await emit(s, pet_events.PetCreated(pet=created))
         except IntegrityError:  # a concurrent retry with the same request_id won the race
             async with self.db.transaction() as s:
                 existing = await s.scalar(sa.select(pets.c.id).where(
@@ -106,7 +108,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             await s.execute(health_records.delete().where(health_records.c.pet_id == pet_id))
             await s.execute(photos.delete().where(photos.c.pet_id == pet_id))
             await s.execute(pets.delete().where(pets.c.id == pet_id))
-            await emit(s, "pet.deleted", pet_pb2.PetDeletedEvent(name=request.name, pet=gone), source=SOURCE)
+            await emit(s, pet_events.PetDeleted(pet=gone))
         await self._drop_blobs([photo_key(pet_id, p) for p in photo_ids])
         return pet_pb2.DeletePetResponse()
 
@@ -139,8 +141,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 now = today()
                 # Ages drift by the day: whether it matched before is judged without them, so a pet
                 # that aged out of the search since it was shown is still taken back.
-                was = before is not None and (not before.HasField("create_time")
-                                              or search.matches(r, before, now, ages=False))
+                was = before is not None and search.matches(r, before, now, ages=False)
                 now_matches = after is not None and search.matches(r, after, now)
                 if now_matches:
                     pet = pet_pb2.Pet()
@@ -276,8 +277,8 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         await s.execute(pets.update().where(pets.c.id == pet_id).values(
             update_time=next_update_time(previous), **(columns or {})))
         pet = await self._message(s, pet_id)
-        await emit(s, "pet.updated", pet_pb2.PetUpdatedEvent(
-            pet=pet, previous=previous, update_mask=field_mask_pb2.FieldMask(paths=paths)), source=SOURCE)
+        await emit(s, pet_events.PetUpdated(
+            pet=pet, previous=previous, update_mask=field_mask_pb2.FieldMask(paths=paths)))
         return pet
 
     @staticmethod

@@ -1,27 +1,26 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-from mesh.runtime import ServiceModule
-from petplatform.pet.v1 import pet_pb2_grpc
+from mesh.registry import ServiceSpec
+from mesh.runtime import Runtime, ServiceModule
 from services.pet.api import PetServicer
-from services.pet.watch import WatchHub
+from services.pet.watch import WATCHED, WatchHub
 
 
 class PetModule(ServiceModule):
-    name = "pet"
     migrations = Path(__file__).parent / "migrations"
 
-    def __init__(self, rt):
-        super().__init__(rt)
-        self.hub = WatchHub(rt.bus, rt.settings.watch_max_streams)
+    def __init__(self, rt: Runtime, spec: ServiceSpec):
+        super().__init__(rt, spec)
+        self.hub = WatchHub(rt.settings.watch_max_streams)
 
-    def servicers(self):
-        return [(pet_pb2_grpc.add_PetServiceServicer_to_server, PetServicer(self.db, self.rt.blobs, self.hub),
-                 "petplatform.pet.v1.PetService")]
+    def servicers(self) -> Mapping[str, object]:
+        return {"petplatform.pet.v1.PetService": PetServicer(self.db, self.rt.blobs, self.hub)}
 
     async def subscribe(self) -> None:
-        await self.hub.start()
+        await self.listen(WATCHED, self.hub.on_event, on_gap=self.hub.on_gap)
 
     async def drain(self) -> None:
         self.hub.close()

@@ -13,19 +13,19 @@ import grpc
 from prometheus_client import Gauge
 
 from mesh import errors
-from mesh.events import Bus
+from mesh.events import unpack
 from petplatform.common.v1 import event_pb2
+from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = ["pet.created", "pet.updated", "pet.deleted"]
+WATCHED = (pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted)
 # A watcher this far behind is dropped (its stream ends with UNAVAILABLE) rather than buffered forever.
 MAX_BACKLOG = 256
 OPEN_STREAMS = Gauge("petplatform_pet_watch_streams", "Open WatchPets streams")
 
-# (before, after): None where the pet did not or does not exist. A `before` holding only the name
-# (events from before they carried the whole pet) means "it may have matched".
+# (before, after): None where the pet did not or does not exist.
 Change = tuple[pet_pb2.Pet | None, pet_pb2.Pet | None]
 # How many pets' latest versions a replica remembers, to drop events that arrive out of order.
 REMEMBERED_PETS = 10_000
@@ -34,34 +34,22 @@ REMEMBERED_PETS = 10_000
 def change_of(envelope: event_pb2.EventEnvelope) -> tuple[Change, float]:
     """The change an event describes, and its version: the pet's update_time, which only grows (see
     api.next_update_time); a deletion comes just after the state it deleted."""
-    if envelope.type == "pet.created":
-        created = pet_pb2.PetCreatedEvent()
-        envelope.payload.Unpack(created)
-        return (None, created.pet), created.pet.update_time.ToNanoseconds() / 1e9
-    if envelope.type == "pet.updated":
-        updated = pet_pb2.PetUpdatedEvent()
-        envelope.payload.Unpack(updated)
-        before = updated.previous if updated.HasField("previous") else pet_pb2.Pet(name=updated.pet.name)
-        return (before, updated.pet), updated.pet.update_time.ToNanoseconds() / 1e9
-    deleted = pet_pb2.PetDeletedEvent()
-    envelope.payload.Unpack(deleted)
-    if deleted.HasField("pet"):  # just after its last state, whatever the deleting replica's clock says
-        return (deleted.pet, None), deleted.pet.update_time.ToNanoseconds() / 1e9 + 1e-6
-    return (pet_pb2.Pet(name=deleted.name), None), envelope.time.ToNanoseconds() / 1e9
+    event = unpack(envelope, WATCHED)
+    if isinstance(event, pet_events.PetCreated):
+        return (None, event.pet), event.pet.update_time.ToNanoseconds() / 1e9
+    if isinstance(event, pet_events.PetUpdated):
+        return (event.previous, event.pet), event.pet.update_time.ToNanoseconds() / 1e9
+    return (event.pet, None), event.pet.update_time.ToNanoseconds() / 1e9 + 1e-6
 
 
 class WatchHub:
-    def __init__(self, bus: Bus, max_streams: int):
-        self._bus = bus
+    def __init__(self, max_streams: int):
         self._max_streams = max_streams
         self._watchers: set[asyncio.Queue] = set()
         self._closed = False
         self._versions: collections.OrderedDict[str, float] = collections.OrderedDict()
 
-    async def start(self) -> None:
-        await self._bus.subscribe_broadcast(EVENT_TYPES, self._on_event, on_gap=self._on_gap)
-
-    async def _on_event(self, body: bytes) -> None:
+    async def on_event(self, body: bytes) -> None:
         change, version = change_of(event_pb2.EventEnvelope.FromString(body))
         name = (change[1] or change[0]).name
         # Events of one pet can arrive out of order (a publish retried after later ones went out,
@@ -79,7 +67,7 @@ class WatchHub:
             else:
                 queue.put_nowait(change)
 
-    def _on_gap(self) -> None:
+    def on_gap(self) -> None:
         """Events may have been missed (the broker connection was lost): every stream must start over."""
         for queue in list(self._watchers):
             self._drop(queue)
@@ -87,7 +75,7 @@ class WatchHub:
     def close(self) -> None:
         """The replica is shutting down: streams end now and new ones are refused."""
         self._closed = True
-        self._on_gap()
+        self.on_gap()
 
     def _drop(self, queue: asyncio.Queue) -> None:
         self._watchers.discard(queue)

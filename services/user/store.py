@@ -1,7 +1,9 @@
-"""User's tables: public profiles (no PII beyond the display name) and reviews between users."""
+"""User's tables (public profiles, no PII beyond the display name, and reviews between users) and
+the queries on them."""
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh.sql import UtcDateTime
+from mesh.sql import UtcDateTime, utcnow
 
 metadata = sa.MetaData()
 
@@ -30,3 +32,26 @@ reviews = sa.Table(
     sa.UniqueConstraint("subject_id", "author_id", name="uq_reviews_subject_author"),
     sa.Index("ix_reviews_subject_time", "subject_id", "create_time", "id"),
 )
+
+
+async def create_profile(s: AsyncSession, user_id: str, display_name: str) -> None:
+    """A new user's empty profile; nothing if it exists."""
+    if await s.scalar(sa.select(sa.func.count()).select_from(profiles).where(profiles.c.user_id == user_id)):
+        return
+    now = utcnow()
+    await s.execute(profiles.insert().values(user_id=user_id, display_name=display_name, bio="", preferences={},
+                                             email_verified=False, upheld_reports=0, create_time=now,
+                                             update_time=now))
+
+
+async def mark_email_verified(s: AsyncSession, user_id: str) -> bool:
+    """False when the profile does not exist (yet)."""
+    done = await s.execute(profiles.update().where(profiles.c.user_id == user_id).values(email_verified=True))
+    return done.rowcount == 1
+
+
+async def count_upheld_report(s: AsyncSession, user_id: str) -> bool:
+    """False when the profile does not exist (yet)."""
+    done = await s.execute(profiles.update().where(profiles.c.user_id == user_id).values(
+        upheld_reports=profiles.c.upheld_reports + 1))
+    return done.rowcount == 1

@@ -6,7 +6,7 @@ import uuid
 import aio_pika
 import sqlalchemy as sa
 
-from mesh.events import InProcessBus
+from mesh.events import InProcessBus, producer
 from mesh.events.outbox import event_tables
 from mesh.events.rabbit import RabbitBus
 from mesh.sql import Database
@@ -42,11 +42,12 @@ async def drop_bus(bus) -> None:
             await ch.exchange_delete(f"{bus._exchange_name}.dlx")
 
 
-async def make_db(kind: str, tmp_path) -> Database:
+async def make_db(kind: str, tmp_path, info=None) -> Database:
+    info = info or producer("test")
     if kind == "sqlite":
-        db = Database(f"sqlite+aiosqlite:///{tmp_path}/events.sqlite3", None)
+        db = Database(f"sqlite+aiosqlite:///{tmp_path}/events.sqlite3", None, info=info)
     else:
-        db = Database(POSTGRES_URL, f"test_events_{uuid.uuid4().hex[:10]}")
+        db = Database(POSTGRES_URL, f"test_events_{uuid.uuid4().hex[:10]}", info=info)
         async with db.engine.begin() as conn:
             await conn.execute(sa.text(f'CREATE SCHEMA "{db.schema}"'))
     async with db.engine.begin() as conn:

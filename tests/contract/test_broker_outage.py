@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from mesh.events import Relay, emit, inbox_handler
-from petplatform.auth.v1 import auth_pb2
+from mesh.events import Relay, emit, subscribe
+from petplatform.auth.v1 import events_pb2 as auth_events
 from tests.contract.events_fixtures import applied, applied_counts, drop_bus, drop_db, make_bus, make_db
 
 EVENTS = 300
@@ -73,11 +73,10 @@ async def test_no_event_lost_or_applied_twice_across_broker_outages(proxy, tmp_p
     db = await make_db("postgres", tmp_path)
     bus = await make_bus("rabbit", url)
 
-    async def effect(s, envelope, payload):
-        await s.execute(applied.insert().values(event_id=envelope.id))
+    async def effect(s, event: auth_events.UserCreated):
+        await s.execute(applied.insert().values(event_id=event.user))
 
-    await bus.subscribe("c.outage", ["user.created"], inbox_handler(
-        db, "c.outage", {"user.created": (auth_pb2.UserCreatedEvent, effect)}))
+    await subscribe(bus, db, "c.outage", {auth_events.UserCreated: effect})
     relay = Relay(db, bus, poll_seconds=0.2)
     relay.start()
     ids: list[str] = []
@@ -86,7 +85,8 @@ async def test_no_event_lost_or_applied_twice_across_broker_outages(proxy, tmp_p
         rnd = random.Random(1)
         for i in range(EVENTS):
             async with db.transaction() as s:
-                ids.append(await emit(s, "user.created", auth_pb2.UserCreatedEvent(user_id=str(i)), source="test"))
+                await emit(s, auth_events.UserCreated(user=f"users/{i}"))
+            ids.append(f"users/{i}")
             await asyncio.sleep(rnd.uniform(0, 0.01))
 
     async def break_things():

@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from mesh.events import Relay, emit, inbox_handler
+from mesh.events import Relay, UndeclaredEvent, emit, event_type, subscribe
 from mesh.events.bus import MAX_DELIVERIES
 from mesh.events.outbox import outbox
-from petplatform.auth.v1 import auth_pb2
+from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.common.v1 import event_pb2
 from tests.contract.events_fixtures import applied, applied_counts, drop_bus, drop_db, make_bus, make_db
 
@@ -37,8 +37,8 @@ async def eventually(check, timeout: float = 10.0):
     raise AssertionError("condition not met in time")
 
 
-def email(to: str) -> event_pb2.EmailSendEvent:
-    return event_pb2.EmailSendEvent(to=to, subject="hi", text_body="hello")
+def email(to: str) -> event_pb2.EmailRequested:
+    return event_pb2.EmailRequested(to=to, subject="hi", text_body="hello")
 
 
 async def test_publish_routes_by_type_to_every_consumer(bus):
@@ -94,21 +94,21 @@ async def test_outbox_publishes_committed_events_only(db, bus):
     await bus.subscribe("c.mail", ["email.send"], collect)
     with pytest.raises(RuntimeError):
         async with db.transaction() as s:
-            await emit(s, "email.send", email("rolled@back"), source="test")
+            await emit(s, email("rolled@back"))
             raise RuntimeError("the state change failed")
     async with db.transaction() as s:
-        event_id = await emit(s, "email.send", email("kept@ok"), source="test")
+        event_id = await emit(s, email("kept@ok"))
     relay = Relay(db, bus, poll_seconds=30)  # a long poll: delivery below proves the commit woke it
     relay.start()
     try:
         relay.wake()  # the commit above happened before the relay existed
         await eventually(lambda: asyncio.sleep(0, len(got) == 1))
         async with db.transaction() as s:
-            await emit(s, "email.send", email("second@ok"), source="test")
+            await emit(s, email("second@ok"))
         await eventually(lambda: asyncio.sleep(0, len(got) == 2), timeout=5)
     finally:
         await relay.stop()
-    payload = event_pb2.EmailSendEvent()
+    payload = event_pb2.EmailRequested()
     assert got[0].id == event_id and got[0].payload.Unpack(payload) and payload.to == "kept@ok"
     async with db.transaction() as s:
         rows = (await s.execute(sa.select(outbox.c.publish_time))).scalars().all()
@@ -116,31 +116,29 @@ async def test_outbox_publishes_committed_events_only(db, bus):
 
 
 async def test_inbox_applies_a_replayed_event_once(db, bus):
-    async def effect(s, envelope, payload):
-        await s.execute(applied.insert().values(event_id=envelope.id))
+    async def effect(s, event: auth_events.UserCreated):
+        await s.execute(applied.insert().values(event_id=event.user))
 
-    handler = inbox_handler(db, "c.users", {"user.created": (auth_pb2.UserCreatedEvent, effect)})
-    await bus.subscribe("c.users", ["user.created"], handler)
+    await subscribe(bus, db, "c.users", {auth_events.UserCreated: effect})
     async with db.transaction() as s:
-        event_id = await emit(s, "user.created", auth_pb2.UserCreatedEvent(user_id="u1"), source="test")
+        event_id = await emit(s, auth_events.UserCreated(user="users/u1"))
         body = (await s.execute(sa.select(outbox.c.body))).scalar_one()
     for _ in range(3):
         await bus.publish("user.created", body, event_id)
     await eventually(lambda: applied_counts(db))
     await asyncio.sleep(0.2)
-    assert await applied_counts(db) == {event_id: 1}
+    assert await applied_counts(db) == {"users/u1": 1}
 
 
 async def test_a_payload_of_the_wrong_type_is_dead_lettered(db, bus):
-    async def effect(s, envelope, payload):
-        await s.execute(applied.insert().values(event_id=envelope.id))
+    async def effect(s, event: auth_events.UserCreated):
+        await s.execute(applied.insert().values(event_id=event.user))
 
-    handler = inbox_handler(db, "c.strict", {"user.created": (auth_pb2.UserCreatedEvent, effect)})
-    await bus.subscribe("c.strict", ["user.created"], handler)
+    await subscribe(bus, db, "c.strict", {auth_events.UserCreated: effect})
     async with db.transaction() as s:
-        event_id = await emit(s, "user.created", email("not-a-user@x"), source="test")
+        event_id = await emit(s, email("not-a-user@x"))
         body = (await s.execute(sa.select(outbox.c.body))).scalar_one()
-    await bus.publish("user.created", body, event_id)
+    await bus.publish("user.created", body, event_id)  # an email.send envelope routed as user.created
     assert await eventually(lambda: bus.dead_letters("c.strict")) == [body]
     assert await applied_counts(db) == {}
 
@@ -168,7 +166,7 @@ async def test_purge_drops_only_what_is_older_than_the_retention(db, bus):
     async with db.transaction() as s:
         ids = {}
         for label in ("old_sent", "new_sent", "old_pending"):
-            ids[label] = await emit(s, "email.send", email(f"{label}@x"), source="test")
+            ids[label] = await emit(s, email(f"{label}@x"))
         await s.execute(outbox.update().where(outbox.c.event_id == ids["old_sent"]).values(create_time=old,
                                                                                           publish_time=old))
         await s.execute(outbox.update().where(outbox.c.event_id == ids["new_sent"]).values(publish_time=utcnow()))
@@ -181,3 +179,29 @@ async def test_purge_drops_only_what_is_older_than_the_retention(db, bus):
         seen = set((await s.execute(sa.select(inbox.c.event_id))).scalars())
     assert left == {ids["new_sent"], ids["old_pending"]}, "an unpublished event is never purged, however old"
     assert seen == {"new"}
+
+
+def test_the_routing_key_comes_from_the_contract():
+    assert event_type(auth_events.UserCreated) == "user.created"
+    assert event_type(event_pb2.EmailRequested(to="x")) == "email.send"
+    with pytest.raises(TypeError, match="not an event"):
+        event_type(event_pb2.EventEnvelope)
+
+
+async def test_a_service_emits_only_what_its_registry_entry_declares(tmp_path):
+    from mesh.events import producer
+    from mesh.sql import Database
+    from tests.contract.events_fixtures import drop_db, make_db
+    db = await make_db("sqlite", tmp_path, info=producer("auth", frozenset({"user.created"})))
+    try:
+        async with db.transaction() as s:
+            await emit(s, auth_events.UserCreated(user="users/u1"))
+            with pytest.raises(UndeclaredEvent, match="email.send"):
+                await emit(s, email("x@y"))
+        bare = Database(db.url, None)  # no producer: no event can be attributed to a source
+        with pytest.raises(UndeclaredEvent):
+            async with bare.transaction() as s:
+                await emit(s, email("x@y"))
+        await bare.dispose()
+    finally:
+        await drop_db(db)

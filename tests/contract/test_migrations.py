@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from mesh.events.outbox import event_tables
-from mesh.server import MODULES, module_classes
+from app.registry import REGISTRY
 from mesh.sql import Database
 from tests.conftest import POSTGRES_URL
 
@@ -29,9 +29,9 @@ async def database(request, tmp_path):
     await db.dispose()
 
 
-@pytest.mark.parametrize("service", list(MODULES))
+@pytest.mark.parametrize("service", [s.name for s in REGISTRY if s.load().migrations])
 async def test_revisions_build_exactly_the_models(database: Database, service: str):
-    (cls,) = module_classes(service)
+    cls = REGISTRY[service].load()
     await database.migrate(cls.migrations)
     store = __import__(f"services.{service}.store", fromlist=["metadata"])
 
@@ -50,7 +50,7 @@ async def test_revisions_build_exactly_the_models(database: Database, service: s
 
 
 async def test_search_keys_are_filled_for_pets_listed_before_them(database: Database):
-    (cls,) = module_classes("pet")
+    cls = REGISTRY["pet"].load()
     await database.migrate(cls.migrations, "0001")
     now = dt.datetime.now(dt.timezone.utc)
     async with database.engine.begin() as conn:

@@ -9,10 +9,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 import jwt
 
-from gateway.edge import Edge
-from mesh.runtime import Runtime
-from mesh.server import MODULES, Platform
-from tests.conftest import PASSWORD, embedded_settings
+from app import wiring
+from mesh.server import Platform
+from tests.conftest import PASSWORD, embedded_settings, lone_edge
 from tests.e2e.test_auth import _sign
 
 MIN_REFETCH = 0.3
@@ -33,7 +32,7 @@ def public_pem(key: ec.EllipticCurvePrivateKey) -> str:
 
 
 async def start(settings, port: int) -> Platform:
-    platform = Platform(settings, "all", port)
+    platform = wiring.platform(settings, "all", port=port)
     await platform.migrate()
     await platform.start()
     return platform
@@ -44,10 +43,9 @@ async def test_edge_follows_a_signing_key_rotation(tmp_path, smtp_sink):
     old, new = new_key(), new_key()
     services = await start(embedded_settings(tmp_path / "svc", smtp_sink, jwt_private_key=pem(old)), 0)
     port = services.port
-    peers = {f"{m}_addr": f"127.0.0.1:{port}" for m in MODULES}
-    edge_rt = Runtime(embedded_settings(tmp_path / "edge", smtp_sink, jwks_min_refetch_seconds=MIN_REFETCH, **peers),
-                      local_services=set())
-    edge = Edge(edge_rt, list(MODULES))
+    edge = lone_edge(embedded_settings(tmp_path / "edge", smtp_sink, jwks_min_refetch_seconds=MIN_REFETCH),
+                     f"127.0.0.1:{port}")
+    edge_rt = edge.rt
     await edge.start(http_port=0, grpc_port=0)
     url = f"http://127.0.0.1:{edge.http_port}"
     try:

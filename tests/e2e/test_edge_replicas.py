@@ -5,23 +5,19 @@ import aiohttp
 import pytest
 
 from gateway.edge import Edge
-from mesh.runtime import Runtime
-from mesh.server import MODULES
-from tests.conftest import Api
+from tests.conftest import Api, lone_edge
 
 pytestmark = pytest.mark.real
 
 
 async def test_two_edge_replicas_share_one_budget(real_api: Api):
     platform = real_api.platform
-    settings = platform.settings.model_copy(update={
-        "rate_limit_per_minute": 4, **{f"{m}_addr": platform.address for m in MODULES}})
+    settings = platform.settings.model_copy(update={"rate_limit_per_minute": 4})
     replicas = []
     for _ in range(2):
-        rt = Runtime(settings, local_services=set())  # its own Redis connection, as a separate pod has
-        edge = Edge(rt, list(MODULES))
+        edge = lone_edge(settings, platform.address)  # its own Redis connection, as a separate pod has
         await edge.start(http_port=0, grpc_port=0)
-        replicas.append((rt, edge))
+        replicas.append((edge.rt, edge))
     try:
         async with aiohttp.ClientSession() as http:
             async def get(edge: Edge) -> aiohttp.ClientResponse:

@@ -12,7 +12,7 @@ from PIL import Image
 import pytest
 
 from gateway.transcode import HTTP_STATUS
-from tests.conftest import PASSWORD, EdgeClient, embedded_settings, start_edge, start_platform
+from tests.conftest import PASSWORD, EdgeClient, embedded_settings, lone_edge, start_edge, start_platform
 
 
 async def call(e: EdgeClient, method: str, path: str, body=None, token: str | None = None, raw: bytes | None = None,
@@ -243,11 +243,8 @@ async def test_client_deadline_is_504_and_unreachable_service_503(edge: EdgeClie
     assert status == 504 and err["code"] == 4
     for malformed in ("1" * 5000 + "S", "²S", "5 S", "5s"):  # not the spec's form: the default deadline applies
         assert (await call(edge, "GET", "/v1/pets", headers={"grpc-timeout": malformed}))[0] == 200
-    from gateway.edge import Edge
-    from mesh.runtime import Runtime
-    from mesh.server import MODULES
-    rt = Runtime(embedded_settings(tmp_path, smtp_sink, **{f"{m}_addr": "127.0.0.1:1" for m in MODULES}), set())
-    lonely = Edge(rt, list(MODULES))
+    lonely = lone_edge(embedded_settings(tmp_path, smtp_sink), "127.0.0.1:1")
+    rt = lonely.rt
     await lonely.start(http_port=0, grpc_port=0)
     try:
         base = f"http://127.0.0.1:{lonely.http_port}"
@@ -297,12 +294,8 @@ async def test_the_link_in_the_verification_email_works(edge: EdgeClient):
 
 
 async def test_the_verification_page_fails_as_a_page(tmp_path, smtp_sink):
-    from gateway.edge import Edge
-    from mesh.runtime import Runtime
-    from mesh.server import MODULES
-    rt = Runtime(embedded_settings(tmp_path, smtp_sink, rate_limit_per_minute=3,
-                                   **{f"{m}_addr": "127.0.0.1:1" for m in MODULES}), set())
-    lonely = Edge(rt, list(MODULES))
+    lonely = lone_edge(embedded_settings(tmp_path, smtp_sink, rate_limit_per_minute=3), "127.0.0.1:1")
+    rt = lonely.rt
     await lonely.start(http_port=0, grpc_port=0)
     try:
         async with aiohttp.ClientSession() as http:

@@ -8,9 +8,9 @@ import grpc
 import pytest
 
 from petplatform.common.v1 import animal_pb2, event_pb2
+from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
 from mesh import errors
-from mesh.events import InProcessBus
 from services.pet.watch import MAX_BACKLOG, WatchHub
 from tests.conftest import Api, embedded_settings, start_platform
 from tests.e2e.test_auth import expect, violations
@@ -122,20 +122,17 @@ async def test_deadline_ends_the_stream_after_what_was_sent(api: Api):
 
 
 async def test_a_watcher_that_falls_behind_is_dropped_not_buffered():
-    bus = InProcessBus()
-    hub = WatchHub(bus, max_streams=10)
-    await hub.start()
+    hub = WatchHub(max_streams=10)
     envelope = event_pb2.EventEnvelope(type="pet.deleted")
-    envelope.payload.Pack(pet_pb2.PetDeletedEvent(name="pets/x"))
+    envelope.payload.Pack(pet_events.PetDeleted(pet=pet_pb2.Pet(name="pets/x")))
     async with hub.watch() as changes:
         for _ in range(MAX_BACKLOG + 1):
-            await bus.publish("pet.deleted", envelope.SerializeToString(), "id")
+            await hub.on_event(envelope.SerializeToString())
         await asyncio.sleep(0.1)
         with pytest.raises(errors.ApiError) as e:
             async for _ in changes:
                 pass
         assert e.value.code == grpc.StatusCode.UNAVAILABLE and e.value.reason == "WATCH_INTERRUPTED"
-    await bus.close()
 
 
 async def test_open_watches_are_capped_per_replica(tmp_path, smtp_sink):
@@ -198,29 +195,26 @@ def envelope_of(event_type: str, payload, at: float) -> bytes:
 
 
 async def test_events_arriving_out_of_order_do_not_roll_a_pet_back():
-    bus = InProcessBus()
-    hub = WatchHub(bus, max_streams=10)
-    await hub.start()
+    hub = WatchHub(max_streams=10)
 
-    def version(description: str, seconds: int) -> pet_pb2.PetUpdatedEvent:
+    def version(description: str, seconds: int) -> pet_events.PetUpdated:
         pet = pet_pb2.Pet(name="pets/p", description=description, create_time={"seconds": 1})
         pet.update_time.FromSeconds(seconds)
-        return pet_pb2.PetUpdatedEvent(pet=pet, previous=pet)
+        return pet_events.PetUpdated(pet=pet, previous=pet)
 
     async with hub.watch() as changes:
-        deleted = pet_pb2.PetDeletedEvent(name="pets/p", pet=version("newer", 20).pet)
+        deleted = pet_events.PetDeleted(pet=version("newer", 20).pet)
         for event_type, payload, at in (("pet.updated", version("newer", 20), 20),
                                         ("pet.updated", version("older", 10), 10),  # relayed late
                                         ("pet.deleted", deleted, 5),  # by a replica whose clock is behind
                                         ("pet.updated", version("ghost", 20), 20)):  # a duplicate, after it
-            await bus.publish(event_type, envelope_of(event_type, payload, at), "id")
+            await hub.on_event(envelope_of(event_type, payload, at))
         await asyncio.sleep(0.1)
         got = [await asyncio.wait_for(anext(changes), 1) for _ in range(2)]
         assert [(b.description if b else None, a.description if a else None) for b, a in got] == [
             ("newer", "newer"), ("newer", None)], "the deletion comes after the state it deleted"
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(anext(changes), 0.2)
-    await bus.close()
 
 
 async def test_a_pet_that_aged_out_of_the_search_is_still_taken_back(api: Api, monkeypatch):

@@ -78,7 +78,7 @@ async def test_one_process_per_service(tmp_path):
     auth_port, pet_port, metrics_port = free_port(), free_port(), free_port()
     env = {**os.environ, "PETPLATFORM_DATA_DIR": str(tmp_path), "PETPLATFORM_AUTH_ADDR": f"127.0.0.1:{auth_port}",
            "PETPLATFORM_LOG_JSON": "false"}
-    procs = [subprocess.Popen([sys.executable, "-m", "mesh.cli", "run", f"--target={t}", f"--port={p}"],
+    procs = [subprocess.Popen([sys.executable, "-m", "app.cli", "run", f"--target={t}", f"--port={p}"],
                               env={**env, **extra}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for t, p, extra in (("auth", auth_port, {}),
                                  ("pet", pet_port, {"PETPLATFORM_METRICS_PORT": str(metrics_port)}))]

@@ -10,7 +10,9 @@ import grpc
 import pytest
 
 from petplatform.auth.v1 import auth_pb2
+from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.common.v1 import animal_pb2, event_pb2
+from petplatform.user.v1 import events_pb2 as user_events
 from petplatform.user.v1 import user_pb2
 from tests.conftest import Api, Session
 from tests.e2e.test_auth import expect, violations
@@ -149,8 +151,8 @@ async def test_reviews_rules_and_paging(api: Api, people):
 async def test_events_change_trust_once_even_when_replayed(api: Api, people):
     _, bob, carol = people
     bus = api.platform.rt.bus
-    verified, _ = envelope("user.email_verified", auth_pb2.UserEmailVerifiedEvent(user_id=bob.user_id))
-    report = envelope("user.reported", user_pb2.UserReportedEvent(user_id=bob.user_id, report_id="r1"))
+    verified, _ = envelope("user.email_verified", auth_events.UserEmailVerified(user=bob.name))
+    report = envelope("user.reported", user_events.UserReported(user=bob.name, report="r1"))
     await bus.publish("user.email_verified", verified, "v1")
     for _ in range(3):  # the same report event delivered three times
         await bus.publish("user.reported", *report)
@@ -162,7 +164,7 @@ async def test_events_change_trust_once_even_when_replayed(api: Api, people):
 
 async def test_replayed_user_created_is_harmless(api: Api, people):
     alice, _, _ = people
-    body, event_id = envelope("user.created", auth_pb2.UserCreatedEvent(user_id=alice.user_id, display_name="Dup"))
+    body, event_id = envelope("user.created", auth_events.UserCreated(user=alice.name, display_name="Dup"))
     for _ in range(2):
         await api.platform.rt.bus.publish("user.created", body, event_id)
     await asyncio.sleep(0.2)

@@ -36,10 +36,43 @@ def test_bcrypt_cost_below_12_is_refused():
 
 
 def test_cli_reports_bad_configuration_without_a_traceback():
-    out = subprocess.run([sys.executable, "-m", "mesh.cli", "run"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "app.cli", "run"], capture_output=True, text=True,
                          env={"PETPLATFORM_PROFILE": "cloud", "PATH": ""})
     assert out.returncode == 2
     assert "PETPLATFORM_PROFILE" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_misspelt_service_address_stops_the_start():
+    out = subprocess.run([sys.executable, "-m", "app.cli", "run"], capture_output=True, text=True,
+                         env={"PETPLATFORM_MATCHNG_ADDR": "10.0.0.1:3004", "PETPLATFORM_PET_ADDR": "x:1", "PATH": ""})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "PETPLATFORM_MATCHNG_ADDR" in out.stderr and "PETPLATFORM_PET_ADDR" in out.stderr  # the known ones
+
+
+def test_peer_addresses_come_from_the_registry():
+    from mesh.registry import peer_addresses
+    ports = {"auth": 3001, "pet": 3003}
+    assert peer_addresses(ports, "h", {"PETPLATFORM_PET_ADDR": "pets:9", "OTHER_ADDR": "x"}) == {
+        "auth": "h:3001", "pet": "pets:9"}
+    with pytest.raises(ConfigError, match="PETPLATFORM_USER_ADDR"):
+        peer_addresses(ports, "h", {"PETPLATFORM_USER_ADDR": "u:1"})
+
+
+def test_the_registry_refuses_what_cannot_run():
+    from mesh.registry import Registry, ServiceSpec
+    auth = "petplatform.auth.v1.AuthService"
+
+    def spec(name: str, port: int, **kw) -> ServiceSpec:
+        return ServiceSpec(name=name, module="x:Y", contracts=(auth,), port=port, **kw)
+    for bad, why in (([spec("a", 1), spec("b", 1)], "port"), ([spec("a", 1, peers=("c",))], "unknown peer"),
+                     ([spec("a", 1, peers=("b",)), spec("b", 2, peers=("a",))], "cycle"),
+                     ([spec("all", 1)], "not 'all'")):
+        with pytest.raises((ValueError, Exception), match=why):
+            Registry(bad)
+    with pytest.raises(KeyError):
+        Registry([ServiceSpec(name="a", module="x:Y", contracts=("petplatform.nope.v1.Nope",), port=1)])
+    ordered = Registry([spec("web", 1, peers=("core",)), spec("core", 2)]).target("all")
+    assert [s.name for s in ordered] == ["core", "web"], "peers start first"
 
 
 def test_parse_name():
@@ -86,6 +119,6 @@ def test_emails_are_masked_in_logs():
 def test_bad_opentelemetry_settings_stop_the_program_at_start(tmp_path):
     env = {**os.environ, "PETPLATFORM_DATA_DIR": str(tmp_path), "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
            "OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"}
-    done = subprocess.run([sys.executable, "-m", "mesh.cli", "run", "--target=edge"], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "app.cli", "run", "--target=edge"], env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and "OTEL_EXPORTER_OTLP_COMPRESSION" in done.stderr

@@ -1,19 +1,20 @@
-"""`petplatform run --target=all|auth|user|pet` and `petplatform migrate`."""
+"""`petplatform run --target=all|edge|<service>`, `petplatform migrate` and `petplatform new-service`."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
 import prometheus_client
 
+from app import wiring
+from app.registry import REGISTRY
 from mesh import logs, tracing
-from mesh.config import SERVICE_PORTS, ConfigError, load_settings
-from gateway.edge import Edge
-from mesh.runtime import Runtime
-from mesh.server import MODULES, Platform
+from mesh.config import ConfigError, Settings, load_settings
+from mesh.registry import peer_addresses
 
 log = logging.getLogger("petplatform")
 
@@ -21,18 +22,32 @@ log = logging.getLogger("petplatform")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="petplatform")
     sub = parser.add_subparsers(dest="command", required=True)
-    targets = ["all", *MODULES, "edge"]
     run = sub.add_parser("run", help="serve a target")
-    run.add_argument("--target", default="all", choices=targets)
+    run.add_argument("--target", default="all", choices=["all", "edge", *REGISTRY.names])
     run.add_argument("--port", type=int, help="gRPC port (default: PETPLATFORM_GRPC_PORT for all, else the seed port)")
     run.add_argument("--demo-data", action="store_true", help="load demo users and pets if not loaded yet")
     run.add_argument("--no-migrate", action="store_true", help="skip migrations at start")
     mig = sub.add_parser("migrate", help="bring the databases to the newest schema")
-    mig.add_argument("--target", default="all", choices=["all", *MODULES])
+    mig.add_argument("--target", default="all", choices=["all", *REGISTRY.names])
+    new = sub.add_parser("new-service", help="create the contract, package and registry entry of a new service")
+    new.add_argument("name", help="lower-case service name, e.g. matching")
+    new.add_argument("--port", type=int, required=True, help="its seed port")
     args = parser.parse_args(argv)
+
+    if args.command == "new-service":
+        from app import scaffold
+        try:
+            for path in scaffold.create(args.name, args.port):
+                print(f"created {path}")
+        except scaffold.ScaffoldError as e:
+            print(e, file=sys.stderr)
+            return 2
+        print("next: make gen, then implement its api.py and run make test")
+        return 0
 
     try:
         settings = load_settings()
+        peer_addresses(REGISTRY.ports, settings.host, os.environ)  # a misspelt PETPLATFORM_*_ADDR stops here
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
@@ -44,9 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.command == "migrate":
-        async def migrate() -> None:
-            await Platform(settings, args.target).migrate()
-        asyncio.run(migrate())
+        asyncio.run(wiring.platform(settings, args.target).migrate())
         log.info("migrated %s", args.target)
         return 0
 
@@ -56,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_serve_edge(settings))
         return 0
     port = args.port if args.port is not None else (
-        settings.grpc_port if args.target == "all" else SERVICE_PORTS[args.target])
+        settings.grpc_port if args.target == "all" else REGISTRY[args.target].port)
     asyncio.run(_serve(settings, args.target, port, args.demo_data, not args.no_migrate))
     return 0
 
@@ -70,31 +83,31 @@ async def _until_signalled() -> None:
     log.info("shutting down")
 
 
-async def _serve(settings, target: str, port: int, demo: bool, migrate: bool) -> None:
-    platform = Platform(settings, target, port)
+async def _serve(settings: Settings, target: str, port: int, demo: bool, migrate: bool) -> None:
+    platform = wiring.platform(settings, target, port=port)
     if migrate:
         await platform.migrate()
     await platform.start()
     edge = None
     if target == "all":
-        edge = Edge(platform.rt, list(MODULES))
+        edge = wiring.edge(platform.rt)
         await edge.start()
     if demo:
         from services.demo import load_demo_data
         await load_demo_data(platform.address, settings.data_dir)
     print(f"Pet Platform ({target}) gRPC on {platform.address} — health and reflection enabled", flush=True)
     if edge:
-        print(f"Edge: REST and gRPC-Web on http://{settings.host}:{edge.http_port} (docs: /docs, /openapi.json), "
-              f"gRPC pass-through on {settings.host}:{edge.grpc_port}. Ctrl-C stops.", flush=True)
+        print(f"Edge: REST and gRPC-Web on http://{settings.host}:{edge.http_port} (docs: /docs, /openapi.json, "
+              f"/asyncapi.json), gRPC pass-through on {settings.host}:{edge.grpc_port}. Ctrl-C stops.", flush=True)
     await _until_signalled()
     if edge:
         await edge.stop()
     await platform.stop()
 
 
-async def _serve_edge(settings) -> None:
-    rt = Runtime(settings, local_services=set())
-    edge = Edge(rt, list(MODULES))
+async def _serve_edge(settings: Settings) -> None:
+    rt = wiring.runtime(settings)  # the edge needs no bus: nothing of it is started
+    edge = wiring.edge(rt)
     await edge.start()
     print(f"Pet Platform edge: http://{settings.host}:{edge.http_port}, gRPC {settings.host}:{edge.grpc_port}",
           flush=True)

@@ -1,0 +1,33 @@
+"""Every service of the mesh, once. Everything that lists services reads this: the CLI's targets,
+the server, peer addresses, the edge's routes, health and reflection, `make envoy`, the AsyncAPI
+document and the tests. Adding a service is its proto, its package and one entry here."""
+from __future__ import annotations
+
+from mesh.registry import Registry, ServiceSpec
+from petplatform.auth.v1 import auth_pb2  # noqa: F401  (registers the contract for the registry's check)
+from petplatform.auth.v1 import events_pb2 as auth_events
+from petplatform.common.v1 import event_pb2
+from petplatform.pet.v1 import events_pb2 as pet_events
+from petplatform.pet.v1 import pet_pb2  # noqa: F401
+from petplatform.user.v1 import events_pb2 as user_events
+from petplatform.user.v1 import user_pb2  # noqa: F401
+
+REGISTRY = Registry([
+    ServiceSpec(
+        name="auth", module="services.auth.module:AuthModule", port=3001,
+        contracts=("petplatform.auth.v1.AuthService",),
+        emits=(auth_events.UserCreated, auth_events.UserEmailVerified, event_pb2.EmailRequested),
+        consumes=(auth_events.UserCreated, event_pb2.EmailRequested),
+    ),
+    ServiceSpec(
+        name="user", module="services.user.module:UserModule", port=3002,
+        contracts=("petplatform.user.v1.UserService",), peers=("auth",),
+        consumes=(auth_events.UserCreated, auth_events.UserEmailVerified, user_events.UserReported),
+    ),
+    ServiceSpec(
+        name="pet", module="services.pet.module:PetModule", port=3003,
+        contracts=("petplatform.pet.v1.PetService",), peers=("auth",),
+        emits=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted),
+        consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted),  # WatchPets, live
+    ),
+])
