@@ -21,6 +21,9 @@ bench: $(GENSTAMP)
 lint: $(GENSTAMP)
 	$(BIN)/python tools/check_vendored.py
 	$(BIN)/buf lint
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 	@if git rev-parse -q --verify HEAD~1 >/dev/null && git cat-file -e HEAD~1:buf.yaml 2>/dev/null; then \
 		echo "buf breaking against HEAD~1"; $(BIN)/buf breaking --against '.git#ref=HEAD~1'; \
 	else echo "buf breaking: no earlier commit with buf.yaml, skipped"; fi

@@ -10,7 +10,7 @@ import sys
 
 import prometheus_client
 
-from app import wiring
+from app import scaffold, wiring
 from app.registry import REGISTRY
 from mesh import logs, tracing
 from mesh.config import ConfigError, Settings, load_settings
@@ -35,7 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "new-service":
-        from app import scaffold
         try:
             for path in scaffold.create(args.name, args.port):
                 print(f"created {path}")
@@ -93,7 +92,7 @@ async def _serve(settings: Settings, target: str, port: int, demo: bool, migrate
         edge = wiring.edge(platform.rt)
         await edge.start()
     if demo:
-        from services.demo import load_demo_data
+        from app.demo import load_demo_data
         await load_demo_data(platform.address, settings.data_dir)
     print(f"Pet Platform ({target}) gRPC on {platform.address} — health and reflection enabled", flush=True)
     if edge:

@@ -97,7 +97,7 @@ class Edge:
                 return r.status == health_pb2.HealthCheckResponse.SERVING
             except grpc.aio.AioRpcError:
                 return False
-        results = dict(zip(peers, await asyncio.gather(*(check(p) for p in peers))))
+        results = dict(zip(peers, await asyncio.gather(*(check(p) for p in peers)), strict=True))
         return web.json_response({"ready": all(results.values()), "services": results},
                                  status=200 if all(results.values()) else 503)
 

@@ -70,8 +70,7 @@ class Binding:
 
 def _rules(rule: http_pb2.HttpRule):
     yield rule
-    for extra in rule.additional_bindings:
-        yield extra
+    yield from rule.additional_bindings
 
 
 def bindings(service_names: list[str]) -> list[Binding]:

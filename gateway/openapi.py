@@ -50,7 +50,7 @@ def comments() -> dict[str, str]:
                 if c := by_path.get((6, si, 2, mi)):
                     out[f"{f.package}.{s.name}.{m.name}"] = c
 
-        def walk(msgs, prefix, path):
+        def walk(msgs, prefix, path, by_path=by_path):
             for i, m in enumerate(msgs):
                 name = f"{prefix}.{m.name}"
                 if c := by_path.get((*path, i)):

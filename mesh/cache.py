@@ -101,7 +101,9 @@ class RedisCache:
         self._incr = self._r.register_script(_INCR)
 
     async def get(self, key: str) -> bytes | None:
-        return await self._r.get(self._prefix + key)
+        value = await self._r.get(self._prefix + key)
+        assert not isinstance(value, str), "the client is made without decode_responses"
+        return value
 
     async def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
         await self._r.set(self._prefix + key, value, px=None if ttl_seconds is None else _ms(ttl_seconds))

@@ -39,7 +39,7 @@ def method_access(full_method: str) -> int:
         return access_pb2.ACCESS_PUBLIC
     service = descriptor_pool.Default().FindServiceByName(service_name)
     options = service.methods_by_name[method_name].GetOptions()
-    level = options.Extensions[access_pb2.access]
+    level: int = options.Extensions[access_pb2.access]  # type: ignore[index]  # (see mesh.events.types)
     if level == access_pb2.ACCESS_UNSPECIFIED:
         raise ValueError(f"{full_method} declares no (petplatform.common.v1.access)")
     return level
@@ -218,6 +218,6 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     async def _authenticate(self, md: dict[str, str], access: int) -> Principal | None:
         p = await self._verifier.authenticate(md.get("authorization"), access)
-        if access == access_pb2.ACCESS_ADMIN and not p.is_admin:
+        if access == access_pb2.ACCESS_ADMIN and (p is None or not p.is_admin):
             raise errors.permission_denied("admins only", "ADMIN_ONLY")
         return p

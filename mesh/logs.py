@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import MutableMapping
+from typing import Any
 import sys
 
 import structlog
@@ -15,7 +17,7 @@ def mask_email(text: str) -> str:
     return _EMAIL.sub(r"\1***@\2", text)
 
 
-def _mask(_logger, _name, event: dict) -> dict:
+def _mask(_logger: object, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for k, v in list(event.items()):
         if k in _SECRET_KEYS:
             event[k] = "***"
@@ -25,7 +27,7 @@ def _mask(_logger, _name, event: dict) -> dict:
 
 
 def configure(level: str = "info", json: bool = True) -> None:
-    shared = [
+    shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -29,7 +29,7 @@ def parse_name(name: str, pattern: str, field: str = "name") -> list[str]:
     if len(parts) != len(pat):
         raise errors.invalid_argument((field, f"must look like {pattern.replace('{}', '{id}')}"))
     ids = []
-    for got, want in zip(parts, pat):
+    for got, want in zip(parts, pat, strict=True):
         if want == "{}":
             if not _ID.match(got):
                 raise errors.invalid_argument((field, f"{got!r} is not a valid id in {name!r}"))

@@ -13,7 +13,8 @@ from mesh import tracing
 from mesh.blobs import BlobStore, make_blob_store
 from mesh.cache import Cache, make_cache
 from mesh.config import Settings
-from mesh.events import Bus, Effects, Handler, InProcessBus, Relay, event_type, producer
+from mesh.events import (Bus, Effects, Handler, InProcessBus, Relay, event_table_names, event_type,
+                         migrate_event_tables, producer)
 from mesh.principal import TokenVerifier
 from mesh.sql import Database, database_url
 
@@ -33,6 +34,12 @@ def make_bus(settings: Settings) -> Bus:
         from mesh.events.rabbit import RabbitBus
         return RabbitBus(settings.amqp_url, settings.amqp_exchange, queue_prefix=settings.schema_prefix)
     return InProcessBus()
+
+
+async def migrate_service(db: Database, migrations: Path, revision: str = "head") -> None:
+    """The runtime's tables (outbox, inbox: one migrations tree for every service), then the service's own."""
+    await migrate_event_tables(db)
+    await db.migrate(migrations, revision, other_tables=event_table_names())
 
 
 class Runtime:

@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from mesh.events import event_type, subscribe
 from mesh.interceptor import ServerInterceptor, method_access
 from mesh.registry import ServiceSpec
-from mesh.runtime import CHANNEL_OPTIONS, Runtime, ServiceModule
+from mesh.runtime import CHANNEL_OPTIONS, Runtime, ServiceModule, migrate_service
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Platform:
                 continue
             db = self.rt.database(spec.name)
             try:
-                await db.migrate(migrations)
+                await migrate_service(db, migrations)
             finally:
                 await db.dispose()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from pathlib import Path
 
 from alembic import command
@@ -68,14 +68,17 @@ class Database:
         async with self._sessions() as session, session.begin():
             yield session
 
-    async def migrate(self, migrations: Path, revision: str = "head") -> None:
-        """Brings the service's schema to the newest (or the given) Alembic revision."""
+    async def migrate(self, migrations: Path, revision: str = "head", *, version_table: str = "alembic_version",
+                      other_tables: Collection[str] = ()) -> None:
+        """Brings the tables of one migrations tree to its newest (or the given) Alembic revision. Several
+        trees share a schema, each with its own version table; `other_tables` are the other trees'
+        tables (and version tables), which this tree's autogenerate leaves alone."""
         async with self.engine.begin() as conn:
             if self.schema:
                 await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
                 # Alembic's ALTERs name tables bare, past schema_translate_map: resolve them in the service's schema.
                 await conn.execute(sa.text(f'SET LOCAL search_path TO "{self.schema}"'))
-            await conn.run_sync(_upgrade, migrations, self.schema, revision)
+            await conn.run_sync(_upgrade, migrations, self.schema, revision, version_table, set(other_tables))
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -94,23 +97,33 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def _upgrade(sync_conn, migrations: Path, schema: str | None, revision: str) -> None:
+def migrations_config(sync_conn, migrations: Path, schema: str | None = None, version_table: str = "alembic_version",
+                      other_tables: Collection[str] = ()) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations))
-    cfg.attributes["connection"] = sync_conn
-    cfg.attributes["version_table_schema"] = schema
-    command.upgrade(cfg, revision)
+    cfg.attributes.update(connection=sync_conn, version_table_schema=schema, version_table=version_table,
+                          other_tables=set(other_tables))
+    return cfg
+
+
+def _upgrade(sync_conn, migrations: Path, schema: str | None, revision: str, version_table: str,
+             other_tables: set[str]) -> None:
+    command.upgrade(migrations_config(sync_conn, migrations, schema, version_table, other_tables), revision)
 
 
 def run_migrations_online(target_metadata: sa.MetaData) -> None:
     """Body of every service's migrations/env.py: runs on the connection Database.migrate passes."""
     from alembic import context
 
-    connection = context.config.attributes["connection"]
+    attributes = context.config.attributes
+    connection = attributes["connection"]
+    other = attributes.get("other_tables", set())
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
-        version_table_schema=context.config.attributes.get("version_table_schema"),
+        version_table=attributes.get("version_table", "alembic_version"),
+        version_table_schema=attributes.get("version_table_schema"),
+        include_name=lambda name, kind, _parent: not (kind == "table" and name in other),
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():

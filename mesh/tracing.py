@@ -84,8 +84,8 @@ def outgoing_metadata(metadata) -> tuple:
 
 
 def _traced(d: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-    return grpc.aio.ClientCallDetails(d.method, d.timeout, outgoing_metadata(d.metadata), d.credentials,
-                                      d.wait_for_ready)
+    return grpc.aio.ClientCallDetails(d.method, d.timeout, grpc.aio.Metadata(*outgoing_metadata(d.metadata)),
+                                      d.credentials, d.wait_for_ready)
 
 
 # grpc.aio files each interceptor under the first call kind it implements, so one class per kind.

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import wiring
+from app.registry import REGISTRY
 from mesh import logs
 from mesh.config import load_settings
 from mesh.server import Platform
@@ -127,6 +128,19 @@ class Session:
         return (("authorization", f"Bearer {self.access_token}"),)
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def stub(contract: str):
+    """The generated stub class of a gRPC service, by its full name."""
+    import importlib
+    from google.protobuf import descriptor_pool
+    service = descriptor_pool.Default().FindServiceByName(contract)
+    module = importlib.import_module(service.file.name.removesuffix(".proto").replace("/", ".") + "_pb2_grpc")
+    return getattr(module, f"{service.name}Stub")
+
+
 @dataclass
 class Api:
     """Stubs of every public service over one channel to the platform under test."""
@@ -137,9 +151,14 @@ class Api:
 
     def __post_init__(self):
         self.channel = grpc.aio.insecure_channel(self.platform.address)
-        self.auth = auth_pb2_grpc.AuthServiceStub(self.channel)
-        self.user = user_pb2_grpc.UserServiceStub(self.channel)
-        self.pet = pet_pb2_grpc.PetServiceStub(self.channel)
+        # One stub per contract in the registry, named after its service: AuthService -> api.auth.
+        for contract in REGISTRY.routes:
+            name = contract.rsplit(".", 1)[1]
+            setattr(self, _snake(name.removesuffix("Service")), stub(contract)(self.channel))
+
+    auth: auth_pb2_grpc.AuthServiceStub = field(init=False)
+    user: user_pb2_grpc.UserServiceStub = field(init=False)
+    pet: pet_pb2_grpc.PetServiceStub = field(init=False)
 
     async def signup(self, name: str = "Test User", email_addr: str | None = None) -> Session:
         email_addr = email_addr or f"u{uuid.uuid4().hex[:12]}@example.com"

@@ -20,7 +20,7 @@ T = "type.googleapis.com/envoy.extensions"
 
 
 def cluster(name: str, address: str, port: int, *, grpc_service: str | None = None, http2: bool = True) -> dict:
-    c = {
+    c: dict[str, object] = {
         "name": name, "type": "STRICT_DNS", "lb_policy": "ROUND_ROBIN", "connect_timeout": "2s",
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
             {"endpoint": {"address": {"socket_address": {"address": address, "port_value": port}}}}]}]},

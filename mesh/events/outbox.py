@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import random
 import uuid
+from pathlib import Path
 
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
@@ -41,6 +42,20 @@ inbox = sa.Table(
     sa.Column("event_id", sa.String(36), primary_key=True),
     sa.Column("process_time", UtcDateTime, nullable=False),
 )
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "events_alembic_version"
+
+
+async def migrate_event_tables(db: Database) -> None:
+    """Brings a service's outbox and inbox to the newest schema: one migrations tree for every service."""
+    await db.migrate(MIGRATIONS, version_table=VERSION_TABLE)
+
+
+def event_table_names() -> set[str]:
+    """The events layer's tables in a service's schema, version table included."""
+    return {*event_tables.tables, VERSION_TABLE}
+
 
 _relays: set[Relay] = set()
 PURGE_EVERY_SECONDS = 3600
@@ -162,8 +177,9 @@ class Relay:
                     old = sa.select(*key).where(when < cutoff).limit(batch)
                     gone = await s.execute(table.delete().where(sa.tuple_(*key).in_(old) if len(key) > 1
                                                                 else key[0].in_(old)))
-                total += gone.rowcount
-                if gone.rowcount < batch:
+                count: int = gone.rowcount  # type: ignore[attr-defined]  # a CursorResult: DELETE
+                total += count
+                if count < batch:
                     break
             totals.append(total)
         if any(totals):
@@ -182,7 +198,7 @@ class Relay:
                 return 0
             results = await asyncio.gather(
                 *(self._bus.publish(r.event_type, r.body, r.event_id) for r in rows), return_exceptions=True)
-            done = [r.id for r, res in zip(rows, results) if not isinstance(res, BaseException)]
+            done = [r.id for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
             if done:
                 await s.execute(outbox.update().where(outbox.c.id.in_(done)).values(publish_time=utcnow()))
             failed = next((res for res in results if isinstance(res, BaseException)), None)

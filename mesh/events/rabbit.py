@@ -40,12 +40,18 @@ class RabbitBus:
         # a nack, a closed channel or the timeout, and the outbox row then stays pending.
         await self._exchange.publish(message, routing_key=event_type, timeout=PUBLISH_TIMEOUT)
 
+    @property
+    def _connection(self) -> AbstractRobustConnection:
+        if self._conn is None:
+            raise RuntimeError("RabbitBus.start() was not called")
+        return self._conn
+
     def _queue_name(self, consumer: str) -> str:
         return f"{self._prefix}{consumer}"
 
     async def subscribe(self, consumer: str, event_types: list[str], handler: Handler) -> None:
         name = self._queue_name(consumer)
-        channel = await self._conn.channel()
+        channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=PREFETCH)
         dlq = await channel.declare_queue(f"{name}.dlq", durable=True, arguments={"x-queue-type": "quorum"})
         dlx = await channel.get_exchange(f"{self._exchange_name}.dlx")
@@ -73,10 +79,10 @@ class RabbitBus:
 
     async def subscribe_broadcast(self, event_types: list[str], handler: Handler,
                                   on_gap: Callable[[], None] | None = None) -> None:
-        channel = await self._conn.channel()
+        channel = await self._connection.channel()
         if on_gap is not None:
             # The queue died with the old connection, and with it what was published meanwhile.
-            self._conn.reconnect_callbacks.add(lambda _connection: on_gap())
+            self._connection.reconnect_callbacks.add(lambda _connection: on_gap())
         # Named by us, not by the broker, so the robust connection can declare it again after a reconnect.
         queue = await channel.declare_queue(f"{self._prefix}broadcast.{uuid.uuid4().hex}", exclusive=True,
                                             auto_delete=True)
@@ -92,7 +98,7 @@ class RabbitBus:
         await queue.consume(on_message, no_ack=True)
 
     async def dead_letters(self, consumer: str) -> list[bytes]:
-        channel = await self._conn.channel()
+        channel = await self._connection.channel()
         try:
             queue = await channel.declare_queue(f"{self._queue_name(consumer)}.dlq", passive=True)
             bodies, held = [], []

@@ -21,7 +21,8 @@ class PoisonEvent(Exception):
 
 @functools.cache
 def _routing_key(message: descriptor.Descriptor) -> str:
-    key: str = message.GetOptions().Extensions[event_pb2.event_type]
+    # The generated stubs type an extension as a plain FieldDescriptor, which the Extensions stub refuses.
+    key: str = message.GetOptions().Extensions[event_pb2.event_type]  # type: ignore[index]
     if not key:
         raise TypeError(f"{message.full_name} is not an event: it has no (petplatform.common.v1.event_type) option")
     return key

@@ -54,7 +54,7 @@ def test_committed_config_is_generated_from_the_current_contracts():
 
 def test_config_parses_into_envoys_bootstrap():
     b = bootstrap()
-    assert [l.address.socket_address.port_value for l in b.static_resources.listeners] == [3000, 3443]
+    assert [li.address.socket_address.port_value for li in b.static_resources.listeners] == [3000, 3443]
     names = [f.name for f in managers(b)[0].http_filters]
     assert names == ["envoy.filters.http.cors", "envoy.filters.http.grpc_web", "envoy.filters.http.grpc_json_transcoder",
                      "envoy.filters.http.header_mutation", "envoy.filters.http.jwt_authn",
