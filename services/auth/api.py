@@ -25,6 +25,7 @@ from petplatform.common.v1 import event_pb2
 from services.auth import passwords
 from services.auth.keys import SigningKeys
 from services.auth.store import accounts, refresh_tokens, verification_tokens
+from services.auth.throttle import LoginThrottle
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 SOURCE = "auth"
@@ -76,6 +77,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self.cache = cache
         self.s = settings
         self.keys = keys
+        self.throttle = LoginThrottle(cache, settings)
         self._admins = {normalise_email(e) for e in settings.admin_emails}
         self._dummy_hash: str | None = None
 
@@ -108,22 +110,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def Login(self, request, context):
         email_addr = normalise_email(request.email)
-        keys = [(f"login-fail:account:{email_addr}", self.s.login_max_failures_per_account),
-                (f"login-fail:ip:{client_ip(context)}", self.s.login_max_failures_per_ip)]
-        for key, limit in keys:
-            failures = await self.cache.get(key)
-            if failures is not None and int(failures) >= limit:
-                raise errors.resource_exhausted("too many failed sign-in attempts; try again later",
-                                                "LOGIN_THROTTLED", self.s.login_failure_window_seconds)
+        attempt = await self.throttle.admit(email_addr, client_ip(context))
         async with self.db.transaction() as s:
             row = (await s.execute(sa.select(accounts).where(accounts.c.email == email_addr))).first()
         # Unknown email and wrong password take the same time and give the same answer.
         ok = await passwords.check_password(request.password, row.password_hash if row else await self._dummy())
         if not row or not ok:
-            for key, _ in keys:
-                await self.cache.incr(key, self.s.login_failure_window_seconds)
-            raise errors.unauthenticated("wrong email or password", "INVALID_CREDENTIALS")
-        await self.cache.delete(keys[0][0])
+            raise errors.unauthenticated("wrong email or password", "INVALID_CREDENTIALS")  # the slots stay taken
+        await self.throttle.succeeded(attempt)
         async with self.db.transaction() as s:
             access, refresh = await self._issue(s, row, family_id=new_id())
         return auth_pb2.LoginResponse(**self._tokens(access, refresh))

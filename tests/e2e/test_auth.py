@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import uuid
 
@@ -132,34 +133,125 @@ async def test_unknown_email_and_wrong_password_look_the_same(api: Api):
     assert error_reason(wrong) == error_reason(unknown) == "INVALID_CREDENTIALS"
 
 
-async def test_failures_throttle_the_account_even_with_the_right_password(api: Api):
-    s = await api.signup()
-    for _ in range(5):
-        await expect(grpc.StatusCode.UNAUTHENTICATED,
-                     api.auth.Login(auth_pb2.LoginRequest(email=s.email, password="wrong password!")))
-    err = await expect(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       api.auth.Login(auth_pb2.LoginRequest(email=s.email, password=PASSWORD)), "LOGIN_THROTTLED")
-    retry = [d for d in status_of(err).details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
-    assert retry, "RetryInfo tells the client when to come back"
+WRONG = "wrong password!"
 
 
-async def test_failures_throttle_the_client_ip(tmp_path, smtp_sink):
-    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, login_max_failures_per_ip=3))
-    api = Api(platform, smtp_sink)
+def retry_seconds(err: grpc.aio.AioRpcError) -> int:
+    for d in status_of(err).details:
+        info = error_details_pb2.RetryInfo()
+        if d.Unpack(info):
+            return info.retry_delay.seconds
+    raise AssertionError("RESOURCE_EXHAUSTED without RetryInfo")
+
+
+async def login_from(api: Api, ip: str, email: str, password: str = WRONG) -> grpc.StatusCode:
+    """Login's outcome for a client at `ip`; a refusal must say how long to wait."""
     try:
-        md = (("x-forwarded-for", "203.0.113.7"),)
-        for _ in range(3):
-            await expect(grpc.StatusCode.UNAUTHENTICATED, api.auth.Login(
-                auth_pb2.LoginRequest(email=new_email(), password="guessing!!"), metadata=md))
-        await expect(grpc.StatusCode.RESOURCE_EXHAUSTED, api.auth.Login(
-            auth_pb2.LoginRequest(email=new_email(), password="guessing!!"), metadata=md), "LOGIN_THROTTLED")
-        # Another address is not affected.
-        await expect(grpc.StatusCode.UNAUTHENTICATED, api.auth.Login(
-            auth_pb2.LoginRequest(email=new_email(), password="guessing!!"),
-            metadata=(("x-forwarded-for", "198.51.100.1"),)))
-    finally:
-        await api.channel.close()
-        await platform.stop(grace=1)
+        await api.auth.Login(auth_pb2.LoginRequest(email=email, password=password),
+                             metadata=(("x-forwarded-for", ip),))
+        return grpc.StatusCode.OK
+    except grpc.aio.AioRpcError as e:
+        if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            assert error_reason(e) == "LOGIN_THROTTLED" and retry_seconds(e) >= 1
+        return e.code()
+
+
+async def throttled_wait(api: Api, ip: str, email: str, password: str = WRONG) -> int:
+    err = await expect(grpc.StatusCode.RESOURCE_EXHAUSTED, api.auth.Login(
+        auth_pb2.LoginRequest(email=email, password=password), metadata=(("x-forwarded-for", ip),)),
+        "LOGIN_THROTTLED")
+    return retry_seconds(err)
+
+
+async def test_parallel_wrong_logins_check_only_the_free_attempts(api: Api):
+    s = await api.signup()
+    outcomes = await asyncio.gather(*(login_from(api, "203.0.113.20", s.email) for _ in range(20)))
+    assert collections.Counter(outcomes) == {grpc.StatusCode.UNAUTHENTICATED: 5,
+                                             grpc.StatusCode.RESOURCE_EXHAUSTED: 15}
+
+
+async def test_parallel_logins_with_the_right_password_among_them(api: Api):
+    s = await api.signup()
+    passwords = [WRONG] * 6 + [PASSWORD] + [WRONG] * 5
+    outcomes = collections.Counter(await asyncio.gather(
+        *(login_from(api, "203.0.113.21", s.email, p) for p in passwords)))
+    assert outcomes[grpc.StatusCode.OK] + outcomes[grpc.StatusCode.UNAUTHENTICATED] <= 5
+    assert outcomes[grpc.StatusCode.RESOURCE_EXHAUSTED] >= 7
+
+
+async def test_the_right_password_is_not_refused_for_its_own_slot(api: Api):
+    s = await api.signup()
+    for _ in range(2):  # and a success starts the address afresh
+        for _ in range(4):
+            assert await login_from(api, "203.0.113.22", s.email) == grpc.StatusCode.UNAUTHENTICATED
+        assert await login_from(api, "203.0.113.22", s.email, PASSWORD) == grpc.StatusCode.OK
+
+
+async def test_waiting_as_told_lets_the_owner_in(api: Api):
+    s = await api.signup()
+    outcomes = await asyncio.gather(*(
+        api.auth.Login(auth_pb2.LoginRequest(email=s.email, password=WRONG),
+                       metadata=(("x-forwarded-for", "203.0.113.23"),)) for _ in range(6)), return_exceptions=True)
+    refused = [e for e in outcomes if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
+    assert len(refused) == 1
+    await asyncio.sleep(retry_seconds(refused[0]))
+    assert await login_from(api, "203.0.113.23", s.email, PASSWORD) == grpc.StatusCode.OK
+
+
+async def test_many_failures_from_one_address_lock_nobody_out(api: Api):
+    s = await api.signup()
+    # A NAT: twenty people behind one address mistype their passwords.
+    outcomes = await asyncio.gather(*(login_from(api, "198.51.100.30", new_email()) for _ in range(20)))
+    assert set(outcomes) == {grpc.StatusCode.UNAUTHENTICATED}
+    assert await login_from(api, "198.51.100.30", s.email, PASSWORD) == grpc.StatusCode.OK
+
+
+# Small ceilings and gates far longer than a test, so every refusal below is decided by counts alone.
+BACKOFF, SLOW = 30, 120
+HOME = "198.51.100.9"  # where the owners below signed in before
+
+
+@pytest.fixture(scope="module")
+async def strict(tmp_path_factory, smtp_sink):
+    platform = await start_platform(embedded_settings(
+        tmp_path_factory.mktemp("strict"), smtp_sink, login_backoff_base_seconds=BACKOFF,
+        login_max_failures_per_account=6, login_max_failures_per_ip=6, login_slow_interval_seconds=SLOW))
+    client = Api(platform, smtp_sink)
+    yield client
+    await client.channel.close()
+    await platform.stop(grace=1)
+
+
+async def test_failures_hold_back_their_address_even_with_the_right_password(strict: Api):
+    s = await strict.signup()
+    assert await login_from(strict, HOME, s.email, PASSWORD) == grpc.StatusCode.OK
+    for _ in range(5):
+        assert await login_from(strict, "203.0.113.40", s.email) == grpc.StatusCode.UNAUTHENTICATED
+    assert 0 < await throttled_wait(strict, "203.0.113.40", s.email, PASSWORD) <= BACKOFF
+    # The owner, at home, is not held back by someone else's guesses.
+    assert await login_from(strict, HOME, s.email, PASSWORD) == grpc.StatusCode.OK
+
+
+async def test_guesses_from_many_addresses_slow_the_account_but_never_lock_it(strict: Api):
+    s = await strict.signup()
+    assert await login_from(strict, HOME, s.email, PASSWORD) == grpc.StatusCode.OK
+    for i in range(6):
+        assert await login_from(strict, f"192.0.2.{i}", s.email) == grpc.StatusCode.UNAUTHENTICATED
+    # Strangers to the account, and the owner on a new device, get one attempt per interval...
+    assert 0 < await throttled_wait(strict, "192.0.2.100", s.email) <= SLOW
+    assert 0 < await throttled_wait(strict, "192.0.2.101", s.email, PASSWORD) <= SLOW
+    # ...while the owner from an address they signed in from is let in.
+    assert await login_from(strict, HOME, s.email, PASSWORD) == grpc.StatusCode.OK
+
+
+async def test_an_address_past_its_ceiling_still_lets_its_known_people_in(strict: Api):
+    s = await strict.signup()
+    assert await login_from(strict, "198.51.100.50", s.email, PASSWORD) == grpc.StatusCode.OK
+    for _ in range(6):
+        assert await login_from(strict, "198.51.100.50", new_email()) == grpc.StatusCode.UNAUTHENTICATED
+    assert 0 < await throttled_wait(strict, "198.51.100.50", new_email()) <= SLOW
+    assert await login_from(strict, "198.51.100.50", s.email, PASSWORD) == grpc.StatusCode.OK
+    assert await login_from(strict, "198.51.100.51", new_email()) == grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(api: Api):
@@ -317,8 +409,8 @@ async def test_sessions_on_the_real_profile(real_api: Api):
     await expect(grpc.StatusCode.UNAUTHENTICATED, real_api.auth.SendVerificationEmail(
         auth_pb2.SendVerificationEmailRequest(), metadata=(("authorization", f"Bearer {rotated.access_token}"),)),
         "SESSION_REVOKED")
-    for _ in range(5):
-        await expect(grpc.StatusCode.UNAUTHENTICATED,
-                     real_api.auth.Login(auth_pb2.LoginRequest(email=s.email, password="wrong password!")))
-    await expect(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                 real_api.auth.Login(auth_pb2.LoginRequest(email=s.email, password=PASSWORD)), "LOGIN_THROTTLED")
+    assert await login_from(real_api, "198.51.100.9", s.email, PASSWORD) == grpc.StatusCode.OK
+    outcomes = await asyncio.gather(*(login_from(real_api, "203.0.113.60", s.email) for _ in range(20)))
+    assert collections.Counter(outcomes) == {grpc.StatusCode.UNAUTHENTICATED: 5,
+                                             grpc.StatusCode.RESOURCE_EXHAUSTED: 15}
+    assert await login_from(real_api, "198.51.100.9", s.email, PASSWORD) == grpc.StatusCode.OK
