@@ -93,19 +93,21 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             violations.append(("password", why))
         if violations:
             raise errors.invalid_argument(*violations)
+        # Hashed before anyone knows whether the email is taken: both answers take the same time.
         password_hash = await passwords.hash_password(request.password, self.s.bcrypt_rounds)
         account_id = new_id()
+        row = {"id": account_id, "email": email_addr, "password_hash": password_hash, "display_name": display_name,
+               "role": "admin" if email_addr in self._admins else "user", "email_verified": False,
+               "create_time": utcnow()}
         try:
             async with self.db.transaction() as s:
-                row = {"id": account_id, "email": email_addr, "password_hash": password_hash,
-                       "display_name": display_name, "role": "admin" if email_addr in self._admins else "user",
-                       "email_verified": False, "create_time": utcnow()}
                 await s.execute(accounts.insert().values(**row))
                 await emit(s, "user.created", auth_pb2.UserCreatedEvent(
                     user_id=account_id, email=email_addr, display_name=display_name), source=SOURCE)
         except IntegrityError:
-            raise errors.already_exists("auth.petplatform.dev/Account", email_addr,
-                                        "an account with this email already exists") from None
+            # The email has an account. Saying so would tell anyone which emails have accounts, so the
+            # caller gets the answer a new account gets (its id is never stored) and the owner an email.
+            await self._tell_owner_of_signup(email_addr)
         return auth_pb2.RegisterResponse(account=account_message(types.SimpleNamespace(**row)))
 
     async def Login(self, request, context):
@@ -192,6 +194,19 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def GetJwks(self, request, context):
         return auth_pb2.GetJwksResponse(keys=[auth_pb2.JsonWebKey(**k) for k in self.keys.jwks])
+
+    async def _tell_owner_of_signup(self, email_addr: str) -> None:
+        # One notice an hour at most, so Register cannot be used to flood someone's mailbox.
+        count, _ = await self.cache.incr(f"signup-notice:{sha256(email_addr)}", 3600)
+        if count > 1:
+            return
+        async with self.db.transaction() as s:
+            await emit(s, "email.send", event_pb2.EmailSendEvent(
+                to=email_addr, subject="Someone tried to sign up with your email",
+                text_body=("Someone, perhaps you, tried to create a Pet Platform account with this email address, "
+                           "which already has one. Nothing was created or changed.\n\n"
+                           f"If it was you, sign in with your password instead: {self.s.public_url}\n\n"
+                           "If it was not you, you can ignore this message.\n")), source=SOURCE)
 
     async def _issue(self, session, account, family_id: str) -> tuple[str, str]:
         now = utcnow()

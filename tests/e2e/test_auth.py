@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import re
 import uuid
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -14,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from petplatform.auth.v1 import auth_pb2
+from petplatform.user.v1 import user_pb2
 from services.auth.store import accounts, refresh_tokens, verification_tokens
 from tests.conftest import PASSWORD, Api, embedded_settings, error_reason, start_platform, status_of
 
@@ -54,9 +56,83 @@ async def test_register_normalises_email_and_hashes_with_bcrypt_12(api: Api):
     async with auth_module(api).db.transaction() as s:
         stored = await s.scalar(sa.select(accounts.c.password_hash).where(accounts.c.email == f"{local}@example.com"))
     assert stored.startswith("$2b$12$") and PASSWORD not in stored
-    err = await expect(grpc.StatusCode.ALREADY_EXISTS, api.auth.Register(auth_pb2.RegisterRequest(
-        email=f"{local.upper()}@example.com", password=PASSWORD, display_name="Other")))
-    assert "already exists" in err.details()
+
+
+NOTICE = "Someone tried to sign up with your email"
+
+
+def mails(api: Api, to: str, subject: str) -> list:
+    return [m for m in api.smtp.messages if to in m["To"] and m["Subject"] == subject]
+
+
+async def wait_for_mail(api: Api, to: str, subject: str):
+    for _ in range(200):
+        if found := mails(api, to, subject):
+            return found[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {subject!r} email to {to}")
+
+
+def shape(account: auth_pb2.Account) -> list[str]:
+    return [f.name for f, _ in account.ListFields()]
+
+
+@pytest.mark.parametrize("variant", [str.upper, lambda e: e.title(),
+                                     # full-width letters and at sign (NFKC folds them)
+                                     lambda e: "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in e)])
+async def test_registering_a_taken_email_answers_as_a_new_account_and_tells_the_owner(api: Api, variant):
+    owner = await api.signup("Owner")
+    await api.smtp.wait_for(owner.email)  # the verification email
+    fresh = (await api.auth.Register(auth_pb2.RegisterRequest(
+        email=new_email(), password="another long passphrase", display_name="Taker"))).account
+    taken = (await api.auth.Register(auth_pb2.RegisterRequest(
+        email=variant(owner.email), password="another long passphrase", display_name="Taker"))).account
+    # The same shape and the same kind of values as for an email nobody had...
+    assert shape(taken) == shape(fresh)
+    assert re.fullmatch(r"users/[0-9a-f]{32}", taken.name) and taken.name != owner.name
+    assert (taken.email, taken.display_name, taken.email_verified, taken.role) == (
+        owner.email, "Taker", False, auth_pb2.ROLE_USER)
+    assert abs(taken.create_time.seconds - fresh.create_time.seconds) < 60
+    # ...the owner hears of it, and nothing of the account changed.
+    notice = await wait_for_mail(api, owner.email, NOTICE)
+    assert "already has one" in notice.get_body(("plain",)).get_content()
+    await api.auth.Login(auth_pb2.LoginRequest(email=owner.email, password=PASSWORD))
+    await expect(grpc.StatusCode.UNAUTHENTICATED, api.auth.Login(auth_pb2.LoginRequest(
+        email=owner.email, password="another long passphrase")))
+    async with auth_module(api).db.transaction() as tx:
+        rows = (await tx.execute(sa.select(accounts).where(accounts.c.email == owner.email))).all()
+    assert [(r.id, r.display_name) for r in rows] == [(owner.user_id, "Owner")]
+
+
+async def test_the_stand_in_account_names_nothing(api: Api):
+    owner = await api.signup()
+    taken = (await api.auth.Register(auth_pb2.RegisterRequest(
+        email=owner.email, password="another long passphrase", display_name="Taker"))).account
+    await wait_for_mail(api, owner.email, NOTICE)
+    await expect(grpc.StatusCode.NOT_FOUND, api.user.GetUser(user_pb2.GetUserRequest(name=taken.name),
+                                                             metadata=owner.md))
+
+
+async def test_repeated_attempts_on_a_taken_email_send_one_notice_an_hour(api: Api):
+    owner = await api.signup()
+    for _ in range(3):
+        await api.auth.Register(auth_pb2.RegisterRequest(
+            email=owner.email, password="another long passphrase", display_name="Taker"))
+    await wait_for_mail(api, owner.email, NOTICE)
+    await asyncio.sleep(0.5)
+    assert len(mails(api, owner.email, NOTICE)) == 1
+
+
+async def test_concurrent_registrations_of_one_email_make_one_account(api: Api):
+    email = new_email()
+    answers = await asyncio.gather(*(api.auth.Register(auth_pb2.RegisterRequest(
+        email=email, password=PASSWORD, display_name=f"Racer {i}")) for i in range(3)))
+    assert len({a.account.name for a in answers}) == 3
+    async with auth_module(api).db.transaction() as tx:
+        rows = (await tx.execute(sa.select(accounts).where(accounts.c.email == email))).all()
+    assert len(rows) == 1 and f"users/{rows[0].id}" in {a.account.name for a in answers}
+    await api.smtp.wait_for(email)
+    await wait_for_mail(api, email, NOTICE)
 
 
 @pytest.mark.parametrize("password, problem", [
