@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 PASSWORD = "demo-password-1"
 USERS = [("alice@demo.petplatform.local", "Alice (shelter)"), ("bob@demo.petplatform.local", "Bob"),
-         ("chiara@demo.petplatform.local", "Chiara"), ("admin@demo.petplatform.local", "Admin")]
+         ("chiara@demo.petplatform.local", "Chiara"), ("admin@demo.petplatform.local", "Demo Admin")]
 BREEDS = {
     animal_pb2.SPECIES_DOG: ["Shiba Inu", "Labrador Retriever", "Beagle", "Border Collie", "Mixed"],
     animal_pb2.SPECIES_CAT: ["Domestic Shorthair", "Maine Coon", "Siamese", "Ragdoll"],

@@ -18,7 +18,7 @@ from mesh import errors, principal
 from mesh.cache import Cache
 from mesh.config import Settings
 from mesh.events import emit
-from mesh.resources import check_text, new_id, timestamp
+from mesh.resources import check_display_name, new_id, timestamp
 from mesh.sql import Database, utcnow
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
 from petplatform.common.v1 import event_pb2
@@ -87,7 +87,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         violations: list = []
         if len(email_addr) > 254 or not _EMAIL.match(email_addr):
             violations.append(("email", "must be a valid email address"))
-        check_text(violations, "display_name", display_name, min_len=1, max_len=64)
+        check_display_name(violations, "display_name", display_name)
         why = passwords.problems(request.password, context=[email_addr, email_addr.split("@")[0], display_name])
         if why:
             violations.append(("password", why))

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from mesh import errors, principal
-from mesh.resources import (check_mask, check_text, decode_page_token, encode_page_token, new_id, page_size,
-                            parse_name, timestamp)
+from mesh.resources import (check_display_name, check_mask, check_text, decode_page_token, encode_page_token,
+                            new_id, page_size, parse_name, timestamp)
 from mesh.sql import Database, utcnow
 from petplatform.common.v1 import animal_pb2
 from petplatform.user.v1 import user_pb2, user_pb2_grpc
@@ -74,7 +74,8 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
             field_mask_pb2.FieldMask(paths=sorted(paths)).MergeMessage(
                 request.user, user, replace_message_field=True, replace_repeated_field=True)
             violations: list = []
-            check_text(violations, "user.display_name", user.display_name.strip(), min_len=1, max_len=64)
+            if "display_name" in paths:  # a stored name from before a rule changed does not block other fields
+                check_display_name(violations, "user.display_name", user.display_name.strip())
             check_text(violations, "user.bio", user.bio, max_len=2000)
             check_location(violations, "user.location", user.location)
             check_preferences(violations, user.preferences)

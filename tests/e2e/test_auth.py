@@ -174,6 +174,16 @@ async def test_register_bad_input_names_every_field(api: Api):
     assert set(violations(err)) == {"email", "display_name"}
 
 
+@pytest.mark.parametrize("name", ["Mallory\u202egnp.exe", "Zero\u200bWidth", "Two\nlines", "Private\ue000",
+                                  "Admin", "\u0410DMIN", "ｓｕｐｐｏｒｔ", "r00t", "Pet Platform Team", "Mod-er-ator"])
+async def test_register_refuses_hidden_characters_and_staff_names(api: Api, name):
+    email = new_email()
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.auth.Register(auth_pb2.RegisterRequest(
+        email=email, password=PASSWORD, display_name=name)))
+    assert set(violations(err)) == {"display_name"}
+    await expect(grpc.StatusCode.UNAUTHENTICATED, api.auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD)))
+
+
 async def test_huge_and_malformed_bodies_are_client_errors(api: Api):
     err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.auth.Register(auth_pb2.RegisterRequest(
         email=new_email(), password=PASSWORD, display_name="x" * 1_000_000)))
@@ -466,7 +476,7 @@ async def test_admin_emails_get_the_admin_role(tmp_path, smtp_sink):
     api = Api(platform, smtp_sink)
     try:
         account = (await api.auth.Register(auth_pb2.RegisterRequest(
-            email=admin, password=PASSWORD, display_name="Admin"))).account
+            email=admin, password=PASSWORD, display_name="Site Operator"))).account
         assert account.role == auth_pb2.ROLE_ADMIN
     finally:
         await api.channel.close()

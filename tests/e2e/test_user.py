@@ -107,6 +107,27 @@ async def test_invalid_updates_name_the_field(api: Api, people, user, paths, fie
     assert field in violations(err)
 
 
+@pytest.mark.parametrize("name, problem", [
+    ("Bob\u202e", "characters"), ("In\u2060visible", "characters"), ("Line\u2028break", "characters"),
+    ("Moderator", "reserved"), ("ADMINISTRATOR", "reserved"), ("\u0455ystem", "reserved"), ("5upport", "reserved"),
+    ("The PetPlatform", "reserved"),
+])
+async def test_display_names_follow_the_same_rule_as_at_sign_up(api: Api, people, name, problem):
+    alice, _, _ = people
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.user.UpdateUser(
+        update(user_pb2.User(name="users/me", display_name=name), "display_name"), metadata=alice.md))
+    assert problem in violations(err)["user.display_name"]
+    assert (await profile(api, alice)).display_name == "Alice"
+
+
+async def test_a_fine_new_display_name_is_taken(api: Api):
+    s = await api.signup("Before")
+    await profile(api, s)
+    user = (await api.user.UpdateUser(update(user_pb2.User(name="users/me", display_name="Zoë 😺"), "display_name"),
+                                      metadata=s.md)).user
+    assert user.display_name == "Zoë 😺"
+
+
 async def test_bad_names_and_missing_auth(api: Api, people):
     alice, _, _ = people
     await expect(grpc.StatusCode.INVALID_ARGUMENT, api.user.GetUser(user_pb2.GetUserRequest(name="users/../x"),
