@@ -8,6 +8,8 @@ PROTOS := $(shell find proto third_party -name '*.proto')
 
 .PHONY: up test lint gen install bench envoy clean
 
+# The demo data's admin account (app/demo.py) registers as an admin; an environment value wins.
+up: export PETPLATFORM_ADMIN_EMAILS ?= ["admin@demo.petplatform.local"]
 up: $(GENSTAMP)
 	$(BIN)/petplatform migrate
 	$(BIN)/petplatform run --target=all --demo-data

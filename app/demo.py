@@ -18,8 +18,9 @@ from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
 log = logging.getLogger(__name__)
 
 PASSWORD = "demo-password-1"
+ADMIN_EMAIL = "admin@demo.petplatform.local"  # `make up` lists it in PETPLATFORM_ADMIN_EMAILS
 USERS = [("alice@demo.petplatform.local", "Alice (shelter)"), ("bob@demo.petplatform.local", "Bob"),
-         ("chiara@demo.petplatform.local", "Chiara"), ("admin@demo.petplatform.local", "Admin")]
+         ("chiara@demo.petplatform.local", "Chiara"), (ADMIN_EMAIL, "Demo Admin")]
 BREEDS = {
     animal_pb2.SPECIES_DOG: ["Shiba Inu", "Labrador Retriever", "Beagle", "Border Collie", "Mixed"],
     animal_pb2.SPECIES_CAT: ["Domestic Shorthair", "Maine Coon", "Siamese", "Ragdoll"],
@@ -52,11 +53,11 @@ async def load_demo_data(address: str, data_dir: Path) -> None:
         pets = pet_pb2_grpc.PetServiceStub(ch)
         owners = []
         for email, name in USERS:
-            try:
-                await auth.Register(auth_pb2.RegisterRequest(email=email, password=PASSWORD, display_name=name))
-            except grpc.aio.AioRpcError as e:
-                if e.code() != grpc.StatusCode.ALREADY_EXISTS:
-                    raise
+            # An email already registered (by a run that stopped half-way) gets the same answer.
+            account = (await auth.Register(auth_pb2.RegisterRequest(
+                email=email, password=PASSWORD, display_name=name))).account
+            if email == ADMIN_EMAIL and account.role != auth_pb2.ROLE_ADMIN:
+                log.warning("%s is not an admin: list it in PETPLATFORM_ADMIN_EMAILS (make up does)", email)
             tokens = await auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
             owners.append((("authorization", f"Bearer {tokens.access_token}"),))
         for i in range(60):
@@ -77,4 +78,4 @@ async def load_demo_data(address: str, data_dir: Path) -> None:
                 await pets.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=created.name, content=photo(i)),
                                           metadata=md)
     marker.write_text("ok\n")
-    log.info("demo data loaded: %d users (password %r), 60 pets", len(USERS), PASSWORD)
+    log.info("demo data loaded: %d users (password %r, admin %s), 60 pets", len(USERS), PASSWORD, ADMIN_EMAIL)

@@ -17,6 +17,10 @@ class Cache(Protocol):
         """Fixed-window counter: the first increment starts a window of `window_seconds`, after which
         the key expires. Returns (count after this increment, seconds until the window resets)."""
 
+    async def decr(self, key: str) -> None:
+        """Gives back one increment of the current window: a live counter goes down by one, never below
+        zero, and keeps its expiry; a missing or expired counter stays missing."""
+
     async def ping(self) -> None:
         """Raises if the backend is unreachable."""
 
@@ -66,6 +70,11 @@ class MemoryCache:
         self._store(key, str(count).encode(), expires)
         return count, max(0.0, expires - self._clock())
 
+    async def decr(self, key: str) -> None:
+        item = self._live(key)
+        if item and int(item[0]) > 0:
+            self._store(key, str(int(item[0]) - 1).encode(), item[1])
+
     async def ping(self) -> None:
         pass
 
@@ -85,6 +94,14 @@ end
 return {n, ttl}
 """
 
+# DECR keeps the key's expiry; a missing key is left alone rather than started at -1.
+_DECR = """
+local n = tonumber(redis.call('GET', KEYS[1]))
+if n and n > 0 then
+  redis.call('DECR', KEYS[1])
+end
+"""
+
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))  # Redis rejects a zero or negative expiry
@@ -99,6 +116,7 @@ class RedisCache:
         self._r = aioredis.Redis.from_pool(pool)
         self._prefix = prefix
         self._incr = self._r.register_script(_INCR)
+        self._decr = self._r.register_script(_DECR)
 
     async def get(self, key: str) -> bytes | None:
         value = await self._r.get(self._prefix + key)
@@ -114,6 +132,9 @@ class RedisCache:
     async def incr(self, key: str, window_seconds: float) -> tuple[int, float]:
         count, pttl = await self._incr(keys=[self._prefix + key], args=[_ms(window_seconds)])
         return int(count), max(0, int(pttl)) / 1000
+
+    async def decr(self, key: str) -> None:
+        await self._decr(keys=[self._prefix + key])
 
     async def ping(self) -> None:
         await self._r.ping()

@@ -58,9 +58,16 @@ class Settings(BaseSettings):
     refresh_token_ttl_seconds: int = Field(7 * 24 * 3600, ge=3600)
     verification_token_ttl_seconds: int = Field(48 * 3600, ge=600)
     bcrypt_rounds: int = Field(12, ge=12, le=16)
-    login_max_failures_per_account: int = Field(5, ge=1)
-    login_max_failures_per_ip: int = Field(20, ge=1)
+    # Sign-in throttling (services/auth/throttle.py). Failures count for a window. Past a ceiling, strangers
+    # to the account (addresses it has not signed in from) get one attempt per slow interval: slowed, not locked.
+    login_max_failures_per_account: int = Field(20, ge=1)  # from every address together
+    login_max_failures_per_ip: int = Field(200, ge=1)  # across accounts; high, as a NAT puts many behind one
     login_failure_window_seconds: int = Field(900, ge=1)
+    login_backoff_after_failures: int = Field(5, ge=1)  # per account and address; then the back-off below
+    login_backoff_base_seconds: float = Field(1, gt=0)  # the first delay, doubled after each further failure
+    login_backoff_max_seconds: float = Field(300, gt=0)
+    login_slow_interval_seconds: float = Field(60, gt=0)
+    login_known_address_seconds: int = Field(30 * 24 * 3600, ge=60)  # a sign-in makes its address known this long
     admin_emails: list[str] = []  # accounts registered with these emails get the admin role
 
     outbox_poll_seconds: float = Field(0.5, gt=0)

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import unicodedata
 import uuid
 
 from google.protobuf import field_mask_pb2, timestamp_pb2
@@ -110,3 +111,44 @@ def check_text(violations: list, field: str, value: str, *, max_len: int, min_le
         violations.append((field, f"must have at most {max_len} characters"))
     elif any(ord(c) < 32 and c not in "\n\t\r" for c in value):
         violations.append((field, "must not contain control characters"))
+
+
+# Characters that make a name read other than it is: Cc control, Cf format (bidirectional overrides,
+# zero-width characters), Zl/Zp line and paragraph separators, Cn unassigned, Co private use, Cs surrogates.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Co", "Cs"})
+# Names that would pass for the platform's staff; the brand may not appear anywhere in a name.
+RESERVED_NAMES = frozenset({"admin", "administrator", "moderator", "moderation", "support", "helpdesk", "staff",
+                            "official", "system", "sysadmin", "root", "superuser", "security", "petplatform"})
+BRAND = "petplatform"
+# Characters that pass for Latin letters (digits, symbols, Cyrillic, Greek, dotless i), folded to the letter
+# they imitate, after case folding. The usual substitutions, not all of Unicode's confusables.txt (which the
+# standard library lacks). l, 1, | and ! all pass for i, so they fold together.
+_LOOKALIKES = str.maketrans("0134578@$|!lıɑ" "аеорсухіјѕԁһӏвкмнт" "αβγεηικμνορτυχ",
+                            "oieastbasiiiia" "aeopcyxijsdhibkmht" "abyenikmnoptux")
+
+
+def _skeleton(name: str) -> str:
+    """What a name reads as: NFKC, case folded, accents dropped, look-alikes folded, only letters and digits."""
+    folded = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", name).casefold())
+    plain = "".join(c for c in folded if not unicodedata.category(c).startswith("M")).translate(_LOOKALIKES)
+    return "".join(c for c in plain if c.isalnum()).replace("rn", "m")
+
+
+_RESERVED_SKELETONS = frozenset(_skeleton(n) for n in RESERVED_NAMES)
+_BRAND_SKELETON = _skeleton(BRAND)
+
+
+def check_display_name(violations: list, field: str, value: str) -> None:
+    """check_text for a name shown to other users (1 to 64 characters), which must also read as what it is
+    (no invisible, direction-changing or unassigned characters) and not pass for staff: a reserved name, or
+    the brand anywhere, compared ignoring case, width, accents, spaces, punctuation and look-alikes."""
+    found = len(violations)
+    check_text(violations, field, value, min_len=1, max_len=64)
+    if len(violations) > found:
+        return
+    skeleton = _skeleton(value)
+    if any(unicodedata.category(c) in _HIDDEN_CATEGORIES for c in value):
+        violations.append((field, "must not contain control, invisible, direction-changing, unassigned or "
+                                  "private-use characters"))
+    elif skeleton in _RESERVED_SKELETONS or _BRAND_SKELETON in skeleton:
+        violations.append((field, "is reserved; choose another name"))

@@ -18,7 +18,7 @@ from mesh import errors, principal
 from mesh.cache import Cache
 from mesh.config import Settings
 from mesh.events import emit
-from mesh.resources import check_text, new_id, timestamp
+from mesh.resources import check_display_name, new_id, timestamp
 from mesh.sql import Database, utcnow
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
 from petplatform.auth.v1 import events_pb2 as auth_events
@@ -26,6 +26,7 @@ from petplatform.common.v1 import event_pb2
 from services.auth import passwords
 from services.auth.keys import SigningKeys
 from services.auth.store import accounts, refresh_tokens, verification_tokens
+from services.auth.throttle import LoginThrottle
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 ROLES = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
@@ -76,6 +77,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self.cache = cache
         self.s = settings
         self.keys = keys
+        self.throttle = LoginThrottle(cache, settings)
         self._admins = {normalise_email(e) for e in settings.admin_emails}
         self._dummy_hash: str | None = None
 
@@ -85,45 +87,39 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         violations: list = []
         if len(email_addr) > 254 or not _EMAIL.match(email_addr):
             violations.append(("email", "must be a valid email address"))
-        check_text(violations, "display_name", display_name, min_len=1, max_len=64)
+        check_display_name(violations, "display_name", display_name)
         why = passwords.problems(request.password, context=[email_addr, email_addr.split("@")[0], display_name])
         if why:
             violations.append(("password", why))
         if violations:
             raise errors.invalid_argument(*violations)
+        # Hashed before anyone knows whether the email is taken: both answers take the same time.
         password_hash = await passwords.hash_password(request.password, self.s.bcrypt_rounds)
         account_id = new_id()
+        row = {"id": account_id, "email": email_addr, "password_hash": password_hash, "display_name": display_name,
+               "role": "admin" if email_addr in self._admins else "user", "email_verified": False,
+               "create_time": utcnow()}
         try:
             async with self.db.transaction() as s:
-                row = {"id": account_id, "email": email_addr, "password_hash": password_hash,
-                       "display_name": display_name, "role": "admin" if email_addr in self._admins else "user",
-                       "email_verified": False, "create_time": utcnow()}
                 await s.execute(accounts.insert().values(**row))
                 await emit(s, auth_events.UserCreated(
                     user=f"users/{account_id}", email=email_addr, display_name=display_name))
         except IntegrityError:
-            raise errors.already_exists("auth.petplatform.dev/Account", email_addr,
-                                        "an account with this email already exists") from None
+            # The email has an account. Saying so would tell anyone which emails have accounts, so the
+            # caller gets the answer a new account gets (its id is never stored) and the owner an email.
+            await self._tell_owner_of_signup(email_addr)
         return auth_pb2.RegisterResponse(account=account_message(types.SimpleNamespace(**row)))
 
     async def Login(self, request, context):
         email_addr = normalise_email(request.email)
-        keys = [(f"login-fail:account:{email_addr}", self.s.login_max_failures_per_account),
-                (f"login-fail:ip:{client_ip(context)}", self.s.login_max_failures_per_ip)]
-        for key, limit in keys:
-            failures = await self.cache.get(key)
-            if failures is not None and int(failures) >= limit:
-                raise errors.resource_exhausted("too many failed sign-in attempts; try again later",
-                                                "LOGIN_THROTTLED", self.s.login_failure_window_seconds)
+        attempt = await self.throttle.admit(email_addr, client_ip(context))
         async with self.db.transaction() as s:
             row = (await s.execute(sa.select(accounts).where(accounts.c.email == email_addr))).first()
         # Unknown email and wrong password take the same time and give the same answer.
         ok = await passwords.check_password(request.password, row.password_hash if row else await self._dummy())
         if not row or not ok:
-            for key, _ in keys:
-                await self.cache.incr(key, self.s.login_failure_window_seconds)
-            raise errors.unauthenticated("wrong email or password", "INVALID_CREDENTIALS")
-        await self.cache.delete(keys[0][0])
+            raise errors.unauthenticated("wrong email or password", "INVALID_CREDENTIALS")  # the slots stay taken
+        await self.throttle.succeeded(attempt)
         async with self.db.transaction() as s:
             access, refresh = await self._issue(s, row, family_id=new_id())
         return auth_pb2.LoginResponse(**self._tokens(access, refresh))
@@ -197,6 +193,19 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def GetJwks(self, request, context):
         return auth_pb2.GetJwksResponse(keys=[auth_pb2.JsonWebKey(**k) for k in self.keys.jwks])
+
+    async def _tell_owner_of_signup(self, email_addr: str) -> None:
+        # One notice an hour at most, so Register cannot be used to flood someone's mailbox.
+        count, _ = await self.cache.incr(f"signup-notice:{sha256(email_addr)}", 3600)
+        if count > 1:
+            return
+        async with self.db.transaction() as s:
+            await emit(s, event_pb2.EmailRequested(
+                to=email_addr, subject="Someone tried to sign up with your email",
+                text_body=("Someone, perhaps you, tried to create a Pet Platform account with this email address, "
+                           "which already has one. Nothing was created or changed.\n\n"
+                           f"If it was you, sign in with your password instead: {self.s.public_url}\n\n"
+                           "If it was not you, you can ignore this message.\n")))
 
     async def _issue(self, session, account, family_id: str) -> tuple[str, str]:
         now = utcnow()

@@ -9,12 +9,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from mesh import errors, principal
-from mesh.resources import (check_mask, check_text, decode_page_token, encode_page_token, new_id, page_size,
-                            parse_name, timestamp)
+from mesh.resources import (check_display_name, check_mask, check_text, decode_page_token, encode_page_token,
+                            new_id, page_size, parse_name, timestamp)
 from mesh.sql import Database, utcnow
 from petplatform.common.v1 import animal_pb2
 from petplatform.user.v1 import user_pb2, user_pb2_grpc
-from services.user.domain import Trust, trust_score
+from services.user.domain import Standing, Trust, may_review, review_weight, trust_score
 from services.user.store import profiles, reviews
 
 USER_TYPE = "user.petplatform.dev/User"
@@ -29,6 +29,12 @@ def resolve_user(name: str, field: str = "name", suffix: str = "") -> str:
     if name == f"users/me{suffix}":
         return principal.require().user_id
     return parse_name(name, "users/{}" + suffix, field)[0]
+
+
+def standing(row) -> Standing:
+    """A profile row, or a row with the same columns, as the review rules see it."""
+    return Standing(email_verified=row.email_verified, create_time=row.create_time,
+                    upheld_reports=row.upheld_reports)
 
 
 def check_location(violations: list, field: str, loc: latlng_pb2.LatLng) -> None:
@@ -74,7 +80,8 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
             field_mask_pb2.FieldMask(paths=sorted(paths)).MergeMessage(
                 request.user, user, replace_message_field=True, replace_repeated_field=True)
             violations: list = []
-            check_text(violations, "user.display_name", user.display_name.strip(), min_len=1, max_len=64)
+            if "display_name" in paths:  # a stored name from before a rule changed does not block other fields
+                check_display_name(violations, "user.display_name", user.display_name.strip())
             check_text(violations, "user.bio", user.bio, max_len=2000)
             check_location(violations, "user.location", user.location)
             check_preferences(violations, user.preferences)
@@ -104,9 +111,10 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         now = utcnow()
         try:
             async with self.db.transaction() as s:
-                if not await s.scalar(sa.select(sa.func.count()).select_from(profiles).where(
-                        profiles.c.user_id == subject_id)):
-                    raise errors.not_found(USER_TYPE, request.parent)
+                subject = await self._profile(s, subject_id)
+                refusal = may_review(standing(await self._profile(s, author.user_id)), standing(subject))
+                if refusal:
+                    raise errors.failed_precondition(refusal.message, refusal.reason)
                 await s.execute(reviews.insert().values(id=review_id, subject_id=subject_id,
                                                         author_id=author.user_id, rating=request.review.rating,
                                                         text=request.review.text, create_time=now))
@@ -153,11 +161,16 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         return row
 
     async def _trust(self, s, profile) -> tuple[Trust, int, float]:
-        count, average = (await s.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.avg(reviews.c.rating), 0))
-                                          .where(reviews.c.subject_id == profile.user_id))).one()
-        trust = trust_score(email_verified=profile.email_verified, review_count=count,
-                            average_rating=float(average), upheld_reports=profile.upheld_reports)
-        return trust, count, float(average)
+        """The user's trust score, and the number and plain mean of the ratings about them."""
+        author = profiles.alias("author")
+        rows = (await s.execute(
+            sa.select(reviews.c.rating, author.c.email_verified, author.c.create_time, author.c.upheld_reports)
+            .join(author, author.c.user_id == reviews.c.author_id)
+            .where(reviews.c.subject_id == profile.user_id))).all()
+        now = utcnow()
+        trust = trust_score(email_verified=profile.email_verified, upheld_reports=profile.upheld_reports,
+                            reviews=[(r.rating, review_weight(standing(r), now)) for r in rows])
+        return trust, len(rows), sum(r.rating for r in rows) / len(rows) if rows else 0.0
 
     async def _load(self, s, user_id: str, with_preferences: bool | None = None) -> user_pb2.User:
         profile = await self._profile(s, user_id)

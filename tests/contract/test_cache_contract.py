@@ -150,6 +150,42 @@ async def test_incr_on_a_plain_key_starts_a_window(h):
     assert await h.cache.get("k") is None
 
 
+async def test_decr_gives_back_one_hit_and_keeps_the_window(h):
+    await h.cache.incr("hits", 0.6)
+    await h.cache.incr("hits", 0.6)
+    await h.cache.decr("hits")
+    assert await h.cache.get("hits") == b"1"
+    await h.wait(0.3)
+    count, remaining = await h.cache.incr("hits", 0.6)
+    assert count == 2 and 0 < remaining <= 0.31  # the window did not restart
+    await h.wait(0.45)
+    assert await h.cache.get("hits") is None
+
+
+async def test_decr_never_goes_below_zero_nor_starts_a_counter(h):
+    await h.cache.decr("nothing")
+    assert await h.cache.get("nothing") is None
+    await h.cache.incr("once", 10)
+    for _ in range(3):
+        await h.cache.decr("once")
+    assert await h.cache.get("once") == b"0"
+    assert (await h.cache.incr("once", 10))[0] == 1
+
+
+async def test_decr_after_the_window_ended_leaves_nothing(h):
+    await h.cache.incr("hits", 0.3)
+    await h.wait(0.45)
+    await h.cache.decr("hits")
+    assert await h.cache.get("hits") is None
+    assert (await h.cache.incr("hits", 0.3))[0] == 1
+
+
+async def test_decr_is_atomic_under_concurrency(h):
+    await asyncio.gather(*(h.cache.incr("burst", 30) for _ in range(100)))
+    await asyncio.gather(*(h.cache.decr("burst") for _ in range(40)))
+    assert await h.cache.get("burst") == b"60"
+
+
 async def test_prefixes_isolate_clients(h):
     other = h.new_cache()
     await h.cache.set("shared-name", b"mine")

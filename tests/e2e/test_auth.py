@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
+import re
 import uuid
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -13,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from petplatform.auth.v1 import auth_pb2
+from petplatform.user.v1 import user_pb2
 from services.auth.store import accounts, refresh_tokens, verification_tokens
 from tests.conftest import PASSWORD, Api, embedded_settings, error_reason, start_platform, status_of
 
@@ -53,9 +56,83 @@ async def test_register_normalises_email_and_hashes_with_bcrypt_12(api: Api):
     async with auth_module(api).db.transaction() as s:
         stored = await s.scalar(sa.select(accounts.c.password_hash).where(accounts.c.email == f"{local}@example.com"))
     assert stored.startswith("$2b$12$") and PASSWORD not in stored
-    err = await expect(grpc.StatusCode.ALREADY_EXISTS, api.auth.Register(auth_pb2.RegisterRequest(
-        email=f"{local.upper()}@example.com", password=PASSWORD, display_name="Other")))
-    assert "already exists" in err.details()
+
+
+NOTICE = "Someone tried to sign up with your email"
+
+
+def mails(api: Api, to: str, subject: str) -> list:
+    return [m for m in api.smtp.messages if to in m["To"] and m["Subject"] == subject]
+
+
+async def wait_for_mail(api: Api, to: str, subject: str):
+    for _ in range(200):
+        if found := mails(api, to, subject):
+            return found[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {subject!r} email to {to}")
+
+
+def shape(account: auth_pb2.Account) -> list[str]:
+    return [f.name for f, _ in account.ListFields()]
+
+
+@pytest.mark.parametrize("variant", [str.upper, lambda e: e.title(),
+                                     # full-width letters and at sign (NFKC folds them)
+                                     lambda e: "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in e)])
+async def test_registering_a_taken_email_answers_as_a_new_account_and_tells_the_owner(api: Api, variant):
+    owner = await api.signup("Owner")
+    await api.smtp.wait_for(owner.email)  # the verification email
+    fresh = (await api.auth.Register(auth_pb2.RegisterRequest(
+        email=new_email(), password="another long passphrase", display_name="Taker"))).account
+    taken = (await api.auth.Register(auth_pb2.RegisterRequest(
+        email=variant(owner.email), password="another long passphrase", display_name="Taker"))).account
+    # The same shape and the same kind of values as for an email nobody had...
+    assert shape(taken) == shape(fresh)
+    assert re.fullmatch(r"users/[0-9a-f]{32}", taken.name) and taken.name != owner.name
+    assert (taken.email, taken.display_name, taken.email_verified, taken.role) == (
+        owner.email, "Taker", False, auth_pb2.ROLE_USER)
+    assert abs(taken.create_time.seconds - fresh.create_time.seconds) < 60
+    # ...the owner hears of it, and nothing of the account changed.
+    notice = await wait_for_mail(api, owner.email, NOTICE)
+    assert "already has one" in notice.get_body(("plain",)).get_content()
+    await api.auth.Login(auth_pb2.LoginRequest(email=owner.email, password=PASSWORD))
+    await expect(grpc.StatusCode.UNAUTHENTICATED, api.auth.Login(auth_pb2.LoginRequest(
+        email=owner.email, password="another long passphrase")))
+    async with auth_module(api).db.transaction() as tx:
+        rows = (await tx.execute(sa.select(accounts).where(accounts.c.email == owner.email))).all()
+    assert [(r.id, r.display_name) for r in rows] == [(owner.user_id, "Owner")]
+
+
+async def test_the_stand_in_account_names_nothing(api: Api):
+    owner = await api.signup()
+    taken = (await api.auth.Register(auth_pb2.RegisterRequest(
+        email=owner.email, password="another long passphrase", display_name="Taker"))).account
+    await wait_for_mail(api, owner.email, NOTICE)
+    await expect(grpc.StatusCode.NOT_FOUND, api.user.GetUser(user_pb2.GetUserRequest(name=taken.name),
+                                                             metadata=owner.md))
+
+
+async def test_repeated_attempts_on_a_taken_email_send_one_notice_an_hour(api: Api):
+    owner = await api.signup()
+    for _ in range(3):
+        await api.auth.Register(auth_pb2.RegisterRequest(
+            email=owner.email, password="another long passphrase", display_name="Taker"))
+    await wait_for_mail(api, owner.email, NOTICE)
+    await asyncio.sleep(0.5)
+    assert len(mails(api, owner.email, NOTICE)) == 1
+
+
+async def test_concurrent_registrations_of_one_email_make_one_account(api: Api):
+    email = new_email()
+    answers = await asyncio.gather(*(api.auth.Register(auth_pb2.RegisterRequest(
+        email=email, password=PASSWORD, display_name=f"Racer {i}")) for i in range(3)))
+    assert len({a.account.name for a in answers}) == 3
+    async with auth_module(api).db.transaction() as tx:
+        rows = (await tx.execute(sa.select(accounts).where(accounts.c.email == email))).all()
+    assert len(rows) == 1 and f"users/{rows[0].id}" in {a.account.name for a in answers}
+    await api.smtp.wait_for(email)
+    await wait_for_mail(api, email, NOTICE)
 
 
 @pytest.mark.parametrize("password, problem", [
@@ -97,6 +174,16 @@ async def test_register_bad_input_names_every_field(api: Api):
     assert set(violations(err)) == {"email", "display_name"}
 
 
+@pytest.mark.parametrize("name", ["Mallory\u202egnp.exe", "Zero\u200bWidth", "Two\nlines", "Private\ue000",
+                                  "Admin", "\u0410DMIN", "ｓｕｐｐｏｒｔ", "r00t", "Pet Platform Team", "Mod-er-ator"])
+async def test_register_refuses_hidden_characters_and_staff_names(api: Api, name):
+    email = new_email()
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.auth.Register(auth_pb2.RegisterRequest(
+        email=email, password=PASSWORD, display_name=name)))
+    assert set(violations(err)) == {"display_name"}
+    await expect(grpc.StatusCode.UNAUTHENTICATED, api.auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD)))
+
+
 async def test_huge_and_malformed_bodies_are_client_errors(api: Api):
     err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.auth.Register(auth_pb2.RegisterRequest(
         email=new_email(), password=PASSWORD, display_name="x" * 1_000_000)))
@@ -132,34 +219,125 @@ async def test_unknown_email_and_wrong_password_look_the_same(api: Api):
     assert error_reason(wrong) == error_reason(unknown) == "INVALID_CREDENTIALS"
 
 
-async def test_failures_throttle_the_account_even_with_the_right_password(api: Api):
-    s = await api.signup()
-    for _ in range(5):
-        await expect(grpc.StatusCode.UNAUTHENTICATED,
-                     api.auth.Login(auth_pb2.LoginRequest(email=s.email, password="wrong password!")))
-    err = await expect(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       api.auth.Login(auth_pb2.LoginRequest(email=s.email, password=PASSWORD)), "LOGIN_THROTTLED")
-    retry = [d for d in status_of(err).details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
-    assert retry, "RetryInfo tells the client when to come back"
+WRONG = "wrong password!"
 
 
-async def test_failures_throttle_the_client_ip(tmp_path, smtp_sink):
-    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, login_max_failures_per_ip=3))
-    api = Api(platform, smtp_sink)
+def retry_seconds(err: grpc.aio.AioRpcError) -> int:
+    for d in status_of(err).details:
+        info = error_details_pb2.RetryInfo()
+        if d.Unpack(info):
+            return info.retry_delay.seconds
+    raise AssertionError("RESOURCE_EXHAUSTED without RetryInfo")
+
+
+async def login_from(api: Api, ip: str, email: str, password: str = WRONG) -> grpc.StatusCode:
+    """Login's outcome for a client at `ip`; a refusal must say how long to wait."""
     try:
-        md = (("x-forwarded-for", "203.0.113.7"),)
-        for _ in range(3):
-            await expect(grpc.StatusCode.UNAUTHENTICATED, api.auth.Login(
-                auth_pb2.LoginRequest(email=new_email(), password="guessing!!"), metadata=md))
-        await expect(grpc.StatusCode.RESOURCE_EXHAUSTED, api.auth.Login(
-            auth_pb2.LoginRequest(email=new_email(), password="guessing!!"), metadata=md), "LOGIN_THROTTLED")
-        # Another address is not affected.
-        await expect(grpc.StatusCode.UNAUTHENTICATED, api.auth.Login(
-            auth_pb2.LoginRequest(email=new_email(), password="guessing!!"),
-            metadata=(("x-forwarded-for", "198.51.100.1"),)))
-    finally:
-        await api.channel.close()
-        await platform.stop(grace=1)
+        await api.auth.Login(auth_pb2.LoginRequest(email=email, password=password),
+                             metadata=(("x-forwarded-for", ip),))
+        return grpc.StatusCode.OK
+    except grpc.aio.AioRpcError as e:
+        if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            assert error_reason(e) == "LOGIN_THROTTLED" and retry_seconds(e) >= 1
+        return e.code()
+
+
+async def throttled_wait(api: Api, ip: str, email: str, password: str = WRONG) -> int:
+    err = await expect(grpc.StatusCode.RESOURCE_EXHAUSTED, api.auth.Login(
+        auth_pb2.LoginRequest(email=email, password=password), metadata=(("x-forwarded-for", ip),)),
+        "LOGIN_THROTTLED")
+    return retry_seconds(err)
+
+
+async def test_parallel_wrong_logins_check_only_the_free_attempts(api: Api):
+    s = await api.signup()
+    outcomes = await asyncio.gather(*(login_from(api, "203.0.113.20", s.email) for _ in range(20)))
+    assert collections.Counter(outcomes) == {grpc.StatusCode.UNAUTHENTICATED: 5,
+                                             grpc.StatusCode.RESOURCE_EXHAUSTED: 15}
+
+
+async def test_parallel_logins_with_the_right_password_among_them(api: Api):
+    s = await api.signup()
+    passwords = [WRONG] * 6 + [PASSWORD] + [WRONG] * 5
+    outcomes = collections.Counter(await asyncio.gather(
+        *(login_from(api, "203.0.113.21", s.email, p) for p in passwords)))
+    assert outcomes[grpc.StatusCode.OK] + outcomes[grpc.StatusCode.UNAUTHENTICATED] <= 5
+    assert outcomes[grpc.StatusCode.RESOURCE_EXHAUSTED] >= 7
+
+
+async def test_the_right_password_is_not_refused_for_its_own_slot(api: Api):
+    s = await api.signup()
+    for _ in range(2):  # and a success starts the address afresh
+        for _ in range(4):
+            assert await login_from(api, "203.0.113.22", s.email) == grpc.StatusCode.UNAUTHENTICATED
+        assert await login_from(api, "203.0.113.22", s.email, PASSWORD) == grpc.StatusCode.OK
+
+
+async def test_waiting_as_told_lets_the_owner_in(api: Api):
+    s = await api.signup()
+    outcomes = await asyncio.gather(*(
+        api.auth.Login(auth_pb2.LoginRequest(email=s.email, password=WRONG),
+                       metadata=(("x-forwarded-for", "203.0.113.23"),)) for _ in range(6)), return_exceptions=True)
+    refused = [e for e in outcomes if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
+    assert len(refused) == 1
+    await asyncio.sleep(retry_seconds(refused[0]))
+    assert await login_from(api, "203.0.113.23", s.email, PASSWORD) == grpc.StatusCode.OK
+
+
+async def test_many_failures_from_one_address_lock_nobody_out(api: Api):
+    s = await api.signup()
+    # A NAT: twenty people behind one address mistype their passwords.
+    outcomes = await asyncio.gather(*(login_from(api, "198.51.100.30", new_email()) for _ in range(20)))
+    assert set(outcomes) == {grpc.StatusCode.UNAUTHENTICATED}
+    assert await login_from(api, "198.51.100.30", s.email, PASSWORD) == grpc.StatusCode.OK
+
+
+# Small ceilings and gates far longer than a test, so every refusal below is decided by counts alone.
+BACKOFF, SLOW = 30, 120
+HOME = "198.51.100.9"  # where the owners below signed in before
+
+
+@pytest.fixture(scope="module")
+async def strict(tmp_path_factory, smtp_sink):
+    platform = await start_platform(embedded_settings(
+        tmp_path_factory.mktemp("strict"), smtp_sink, login_backoff_base_seconds=BACKOFF,
+        login_max_failures_per_account=6, login_max_failures_per_ip=6, login_slow_interval_seconds=SLOW))
+    client = Api(platform, smtp_sink)
+    yield client
+    await client.channel.close()
+    await platform.stop(grace=1)
+
+
+async def test_failures_hold_back_their_address_even_with_the_right_password(strict: Api):
+    s = await strict.signup()
+    assert await login_from(strict, HOME, s.email, PASSWORD) == grpc.StatusCode.OK
+    for _ in range(5):
+        assert await login_from(strict, "203.0.113.40", s.email) == grpc.StatusCode.UNAUTHENTICATED
+    assert 0 < await throttled_wait(strict, "203.0.113.40", s.email, PASSWORD) <= BACKOFF
+    # The owner, at home, is not held back by someone else's guesses.
+    assert await login_from(strict, HOME, s.email, PASSWORD) == grpc.StatusCode.OK
+
+
+async def test_guesses_from_many_addresses_slow_the_account_but_never_lock_it(strict: Api):
+    s = await strict.signup()
+    assert await login_from(strict, HOME, s.email, PASSWORD) == grpc.StatusCode.OK
+    for i in range(6):
+        assert await login_from(strict, f"192.0.2.{i}", s.email) == grpc.StatusCode.UNAUTHENTICATED
+    # Strangers to the account, and the owner on a new device, get one attempt per interval...
+    assert 0 < await throttled_wait(strict, "192.0.2.100", s.email) <= SLOW
+    assert 0 < await throttled_wait(strict, "192.0.2.101", s.email, PASSWORD) <= SLOW
+    # ...while the owner from an address they signed in from is let in.
+    assert await login_from(strict, HOME, s.email, PASSWORD) == grpc.StatusCode.OK
+
+
+async def test_an_address_past_its_ceiling_still_lets_its_known_people_in(strict: Api):
+    s = await strict.signup()
+    assert await login_from(strict, "198.51.100.50", s.email, PASSWORD) == grpc.StatusCode.OK
+    for _ in range(6):
+        assert await login_from(strict, "198.51.100.50", new_email()) == grpc.StatusCode.UNAUTHENTICATED
+    assert 0 < await throttled_wait(strict, "198.51.100.50", new_email()) <= SLOW
+    assert await login_from(strict, "198.51.100.50", s.email, PASSWORD) == grpc.StatusCode.OK
+    assert await login_from(strict, "198.51.100.51", new_email()) == grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(api: Api):
@@ -298,7 +476,7 @@ async def test_admin_emails_get_the_admin_role(tmp_path, smtp_sink):
     api = Api(platform, smtp_sink)
     try:
         account = (await api.auth.Register(auth_pb2.RegisterRequest(
-            email=admin, password=PASSWORD, display_name="Admin"))).account
+            email=admin, password=PASSWORD, display_name="Site Operator"))).account
         assert account.role == auth_pb2.ROLE_ADMIN
     finally:
         await api.channel.close()
@@ -317,8 +495,8 @@ async def test_sessions_on_the_real_profile(real_api: Api):
     await expect(grpc.StatusCode.UNAUTHENTICATED, real_api.auth.SendVerificationEmail(
         auth_pb2.SendVerificationEmailRequest(), metadata=(("authorization", f"Bearer {rotated.access_token}"),)),
         "SESSION_REVOKED")
-    for _ in range(5):
-        await expect(grpc.StatusCode.UNAUTHENTICATED,
-                     real_api.auth.Login(auth_pb2.LoginRequest(email=s.email, password="wrong password!")))
-    await expect(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                 real_api.auth.Login(auth_pb2.LoginRequest(email=s.email, password=PASSWORD)), "LOGIN_THROTTLED")
+    assert await login_from(real_api, "198.51.100.9", s.email, PASSWORD) == grpc.StatusCode.OK
+    outcomes = await asyncio.gather(*(login_from(real_api, "203.0.113.60", s.email) for _ in range(20)))
+    assert collections.Counter(outcomes) == {grpc.StatusCode.UNAUTHENTICATED: 5,
+                                             grpc.StatusCode.RESOURCE_EXHAUSTED: 15}
+    assert await login_from(real_api, "198.51.100.9", s.email, PASSWORD) == grpc.StatusCode.OK

@@ -130,11 +130,14 @@ async def test_grpc_codes_map_to_http(edge: EdgeClient, people):
     (_, token), _ = people
     assert (await call(edge, "POST", "/v1/pets", {"displayName": "x", "species": "SPECIES_DOG"}))[0] == 401
     assert (await call(edge, "POST", "/v1/pets", {"displayName": "x", "species": "SPECIES_DOG"}, "forged.token.x"))[0] == 401
+    # A taken email is answered as a new one (Register does not tell which emails have accounts).
     email = f"d{uuid.uuid4().hex[:8]}@example.com"
-    await call(edge, "POST", "/v1/auth/register", {"email": email, "password": PASSWORD, "displayName": "D"})
-    status, err, _ = await call(edge, "POST", "/v1/auth/register", {"email": email, "password": PASSWORD,
-                                                                     "displayName": "D"})
-    assert status == 409 and err["code"] == 6
+    _, first, _ = await call(edge, "POST", "/v1/auth/register", {"email": email, "password": PASSWORD,
+                                                                 "displayName": "D"})
+    status, again, _ = await call(edge, "POST", "/v1/auth/register", {"email": email, "password": PASSWORD,
+                                                                       "displayName": "D"})
+    assert status == 200 and set(again["account"]) == set(first["account"])
+    assert again["account"]["name"] != first["account"]["name"]
     status, err, _ = await call(edge, "GET", f"/v1/pets/{'0' * 32}")
     assert status == 404 and err["details"][1]["resourceName"] == f"pets/{'0' * 32}"
     # the whole grpc-gateway table

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 
 from google.protobuf import any_pb2, field_mask_pb2
@@ -14,6 +15,7 @@ from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.common.v1 import animal_pb2, event_pb2
 from petplatform.user.v1 import events_pb2 as user_events
 from petplatform.user.v1 import user_pb2
+from services.user.store import profiles
 from tests.conftest import Api, Session
 from tests.e2e.test_auth import expect, violations
 
@@ -40,6 +42,30 @@ def envelope(event_type: str, payload, event_id: str | None = None) -> tuple[byt
 async def trust(api: Api, s: Session, user: Session) -> user_pb2.TrustScore:
     return (await api.user.GetTrustScore(user_pb2.GetTrustScoreRequest(name=f"{user.name}/trustScore"),
                                          metadata=s.md)).trust_score
+
+
+async def verify(api: Api, s: Session) -> None:
+    """Confirms the email from the verification link, and waits for the profile to hear of it."""
+    await api.auth.VerifyEmail(auth_pb2.VerifyEmailRequest(token=await api.smtp.verification_token(s.email)))
+    for _ in range(100):
+        if (await profile(api, s)).email_verified:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the profile never heard of the verification")
+
+
+async def verified_signup(api: Api, name: str) -> Session:
+    s = await api.signup(name)
+    await verify(api, s)
+    return s
+
+
+async def age_accounts(api: Api, sessions, days: int) -> None:
+    """As if the accounts had been created `days` ago."""
+    db = next(m for m in api.platform.modules if m.name == "user").db
+    async with db.transaction() as tx:
+        await tx.execute(profiles.update().where(profiles.c.user_id.in_([s.user_id for s in sessions])).values(
+            create_time=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)))
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +135,27 @@ async def test_invalid_updates_name_the_field(api: Api, people, user, paths, fie
     assert field in violations(err)
 
 
+@pytest.mark.parametrize("name, problem", [
+    ("Bob\u202e", "characters"), ("In\u2060visible", "characters"), ("Line\u2028break", "characters"),
+    ("Moderator", "reserved"), ("ADMINISTRATOR", "reserved"), ("\u0455ystem", "reserved"), ("5upport", "reserved"),
+    ("The PetPlatform", "reserved"),
+])
+async def test_display_names_follow_the_same_rule_as_at_sign_up(api: Api, people, name, problem):
+    alice, _, _ = people
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.user.UpdateUser(
+        update(user_pb2.User(name="users/me", display_name=name), "display_name"), metadata=alice.md))
+    assert problem in violations(err)["user.display_name"]
+    assert (await profile(api, alice)).display_name == "Alice"
+
+
+async def test_a_fine_new_display_name_is_taken(api: Api):
+    s = await api.signup("Before")
+    await profile(api, s)
+    user = (await api.user.UpdateUser(update(user_pb2.User(name="users/me", display_name="Zoë 😺"), "display_name"),
+                                      metadata=s.md)).user
+    assert user.display_name == "Zoë 😺"
+
+
 async def test_bad_names_and_missing_auth(api: Api, people):
     alice, _, _ = people
     await expect(grpc.StatusCode.INVALID_ARGUMENT, api.user.GetUser(user_pb2.GetUserRequest(name="users/../x"),
@@ -120,6 +167,8 @@ async def test_bad_names_and_missing_auth(api: Api, people):
 
 async def test_reviews_rules_and_paging(api: Api, people):
     alice, bob, carol = people
+    await verify(api, alice)
+    await verify(api, bob)
     r = (await api.user.CreateReview(user_pb2.CreateReviewRequest(
         parent=carol.name, review=user_pb2.Review(rating=5, text="Great adopter")), metadata=alice.md)).review
     assert r.author == alice.name and r.name.startswith(f"{carol.name}/reviews/")
@@ -143,9 +192,41 @@ async def test_reviews_rules_and_paging(api: Api, people):
     assert not page2.next_page_token
     await expect(grpc.StatusCode.INVALID_ARGUMENT, api.user.ListReviews(user_pb2.ListReviewsRequest(
         parent=carol.name, page_token="garbage"), metadata=bob.md))
+    # Two accounts minutes old barely count; a month later, fully: avg 4.5 over 2 reviews gives
+    # (4.5 - 3) * 12.5 * 0.2 = 3.75.
+    assert (await trust(api, alice, carol)).reviews == 0
+    await age_accounts(api, [alice, bob], days=30)
     t = await trust(api, alice, carol)
-    # avg 4.5 over 2 reviews: (4.5 - 3) * 12.5 * 0.2 = 3.75
     assert (t.reviews, t.score) == (3.75, 53.75)
+    user = await profile(api, alice, carol.name)
+    assert (user.trust_score, user.review_count, user.average_rating) == (53.75, 2, 4.5)
+
+
+async def test_only_users_with_a_verified_email_may_review(api: Api, people):
+    _, _, carol = people
+    newcomer = await api.signup("Newcomer")
+    await profile(api, newcomer)
+    review = user_pb2.CreateReviewRequest(parent=carol.name, review=user_pb2.Review(rating=5))
+    err = await expect(grpc.StatusCode.FAILED_PRECONDITION, api.user.CreateReview(review, metadata=newcomer.md),
+                       "EMAIL_NOT_VERIFIED")
+    assert "verify" in err.details()
+    await verify(api, newcomer)
+    await api.user.CreateReview(review, metadata=newcomer.md)
+
+
+async def test_a_burst_of_fresh_accounts_barely_moves_trust(api: Api):
+    """The issue's case: nine new accounts give five stars within seconds."""
+    target = await api.signup("Target")
+    await profile(api, target)
+    fakes = await asyncio.gather(*(verified_signup(api, f"Fan {i}") for i in range(9)))
+    for fake in fakes:
+        await api.user.CreateReview(user_pb2.CreateReviewRequest(
+            parent=target.name, review=user_pb2.Review(rating=5)), metadata=fake.md)
+    t = await trust(api, target, target)
+    assert t.score < 51 and (await profile(api, target)).review_count == 9
+    # The same reviewers, with accounts a month old, count in full: (5 - 3) * 12.5 * 0.9.
+    await age_accounts(api, fakes, days=30)
+    assert (await trust(api, target, target)).reviews == 22.5
 
 
 async def test_events_change_trust_once_even_when_replayed(api: Api, people):
@@ -175,14 +256,13 @@ async def test_replayed_user_created_is_harmless(api: Api, people):
 @pytest.mark.real
 async def test_profiles_reviews_and_trust_on_the_real_profile(real_api: Api):
     a, b = await real_api.signup("A"), await real_api.signup("B")
-    await profile(real_api, a)
     await profile(real_api, b)
-    await real_api.user.CreateReview(user_pb2.CreateReviewRequest(
-        parent=b.name, review=user_pb2.Review(rating=1)), metadata=a.md)
-    await real_api.auth.VerifyEmail(auth_pb2.VerifyEmailRequest(token=await real_api.smtp.verification_token(b.email)))
-    for _ in range(100):
-        t = await trust(real_api, a, b)
-        if t.verification:
-            break
-        await asyncio.sleep(0.05)
-    assert (t.verification, t.reviews) == (20, -2.5)
+    review = user_pb2.CreateReviewRequest(parent=b.name, review=user_pb2.Review(rating=1))
+    await expect(grpc.StatusCode.FAILED_PRECONDITION, real_api.user.CreateReview(review, metadata=a.md),
+                 "EMAIL_NOT_VERIFIED")
+    await verify(real_api, a)
+    await real_api.user.CreateReview(review, metadata=a.md)
+    await verify(real_api, b)
+    assert ((t := await trust(real_api, a, b)).verification, t.reviews) == (20, 0)  # a's account is new
+    await age_accounts(real_api, [a], days=30)
+    assert ((t := await trust(real_api, a, b)).verification, t.reviews) == (20, -2.5)
