@@ -32,6 +32,10 @@ def next_update_time(previous: pet_pb2.Pet) -> dt.datetime:
     return max(utcnow(), previous.update_time.ToDatetime(tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=1))
 
 
+def too_many_photos() -> errors.ApiError:
+    return errors.failed_precondition(f"a pet has at most {domain.MAX_PHOTOS_PER_PET} photos", "TOO_MANY_PHOTOS")
+
+
 def today() -> dt.date:
     return utcnow().date()
 
@@ -165,7 +169,9 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
     async def UploadPetPhoto(self, request, context):
         (pet_id,) = parse_name(request.parent, "pets/{}", "parent")
         async with self.db.transaction() as s:
-            await self._owned(s, pet_id)
+            pet = await self._owned(s, pet_id)
+        if pet.photo_count >= domain.MAX_PHOTOS_PER_PET:  # early, so a full pet costs no decoding; enforced below
+            raise too_many_photos()
         content_type, width, height = await asyncio.to_thread(domain.check_photo, request.content)
         photo_id = new_id()
         key = photo_key(pet_id, photo_id)
@@ -173,11 +179,14 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         now = utcnow()
         try:
             async with self.db.transaction() as s:
-                await self._owned(s, pet_id, lock=True)
-                count = await s.scalar(sa.select(sa.func.count()).select_from(photos).where(photos.c.pet_id == pet_id))
-                if count >= domain.MAX_PHOTOS_PER_PET:
-                    raise errors.failed_precondition(f"a pet has at most {domain.MAX_PHOTOS_PER_PET} photos",
-                                                     "TOO_MANY_PHOTOS")
+                # The limit: one conditional UPDATE, atomic on PostgreSQL and SQLite alike (SQLite ignores
+                # FOR UPDATE), which also holds the pet's row (write) lock until the photo row is in.
+                slot = await s.execute(pets.update().where(
+                    pets.c.id == pet_id, pets.c.photo_count < domain.MAX_PHOTOS_PER_PET).values(
+                    photo_count=pets.c.photo_count + 1))
+                await self._owned(s, pet_id)  # still there and still theirs
+                if slot.rowcount != 1:
+                    raise too_many_photos()
                 previous = await self._message(s, pet_id)
                 await s.execute(photos.insert().values(id=photo_id, pet_id=pet_id, content_type=content_type,
                                                        size_bytes=len(request.content), width=width, height=height,
@@ -198,7 +207,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             gone = await s.execute(photos.delete().where(photos.c.id == photo_id, photos.c.pet_id == pet_id))
             if gone.rowcount != 1:
                 raise errors.not_found("pet.petplatform.dev/Photo", request.name)
-            await self._changed(s, previous, ["photos"])
+            await self._changed(s, previous, ["photos"], {"photo_count": pets.c.photo_count - 1})
         await self._drop_blobs([photo_key(pet_id, photo_id)])
         return pet_pb2.DeletePetPhotoResponse()
 
@@ -260,7 +269,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
 
     async def _owned(self, s, pet_id: str, lock: bool = False):
         """The pet row, if the caller may change it: its owner or an admin."""
-        q = sa.select(pets.c.id, pets.c.owner_id).where(pets.c.id == pet_id)
+        q = sa.select(pets.c.id, pets.c.owner_id, pets.c.photo_count).where(pets.c.id == pet_id)
         row = (await s.execute(q.with_for_update() if lock else q)).first()
         if row is None:
             raise errors.not_found(PET_TYPE, f"pets/{pet_id}")

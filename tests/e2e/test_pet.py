@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from mesh.events.outbox import outbox
 from petplatform.common.v1 import animal_pb2, event_pb2
 from petplatform.pet.v1 import pet_pb2
-from tests.conftest import Api
+from tests.conftest import Api, error_reason
 from tests.e2e.test_auth import expect, violations
 
 TOKYO = latlng_pb2.LatLng(latitude=35.6812, longitude=139.7671)
@@ -296,6 +296,48 @@ async def test_deleting_a_pet_removes_its_photo_blobs(api: Api, users):
     await api.pet.DeletePet(pet_pb2.DeletePetRequest(name=pet.name), metadata=owner.md)
     with pytest.raises(KeyError):
         await api.platform.rt.blobs.get(photo.name)
+
+
+async def photo_limit_holds_under_concurrency(client: Api) -> None:
+    """25 parallel uploads leave exactly 20 photos; parallel deletions free exactly the slots they free."""
+    owner = await client.signup("Collector")
+    pet = await create(client, owner, dog("Snapshot"))
+
+    async def upload() -> pet_pb2.Photo | grpc.aio.AioRpcError:
+        try:
+            return (await client.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(
+                parent=pet.name, content=image("PNG")), metadata=owner.md)).photo
+        except grpc.aio.AioRpcError as e:
+            return e
+
+    def split(results) -> list[pet_pb2.Photo]:
+        refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        assert all(r.code() == grpc.StatusCode.FAILED_PRECONDITION and error_reason(r) == "TOO_MANY_PHOTOS"
+                   for r in refused), [r.details() for r in refused]
+        return [r for r in results if not isinstance(r, grpc.aio.AioRpcError)]
+
+    async def stored() -> list[str]:
+        return [p.name for p in (await client.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name))).pet.photos]
+
+    taken = split(await asyncio.gather(*(upload() for _ in range(25))))
+    assert len(taken) == 20 and sorted(await stored()) == sorted(p.name for p in taken)
+    # Three deletions in parallel, one of them twice: three slots come free, not four.
+    doomed = [taken[0].name, taken[1].name, taken[2].name, taken[2].name]
+    deleted = await asyncio.gather(*(client.pet.DeletePetPhoto(pet_pb2.DeletePetPhotoRequest(name=n),
+                                                               metadata=owner.md) for n in doomed),
+                                   return_exceptions=True)
+    assert [isinstance(d, grpc.aio.AioRpcError) and d.code() for d in deleted].count(grpc.StatusCode.NOT_FOUND) == 1
+    assert len(split(await asyncio.gather(*(upload() for _ in range(6))))) == 3
+    assert len(await stored()) == 20
+
+
+async def test_the_photo_limit_holds_under_concurrency(api: Api):
+    await photo_limit_holds_under_concurrency(api)
+
+
+@pytest.mark.real
+async def test_the_photo_limit_holds_under_concurrency_on_postgresql(real_api: Api):
+    await photo_limit_holds_under_concurrency(real_api)
 
 
 async def test_health_records(api: Api, users):
