@@ -328,7 +328,8 @@ async def test_bad_photos_are_refused(api: Api, users, content, reason):
     pytest.param(lambda: png(10000, 10000, 1), id="past Pillow's bomb warning"),
     pytest.param(lambda: png(20000, 20000, 1), id="past Pillow's bomb error"),
     pytest.param(lambda: png(1, 16_777_217, 1), id="one pixel wide"),
-    *(pytest.param(functools.partial(just_past_the_cap, fmt), id=f"{fmt} 4097x4096") for fmt in ("PNG", "JPEG", "WEBP")),
+    *(pytest.param(functools.partial(just_past_the_cap, fmt), id=f"{fmt} 4097x4096")
+      for fmt in ("PNG", "JPEG", "WEBP")),
 ])
 async def test_photos_past_the_pixel_cap_are_refused_from_their_header(api: Api, users, content):
     """The lying headers carry one row of pixels: decoding would find them short (PHOTO_INVALID), so
