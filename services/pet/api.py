@@ -253,8 +253,9 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             q = q.where(sa.or_(health_records.c.date < when,
                                sa.and_(health_records.c.date == when, health_records.c.id < last_id)))
         async with self.db.transaction() as s:
-            if not await s.scalar(sa.select(sa.func.count()).select_from(pets).where(pets.c.id == pet_id)):
-                raise errors.not_found(PET_TYPE, request.parent)
+            # Health records are private to the owner and admins. When the adoption flow exists, the
+            # adopter of an accepted application is to be let in here too.
+            await self._owned(s, pet_id, "read its health records")
             rows = (await s.execute(q.order_by(health_records.c.date.desc(), health_records.c.id.desc())
                                     .limit(size + 1))).all()
         token = ""
@@ -268,15 +269,16 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
 
     # --- helpers ---
 
-    async def _owned(self, s, pet_id: str, lock: bool = False):
-        """The pet row, if the caller may change it: its owner or an admin."""
+    async def _owned(self, s, pet_id: str, doing: str = "change it", lock: bool = False):
+        """The pet row, if the caller may change it (or do what `doing` says): its owner or an admin.
+        PERMISSION_DENIED otherwise, not NOT_FOUND: pets are public, their existence is no secret."""
         q = sa.select(pets.c.id, pets.c.owner_id, pets.c.photo_count).where(pets.c.id == pet_id)
         row = (await s.execute(q.with_for_update() if lock else q)).first()
         if row is None:
             raise errors.not_found(PET_TYPE, f"pets/{pet_id}")
         caller = principal.require()
         if row.owner_id != caller.user_id and not caller.is_admin:
-            raise errors.permission_denied("only the pet's owner can change it", "NOT_OWNER")
+            raise errors.permission_denied(f"only the pet's owner (or an admin) can {doing}", "NOT_OWNER")
         return row
 
     async def _changed(self, s, previous: pet_pb2.Pet, paths: list[str], columns: dict | None = None) -> pet_pb2.Pet:

@@ -8,6 +8,7 @@ import io
 import random
 import struct
 import threading
+import uuid
 import zlib
 
 from google.protobuf import field_mask_pb2
@@ -21,7 +22,7 @@ from mesh.events.outbox import outbox
 from petplatform.common.v1 import animal_pb2, event_pb2
 from petplatform.pet.v1 import pet_pb2
 from services.pet import domain
-from tests.conftest import Api, error_reason
+from tests.conftest import Api, embedded_settings, error_reason, start_platform
 from tests.e2e.test_auth import expect, violations
 
 TOKYO = latlng_pb2.LatLng(latitude=35.6812, longitude=139.7671)
@@ -469,9 +470,9 @@ async def test_health_records(api: Api, users):
             kind=pet_pb2.HealthRecord.KIND_VACCINATION, title=title, date=years_ago(0, 3 - i), veterinarian="Dr. Sato")),
             metadata=owner.md)
     page1 = await api.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(parent=pet.name, page_size=2),
-                                            metadata=stranger.md)
+                                            metadata=owner.md)
     page2 = await api.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(
-        parent=pet.name, page_size=2, page_token=page1.next_page_token), metadata=stranger.md)
+        parent=pet.name, page_size=2, page_token=page1.next_page_token), metadata=owner.md)
     assert [r.title for r in (*page1.health_records, *page2.health_records)] == ["Deworming", "Checkup", "Rabies vaccine"]
     err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.CreateHealthRecord(pet_pb2.CreateHealthRecordRequest(
         parent=pet.name, health_record=pet_pb2.HealthRecord(title="", date=date_pb2.Date(year=2020, month=2, day=30))),
@@ -479,6 +480,45 @@ async def test_health_records(api: Api, users):
     assert {"health_record.kind", "health_record.title", "health_record.date"} <= set(violations(err))
     await expect(grpc.StatusCode.UNAUTHENTICATED,
                  api.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(parent=pet.name)))
+
+
+async def test_health_records_are_private_to_the_owner_and_admins(tmp_path, smtp_sink):
+    admin_email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, admin_emails=[admin_email]))
+    client = Api(platform, smtp_sink)
+    try:
+        owner, stranger = await client.signup("Owner"), await client.signup("Stranger")
+        admin = await client.signup("Admin", admin_email)
+        pet = await create(client, owner, dog("Discreet"))
+        for title, months in (("Private matter", 1), ("Older matter", 2)):
+            await client.pet.CreateHealthRecord(pet_pb2.CreateHealthRecordRequest(
+                parent=pet.name, health_record=pet_pb2.HealthRecord(
+                    kind=pet_pb2.HealthRecord.KIND_TREATMENT, title=title, date=years_ago(0, months))),
+                metadata=owner.md)
+
+        def listing(name: str, session):
+            return client.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(parent=name), metadata=session.md)
+
+        for reader in (owner, admin):
+            assert [r.title for r in (await listing(pet.name, reader)).health_records] == ["Private matter",
+                                                                                          "Older matter"]
+        # Anyone else: refused whatever they ask, a page of the owner's included; the pet stays public.
+        owner_page = await client.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(
+            parent=pet.name, page_size=1), metadata=owner.md)
+        assert owner_page.next_page_token
+        err = await expect(grpc.StatusCode.PERMISSION_DENIED, listing(pet.name, stranger), "NOT_OWNER")
+        assert "Private matter" not in err.details()
+        await expect(grpc.StatusCode.PERMISSION_DENIED, client.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(
+            parent=pet.name, page_size=1, page_token=owner_page.next_page_token), metadata=stranger.md), "NOT_OWNER")
+        theirs = await create(client, stranger, dog("Theirs"))
+        await expect(grpc.StatusCode.PERMISSION_DENIED, listing(theirs.name, owner), "NOT_OWNER")
+        assert (await client.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name))).pet.name == pet.name
+        # No such pet: NOT_FOUND for everyone, its existence being public anyway.
+        for session in (owner, stranger, admin):
+            await expect(grpc.StatusCode.NOT_FOUND, listing("pets/" + "0" * 32, session))
+    finally:
+        await client.channel.close()
+        await platform.stop(grace=1)
 
 
 @pytest.mark.real
