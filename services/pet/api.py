@@ -34,6 +34,10 @@ def next_update_time(previous: pet_pb2.Pet) -> dt.datetime:
     return max(utcnow(), previous.update_time.ToDatetime(tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=1))
 
 
+def too_many_photos() -> errors.ApiError:
+    return errors.failed_precondition(f"a pet has at most {domain.MAX_PHOTOS_PER_PET} photos", "TOO_MANY_PHOTOS")
+
+
 def today() -> dt.date:
     return utcnow().date()
 
@@ -166,19 +170,25 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
     async def UploadPetPhoto(self, request, context):
         (pet_id,) = parse_name(request.parent, "pets/{}", "parent")
         async with self.db.transaction() as s:
-            await self._owned(s, pet_id)
-        content_type, width, height = await asyncio.to_thread(domain.check_photo, request.content)
+            pet = await self._owned(s, pet_id)
+        if pet.photo_count >= domain.MAX_PHOTOS_PER_PET:  # early, so a full pet costs no decoding; enforced below
+            raise too_many_photos()
+        content_type, width, height = await asyncio.get_running_loop().run_in_executor(
+            domain.photo_decoders, domain.check_photo, request.content)
         photo_id = new_id()
         key = photo_key(pet_id, photo_id)
         await self.blobs.put(key, request.content, content_type)
         now = utcnow()
         try:
             async with self.db.transaction() as s:
-                await self._owned(s, pet_id, lock=True)
-                count = await s.scalar(sa.select(sa.func.count()).select_from(photos).where(photos.c.pet_id == pet_id))
-                if count >= domain.MAX_PHOTOS_PER_PET:
-                    raise errors.failed_precondition(f"a pet has at most {domain.MAX_PHOTOS_PER_PET} photos",
-                                                     "TOO_MANY_PHOTOS")
+                # The limit: one conditional UPDATE, atomic on PostgreSQL and SQLite alike (SQLite ignores
+                # FOR UPDATE), which also holds the pet's row (write) lock until the photo row is in.
+                slot = await s.execute(pets.update().where(
+                    pets.c.id == pet_id, pets.c.photo_count < domain.MAX_PHOTOS_PER_PET).values(
+                    photo_count=pets.c.photo_count + 1))
+                await self._owned(s, pet_id)  # still there and still theirs
+                if slot.rowcount != 1:
+                    raise too_many_photos()
                 previous = await self._message(s, pet_id)
                 await s.execute(photos.insert().values(id=photo_id, pet_id=pet_id, content_type=content_type,
                                                        size_bytes=len(request.content), width=width, height=height,
@@ -199,7 +209,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             gone = await s.execute(photos.delete().where(photos.c.id == photo_id, photos.c.pet_id == pet_id))
             if gone.rowcount != 1:
                 raise errors.not_found("pet.petplatform.dev/Photo", request.name)
-            await self._changed(s, previous, ["photos"])
+            await self._changed(s, previous, ["photos"], {"photo_count": pets.c.photo_count - 1})
         await self._drop_blobs([photo_key(pet_id, photo_id)])
         return pet_pb2.DeletePetPhotoResponse()
 
@@ -244,8 +254,9 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             q = q.where(sa.or_(health_records.c.date < when,
                                sa.and_(health_records.c.date == when, health_records.c.id < last_id)))
         async with self.db.transaction() as s:
-            if not await s.scalar(sa.select(sa.func.count()).select_from(pets).where(pets.c.id == pet_id)):
-                raise errors.not_found(PET_TYPE, request.parent)
+            # Health records are private to the owner and admins. When the adoption flow exists, the
+            # adopter of an accepted application is to be let in here too.
+            await self._owned(s, pet_id, "read its health records")
             rows = (await s.execute(q.order_by(health_records.c.date.desc(), health_records.c.id.desc())
                                     .limit(size + 1))).all()
         token = ""
@@ -259,15 +270,16 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
 
     # --- helpers ---
 
-    async def _owned(self, s, pet_id: str, lock: bool = False):
-        """The pet row, if the caller may change it: its owner or an admin."""
-        q = sa.select(pets.c.id, pets.c.owner_id).where(pets.c.id == pet_id)
+    async def _owned(self, s, pet_id: str, doing: str = "change it", lock: bool = False):
+        """The pet row, if the caller may change it (or do what `doing` says): its owner or an admin.
+        PERMISSION_DENIED otherwise, not NOT_FOUND: pets are public, their existence is no secret."""
+        q = sa.select(pets.c.id, pets.c.owner_id, pets.c.photo_count).where(pets.c.id == pet_id)
         row = (await s.execute(q.with_for_update() if lock else q)).first()
         if row is None:
             raise errors.not_found(PET_TYPE, f"pets/{pet_id}")
         caller = principal.require()
         if row.owner_id != caller.user_id and not caller.is_admin:
-            raise errors.permission_denied("only the pet's owner can change it", "NOT_OWNER")
+            raise errors.permission_denied(f"only the pet's owner (or an admin) can {doing}", "NOT_OWNER")
         return row
 
     async def _changed(self, s, previous: pet_pb2.Pet, paths: list[str], columns: dict | None = None) -> pet_pb2.Pet:

@@ -27,6 +27,8 @@ pets = sa.Table(
     # Case-folded in Python (search.keys), so every database and the in-memory matcher agree.
     sa.Column("breed_key", sa.String(256), nullable=False, server_default=""),  # folding may triple a length
     sa.Column("search_text", sa.Text, nullable=False, server_default=""),
+    # Rows in photos, kept in step by the photo RPCs: the per-pet limit is one conditional UPDATE of it.
+    sa.Column("photo_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("create_time", UtcDateTime, nullable=False),
     sa.Column("update_time", UtcDateTime, nullable=False),
     sa.UniqueConstraint("owner_id", "request_id", name="uq_pets_owner_request"),

@@ -86,3 +86,25 @@ async def test_the_runtime_adopts_outbox_and_inbox_made_by_a_service_before_it_o
         prefix = database.schema + "." if database.schema else ""
         assert (await conn.execute(sa.text(f"SELECT event_id FROM {prefix}outbox"))).scalars().all() == ["e1"]
         assert (await conn.execute(sa.text(f"SELECT version_num FROM {prefix}events_alembic_version"))).scalar() == "0001"
+
+
+async def test_photo_counts_are_filled_for_pets_listed_before_them(database: Database):
+    cls = REGISTRY["pet"].load()
+    await migrate_service(database, cls.migrations, "0002")
+    now = dt.datetime.now(dt.timezone.utc)
+    prefix = f'"{database.schema}".' if database.schema else ""
+    async with database.engine.begin() as conn:
+        for pet_id in ("p1", "p2"):
+            await conn.execute(sa.text(
+                f"INSERT INTO {prefix}pets (id, owner_id, display_name, species, breed, sex, size, birth_day_known, "
+                "description, status, good_with_children, good_with_dogs, good_with_cats, create_time, update_time) "
+                "VALUES (:id, 'u1', 'Rex', 1, '', 0, 0, true, '', 1, false, false, false, :t, :t)"),
+                {"id": pet_id, "t": now})
+        for i in range(3):
+            await conn.execute(sa.text(
+                f"INSERT INTO {prefix}photos (id, pet_id, content_type, size_bytes, width, height, create_time) "
+                "VALUES (:id, 'p1', 'image/png', 1, 1, 1, :t)"), {"id": f"f{i}", "t": now})
+    await migrate_service(database, cls.migrations)
+    async with database.engine.connect() as conn:
+        counts = dict((await conn.execute(sa.text(f"SELECT id, photo_count FROM {prefix}pets"))).all())
+    assert counts == {"p1": 3, "p2": 0}

@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import io
+import random
+import struct
+import threading
+import uuid
+import zlib
 
 from google.protobuf import field_mask_pb2
 from google.type import date_pb2, latlng_pb2
@@ -16,7 +22,8 @@ from mesh.events.outbox import outbox
 from petplatform.common.v1 import animal_pb2, event_pb2
 from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2
-from tests.conftest import Api
+from services.pet import domain
+from tests.conftest import Api, embedded_settings, error_reason, start_platform
 from tests.e2e.test_auth import expect, violations
 
 TOKYO = latlng_pb2.LatLng(latitude=35.6812, longitude=139.7671)
@@ -27,6 +34,25 @@ OSAKA = latlng_pb2.LatLng(latitude=34.6937, longitude=135.5023)  # ~400 km
 def image(fmt: str, size=(64, 48)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, (200, 120, 40)).save(buf, fmt)
+    return buf.getvalue()
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png(width: int, height: int, rows: int, chunks: bytes = b"") -> bytes:
+    """A grey PNG whose header says width×height, carrying `rows` rows of pixels: it may lie."""
+    pixels = zlib.compress(b"".join(b"\0" + bytes(width) for _ in range(rows)))
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunks
+            + png_chunk(b"IDAT", pixels) + png_chunk(b"IEND", b""))
+
+
+@functools.cache
+def just_past_the_cap(fmt: str) -> bytes:
+    """A real, small file of 4097×4096 pixels: one column more than accepted."""
+    buf = io.BytesIO()
+    Image.new("L", (4097, 4096), 128).save(buf, fmt)
     return buf.getvalue()
 
 
@@ -283,6 +309,11 @@ async def test_photos_are_checked_by_content_and_stored(api: Api, users, fmt, mi
     (b"just some text that claims to be a jpeg", "PHOTO_INVALID"),
     (image("PNG")[:-40], "PHOTO_INVALID"),
     (image("JPEG", (64, 64))[:200], "PHOTO_INVALID"),
+    (image("WEBP")[:-30], "PHOTO_INVALID"),
+    (png(64, 48, 48)[:-20], "PHOTO_INVALID"),  # cut inside the pixel data
+    # 70 compressed text chunks of 1 MiB each in 74 KB: past what Pillow inflates (64 MiB)
+    (png(8, 8, 8, b"".join(png_chunk(b"zTXt", b"k%d\0\0" % i + zlib.compress(b"a" * (1 << 20)))
+                           for i in range(70))), "PHOTO_INVALID"),
     (image("BMP"), "PHOTO_TYPE"),
     (b"\x89PNG" + b"\x00" * (6 * 1024 * 1024), "PHOTO_TOO_LARGE"),
 ])
@@ -292,6 +323,92 @@ async def test_bad_photos_are_refused(api: Api, users, content, reason):
     await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.UploadPetPhoto(
         pet_pb2.UploadPetPhotoRequest(parent=pet.name, content=content), metadata=owner.md), reason)
     assert not (await api.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name))).pet.photos
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param(lambda: png(6300, 6300, 1), id="PNG claiming 6300x6300 in 86 bytes"),
+    pytest.param(lambda: png(10000, 10000, 1), id="past Pillow's bomb warning"),
+    pytest.param(lambda: png(20000, 20000, 1), id="past Pillow's bomb error"),
+    pytest.param(lambda: png(1, 16_777_217, 1), id="one pixel wide"),
+    *(pytest.param(functools.partial(just_past_the_cap, fmt), id=f"{fmt} 4097x4096")
+      for fmt in ("PNG", "JPEG", "WEBP")),
+])
+async def test_photos_past_the_pixel_cap_are_refused_from_their_header(api: Api, users, content):
+    """The lying headers carry one row of pixels: decoding would find them short (PHOTO_INVALID), so
+    PHOTO_TOO_LARGE shows they were refused before any decoding."""
+    owner, _ = users
+    pet = await create(api, owner, dog("Huge"))
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.UploadPetPhoto(
+        pet_pb2.UploadPetPhotoRequest(parent=pet.name, content=content()), metadata=owner.md), "PHOTO_TOO_LARGE")
+    assert "at most 16,777,216 pixels" in violations(err)["content"]
+
+
+async def test_photos_at_the_pixel_cap_are_accepted(api: Api, users):
+    owner, _ = users
+    pet = await create(api, owner, dog("Panorama"))
+    for width, height in ((4096, 4096), (16_777_216 // 2, 2)):
+        photo = (await api.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(
+            parent=pet.name, content=png(width, height, height)), metadata=owner.md)).photo
+        assert (photo.width, photo.height) == (width, height)
+
+
+async def test_damaged_photos_are_client_errors(api: Api, users):
+    """Bytes flipped and files cut at random: each upload is stored or refused as INVALID_ARGUMENT, never
+    an INTERNAL error."""
+    owner, _ = users
+    pet = await create(api, owner, dog("Glitch"))
+    rnd = random.Random(7)
+    source = Image.effect_noise((64, 48), 60).convert("RGB")
+    for fmt in ("PNG", "JPEG", "WEBP"):
+        buf = io.BytesIO()
+        source.save(buf, fmt)
+        for _ in range(40):
+            damaged = bytearray(buf.getvalue())
+            for _ in range(rnd.randint(1, 6)):
+                damaged[rnd.randrange(len(damaged))] = rnd.randrange(256)
+            if rnd.random() < 0.3:
+                damaged = damaged[:rnd.randrange(len(damaged))]
+            try:
+                photo = (await api.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(
+                    parent=pet.name, content=bytes(damaged)), metadata=owner.md)).photo
+            except grpc.aio.AioRpcError as e:
+                assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (fmt, e.details())
+                assert error_reason(e) in ("PHOTO_INVALID", "PHOTO_TYPE", "PHOTO_TOO_LARGE")
+            else:  # the photo limit must not end the run
+                await api.pet.DeletePetPhoto(pet_pb2.DeletePetPhotoRequest(name=photo.name), metadata=owner.md)
+
+
+async def test_photos_are_decoded_a_few_at_a_time(api: Api, users, monkeypatch):
+    owner, _ = users
+    pet = await create(api, owner, dog("Queued"))
+    lock, release = threading.Lock(), threading.Event()
+    running, most = [0], [0]
+    check = domain.check_photo
+
+    def held_check(content: bytes):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            release.wait(10)
+            return check(content)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(domain, "check_photo", held_check)
+    uploads = [asyncio.ensure_future(api.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(
+        parent=pet.name, content=image("PNG")), metadata=owner.md)) for _ in range(3 * domain.PHOTO_DECODERS)]
+    try:
+        for _ in range(500):
+            if running[0] == domain.PHOTO_DECODERS:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # room for any more to start, were the pool not bounded
+        assert most[0] == domain.PHOTO_DECODERS
+    finally:
+        release.set()
+    assert len(await asyncio.gather(*uploads)) == 3 * domain.PHOTO_DECODERS
 
 
 async def test_deleting_a_pet_removes_its_photo_blobs(api: Api, users):
@@ -304,6 +421,48 @@ async def test_deleting_a_pet_removes_its_photo_blobs(api: Api, users):
         await api.platform.rt.blobs.get(photo.name)
 
 
+async def photo_limit_holds_under_concurrency(client: Api) -> None:
+    """25 parallel uploads leave exactly 20 photos; parallel deletions free exactly the slots they free."""
+    owner = await client.signup("Collector")
+    pet = await create(client, owner, dog("Snapshot"))
+
+    async def upload() -> pet_pb2.Photo | grpc.aio.AioRpcError:
+        try:
+            return (await client.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(
+                parent=pet.name, content=image("PNG")), metadata=owner.md)).photo
+        except grpc.aio.AioRpcError as e:
+            return e
+
+    def split(results) -> list[pet_pb2.Photo]:
+        refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        assert all(r.code() == grpc.StatusCode.FAILED_PRECONDITION and error_reason(r) == "TOO_MANY_PHOTOS"
+                   for r in refused), [r.details() for r in refused]
+        return [r for r in results if not isinstance(r, grpc.aio.AioRpcError)]
+
+    async def stored() -> list[str]:
+        return [p.name for p in (await client.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name))).pet.photos]
+
+    taken = split(await asyncio.gather(*(upload() for _ in range(25))))
+    assert len(taken) == 20 and sorted(await stored()) == sorted(p.name for p in taken)
+    # Three deletions in parallel, one of them twice: three slots come free, not four.
+    doomed = [taken[0].name, taken[1].name, taken[2].name, taken[2].name]
+    deleted = await asyncio.gather(*(client.pet.DeletePetPhoto(pet_pb2.DeletePetPhotoRequest(name=n),
+                                                               metadata=owner.md) for n in doomed),
+                                   return_exceptions=True)
+    assert [isinstance(d, grpc.aio.AioRpcError) and d.code() for d in deleted].count(grpc.StatusCode.NOT_FOUND) == 1
+    assert len(split(await asyncio.gather(*(upload() for _ in range(6))))) == 3
+    assert len(await stored()) == 20
+
+
+async def test_the_photo_limit_holds_under_concurrency(api: Api):
+    await photo_limit_holds_under_concurrency(api)
+
+
+@pytest.mark.real
+async def test_the_photo_limit_holds_under_concurrency_on_postgresql(real_api: Api):
+    await photo_limit_holds_under_concurrency(real_api)
+
+
 async def test_health_records(api: Api, users):
     owner, stranger = users
     pet = await create(api, owner, dog("Healthy"))
@@ -312,9 +471,9 @@ async def test_health_records(api: Api, users):
             kind=pet_pb2.HealthRecord.KIND_VACCINATION, title=title, date=years_ago(0, 3 - i), veterinarian="Dr. Sato")),
             metadata=owner.md)
     page1 = await api.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(parent=pet.name, page_size=2),
-                                            metadata=stranger.md)
+                                            metadata=owner.md)
     page2 = await api.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(
-        parent=pet.name, page_size=2, page_token=page1.next_page_token), metadata=stranger.md)
+        parent=pet.name, page_size=2, page_token=page1.next_page_token), metadata=owner.md)
     assert [r.title for r in (*page1.health_records, *page2.health_records)] == ["Deworming", "Checkup", "Rabies vaccine"]
     err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.CreateHealthRecord(pet_pb2.CreateHealthRecordRequest(
         parent=pet.name, health_record=pet_pb2.HealthRecord(title="", date=date_pb2.Date(year=2020, month=2, day=30))),
@@ -322,6 +481,45 @@ async def test_health_records(api: Api, users):
     assert {"health_record.kind", "health_record.title", "health_record.date"} <= set(violations(err))
     await expect(grpc.StatusCode.UNAUTHENTICATED,
                  api.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(parent=pet.name)))
+
+
+async def test_health_records_are_private_to_the_owner_and_admins(tmp_path, smtp_sink):
+    admin_email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, admin_emails=[admin_email]))
+    client = Api(platform, smtp_sink)
+    try:
+        owner, stranger = await client.signup("Owner"), await client.signup("Stranger")
+        admin = await client.signup("Vet Office", admin_email)
+        pet = await create(client, owner, dog("Discreet"))
+        for title, months in (("Private matter", 1), ("Older matter", 2)):
+            await client.pet.CreateHealthRecord(pet_pb2.CreateHealthRecordRequest(
+                parent=pet.name, health_record=pet_pb2.HealthRecord(
+                    kind=pet_pb2.HealthRecord.KIND_TREATMENT, title=title, date=years_ago(0, months))),
+                metadata=owner.md)
+
+        def listing(name: str, session):
+            return client.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(parent=name), metadata=session.md)
+
+        for reader in (owner, admin):
+            assert [r.title for r in (await listing(pet.name, reader)).health_records] == ["Private matter",
+                                                                                          "Older matter"]
+        # Anyone else: refused whatever they ask, a page of the owner's included; the pet stays public.
+        owner_page = await client.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(
+            parent=pet.name, page_size=1), metadata=owner.md)
+        assert owner_page.next_page_token
+        err = await expect(grpc.StatusCode.PERMISSION_DENIED, listing(pet.name, stranger), "NOT_OWNER")
+        assert "Private matter" not in err.details()
+        await expect(grpc.StatusCode.PERMISSION_DENIED, client.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(
+            parent=pet.name, page_size=1, page_token=owner_page.next_page_token), metadata=stranger.md), "NOT_OWNER")
+        theirs = await create(client, stranger, dog("Theirs"))
+        await expect(grpc.StatusCode.PERMISSION_DENIED, listing(theirs.name, owner), "NOT_OWNER")
+        assert (await client.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name))).pet.name == pet.name
+        # No such pet: NOT_FOUND for everyone, its existence being public anyway.
+        for session in (owner, stranger, admin):
+            await expect(grpc.StatusCode.NOT_FOUND, listing("pets/" + "0" * 32, session))
+    finally:
+        await client.channel.close()
+        await platform.stop(grace=1)
 
 
 @pytest.mark.real
