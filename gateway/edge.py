@@ -39,7 +39,7 @@ class Edge:
         self.services = list(routes)
         self.asyncapi = asyncapi
         self.bindings = bindings(self.services)
-        self.policy = EdgePolicy(self.s, rt.cache, rt.verifier)
+        self.policy = EdgePolicy(self.s, rt.cache, rt.verifier, rt.edge_key)
         self.spec = openapi.document(self.bindings)
         self.streams = OpenStreams()
         self.http_port = 0

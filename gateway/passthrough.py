@@ -9,7 +9,7 @@ from grpc_status import rpc_status
 
 from gateway.upstream import OpenStreams, edge_shutting_down, lookup, stream_opened
 from gateway.policy import EdgePolicy
-from mesh import errors
+from mesh import client_address, errors
 from mesh.interceptor import method_access
 
 # The platform's services; health and reflection are answered by the edge itself (see edge.py).
@@ -46,14 +46,12 @@ class PassThrough(grpc.GenericRpcHandler):
 
         async def admit(context, streaming: bool = False) -> tuple:
             md = dict(context.invocation_metadata() or ())
-            peer = context.peer() or ""
-            ip = self.policy.client_ip(peer.rsplit(":", 1)[0].removeprefix("ipv4:").removeprefix("ipv6:").strip("[]"),
-                                       md.get("x-forwarded-for"))
+            ip = self.policy.client_ip(client_address.peer_host(context.peer()), md.get("x-forwarded-for"))
             try:
                 admission = await self.policy.admit(ip, md.get("authorization"), access, streaming=streaming)
             except errors.ApiError as e:
                 await abort_with(context, e)
-            forward = tuple((k, v) for k, v in md.items() if k not in _DROP) + (("x-forwarded-for", ip),)
+            forward = self.policy.forward(((k, v) for k, v in md.items() if k not in _DROP), ip)
             remaining = context.time_remaining()
             return forward, (remaining if remaining is not None and remaining < 3600 else None), admission
 

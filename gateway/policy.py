@@ -6,9 +6,9 @@ import collections
 import dataclasses
 import ipaddress
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from mesh import errors
+from mesh import client_address, errors
 from mesh.config import Settings
 from mesh.principal import Principal, TokenVerifier
 from mesh.cache import Cache
@@ -33,8 +33,9 @@ class Admission:
 
 
 class EdgePolicy:
-    def __init__(self, settings: Settings, cache: Cache, verifier: TokenVerifier):
+    def __init__(self, settings: Settings, cache: Cache, verifier: TokenVerifier, edge_key: str):
         self.s = settings
+        self.edge_key = edge_key
         self.cache = cache
         self.verifier = verifier
         self._streams: collections.Counter[str] = collections.Counter()  # open streams per client, here
@@ -47,6 +48,10 @@ class EdgePolicy:
             # client's to write, so trusting them would let anyone pick a fresh budget.
             return forwarded_for.split(",")[-1].strip() or peer or "unknown"
         return peer or "unknown"
+
+    def forward(self, metadata: Iterable[tuple[str, str]], ip: str) -> tuple[tuple[str, str], ...]:
+        """The metadata sent to a service: the caller's, with the client address the edge vouches for."""
+        return client_address.forwarded(metadata, ip, self.edge_key)
 
     def check_ip(self, ip: str) -> None:
         try:

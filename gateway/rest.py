@@ -250,10 +250,10 @@ class RestEdge:
                 reading.cancel()
 
     def forward_metadata(self, request: web.Request) -> tuple:
-        md = [("x-request-id", request[REQUEST_ID]), ("x-forwarded-for", request[CLIENT_IP])]
+        md = [("x-request-id", request[REQUEST_ID])]
         if auth := request.headers.get("Authorization"):
             md.append(("authorization", auth))
-        return tuple(md)
+        return self.policy.forward(md, request[CLIENT_IP])
 
 
 async def _no_server_banner(request: web.Request, response: web.StreamResponse) -> None:

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     max_streams_per_client: int = Field(20, ge=1)  # open server streams per client on one edge replica
     ip_allow: list[str] = []  # CIDRs; when set, only these may call the edge
     ip_deny: list[str] = []  # CIDRs refused at the edge
+    # Shared by the edge and the services: the edge's word on the client's address counts only with it.
+    # Unset: a random key per process, which is right when edge and services share one (--target=all).
+    edge_key: SecretStr | None = None
     trust_forwarded_for: bool = False  # behind one load balancer: the client IP is X-Forwarded-For's last entry
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)  # photos arrive base64-encoded in JSON
     # Peers are PETPLATFORM_<SERVICE>_ADDR=host:port, one per registry entry (mesh.registry.peer_addresses);
@@ -80,7 +83,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _real_profile_needs_infrastructure(self) -> Settings:
         if self.profile == "real":
-            missing = [f"{ENV_PREFIX}{n.upper()}" for n in ("database_url", "amqp_url", "redis_url", "s3_endpoint")
+            missing = [f"{ENV_PREFIX}{n.upper()}" for n in ("database_url", "amqp_url", "redis_url", "s3_endpoint", "edge_key")
                        if not getattr(self, n)]
             if missing:
                 raise ValueError(f"profile 'real' needs {', '.join(missing)}")

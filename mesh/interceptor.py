@@ -19,7 +19,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 import structlog
 
-from mesh import errors, principal, tracing
+from mesh import client_address, errors, principal, tracing
 from mesh.principal import Principal, TokenVerifier
 from petplatform.common.v1 import access_pb2
 
@@ -96,8 +96,9 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, verifier: TokenVerifier):
+    def __init__(self, verifier: TokenVerifier, edge_key: str):
         self._verifier = verifier
+        self._edge_key = edge_key
         self._access: dict[str, int] = {}
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
@@ -111,9 +112,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         untraced = method.lstrip("/").startswith(PUBLIC_SERVICES)
         deserialize = handler.request_deserializer or (lambda b: b)
 
-        async def prologue(md: dict[str, str]) -> None:
+        async def prologue(md: dict[str, str], context: grpc.aio.ServicerContext) -> None:
             """Request id and logging context, then authentication and authorization."""
             request_id = request_id_from(md.get("x-request-id"))
+            client_address.bind(client_address.resolve(md, context.peer(), self._edge_key))
             structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
             # Headers wait for the first response (or send_headers): a call refused up front is then
             # trailers-only, which tells the edge to answer with an HTTP error, not a 200 stream.
@@ -167,7 +169,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             with server_span(md) as span:
                 start = time.perf_counter()
                 try:
-                    await prologue(md)
+                    await prologue(md, context)
                     response = await invoke()
                     await send_headers(context)
                 except grpc.aio.AbortError:
@@ -183,7 +185,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             with server_span(md) as span:
                 start = time.perf_counter()
                 try:
-                    await prologue(md)
+                    await prologue(md, context)
                     if headers_first:  # a bidi peer may wait for headers before it sends
                         await send_headers(context)
                     async for item in _stream(items()):

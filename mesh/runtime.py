@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from pathlib import Path
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
@@ -49,6 +50,7 @@ class Runtime:
     def __init__(self, settings: Settings, *, addresses: Mapping[str, str], local: Collection[str] = (),
                  jwks: Callable[[Runtime], Awaitable[list[dict]]]):
         self.settings = settings
+        self.edge_key = settings.edge_key.get_secret_value() if settings.edge_key else secrets.token_urlsafe(32)
         self.addresses = dict(addresses)
         self.local_services = set(local)
         self.own_port: int | None = None  # set once the server is bound

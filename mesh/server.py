@@ -54,7 +54,7 @@ class Platform:
     async def start(self) -> None:
         await self.rt.start()
         self.modules = [spec.load()(self.rt, spec) for spec in self.specs]
-        server = grpc.aio.server(interceptors=[ServerInterceptor(self.rt.verifier)], options=CHANNEL_OPTIONS)
+        server = grpc.aio.server(interceptors=[ServerInterceptor(self.rt.verifier, self.rt.edge_key)], options=CHANNEL_OPTIONS)
         names = []
         for m in self.modules:
             servicers = m.servicers()

@@ -9,12 +9,11 @@ import types
 import unicodedata
 import uuid
 
-import grpc
 import jwt
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from mesh import errors, principal
+from mesh import client_address, errors, principal
 from mesh.cache import Cache
 from mesh.config import Settings
 from mesh.events import emit
@@ -38,16 +37,6 @@ def normalise_email(raw: str) -> str:
 
 def sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def client_ip(context: grpc.aio.ServicerContext) -> str:
-    """The edge puts the client's address in x-forwarded-for; direct callers are known by their peer."""
-    md = dict(context.invocation_metadata() or ())
-    forwarded = md.get("x-forwarded-for", "")
-    if forwarded:
-        return forwarded.split(",")[0].strip()
-    peer = context.peer() or ""
-    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
 
 
 def account_message(row) -> auth_pb2.Account:
@@ -112,7 +101,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def Login(self, request, context):
         email_addr = normalise_email(request.email)
-        attempt = await self.throttle.admit(email_addr, client_ip(context))
+        attempt = await self.throttle.admit(email_addr, client_address.current())
         async with self.db.transaction() as s:
             row = (await s.execute(sa.select(accounts).where(accounts.c.email == email_addr))).first()
         # Unknown email and wrong password take the same time and give the same answer.

@@ -234,7 +234,7 @@ async def login_from(api: Api, ip: str, email: str, password: str = WRONG) -> gr
     """Login's outcome for a client at `ip`; a refusal must say how long to wait."""
     try:
         await api.auth.Login(auth_pb2.LoginRequest(email=email, password=password),
-                             metadata=(("x-forwarded-for", ip),))
+                             metadata=api.from_address(ip))
         return grpc.StatusCode.OK
     except grpc.aio.AioRpcError as e:
         if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
@@ -244,7 +244,7 @@ async def login_from(api: Api, ip: str, email: str, password: str = WRONG) -> gr
 
 async def throttled_wait(api: Api, ip: str, email: str, password: str = WRONG) -> int:
     err = await expect(grpc.StatusCode.RESOURCE_EXHAUSTED, api.auth.Login(
-        auth_pb2.LoginRequest(email=email, password=password), metadata=(("x-forwarded-for", ip),)),
+        auth_pb2.LoginRequest(email=email, password=password), metadata=api.from_address(ip)),
         "LOGIN_THROTTLED")
     return retry_seconds(err)
 
@@ -277,7 +277,7 @@ async def test_waiting_as_told_lets_the_owner_in(api: Api):
     s = await api.signup()
     outcomes = await asyncio.gather(*(
         api.auth.Login(auth_pb2.LoginRequest(email=s.email, password=WRONG),
-                       metadata=(("x-forwarded-for", "203.0.113.23"),)) for _ in range(6)), return_exceptions=True)
+                       metadata=api.from_address("203.0.113.23")) for _ in range(6)), return_exceptions=True)
     refused = [e for e in outcomes if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
     assert len(refused) == 1
     await asyncio.sleep(retry_seconds(refused[0]))

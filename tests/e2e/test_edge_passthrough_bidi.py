@@ -76,7 +76,8 @@ async def test_bidi_streams_pass_through_with_metadata_and_policy(echo_contract,
 
     async def no_keys():
         return []
-    policy = EdgePolicy(settings, MemoryCache(), TokenVerifier(no_keys, MemoryCache(), issuer="petplatform"))
+    policy = EdgePolicy(settings, MemoryCache(), TokenVerifier(no_keys, MemoryCache(), issuer="petplatform"),
+                        "test-edge-key")
     edge = grpc.aio.server()
     edge.add_generic_rpc_handlers((PassThrough(policy, lambda module: upstream, OpenStreams()),))
     edge_port = edge.add_insecure_port("127.0.0.1:0")

@@ -1,0 +1,46 @@
+"""One rule for the client's address, for the whole platform: the edge determines it (its peer, or
+the rightmost X-Forwarded-For entry its own load balancer wrote) and passes it to the services in a
+header it sets itself, removing any copy the client sent. Services trust that header only when the
+call carries the edge's key; any other caller is known by its own peer address."""
+from __future__ import annotations
+
+import contextvars
+import hmac
+from collections.abc import Iterable, Mapping
+
+CLIENT_ADDRESS_HEADER = "x-petplatform-client-address"
+EDGE_KEY_HEADER = "x-petplatform-edge-key"
+OURS = (CLIENT_ADDRESS_HEADER, EDGE_KEY_HEADER)
+
+_current: contextvars.ContextVar[str] = contextvars.ContextVar("client_address", default="unknown")
+
+
+def peer_host(peer: str | None) -> str:
+    """The host of a gRPC peer string such as `ipv4:1.2.3.4:5678` or `ipv6:[::1]:5678`."""
+    if not peer:
+        return "unknown"
+    host = peer.split(":", 1)[1] if peer.startswith(("ipv4:", "ipv6:")) else peer
+    return host.rsplit(":", 1)[0].strip("[]") if ":" in host else host
+
+
+def forwarded(metadata: Iterable[tuple[str, str]], address: str, edge_key: str) -> tuple[tuple[str, str], ...]:
+    """What the edge sends on: the caller's metadata without our headers, then the address and the key."""
+    kept = tuple((k, v) for k, v in metadata if k.lower() not in OURS)
+    return (*kept, (CLIENT_ADDRESS_HEADER, address), (EDGE_KEY_HEADER, edge_key))
+
+
+def resolve(metadata: Mapping[str, str], peer: str | None, edge_key: str) -> str:
+    """The client's address as a service sees it: the edge's word when the edge's key vouches for it."""
+    claimed = metadata.get(CLIENT_ADDRESS_HEADER)
+    if claimed and hmac.compare_digest(metadata.get(EDGE_KEY_HEADER, "").encode(), edge_key.encode()):
+        return claimed
+    return peer_host(peer)
+
+
+def bind(address: str) -> None:
+    _current.set(address)
+
+
+def current() -> str:
+    """The address of the client of the RPC being served (set by the server interceptor)."""
+    return _current.get()
