@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+from concurrent.futures import Executor
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -16,6 +17,7 @@ from gateway import grpcweb
 from gateway.http_rules import Binding
 from gateway.request_keys import CLIENT_IP, EDGE_HEADERS, REQUEST_ID
 from gateway.policy import Admission, EdgePolicy
+from gateway.limits import body_too_large, decode
 from gateway.transcode import CODE_BY_NUMBER, HTTP_STATUS, build_request, output_class, render_response
 from gateway.upstream import OpenStreams, deadline, edge_shutting_down, status_of, stream_opened
 from mesh import errors, tracing
@@ -50,7 +52,7 @@ def error_response(status, headers: dict | None = None) -> web.Response:
 
 class RestEdge:
     def __init__(self, settings: Settings, bindings: list[Binding], policy: EdgePolicy, channel_for, blobs: BlobStore,
-                 streams: OpenStreams, extras: list[tuple[str, str, object]]):
+                 streams: OpenStreams, decoder: Executor, extras: list[tuple[str, str, object]]):
         self.s = settings
         self.bindings = bindings
         self.policy = policy
@@ -59,7 +61,7 @@ class RestEdge:
         self.extras = extras
         self.streams = streams
         self.origins = set(settings.cors_allowed_origins)
-
+        self.decoder = decoder  # the threads that decode large bodies (limits.decode)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.s.max_request_bytes,
@@ -100,11 +102,8 @@ class RestEdge:
             if e.code == grpc.StatusCode.RESOURCE_EXHAUSTED and adm:
                 headers["Retry-After"] = str(adm.reset_seconds)
             response = error_response(e.to_status(), headers)
-        except web.HTTPRequestEntityTooLarge:
-            response = error_response(errors.ApiError(
-                grpc.StatusCode.INVALID_ARGUMENT, f"request body larger than {self.s.max_request_bytes} bytes",
-                "BODY_TOO_LARGE").to_status())
-            response.set_status(413)
+            if e.reason == "BODY_TOO_LARGE":
+                response.set_status(413)
         except web.HTTPException as e:
             response = error_response(errors.ApiError(
                 grpc.StatusCode.NOT_FOUND if e.status == 404 else grpc.StatusCode.INVALID_ARGUMENT,
@@ -181,10 +180,16 @@ class RestEdge:
         finally:
             admission.release()
 
+    async def read_body(self, request: web.Request) -> bytes:
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise body_too_large(f"request body larger than {self.s.max_request_bytes} bytes") from None
+
     async def call_admitted(self, request: web.Request, b: Binding, path_vars: dict[str, str],
                             admission: Admission) -> web.StreamResponse:
-        body = await request.read() if b.body else b""
-        message = build_request(b, path_vars, request.query.items(), body)
+        body = await self.read_body(request) if b.body else b""
+        message = await decode(self.decoder, len(body), build_request, b, path_vars, list(request.query.items()), body)
         streaming = b.method.server_streaming
         kwargs = dict(metadata=self.forward_metadata(request),
                       timeout=deadline(request.headers.get("grpc-timeout"), streaming))

@@ -11,6 +11,7 @@ from google.rpc import status_pb2
 import grpc
 
 from gateway.http_rules import Binding
+from gateway.limits import check_json_shape
 from mesh import errors
 
 # The grpc-gateway table.
@@ -142,9 +143,10 @@ def build_request(b: Binding, path_vars: dict[str, str], query: Iterable[tuple[s
     desc = cls.DESCRIPTOR
     tree: dict = {}
     if b.body:
+        check_json_shape(body)
         try:
             payload = json.loads(body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except ValueError as e:  # not JSON, not UTF-8, or a number longer than Python converts
             raise errors.invalid_argument(("body", f"malformed JSON: {e}"), reason="MALFORMED_JSON") from None
         if b.body == "*":
             if not isinstance(payload, dict):
