@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:3000"  # used in links sent by email
 
     jwt_private_key: SecretStr | None = None  # PEM, EC P-256; unset: generated once under data_dir
+    # Signs page tokens (HMAC-SHA256). Every replica of a service must share it: production sets it.
+    # Unset: generated once under data_dir (embedded), else per process (a token then only works there).
+    page_token_key: SecretStr | None = Field(None, min_length=32)
     jwt_previous_public_keys: list[str] = []  # PEMs still accepted while a rotation settles
     jwt_issuer: str = "petplatform"
     jwks_cache_seconds: float = Field(300, gt=0)  # how long verifiers keep the auth service's JWKS

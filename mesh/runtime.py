@@ -8,7 +8,7 @@ from typing import Any, Callable, ClassVar
 from google.protobuf import json_format
 import grpc
 
-from mesh import tracing
+from mesh import resources, tracing
 from mesh.blobs import BlobStore, make_blob_store
 from mesh.cache import Cache, make_cache
 from mesh.config import Settings
@@ -36,6 +36,7 @@ class Runtime:
     def __init__(self, settings: Settings, local_services: set[str]):
         self.settings = settings
         self.local_services = local_services
+        resources.use_page_token_key(settings)
         self.own_port: int | None = None  # set once the server is bound
         self.bus = make_bus(settings)
         self.cache: Cache = make_cache(settings.redis_url, prefix=settings.schema_prefix)
