@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway import limits, openapi
+from gateway.connections import EdgeRunner
 from gateway.health import EdgeHealth
 from gateway.http_rules import bindings
 from gateway.pages import VerifyEmailPage
@@ -57,7 +58,10 @@ class Edge:
                          ("GET", "/verify-email", verify.show), ("POST", "/verify-email", verify.confirm)])
         # handler_cancellation: a client that disconnects cancels its handler, and so its upstream call.
         # shutdown_timeout: what a handler still running at stop gets (streams were ended before).
-        self.runner = web.AppRunner(rest.app(), access_log=None, handler_cancellation=True, shutdown_timeout=5)
+        # keepalive_timeout: how long a connection may sit without a request.
+        self.runner = EdgeRunner(rest.app(), access_log=None, handler_cancellation=True, shutdown_timeout=5,
+                                 header_timeout=self.s.http_header_timeout_seconds,
+                                 keepalive_timeout=self.s.http_idle_timeout_seconds)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.s.host, self.s.http_port if http_port is None else http_port)
         await site.start()

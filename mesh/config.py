@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     ip_deny: list[str] = []  # CIDRs refused at the edge
     trust_forwarded_for: bool = False  # behind one load balancer: the client IP is X-Forwarded-For's last entry
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)  # photos arrive base64-encoded in JSON
+    # The edge's HTTP connections: once a request has begun, its headers must arrive within this...
+    http_header_timeout_seconds: float = Field(10, gt=0)
+    http_body_timeout_seconds: float = Field(60, gt=0)  # ...and its whole body within this (8 MiB at 140 KB/s)
+    http_idle_timeout_seconds: float = Field(75, gt=0)  # a connection without a request closes after this
     # Peers, host:port; unset means this process (all-in-one) or the seed port on host.
     auth_addr: str | None = None
     user_addr: str | None = None
