@@ -100,9 +100,9 @@ class EdgeConnection(web.RequestHandler):
             err = errors.invalid_argument(("request", what), reason="MALFORMED_HTTP")
         if request.writer.output_size > 0:  # as aiohttp: a response has begun, the connection is broken
             raise ConnectionError("response already started")
-        response = _Bannerless(
-            text=json_format.MessageToJson(err.to_status(), indent=None), status=status, content_type="application/json",
-            headers={**SECURITY_HEADERS, "Content-Security-Policy": API_CSP, "X-Request-Id": request_id_from(None)})
+        headers = {**SECURITY_HEADERS, "Content-Security-Policy": API_CSP, "X-Request-Id": request_id_from(None)}
+        response = _Bannerless(text=json_format.MessageToJson(err.to_status(), indent=None), status=status,
+                               content_type="application/json", headers=headers)
         response.force_close()
         return response
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from concurrent.futures import Executor
 
@@ -27,8 +26,7 @@ from mesh.config import Settings
 from mesh.interceptor import request_id_from
 from mesh.logs import mask_email
 
-log = logging.getLogger("edge.access")
-access_log = structlog.get_logger("edge.access")
+log = structlog.get_logger("edge.access")
 
 SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
@@ -123,9 +121,9 @@ class RestEdge:
             response.headers.update(request[EDGE_HEADERS])
             response.headers.setdefault("Content-Security-Policy", API_CSP)
         # Never the query string or headers: they may hold tokens or emails.
-        access_log.info(f"{request.method} {mask_email(request.path)} {response.status}", request_id=rid,
-                        client=request.get(CLIENT_IP, request.remote),
-                        duration_ms=round((time.perf_counter() - start) * 1000, 1))
+        log.info(f"{request.method} {mask_email(request.path)} {response.status}", request_id=rid,
+                 client=request.get(CLIENT_IP, request.remote),
+                 duration_ms=round((time.perf_counter() - start) * 1000, 1))
         if request.get(BODY_TIMED_OUT):
             # Answer, then close: aiohttp would otherwise wait for the rest of the body (lingering).
             response.force_close()

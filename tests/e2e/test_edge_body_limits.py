@@ -107,7 +107,8 @@ async def test_grpc_web_and_grpc_bound_protobuf_bodies_too(edge: EdgeClient):
     flood = pet_pb2.CreatePetRequest(pet=pet_pb2.Pet(display_name="Flood", species=1,
                                                      photos=[pet_pb2.Photo()] * 2_600_000)).SerializeToString()
     url = edge.url + "/petplatform.pet.v1.PetService/"
-    exhausted, invalid = (str(c.value[0]) for c in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT))
+    exhausted, invalid = (str(c.value[0]) for c in (grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                                     grpc.StatusCode.INVALID_ARGUMENT))
 
     async def grpc_web(method: str, data: bytes, content_type: str = "application/grpc-web+proto") -> str:
         async with edge.http.post(url + method, data=data, headers={
