@@ -12,7 +12,7 @@ from aiohttp import web
 import grpc
 
 from gateway.policy import EdgePolicy
-from gateway.request_keys import BODY_TIMED_OUT, CLIENT_IP
+from gateway.request_keys import BODY_ABANDONED, CLIENT_IP
 from gateway.transcode import HTTP_STATUS
 from gateway.upstream import status_of
 from mesh import errors
@@ -86,7 +86,7 @@ class VerifyEmailPage:
             async with asyncio.timeout(self.policy.s.http_body_timeout_seconds):
                 body = await request.content.read(_FORM_MAX + 1)
         except TimeoutError:
-            request[BODY_TIMED_OUT] = True
+            request[BODY_ABANDONED] = True
             return page("Link not valid", "<p>This request did not arrive in time. Try again.</p>", 408)
         if len(body) > _FORM_MAX:
             return page("Link not valid", "<p>This request is too large.</p>", 413)

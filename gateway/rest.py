@@ -15,7 +15,7 @@ import structlog
 
 from gateway import grpcweb
 from gateway.http_rules import Binding
-from gateway.request_keys import BODY_TIMED_OUT, CLIENT_IP, EDGE_HEADERS, REQUEST_ID
+from gateway.request_keys import BODY_ABANDONED, CLIENT_IP, EDGE_HEADERS, REQUEST_ID
 from gateway.policy import Admission, EdgePolicy
 from gateway.limits import body_too_large, decode
 from gateway.transcode import CODE_BY_NUMBER, HTTP_STATUS, build_request, output_class, render_response
@@ -124,8 +124,8 @@ class RestEdge:
         log.info(f"{request.method} {mask_email(request.path)} {response.status}", request_id=rid,
                  client=request.get(CLIENT_IP, request.remote),
                  duration_ms=round((time.perf_counter() - start) * 1000, 1))
-        if request.get(BODY_TIMED_OUT):
-            # Answer, then close: aiohttp would otherwise wait for the rest of the body (lingering).
+        if request.get(BODY_ABANDONED):
+            # Answer, then close: aiohttp would otherwise read on for the rest of the body (lingering).
             response.force_close()
             await response.prepare(request)
             await response.write_eof()
@@ -199,10 +199,11 @@ class RestEdge:
         except web.HTTPRequestEntityTooLarge:
             raise body_too_large(f"request body larger than {self.s.max_request_bytes} bytes") from None
         except TimeoutError:
-            request[BODY_TIMED_OUT] = True
+            request[BODY_ABANDONED] = True
             raise errors.ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, "request body not received within "
                                   f"{self.s.http_body_timeout_seconds:g} s", "BODY_TIMEOUT") from None
         except web.RequestPayloadError:  # chunks or compression that do not decode
+            request[BODY_ABANDONED] = True
             raise errors.invalid_argument(("body", "malformed body framing"), reason="MALFORMED_HTTP") from None
 
     async def call_admitted(self, request: web.Request, b: Binding, path_vars: dict[str, str],
