@@ -13,7 +13,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gateway import openapi
+from gateway import limits, openapi
+from gateway.connections import EdgeRunner
 from gateway.health import EdgeHealth
 from gateway.http_rules import bindings
 from gateway.pages import VerifyEmailPage
@@ -42,25 +43,30 @@ class Edge:
         self.policy = EdgePolicy(self.s, rt.cache, rt.verifier, rt.edge_key)
         self.spec = openapi.document(self.bindings)
         self.streams = OpenStreams()
+        self.decoder = limits.decoder_pool()
         self.http_port = 0
         self.grpc_port = 0
 
     async def start(self, http_port: int | None = None, grpc_port: int | None = None) -> None:
         verify = VerifyEmailPage(self.channel_for, self.policy)
-        rest = RestEdge(self.s, self.bindings, self.policy, self.channel_for, self.rt.blobs, self.streams, [
-            ("GET", "/readyz", self.readyz), ("GET", "/openapi.json", self.openapi_json), ("GET", "/docs", self.docs),
-            ("GET", "/asyncapi.json", self.asyncapi_json),
-            ("GET", "/.well-known/jwks.json", self.jwks),
-            ("GET", "/verify-email", verify.show), ("POST", "/verify-email", verify.confirm)])
+        rest = RestEdge(self.s, self.bindings, self.policy, self.channel_for, self.rt.blobs, self.streams, self.decoder,
+                        [("GET", "/readyz", self.readyz), ("GET", "/openapi.json", self.openapi_json),
+                         ("GET", "/docs", self.docs), ("GET", "/asyncapi.json", self.asyncapi_json),
+                         ("GET", "/.well-known/jwks.json", self.jwks),
+                         ("GET", "/verify-email", verify.show), ("POST", "/verify-email", verify.confirm)])
         # handler_cancellation: a client that disconnects cancels its handler, and so its upstream call.
         # shutdown_timeout: what a handler still running at stop gets (streams were ended before).
-        self.runner = web.AppRunner(rest.app(), access_log=None, handler_cancellation=True, shutdown_timeout=5)
+        # keepalive_timeout: how long a connection may sit without a request.
+        self.runner = EdgeRunner(rest.app(), access_log=None, handler_cancellation=True, shutdown_timeout=5,
+                                 header_timeout=self.s.http_header_timeout_seconds,
+                                 keepalive_timeout=self.s.http_idle_timeout_seconds)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.s.host, self.s.http_port if http_port is None else http_port)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]
         self.grpc_server = grpc.aio.server(options=CHANNEL_OPTIONS)
-        self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.channel_for, self.streams),))
+        self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.channel_for, self.streams,
+                                                               self.decoder),))
         # Answered by the edge for every service, however they are deployed: reflection from its own
         # descriptors, health by asking the module that serves each service.
         health_pb2_grpc.add_HealthServicer_to_server(EdgeHealth(self.channel_for, self.services),
@@ -82,6 +88,7 @@ class Edge:
             await asyncio.sleep(0.05)
         await self.grpc_server.stop(grace)
         await self.runner.cleanup()
+        self.decoder.shutdown(wait=False)
 
     def channel_for(self, service: str) -> grpc.aio.Channel:
         """The channel to whoever serves a contract (KeyError for one the edge does not front)."""

@@ -10,6 +10,7 @@ from aiohttp import web
 from google.rpc import status_pb2
 import grpc
 
+from gateway.limits import check_message_shape, decode
 from gateway.request_keys import EDGE_HEADERS
 from gateway.upstream import deadline, edge_shutting_down, lookup, status_of, stream_opened
 from mesh import errors
@@ -59,16 +60,19 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
                                             method_access(request.path), streaming=method.server_streaming)
         response.headers.update(admission.headers())
         try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:  # as a gRPC server answers an oversized message
-            raise errors.ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"request larger than "
-                                  f"{edge.s.max_request_bytes} bytes", "BODY_TOO_LARGE") from None
+            raw = await edge.read_body(request)
+        except errors.ApiError as e:
+            if e.reason != "BODY_TOO_LARGE":
+                raise
+            # as a gRPC server answers an oversized message
+            raise errors.ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, e.message, e.reason) from None
         if text:
             try:
                 raw = base64.b64decode(raw, validate=True)
             except ValueError:
                 raise errors.invalid_argument(("body", "not base64"), reason="MALFORMED_GRPC_WEB") from None
         message = first_message(raw)
+        await decode(edge.decoder, len(message), check_message_shape, method.input_type, message)
         channel = edge.channel_for(method.containing_service.full_name)
         kwargs = dict(metadata=edge.forward_metadata(request),
                       timeout=deadline(request.headers.get("grpc-timeout"), method.server_streaming))

@@ -3,6 +3,7 @@ Opening the link shows a button; only pressing it (a POST) uses the single-use t
 scanners that fetch links cannot spend it."""
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import urllib.parse
@@ -11,7 +12,7 @@ from aiohttp import web
 import grpc
 
 from gateway.policy import EdgePolicy
-from gateway.request_keys import CLIENT_IP
+from gateway.request_keys import BODY_ABANDONED, CLIENT_IP
 from gateway.transcode import HTTP_STATUS
 from gateway.upstream import status_of
 from mesh import errors
@@ -81,7 +82,12 @@ class VerifyEmailPage:
     async def _confirm(self, request: web.Request) -> web.Response:
         await self.admit(request)
         # The form is one short field: read at most a little more than that, however the body is sent.
-        body = await request.content.read(_FORM_MAX + 1)
+        try:
+            async with asyncio.timeout(self.policy.s.http_body_timeout_seconds):
+                body = await request.content.read(_FORM_MAX + 1)
+        except TimeoutError:
+            request[BODY_ABANDONED] = True
+            return page("Link not valid", "<p>This request did not arrive in time. Try again.</p>", 408)
         if len(body) > _FORM_MAX:
             return page("Link not valid", "<p>This request is too large.</p>", 413)
         token = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]

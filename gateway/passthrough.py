@@ -3,10 +3,12 @@ deadline and cancellation carried through, behind the same edge policy as REST a
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Executor
 
 import grpc
 from grpc_status import rpc_status
 
+from gateway.limits import check_message_shape, decode
 from gateway.upstream import OpenStreams, edge_shutting_down, lookup, stream_opened
 from gateway.policy import EdgePolicy
 from mesh import client_address, errors
@@ -30,10 +32,11 @@ async def abort_with(context, e: errors.ApiError) -> None:
 
 
 class PassThrough(grpc.GenericRpcHandler):
-    def __init__(self, policy: EdgePolicy, channel_for, streams: OpenStreams):
+    def __init__(self, policy: EdgePolicy, channel_for, streams: OpenStreams, decoder: Executor):
         self.policy = policy
         self.streams = streams
         self.channel_for = channel_for
+        self.decoder = decoder  # where large requests are checked (limits.decode)
 
     def service(self, details: grpc.HandlerCallDetails):
         method = lookup(details.method, EXPOSED)
@@ -54,6 +57,15 @@ class PassThrough(grpc.GenericRpcHandler):
             forward = self.policy.forward(((k, v) for k, v in md.items() if k not in _DROP), ip)
             remaining = context.time_remaining()
             return forward, (remaining if remaining is not None and remaining < 3600 else None), admission
+
+        async def check(context, request: bytes, admission=None) -> None:
+            """What the request may cost its service, as for gRPC-Web (limits.check_message_shape)."""
+            try:
+                await decode(self.decoder, len(request), check_message_shape, method.input_type, request)
+            except errors.ApiError as e:
+                if admission:
+                    admission.release()  # the stream slot it took
+                await abort_with(context, e)
 
         async def relay_error(context, e: grpc.aio.AioRpcError):
             await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
@@ -83,6 +95,7 @@ class PassThrough(grpc.GenericRpcHandler):
         if not method.client_streaming and not method.server_streaming:
             async def unary_unary(request, context):
                 md, timeout, _ = await admit(context)
+                await check(context, request)
                 call = channel.unary_unary(path, _identity, _identity)(request, metadata=md, timeout=timeout)
                 try:
                     reply = await call
@@ -96,6 +109,7 @@ class PassThrough(grpc.GenericRpcHandler):
         if not method.client_streaming:
             async def unary_stream(request, context):
                 md, timeout, admission = await admit(context, streaming=True)
+                await check(context, request, admission)
                 call = channel.unary_stream(path, _identity, _identity)(request, metadata=md, timeout=timeout)
                 async for item in relay(context, call, admission, headers_first=False):
                     yield item

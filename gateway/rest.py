@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
+from concurrent.futures import Executor
 
 from aiohttp import web
 from google.protobuf import json_format
 import grpc
 from opentelemetry.trace import SpanKind, Status, StatusCode
+import structlog
 
 from gateway import grpcweb
 from gateway.http_rules import Binding
-from gateway.request_keys import CLIENT_IP, EDGE_HEADERS, REQUEST_ID
+from gateway.request_keys import BODY_ABANDONED, CLIENT_IP, EDGE_HEADERS, REQUEST_ID
 from gateway.policy import Admission, EdgePolicy
+from gateway.limits import body_too_large, decode
 from gateway.transcode import CODE_BY_NUMBER, HTTP_STATUS, build_request, output_class, render_response
 from gateway.upstream import OpenStreams, deadline, edge_shutting_down, status_of, stream_opened
 from mesh import errors, tracing
@@ -24,7 +26,7 @@ from mesh.config import Settings
 from mesh.interceptor import request_id_from
 from mesh.logs import mask_email
 
-log = logging.getLogger("edge.access")
+log = structlog.get_logger("edge.access")
 
 SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
@@ -38,6 +40,8 @@ DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none
 CORS_ALLOW_HEADERS = "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, x-request-id"
 CORS_EXPOSE_HEADERS = ("grpc-status, grpc-message, grpc-status-details-bin, x-request-id, retry-after, "
                        "ratelimit-limit, ratelimit-remaining, ratelimit-reset")
+# The edge's own refusals with an HTTP status of their own (the gRPC code travels in the body).
+HTTP_STATUS_BY_REASON = {"BODY_TOO_LARGE": 413, "BODY_TIMEOUT": 408}
 # SSE comments that keep idle proxies from closing a quiet stream, and reveal a client that left.
 SSE_HEARTBEAT_SECONDS = 15.0
 
@@ -50,7 +54,7 @@ def error_response(status, headers: dict | None = None) -> web.Response:
 
 class RestEdge:
     def __init__(self, settings: Settings, bindings: list[Binding], policy: EdgePolicy, channel_for, blobs: BlobStore,
-                 streams: OpenStreams, extras: list[tuple[str, str, object]]):
+                 streams: OpenStreams, decoder: Executor, extras: list[tuple[str, str, object]]):
         self.s = settings
         self.bindings = bindings
         self.policy = policy
@@ -59,7 +63,7 @@ class RestEdge:
         self.extras = extras
         self.streams = streams
         self.origins = set(settings.cors_allowed_origins)
-
+        self.decoder = decoder  # the threads that decode large bodies (limits.decode)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.s.max_request_bytes,
@@ -67,7 +71,10 @@ class RestEdge:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/v1/blobs/{key:.+}", self.blob)
         for method, path, handler in self.extras:
-            app.router.add_route(method, path, handler)
+            if method == "GET":
+                app.router.add_get(path, handler)  # and HEAD
+            else:
+                app.router.add_route(method, path, handler)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         app.on_response_prepare.append(_no_server_banner)
         return app
@@ -100,15 +107,12 @@ class RestEdge:
             if e.code == grpc.StatusCode.RESOURCE_EXHAUSTED and adm:
                 headers["Retry-After"] = str(adm.reset_seconds)
             response = error_response(e.to_status(), headers)
-        except web.HTTPRequestEntityTooLarge:
-            response = error_response(errors.ApiError(
-                grpc.StatusCode.INVALID_ARGUMENT, f"request body larger than {self.s.max_request_bytes} bytes",
-                "BODY_TOO_LARGE").to_status())
-            response.set_status(413)
+            if e.reason in HTTP_STATUS_BY_REASON:
+                response.set_status(HTTP_STATUS_BY_REASON[e.reason])
         except web.HTTPException as e:
-            response = error_response(errors.ApiError(
-                grpc.StatusCode.NOT_FOUND if e.status == 404 else grpc.StatusCode.INVALID_ARGUMENT,
-                e.reason, "HTTP_" + str(e.status)).to_status())
+            code = grpc.StatusCode.NOT_FOUND if e.status == 404 else grpc.StatusCode.INVALID_ARGUMENT
+            allow = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else {}  # a 405 says what is allowed
+            response = error_response(errors.ApiError(code, e.reason, "HTTP_" + str(e.status)).to_status(), allow)
             response.set_status(e.status)
         except Exception:
             log.exception("edge failure")
@@ -117,9 +121,15 @@ class RestEdge:
             response.headers.update(request[EDGE_HEADERS])
             response.headers.setdefault("Content-Security-Policy", API_CSP)
         # Never the query string or headers: they may hold tokens or emails.
-        log.info("%s %s %s %.1fms", request.method, mask_email(request.path), response.status,
-                 (time.perf_counter() - start) * 1000,
-                 extra={"request_id": rid, "client": request.get(CLIENT_IP, request.remote)})
+        log.info(f"{request.method} {mask_email(request.path)} {response.status}", request_id=rid,
+                 client=request.get(CLIENT_IP, request.remote),
+                 duration_ms=round((time.perf_counter() - start) * 1000, 1))
+        if request.get(BODY_ABANDONED):
+            # Answer, then close: aiohttp would otherwise read on for the rest of the body (lingering).
+            response.force_close()
+            await response.prepare(request)
+            await response.write_eof()
+            request.protocol.force_close()
         return response
 
     def cors_headers(self, request: web.Request) -> dict[str, str]:
@@ -160,17 +170,17 @@ class RestEdge:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         if request.content_type.startswith("application/grpc-web"):
             return await grpcweb.handle(self, request)
-        path_matched = False
+        method = "GET" if request.method == "HEAD" else request.method  # aiohttp leaves out HEAD's body
+        allowed = set()
         for b in self.bindings:
             path_vars = b.template.match(request.path)
             if path_vars is None:
                 continue
-            path_matched = True
-            if b.http_method == request.method:
+            if b.http_method == method:
                 return await self.call(request, b, path_vars)
-        if path_matched:
-            raise web.HTTPMethodNotAllowed(request.method, sorted(
-                {b.http_method for b in self.bindings if b.template.match(request.path) is not None}))
+            allowed |= {b.http_method, "HEAD"} if b.http_method == "GET" else {b.http_method}
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, sorted(allowed))
         raise errors.not_found("path", request.path)
 
     async def call(self, request: web.Request, b: Binding, path_vars: dict[str, str]) -> web.StreamResponse:
@@ -181,10 +191,25 @@ class RestEdge:
         finally:
             admission.release()
 
+    async def read_body(self, request: web.Request) -> bytes:
+        """The whole body, within max_request_bytes and http_body_timeout_seconds."""
+        try:
+            async with asyncio.timeout(self.s.http_body_timeout_seconds):
+                return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise body_too_large(f"request body larger than {self.s.max_request_bytes} bytes") from None
+        except TimeoutError:
+            request[BODY_ABANDONED] = True
+            raise errors.ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, "request body not received within "
+                                  f"{self.s.http_body_timeout_seconds:g} s", "BODY_TIMEOUT") from None
+        except web.RequestPayloadError:  # chunks or compression that do not decode
+            request[BODY_ABANDONED] = True
+            raise errors.invalid_argument(("body", "malformed body framing"), reason="MALFORMED_HTTP") from None
+
     async def call_admitted(self, request: web.Request, b: Binding, path_vars: dict[str, str],
                             admission: Admission) -> web.StreamResponse:
-        body = await request.read() if b.body else b""
-        message = build_request(b, path_vars, request.query.items(), body)
+        body = await self.read_body(request) if b.body else b""
+        message = await decode(self.decoder, len(body), build_request, b, path_vars, list(request.query.items()), body)
         streaming = b.method.server_streaming
         kwargs = dict(metadata=self.forward_metadata(request),
                       timeout=deadline(request.headers.get("grpc-timeout"), streaming))
@@ -224,6 +249,9 @@ class RestEdge:
                     "Content-Type": "text/event-stream" if sse else "application/x-ndjson",
                     "Cache-Control": "no-store"})
                 await response.prepare(request)
+                if request.method == "HEAD":  # the stream opened: that is all HEAD asks
+                    await response.write_eof()
+                    return response
                 try:
                     while True:
                         reading = reading or asyncio.ensure_future(call.read())

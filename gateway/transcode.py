@@ -11,6 +11,7 @@ from google.rpc import status_pb2
 import grpc
 
 from gateway.http_rules import Binding
+from gateway.limits import check_json_shape
 from mesh import errors
 
 # The grpc-gateway table.
@@ -137,14 +138,33 @@ def _put(tree: dict, msg_desc: descriptor.Descriptor, path: list[tuple[str, str 
         tree[head] = typed[0]
 
 
+_ABSENT = object()
+
+
+def _get(tree: dict, msg_desc: descriptor.Descriptor, path: list[tuple[str, str | None]]):
+    """The value at a field path (of plain fields, as path variables are) in a JSON tree, by either
+    spelling, or _ABSENT."""
+    node, desc = tree, msg_desc
+    for name, _ in path:
+        f = desc.fields_by_name.get(name) if desc else None
+        if not isinstance(node, dict) or f is None:
+            return _ABSENT
+        key = next((k for k in (f.name, f.json_name) if k in node), None)
+        if key is None:
+            return _ABSENT
+        node, desc = node[key], f.message_type
+    return node
+
+
 def build_request(b: Binding, path_vars: dict[str, str], query: Iterable[tuple[str, str]], body: bytes) -> Message:
     cls = input_class(b)
     desc = cls.DESCRIPTOR
     tree: dict = {}
     if b.body:
+        check_json_shape(body)
         try:
             payload = json.loads(body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except ValueError as e:  # not JSON, not UTF-8, or a number longer than Python converts
             raise errors.invalid_argument(("body", f"malformed JSON: {e}"), reason="MALFORMED_JSON") from None
         if b.body == "*":
             if not isinstance(payload, dict):
@@ -165,7 +185,12 @@ def build_request(b: Binding, path_vars: dict[str, str], query: Iterable[tuple[s
             raise errors.invalid_argument((k, "cannot be set from the query string"), reason="UNKNOWN_FIELD")
         _put(tree, desc, path, vs, k, from_query=True)
     for field_path, value in path_vars.items():
-        _put(tree, desc, parse_field_path(field_path, field_path), [value], field_path, from_query=False)
+        path = parse_field_path(field_path, field_path)
+        given = _get(tree, desc, path)
+        if given is _ABSENT:
+            _put(tree, desc, path, [value], field_path, from_query=False)
+        elif given != value:  # a body may repeat what the path says (a resource as GET returned it), not differ
+            raise errors.invalid_argument((field_path, f"is {value!r} in the path but {given!r} in the body"))
     msg = cls()
     try:
         json_format.ParseDict(tree, msg)

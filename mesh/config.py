@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     edge_key: SecretStr | None = None
     trust_forwarded_for: bool = False  # behind one load balancer: the client IP is X-Forwarded-For's last entry
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)  # photos arrive base64-encoded in JSON
+    # The edge's HTTP connections: once a request has begun, its headers must arrive within this...
+    http_header_timeout_seconds: float = Field(10, gt=0)
+    http_body_timeout_seconds: float = Field(60, gt=0)  # ...and its whole body within this (8 MiB at 140 KB/s)
+    http_idle_timeout_seconds: float = Field(75, gt=0)  # a connection without a request closes after this
     # Peers are PETPLATFORM_<SERVICE>_ADDR=host:port, one per registry entry (mesh.registry.peer_addresses);
     # unset means this process (all-in-one) or the service's seed port on `host`.
 
@@ -53,6 +57,9 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:3000"  # used in links sent by email
 
     jwt_private_key: SecretStr | None = None  # PEM, EC P-256; unset: generated once under data_dir
+    # Signs page tokens (HMAC-SHA256). Every replica of a service must share it: production sets it.
+    # Unset: generated once under data_dir (embedded), else per process (a token then only works there).
+    page_token_key: SecretStr | None = Field(None, min_length=32)
     jwt_previous_public_keys: list[str] = []  # PEMs still accepted while a rotation settles
     jwt_issuer: str = "petplatform"
     jwks_cache_seconds: float = Field(300, gt=0)  # how long verifiers keep the auth service's JWKS
@@ -83,7 +90,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _real_profile_needs_infrastructure(self) -> Settings:
         if self.profile == "real":
-            missing = [f"{ENV_PREFIX}{n.upper()}" for n in ("database_url", "amqp_url", "redis_url", "s3_endpoint", "edge_key")
+            missing = [f"{ENV_PREFIX}{n.upper()}" for n in ("database_url", "amqp_url", "redis_url", "s3_endpoint", "edge_key",
+                                                             "page_token_key")
                        if not getattr(self, n)]
             if missing:
                 raise ValueError(f"profile 'real' needs {', '.join(missing)}")

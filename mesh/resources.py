@@ -2,17 +2,24 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import hashlib
+import hmac
 import json
+import os
+from pathlib import Path
 import re
 import unicodedata
+import secrets
 import uuid
 
 from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from mesh import errors
+from mesh.config import Settings
+
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_PAGE_SIZE = 20
@@ -46,7 +53,49 @@ def page_size(value: int, field: str = "page_size") -> int:
     return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
+# Page tokens are signed, so a client can hand back only positions this service wrote: whatever a
+# token holds is then the server's own (types and lengths included). One key per process, set from
+# the settings at start (use_page_token_key); until then a random one.
+_page_token_key = secrets.token_bytes(32)
+MAX_PAGE_TOKEN_CHARS = 1024
+
+
+def page_token_key(settings: Settings) -> bytes:
+    """PETPLATFORM_PAGE_TOKEN_KEY (required in the real profile, shared by the replicas); unset, one
+    kept under the data dir, so tokens survive restarts."""
+    if settings.page_token_key:
+        return settings.page_token_key.get_secret_value().encode()
+    return _local_secret(settings.data_dir / "page-token-key")
+
+
+def use_page_token_key(settings: Settings) -> None:
+    global _page_token_key
+    _page_token_key = page_token_key(settings)
+
+
+def _local_secret(path: Path) -> bytes:
+    """Made once, as the embedded JWT key is (services/auth/keys.py): the first process to create it wins."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes()
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_hex(32).encode())
+    return path.read_bytes()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def _fingerprint(query: Message | None) -> str:
+    """The request a token belongs to: its type and filters, paging aside."""
     if query is None:
         return ""
     q = query.__class__()
@@ -54,29 +103,35 @@ def _fingerprint(query: Message | None) -> str:
     for f in ("page_token", "page_size"):
         if f in q.DESCRIPTOR.fields_by_name:
             q.ClearField(f)
-    return hashlib.sha256(q.SerializeToString(deterministic=True)).hexdigest()[:16]
+    digest = hashlib.sha256(q.DESCRIPTOR.full_name.encode() + b"\0" + q.SerializeToString(deterministic=True))
+    return digest.hexdigest()[:16]
+
+
+def _signature(payload: bytes) -> bytes:
+    return hmac.new(_page_token_key, b"page-token\0" + payload, hashlib.sha256).digest()[:16]
 
 
 def encode_page_token(position: list, query: Message | None = None) -> str:
-    """Opaque token of a keyset position, tied to the request's filters."""
-    raw = json.dumps({"p": position, "q": _fingerprint(query)}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """Opaque, signed token of a keyset position, tied to the request's filters."""
+    payload = json.dumps({"p": position, "q": _fingerprint(query)}, separators=(",", ":")).encode()
+    return f"{_b64(payload)}.{_b64(_signature(payload))}"
 
 
 def decode_page_token(token: str, query: Message | None = None) -> list | None:
     if not token:
         return None
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-        position, fingerprint = data["p"], data["q"]
-        if not isinstance(position, list):
+        if len(token) > MAX_PAGE_TOKEN_CHARS:
             raise ValueError
-    except (ValueError, KeyError, TypeError):
+        payload, signature = (_unb64(part) for part in token.split("."))  # exactly two parts
+    except (ValueError, binascii.Error):
         raise errors.invalid_argument(("page_token", "malformed page token")) from None
-    if fingerprint != _fingerprint(query):
+    if not hmac.compare_digest(signature, _signature(payload)):
+        raise errors.invalid_argument(("page_token", "not a page token this service issued"))
+    data = json.loads(payload)
+    if data["q"] != _fingerprint(query):
         raise errors.invalid_argument(("page_token", "the request's filters changed since this token was issued"))
-    return position
+    return data["p"]
 
 
 def check_mask(mask: field_mask_pb2.FieldMask, allowed: set[str], field: str = "update_mask") -> set[str]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 from google.protobuf.message import Message
 import grpc
 
-from mesh import tracing
+from mesh import resources, tracing
 from mesh.blobs import BlobStore, make_blob_store
 from mesh.cache import Cache, make_cache
 from mesh.config import Settings
@@ -53,6 +53,7 @@ class Runtime:
         self.edge_key = settings.edge_key.get_secret_value() if settings.edge_key else secrets.token_urlsafe(32)
         self.addresses = dict(addresses)
         self.local_services = set(local)
+        resources.use_page_token_key(settings)
         self.own_port: int | None = None  # set once the server is bound
         self.bus = make_bus(settings)
         self.cache: Cache = make_cache(settings.redis_url, prefix=settings.schema_prefix)

@@ -17,6 +17,8 @@ from services.pet.store import pets
 EARTH_RADIUS_KM = 6371.0088
 MAX_RADIUS_KM = 20000
 ORDERS = {"", "create_time desc", "distance"}
+MAX_AGE_MONTHS = 12 * 200  # older than any pet; the date arithmetic of the age bounds ends at year 1
+MAX_FILTER_VALUES = 20  # per repeated filter: each value is a bound parameter of the query
 TEXT_COLUMNS = ("display_name", "breed", "description")
 
 
@@ -43,8 +45,14 @@ def check(r: pet_pb2.ListPetsRequest) -> None:
         v.append(("near", "required when radius_km is given"))
     if r.HasField("near") and not (-90 <= r.near.latitude <= 90 and -180 <= r.near.longitude <= 180):
         v.append(("near", "latitude must be within ±90 and longitude within ±180"))
-    if r.min_age_months < 0 or r.max_age_months < 0 or (r.max_age_months and r.min_age_months > r.max_age_months):
-        v.append(("min_age_months", "ages must be positive and min_age_months <= max_age_months"))
+    for field in ("min_age_months", "max_age_months"):
+        if not 0 <= getattr(r, field) <= MAX_AGE_MONTHS:
+            v.append((field, f"must be between 0 and {MAX_AGE_MONTHS}"))
+    if r.max_age_months and r.min_age_months > r.max_age_months:
+        v.append(("min_age_months", "must not be above max_age_months"))
+    for field in ("species", "sizes", "statuses"):
+        if len(getattr(r, field)) > MAX_FILTER_VALUES:
+            v.append((field, f"at most {MAX_FILTER_VALUES} values"))
     if r.owner:
         try:
             parse_name(r.owner, "users/{}", "owner")

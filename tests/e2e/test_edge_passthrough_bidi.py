@@ -10,6 +10,7 @@ from grpc_tools import protoc
 import grpc
 import pytest
 
+from gateway.limits import decoder_pool
 from gateway.passthrough import PassThrough
 from gateway.policy import EdgePolicy
 from gateway.upstream import OpenStreams
@@ -79,7 +80,7 @@ async def test_bidi_streams_pass_through_with_metadata_and_policy(echo_contract,
     policy = EdgePolicy(settings, MemoryCache(), TokenVerifier(no_keys, MemoryCache(), issuer="petplatform"),
                         "test-edge-key")
     edge = grpc.aio.server()
-    edge.add_generic_rpc_handlers((PassThrough(policy, lambda module: upstream, OpenStreams()),))
+    edge.add_generic_rpc_handlers((PassThrough(policy, lambda module: upstream, OpenStreams(), decoder_pool()),))
     edge_port = edge.add_insecure_port("127.0.0.1:0")
     await edge.start()
     try:

@@ -1,6 +1,8 @@
 """Small pure pieces of the runtime: settings validation, AIP helpers, password policy, log masking."""
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -11,8 +13,9 @@ import pytest
 from mesh import errors
 from mesh.config import ConfigError, load_settings
 from mesh.logs import mask_email
-from mesh.resources import check_mask, decode_page_token, encode_page_token, page_size, parse_name
+from mesh.resources import check_mask, decode_page_token, encode_page_token, page_size, page_token_key, parse_name
 from petplatform.pet.v1 import pet_pb2
+from petplatform.user.v1 import user_pb2
 from services.auth import passwords
 
 
@@ -82,6 +85,34 @@ def test_parse_name():
         with pytest.raises(errors.ApiError) as e:
             parse_name(bad, "pets/{}")
         assert e.value.code.name == "INVALID_ARGUMENT"
+
+
+def test_page_tokens_are_signed(tmp_path):
+    q = pet_pb2.ListPetsRequest(breed="Beagle")
+    token = encode_page_token(["2026-01-01T00:00:00", "abc"], q)
+    payload, signature = token.split(".")
+    unsigned = base64.urlsafe_b64encode(b'{"p":[1,{"x":2}],"q":"' + json.loads(
+        base64.urlsafe_b64decode(payload + "==="))["q"].encode() + b'"}').decode().rstrip("=")
+    for forged in (f"{unsigned}.{signature}", unsigned, f"{payload}.{signature[:-2]}", f"{payload}x.{signature}",
+                   f"{payload}.{signature}.{signature}", "a" * 2000, f"{payload}.%%%", "."):
+        with pytest.raises(errors.ApiError) as e:
+            decode_page_token(forged, q)
+        assert e.value.code.name == "INVALID_ARGUMENT", forged
+    other = pet_pb2.ListHealthRecordsRequest(parent="pets/x")
+    with pytest.raises(errors.ApiError):  # same bytes on the wire, another request
+        decode_page_token(encode_page_token(["2026-01-01", "abc"], user_pb2.ListReviewsRequest(parent="pets/x")), other)
+    # The key: the setting, else kept under the data dir (embedded), else one per process.
+    key = "k" * 40
+    assert page_token_key(load_settings(data_dir=tmp_path, page_token_key=key)) == key.encode()
+    embedded = page_token_key(load_settings(data_dir=tmp_path))
+    assert embedded == page_token_key(load_settings(data_dir=tmp_path)) != page_token_key(
+        load_settings(data_dir=tmp_path / "elsewhere"))
+    assert (tmp_path / "page-token-key").stat().st_mode & 0o077 == 0
+    real = dict(profile="real", database_url="x", amqp_url="x", redis_url="x", s3_endpoint="x", edge_key="e")
+    with pytest.raises(ConfigError, match="PETPLATFORM_PAGE_TOKEN_KEY"):  # replicas must share it
+        load_settings(**real)
+    with pytest.raises(ConfigError):
+        load_settings(page_token_key="short")
 
 
 def test_page_tokens_are_bound_to_the_query():
