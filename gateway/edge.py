@@ -13,7 +13,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gateway import limits, openapi
+from gateway import openapi
+from mesh import limits
 from gateway.connections import EdgeRunner
 from gateway.health import EdgeHealth
 from gateway.http_rules import bindings

@@ -10,7 +10,7 @@ from aiohttp import web
 from google.rpc import status_pb2
 import grpc
 
-from gateway.limits import check_message_shape, decode
+from mesh.limits import check_message_shape, decode
 from gateway.request_keys import EDGE_HEADERS
 from gateway.upstream import deadline, edge_shutting_down, lookup, status_of, stream_opened
 from mesh import errors

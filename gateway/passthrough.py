@@ -8,7 +8,7 @@ from concurrent.futures import Executor
 import grpc
 from grpc_status import rpc_status
 
-from gateway.limits import check_message_shape, decode
+from mesh.limits import check_message_shape, decode
 from gateway.upstream import OpenStreams, edge_shutting_down, lookup, stream_opened
 from gateway.policy import EdgePolicy
 from mesh import client_address, errors

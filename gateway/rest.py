@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from concurrent.futures import Executor
 
 from aiohttp import web
 from google.protobuf import json_format
+from google.rpc import error_details_pb2
 import grpc
 from opentelemetry.trace import SpanKind, Status, StatusCode
 import structlog
@@ -17,13 +19,13 @@ from gateway import grpcweb
 from gateway.http_rules import Binding
 from gateway.request_keys import BODY_ABANDONED, CLIENT_IP, EDGE_HEADERS, REQUEST_ID
 from gateway.policy import Admission, EdgePolicy
-from gateway.limits import body_too_large, decode
 from gateway.transcode import CODE_BY_NUMBER, HTTP_STATUS, build_request, output_class, render_response
 from gateway.upstream import OpenStreams, deadline, edge_shutting_down, status_of, stream_opened
 from mesh import errors, tracing
 from mesh.blobs import BlobNotFound, BlobStore
 from mesh.config import Settings
 from mesh.interceptor import request_id_from
+from mesh.limits import body_too_large, decode
 from mesh.logs import mask_email
 
 log = structlog.get_logger("edge.access")
@@ -47,9 +49,22 @@ SSE_HEARTBEAT_SECONDS = 15.0
 
 
 def error_response(status, headers: dict | None = None) -> web.Response:
-    """A google.rpc.Status as JSON with the grpc-gateway HTTP code."""
+    """A google.rpc.Status as JSON with the grpc-gateway HTTP code; a RetryInfo detail (the edge's
+    rate limit, or a service's own, such as the sign-in throttle) becomes Retry-After."""
     code = CODE_BY_NUMBER.get(status.code, grpc.StatusCode.UNKNOWN)
+    headers = dict(headers or {})
+    if (delay := retry_delay(status)) is not None:
+        headers["Retry-After"] = str(delay)
     return web.json_response(json_format.MessageToDict(status), status=HTTP_STATUS[code], headers=headers)
+
+
+def retry_delay(status) -> int | None:
+    """Whole seconds of the status's RetryInfo, rounded up, if it has one."""
+    info = error_details_pb2.RetryInfo()
+    for detail in status.details:
+        if detail.Unpack(info):
+            return max(1, math.ceil(info.retry_delay.seconds + info.retry_delay.nanos / 1e9))
+    return None
 
 
 class RestEdge:
@@ -103,10 +118,7 @@ class RestEdge:
             response = await handler(request)
         except errors.ApiError as e:
             adm = getattr(e, "admission", None)
-            headers = adm.headers() if adm else {}
-            if e.code == grpc.StatusCode.RESOURCE_EXHAUSTED and adm:
-                headers["Retry-After"] = str(adm.reset_seconds)
-            response = error_response(e.to_status(), headers)
+            response = error_response(e.to_status(), adm.headers() if adm else {})
             if e.reason in HTTP_STATUS_BY_REASON:
                 response.set_status(HTTP_STATUS_BY_REASON[e.reason])
         except web.HTTPException as e:

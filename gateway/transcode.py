@@ -11,7 +11,7 @@ from google.rpc import status_pb2
 import grpc
 
 from gateway.http_rules import Binding
-from gateway.limits import check_json_shape
+from mesh.limits import check_json_shape
 from mesh import errors
 
 # The grpc-gateway table.

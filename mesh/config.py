@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(100, ge=1)  # per client: the user when signed in, else the IP
     rate_limit_window_seconds: int = Field(60, ge=1)  # the budget above is per this window
     max_streams_per_client: int = Field(20, ge=1)  # open server streams per client on one edge replica
+    # Each service protects itself too, for callers that reach it without the edge:
+    max_streams_per_caller: int = Field(100, ge=1)  # open response streams per user (else address), per server
+    max_concurrent_rpcs: int = Field(2000, ge=1)  # RPCs in progress per server, streams included
     ip_allow: list[str] = []  # CIDRs; when set, only these may call the edge
     ip_deny: list[str] = []  # CIDRs refused at the edge
     # Shared by the edge and the services: the edge's word on the client's address counts only with it.

@@ -2,12 +2,13 @@
 authorization from the contract, REQUIRED fields, and errors as google.rpc.Status."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor, descriptor_pool
@@ -19,7 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 import structlog
 
-from mesh import client_address, errors, principal, tracing
+from mesh import client_address, errors, limits, principal, tracing
 from mesh.principal import Principal, TokenVerifier
 from petplatform.common.v1 import access_pb2
 
@@ -95,11 +96,49 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
 
+def input_type(full_method: str) -> descriptor.Descriptor | None:
+    service_name, method_name = full_method.lstrip("/").rsplit("/", 1)
+    try:
+        return descriptor_pool.Default().FindServiceByName(service_name).methods_by_name[method_name].input_type
+    except KeyError:
+        return None
+
+
+class StreamCap:
+    """Open response streams per caller on this server: the services port protects itself as the
+    edge does (a caller is the signed-in user, else the client's address)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._open: collections.Counter[str] = collections.Counter()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        p = principal.current()
+        caller = f"user:{p.user_id}" if p else f"address:{client_address.current()}"
+        if self._open[caller] >= self.limit:
+            raise errors.resource_exhausted(f"at most {self.limit} open streams per caller: close one first",
+                                            "TOO_MANY_STREAMS", 1)
+        self._open[caller] += 1
+        try:
+            yield
+        finally:
+            self._open[caller] -= 1
+            if not self._open[caller]:
+                del self._open[caller]
+
+
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, verifier: TokenVerifier, edge_key: str):
+    def __init__(self, verifier: TokenVerifier, edge_key: str, *, max_streams_per_caller: int):
         self._verifier = verifier
         self._edge_key = edge_key
         self._access: dict[str, int] = {}
+        self._streams = StreamCap(max_streams_per_caller)
+        # Large requests are checked and decoded here, off the event loop (mesh.limits).
+        self._decoder = limits.decoder_pool()
+
+    def close(self) -> None:
+        self._decoder.shutdown(wait=False)
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
         handler = await continuation(details)
@@ -111,6 +150,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         access = self._access[method]
         untraced = method.lstrip("/").startswith(PUBLIC_SERVICES)
         deserialize = handler.request_deserializer or (lambda b: b)
+        request_type = input_type(method)
 
         async def prologue(md: dict[str, str], context: grpc.aio.ServicerContext) -> None:
             """Request id and logging context, then authentication and authorization."""
@@ -125,11 +165,19 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             if p:
                 structlog.contextvars.bind_contextvars(user_id=p.user_id)
 
-        def parse(raw: bytes):
+        def decode(raw: bytes):
+            # What a message may cost is counted before it is decoded (a flood of tiny fields took a
+            # third of a second of upb, holding the GIL).
+            if request_type is not None:
+                limits.check_message_shape(request_type, raw)
             try:
-                msg = deserialize(raw)
+                return deserialize(raw)
             except DecodeError:
-                raise errors.invalid_argument(("request", "not a valid protobuf message"), reason="MALFORMED_REQUEST") from None
+                raise errors.invalid_argument(("request", "not a valid protobuf message"),
+                                              reason="MALFORMED_REQUEST") from None
+
+        async def parse(raw: bytes):
+            msg = await limits.decode(self._decoder, len(raw), decode, raw)
             if isinstance(msg, Message):
                 missing = missing_required(msg)
                 if missing:
@@ -161,7 +209,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
         async def requests(raw_iter) -> AsyncIterator:
             async for raw in raw_iter:
-                yield parse(raw)
+                yield await parse(raw)
 
         async def unary(context, invoke):
             """A call with one response, which invoke() makes once the caller is let in."""
@@ -186,11 +234,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 start = time.perf_counter()
                 try:
                     await prologue(md, context)
-                    if headers_first:  # a bidi peer may wait for headers before it sends
-                        await send_headers(context)
-                    async for item in _stream(items()):
-                        await send_headers(context)
-                        yield item
+                    with self._streams.hold():
+                        if headers_first:  # a bidi peer may wait for headers before it sends
+                            await send_headers(context)
+                        async for item in _stream(items()):
+                            await send_headers(context)
+                            yield item
                 except grpc.aio.AbortError:
                     raise
                 except Exception as e:
@@ -199,12 +248,17 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
         if handler.unary_unary:
             async def unary_unary(raw, context):
-                return await unary(context, lambda: handler.unary_unary(parse(raw), context))
+                async def invoke():
+                    return await handler.unary_unary(await parse(raw), context)
+                return await unary(context, invoke)
             return grpc.unary_unary_rpc_method_handler(unary_unary, None, handler.response_serializer)
 
         if handler.unary_stream:
             async def unary_stream(raw, context):
-                async for item in streamed(context, lambda: handler.unary_stream(parse(raw), context), False):
+                async def items():
+                    async for item in _stream(handler.unary_stream(await parse(raw), context)):
+                        yield item
+                async for item in streamed(context, items, False):
                     yield item
             return grpc.unary_stream_rpc_method_handler(unary_stream, None, handler.response_serializer)
 

@@ -54,7 +54,11 @@ class Platform:
     async def start(self) -> None:
         await self.rt.start()
         self.modules = [spec.load()(self.rt, spec) for spec in self.specs]
-        server = grpc.aio.server(interceptors=[ServerInterceptor(self.rt.verifier, self.rt.edge_key)], options=CHANNEL_OPTIONS)
+        self.interceptor = ServerInterceptor(self.rt.verifier, self.rt.edge_key,
+                                             max_streams_per_caller=self.settings.max_streams_per_caller)
+        # A cheap global bound: past it gRPC answers RESOURCE_EXHAUSTED before any handler runs.
+        server = grpc.aio.server(interceptors=[self.interceptor], options=CHANNEL_OPTIONS,
+                                 maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs)
         names = []
         for m in self.modules:
             servicers = m.servicers()
@@ -102,6 +106,8 @@ class Platform:
             await self.server.stop(grace)  # in-flight RPCs and streams get `grace` seconds to finish
         for m in reversed(self.modules):
             await m.stop()
+        if self.server:
+            self.interceptor.close()
         await self.rt.close()
 
     async def __aenter__(self) -> Platform:

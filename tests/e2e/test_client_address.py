@@ -3,6 +3,8 @@ service believes no address a caller claims for itself. Seen through the sign-in
 counts failures per account and address: forged addresses must all count as the caller's own."""
 from __future__ import annotations
 
+import math
+
 import aiohttp
 import grpc
 import pytest
@@ -54,7 +56,11 @@ async def test_clients_of_the_edge_cannot_claim_another_address(platform):
             async with http.post(f"http://127.0.0.1:{edge.http_port}/v1/auth/login", headers=dict(forged(i)),
                                  json={"email": rest_user.email, "password": "wrong password!"}) as r:
                 statuses.append(r.status)
+                body, retry_after = await r.json(), r.headers.get("Retry-After")
         assert statuses == [401] * FREE + [429]
+        # The service's own wait, told truthfully: Retry-After is its RetryInfo, not the edge's window.
+        (info,) = [d for d in body["details"] if d["@type"].endswith("RetryInfo")]
+        assert retry_after == str(math.ceil(float(info["retryDelay"].removesuffix("s")))) and int(retry_after) > 50
     # The owner, from another address (the edge sees 127.0.0.2), is not held back by it.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as http:
         async with http.post(f"http://127.0.0.1:{edge.http_port}/v1/auth/login",

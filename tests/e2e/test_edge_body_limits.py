@@ -10,7 +10,8 @@ import threading
 import grpc
 import pytest
 
-from gateway import limits, rest
+from gateway import rest
+from mesh import limits
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
 from tests.conftest import EdgeClient, error_reason
 from tests.e2e.test_edge_rest import call, signup

@@ -10,7 +10,7 @@ from grpc_tools import protoc
 import grpc
 import pytest
 
-from gateway.limits import decoder_pool
+from mesh.limits import decoder_pool
 from gateway.passthrough import PassThrough
 from gateway.policy import EdgePolicy
 from gateway.upstream import OpenStreams

@@ -1,11 +1,11 @@
-"""What a body may cost the edge (gateway/limits.py), counted before any decoder runs."""
+"""What a body may cost the edge (mesh/limits.py), counted before any decoder runs."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from gateway import limits
+from mesh import limits
 from mesh import errors
 from petplatform.pet.v1 import pet_pb2
 from petplatform.user.v1 import user_pb2

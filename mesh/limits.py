@@ -1,5 +1,6 @@
-"""What one request body may cost the edge, bounded before anything decodes it, and where it is
-decoded: a body's work must not hold the event loop that serves every other request.
+"""What one request body may cost the process that receives it (the edge, and every service for
+callers that reach it directly), bounded before anything decodes it, and where it is decoded: a
+body's work must not hold the event loop that serves every other request.
 
 Both checks only count: a body that is malformed otherwise is left to its decoder, which says how."""
 from __future__ import annotations
@@ -27,7 +28,7 @@ DECODE_THREADS = 2
 
 
 def decoder_pool() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="edge-decode")
+    return concurrent.futures.ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode")
 
 
 async def decode(pool: concurrent.futures.Executor, size: int, fn, *args):
