@@ -79,7 +79,7 @@ class EdgePolicy:
             if self._streams[client] >= self.s.max_streams_per_client:
                 err = errors.resource_exhausted(
                     f"at most {self.s.max_streams_per_client} open streams per client: close one first",
-                    "TOO_MANY_STREAMS", 1)
+                    "TOO_MANY_STREAMS", 1, limit=self.s.max_streams_per_client)
                 err.admission = admission
                 raise err
             self._streams[client] += 1
@@ -93,7 +93,7 @@ class EdgePolicy:
         admission = Admission(principal, limit, max(0, limit - count), max(1, math.ceil(reset)))
         if count > limit:
             err = errors.resource_exhausted(f"rate limit of {limit} requests per minute exceeded",
-                                            "RATE_LIMITED", admission.reset_seconds)
+                                            "RATE_LIMITED", admission.reset_seconds, limit=limit)
             err.admission = admission
             raise err
         return admission

@@ -5,7 +5,17 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 import grpc
 
-DOMAIN = "petplatform.dev"
+# ErrorInfo.domain: the service that decided, `<service>.petplatform.dev` (the server interceptor sets
+# it from the contract's package); the edge's own refusals are the edge's.
+EDGE_DOMAIN = "edge.petplatform.dev"
+
+
+def service_domain(full_method: str) -> str:
+    """`/petplatform.pet.v1.PetService/GetPet` -> `pet.petplatform.dev`; health and reflection: the edge's
+    convention does not apply, they are `grpc.io`'s."""
+    package = full_method.lstrip("/").rsplit("/", 1)[0].rsplit(".", 1)[0]
+    parts = package.split(".")
+    return f"{parts[1]}.petplatform.dev" if parts[0] == "petplatform" and len(parts) > 2 else "grpc.io"
 
 
 class ApiError(Exception):
@@ -18,8 +28,8 @@ class ApiError(Exception):
         self.metadata = metadata or {}
         self.details = details or []
 
-    def to_status(self) -> status_pb2.Status:
-        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+    def to_status(self, domain: str = EDGE_DOMAIN) -> status_pb2.Status:
+        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=domain, metadata=self.metadata)
         packed = []
         for d in [info, *self.details]:
             a = any_pb2.Any()
@@ -37,12 +47,12 @@ def invalid_argument(*violations: tuple[str, str], reason: str = "INVALID_ARGUME
 
 
 def not_found(resource_type: str, name: str) -> ApiError:
-    return ApiError(grpc.StatusCode.NOT_FOUND, f"{name} not found", "NOT_FOUND",
+    return ApiError(grpc.StatusCode.NOT_FOUND, f"{name} not found", "NOT_FOUND", metadata={"resource": name},
                     details=[error_details_pb2.ResourceInfo(resource_type=resource_type, resource_name=name)])
 
 
 def already_exists(resource_type: str, name: str, message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.ALREADY_EXISTS, message, "ALREADY_EXISTS",
+    return ApiError(grpc.StatusCode.ALREADY_EXISTS, message, "ALREADY_EXISTS", metadata={"resource": name},
                     details=[error_details_pb2.ResourceInfo(resource_type=resource_type, resource_name=name)])
 
 
@@ -54,14 +64,17 @@ def unauthenticated(message: str = "authentication required", reason: str = "UNA
     return ApiError(grpc.StatusCode.UNAUTHENTICATED, message, reason)
 
 
-def failed_precondition(message: str, reason: str) -> ApiError:
-    return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message, reason)
+def failed_precondition(message: str, reason: str, **metadata: object) -> ApiError:
+    """metadata: the values the message is made of (a limit, a state), for clients to read."""
+    return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message, reason,
+                    metadata={k: str(v) for k, v in metadata.items()})
 
 
-def resource_exhausted(message: str, reason: str, retry_after_seconds: float) -> ApiError:
-    retry = error_details_pb2.RetryInfo(
-        retry_delay=duration_pb2.Duration(seconds=max(1, int(retry_after_seconds + 0.999))))
-    return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, reason, details=[retry])
+def resource_exhausted(message: str, reason: str, retry_after_seconds: float, **metadata: object) -> ApiError:
+    seconds = max(1, int(retry_after_seconds + 0.999))
+    retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=seconds))
+    return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, reason, details=[retry],
+                    metadata={"retry_after_seconds": str(seconds), **{k: str(v) for k, v in metadata.items()}})
 
 
 def internal() -> ApiError:

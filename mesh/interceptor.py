@@ -118,7 +118,7 @@ class StreamCap:
         caller = f"user:{p.user_id}" if p else f"address:{client_address.current()}"
         if self._open[caller] >= self.limit:
             raise errors.resource_exhausted(f"at most {self.limit} open streams per caller: close one first",
-                                            "TOO_MANY_STREAMS", 1)
+                                            "TOO_MANY_STREAMS", 1, limit=self.limit)
         self._open[caller] += 1
         try:
             yield
@@ -151,6 +151,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         untraced = method.lstrip("/").startswith(PUBLIC_SERVICES)
         deserialize = handler.request_deserializer or (lambda b: b)
         request_type = input_type(method)
+        domain = errors.service_domain(method)
 
         async def prologue(md: dict[str, str], context: grpc.aio.ServicerContext) -> None:
             """Request id and logging context, then authentication and authorization."""
@@ -192,7 +193,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             else:
                 err = errors.internal()
                 log.error("rpc failed", exc_info=exc)
-            status = rpc_status.to_status(err.to_status())
+            status = rpc_status.to_status(err.to_status(domain))
             RPCS.labels(method, status.code.name).inc()
             tracing.record_grpc_status(span, status.code)
             await context.abort(status.code, status.details, status.trailing_metadata + (_pending_headers.get() or ()))
