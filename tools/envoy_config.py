@@ -9,6 +9,7 @@ import sys
 import yaml
 
 from app.registry import REGISTRY
+from mesh.client_address import CLIENT_ADDRESS_HEADER, EDGE_KEY_HEADER
 from mesh.interceptor import method_access
 from petplatform.common.v1 import access_pb2
 from google.protobuf import descriptor_pool
@@ -128,7 +129,14 @@ def http_manager(stat_prefix: str, services: list[str], *, browser: bool) -> dic
     filters += [
         {"name": "envoy.filters.http.header_mutation", "typed_config": {
             "@type": f"{T}.filters.http.header_mutation.v3.HeaderMutation",
-            "mutations": {"request_mutations": [{"remove": USER_HEADER}]}}},
+            # The platform's one client-address rule: the address Envoy saw (use_remote_address), vouched
+            # for with the edge's key (mesh/client_address.py); any copy the client sent is dropped first.
+            "mutations": {"request_mutations": [
+                {"remove": USER_HEADER}, {"remove": CLIENT_ADDRESS_HEADER}, {"remove": EDGE_KEY_HEADER},
+                {"append": {"header": {"key": CLIENT_ADDRESS_HEADER, "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}},
+                {"append": {"header": {"key": EDGE_KEY_HEADER, "value": "%ENVIRONMENT(PETPLATFORM_EDGE_KEY)%"},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]}}},
         {"name": "envoy.filters.http.jwt_authn", "typed_config": {
             "@type": f"{T}.filters.http.jwt_authn.v3.JwtAuthentication",
             "providers": {"petplatform": {
@@ -154,7 +162,11 @@ def http_manager(stat_prefix: str, services: list[str], *, browser: bool) -> dic
         "stat_prefix": stat_prefix, "codec_type": "AUTO" if browser else "HTTP2",
         "server_header_transformation": "PASS_THROUGH",  # no banner: gRPC upstreams send none
         "generate_request_id": True, "preserve_external_request_id": True,
-        "use_remote_address": True, "request_timeout": "60s", "stream_idle_timeout": "300s",
+        # As the Python edge: headers within 10 s, a whole request within 60 s, idle connections closed
+        # after 75 s, header names with underscores refused (they alias dashes upstream).
+        "use_remote_address": True, "request_headers_timeout": "10s", "request_timeout": "60s",
+        "stream_idle_timeout": "300s", "max_request_headers_kb": 60,
+        "common_http_protocol_options": {"idle_timeout": "75s", "headers_with_underscores_action": "REJECT_REQUEST"},
         "access_log": [{"name": "envoy.access_loggers.stdout", "typed_config": {
             "@type": f"{T}.access_loggers.stream.v3.StdoutAccessLog",
             # Method, path without query, status, duration, request id: no headers, so no tokens.

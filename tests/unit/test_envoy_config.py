@@ -7,6 +7,8 @@ import pathlib
 from google.protobuf import descriptor_pb2, json_format
 import yaml
 
+from mesh.client_address import CLIENT_ADDRESS_HEADER, EDGE_KEY_HEADER
+
 # Registers the types the config's typed_config fields name.
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401
@@ -115,7 +117,14 @@ def test_rate_limit_counts_the_user_else_the_address_and_clients_cannot_pose_as_
         filters = [f.name for f in manager.http_filters]
         strip = header_mutation_pb2.HeaderMutation()
         assert manager.http_filters[filters.index("envoy.filters.http.header_mutation")].typed_config.Unpack(strip)
-        assert [m.remove for m in strip.mutations.request_mutations] == [user_header]
+        removed = [m.remove for m in strip.mutations.request_mutations if m.remove]
+        assert removed == [user_header, CLIENT_ADDRESS_HEADER, EDGE_KEY_HEADER]
+        set_after = {m.append.header.key: m.append.header.value for m in strip.mutations.request_mutations
+                     if m.HasField("append")}
+        assert set_after == {CLIENT_ADDRESS_HEADER: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+                             EDGE_KEY_HEADER: "%ENVIRONMENT(PETPLATFORM_EDGE_KEY)%"}, \
+            "the services' one client-address rule: Envoy vouches for the address it saw"
+        assert manager.request_headers_timeout.seconds == 10 and manager.common_http_protocol_options.idle_timeout.seconds == 75
         assert filters.index("envoy.filters.http.header_mutation") < filters.index("envoy.filters.http.jwt_authn"), \
             "a header the client sends is gone before the verified one is set"
         jwt = jwt_pb2.JwtAuthentication()
