@@ -229,6 +229,19 @@ async def test_a_burst_of_fresh_accounts_barely_moves_trust(api: Api):
     assert (await trust(api, target, target)).reviews == 22.5
 
 
+async def processed_so_far(api: Api, reader: Session) -> None:
+    """Returns once the profile consumer has taken every event published before: one queue, in order,
+    so a marker event published now is applied after all of them."""
+    marker = await api.signup("Marker")
+    body, event_id = envelope("user.email_verified", auth_events.UserEmailVerified(user=marker.name))
+    await api.platform.rt.bus.publish("user.email_verified", body, event_id)
+    for _ in range(500):
+        if (await profile(api, reader, marker.name)).email_verified:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the profile consumer never got to the marker event")
+
+
 async def test_events_change_trust_once_even_when_replayed(api: Api, people):
     _, bob, carol = people
     bus = api.platform.rt.bus
@@ -237,7 +250,7 @@ async def test_events_change_trust_once_even_when_replayed(api: Api, people):
     await bus.publish("user.email_verified", verified, "v1")
     for _ in range(3):  # the same report event delivered three times
         await bus.publish("user.reported", *report)
-    await asyncio.sleep(0.3)
+    await processed_so_far(api, carol)
     t = await trust(api, carol, bob)
     assert (t.verification, t.reports, t.score) == (20, 10, 60)
     assert (await profile(api, carol, bob.name)).email_verified
@@ -248,7 +261,7 @@ async def test_replayed_user_created_is_harmless(api: Api, people):
     body, event_id = envelope("user.created", auth_events.UserCreated(user=alice.name, display_name="Dup"))
     for _ in range(2):
         await api.platform.rt.bus.publish("user.created", body, event_id)
-    await asyncio.sleep(0.2)
+    await processed_so_far(api, alice)
     assert (await profile(api, alice)).display_name == "Alice"
     assert not await api.platform.rt.bus.dead_letters("user.profiles")
 
