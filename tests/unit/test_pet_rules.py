@@ -144,7 +144,8 @@ def test_months_ago(today, months, date):
     assert domain.months_ago(today, months) == date
 
 
-@pytest.mark.parametrize("born", [dt.date(2026, 1, 31), dt.date(2025, 2, 28), dt.date(2024, 2, 29), dt.date(2025, 12, 1)])
+@pytest.mark.parametrize("born", [dt.date(2026, 1, 31), dt.date(2025, 2, 28), dt.date(2024, 2, 29),
+                                  dt.date(2025, 12, 1)])
 def test_months_ago_and_months_between_agree(born):
     # A pet is n months old exactly when it was born on or before months_ago(today, n): how the search's SQL
     # age bounds (months_ago) match the ages shown (months_between).
