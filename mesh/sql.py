@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Collection, Mapping
 from pathlib import Path
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
@@ -36,8 +37,18 @@ class UtcDateTime(sa.types.TypeDecorator):
         return value
 
 
+Row = sa.Row[*tuple[Any, ...]]
+"""A result row, of whatever columns its query selected."""
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+async def rows_changed(session: AsyncSession, statement: sa.Executable) -> int:
+    """Executes an INSERT, UPDATE or DELETE and returns how many rows it changed (its cursor's rowcount,
+    which the typing of AsyncSession.execute hides)."""
+    return cast(sa.CursorResult[Any], await session.execute(statement)).rowcount
 
 
 class Database:

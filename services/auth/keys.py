@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -29,12 +30,15 @@ class SigningKeys:
     def __init__(self, settings: Settings):
         pem = settings.jwt_private_key.get_secret_value().encode() if settings.jwt_private_key else _local_key(
             settings.data_dir / "jwt-signing-key.pem")
-        self.private_key = serialization.load_pem_private_key(pem, password=None)
-        if not isinstance(self.private_key, ec.EllipticCurvePrivateKey) or self.private_key.curve.name != "secp256r1":
+        key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
             raise ValueError("PETPLATFORM_JWT_PRIVATE_KEY must be an EC P-256 private key (PEM)")
-        current = public_jwk(self.private_key.public_key())
+        self.private_key = key
+        current = public_jwk(key.public_key())
         self.kid = current["kid"]
-        retired = [public_jwk(serialization.load_pem_public_key(p.encode())) for p in settings.jwt_previous_public_keys]
+        # Not checked like the current key: a retired key of another type fails inside public_jwk.
+        retired = [public_jwk(cast(ec.EllipticCurvePublicKey, serialization.load_pem_public_key(p.encode())))
+                   for p in settings.jwt_previous_public_keys]
         self.jwks = [current, *[k for k in retired if k["kid"] != self.kid]]
 
 

@@ -2,25 +2,26 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
 import datetime as dt
 import logging
+from typing import Any
 
 from google.protobuf import field_mask_pb2
 from google.type import latlng_pb2
-import sqlalchemy as sa
+import grpc
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh import errors, principal
+from mesh import errors, pagination, principal
 from mesh.interceptor import send_headers
 from mesh.blobs import BlobStore
 from mesh.events import emit
-from mesh.resources import (check_mask, check_text, decode_page_token, encode_page_token, new_id, page_size,
-                            parse_name, timestamp)
-from mesh.sql import Database, utcnow
+from mesh.resources import check_mask, decode_page_token, new_id, page_size, parse_name, timestamp
+from mesh.sql import Database, Row, utcnow
 from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
-from services.pet import domain, search
-from services.pet.store import health_records, pets, photos
+from services.pet import domain, search, store
 from services.pet.watch import WatchHub
 
 log = logging.getLogger(__name__)
@@ -54,42 +55,42 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
 
     # --- pets ---
 
-    async def CreatePet(self, request, context):
+    async def CreatePet(self, request: pet_pb2.CreatePetRequest,
+                        context: grpc.aio.ServicerContext) -> pet_pb2.CreatePetResponse:
         caller = principal.require()
         pet = request.pet
         domain.check_pet(pet, domain.WRITABLE, today())
-        if len(request.request_id) > 64:
-            raise errors.invalid_argument(("request_id", "must have at most 64 characters"))
+        domain.check_request_id(request.request_id)
         if request.request_id:
             async with self.db.transaction() as s:
-                existing = await s.scalar(sa.select(pets.c.id).where(
-                    pets.c.owner_id == caller.user_id, pets.c.request_id == request.request_id))
+                existing = await store.find_pet_id_by_request(s, owner_id=caller.user_id,
+                                                              request_id=request.request_id)
             if existing:
                 return pet_pb2.CreatePetResponse(pet=await self._get(existing))
         pet_id = new_id()
         now = utcnow()
         try:
             async with self.db.transaction() as s:
-                await s.execute(pets.insert().values(
-                    id=pet_id, owner_id=caller.user_id, request_id=request.request_id or None,
-                    status=pet.status or pet_pb2.Pet.STATUS_AVAILABLE, create_time=now, update_time=now,
-                    **self._columns(pet, domain.WRITABLE - {"status"})))
+                await store.add_pet(s, pet_id=pet_id, owner_id=caller.user_id, request_id=request.request_id or None,
+                                    status=pet.status or pet_pb2.Pet.STATUS_AVAILABLE, create_time=now,
+                                    columns=self._columns(pet, domain.WRITABLE - {"status"}))
                 created = await self._message(s, pet_id)
                 await emit(s, pet_events.PetCreated(pet=created))
         except IntegrityError:  # a concurrent retry with the same request_id won the race
             async with self.db.transaction() as s:
-                existing = await s.scalar(sa.select(pets.c.id).where(
-                    pets.c.owner_id == caller.user_id, pets.c.request_id == request.request_id))
+                existing = await store.find_pet_id_by_request(s, owner_id=caller.user_id,
+                                                              request_id=request.request_id)
             if not existing:
                 raise
             return pet_pb2.CreatePetResponse(pet=await self._get(existing))
         return pet_pb2.CreatePetResponse(pet=created)
 
-    async def GetPet(self, request, context):
+    async def GetPet(self, request: pet_pb2.GetPetRequest, context: grpc.aio.ServicerContext) -> pet_pb2.GetPetResponse:
         (pet_id,) = parse_name(request.name, "pets/{}")
         return pet_pb2.GetPetResponse(pet=await self._get(pet_id))
 
-    async def UpdatePet(self, request, context):
+    async def UpdatePet(self, request: pet_pb2.UpdatePetRequest,
+                        context: grpc.aio.ServicerContext) -> pet_pb2.UpdatePetResponse:
         (pet_id,) = parse_name(request.pet.name, "pets/{}", "pet.name")
         paths = check_mask(request.update_mask, domain.WRITABLE)
         async with self.db.transaction() as s:
@@ -103,38 +104,37 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             return pet_pb2.UpdatePetResponse(pet=await self._changed(s, previous, sorted(paths),
                                                                     self._columns(pet, paths)))
 
-    async def DeletePet(self, request, context):
+    async def DeletePet(self, request: pet_pb2.DeletePetRequest,
+                        context: grpc.aio.ServicerContext) -> pet_pb2.DeletePetResponse:
         (pet_id,) = parse_name(request.name, "pets/{}")
         async with self.db.transaction() as s:
             await self._owned(s, pet_id, lock=True)
             gone = await self._message(s, pet_id)
-            photo_ids = (await s.execute(sa.select(photos.c.id).where(photos.c.pet_id == pet_id))).scalars().all()
-            await s.execute(health_records.delete().where(health_records.c.pet_id == pet_id))
-            await s.execute(photos.delete().where(photos.c.pet_id == pet_id))
-            await s.execute(pets.delete().where(pets.c.id == pet_id))
+            photo_ids = await store.delete_pet(s, pet_id)
             await emit(s, pet_events.PetDeleted(pet=gone))
         await self._drop_blobs([photo_key(pet_id, p) for p in photo_ids])
         return pet_pb2.DeletePetResponse()
 
-    async def ListPets(self, request, context):
+    async def ListPets(self, request: pet_pb2.ListPetsRequest,
+                       context: grpc.aio.ServicerContext) -> pet_pb2.ListPetsResponse:
         size = page_size(request.page_size)
         position = decode_page_token(request.page_token, request)
         search.check(request)
-        query, order, key = search.sql(request, today())
+        query, key, descending = search.sql(request, today())
+        # The position's key in the token: the distance as a number, or the ISO create_time.
+        by_distance = request.order_by == "distance"
+        after = None
         if position:
-            query = query.where(self._after(order, key, position))
+            after = (float(position[0]) if by_distance else dt.datetime.fromisoformat(position[0]), position[1])
         async with self.db.transaction() as s:
-            rows = (await s.execute(query.order_by(*order).limit(size + 1))).all()
-            token = ""
-            if len(rows) > size:
-                rows = rows[:size]
-                last = rows[-1]
-                token = encode_page_token([last.sort_key if request.order_by == "distance"
-                                           else last.create_time.isoformat(), last.id], request)
+            rows = await store.find_pets(s, query, key=key, descending=descending, after=after, size=size)
+            rows, token = pagination.page(
+                rows, size, lambda r: [r.sort_key if by_distance else r.create_time.isoformat(), r.id], request)
             messages = await self._messages(s, rows)
         return pet_pb2.ListPetsResponse(pets=messages, next_page_token=token)
 
-    async def WatchPets(self, request, context):
+    async def WatchPets(self, request: pet_pb2.WatchPetsRequest,
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[pet_pb2.WatchPetsResponse]:
         # The filter fields share ListPets' numbers (the contract reserves the rest), so the request is
         # a ListPetsRequest on the wire, checked the same way; changes are matched in memory (search.py).
         r = pet_pb2.ListPetsRequest.FromString(request.SerializeToString())
@@ -145,29 +145,21 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 now = today()
                 # Ages drift by the day: whether it matched before is judged without them, so a pet
                 # that aged out of the search since it was shown is still taken back.
-                was = before is not None and search.matches(r, before, now, ages=False)
-                now_matches = after is not None and search.matches(r, after, now)
-                if now_matches:
+                shown = before if before is not None and search.matches(r, before, now, ages=False) else None
+                if after is not None and search.matches(r, after, now):
                     pet = pet_pb2.Pet()
                     pet.CopyFrom(after)
                     if r.HasField("near"):
                         pet.distance_km = round(search.distance_km(r.near, pet.location), 3)
-                    change = "CHANGE_UPDATED" if was else "CHANGE_ADDED"
+                    change = "CHANGE_UPDATED" if shown is not None else "CHANGE_ADDED"
                     yield pet_pb2.WatchPetsResponse(change=change, pet=pet)
-                elif was:
-                    yield pet_pb2.WatchPetsResponse(change="CHANGE_REMOVED", pet=pet_pb2.Pet(name=before.name))
-
-    @staticmethod
-    def _after(order, key, position: list):
-        value, last_id = position
-        if order[0].modifier is sa.sql.operators.asc_op:  # distance ascending
-            return sa.or_(key > float(value), sa.and_(key == float(value), pets.c.id > last_id))
-        when = dt.datetime.fromisoformat(value)
-        return sa.or_(key < when, sa.and_(key == when, pets.c.id < last_id))
+                elif shown is not None:
+                    yield pet_pb2.WatchPetsResponse(change="CHANGE_REMOVED", pet=pet_pb2.Pet(name=shown.name))
 
     # --- photos ---
 
-    async def UploadPetPhoto(self, request, context):
+    async def UploadPetPhoto(self, request: pet_pb2.UploadPetPhotoRequest,
+                             context: grpc.aio.ServicerContext) -> pet_pb2.UploadPetPhotoResponse:
         (pet_id,) = parse_name(request.parent, "pets/{}", "parent")
         async with self.db.transaction() as s:
             pet = await self._owned(s, pet_id)
@@ -181,18 +173,14 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         now = utcnow()
         try:
             async with self.db.transaction() as s:
-                # The limit: one conditional UPDATE, atomic on PostgreSQL and SQLite alike (SQLite ignores
-                # FOR UPDATE), which also holds the pet's row (write) lock until the photo row is in.
-                slot = await s.execute(pets.update().where(
-                    pets.c.id == pet_id, pets.c.photo_count < domain.MAX_PHOTOS_PER_PET).values(
-                    photo_count=pets.c.photo_count + 1))
+                # Enforces the limit atomically, and holds the pet's row lock until the photo row is in.
+                slot = await store.take_photo_slot(s, pet_id, limit=domain.MAX_PHOTOS_PER_PET)
                 await self._owned(s, pet_id)  # still there and still theirs
-                if slot.rowcount != 1:
+                if not slot:
                     raise too_many_photos()
                 previous = await self._message(s, pet_id)
-                await s.execute(photos.insert().values(id=photo_id, pet_id=pet_id, content_type=content_type,
-                                                       size_bytes=len(request.content), width=width, height=height,
-                                                       create_time=now))
+                await store.add_photo(s, photo_id=photo_id, pet_id=pet_id, content_type=content_type,
+                                      size_bytes=len(request.content), width=width, height=height, create_time=now)
                 await self._changed(s, previous, ["photos"])
         except BaseException:
             await self._drop_blobs([key])  # no row, no blob
@@ -201,68 +189,51 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             name=key, uri=await self.blobs.url(key), content_type=content_type, size_bytes=len(request.content),
             width=width, height=height, create_time=timestamp(now)))
 
-    async def DeletePetPhoto(self, request, context):
+    async def DeletePetPhoto(self, request: pet_pb2.DeletePetPhotoRequest,
+                             context: grpc.aio.ServicerContext) -> pet_pb2.DeletePetPhotoResponse:
         pet_id, photo_id = parse_name(request.name, "pets/{}/photos/{}")
         async with self.db.transaction() as s:
             await self._owned(s, pet_id, lock=True)
             previous = await self._message(s, pet_id)
-            gone = await s.execute(photos.delete().where(photos.c.id == photo_id, photos.c.pet_id == pet_id))
-            if gone.rowcount != 1:
+            if not await store.delete_photo(s, pet_id=pet_id, photo_id=photo_id):
                 raise errors.not_found("pet.petplatform.dev/Photo", request.name)
-            await self._changed(s, previous, ["photos"], {"photo_count": pets.c.photo_count - 1})
+            await self._changed(s, previous, ["photos"])
         await self._drop_blobs([photo_key(pet_id, photo_id)])
         return pet_pb2.DeletePetPhotoResponse()
 
     # --- health records ---
 
-    async def CreateHealthRecord(self, request, context):
+    async def CreateHealthRecord(self, request: pet_pb2.CreateHealthRecordRequest,
+                                 context: grpc.aio.ServicerContext) -> pet_pb2.CreateHealthRecordResponse:
         (pet_id,) = parse_name(request.parent, "pets/{}", "parent")
         rec = request.health_record
-        v: list = []
-        if rec.kind == 0 or rec.kind not in pet_pb2.HealthRecord.Kind.values():
-            v.append(("health_record.kind", "required: one of the Kind values"))
-        check_text(v, "health_record.title", rec.title.strip(), min_len=1, max_len=200)
-        check_text(v, "health_record.notes", rec.notes, max_len=5000)
-        check_text(v, "health_record.veterinarian", rec.veterinarian, max_len=200)
-        if not rec.HasField("date"):
-            v.append(("health_record.date", "required"))
-        else:
-            domain.check_date(v, "health_record.date", rec.date, today())
-        if v:
-            raise errors.invalid_argument(*v)
+        domain.check_health_record(rec, today())
         record_id = new_id()
         now = utcnow()
         async with self.db.transaction() as s:
             await self._owned(s, pet_id)
             when, _ = domain.to_date(rec.date)
-            await s.execute(health_records.insert().values(
-                id=record_id, pet_id=pet_id, kind=rec.kind, title=rec.title.strip(), notes=rec.notes, date=when,
-                veterinarian=rec.veterinarian, create_time=now))
+            await store.add_health_record(s, record_id=record_id, pet_id=pet_id, kind=rec.kind,
+                                          title=rec.title.strip(), notes=rec.notes, date=when,
+                                          veterinarian=rec.veterinarian, create_time=now)
         out = pet_pb2.HealthRecord()
         out.CopyFrom(rec)
         out.name, out.title = f"pets/{pet_id}/healthRecords/{record_id}", rec.title.strip()
-        out.create_time.CopyFrom(timestamp(now))
+        out.create_time.FromDatetime(now)
         return pet_pb2.CreateHealthRecordResponse(health_record=out)
 
-    async def ListHealthRecords(self, request, context):
+    async def ListHealthRecords(self, request: pet_pb2.ListHealthRecordsRequest,
+                                context: grpc.aio.ServicerContext) -> pet_pb2.ListHealthRecordsResponse:
         (pet_id,) = parse_name(request.parent, "pets/{}", "parent")
         size = page_size(request.page_size)
         position = decode_page_token(request.page_token, request)
-        q = sa.select(health_records).where(health_records.c.pet_id == pet_id)
-        if position:
-            when, last_id = dt.date.fromisoformat(position[0]), position[1]
-            q = q.where(sa.or_(health_records.c.date < when,
-                               sa.and_(health_records.c.date == when, health_records.c.id < last_id)))
+        after = (dt.date.fromisoformat(position[0]), position[1]) if position else None
         async with self.db.transaction() as s:
             # Health records are private to the owner and admins. When the adoption flow exists, the
             # adopter of an accepted application is to be let in here too.
             await self._owned(s, pet_id, "read its health records")
-            rows = (await s.execute(q.order_by(health_records.c.date.desc(), health_records.c.id.desc())
-                                    .limit(size + 1))).all()
-        token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            token = encode_page_token([rows[-1].date.isoformat(), rows[-1].id], request)
+            rows = await store.list_health_records(s, pet_id, after=after, size=size)
+        rows, token = pagination.page(rows, size, lambda r: [r.date.isoformat(), r.id], request)
         return pet_pb2.ListHealthRecordsResponse(next_page_token=token, health_records=[pet_pb2.HealthRecord(
             name=f"pets/{pet_id}/healthRecords/{r.id}", kind=r.kind, title=r.title, notes=r.notes,
             date=domain.from_date(r.date), veterinarian=r.veterinarian, create_time=timestamp(r.create_time))
@@ -270,32 +241,31 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
 
     # --- helpers ---
 
-    async def _owned(self, s, pet_id: str, doing: str = "change it", lock: bool = False):
-        """The pet row, if the caller may change it (or do what `doing` says): its owner or an admin.
+    async def _owned(self, s: AsyncSession, pet_id: str, doing: str = "change it", lock: bool = False) -> Row:
+        """The pet row (id, owner_id, photo_count), if the caller may change it (or do what `doing` says).
         PERMISSION_DENIED otherwise, not NOT_FOUND: pets are public, their existence is no secret."""
-        q = sa.select(pets.c.id, pets.c.owner_id, pets.c.photo_count).where(pets.c.id == pet_id)
-        row = (await s.execute(q.with_for_update() if lock else q)).first()
+        row = await store.find_pet_owner(s, pet_id, lock=lock)
         if row is None:
             raise errors.not_found(PET_TYPE, f"pets/{pet_id}")
-        caller = principal.require()
-        if row.owner_id != caller.user_id and not caller.is_admin:
+        if not domain.may_change(principal.require(), row.owner_id):
             raise errors.permission_denied(f"only the pet's owner (or an admin) can {doing}", "NOT_OWNER")
         return row
 
-    async def _changed(self, s, previous: pet_pb2.Pet, paths: list[str], columns: dict | None = None) -> pet_pb2.Pet:
+    async def _changed(self, s: AsyncSession, previous: pet_pb2.Pet, paths: list[str],
+                       columns: Mapping[str, Any] | None = None) -> pet_pb2.Pet:
         """Every change to a pet ends here: its columns, a newer update_time, and pet.updated with the
         pet before and after. Returns the pet as it is now."""
         pet_id = previous.name.removeprefix("pets/")
-        await s.execute(pets.update().where(pets.c.id == pet_id).values(
-            update_time=next_update_time(previous), **(columns or {})))
+        await store.update_pet(s, pet_id, {"update_time": next_update_time(previous), **(columns or {})})
         pet = await self._message(s, pet_id)
         await emit(s, pet_events.PetUpdated(
             pet=pet, previous=previous, update_mask=field_mask_pb2.FieldMask(paths=paths)))
         return pet
 
     @staticmethod
-    def _columns(pet: pet_pb2.Pet, fields: set[str]) -> dict:
-        out = {}
+    def _columns(pet: pet_pb2.Pet, fields: set[str]) -> dict[str, Any]:
+        """The stored columns of these fields of a pet."""
+        out: dict[str, Any] = {}
         for f in fields:
             if f == "location":
                 has = pet.HasField("location")
@@ -316,18 +286,17 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         async with self.db.transaction() as s:
             return await self._message(s, pet_id)
 
-    async def _message(self, s, pet_id: str) -> pet_pb2.Pet:
-        row = (await s.execute(sa.select(pets, sa.literal(0.0).label("sort_key")).where(pets.c.id == pet_id))).first()
+    async def _message(self, s: AsyncSession, pet_id: str) -> pet_pb2.Pet:
+        row = await store.find_pet(s, pet_id)
         if row is None:
             raise errors.not_found(PET_TYPE, f"pets/{pet_id}")
         return (await self._messages(s, [row], with_distance=False))[0]
 
-    async def _messages(self, s, rows, with_distance: bool = True) -> list[pet_pb2.Pet]:
+    async def _messages(self, s: AsyncSession, rows: Sequence[Row], with_distance: bool = True) -> list[pet_pb2.Pet]:
         ids = [r.id for r in rows]
-        by_pet: dict[str, list] = {i: [] for i in ids}
+        by_pet: dict[str, list[Row]] = {i: [] for i in ids}
         if ids:
-            for p in (await s.execute(sa.select(photos).where(photos.c.pet_id.in_(ids))
-                                      .order_by(photos.c.create_time, photos.c.id))).all():
+            for p in await store.find_photos(s, ids):
                 by_pet[p.pet_id].append(p)
         now = today()
         out = []

@@ -1,4 +1,5 @@
-"""Pet rules that need no database: field validation, dates and ages, photo content checks."""
+"""Pet rules that need no database: who may change a pet, field validation, dates and ages, photo content
+checks."""
 from __future__ import annotations
 
 import contextlib
@@ -12,6 +13,7 @@ from google.type import date_pb2
 from PIL import Image, UnidentifiedImageError
 
 from mesh import errors
+from mesh.principal import Principal
 from mesh.resources import check_text
 from petplatform.common.v1 import animal_pb2
 from petplatform.pet.v1 import pet_pb2
@@ -31,6 +33,12 @@ MAX_PHOTOS_PER_PET = 20
 PHOTO_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 WRITABLE = {"display_name", "species", "breed", "sex", "size", "birth_date", "description", "status", "location",
             "good_with_children", "good_with_dogs", "good_with_cats"}
+MAX_REQUEST_ID_LENGTH = 64
+
+
+def may_change(caller: Principal, owner_id: str) -> bool:
+    """Who may change a pet, its photos and health records, and read those records: its owner, and admins."""
+    return caller.user_id == owner_id or caller.is_admin
 
 
 def to_date(d: date_pb2.Date) -> tuple[dt.date, bool]:
@@ -92,6 +100,27 @@ def check_pet(pet: pet_pb2.Pet, fields: set[str], today: dt.date, prefix: str = 
             v.append((f"{prefix}.location.latitude", "must be between -90 and 90"))
         if not -180 <= pet.location.longitude <= 180:
             v.append((f"{prefix}.location.longitude", "must be between -180 and 180"))
+    if v:
+        raise errors.invalid_argument(*v)
+
+
+def check_request_id(request_id: str) -> None:
+    if len(request_id) > MAX_REQUEST_ID_LENGTH:
+        raise errors.invalid_argument(("request_id", f"must have at most {MAX_REQUEST_ID_LENGTH} characters"))
+
+
+def check_health_record(rec: pet_pb2.HealthRecord, today: dt.date) -> None:
+    """Raises INVALID_ARGUMENT naming every bad field of a new health record."""
+    v: list = []
+    if rec.kind == 0 or rec.kind not in pet_pb2.HealthRecord.Kind.values():
+        v.append(("health_record.kind", "required: one of the Kind values"))
+    check_text(v, "health_record.title", rec.title.strip(), min_len=1, max_len=200)
+    check_text(v, "health_record.notes", rec.notes, max_len=5000)
+    check_text(v, "health_record.veterinarian", rec.veterinarian, max_len=200)
+    if not rec.HasField("date"):
+        v.append(("health_record.date", "required"))
+    else:
+        check_date(v, "health_record.date", rec.date, today)
     if v:
         raise errors.invalid_argument(*v)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from typing import Any
 
 from google.type import latlng_pb2
 import sqlalchemy as sa
@@ -75,8 +76,10 @@ def sql_distance_km(lat: float, lng: float):
     return 2 * EARTH_RADIUS_KM * f.asin(f.sqrt(a))
 
 
-def sql(r: pet_pb2.ListPetsRequest, today: dt.date):
-    """(query selecting pets plus a `sort_key` column, ORDER BY clauses, the keyset column)."""
+def sql(r: pet_pb2.ListPetsRequest,
+        today: dt.date) -> tuple[sa.Select[*tuple[Any, ...]], sa.ColumnElement[Any], bool]:
+    """(query selecting pets plus a `sort_key` column, the key it is sorted by (then by id), whether
+    descending): ListPets pages it with mesh.pagination."""
     dist = sql_distance_km(r.near.latitude, r.near.longitude) if r.HasField("near") else sa.literal(0.0)
     q = sa.select(pets, dist.label("sort_key"))
     if r.species:
@@ -106,8 +109,8 @@ def sql(r: pet_pb2.ListPetsRequest, today: dt.date):
         dlat = r.radius_km / 111.0
         q = q.where(pets.c.latitude.between(r.near.latitude - dlat, r.near.latitude + dlat), dist <= r.radius_km)
     if r.order_by == "distance":
-        return q, (dist.asc(), pets.c.id.asc()), dist
-    return q, (pets.c.create_time.desc(), pets.c.id.desc()), pets.c.create_time
+        return q, dist, False
+    return q, pets.c.create_time, True
 
 
 # --- in memory, for WatchPets ---

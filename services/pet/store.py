@@ -1,7 +1,16 @@
-"""Pet's tables: listings, their photos (bytes live in the blob port) and health records."""
-import sqlalchemy as sa
+"""Pet's tables (listings, their photos, whose bytes live in the blob port, and health records) and the
+queries on them."""
+from __future__ import annotations
 
-from mesh.sql import UtcDateTime
+from collections.abc import Mapping, Sequence
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mesh import pagination
+from mesh.sql import Row, UtcDateTime, rows_changed
 
 metadata = sa.MetaData()
 
@@ -62,3 +71,99 @@ health_records = sa.Table(
     sa.Column("create_time", UtcDateTime, nullable=False),
     sa.Index("ix_health_records_pet_date", "pet_id", "date", "id"),
 )
+
+
+# --- pets ---
+
+async def find_pet_id_by_request(s: AsyncSession, *, owner_id: str, request_id: str) -> str | None:
+    """The pet an owner already created with this request_id (CreatePet retried), if any."""
+    return await s.scalar(sa.select(pets.c.id).where(pets.c.owner_id == owner_id, pets.c.request_id == request_id))
+
+
+async def add_pet(s: AsyncSession, *, pet_id: str, owner_id: str, request_id: str | None, status: int,
+                  create_time: dt.datetime, columns: Mapping[str, Any]) -> None:
+    """`columns`: the pet's other columns. IntegrityError when the owner already used request_id."""
+    await s.execute(pets.insert().values(id=pet_id, owner_id=owner_id, request_id=request_id, status=status,
+                                         create_time=create_time, update_time=create_time, **columns))
+
+
+async def find_pet(s: AsyncSession, pet_id: str) -> Row | None:
+    """A pet's row, shaped as find_pets' rows are (with a sort_key of 0)."""
+    return (await s.execute(sa.select(pets, sa.literal(0.0).label("sort_key")).where(pets.c.id == pet_id))).first()
+
+
+async def find_pet_owner(s: AsyncSession, pet_id: str, *, lock: bool = False) -> Row | None:
+    """(id, owner_id, photo_count) of a pet; `lock`: the row stays locked (FOR UPDATE) until the transaction
+    ends."""
+    query = sa.select(pets.c.id, pets.c.owner_id, pets.c.photo_count).where(pets.c.id == pet_id)
+    return (await s.execute(query.with_for_update() if lock else query)).first()
+
+
+async def find_pets(s: AsyncSession, query: sa.Select[*tuple[Any, ...]], *, key: sa.ColumnElement[Any],
+                    descending: bool, after: pagination.Position | None, size: int) -> Sequence[Row]:
+    """A page of a search (search.sql gives the query and its order): `after` is the (key, id) of the last
+    pet seen."""
+    return (await s.execute(pagination.select_page(query, after, key, pets.c.id, descending=descending,
+                                                   size=size))).all()
+
+
+async def update_pet(s: AsyncSession, pet_id: str, values: Mapping[str, Any]) -> None:
+    await s.execute(pets.update().where(pets.c.id == pet_id).values(**values))
+
+
+async def delete_pet(s: AsyncSession, pet_id: str) -> Sequence[str]:
+    """Deletes a pet with its photos and health records; returns the photos' ids (their blobs are left to
+    the caller)."""
+    photo_ids = (await s.execute(sa.select(photos.c.id).where(photos.c.pet_id == pet_id))).scalars().all()
+    await s.execute(health_records.delete().where(health_records.c.pet_id == pet_id))
+    await s.execute(photos.delete().where(photos.c.pet_id == pet_id))
+    await s.execute(pets.delete().where(pets.c.id == pet_id))
+    return photo_ids
+
+
+# --- photos ---
+
+async def find_photos(s: AsyncSession, pet_ids: Sequence[str]) -> Sequence[Row]:
+    """The photos of these pets, oldest first."""
+    return (await s.execute(sa.select(photos).where(photos.c.pet_id.in_(pet_ids))
+                            .order_by(photos.c.create_time, photos.c.id))).all()
+
+
+async def take_photo_slot(s: AsyncSession, pet_id: str, *, limit: int) -> bool:
+    """Counts one more photo for the pet unless it has `limit` already: False then. One conditional UPDATE,
+    atomic on PostgreSQL and SQLite alike (SQLite ignores FOR UPDATE), which also holds the pet's row (write)
+    lock until the transaction ends."""
+    return await rows_changed(s, pets.update().where(pets.c.id == pet_id, pets.c.photo_count < limit).values(
+        photo_count=pets.c.photo_count + 1)) == 1
+
+
+async def add_photo(s: AsyncSession, *, photo_id: str, pet_id: str, content_type: str, size_bytes: int, width: int,
+                    height: int, create_time: dt.datetime) -> None:
+    """Its slot is taken first (take_photo_slot)."""
+    await s.execute(photos.insert().values(id=photo_id, pet_id=pet_id, content_type=content_type,
+                                           size_bytes=size_bytes, width=width, height=height,
+                                           create_time=create_time))
+
+
+async def delete_photo(s: AsyncSession, *, pet_id: str, photo_id: str) -> bool:
+    """Deletes a pet's photo and gives its slot back; False when the pet has no such photo."""
+    if await rows_changed(s, photos.delete().where(photos.c.id == photo_id, photos.c.pet_id == pet_id)) != 1:
+        return False
+    await s.execute(pets.update().where(pets.c.id == pet_id).values(photo_count=pets.c.photo_count - 1))
+    return True
+
+
+# --- health records ---
+
+async def add_health_record(s: AsyncSession, *, record_id: str, pet_id: str, kind: int, title: str, notes: str,
+                            date: dt.date, veterinarian: str, create_time: dt.datetime) -> None:
+    await s.execute(health_records.insert().values(id=record_id, pet_id=pet_id, kind=kind, title=title, notes=notes,
+                                                   date=date, veterinarian=veterinarian, create_time=create_time))
+
+
+async def list_health_records(s: AsyncSession, pet_id: str, *, after: pagination.Position | None,
+                              size: int) -> Sequence[Row]:
+    """A page of a pet's health records, latest date first; `after`: (date, id) of the last one seen."""
+    query = pagination.select_page(sa.select(health_records).where(health_records.c.pet_id == pet_id), after,
+                                   health_records.c.date, health_records.c.id, descending=True, size=size)
+    return (await s.execute(query)).all()

@@ -39,6 +39,7 @@ def change_of(envelope: event_pb2.EventEnvelope) -> tuple[Change, float]:
         return (None, event.pet), event.pet.update_time.ToNanoseconds() / 1e9
     if isinstance(event, pet_events.PetUpdated):
         return (event.previous, event.pet), event.pet.update_time.ToNanoseconds() / 1e9
+    assert isinstance(event, pet_events.PetDeleted)  # unpack returns only the WATCHED types
     return (event.pet, None), event.pet.update_time.ToNanoseconds() / 1e9 + 1e-6
 
 
@@ -51,7 +52,9 @@ class WatchHub:
 
     async def on_event(self, body: bytes) -> None:
         change, version = change_of(event_pb2.EventEnvelope.FromString(body))
-        name = (change[1] or change[0]).name
+        pet = change[1] or change[0]
+        assert pet is not None  # every change has the pet before or after it
+        name = pet.name
         # Events of one pet can arrive out of order (a publish retried after later ones went out,
         # two replicas relaying side by side): an older version than one already passed on is stale.
         if version < self._versions.get(name, float("-inf")):

@@ -1,9 +1,16 @@
 """User's tables (public profiles, no PII beyond the display name, and reviews between users) and
 the queries on them."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+import datetime as dt
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh.sql import UtcDateTime, utcnow
+from mesh import pagination
+from mesh.sql import Row, UtcDateTime, rows_changed, utcnow
 
 metadata = sa.MetaData()
 
@@ -46,12 +53,49 @@ async def create_profile(s: AsyncSession, user_id: str, display_name: str) -> No
 
 async def mark_email_verified(s: AsyncSession, user_id: str) -> bool:
     """False when the profile does not exist (yet)."""
-    done = await s.execute(profiles.update().where(profiles.c.user_id == user_id).values(email_verified=True))
-    return done.rowcount == 1
+    return await rows_changed(s, profiles.update().where(profiles.c.user_id == user_id).values(
+        email_verified=True)) == 1
 
 
 async def count_upheld_report(s: AsyncSession, user_id: str) -> bool:
     """False when the profile does not exist (yet)."""
-    done = await s.execute(profiles.update().where(profiles.c.user_id == user_id).values(
-        upheld_reports=profiles.c.upheld_reports + 1))
-    return done.rowcount == 1
+    return await rows_changed(s, profiles.update().where(profiles.c.user_id == user_id).values(
+        upheld_reports=profiles.c.upheld_reports + 1)) == 1
+
+
+async def find_profile(s: AsyncSession, user_id: str) -> Row | None:
+    return (await s.execute(sa.select(profiles).where(profiles.c.user_id == user_id))).first()
+
+
+async def update_profile(s: AsyncSession, user_id: str, *, display_name: str, bio: str,
+                         location: tuple[float, float] | None, preferences: dict[str, Any]) -> None:
+    """`location`: (latitude, longitude); `preferences`: their proto3 JSON."""
+    latitude, longitude = location or (None, None)
+    await s.execute(profiles.update().where(profiles.c.user_id == user_id).values(
+        display_name=display_name, bio=bio, latitude=latitude, longitude=longitude, preferences=preferences,
+        update_time=utcnow()))
+
+
+async def add_review(s: AsyncSession, *, review_id: str, subject_id: str, author_id: str, rating: int, text: str,
+                     create_time: dt.datetime) -> None:
+    """IntegrityError when the author has already reviewed the subject."""
+    await s.execute(reviews.insert().values(id=review_id, subject_id=subject_id, author_id=author_id, rating=rating,
+                                            text=text, create_time=create_time))
+
+
+async def list_reviews(s: AsyncSession, subject_id: str, *, after: pagination.Position | None,
+                       size: int) -> Sequence[Row]:
+    """A page of the reviews about a user, newest first; `after`: (create_time, id) of the last one seen."""
+    query = pagination.select_page(sa.select(reviews).where(reviews.c.subject_id == subject_id), after,
+                                   reviews.c.create_time, reviews.c.id, descending=True, size=size)
+    return (await s.execute(query)).all()
+
+
+async def ratings_with_reviewers(s: AsyncSession, subject_id: str) -> Sequence[Row]:
+    """Every rating about a user, each with its reviewer's standing (email_verified, create_time,
+    upheld_reports)."""
+    author = profiles.alias("author")
+    return (await s.execute(
+        sa.select(reviews.c.rating, author.c.email_verified, author.c.create_time, author.c.upheld_reports)
+        .join(author, author.c.user_id == reviews.c.author_id)
+        .where(reviews.c.subject_id == subject_id))).all()

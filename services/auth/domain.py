@@ -1,0 +1,83 @@
+"""Auth rules that need no database: email addresses and sign-up fields, roles, what is stored of a token,
+access token claims, and when a refresh or verification token may be used."""
+from __future__ import annotations
+
+from collections.abc import Collection
+import datetime as dt
+import hashlib
+import re
+from typing import Any
+import unicodedata
+import uuid
+
+from mesh import errors
+from mesh.resources import check_display_name
+from petplatform.auth.v1 import auth_pb2
+from services.auth import passwords
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+MAX_EMAIL_LENGTH = 254
+# Stored role -> the Account message's.
+ROLES = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
+# Emails a caller may have sent in an hour: verification links they ask for, and the notice to the owner of
+# an email someone tried to register again (so Register cannot flood a mailbox).
+MAX_VERIFICATION_EMAILS_PER_HOUR = 5
+MAX_SIGNUP_NOTICES_PER_HOUR = 1
+
+
+def normalise_email(raw: str) -> str:
+    """The one form of an email address that is stored, compared and throttled: NFKC (full-width and other
+    compatibility characters become plain ones), without surrounding spaces, lower case."""
+    return unicodedata.normalize("NFKC", raw).strip().lower()
+
+
+def check_registration(email: str, display_name: str, password: str) -> None:
+    """Raises INVALID_ARGUMENT naming every bad field of a sign-up (`email` normalised, `display_name`
+    stripped). The password may not be the email, its local part or the name."""
+    violations: list = []
+    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
+        violations.append(("email", "must be a valid email address"))
+    check_display_name(violations, "display_name", display_name)
+    why = passwords.problems(password, context=[email, email.split("@")[0], display_name])
+    if why:
+        violations.append(("password", why))
+    if violations:
+        raise errors.invalid_argument(*violations)
+
+
+def role_for(email: str, admin_emails: Collection[str]) -> str:
+    """The role of a new account: admin when its (normalised) email is one of the configured admins'."""
+    return "admin" if email in admin_emails else "user"
+
+
+def sha256(text: str) -> str:
+    """Hex SHA-256: all that is stored of a refresh or verification token, and how an email appears in a
+    cache key."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def access_claims(*, issuer: str, account_id: str, role: str, session_id: str, now: dt.datetime,
+                  ttl_seconds: int) -> dict[str, Any]:
+    """The claims of an access token: its session is the refresh token family it was issued with (revoking
+    that family ends it), and each token has its own id."""
+    return {"iss": issuer, "sub": account_id, "sid": session_id, "role": role, "iat": now,
+            "exp": now + dt.timedelta(seconds=ttl_seconds), "jti": uuid.uuid4().hex}
+
+
+def refresh_token_usable(*, revoke_time: dt.datetime | None, expire_time: dt.datetime, now: dt.datetime) -> bool:
+    """Whether a stored refresh token may still be exchanged: neither revoked nor expired. One already used
+    may not be either, but that is reuse, which the caller tells apart."""
+    return revoke_time is None and expire_time > now
+
+
+def verification_link_used() -> errors.ApiError:
+    return errors.failed_precondition("this verification link was already used", "VERIFICATION_TOKEN_USED")
+
+
+def check_verification_token(*, use_time: dt.datetime | None, expire_time: dt.datetime, now: dt.datetime) -> None:
+    """Raises FAILED_PRECONDITION when a stored verification token was used or has expired."""
+    if use_time is not None:
+        raise verification_link_used()
+    if expire_time <= now:
+        raise errors.failed_precondition("this verification link has expired; ask for a new one",
+                                         "VERIFICATION_TOKEN_EXPIRED")

@@ -1,0 +1,130 @@
+"""Auth rules as pure functions: the one form of an email address, sign-up fields, roles, token claims and
+lifetimes."""
+from __future__ import annotations
+
+import datetime as dt
+
+from hypothesis import given, strategies as st
+import pytest
+
+from mesh import errors
+from petplatform.auth.v1 import auth_pb2
+from services.auth import domain
+
+NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.timezone.utc)
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.mark.parametrize("typed", [
+    "me@example.com",
+    "Me@Example.COM",  # case
+    "  me@example.com\t\n",  # surrounding white space
+    "\u3000me@example.com\u3000",  # ideographic spaces: NFKC makes them plain ones, then stripped
+    "ｍｅ＠ｅｘａｍｐｌｅ．ｃｏｍ",  # full-width forms
+    "ＭＥ＠ＥＸＡＭＰＬＥ．ＣＯＭ",  # full-width capitals
+    "ME@example.com",
+])
+def test_forms_of_one_address_normalise_alike(typed):
+    assert domain.normalise_email(typed) == "me@example.com"
+
+
+@pytest.mark.parametrize("typed, normal", [
+    ("Jos\u0065\u0301@example.com", "jos\u00e9@example.com"),  # decomposed é composes
+    ("JOS\u00c9@example.com", "jos\u00e9@example.com"),
+    ("\ufb01sh@example.com", "fish@example.com"),  # the ﬁ ligature
+    ("\u212aelvin@example.com", "kelvin@example.com"),  # KELVIN SIGN is a K
+    ("STRASSE@example.de", "strasse@example.de"),
+    ("STRAẞE@example.de", "straße@example.de"),  # lower case, not case folding: ß stays ß
+])
+def test_compatibility_and_case_forms(typed, normal):
+    assert domain.normalise_email(typed) == normal
+
+
+@given(st.text(max_size=40))
+def test_normalising_twice_changes_nothing(raw):
+    # An address is stored normalised: typing exactly what was stored must find it again.
+    once = domain.normalise_email(raw)
+    assert domain.normalise_email(once) == once
+
+
+def violations_of(email: str, display_name: str = "Me", password: str = PASSWORD) -> dict[str, str]:
+    try:
+        domain.check_registration(email, display_name, password)
+    except errors.ApiError as e:
+        return {v.field: v.description for v in e.details[0].field_violations}
+    return {}
+
+
+@pytest.mark.parametrize("email, valid", [
+    ("me@example.com", True),
+    ("a@b.co", True),
+    ("first.last+tag@sub.example.org", True),
+    ("me@example", False),  # no dot in the domain
+    ("me@example.", False),
+    ("@example.com", False),
+    ("me@@example.com", False),
+    ("me @example.com", False),
+    ("", False),
+    ("x" * 242 + "@example.com", True),  # 254 characters
+    ("x" * 243 + "@example.com", False),
+])
+def test_email_addresses(email, valid):
+    assert ("email" not in violations_of(email)) == valid
+
+
+def test_every_bad_sign_up_field_is_named_at_once():
+    assert set(violations_of("nope", display_name="", password="short")) == {"email", "display_name", "password"}
+
+
+def test_the_password_may_not_be_the_email_or_the_name():
+    same = "must not be your email or name"
+    assert violations_of("alice.wonder@example.com", password="alice.wonder")["password"] == same
+    assert violations_of("aw@example.com", password="aw@example.com")["password"] == same
+    assert violations_of("aw@example.com", "Alice Wonderland", "alice wonderland")["password"] == same
+    assert violations_of("aw@example.com", "Alice Wonderland", PASSWORD) == {}
+
+
+def test_admins_by_email_and_roles_in_messages():
+    admins = {domain.normalise_email("Boss@Example.com")}
+    assert domain.role_for("boss@example.com", admins) == "admin"
+    assert domain.role_for("staff@example.com", admins) == "user"
+    assert domain.ROLES == {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
+
+
+def test_tokens_are_stored_as_their_sha256():
+    assert domain.sha256("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_access_claims():
+    claims = domain.access_claims(issuer="petplatform", account_id="a1", role="user", session_id="f1", now=NOW,
+                                  ttl_seconds=900)
+    assert {k: v for k, v in claims.items() if k != "jti"} == {
+        "iss": "petplatform", "sub": "a1", "sid": "f1", "role": "user", "iat": NOW,
+        "exp": NOW + dt.timedelta(minutes=15)}
+    again = domain.access_claims(issuer="petplatform", account_id="a1", role="user", session_id="f1", now=NOW,
+                                 ttl_seconds=900)
+    assert len(claims["jti"]) == 32 and claims["jti"] != again["jti"]
+
+
+@pytest.mark.parametrize("revoked, expires_in, usable", [
+    (False, dt.timedelta(seconds=1), True),
+    (False, dt.timedelta(0), False),  # expires at this instant
+    (False, -dt.timedelta(days=1), False),
+    (True, dt.timedelta(days=7), False),
+])
+def test_refresh_token_lifetime(revoked, expires_in, usable):
+    assert domain.refresh_token_usable(revoke_time=NOW if revoked else None, expire_time=NOW + expires_in,
+                                       now=NOW) == usable
+
+
+def test_verification_tokens_are_used_once_before_they_expire():
+    domain.check_verification_token(use_time=None, expire_time=NOW + dt.timedelta(seconds=1), now=NOW)
+    with pytest.raises(errors.ApiError) as used:
+        domain.check_verification_token(use_time=NOW, expire_time=NOW + dt.timedelta(days=1), now=NOW)
+    assert used.value.reason == "VERIFICATION_TOKEN_USED"
+    with pytest.raises(errors.ApiError) as expired:
+        domain.check_verification_token(use_time=None, expire_time=NOW, now=NOW)
+    assert expired.value.reason == "VERIFICATION_TOKEN_EXPIRED"
+    with pytest.raises(errors.ApiError) as both:  # a used link says so, even once expired
+        domain.check_verification_token(use_time=NOW, expire_time=NOW - dt.timedelta(days=1), now=NOW)
+    assert both.value.reason == "VERIFICATION_TOKEN_USED"
