@@ -143,7 +143,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         count, ttl = await self.cache.incr(f"verification-email:{caller.user_id}", 3600)
         if count > domain.MAX_VERIFICATION_EMAILS_PER_HOUR:
             raise errors.resource_exhausted("too many verification emails; try again later",
-                                            "VERIFICATION_EMAIL_THROTTLED", ttl)
+                                            "VERIFICATION_EMAIL_THROTTLED", ttl, limit=domain.MAX_VERIFICATION_EMAILS_PER_HOUR)
         async with self.db.transaction() as s:
             row = await store.find_account(s, caller.user_id)
             if row is None:

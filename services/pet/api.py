@@ -36,7 +36,8 @@ def next_update_time(previous: pet_pb2.Pet) -> dt.datetime:
 
 
 def too_many_photos() -> errors.ApiError:
-    return errors.failed_precondition(f"a pet has at most {domain.MAX_PHOTOS_PER_PET} photos", "TOO_MANY_PHOTOS")
+    return errors.failed_precondition(f"a pet has at most {domain.MAX_PHOTOS_PER_PET} photos", "TOO_MANY_PHOTOS",
+                                      limit=domain.MAX_PHOTOS_PER_PET)
 
 
 def today() -> dt.date:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+from google.rpc import error_details_pb2
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from petplatform.pet.v1 import pet_pb2
-from tests.conftest import Api, embedded_settings, error_reason, start_platform
+from tests.conftest import Api, embedded_settings, error_reason, start_platform, status_of
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,9 @@ async def test_a_caller_holds_at_most_its_share_of_streams(small: Api):
     err = grpc.aio.AioRpcError(await refused.code(), await refused.initial_metadata(), await refused.trailing_metadata(),
                                await refused.details())
     assert error_reason(err) == "TOO_MANY_STREAMS"
+    info = error_details_pb2.ErrorInfo()
+    assert any(d.Unpack(info) for d in status_of(err).details)
+    assert (info.domain, dict(info.metadata)) == ("pet.petplatform.dev", {"limit": "2", "retry_after_seconds": "1"})
     other = await watch(small, bob.md)  # someone else is not held back
     first[0].cancel()
     for _ in range(250):  # the slot comes back once the server has seen the cancellation
