@@ -67,9 +67,11 @@ async def load_demo_data(address: str, data_dir: Path) -> None:
                 display_name=f"{rnd.choice(NAMES)} {i + 1}", species=species, breed=rnd.choice(BREEDS[species]),
                 sex=rnd.choice([pet_pb2.Pet.SEX_MALE, pet_pb2.Pet.SEX_FEMALE]),
                 size=rnd.choice([animal_pb2.PET_SIZE_SMALL, animal_pb2.PET_SIZE_MEDIUM, animal_pb2.PET_SIZE_LARGE]),
-                birth_date=date_pb2.Date(year=rnd.randint(2014, 2025), month=rnd.randint(1, 12), day=rnd.randint(1, 28)),
+                birth_date=date_pb2.Date(year=rnd.randint(2014, 2025), month=rnd.randint(1, 12),
+                                         day=rnd.randint(1, 28)),
                 description="Friendly, vaccinated and looking for a loving home.",
-                location=latlng_pb2.LatLng(latitude=lat + rnd.uniform(-0.2, 0.2), longitude=lng + rnd.uniform(-0.2, 0.2)),
+                location=latlng_pb2.LatLng(latitude=lat + rnd.uniform(-0.2, 0.2),
+                                           longitude=lng + rnd.uniform(-0.2, 0.2)),
                 good_with_children=rnd.random() < 0.6, good_with_dogs=rnd.random() < 0.5,
                 good_with_cats=rnd.random() < 0.4)
             md = owners[i % 3]

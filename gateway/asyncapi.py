@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from google.protobuf.message import Message
 
-from gateway.openapi import Schemas, comments, first_sentence
+from gateway.openapi import Schemas, comments, first_sentence, message_descriptor
 from petplatform.common.v1 import event_pb2
 
 
@@ -27,7 +27,7 @@ def document(channels: Sequence[EventChannel], *, exchange: str) -> dict:
     messages: dict[str, dict] = {}
     operations: dict[str, dict] = {}
     for c in channels:
-        d = c.payload.DESCRIPTOR
+        d = message_descriptor(c.payload)
         doc = comments().get(d.full_name, "")
         messages[d.full_name] = {
             "name": d.name, "title": d.full_name, "summary": first_sentence(doc),

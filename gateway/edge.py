@@ -30,6 +30,13 @@ log = logging.getLogger(__name__)
 AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 
 
+def bound_port(site: web.TCPSite) -> int:
+    """The port a site listens on (asked for as 0 in tests)."""
+    server = site._server
+    assert isinstance(server, asyncio.Server), "a TCP site serves with an asyncio server"
+    return int(server.sockets[0].getsockname()[1])
+
+
 class Edge:
     """routes: full gRPC service name -> the peer serving it (the edge knows contracts, not services).
     asyncapi: the events document served at /asyncapi.json."""
@@ -64,7 +71,7 @@ class Edge:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.s.host, self.s.http_port if http_port is None else http_port)
         await site.start()
-        self.http_port = site._server.sockets[0].getsockname()[1]
+        self.http_port = bound_port(site)
         self.grpc_server = grpc.aio.server(options=CHANNEL_OPTIONS)
         self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.channel_for, self.streams,
                                                                self.decoder),))

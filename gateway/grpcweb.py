@@ -50,7 +50,8 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
     def encode(chunk: bytes) -> bytes:
         return base64.b64encode(chunk) if text else chunk
 
-    response = web.StreamResponse(status=200, headers={**request[EDGE_HEADERS], "Content-Type": content_type})
+    edge_headers = request[EDGE_HEADERS]
+    response = web.StreamResponse(status=200, headers={**edge_headers, "Content-Type": content_type})
     admission = None
     try:
         method = lookup(request.path)

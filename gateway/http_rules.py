@@ -26,7 +26,8 @@ class PathTemplate:
         colon = pattern.rfind(":")
         if colon > pattern.rfind("}") and colon > pattern.rfind("/"):
             path, verb = pattern[:colon], pattern[colon:]
-        regex, variables, pos = "", [], 0
+        regex, pos = "", 0
+        variables: list[str] = []
         for m in _VAR.finditer(path):
             regex += _segments(path[pos:m.start()])
             regex += f"(?P<v{len(variables)}>{_segments(m.group(2) or '*')})"

@@ -5,8 +5,11 @@ import functools
 import html
 import re
 from pathlib import Path
+from typing import cast
 
 from google.protobuf import descriptor, descriptor_pb2
+from google.protobuf.message import Message
+from google.rpc import status_pb2
 
 from gateway.http_rules import Binding
 from petplatform.common.v1 import access_pb2
@@ -24,7 +27,7 @@ _SCALARS = {
     _FD.TYPE_SFIXED64: {"type": "string", "format": "int64"}, _FD.TYPE_UINT64: {"type": "string", "format": "uint64"},
     _FD.TYPE_FIXED64: {"type": "string", "format": "uint64"},
 }
-_WELL_KNOWN = {
+_WELL_KNOWN: dict[str, dict[str, object]] = {
     "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
     "google.protobuf.Duration": {"type": "string", "pattern": r"^-?\d+(\.\d+)?s$"},
     "google.protobuf.FieldMask": {"type": "string", "description": "comma-separated field paths"},
@@ -63,6 +66,17 @@ def comments() -> dict[str, str]:
     return out
 
 
+def message_descriptor(cls: type[Message]) -> descriptor.Descriptor:
+    # The stubs type DESCRIPTOR as upb's class or the pure-Python one: the same API either way.
+    return cast(descriptor.Descriptor, cls.DESCRIPTOR)
+
+
+def message_of(f: descriptor.FieldDescriptor) -> descriptor.Descriptor:
+    """The message type of a message field."""
+    assert f.message_type is not None, f"{f.full_name} is not a message field"
+    return f.message_type
+
+
 class Schemas:
     """JSON Schemas of protobuf messages (proto3 JSON), gathered under components/schemas."""
 
@@ -72,14 +86,16 @@ class Schemas:
     def field(self, f: descriptor.FieldDescriptor) -> dict:
         if f.message_type and f.message_type.GetOptions().map_entry:
             return {"type": "object", "additionalProperties": self.field(f.message_type.fields_by_name["value"])}
+        item: dict[str, object]
         if f.type == _FD.TYPE_MESSAGE:
-            item = self.ref(f.message_type)
+            item = self.ref(message_of(f))
         elif f.type == _FD.TYPE_ENUM:
+            assert f.enum_type is not None
             item = {"type": "string", "enum": [v.name for v in f.enum_type.values]}
         else:
             item = dict(_SCALARS[f.type])
-        schema = {"type": "array", "items": item} if f.is_repeated else item
-        if doc := comments().get(f"{f.containing_type.full_name}.{f.name}"):
+        schema: dict[str, object] = {"type": "array", "items": item} if f.is_repeated else item
+        if doc := comments().get(f.full_name):
             schema = {**schema, "description": doc} if "$ref" not in schema else {"allOf": [schema], "description": doc}
         return schema
 
@@ -118,12 +134,12 @@ def _query_params(b: Binding, schemas: Schemas) -> list[dict]:
     if b.body == "*":
         return []
     bound = {v.split(".")[0] for v in b.template.variables} | {b.body}
-    out = []
+    out: list[dict[str, object]] = []
     for f in b.method.input_type.fields:
         if f.name in bound:
             continue
-        if f.type == _FD.TYPE_MESSAGE and f.message_type.full_name not in _WELL_KNOWN and not f.is_repeated:
-            for sub in f.message_type.fields:
+        if f.type == _FD.TYPE_MESSAGE and message_of(f).full_name not in _WELL_KNOWN and not f.is_repeated:
+            for sub in message_of(f).fields:
                 out.append({"name": f"{f.json_name}.{sub.json_name}", "in": "query", "schema": schemas.field(sub)})
             continue
         out.append({"name": f.json_name, "in": "query", "schema": schemas.field(f),
@@ -133,7 +149,7 @@ def _query_params(b: Binding, schemas: Schemas) -> list[dict]:
 
 def document(bindings: list[Binding]) -> dict:
     schemas = Schemas()
-    status = schemas.ref(__import__("google.rpc.status_pb2", fromlist=["x"]).Status.DESCRIPTOR)
+    status = schemas.ref(message_descriptor(status_pb2.Status))
     paths: dict[str, dict] = {}
     seen: dict[str, int] = {}
     for b in bindings:
@@ -191,8 +207,9 @@ def _edge_paths(status: dict) -> dict:
                                                "payload, producers and consumers.", obj),
         "/.well-known/jwks.json": get("Edge_Jwks", "The public keys that verify access tokens (JWKS).",
                                       {"application/jwk-set+json": {"schema": {"type": "object"}}}),
-        "/verify-email": get("Edge_VerifyEmailPage", "The page the verification email links to; its button "
-                                                     "confirms the address.", {"text/html": {"schema": {"type": "string"}}},
+        "/verify-email": get("Edge_VerifyEmailPage",
+                             "The page the verification email links to; its button confirms the address.",
+                             {"text/html": {"schema": {"type": "string"}}},
                              [{"name": "token", "in": "query", "required": True, "schema": {"type": "string"}}]),
     }
 

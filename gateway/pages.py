@@ -25,6 +25,8 @@ _TOKEN_MAX = 200
 _FORM_MAX = 4096
 log = logging.getLogger(__name__)
 
+AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+
 
 def page(title: str, body: str, status: int = 200) -> web.Response:
     return web.Response(
@@ -94,7 +96,8 @@ class VerifyEmailPage:
         if not token or len(token) > _TOKEN_MAX:
             return page("Link not valid", "<p>This verification link is incomplete.</p>", 400)
         try:
-            reply = await auth_pb2_grpc.AuthServiceStub(self.channel_for(auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name)).VerifyEmail(
+            auth = auth_pb2_grpc.AuthServiceStub(self.channel_for(AUTH_SERVICE))
+            reply = await auth.VerifyEmail(
                 auth_pb2.VerifyEmailRequest(token=token), timeout=10)
         except grpc.aio.AioRpcError as e:
             if e.code() not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):

@@ -32,6 +32,14 @@ class Admission:
                 "RateLimit-Reset": str(self.reset_seconds)}
 
 
+class Refused(errors.ApiError):
+    """A call the policy turned away, with the client's rate-limit state for the response's headers."""
+
+    def __init__(self, err: errors.ApiError, admission: Admission):
+        super().__init__(err.code, err.message, err.reason, metadata=err.metadata, details=err.details)
+        self.admission = admission
+
+
 class EdgePolicy:
     def __init__(self, settings: Settings, cache: Cache, verifier: TokenVerifier, edge_key: str):
         self.s = settings
@@ -77,11 +85,9 @@ class EdgePolicy:
         admission = await self._count(client, principal)
         if streaming:
             if self._streams[client] >= self.s.max_streams_per_client:
-                err = errors.resource_exhausted(
+                raise Refused(errors.resource_exhausted(
                     f"at most {self.s.max_streams_per_client} open streams per client: close one first",
-                    "TOO_MANY_STREAMS", 1, limit=self.s.max_streams_per_client)
-                err.admission = admission
-                raise err
+                    "TOO_MANY_STREAMS", 1, limit=self.s.max_streams_per_client), admission)
             self._streams[client] += 1
             admission._release = lambda: self._close_stream(client)
         return admission
@@ -92,10 +98,8 @@ class EdgePolicy:
         limit = self.s.rate_limit_per_minute
         admission = Admission(principal, limit, max(0, limit - count), max(1, math.ceil(reset)))
         if count > limit:
-            err = errors.resource_exhausted(f"rate limit of {limit} requests per minute exceeded",
-                                            "RATE_LIMITED", admission.reset_seconds, limit=limit)
-            err.admission = admission
-            raise err
+            raise Refused(errors.resource_exhausted(f"rate limit of {limit} requests per minute exceeded",
+                                                    "RATE_LIMITED", admission.reset_seconds, limit=limit), admission)
         return admission
 
     def _close_stream(self, client: str) -> None:

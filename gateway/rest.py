@@ -9,6 +9,7 @@ import time
 from concurrent.futures import Executor
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
 import grpc
@@ -69,7 +70,7 @@ def retry_delay(status) -> int | None:
 
 class RestEdge:
     def __init__(self, settings: Settings, bindings: list[Binding], policy: EdgePolicy, channel_for, blobs: BlobStore,
-                 streams: OpenStreams, decoder: Executor, extras: list[tuple[str, str, object]]):
+                 streams: OpenStreams, decoder: Executor, extras: list[tuple[str, str, Handler]]):
         self.s = settings
         self.bindings = bindings
         self.policy = policy
@@ -254,10 +255,12 @@ class RestEdge:
                         if isinstance(e, asyncio.CancelledError) and not self.streams.ended_by_shutdown():
                             raise
                         reading = None
-                        status = status_of(e) if isinstance(e, grpc.aio.AioRpcError) else edge_shutting_down().to_status()
+                        status = (status_of(e) if isinstance(e, grpc.aio.AioRpcError)
+                                  else edge_shutting_down().to_status())
                         return error_response(status, admission.headers())
+                edge_headers = request[EDGE_HEADERS]
                 response = web.StreamResponse(headers={
-                    **request[EDGE_HEADERS], **admission.headers(), "Content-Security-Policy": API_CSP,
+                    **edge_headers, **admission.headers(), "Content-Security-Policy": API_CSP,
                     "Content-Type": "text/event-stream" if sse else "application/x-ndjson",
                     "Cache-Control": "no-store"})
                 await response.prepare(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from google.protobuf import descriptor, json_format, message_factory
 from google.protobuf.message import Message
@@ -11,6 +12,7 @@ from google.rpc import status_pb2
 import grpc
 
 from gateway.http_rules import Binding
+from gateway.openapi import message_descriptor, message_of
 from mesh.limits import check_json_shape
 from mesh import errors
 
@@ -85,8 +87,10 @@ def _put(tree: dict, msg_desc: descriptor.Descriptor, path: list[tuple[str, str 
     head = next((k for k in (f.name, f.json_name) if k in tree), head)
     is_map = f.message_type is not None and f.message_type.GetOptions().map_entry
     if key is not None:
+        container: Any  # the JSON tree is untyped: a map's dict or a repeated message's list
+        slot: Any
         if is_map:
-            value_field = f.message_type.fields_by_name["value"]
+            value_field = message_of(f).fields_by_name["value"]
             container, slot = tree.setdefault(head, {}), key
         elif f.is_repeated and f.type == _FD.TYPE_MESSAGE:
             value_field = f
@@ -105,9 +109,9 @@ def _put(tree: dict, msg_desc: descriptor.Descriptor, path: list[tuple[str, str 
             if not rest:
                 raise errors.invalid_argument((where, f"{head}[{key}] is a message: set its fields as "
                                                       f"{head}[{key}].<field>"))
-            if is_map:
+            if isinstance(container, dict):  # a map entry is made on first use; list items were appended
                 container.setdefault(slot, {})
-            _put(container[slot], value_field.message_type, rest, values, where, from_query)
+            _put(container[slot], message_of(value_field), rest, values, where, from_query)
             return
         if rest:
             raise errors.invalid_argument((where, f"{head}[{key}] has no subfields"))
@@ -123,9 +127,9 @@ def _put(tree: dict, msg_desc: descriptor.Descriptor, path: list[tuple[str, str 
         sub = tree.setdefault(head, {})
         if not isinstance(sub, dict):
             raise errors.invalid_argument((where, f"{head} is set twice"))
-        _put(sub, f.message_type, rest, values, where, from_query)
+        _put(sub, message_of(f), rest, values, where, from_query)
         return
-    if f.type == _FD.TYPE_MESSAGE and not f.message_type.full_name.startswith("google.protobuf."):
+    if f.type == _FD.TYPE_MESSAGE and not message_of(f).full_name.startswith("google.protobuf."):
         hint = f"{head}[0].<field>" if f.is_repeated else f"{head}.<field>"
         raise errors.invalid_argument((where, f"{head} is a message: set its fields as {hint}"))
     typed = [_scalar(f, v, where) for v in values]
@@ -141,10 +145,11 @@ def _put(tree: dict, msg_desc: descriptor.Descriptor, path: list[tuple[str, str 
 _ABSENT = object()
 
 
-def _get(tree: dict, msg_desc: descriptor.Descriptor, path: list[tuple[str, str | None]]):
+def _get(tree: dict, msg_desc: descriptor.Descriptor, path: list[tuple[str, str | None]]) -> Any:
     """The value at a field path (of plain fields, as path variables are) in a JSON tree, by either
     spelling, or _ABSENT."""
-    node, desc = tree, msg_desc
+    node: Any = tree
+    desc: descriptor.Descriptor | None = msg_desc
     for name, _ in path:
         f = desc.fields_by_name.get(name) if desc else None
         if not isinstance(node, dict) or f is None:
@@ -158,7 +163,7 @@ def _get(tree: dict, msg_desc: descriptor.Descriptor, path: list[tuple[str, str 
 
 def build_request(b: Binding, path_vars: dict[str, str], query: Iterable[tuple[str, str]], body: bytes) -> Message:
     cls = input_class(b)
-    desc = cls.DESCRIPTOR
+    desc = message_descriptor(cls)
     tree: dict = {}
     if b.body:
         check_json_shape(body)
@@ -207,7 +212,7 @@ def _where(message: str) -> str:
     return "body"
 
 
-def render_response(b: Binding, response: Message) -> dict | list | str:
+def render_response(b: Binding, response: Message) -> Any:
     if b.response_body:
         f = response.DESCRIPTOR.fields_by_name[b.response_body]
         if f.type == _FD.TYPE_MESSAGE and not f.is_repeated:

@@ -33,7 +33,7 @@ def lookup(path: str, prefixes: tuple[str, ...] = ("petplatform.",)) -> descript
 def deadline(grpc_timeout: str | None, streaming: bool) -> float | None:
     """Seconds from a `grpc-timeout` header (e.g. `500m`, `2S`), capped for unary calls."""
     cap = None if streaming else UNARY_DEADLINE
-    if not _TIMEOUT.fullmatch(grpc_timeout or ""):
+    if grpc_timeout is None or not _TIMEOUT.fullmatch(grpc_timeout):
         return cap
     asked = int(grpc_timeout[:-1]) * _UNITS[grpc_timeout[-1]]
     return asked if cap is None else min(cap, asked)
@@ -83,7 +83,8 @@ class OpenStreams:
 
     def ended_by_shutdown(self) -> bool:
         """Inside a relay that just saw CancelledError: was it the shutdown (not the client leaving)?"""
-        return self.closing and not asyncio.current_task().cancelling()
+        task = asyncio.current_task()
+        return self.closing and task is not None and not task.cancelling()
 
     def __len__(self) -> int:
         return len(self._calls)

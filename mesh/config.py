@@ -93,8 +93,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _real_profile_needs_infrastructure(self) -> Settings:
         if self.profile == "real":
-            missing = [f"{ENV_PREFIX}{n.upper()}" for n in ("database_url", "amqp_url", "redis_url", "s3_endpoint", "edge_key",
-                                                             "page_token_key")
+            needed = ("database_url", "amqp_url", "redis_url", "s3_endpoint", "edge_key", "page_token_key")
+            missing = [f"{ENV_PREFIX}{n.upper()}" for n in needed
                        if not getattr(self, n)]
             if missing:
                 raise ValueError(f"profile 'real' needs {', '.join(missing)}")

@@ -63,7 +63,8 @@ class Platform:
         for m in self.modules:
             servicers = m.servicers()
             if sorted(servicers) != sorted(m.spec.contracts):
-                raise RegistryMismatch(f"{m.name} serves {sorted(servicers)}, its entry lists {sorted(m.spec.contracts)}")
+                raise RegistryMismatch(f"{m.name} serves {sorted(servicers)}, "
+                                       f"its entry lists {sorted(m.spec.contracts)}")
             for name, servicer in servicers.items():
                 add_servicer(name, servicer, server)
                 names.append(name)

@@ -75,11 +75,12 @@ def routes(services: list[str]) -> dict:
         "virtual_hosts": [{
             "name": "petplatform", "domains": ["*"],
             "request_headers_to_remove": [USER_HEADER],  # for the rate limit only: services read the token
-            "response_headers_to_add": [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
-                                        for k, v in (("strict-transport-security", "max-age=63072000; includeSubDomains"),
-                                                     ("x-content-type-options", "nosniff"),
-                                                     ("x-frame-options", "DENY"),
-                                                     ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"))],
+            "response_headers_to_add": [
+                {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+                for k, v in (("strict-transport-security", "max-age=63072000; includeSubDomains"),
+                             ("x-content-type-options", "nosniff"),
+                             ("x-frame-options", "DENY"),
+                             ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"))],
             "typed_per_filter_config": {"envoy.filters.http.cors": {
                 "@type": f"{T}.filters.http.cors.v3.CorsPolicy",
                 "allow_origin_string_match": [{"exact": "https://app.petplatform.example"}],
@@ -133,7 +134,8 @@ def http_manager(stat_prefix: str, services: list[str], *, browser: bool) -> dic
             # for with the edge's key (mesh/client_address.py); any copy the client sent is dropped first.
             "mutations": {"request_mutations": [
                 {"remove": USER_HEADER}, {"remove": CLIENT_ADDRESS_HEADER}, {"remove": EDGE_KEY_HEADER},
-                {"append": {"header": {"key": CLIENT_ADDRESS_HEADER, "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+                {"append": {"header": {"key": CLIENT_ADDRESS_HEADER,
+                                       "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
                             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}},
                 {"append": {"header": {"key": EDGE_KEY_HEADER, "value": "%ENVIRONMENT(PETPLATFORM_EDGE_KEY)%"},
                             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]}}},

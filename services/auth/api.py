@@ -128,7 +128,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         async with self.db.transaction() as s:
             token = await store.find_verification_token(s, domain.sha256(request.token))
             if token is None:
-                raise errors.invalid_argument(("token", "unknown verification token"), reason="VERIFICATION_TOKEN_INVALID")
+                raise errors.invalid_argument(("token", "unknown verification token"),
+                                              reason="VERIFICATION_TOKEN_INVALID")
             domain.check_verification_token(use_time=token.use_time, expire_time=token.expire_time, now=now)
             if not await store.use_verification_token(s, token.token_hash, now):
                 raise domain.verification_link_used()
@@ -143,7 +144,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         count, ttl = await self.cache.incr(f"verification-email:{caller.user_id}", 3600)
         if count > domain.MAX_VERIFICATION_EMAILS_PER_HOUR:
             raise errors.resource_exhausted("too many verification emails; try again later",
-                                            "VERIFICATION_EMAIL_THROTTLED", ttl, limit=domain.MAX_VERIFICATION_EMAILS_PER_HOUR)
+                                            "VERIFICATION_EMAIL_THROTTLED", ttl,
+                                            limit=domain.MAX_VERIFICATION_EMAILS_PER_HOUR)
         async with self.db.transaction() as s:
             row = await store.find_account(s, caller.user_id)
             if row is None:

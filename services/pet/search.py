@@ -72,7 +72,8 @@ def sql_distance_km(lat: float, lng: float):
     f = sa.func
     dlat = (f.radians(pets.c.latitude) - f.radians(lat)) / 2
     dlng = (f.radians(pets.c.longitude) - f.radians(lng)) / 2
-    a = f.sin(dlat) * f.sin(dlat) + f.cos(f.radians(lat)) * f.cos(f.radians(pets.c.latitude)) * f.sin(dlng) * f.sin(dlng)
+    a = (f.sin(dlat) * f.sin(dlat)
+         + f.cos(f.radians(lat)) * f.cos(f.radians(pets.c.latitude)) * f.sin(dlng) * f.sin(dlng))
     return 2 * EARTH_RADIUS_KM * f.asin(f.sqrt(a))
 
 
