@@ -8,8 +8,9 @@ import pytest
 
 from app import wiring
 from app.registry import REGISTRY
-from mesh.registry import Registry
-from mesh.server import RegistryMismatch
+from mesh.registry import Registry, ServiceSpec
+from mesh.runtime import ServiceModule
+from mesh.server import Platform, RegistryMismatch
 from petplatform.auth.v1 import events_pb2 as auth_events
 from tests.conftest import EdgeClient, embedded_settings
 
@@ -62,3 +63,34 @@ def test_every_entry_loads_and_every_contract_is_routed():
         assert spec.load().__name__.endswith("Module")
         for contract in spec.contracts:
             assert REGISTRY.routes[contract] == spec.name
+
+
+class StatelessPets(ServiceModule):
+    """A module with no migrations: no database, no outbox relay (as the ML services will be)."""
+
+    def servicers(self):
+        from petplatform.pet.v1 import pet_pb2_grpc
+        return {"petplatform.pet.v1.PetService": pet_pb2_grpc.PetServiceServicer()}
+
+
+async def test_a_stateless_module_runs_without_a_database(tmp_path, smtp_sink):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    import grpc
+    spec = ServiceSpec(name="stateless", module=f"{__name__}:StatelessPets", port=3999,
+                       contracts=("petplatform.pet.v1.PetService",))
+    settings = embedded_settings(tmp_path, smtp_sink)
+    platform = Platform(wiring.runtime(settings, local=["stateless"], addresses={"stateless": "127.0.0.1:1"}),
+                        [spec], port=0)
+    await platform.migrate()
+    await platform.start()
+    try:
+        (module,) = platform.modules
+        assert module.relay is None and not list(tmp_path.glob("*.sqlite3"))
+        with pytest.raises(TypeError, match="stateless"):
+            module.db
+        async with grpc.aio.insecure_channel(platform.address) as ch:
+            reply = await health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service="petplatform.pet.v1.PetService"))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await platform.stop(grace=0)
