@@ -3,12 +3,14 @@ a new service, so every service starts identical. What it writes is a working, e
 serves its contract (no RPCs yet), health and reflection, and has its own schema with an outbox."""
 from __future__ import annotations
 
+import keyword
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 _NAME = re.compile(r"^[a-z][a-z0-9]{1,30}$")
 _ENTRY_END = "\n])\n"
+RESERVED_PORTS = {3000, 3443, 50051, 3100}  # the edge (HTTP, gRPC), --target=all, the web app
 
 
 class ScaffoldError(Exception):
@@ -17,14 +19,16 @@ class ScaffoldError(Exception):
 
 def create(name: str, port: int, root: Path = ROOT) -> list[Path]:
     """Writes the new service's files under `root` and adds its registry entry; returns the paths."""
-    if not _NAME.match(name) or name in ("all", "edge", "common"):
+    if not _NAME.match(name) or name in ("all", "edge", "common") or keyword.iskeyword(name):
         raise ScaffoldError(f"{name!r}: a service name is 2-31 lower-case letters or digits, starting with a letter")
     registry = root / "app" / "registry.py"
     text = registry.read_text()
     if f'name="{name}"' in text or (root / "services" / name).exists():
         raise ScaffoldError(f"a service named {name!r} exists already")
-    if re.search(rf"\bport={port}\b", text):
-        raise ScaffoldError(f"port {port} is taken by another service")
+    if re.search(rf"\bport={port}\b", text) or port in RESERVED_PORTS:
+        raise ScaffoldError(f"port {port} is taken by another service or the edge")
+    if _ENTRY_END not in text:
+        raise ScaffoldError(f"{registry}: cannot find the end of the REGISTRY list")
     pascal = name.capitalize()
     files = {
         f"proto/petplatform/{name}/v1/{name}.proto": _PROTO,
@@ -44,8 +48,6 @@ def create(name: str, port: int, root: Path = ROOT) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(template.replace("{name}", name).replace("{Name}", pascal))
         written.append(path)
-    if _ENTRY_END not in text:
-        raise ScaffoldError(f"{registry}: cannot find the end of the REGISTRY list")
     imports = f"from petplatform.{name}.v1 import {name}_pb2  # noqa: F401\n"
     text = text.replace("\nREGISTRY = Registry([", imports + "\nREGISTRY = Registry([", 1)
     entry = (f'    ServiceSpec(\n        name="{name}", module="services.{name}.module:{pascal}Module", port={port},\n'

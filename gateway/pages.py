@@ -43,7 +43,7 @@ class VerifyEmailPage:
 
     async def admit(self, request: web.Request) -> None:
         """IP lists and the rate limit, as for any public call."""
-        ip = self.policy.client_ip(request.remote, request.headers.get("X-Forwarded-For"))
+        ip = self.policy.client_ip(request.remote, request.headers.getall("X-Forwarded-For", []))
         request[CLIENT_IP] = ip
         await self.policy.admit(ip, None, access_pb2.ACCESS_PUBLIC)
 

@@ -49,7 +49,8 @@ class PassThrough(grpc.GenericRpcHandler):
 
         async def admit(context, streaming: bool = False) -> tuple:
             md = dict(context.invocation_metadata() or ())
-            ip = self.policy.client_ip(client_address.peer_host(context.peer()), md.get("x-forwarded-for"))
+            ip = self.policy.client_ip(client_address.peer_host(context.peer()),
+                                       [v for k, v in context.invocation_metadata() or () if k == "x-forwarded-for"])
             try:
                 admission = await self.policy.admit(ip, md.get("authorization"), access, streaming=streaming)
             except errors.ApiError as e:
@@ -58,13 +59,11 @@ class PassThrough(grpc.GenericRpcHandler):
             remaining = context.time_remaining()
             return forward, (remaining if remaining is not None and remaining < 3600 else None), admission
 
-        async def check(context, request: bytes, admission=None) -> None:
+        async def check(context, request: bytes) -> None:
             """What the request may cost its service, as for gRPC-Web (limits.check_message_shape)."""
             try:
                 await decode(self.decoder, len(request), check_message_shape, method.input_type, request)
             except errors.ApiError as e:
-                if admission:
-                    admission.release()  # the stream slot it took
                 await abort_with(context, e)
 
         async def relay_error(context, e: grpc.aio.AioRpcError):
@@ -109,10 +108,13 @@ class PassThrough(grpc.GenericRpcHandler):
         if not method.client_streaming:
             async def unary_stream(request, context):
                 md, timeout, admission = await admit(context, streaming=True)
-                await check(context, request, admission)
-                call = channel.unary_stream(path, _identity, _identity)(request, metadata=md, timeout=timeout)
-                async for item in relay(context, call, admission, headers_first=False):
-                    yield item
+                try:  # whatever ends the call (a refusal, the client leaving) gives the stream slot back
+                    await check(context, request)
+                    call = channel.unary_stream(path, _identity, _identity)(request, metadata=md, timeout=timeout)
+                    async for item in relay(context, call, admission, headers_first=False):
+                        yield item
+                finally:
+                    admission.release()
             return grpc.unary_stream_rpc_method_handler(unary_stream, _identity, _identity)
 
         if not method.server_streaming:
@@ -130,7 +132,11 @@ class PassThrough(grpc.GenericRpcHandler):
 
         async def stream_stream(request_iterator, context):
             md, timeout, admission = await admit(context, streaming=True)
-            call = channel.stream_stream(path, _identity, _identity)(request_iterator, metadata=md, timeout=timeout)
-            async for item in relay(context, call, admission, headers_first=True):
-                yield item
+            try:
+                call = channel.stream_stream(path, _identity, _identity)(request_iterator, metadata=md,
+                                                                         timeout=timeout)
+                async for item in relay(context, call, admission, headers_first=True):
+                    yield item
+            finally:
+                admission.release()
         return grpc.stream_stream_rpc_method_handler(stream_stream, _identity, _identity)

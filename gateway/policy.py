@@ -6,7 +6,7 @@ import collections
 import dataclasses
 import ipaddress
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from mesh import client_address, errors
 from mesh.config import Settings
@@ -50,12 +50,15 @@ class EdgePolicy:
         self.allow = [ipaddress.ip_network(c, strict=False) for c in settings.ip_allow]
         self.deny = [ipaddress.ip_network(c, strict=False) for c in settings.ip_deny]
 
-    def client_ip(self, peer: str | None, forwarded_for: str | None) -> str:
-        if self.s.trust_forwarded_for and forwarded_for:
+    def client_ip(self, peer: str | None, forwarded_for: Sequence[str] = ()) -> str:
+        """forwarded_for: every X-Forwarded-For line, in order (a proxy may add a line of its own
+        rather than extend the client's)."""
+        entries = [e.strip() for line in forwarded_for for e in line.split(",")]
+        if self.s.trust_forwarded_for and entries and entries[-1]:
             # The rightmost entry is the one our load balancer appended; those left of it are the
             # client's to write, so trusting them would let anyone pick a fresh budget.
-            return forwarded_for.split(",")[-1].strip() or peer or "unknown"
-        return peer or "unknown"
+            return client_address.normalised(entries[-1])
+        return client_address.normalised(peer) if peer else "unknown"
 
     def forward(self, metadata: Iterable[tuple[str, str]], ip: str) -> tuple[tuple[str, str], ...]:
         """The metadata sent to a service: the caller's, with the client address the edge vouches for."""

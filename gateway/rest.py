@@ -176,7 +176,7 @@ class RestEdge:
                             headers={"Cache-Control": "public, max-age=3600"})
 
     def client_ip(self, request: web.Request) -> str:
-        ip = self.policy.client_ip(request.remote, request.headers.get("X-Forwarded-For"))
+        ip = self.policy.client_ip(request.remote, request.headers.getall("X-Forwarded-For", []))
         request[CLIENT_IP] = ip
         return ip
 

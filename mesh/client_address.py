@@ -6,26 +6,45 @@ from __future__ import annotations
 
 import contextvars
 import hmac
+import ipaddress
+import urllib.parse
 from collections.abc import Iterable, Mapping
 
 CLIENT_ADDRESS_HEADER = "x-petplatform-client-address"
 EDGE_KEY_HEADER = "x-petplatform-edge-key"
-OURS = (CLIENT_ADDRESS_HEADER, EDGE_KEY_HEADER)
+OURS = "x-petplatform-"  # the platform's own headers: no client may send any of them through the edge
 
 _current: contextvars.ContextVar[str] = contextvars.ContextVar("client_address", default="unknown")
 
 
+def normalised(address: str) -> str:
+    """One spelling per address, so one client is one key everywhere (rate limits, throttles, lists):
+    IPv6 compressed, IPv4-mapped IPv6 as IPv4. Anything else is kept as it is."""
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return address.strip()
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.compressed
+
+
 def peer_host(peer: str | None) -> str:
-    """The host of a gRPC peer string such as `ipv4:1.2.3.4:5678` or `ipv6:[::1]:5678`."""
+    """The address of a gRPC peer string: `ipv4:1.2.3.4:5678`, `ipv6:%5B::1%5D:5678` (gRPC encodes
+    the brackets), `ipv6:[::1]:5678`."""
     if not peer:
         return "unknown"
-    host = peer.split(":", 1)[1] if peer.startswith(("ipv4:", "ipv6:")) else peer
-    return host.rsplit(":", 1)[0].strip("[]") if ":" in host else host
+    kind, _, rest = urllib.parse.unquote(peer).partition(":")
+    if kind == "ipv4":
+        return normalised(rest.rsplit(":", 1)[0])
+    if kind == "ipv6":
+        return normalised(rest.rsplit("]", 1)[0] if rest.startswith("[") else rest)
+    return peer
 
 
 def forwarded(metadata: Iterable[tuple[str, str]], address: str, edge_key: str) -> tuple[tuple[str, str], ...]:
     """What the edge sends on: the caller's metadata without our headers, then the address and the key."""
-    kept = tuple((k, v) for k, v in metadata if k.lower() not in OURS)
+    kept = tuple((k, v) for k, v in metadata if not k.lower().startswith(OURS))
     return (*kept, (CLIENT_ADDRESS_HEADER, address), (EDGE_KEY_HEADER, edge_key))
 
 

@@ -1,10 +1,12 @@
 """One settings object for the whole program, read from PETPLATFORM_* environment variables."""
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PETPLATFORM_"
@@ -29,8 +31,8 @@ class Settings(BaseSettings):
     ip_allow: list[str] = []  # CIDRs; when set, only these may call the edge
     ip_deny: list[str] = []  # CIDRs refused at the edge
     # Shared by the edge and the services: the edge's word on the client's address counts only with it.
-    # Unset: a random key per process, which is right when edge and services share one (--target=all).
-    edge_key: SecretStr | None = None
+    # Unset (embedded profile only): one kept under data_dir, shared by the processes using that dir.
+    edge_key: SecretStr | None = Field(None, min_length=32)
     trust_forwarded_for: bool = False  # behind one load balancer: the client IP is X-Forwarded-For's last entry
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)  # photos arrive base64-encoded in JSON
     # The edge's HTTP connections: once a request has begun, its headers must arrive within this...
@@ -90,6 +92,14 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
 
+    @field_validator("edge_key")
+    @classmethod
+    def _edge_key_is_a_header_value(cls, key: SecretStr | None) -> SecretStr | None:
+        # It travels in call metadata: a stray newline (a secret file's last line) would fail every call.
+        if key is not None and not all("!" <= c <= "~" for c in key.get_secret_value()):
+            raise ValueError("must be printable ASCII without spaces or line breaks")
+        return key
+
     @model_validator(mode="after")
     def _real_profile_needs_infrastructure(self) -> Settings:
         if self.profile == "real":
@@ -99,6 +109,20 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"profile 'real' needs {', '.join(missing)}")
         return self
+
+
+def local_secret(path: Path) -> bytes:
+    """A secret made once under the data dir (embedded profile), so the processes sharing that dir
+    agree on it: the first to create the file wins, mode 0600."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes()
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_hex(32).encode())
+    return path.read_bytes()
 
 
 class ConfigError(Exception):

@@ -128,12 +128,38 @@ class StreamCap:
                 del self._open[caller]
 
 
+class InFlight:
+    """RPCs in progress on this server, streams included, bounded: a cheap guard for callers that
+    reach the services port without the edge. Health and reflection are never refused, so a busy
+    server is not mistaken for a dead one."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.count = 0
+
+    @contextlib.contextmanager
+    def hold(self, exempt: bool = False) -> Iterator[None]:
+        if exempt:
+            yield
+            return
+        if self.count >= self.limit:
+            raise errors.resource_exhausted("the server is busy: try again shortly", "SERVER_BUSY", 1,
+                                            limit=self.limit)
+        self.count += 1
+        try:
+            yield
+        finally:
+            self.count -= 1
+
+
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, verifier: TokenVerifier, edge_key: str, *, max_streams_per_caller: int):
+    def __init__(self, verifier: TokenVerifier, edge_key: str, *, max_streams_per_caller: int,
+                 max_concurrent_rpcs: int):
         self._verifier = verifier
         self._edge_key = edge_key
         self._access: dict[str, int] = {}
         self._streams = StreamCap(max_streams_per_caller)
+        self._in_flight = InFlight(max_concurrent_rpcs)
         # Large requests are checked and decoded here, off the event loop (mesh.limits).
         self._decoder = limits.decoder_pool()
 
@@ -148,7 +174,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if method not in self._access:
             self._access[method] = method_access(method)
         access = self._access[method]
-        untraced = method.lstrip("/").startswith(PUBLIC_SERVICES)
+        infrastructure = method.lstrip("/").startswith(PUBLIC_SERVICES)
         deserialize = handler.request_deserializer or (lambda b: b)
         request_type = input_type(method)
         domain = errors.service_domain(method)
@@ -204,7 +230,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             tracing.record_grpc_status(span, grpc.StatusCode.OK)
 
         def server_span(md: dict[str, str]):
-            if untraced:  # health probes and reflection would drown the traces that matter
+            if infrastructure:  # health probes and reflection would drown the traces that matter
                 return contextlib.nullcontext(trace.INVALID_SPAN)
             return tracing.span(method, SpanKind.SERVER, md, {"rpc.system": "grpc"})
 
@@ -218,9 +244,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             with server_span(md) as span:
                 start = time.perf_counter()
                 try:
-                    await prologue(md, context)
-                    response = await invoke()
-                    await send_headers(context)
+                    with self._in_flight.hold(infrastructure):
+                        await prologue(md, context)
+                        response = await invoke()
+                        await send_headers(context)
                 except grpc.aio.AbortError:
                     raise
                 except Exception as e:  # every failure becomes a status
@@ -235,7 +262,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 start = time.perf_counter()
                 try:
                     await prologue(md, context)
-                    with self._streams.hold():
+                    with self._in_flight.hold(infrastructure), self._streams.hold():
                         if headers_first:  # a bidi peer may wait for headers before it sends
                             await send_headers(context)
                         async for item in _stream(items()):

@@ -48,10 +48,17 @@ class Registry:
     """The entries, checked once: unique names and ports, known peers, no cycles, real contracts."""
 
     def __init__(self, specs: Iterable[ServiceSpec]):
-        self._specs = {s.name: s for s in specs}
-        names = list(self._specs)
-        if len(names) != len({s.port for s in self._specs.values()}):
-            raise ValueError("two services share a seed port")
+        listed = list(specs)
+        self._specs = {s.name: s for s in listed}
+        for what, values in (("name", [s.name for s in listed]), ("seed port", [s.port for s in listed]),
+                             ("contract", [c for s in listed for c in s.contracts])):
+            if len(values) != len(set(values)):
+                raise ValueError(f"two services share a {what}")
+        messages: dict[str, str] = {}
+        for e in (e for s in listed for e in (*s.emits, *s.consumes)):
+            if messages.setdefault(event_type(e), e.DESCRIPTOR.full_name) != e.DESCRIPTOR.full_name:
+                raise ValueError(f"routing key {event_type(e)!r} names two messages: {messages[event_type(e)]} "
+                                 f"and {e.DESCRIPTOR.full_name}")
         for s in self._specs.values():
             if s.name in ("all", "edge") or not s.name.isidentifier() or s.name != s.name.lower():
                 raise ValueError(f"service name {s.name!r}: lower-case identifier, not 'all' or 'edge'")
@@ -104,6 +111,10 @@ class Registry:
         return dict(sorted(out.items()))
 
 
+# Settings of our own that end in _ADDR without naming a service (none yet): listed here, not guessed.
+NOT_SERVICES: frozenset[str] = frozenset()
+
+
 def peer_addresses(ports: Mapping[str, int], host: str, environ: Mapping[str, str],
                    prefix: str = "PETPLATFORM_") -> dict[str, str]:
     """Each service's address: PETPLATFORM_<NAME>_ADDR, else its seed port on `host`. A variable
@@ -111,7 +122,7 @@ def peer_addresses(ports: Mapping[str, int], host: str, environ: Mapping[str, st
     out = {name: f"{host}:{port}" for name, port in ports.items()}
     unknown = []
     for key, value in environ.items():
-        if key.startswith(prefix) and key.endswith("_ADDR"):
+        if key.startswith(prefix) and key.endswith("_ADDR") and key not in NOT_SERVICES:
             name = key[len(prefix):-len("_ADDR")].lower()
             if name not in ports:
                 unknown.append(key)

@@ -7,8 +7,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import os
-from pathlib import Path
 import re
 import unicodedata
 import secrets
@@ -18,7 +16,7 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from mesh import errors
-from mesh.config import Settings
+from mesh.config import Settings, local_secret
 
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -65,25 +63,12 @@ def page_token_key(settings: Settings) -> bytes:
     kept under the data dir, so tokens survive restarts."""
     if settings.page_token_key:
         return settings.page_token_key.get_secret_value().encode()
-    return _local_secret(settings.data_dir / "page-token-key")
+    return local_secret(settings.data_dir / "page-token-key")
 
 
 def use_page_token_key(settings: Settings) -> None:
     global _page_token_key
     _page_token_key = page_token_key(settings)
-
-
-def _local_secret(path: Path) -> bytes:
-    """Made once, as the embedded JWT key is (services/auth/keys.py): the first process to create it wins."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_bytes()
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_hex(32).encode())
-    return path.read_bytes()
 
 
 def _b64(raw: bytes) -> str:

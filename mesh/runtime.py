@@ -1,8 +1,8 @@
 """What every module gets: settings, the infrastructure ports, channels to peers, token verification."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import secrets
 from pathlib import Path
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
@@ -13,7 +13,7 @@ import grpc
 from mesh import resources, tracing
 from mesh.blobs import BlobStore, make_blob_store
 from mesh.cache import Cache, make_cache
-from mesh.config import Settings
+from mesh.config import Settings, local_secret
 from mesh.events import (Bus, Effects, Handler, InProcessBus, Relay, event_table_names, event_type,
                          migrate_event_tables, producer)
 from mesh.principal import TokenVerifier
@@ -50,7 +50,8 @@ class Runtime:
     def __init__(self, settings: Settings, *, addresses: Mapping[str, str], local: Collection[str] = (),
                  jwks: Callable[[Runtime], Awaitable[list[dict]]]):
         self.settings = settings
-        self.edge_key = settings.edge_key.get_secret_value() if settings.edge_key else secrets.token_urlsafe(32)
+        self.edge_key = (settings.edge_key.get_secret_value() if settings.edge_key
+                         else local_secret(settings.data_dir / "edge-key").decode())
         self.addresses = dict(addresses)
         self.local_services = set(local)
         resources.use_page_token_key(settings)
@@ -89,6 +90,13 @@ class Runtime:
         await self.cache.close()
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Listener:
+    kinds: Sequence[type[Message]]
+    handler: Handler  # takes the serialized envelope
+    on_gap: Callable[[], None] | None = None  # events may have been missed (a broker reconnection)
+
+
 class ServiceModule:
     """A service of the mesh: its servicers, and, when it has migrations, its database, its outbox
     relay and its consumers. Stateless modules (the ML services) leave `migrations` unset."""
@@ -99,7 +107,6 @@ class ServiceModule:
         self.rt = rt
         self.spec = spec
         self.name = spec.name
-        self.listened: set[str] = set()
         if self.migrations is None:
             self._db: Database | None = None
             self.relay: Relay | None = None
@@ -123,21 +130,21 @@ class ServiceModule:
         runs once per event, in the transaction that records it in the inbox."""
         return {}
 
-    async def listen(self, kinds: Sequence[type[Message]], handler: Handler,
-                     on_gap: Callable[[], None] | None = None) -> None:
+    def listeners(self) -> Sequence[Listener]:
         """Live views: this replica hears every such event, best effort (see Bus.subscribe_broadcast)."""
-        await self.rt.bus.subscribe_broadcast([event_type(k) for k in kinds], handler, on_gap=on_gap)
-        self.listened.update(event_type(k) for k in kinds)
+        return ()
 
-    async def subscribe(self) -> None:
-        """Binds live listeners (`listen`); called before any relay starts, after `consumers` are bound."""
+    def consumed(self) -> frozenset[str]:
+        """Every event type this module subscribes to, durable or live: what its registry entry lists."""
+        kinds = [k for effects in self.consumers().values() for k in effects]
+        kinds += [k for listener in self.listeners() for k in listener.kinds]
+        return frozenset(event_type(k) for k in kinds)
 
     async def drain(self) -> None:
         """Shutdown begins: end long-lived streams now, so their clients reconnect to another replica
         instead of waiting out the grace period."""
 
     async def stop(self) -> None:
-        if self.relay:
-            await self.relay.stop()
+        """After its relay and the bus have stopped (Platform.stop)."""
         if self._db:
             await self._db.dispose()

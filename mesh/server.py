@@ -22,6 +22,23 @@ class RegistryMismatch(Exception):
     """A module does not do what its registry entry says (contracts or events)."""
 
 
+def check_against_entry(m: ServiceModule) -> None:
+    """The module serves exactly its entry's contracts, every method declares who may call it, and
+    it consumes exactly the events its entry lists, through consumers named after it."""
+    served = sorted(m.servicers())
+    if served != sorted(m.spec.contracts):
+        raise RegistryMismatch(f"{m.name} serves {served}, its entry lists {sorted(m.spec.contracts)}")
+    for name in served:
+        for method in servicer_methods(name):
+            method_access(method)  # a method without a declared access level fails here, not at call time
+    for consumer in m.consumers():
+        if not consumer.startswith(f"{m.name}."):
+            raise RegistryMismatch(f"{m.name}: consumer {consumer!r} must be named {m.name}.<purpose>")
+    if m.consumed() != m.spec.consumed_types:
+        raise RegistryMismatch(f"{m.name} consumes {sorted(m.consumed())}, its entry lists "
+                               f"{sorted(m.spec.consumed_types)}")
+
+
 class Platform:
     """One gRPC server carrying the modules of a target, started in the registry's dependency order
     (peers first) and stopped in reverse."""
@@ -52,24 +69,19 @@ class Platform:
                 await db.dispose()
 
     async def start(self) -> None:
-        await self.rt.start()
         self.modules = [spec.load()(self.rt, spec) for spec in self.specs]
+        for m in self.modules:
+            check_against_entry(m)  # before anything is served, bound or consumed
+        await self.rt.start()
         self.interceptor = ServerInterceptor(self.rt.verifier, self.rt.edge_key,
-                                             max_streams_per_caller=self.settings.max_streams_per_caller)
-        # A cheap global bound: past it gRPC answers RESOURCE_EXHAUSTED before any handler runs.
-        server = grpc.aio.server(interceptors=[self.interceptor], options=CHANNEL_OPTIONS,
-                                 maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs)
+                                             max_streams_per_caller=self.settings.max_streams_per_caller,
+                                             max_concurrent_rpcs=self.settings.max_concurrent_rpcs)
+        server = grpc.aio.server(interceptors=[self.interceptor], options=CHANNEL_OPTIONS)
         names = []
         for m in self.modules:
-            servicers = m.servicers()
-            if sorted(servicers) != sorted(m.spec.contracts):
-                raise RegistryMismatch(f"{m.name} serves {sorted(servicers)}, "
-                                       f"its entry lists {sorted(m.spec.contracts)}")
-            for name, servicer in servicers.items():
+            for name, servicer in m.servicers().items():
                 add_servicer(name, servicer, server)
                 names.append(name)
-                for method in servicer_methods(name):
-                    method_access(method)  # a method without a declared access level fails here, not at call time
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
@@ -77,8 +89,13 @@ class Platform:
         self.rt.own_port = self.port
         await server.start()
         self.server = server
+        # In dependency order: a module's consumers and relay start after those of the peers it calls.
         for m in self.modules:
-            await self._subscribe(m)
+            for consumer, effects in m.consumers().items():
+                await subscribe(self.rt.bus, m.db, consumer, effects)
+            for listener in m.listeners():
+                await self.rt.bus.subscribe_broadcast([event_type(k) for k in listener.kinds], listener.handler,
+                                                      on_gap=listener.on_gap)
         for m in self.modules:
             if m.relay:
                 m.relay.start()
@@ -86,29 +103,21 @@ class Platform:
             await self.health.set(n, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving %s on %s", ", ".join(m.name for m in self.modules), self.address)
 
-    async def _subscribe(self, m: ServiceModule) -> None:
-        consumed: set[str] = set()
-        for consumer, effects in m.consumers().items():
-            if not consumer.startswith(f"{m.name}."):
-                raise RegistryMismatch(f"{m.name}: consumer {consumer!r} must be named {m.name}.<purpose>")
-            await subscribe(self.rt.bus, m.db, consumer, effects)
-            consumed.update(event_type(kind) for kind in effects)
-        await m.subscribe()
-        consumed |= m.listened
-        if consumed != m.spec.consumed_types:
-            raise RegistryMismatch(f"{m.name} consumes {sorted(consumed)}, its entry lists "
-                                   f"{sorted(m.spec.consumed_types)}")
-
     async def stop(self, grace: float = 5.0) -> None:
+        """Streams end, in-flight calls finish, then events stop flowing in and out before the
+        databases close: no handler is left running on a disposed engine."""
         await self.health.enter_graceful_shutdown()
         for m in reversed(self.modules):
             await m.drain()
         if self.server:
             await self.server.stop(grace)  # in-flight RPCs and streams get `grace` seconds to finish
+            self.interceptor.close()
+        for m in reversed(self.modules):
+            if m.relay:
+                await m.relay.stop()
+        await self.rt.bus.close()  # consumers stop here, before their databases go
         for m in reversed(self.modules):
             await m.stop()
-        if self.server:
-            self.interceptor.close()
         await self.rt.close()
 
     async def __aenter__(self) -> Platform:

@@ -89,7 +89,7 @@ def embedded_settings(tmp_path, smtp_sink, **overrides):
 def real_settings(tmp_path, smtp_sink, s3_endpoint, **overrides):
     return embedded_settings(
         tmp_path, smtp_sink, profile="real", database_url=POSTGRES_URL, amqp_url=AMQP_URL, redis_url=REDIS_URL,
-        s3_endpoint=s3_endpoint, s3_secure=False, s3_access_key="test", s3_secret_key="test", edge_key="test-edge-key",
+        s3_endpoint=s3_endpoint, s3_secure=False, s3_access_key="test", s3_secret_key="test", edge_key="test-edge-key-of-at-least-32-characters",
         page_token_key="test-page-token-key-of-32-characters",
         schema_prefix=f"t{uuid.uuid4().hex[:10]}_", **overrides)
 

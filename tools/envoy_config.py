@@ -91,13 +91,13 @@ def routes(services: list[str]) -> dict:
                 "max_age": "600"}},
             "routes": [
                 {"match": {"path": "/healthz"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}},
-                # Server streams (watches) stay open until the client's grpc-timeout, if any: no route
+                # Streams (watches, chat's bidi to come) stay open until the client's grpc-timeout, if any: no route
                 # timeout, and an idle timeout well above the 300 s connection default.
                 *({"match": {"path": f"/{name}/{m.name}"},
                    "route": {**upstream(name), "timeout": "0s", "idle_timeout": "3600s",
                              "max_stream_duration": {"grpc_timeout_header_max": "0s"}}}
                   for name in services for m in descriptor_pool.Default().FindServiceByName(name).methods
-                  if m.server_streaming and not m.client_streaming),
+                  if m.server_streaming or m.client_streaming),
                 *({"match": {"prefix": f"/{name}/"}, "route": {**upstream(name), "timeout": "30s"}}
                   for name in services),
             ],

@@ -8,10 +8,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from mesh.events.types import PoisonEvent
+
 log = logging.getLogger(__name__)
 
 # Takes the serialized EventEnvelope; raising means "not processed": the bus redelivers,
-# and after MAX_DELIVERIES attempts parks the message in the consumer's dead-letter queue.
+# and after MAX_DELIVERIES attempts parks the message in the consumer's dead-letter queue
+# (at once for a PoisonEvent: a body no consumer of that queue can ever take).
 Handler = Callable[[bytes], Awaitable[None]]
 MAX_DELIVERIES = 5
 
@@ -78,9 +81,9 @@ class InProcessBus:
             body, attempt = await queue.get()
             try:
                 await handler(body)
-            except Exception:
+            except Exception as e:
                 log.exception("consumer %s failed (attempt %d)", consumer, attempt)
-                if attempt >= MAX_DELIVERIES:
+                if attempt >= MAX_DELIVERIES or isinstance(e, PoisonEvent):  # retrying cannot help a poison
                     self._dlq[consumer].append(body)
                 else:
                     await asyncio.sleep(self._retry_delay * attempt)

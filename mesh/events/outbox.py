@@ -68,9 +68,10 @@ def _wake_relays(session: Session) -> None:
             relay.wake()
 
 
-def producer(source: str, emits: frozenset[str] | None = None) -> dict[str, object]:
-    """Session info of a service's database: who emits, and which event types it declared
-    (None: any). `emit` refuses an undeclared event, so the registry's list stays true."""
+def producer(source: str, emits: frozenset[str] | None) -> dict[str, object]:
+    """Session info of a service's database: who emits, and which event types it declared (None:
+    any, for tests of the events port). `emit` refuses an undeclared event, so the registry's list
+    stays true."""
     return {"event_source": source, "event_types": emits}
 
 

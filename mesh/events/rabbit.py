@@ -10,6 +10,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from mesh.events.bus import MAX_DELIVERIES, Handler
+from mesh.events.types import PoisonEvent
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ class RabbitBus:
         async def on_message(message: AbstractIncomingMessage) -> None:
             try:
                 await handler(message.body)
+            except PoisonEvent:
+                log.exception("consumer %s cannot ever take %s %s", consumer, message.type, message.message_id)
+                await message.reject(requeue=False)  # straight to the dead-letter queue: retrying cannot help
             except Exception:
                 log.exception("consumer %s failed on %s %s", consumer, message.type, message.message_id)
                 await message.nack(requeue=True)  # the broker dead-letters it after x-delivery-limit
@@ -112,5 +116,6 @@ class RabbitBus:
             await channel.close()
 
     async def close(self) -> None:
-        if self._conn:
-            await self._conn.close()
+        conn, self._conn = self._conn, None
+        if conn:
+            await conn.close()

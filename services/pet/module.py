@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mesh.registry import ServiceSpec
-from mesh.runtime import Runtime, ServiceModule
+from mesh.runtime import Listener, Runtime, ServiceModule
 from services.pet.api import PetServicer
 from services.pet.watch import WATCHED, WatchHub
 
@@ -19,8 +19,8 @@ class PetModule(ServiceModule):
     def servicers(self) -> Mapping[str, object]:
         return {"petplatform.pet.v1.PetService": PetServicer(self.db, self.rt.blobs, self.hub)}
 
-    async def subscribe(self) -> None:
-        await self.listen(WATCHED, self.hub.on_event, on_gap=self.hub.on_gap)
+    def listeners(self) -> Sequence[Listener]:
+        return [Listener(kinds=WATCHED, handler=self.hub.on_event, on_gap=self.hub.on_gap)]
 
     async def drain(self) -> None:
         self.hub.close()

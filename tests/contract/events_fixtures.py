@@ -43,7 +43,7 @@ async def drop_bus(bus) -> None:
 
 
 async def make_db(kind: str, tmp_path, info=None) -> Database:
-    info = info or producer("test")
+    info = info or producer("test", None)
     if kind == "sqlite":
         db = Database(f"sqlite+aiosqlite:///{tmp_path}/events.sqlite3", None, info=info)
     else:

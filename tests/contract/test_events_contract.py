@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from mesh.events import Relay, UndeclaredEvent, emit, event_type, subscribe
+from mesh.events import Relay, UndeclaredEvent, emit, event_type, inbox_handler, subscribe
 from mesh.events.bus import MAX_DELIVERIES
 from mesh.events.outbox import outbox
 from petplatform.auth.v1 import events_pb2 as auth_events
@@ -134,12 +134,20 @@ async def test_a_payload_of_the_wrong_type_is_dead_lettered(db, bus):
     async def effect(s, event: auth_events.UserCreated):
         await s.execute(applied.insert().values(event_id=event.user))
 
-    await subscribe(bus, db, "c.strict", {auth_events.UserCreated: effect})
+    handle = inbox_handler(db, "c.strict", {auth_events.UserCreated: effect})
+    attempts = []
+
+    async def counted(body: bytes) -> None:
+        attempts.append(body)
+        await handle(body)
+
+    await bus.subscribe("c.strict", ["user.created"], counted)
     async with db.transaction() as s:
         event_id = await emit(s, email("not-a-user@x"))
         body = (await s.execute(sa.select(outbox.c.body))).scalar_one()
     await bus.publish("user.created", body, event_id)  # an email.send envelope routed as user.created
     assert await eventually(lambda: bus.dead_letters("c.strict")) == [body]
+    assert attempts == [body], "a poison is parked at once, not retried"
     assert await applied_counts(db) == {}
 
 

@@ -88,3 +88,26 @@ def test_the_rule():
     assert client_address.resolve(dict(sent), "ipv4:10.1.2.3:5555", "other") == "10.1.2.3"
     assert client_address.resolve({client_address.CLIENT_ADDRESS_HEADER: "1.1.1.1"}, "ipv6:[::1]:80", key) == "::1"
     assert client_address.peer_host(None) == "unknown"
+
+
+def test_addresses_have_one_spelling():
+    assert client_address.peer_host("ipv6:%5B::1%5D:55484") == "::1", "gRPC encodes the brackets"
+    assert client_address.peer_host("ipv6:[2001:DB8:0::1]:80") == "2001:db8::1"
+    assert client_address.peer_host("ipv6:%5B::ffff:192.0.2.9%5D:1") == "192.0.2.9", "IPv4 seen by a dual-stack port"
+    assert client_address.peer_host("ipv4:192.0.2.9:443") == "192.0.2.9"
+    assert client_address.peer_host("unix:/run/x.sock") == "unix:/run/x.sock"
+    sent = client_address.forwarded([("x-petplatform-user", "u1"), ("X-PetPlatform-Anything", "x"), ("a", "b")],
+                                    "192.0.2.7", "k" * 32)
+    assert [k for k, _ in sent] == ["a", client_address.CLIENT_ADDRESS_HEADER, client_address.EDGE_KEY_HEADER], \
+        "no header of the platform's own passes the edge from a client"
+
+
+def test_the_edge_takes_the_rightmost_forwarded_entry_of_all_lines(tmp_path, smtp_sink):
+    from gateway.policy import EdgePolicy
+    from mesh.cache import MemoryCache
+    settings = embedded_settings(tmp_path, smtp_sink, trust_forwarded_for=True)
+    policy = EdgePolicy(settings, MemoryCache(), None, "k" * 32)  # type: ignore[arg-type]
+    # A proxy that adds a line of its own leaves the client's line first: the last entry still counts.
+    assert policy.client_ip("10.0.0.1", ["6.6.6.6", "203.0.113.9"]) == "203.0.113.9"
+    assert policy.client_ip("10.0.0.1", ["6.6.6.6, 203.0.113.9"]) == "203.0.113.9"
+    assert policy.client_ip("::ffff:10.0.0.1", []) == "10.0.0.1"

@@ -87,7 +87,7 @@ async def test_a_stateless_module_runs_without_a_database(tmp_path, smtp_sink):
         (module,) = platform.modules
         assert module.relay is None and not list(tmp_path.glob("*.sqlite3"))
         with pytest.raises(TypeError, match="stateless"):
-            module.db
+            _ = module.db
         async with grpc.aio.insecure_channel(platform.address) as ch:
             reply = await health_pb2_grpc.HealthStub(ch).Check(
                 health_pb2.HealthCheckRequest(service="petplatform.pet.v1.PetService"))

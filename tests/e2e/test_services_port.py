@@ -58,7 +58,9 @@ async def test_rpcs_in_progress_are_bounded(small: Api):
     calls = [await watch(small, p.md) for p in people for _ in range(2)]  # six open: the bound
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await small.pet.ListPets(pet_pb2.ListPetsRequest(), timeout=10)
-    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and error_reason(e.value) == "SERVER_BUSY"
+    health = await health_pb2_grpc.HealthStub(small.channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING, "busy is not dead: probes still answer"
     for call in calls:
         call.cancel()
     for _ in range(250):

@@ -67,14 +67,19 @@ def test_the_registry_refuses_what_cannot_run():
 
     def spec(name: str, port: int, **kw) -> ServiceSpec:
         return ServiceSpec(name=name, module="x:Y", contracts=(auth,), port=port, **kw)
+    user = "petplatform.user.v1.UserService"
     for bad, why in (([spec("a", 1), spec("b", 1)], "port"), ([spec("a", 1, peers=("c",))], "unknown peer"),
-                     ([spec("a", 1, peers=("b",)), spec("b", 2, peers=("a",))], "cycle"),
+                     ([spec("a", 1), ServiceSpec(name="a", module="x:Y", contracts=(user,), port=2)], "name"),
+                     ([spec("a", 1), spec("b", 2)], "contract"),
+                     ([spec("a", 1, peers=("b",)), ServiceSpec(name="b", module="x:Y", contracts=(user,), port=2,
+                                                               peers=("a",))], "cycle"),
                      ([spec("all", 1)], "not 'all'")):
         with pytest.raises((ValueError, Exception), match=why):
             Registry(bad)
     with pytest.raises(KeyError):
         Registry([ServiceSpec(name="a", module="x:Y", contracts=("petplatform.nope.v1.Nope",), port=1)])
-    ordered = Registry([spec("web", 1, peers=("core",)), spec("core", 2)]).target("all")
+    ordered = Registry([spec("web", 1, peers=("core",)),
+                        ServiceSpec(name="core", module="x:Y", contracts=(user,), port=2)]).target("all")
     assert [s.name for s in ordered] == ["core", "web"], "peers start first"
 
 
@@ -108,7 +113,7 @@ def test_page_tokens_are_signed(tmp_path):
     assert embedded == page_token_key(load_settings(data_dir=tmp_path)) != page_token_key(
         load_settings(data_dir=tmp_path / "elsewhere"))
     assert (tmp_path / "page-token-key").stat().st_mode & 0o077 == 0
-    real = dict(profile="real", database_url="x", amqp_url="x", redis_url="x", s3_endpoint="x", edge_key="e")
+    real = dict(profile="real", database_url="x", amqp_url="x", redis_url="x", s3_endpoint="x", edge_key="e" * 32)
     with pytest.raises(ConfigError, match="PETPLATFORM_PAGE_TOKEN_KEY"):  # replicas must share it
         load_settings(**real)
     with pytest.raises(ConfigError):
