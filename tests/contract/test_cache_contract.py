@@ -10,16 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from mesh.cache import Cache, MemoryCache, RedisCache, make_cache
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
+from tests.support.platform import REDIS_URL
 
 
 @dataclass

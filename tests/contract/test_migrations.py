@@ -14,7 +14,7 @@ from mesh.events.outbox import event_tables
 from app.registry import REGISTRY
 from mesh.runtime import migrate_service
 from mesh.sql import Database
-from tests.conftest import POSTGRES_URL
+from tests.support.platform import POSTGRES_URL
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -7,7 +7,6 @@ import datetime as dt
 import re
 import uuid
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from google.rpc import error_details_pb2
 import grpc
 import jwt
@@ -17,33 +16,17 @@ import sqlalchemy as sa
 from petplatform.auth.v1 import auth_pb2
 from petplatform.user.v1 import user_pb2
 from services.auth.store import accounts, refresh_tokens, verification_tokens
-from tests.conftest import PASSWORD, Api, embedded_settings, error_reason, start_platform, status_of
+from tests.support.errors import error_reason, expect, status_of, violations
+from tests.support.platform import PASSWORD, Api, embedded_settings, module_of, start_platform
+from tests.support.tokens import BAD_TOKENS, bad_authorization
 
 
 def auth_module(api: Api):
-    return next(m for m in api.platform.modules if m.name == "auth")
+    return module_of(api, "auth")
 
 
 def new_email() -> str:
     return f"a{uuid.uuid4().hex[:12]}@example.com"
-
-
-async def expect(code: grpc.StatusCode, call, reason: str | None = None) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as e:
-        await call
-    assert e.value.code() == code, e.value.details()
-    if reason:
-        assert error_reason(e.value) == reason
-    return e.value
-
-
-def violations(err) -> dict[str, str]:
-    out = {}
-    for d in status_of(err).details:
-        br = error_details_pb2.BadRequest()
-        if d.Unpack(br):
-            out.update({v.field: v.description for v in br.field_violations})
-    return out
 
 
 async def test_register_normalises_email_and_hashes_with_bcrypt_12(api: Api):
@@ -391,33 +374,6 @@ async def test_logout_revokes_refresh_and_access_tokens(api: Api):
                  api.auth.SendVerificationEmail(auth_pb2.SendVerificationEmailRequest(), metadata=s.md),
                  "SESSION_REVOKED")
     await api.auth.Logout(auth_pb2.LogoutRequest(refresh_token="unknown"))  # reveals nothing
-
-
-def _sign(claims: dict, key, kid: str, alg: str = "ES256") -> str:
-    now = dt.datetime.now(dt.timezone.utc)
-    base = {"iss": "petplatform", "sub": "0" * 32, "sid": "1" * 32, "role": "admin", "iat": now,
-            "exp": now + dt.timedelta(minutes=5)}
-    return jwt.encode({**base, **claims}, key, algorithm=alg, headers={"kid": kid})
-
-
-BAD_TOKENS = ["other-key", "expired", "garbage", "basic", "none-alg", "wrong-issuer", "missing", "empty-bearer"]
-
-
-def bad_authorization(keys, case: str) -> tuple[str | None, str]:
-    """(authorization header or None, the ErrorInfo reason it must get) for a bad-token case."""
-    now = dt.datetime.now(dt.timezone.utc)
-    return {
-        "other-key": ("Bearer " + _sign({}, ec.generate_private_key(ec.SECP256R1()), keys.kid), "TOKEN_INVALID"),
-        "expired": ("Bearer " + _sign({"iat": now - dt.timedelta(hours=1), "exp": now - dt.timedelta(minutes=30)},
-                                      keys.private_key, keys.kid), "TOKEN_EXPIRED"),
-        "garbage": ("Bearer abc.def.ghi", "TOKEN_INVALID"),
-        "basic": ("Basic dXNlcjpwYXNz", "TOKEN_INVALID"),
-        "none-alg": ("Bearer " + jwt.encode({"sub": "x"}, None, algorithm="none", headers={"kid": keys.kid}),
-                     "TOKEN_INVALID"),
-        "wrong-issuer": ("Bearer " + _sign({"iss": "evil"}, keys.private_key, keys.kid), "TOKEN_INVALID"),
-        "missing": (None, "TOKEN_MISSING"),
-        "empty-bearer": ("Bearer ", "TOKEN_INVALID"),
-    }[case]
 
 
 @pytest.mark.parametrize("case", BAD_TOKENS)

@@ -11,7 +11,7 @@ import pytest
 
 from mesh import client_address
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
-from tests.conftest import PASSWORD, Api, embedded_settings, start_edge, start_platform
+from tests.support.platform import PASSWORD, Api, embedded_settings, start_edge, start_platform
 
 FREE = 5  # failures per account and address before the back-off, which here lasts a minute
 

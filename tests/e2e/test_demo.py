@@ -10,7 +10,7 @@ from google.protobuf import field_mask_pb2
 from petplatform.auth.v1 import auth_pb2
 from petplatform.user.v1 import user_pb2
 from app import demo
-from tests.conftest import Api, embedded_settings, start_platform
+from tests.support.platform import Api, embedded_settings, start_platform
 
 
 def make_up_admin_emails() -> list[str]:

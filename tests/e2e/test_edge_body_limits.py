@@ -13,8 +13,9 @@ import pytest
 from gateway import rest
 from mesh import limits
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
-from tests.conftest import EdgeClient, error_reason
-from tests.e2e.test_edge_rest import call, signup
+from tests.support.errors import error_reason
+from tests.support.platform import EdgeClient
+from tests.support.web import call, signup
 
 # The body of the report: 7.8 MB whose output-only `photos` hold 2.6 million empty objects.
 PHOTO_FLOOD = (b'{"displayName": "Flood", "species": "SPECIES_DOG", "photos": ['

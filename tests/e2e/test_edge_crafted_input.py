@@ -13,9 +13,8 @@ import sonora.protocol
 
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
 from services.pet import search
-from tests.conftest import EdgeClient, Session
-from tests.e2e.test_edge_grpc import WebChannel
-from tests.e2e.test_edge_rest import call
+from tests.support.platform import EdgeClient, Session
+from tests.support.web import WebChannel, call
 
 
 def field_violations(err: dict) -> set[str]:

@@ -17,7 +17,7 @@ import yarl
 
 from gateway.http_rules import Binding
 from petplatform.pet.v1 import pet_pb2
-from tests.conftest import Api, Session, embedded_settings, start_edge, start_platform
+from tests.support.platform import Api, Session, embedded_settings, start_edge, start_platform
 
 _FD = descriptor.FieldDescriptor
 FUZZ = settings(max_examples=250, deadline=None, derandomize=True, database=None,

@@ -11,33 +11,14 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 import pytest
-import sonora.aio
 import sonora.protocol
 
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
 from petplatform.common.v1 import animal_pb2
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
-from tests.conftest import PASSWORD, EdgeClient, embedded_settings, start_edge, start_platform, status_of
-
-
-class WebChannel:
-    """sonora 0.2.3 predates the `_registered_method` argument that grpcio's generated stubs now pass."""
-
-    def __init__(self, url: str):
-        self._channel = sonora.aio.insecure_web_channel(url)
-
-    def unary_unary(self, path, request_serializer=None, response_deserializer=None, _registered_method=None):
-        return self._channel.unary_unary(path, request_serializer, response_deserializer)
-
-    def unary_stream(self, path, request_serializer=None, response_deserializer=None, _registered_method=None):
-        return self._channel.unary_stream(path, request_serializer, response_deserializer)
-
-    async def __aenter__(self):
-        await self._channel.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc):
-        await self._channel.__aexit__(*exc)
+from tests.support.errors import status_of
+from tests.support.platform import PASSWORD, EdgeClient, embedded_settings, start_edge, start_platform
+from tests.support.web import WebChannel, decode_text, frames
 
 
 async def web_signup(channel) -> list[tuple[str, str]]:
@@ -71,20 +52,6 @@ async def test_off_the_shelf_grpc_web_client(edge: EdgeClient):
         with pytest.raises(sonora.protocol.WebRpcError) as e:
             await pets.GetPet(pet_pb2.GetPetRequest(name=created.pet.name))
         assert e.value.code() == grpc.StatusCode.NOT_FOUND
-
-
-def decode_text(raw: bytes) -> bytes:
-    """A grpc-web-text body: each chunk is base64 of its own, so padding may stand mid-body."""
-    return b"".join(base64.b64decode(chunk + b"=" * (-len(chunk) % 4)) for chunk in raw.split(b"=") if chunk)
-
-
-def frames(body: bytes) -> list[tuple[int, bytes]]:
-    out = []
-    while body:
-        flag, n = struct.unpack(">BI", body[:5])
-        out.append((flag, body[5:5 + n]))
-        body = body[5 + n:]
-    return out
 
 
 async def test_grpc_web_text_mode_and_trailers(edge: EdgeClient):

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from tests.conftest import EdgeClient, embedded_settings, start_edge, start_platform
-from tests.e2e.test_edge_rest import call, signup
+from tests.support.platform import EdgeClient, embedded_settings, start_edge, start_platform
+from tests.support.web import call, signup
 
 TIMEOUT = 0.5  # the tight edge's header, body and idle limits
 

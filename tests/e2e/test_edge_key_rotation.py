@@ -11,8 +11,8 @@ import jwt
 
 from app import wiring
 from mesh.server import Platform
-from tests.conftest import PASSWORD, embedded_settings, lone_edge
-from tests.e2e.test_auth import _sign
+from tests.support.platform import PASSWORD, embedded_settings, lone_edge
+from tests.support.tokens import sign_token
 
 MIN_REFETCH = 0.3
 
@@ -75,7 +75,7 @@ async def test_edge_follows_a_signing_key_rotation(tmp_path, smtp_sink):
             assert await me(after) == 200, "the new key is fetched on first sight of its kid"
             assert await me(before) == 200, "tokens of the retired key live out their 15 minutes"
 
-            forged = _sign({"sub": "x", "sid": "s"}, new_key(), "never-published")
+            forged = sign_token({"sub": "x", "sid": "s"}, new_key(), "never-published")
             await asyncio.sleep(MIN_REFETCH)
             assert await me(forged) == 401
     finally:

@@ -16,7 +16,7 @@ from gateway.policy import EdgePolicy
 from gateway.upstream import OpenStreams
 from mesh.cache import MemoryCache
 from mesh.principal import TokenVerifier
-from tests.conftest import embedded_settings
+from tests.support.platform import embedded_settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 ECHO = """

@@ -5,7 +5,7 @@ import aiohttp
 import pytest
 
 from gateway.edge import Edge
-from tests.conftest import Api, lone_edge
+from tests.support.platform import Api, lone_edge
 
 pytestmark = pytest.mark.real
 

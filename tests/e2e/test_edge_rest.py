@@ -12,29 +12,8 @@ from PIL import Image
 import pytest
 
 from gateway.transcode import HTTP_STATUS
-from tests.conftest import PASSWORD, EdgeClient, embedded_settings, lone_edge, start_edge, start_platform
-
-
-async def call(e: EdgeClient, method: str, path: str, body=None, token: str | None = None, raw: bytes | None = None,
-               headers: dict | None = None, **params):
-    h = dict(headers or {})
-    if token:
-        h["Authorization"] = f"Bearer {token}"
-    kwargs = {"data": raw, "headers": {**h, "Content-Type": "application/json"}} if raw is not None else \
-        {"json": body, "headers": h}
-    async with e.http.request(method, e.url + path, params=params or None, **kwargs) as r:
-        data = await r.json(content_type=None) if r.content_length != 0 else None
-        return r.status, data, r.headers
-
-
-async def signup(e: EdgeClient, name: str = "Rest User") -> tuple[str, str]:
-    email = f"r{uuid.uuid4().hex[:10]}@example.com"
-    status, account, _ = await call(e, "POST", "/v1/auth/register",
-                                    {"email": email, "password": PASSWORD, "display_name": name})  # snake_case in
-    assert status == 200, account
-    status, tokens, _ = await call(e, "POST", "/v1/auth/login", {"email": email, "password": PASSWORD})
-    assert status == 200 and tokens["tokenType"] == "Bearer"  # lowerCamelCase out
-    return account["account"]["name"], tokens["accessToken"]
+from tests.support.platform import PASSWORD, EdgeClient, embedded_settings, lone_edge, start_edge, start_platform
+from tests.support.web import call, signup
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,9 @@ from prometheus_client import REGISTRY
 import pytest
 
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
-from tests.conftest import EdgeClient
-from tests.e2e.test_auth import expect, violations
-from tests.e2e.test_edge_grpc import WebChannel, decode_text, frames
-from tests.e2e.test_edge_rest import call, signup
+from tests.support.errors import expect, violations
+from tests.support.platform import EdgeClient, embedded_settings, start_edge, start_platform
+from tests.support.web import WebChannel, call, decode_text, frames, signup
 
 WATCH = "/v1/pets:watch"
 
@@ -143,7 +142,6 @@ async def test_pass_through_relays_a_refused_stream_with_its_details(edge: EdgeC
 
 
 async def test_open_streams_are_capped_per_client_on_every_protocol(tmp_path, smtp_sink):
-    from tests.conftest import embedded_settings, start_edge, start_platform
     platform = await start_platform(embedded_settings(tmp_path, smtp_sink, max_streams_per_client=1))
     edge = await start_edge(platform)
     url = f"http://127.0.0.1:{edge.http_port}"
@@ -175,7 +173,6 @@ async def test_open_streams_are_capped_per_client_on_every_protocol(tmp_path, sm
 
 
 async def test_stopping_the_edge_ends_its_streams_with_a_status(tmp_path, smtp_sink):
-    from tests.conftest import embedded_settings, start_edge, start_platform
     platform = await start_platform(embedded_settings(tmp_path, smtp_sink))
     edge = await start_edge(platform)
     url = f"http://127.0.0.1:{edge.http_port}"

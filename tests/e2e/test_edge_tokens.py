@@ -10,15 +10,16 @@ import grpc
 import pytest
 
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
-from tests.conftest import EdgeClient, error_reason, status_of
-from tests.e2e.test_auth import BAD_TOKENS, auth_module, bad_authorization
+from tests.support.errors import error_reason, status_of
+from tests.support.platform import EdgeClient, module_of
+from tests.support.tokens import BAD_TOKENS, bad_authorization
 
 CREATE = pet_pb2.CreatePetRequest(pet=pet_pb2.Pet(display_name="Nope", species=1))
 
 
 @pytest.mark.parametrize("case", BAD_TOKENS)
 async def test_bad_tokens_are_refused_alike_on_every_protocol(edge: EdgeClient, case: str):
-    header, reason = bad_authorization(auth_module(edge.api).keys, case)
+    header, reason = bad_authorization(module_of(edge.api, "auth").keys, case)
     headers = {"Authorization": header} if header else {}
     async with edge.http.post(edge.url + "/v1/pets", json={"displayName": "Nope", "species": "SPECIES_DOG"},
                               headers=headers) as r:

@@ -8,7 +8,8 @@ from google.rpc import error_details_pb2
 
 from petplatform.auth.v1 import auth_pb2
 from petplatform.pet.v1 import pet_pb2
-from tests.conftest import EdgeClient, status_of
+from tests.support.errors import status_of
+from tests.support.platform import EdgeClient
 
 
 def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:

@@ -23,18 +23,12 @@ from petplatform.common.v1 import animal_pb2, event_pb2
 from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2
 from services.pet import domain
-from tests.conftest import Api, embedded_settings, error_reason, start_platform
-from tests.e2e.test_auth import expect, violations
+from tests.support.errors import error_reason, expect, violations
+from tests.support.pets import TOKYO, create, dog, image, years_ago
+from tests.support.platform import Api, embedded_settings, module_of, start_platform
 
-TOKYO = latlng_pb2.LatLng(latitude=35.6812, longitude=139.7671)
 YOKOHAMA = latlng_pb2.LatLng(latitude=35.4437, longitude=139.6380)  # ~27 km from Tokyo station
 OSAKA = latlng_pb2.LatLng(latitude=34.6937, longitude=135.5023)  # ~400 km
-
-
-def image(fmt: str, size=(64, 48)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, (200, 120, 40)).save(buf, fmt)
-    return buf.getvalue()
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -56,23 +50,9 @@ def just_past_the_cap(fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def years_ago(years: int, months: int = 0) -> date_pb2.Date:
-    d = dt.date.today()
-    total = d.year * 12 + d.month - 1 - years * 12 - months
-    return date_pb2.Date(year=total // 12, month=total % 12 + 1, day=1)
-
-
-def dog(name="Mochi", **kw) -> pet_pb2.Pet:
-    return pet_pb2.Pet(display_name=name, species=animal_pb2.SPECIES_DOG, **kw)
-
-
 @pytest.fixture(scope="module")
 async def users(api: Api):
     return await api.signup("Owner"), await api.signup("Stranger")
-
-
-async def create(api: Api, session, pet: pet_pb2.Pet, **kw) -> pet_pb2.Pet:
-    return (await api.pet.CreatePet(pet_pb2.CreatePetRequest(pet=pet, **kw), metadata=session.md)).pet
 
 
 async def test_create_get_update_delete(api: Api, users):
@@ -174,7 +154,7 @@ async def test_pet_created_is_published(api: Api, users):
     event = next(e for e in seen if pet.name.encode() in e.payload.value)
     payload = pet_events.PetCreated()
     assert event.payload.Unpack(payload) and payload.pet == pet and event.source == "pet"
-    pet_db = next(m for m in api.platform.modules if m.name == "pet").db
+    pet_db = module_of(api, "pet").db
     for _ in range(250):  # the relay marks the row once the broker confirmed, which may be after delivery
         async with pet_db.transaction() as s:
             if await s.scalar(sa.select(outbox.c.publish_time).where(outbox.c.event_id == event.id)) is not None:
@@ -537,7 +517,7 @@ async def test_pet_flow_on_the_real_profile(real_api: Api):
     assert [p.name for p in found] == [rex.name] and found[0].photos[0].name == photo.name
     await expect(grpc.StatusCode.PERMISSION_DENIED, real_api.pet.DeletePet(pet_pb2.DeletePetRequest(name=rex.name),
                                                                            metadata=stranger.md))
-    pet_db = next(m for m in real_api.platform.modules if m.name == "pet").db
+    pet_db = module_of(real_api, "pet").db
     for _ in range(100):
         async with pet_db.transaction() as s:
             pending = await s.scalar(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.publish_time.is_(None)))

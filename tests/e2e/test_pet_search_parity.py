@@ -12,7 +12,7 @@ import pytest
 from petplatform.common.v1 import animal_pb2
 from petplatform.pet.v1 import pet_pb2
 from services.pet import domain, search
-from tests.conftest import Api
+from tests.support.platform import Api
 
 SPECIES = [animal_pb2.SPECIES_DOG, animal_pb2.SPECIES_CAT, animal_pb2.SPECIES_RABBIT]
 SIZES = [animal_pb2.PET_SIZE_SMALL, animal_pb2.PET_SIZE_MEDIUM, animal_pb2.PET_SIZE_LARGE]

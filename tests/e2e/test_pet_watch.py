@@ -12,16 +12,12 @@ from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
 from mesh import errors
 from services.pet.watch import MAX_BACKLOG, WatchHub
-from tests.conftest import Api, embedded_settings, start_platform
-from tests.e2e.test_auth import expect, violations
-from tests.e2e.test_pet import TOKYO, create, dog
+from tests.support.errors import expect, violations
+from tests.support.pets import TOKYO, cat, create, dog, image, years_ago
+from tests.support.platform import Api, embedded_settings, start_platform
 
 CHANGE = pet_pb2.WatchPetsResponse
 CATS_AVAILABLE = pet_pb2.WatchPetsRequest(species=[animal_pb2.SPECIES_CAT], statuses=[pet_pb2.Pet.STATUS_AVAILABLE])
-
-
-def cat(name="Tama", **kw) -> pet_pb2.Pet:
-    return pet_pb2.Pet(display_name=name, species=animal_pb2.SPECIES_CAT, **kw)
 
 
 async def opened(call) -> tuple:
@@ -92,7 +88,6 @@ async def test_a_pet_listed_before_the_watch_is_removed_when_it_leaves_the_searc
 
 
 async def test_a_new_photo_is_an_update(api: Api):
-    from tests.e2e.test_pet import image
     owner = await api.signup("Photographer")
     call = api.pet.WatchPets(pet_pb2.WatchPetsRequest(owner=owner.name))
     await opened(call)
@@ -220,7 +215,6 @@ async def test_events_arriving_out_of_order_do_not_roll_a_pet_back():
 async def test_a_pet_that_aged_out_of_the_search_is_still_taken_back(api: Api, monkeypatch):
     import datetime as dt
     from services.pet import api as pet_api
-    from tests.e2e.test_pet import years_ago
     owner = await api.signup("Ageing")
     call = api.pet.WatchPets(pet_pb2.WatchPetsRequest(owner=owner.name, max_age_months=12))
     await opened(call)

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 import pytest
 
-from tests.conftest import PASSWORD, Api
+from tests.support.platform import PASSWORD, Api
 
 
 def reflected_call(channel: grpc.Channel, pool: descriptor_pool.DescriptorPool, method: str, body: dict,

@@ -11,7 +11,7 @@ from app.registry import REGISTRY
 from mesh.registry import Registry
 from mesh.server import RegistryMismatch
 from petplatform.auth.v1 import events_pb2 as auth_events
-from tests.conftest import EdgeClient, embedded_settings
+from tests.support.platform import EdgeClient, embedded_settings
 
 
 async def test_asyncapi_lists_every_event_with_its_producers_and_consumers(edge: EdgeClient):

@@ -10,7 +10,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from petplatform.pet.v1 import pet_pb2
-from tests.conftest import Api, embedded_settings, error_reason, start_platform, status_of
+from tests.support.errors import error_reason, status_of
+from tests.support.platform import Api, embedded_settings, start_platform
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 
 from mesh import tracing
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
-from tests.conftest import PASSWORD, EdgeClient
+from tests.support.platform import PASSWORD, EdgeClient
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER = f"00-{TRACE_ID}-00f067aa0ba902b7-01"

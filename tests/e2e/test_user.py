@@ -16,8 +16,8 @@ from petplatform.common.v1 import animal_pb2, event_pb2
 from petplatform.user.v1 import events_pb2 as user_events
 from petplatform.user.v1 import user_pb2
 from services.user.store import profiles
-from tests.conftest import Api, Session
-from tests.e2e.test_auth import expect, violations
+from tests.support.errors import expect, violations
+from tests.support.platform import Api, Session, module_of
 
 
 async def profile(api: Api, s: Session, name: str = "users/me") -> user_pb2.User:
@@ -62,7 +62,7 @@ async def verified_signup(api: Api, name: str) -> Session:
 
 async def age_accounts(api: Api, sessions, days: int) -> None:
     """As if the accounts had been created `days` ago."""
-    db = next(m for m in api.platform.modules if m.name == "user").db
+    db = module_of(api, "user").db
     async with db.transaction() as tx:
         await tx.execute(profiles.update().where(profiles.c.user_id.in_([s.user_id for s in sessions])).values(
             create_time=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)))

@@ -1,4 +1,4 @@
-"""Buses and databases for the events contract suite: every adapter, isolated per test."""
+"""Buses and databases for the events contract suites: every adapter, isolated per test."""
 from __future__ import annotations
 
 import uuid
@@ -10,7 +10,7 @@ from mesh.events import InProcessBus, producer
 from mesh.events.outbox import event_tables
 from mesh.events.rabbit import RabbitBus
 from mesh.sql import Database
-from tests.conftest import AMQP_URL, POSTGRES_URL
+from tests.support.platform import AMQP_URL, POSTGRES_URL
 
 # What the consumers under test do: one row per application, so a double application shows.
 effects_meta = sa.MetaData()
