@@ -2,20 +2,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import jwt
 from google.protobuf import field_mask_pb2
 
 from petplatform.auth.v1 import auth_pb2
 from petplatform.user.v1 import user_pb2
 from app import demo
+from tests.support import REPO_ROOT
 from tests.support.platform import Api, embedded_settings, start_platform
 
 
 def make_up_admin_emails() -> list[str]:
     """PETPLATFORM_ADMIN_EMAILS as the Makefile's `up` exports it."""
-    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    makefile = (REPO_ROOT / "Makefile").read_text()
     line = next(ln for ln in makefile.splitlines() if ln.startswith("up: export PETPLATFORM_ADMIN_EMAILS ?="))
     return json.loads(line.split("?=", 1)[1])
 

@@ -16,9 +16,9 @@ from gateway.policy import EdgePolicy
 from gateway.upstream import OpenStreams
 from mesh.cache import MemoryCache
 from mesh.principal import TokenVerifier
+from tests.support import REPO_ROOT as ROOT
 from tests.support.platform import embedded_settings
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 ECHO = """
 syntax = "proto3";
 package petplatform.echotest.v1;

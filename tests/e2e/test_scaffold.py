@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import REPO_ROOT as ROOT
+
 SERVE = """
 import asyncio, grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc

@@ -10,3 +10,6 @@
 
 conftest.py holds the fixtures built from these.
 """
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # wherever the test using it lives
