@@ -107,8 +107,9 @@ async def test_body_too_large_is_413_status(edge: EdgeClient):
 
 async def test_grpc_codes_map_to_http(edge: EdgeClient, people):
     (_, token), _ = people
-    assert (await call(edge, "POST", "/v1/pets", {"displayName": "x", "species": "SPECIES_DOG"}))[0] == 401
-    assert (await call(edge, "POST", "/v1/pets", {"displayName": "x", "species": "SPECIES_DOG"}, "forged.token.x"))[0] == 401
+    new_pet = {"displayName": "x", "species": "SPECIES_DOG"}
+    assert (await call(edge, "POST", "/v1/pets", new_pet))[0] == 401
+    assert (await call(edge, "POST", "/v1/pets", new_pet, "forged.token.x"))[0] == 401
     # A taken email is answered as a new one (Register does not tell which emails have accounts).
     email = f"d{uuid.uuid4().hex[:8]}@example.com"
     _, first, _ = await call(edge, "POST", "/v1/auth/register", {"email": email, "password": PASSWORD,

@@ -83,8 +83,9 @@ async def test_others_cannot_change_a_pet(api: Api, users):
         api.pet.DeletePet(pet_pb2.DeletePetRequest(name=pet.name), metadata=stranger.md),
         api.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=pet.name, content=image("PNG")),
                                metadata=stranger.md),
-        api.pet.CreateHealthRecord(pet_pb2.CreateHealthRecordRequest(parent=pet.name, health_record=pet_pb2.HealthRecord(
-            kind=pet_pb2.HealthRecord.KIND_CHECKUP, title="Fake", date=years_ago(0))), metadata=stranger.md),
+        api.pet.CreateHealthRecord(pet_pb2.CreateHealthRecordRequest(
+            parent=pet.name, health_record=pet_pb2.HealthRecord(
+                kind=pet_pb2.HealthRecord.KIND_CHECKUP, title="Fake", date=years_ago(0))), metadata=stranger.md),
     ]
     for call in calls:
         await expect(grpc.StatusCode.PERMISSION_DENIED, call, "NOT_OWNER")
@@ -447,14 +448,17 @@ async def test_health_records(api: Api, users):
     owner, stranger = users
     pet = await create(api, owner, dog("Healthy"))
     for i, title in enumerate(["Rabies vaccine", "Checkup", "Deworming"]):
-        await api.pet.CreateHealthRecord(pet_pb2.CreateHealthRecordRequest(parent=pet.name, health_record=pet_pb2.HealthRecord(
-            kind=pet_pb2.HealthRecord.KIND_VACCINATION, title=title, date=years_ago(0, 3 - i), veterinarian="Dr. Sato")),
+        await api.pet.CreateHealthRecord(pet_pb2.CreateHealthRecordRequest(
+            parent=pet.name, health_record=pet_pb2.HealthRecord(
+                kind=pet_pb2.HealthRecord.KIND_VACCINATION, title=title, date=years_ago(0, 3 - i),
+                veterinarian="Dr. Sato")),
             metadata=owner.md)
     page1 = await api.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(parent=pet.name, page_size=2),
                                             metadata=owner.md)
     page2 = await api.pet.ListHealthRecords(pet_pb2.ListHealthRecordsRequest(
         parent=pet.name, page_size=2, page_token=page1.next_page_token), metadata=owner.md)
-    assert [r.title for r in (*page1.health_records, *page2.health_records)] == ["Deworming", "Checkup", "Rabies vaccine"]
+    assert [r.title for r in (*page1.health_records, *page2.health_records)] == [
+        "Deworming", "Checkup", "Rabies vaccine"]
     err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.CreateHealthRecord(pet_pb2.CreateHealthRecordRequest(
         parent=pet.name, health_record=pet_pb2.HealthRecord(title="", date=date_pb2.Date(year=2020, month=2, day=30))),
         metadata=owner.md))
@@ -520,7 +524,8 @@ async def test_pet_flow_on_the_real_profile(real_api: Api):
     pet_db = module_of(real_api, "pet").db
     for _ in range(100):
         async with pet_db.transaction() as s:
-            pending = await s.scalar(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.publish_time.is_(None)))
+            pending = await s.scalar(sa.select(sa.func.count()).select_from(outbox).where(
+                outbox.c.publish_time.is_(None)))
         if not pending:
             break
         await asyncio.sleep(0.05)

@@ -234,7 +234,8 @@ def test_update_times_only_grow_whatever_the_clock_says():
     from services.pet.api import next_update_time
     ahead = pet_pb2.Pet()
     ahead.update_time.FromDatetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5))  # another replica
-    assert next_update_time(ahead) == ahead.update_time.ToDatetime(tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=1)
+    assert next_update_time(ahead) == (ahead.update_time.ToDatetime(tzinfo=dt.timezone.utc)
+                                       + dt.timedelta(microseconds=1))
     behind = pet_pb2.Pet()
     behind.update_time.FromSeconds(1)
     assert next_update_time(behind) > dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)

@@ -24,7 +24,8 @@ async def test_each_service_names_itself_and_the_values_go_in_metadata(edge: Edg
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await api.pet.GetPet(pet_pb2.GetPetRequest(name=missing))
     info = error_info(e.value)
-    assert (info.domain, info.reason, dict(info.metadata)) == ("pet.petplatform.dev", "NOT_FOUND", {"resource": missing})
+    assert (info.domain, info.reason, dict(info.metadata)) == (
+        "pet.petplatform.dev", "NOT_FOUND", {"resource": missing})
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await api.auth.Login(auth_pb2.LoginRequest(email="nobody@example.com", password="x" * 12))
     assert error_info(e.value).domain == "auth.petplatform.dev"

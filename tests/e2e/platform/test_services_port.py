@@ -35,8 +35,8 @@ async def test_a_caller_holds_at_most_its_share_of_streams(small: Api):
     first = [await watch(small, alice.md) for _ in range(2)]
     refused = await watch(small, alice.md)
     assert await refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    err = grpc.aio.AioRpcError(await refused.code(), await refused.initial_metadata(), await refused.trailing_metadata(),
-                               await refused.details())
+    err = grpc.aio.AioRpcError(await refused.code(), await refused.initial_metadata(),
+                               await refused.trailing_metadata(), await refused.details())
     assert error_reason(err) == "TOO_MANY_STREAMS"
     info = error_details_pb2.ErrorInfo()
     assert any(d.Unpack(info) for d in status_of(err).details)

@@ -54,8 +54,9 @@ async def test_pass_through_carries_the_apps_trace_and_errors_are_recorded(edge:
     trace_id = uuid.uuid4().hex
     async with grpc.aio.insecure_channel(edge.grpc_address) as ch:
         with pytest.raises(grpc.aio.AioRpcError):
-            await pet_pb2_grpc.PetServiceStub(ch).GetPet(pet_pb2.GetPetRequest(name=f"pets/{'7' * 32}"),
-                                                         metadata=(("traceparent", f"00-{trace_id}-1111111111111111-01"),))
+            await pet_pb2_grpc.PetServiceStub(ch).GetPet(
+                pet_pb2.GetPetRequest(name=f"pets/{'7' * 32}"),
+                metadata=(("traceparent", f"00-{trace_id}-1111111111111111-01"),))
     (span,) = [s for s in of_trace(spans, trace_id) if s.kind == SpanKind.SERVER]
     assert span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
     assert span.status.is_ok, "a client's mistake is not a server error"

@@ -36,7 +36,8 @@ def envelope(event_type: str, payload, event_id: str | None = None) -> tuple[byt
     packed = any_pb2.Any()
     packed.Pack(payload)
     event_id = event_id or str(uuid.uuid4())
-    return event_pb2.EventEnvelope(id=event_id, type=event_type, source="test", payload=packed).SerializeToString(), event_id
+    env = event_pb2.EventEnvelope(id=event_id, type=event_type, source="test", payload=packed)
+    return env.SerializeToString(), event_id
 
 
 async def trust(api: Api, s: Session, user: Session) -> user_pb2.TrustScore:
