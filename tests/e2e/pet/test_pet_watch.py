@@ -21,8 +21,10 @@ CATS_AVAILABLE = pet_pb2.WatchPetsRequest(species=[animal_pb2.SPECIES_CAT], stat
 
 
 async def opened(call) -> tuple:
-    """Waits until the server has accepted the watch (its headers arrived)."""
-    return tuple(await asyncio.wait_for(call.initial_metadata(), 5))
+    """Waits until the server has accepted the watch: its headers arrived (a refusal has none, only trailers)."""
+    headers = tuple(await asyncio.wait_for(call.initial_metadata(), 5))
+    assert headers, f"the watch was refused: {await call.code()} {await call.details()}"
+    return headers
 
 
 async def next_change(call) -> pet_pb2.WatchPetsResponse:
@@ -70,9 +72,14 @@ async def test_watch_follows_a_search(api: Api):
 async def test_a_pet_listed_before_the_watch_is_removed_when_it_leaves_the_search(api: Api):
     """The usual client lists, then watches: what it listed must be taken back when it stops matching."""
     owner = await api.signup("Lister")
+    probe = api.pet.WatchPets(pet_pb2.WatchPetsRequest(owner=owner.name))
+    await opened(probe)
     listed = await create(api, owner, cat("Listed first", location=TOKYO))
     other = await create(api, owner, cat("Another"))
-    await asyncio.sleep(0.5)  # let the creations reach the hub before the watch opens
+    # The creations have reached the hub once a watch opened before them has seen both: only then
+    # does the watch under test open, after the listing.
+    assert {(await next_change(probe)).pet.name for _ in range(2)} == {listed.name, other.name}
+    probe.cancel()
     call = api.pet.WatchPets(pet_pb2.WatchPetsRequest(owner=owner.name, statuses=[pet_pb2.Pet.STATUS_AVAILABLE],
                                                       near=TOKYO, radius_km=10))
     await opened(call)
@@ -140,9 +147,14 @@ async def test_open_watches_are_capped_per_replica(tmp_path, smtp_sink):
             await expect(grpc.StatusCode.RESOURCE_EXHAUSTED, pets.WatchPets(pet_pb2.WatchPetsRequest()).read(),
                          "TOO_MANY_WATCHES")
             first.cancel()
-            await asyncio.sleep(0.2)
-            again = pets.WatchPets(pet_pb2.WatchPetsRequest())
-            await opened(again)  # a closed watch frees its place
+            for _ in range(250):  # a closed watch frees its place, once the server has seen it closed
+                again = pets.WatchPets(pet_pb2.WatchPetsRequest())
+                if await asyncio.wait_for(again.initial_metadata(), 5):  # headers: accepted
+                    break
+                assert await again.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, await again.details()
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the closed watch's place never came back")
             again.cancel()
     finally:
         await platform.stop(grace=1)
