@@ -1,65 +1,12 @@
-"""Shared fixtures: an in-process platform (embedded or real profile), a local SMTP sink, a local S3."""
+"""Shared fixtures: an in-process platform (embedded or real profile), a local SMTP sink, a local S3.
+The helpers they are built from live in tests/support/."""
 from __future__ import annotations
 
-import asyncio
-import email
-import email.policy
-import re
-import socket
-import uuid
-from dataclasses import dataclass, field
-
-import grpc
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from app import wiring
-from app.registry import REGISTRY
-from mesh import logs
-from mesh.config import load_settings
-from mesh.server import Platform
-from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
-from petplatform.pet.v1 import pet_pb2_grpc
-from petplatform.user.v1 import user_pb2_grpc
-
-logs.configure("info", json=False)  # as the CLI does, so tests see the same structured records
-
-POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-REDIS_URL = "redis://127.0.0.1:6379/0"
-PASSWORD = "correct horse battery staple"
-
-
-class SmtpSink:
-    """A local SMTP server (aiosmtpd) that keeps what it receives."""
-
-    def __init__(self):
-        from aiosmtpd.controller import Controller
-        self.messages: list[email.message.EmailMessage] = []
-        with socket.socket() as probe:  # aiosmtpd needs a concrete port to check it started
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 OK"
-
-    def start(self) -> None:
-        self.controller.start()
-
-    async def wait_for(self, to: str, timeout: float = 10.0) -> email.message.EmailMessage:
-        for _ in range(int(timeout / 0.05)):
-            for m in self.messages:
-                if to in m["To"]:
-                    return m
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no email to {to} within {timeout}s")
-
-    async def verification_token(self, to: str) -> str:
-        body = (await self.wait_for(to)).get_body(("plain",)).get_content()
-        return re.search(r"token=([A-Za-z0-9_\-]+)", body).group(1)
+from tests.support.platform import (
+    Api, EdgeClient, SmtpSink, drop_real_state, embedded_settings, real_settings, start_edge, start_platform,
+)
 
 
 @pytest.fixture(scope="session")
@@ -81,106 +28,6 @@ def s3_endpoint():
     server.stop()
 
 
-def embedded_settings(tmp_path, smtp_sink, **overrides):
-    return load_settings(data_dir=tmp_path, grpc_port=0, smtp_host="127.0.0.1", smtp_port=smtp_sink.port,
-                         log_json=False, outbox_poll_seconds=0.2, **overrides)
-
-
-def real_settings(tmp_path, smtp_sink, s3_endpoint, **overrides):
-    return embedded_settings(
-        tmp_path, smtp_sink, profile="real", database_url=POSTGRES_URL, amqp_url=AMQP_URL, redis_url=REDIS_URL,
-        s3_endpoint=s3_endpoint, s3_secure=False, s3_access_key="test", s3_secret_key="test", edge_key="test-edge-key-of-at-least-32-characters",
-        page_token_key="test-page-token-key-of-32-characters",
-        schema_prefix=f"t{uuid.uuid4().hex[:10]}_", **overrides)
-
-
-async def drop_real_state(settings, consumers: list[str]) -> None:
-    """Removes a test run's PostgreSQL schemas and RabbitMQ queues."""
-    engine = create_async_engine(POSTGRES_URL)
-    async with engine.begin() as conn:
-        schemas = (await conn.execute(sa.text(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"), {"p": settings.schema_prefix + "%"})).scalars()
-        for s in list(schemas):
-            await conn.execute(sa.text(f'DROP SCHEMA "{s}" CASCADE'))
-    await engine.dispose()
-    import aio_pika
-    conn = await aio_pika.connect(AMQP_URL)
-    async with conn:
-        ch = await conn.channel()
-        for c in consumers:
-            for q in (f"{settings.schema_prefix}{c}", f"{settings.schema_prefix}{c}.dlq"):
-                await ch.queue_delete(q)
-
-
-
-@dataclass
-class Session:
-    user_id: str
-    email: str
-    access_token: str
-    refresh_token: str
-
-    @property
-    def name(self) -> str:
-        return f"users/{self.user_id}"
-
-    @property
-    def md(self) -> tuple:
-        return (("authorization", f"Bearer {self.access_token}"),)
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def stub(contract: str):
-    """The generated stub class of a gRPC service, by its full name."""
-    import importlib
-    from google.protobuf import descriptor_pool
-    service = descriptor_pool.Default().FindServiceByName(contract)
-    module = importlib.import_module(service.file.name.removesuffix(".proto").replace("/", ".") + "_pb2_grpc")
-    return getattr(module, f"{service.name}Stub")
-
-
-@dataclass
-class Api:
-    """Stubs of every public service over one channel to the platform under test."""
-
-    platform: Platform
-    smtp: SmtpSink
-    channel: grpc.aio.Channel = field(init=False)
-
-    def __post_init__(self):
-        self.channel = grpc.aio.insecure_channel(self.platform.address)
-        # One stub per contract in the registry, named after its service: AuthService -> api.auth.
-        for contract in REGISTRY.routes:
-            name = contract.rsplit(".", 1)[1]
-            setattr(self, _snake(name.removesuffix("Service")), stub(contract)(self.channel))
-
-    auth: auth_pb2_grpc.AuthServiceStub = field(init=False)
-    user: user_pb2_grpc.UserServiceStub = field(init=False)
-    pet: pet_pb2_grpc.PetServiceStub = field(init=False)
-
-    def from_address(self, ip: str) -> tuple[tuple[str, str], ...]:
-        """Call metadata of a client at `ip`, as the edge vouches for it (services believe no other)."""
-        from mesh import client_address
-        return client_address.forwarded((), ip, self.platform.rt.edge_key)
-
-    async def signup(self, name: str = "Test User", email_addr: str | None = None) -> Session:
-        email_addr = email_addr or f"u{uuid.uuid4().hex[:12]}@example.com"
-        account = (await self.auth.Register(auth_pb2.RegisterRequest(
-            email=email_addr, password=PASSWORD, display_name=name))).account
-        tokens = await self.auth.Login(auth_pb2.LoginRequest(email=email_addr, password=PASSWORD))
-        return Session(account.name.split("/")[1], email_addr, tokens.access_token, tokens.refresh_token)
-
-
-async def start_platform(settings) -> Platform:
-    platform = wiring.platform(settings, "all", port=0)
-    await platform.migrate()
-    await platform.start()
-    return platform
-
-
 @pytest.fixture(scope="module")
 async def api(tmp_path_factory, smtp_sink):
     """The whole platform, embedded profile, one per test module."""
@@ -189,35 +36,6 @@ async def api(tmp_path_factory, smtp_sink):
     yield client
     await client.channel.close()
     await platform.stop(grace=1)
-
-
-@dataclass
-class EdgeClient:
-    """The platform behind the edge, reached over real HTTP and gRPC sockets."""
-
-    api: Api
-    edge: object
-    http: object  # aiohttp.ClientSession
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.edge.http_port}"
-
-    @property
-    def grpc_address(self) -> str:
-        return f"127.0.0.1:{self.edge.grpc_port}"
-
-
-def lone_edge(settings, address: str):
-    """An edge in a process of its own, every service at `address`."""
-    from app.registry import REGISTRY
-    return wiring.edge(wiring.runtime(settings, addresses={name: address for name in REGISTRY.names}))
-
-
-async def start_edge(platform: Platform):
-    edge = wiring.edge(platform.rt)
-    await edge.start(http_port=0, grpc_port=0)
-    return edge
 
 
 @pytest.fixture(scope="module")
@@ -245,18 +63,3 @@ async def real_api(tmp_path_factory, smtp_sink, s3_endpoint):
     consumers = list(getattr(platform.rt.bus, "consumers", []))
     await platform.stop(grace=1)
     await drop_real_state(settings, consumers)
-
-
-def status_of(err: grpc.aio.AioRpcError):
-    """The google.rpc.Status a server attached to an error."""
-    from grpc_status import rpc_status
-    return rpc_status.from_call(err)
-
-
-def error_reason(err: grpc.aio.AioRpcError) -> str:
-    from google.rpc import error_details_pb2
-    for d in status_of(err).details:
-        info = error_details_pb2.ErrorInfo()
-        if d.Unpack(info):
-            return info.reason
-    return ""

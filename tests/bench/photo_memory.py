@@ -33,7 +33,7 @@ def status_kib(field: str) -> int:
 async def upload(path: Path, count: int) -> dict:
     from petplatform.common.v1 import animal_pb2
     from petplatform.pet.v1 import pet_pb2
-    from tests.conftest import Api, SmtpSink, embedded_settings, start_platform
+    from tests.support.platform import Api, SmtpSink, embedded_settings, start_platform
 
     smtp = SmtpSink()
     smtp.start()

@@ -17,7 +17,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from petplatform.common.v1 import animal_pb2
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
-from tests.conftest import Api, SmtpSink, drop_real_state, embedded_settings, real_settings, start_edge, start_platform
+from tests.support.platform import (
+    Api, SmtpSink, drop_real_state, embedded_settings, real_settings, start_edge, start_platform,
+)
 
 DURATION = float(os.environ.get("BENCH_SECONDS", "5"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))

@@ -8,7 +8,7 @@ import pytest
 
 from mesh.events import Relay, emit, subscribe
 from petplatform.auth.v1 import events_pb2 as auth_events
-from tests.contract.events_fixtures import applied, applied_counts, drop_bus, drop_db, make_bus, make_db
+from tests.support.events import applied, applied_counts, drop_bus, drop_db, make_bus, make_db
 
 EVENTS = 300
 

@@ -10,16 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from mesh.cache import Cache, MemoryCache, RedisCache, make_cache
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
+from tests.support.platform import REDIS_URL
 
 
 @dataclass
@@ -121,10 +113,10 @@ async def test_incr_counts_within_one_window(h):
 
 
 async def test_incr_does_not_extend_the_window(h):
-    await h.cache.incr("hits", 0.6)
-    await h.wait(0.3)
-    count, remaining = await h.cache.incr("hits", 0.6)
-    assert count == 2 and 0 < remaining <= 0.31
+    await h.cache.incr("hits", 2)
+    await h.wait(0.3)  # well inside the window, however slow the machine
+    count, remaining = await h.cache.incr("hits", 2)
+    assert count == 2 and 0 < remaining <= 1.71
 
 
 async def test_incr_window_resets(h):
@@ -151,14 +143,14 @@ async def test_incr_on_a_plain_key_starts_a_window(h):
 
 
 async def test_decr_gives_back_one_hit_and_keeps_the_window(h):
-    await h.cache.incr("hits", 0.6)
-    await h.cache.incr("hits", 0.6)
+    await h.cache.incr("hits", 1)
+    await h.cache.incr("hits", 1)
     await h.cache.decr("hits")
     assert await h.cache.get("hits") == b"1"
-    await h.wait(0.3)
-    count, remaining = await h.cache.incr("hits", 0.6)
-    assert count == 2 and 0 < remaining <= 0.31  # the window did not restart
-    await h.wait(0.45)
+    await h.wait(0.3)  # well inside the window, however slow the machine
+    count, remaining = await h.cache.incr("hits", 1)
+    assert count == 2 and 0 < remaining <= 0.71  # the window did not restart
+    await h.wait(0.8)
     assert await h.cache.get("hits") is None
 
 

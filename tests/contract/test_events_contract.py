@@ -12,7 +12,7 @@ from mesh.events.bus import MAX_DELIVERIES
 from mesh.events.outbox import outbox
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.common.v1 import event_pb2
-from tests.contract.events_fixtures import applied, applied_counts, drop_bus, drop_db, make_bus, make_db
+from tests.support.events import applied, applied_counts, drop_bus, drop_db, make_bus, make_db
 
 
 @pytest.fixture(params=["inprocess", "rabbit"])
@@ -199,7 +199,6 @@ def test_the_routing_key_comes_from_the_contract():
 async def test_a_service_emits_only_what_its_registry_entry_declares(tmp_path):
     from mesh.events import producer
     from mesh.sql import Database
-    from tests.contract.events_fixtures import drop_db, make_db
     db = await make_db("sqlite", tmp_path, info=producer("auth", frozenset({"user.created"})))
     try:
         async with db.transaction() as s:

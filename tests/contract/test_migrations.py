@@ -14,7 +14,7 @@ from mesh.events.outbox import event_tables
 from app.registry import REGISTRY
 from mesh.runtime import migrate_service
 from mesh.sql import Database
-from tests.conftest import POSTGRES_URL
+from tests.support.platform import POSTGRES_URL
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -85,7 +85,8 @@ async def test_the_runtime_adopts_outbox_and_inbox_made_by_a_service_before_it_o
     async with database.engine.connect() as conn:
         prefix = database.schema + "." if database.schema else ""
         assert (await conn.execute(sa.text(f"SELECT event_id FROM {prefix}outbox"))).scalars().all() == ["e1"]
-        assert (await conn.execute(sa.text(f"SELECT version_num FROM {prefix}events_alembic_version"))).scalar() == "0001"
+        version = sa.text(f"SELECT version_num FROM {prefix}events_alembic_version")
+        assert (await conn.execute(version)).scalar() == "0001"
 
 
 async def test_photo_counts_are_filled_for_pets_listed_before_them(database: Database):

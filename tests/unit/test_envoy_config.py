@@ -58,7 +58,8 @@ def test_config_parses_into_envoys_bootstrap():
     b = bootstrap()
     assert [li.address.socket_address.port_value for li in b.static_resources.listeners] == [3000, 3443]
     names = [f.name for f in managers(b)[0].http_filters]
-    assert names == ["envoy.filters.http.cors", "envoy.filters.http.grpc_web", "envoy.filters.http.grpc_json_transcoder",
+    assert names == ["envoy.filters.http.cors", "envoy.filters.http.grpc_web",
+                     "envoy.filters.http.grpc_json_transcoder",
                      "envoy.filters.http.header_mutation", "envoy.filters.http.jwt_authn",
                      "envoy.filters.http.ratelimit", "envoy.filters.http.router"]
 
@@ -101,7 +102,8 @@ def test_server_streams_are_not_cut_by_the_unary_timeout():
         routes = manager.route_config.virtual_hosts[0].routes
         for path in streams:
             # The first route that matches is the one Envoy uses: it must be the stream's own.
-            route = next(r for r in routes if r.match.path == path or (r.match.prefix and path.startswith(r.match.prefix)))
+            route = next(r for r in routes
+                         if r.match.path == path or (r.match.prefix and path.startswith(r.match.prefix)))
             assert route.match.path == path and route.route.timeout.ToSeconds() == 0
             assert route.route.max_stream_duration.HasField("grpc_timeout_header_max")
             assert route.route.rate_limits, "streams count against the rate limit too"
@@ -124,7 +126,8 @@ def test_rate_limit_counts_the_user_else_the_address_and_clients_cannot_pose_as_
         assert set_after == {CLIENT_ADDRESS_HEADER: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
                              EDGE_KEY_HEADER: "%ENVIRONMENT(PETPLATFORM_EDGE_KEY)%"}, \
             "the services' one client-address rule: Envoy vouches for the address it saw"
-        assert manager.request_headers_timeout.seconds == 10 and manager.common_http_protocol_options.idle_timeout.seconds == 75
+        assert manager.request_headers_timeout.seconds == 10
+        assert manager.common_http_protocol_options.idle_timeout.seconds == 75
         assert filters.index("envoy.filters.http.header_mutation") < filters.index("envoy.filters.http.jwt_authn"), \
             "a header the client sends is gone before the verified one is set"
         jwt = jwt_pb2.JwtAuthentication()

@@ -10,7 +10,7 @@ from mesh import errors
 from mesh.cache import MemoryCache
 from mesh.config import load_settings
 from services.auth.throttle import LoginThrottle
-from tests.contract.test_cache_contract import FakeClock
+from tests.support.clock import FakeClock
 
 EMAIL = "owner@example.com"
 

@@ -123,7 +123,8 @@ def test_page_tokens_are_signed(tmp_path):
 def test_page_tokens_are_bound_to_the_query():
     q = pet_pb2.ListPetsRequest(breed="Beagle", page_size=5)
     token = encode_page_token(["2026-01-01T00:00:00", "abc"], q)
-    assert decode_page_token(token, pet_pb2.ListPetsRequest(breed="Beagle", page_size=50)) == ["2026-01-01T00:00:00", "abc"]
+    assert decode_page_token(token, pet_pb2.ListPetsRequest(breed="Beagle", page_size=50)) == [
+        "2026-01-01T00:00:00", "abc"]
     for bad_token, query in ((token, pet_pb2.ListPetsRequest(breed="Pug")), ("!!garbage", q), ("e30", q)):
         with pytest.raises(errors.ApiError):
             decode_page_token(bad_token, query)
