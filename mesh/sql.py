@@ -65,9 +65,17 @@ class Database:
         if schema:
             engine = engine.execution_options(schema_translate_map={None: schema})
         if url.startswith("sqlite"):
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(engine.sync_engine, "connect", _sqlite_connect)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
+            # A writing transaction takes SQLite's write lock at BEGIN, so what it reads first is what
+            # it changes (the driver would otherwise begin only at the first write); reads take none.
+            writes, reads = (engine.execution_options(sqlite_begin="IMMEDIATE"),
+                             engine.execution_options(sqlite_begin="DEFERRED"))
+        else:
+            writes, reads = engine, engine.execution_options(postgresql_readonly=True)
         self.engine: AsyncEngine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False, info=dict(info or {}))
+        self._sessions = async_sessionmaker(writes, expire_on_commit=False, info=dict(info or {}))
+        self._reads = async_sessionmaker(reads, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -75,8 +83,15 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one transaction: committed on success, rolled back on any exception."""
+        """A session in one writing transaction: committed on success, rolled back on any exception."""
         async with self._sessions() as session, session.begin():
+            yield session
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction for reading (one snapshot): it takes no write lock on SQLite, and
+        is READ ONLY on PostgreSQL, where a write through it fails."""
+        async with self._reads() as session, session.begin():
             yield session
 
     async def migrate(self, migrations: Path, revision: str = "head", *, version_table: str = "alembic_version",
@@ -99,7 +114,9 @@ class Database:
         await self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_connect(dbapi_conn, _record) -> None:
+    # The driver's own transaction handling off: _sqlite_begin says how each transaction begins.
+    dbapi_conn.isolation_level = None
     # WAL lets readers run beside the writer; busy_timeout waits out the write lock.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -115,6 +132,10 @@ def migrations_config(sync_conn, migrations: Path, schema: str | None = None, ve
     cfg.attributes.update(connection=sync_conn, version_table_schema=schema, version_table=version_table,
                           other_tables=set(other_tables))
     return cfg
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
 
 
 def _upgrade(sync_conn, migrations: Path, schema: str | None, revision: str, version_table: str,

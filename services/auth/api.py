@@ -82,7 +82,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def Login(self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext) -> auth_pb2.LoginResponse:
         email_addr = domain.normalise_email(request.email)
         attempt = await self.throttle.admit(email_addr, client_address.current())
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             row = await store.find_account_by_email(s, email_addr)
         # Unknown email and wrong password take the same time and give the same answer.
         ok = await passwords.check_password(request.password, row.password_hash if row else await self._dummy())
@@ -115,7 +115,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def Logout(self, request: auth_pb2.LogoutRequest,
                      context: grpc.aio.ServicerContext) -> auth_pb2.LogoutResponse:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             family = await store.find_refresh_token_family(s, domain.sha256(request.refresh_token))
         # Unknown tokens get the same empty answer: logout reveals nothing about tokens.
         if family:

@@ -63,7 +63,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         domain.check_pet(pet, domain.WRITABLE, today())
         domain.check_request_id(request.request_id)
         if request.request_id:
-            async with self.db.transaction() as s:
+            async with self.db.read() as s:
                 existing = await store.find_pet_id_by_request(s, owner_id=caller.user_id,
                                                               request_id=request.request_id)
             if existing:
@@ -78,7 +78,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 created = await self._message(s, pet_id)
                 await emit(s, pet_events.PetCreated(pet=created))
         except IntegrityError:  # a concurrent retry with the same request_id won the race
-            async with self.db.transaction() as s:
+            async with self.db.read() as s:
                 existing = await store.find_pet_id_by_request(s, owner_id=caller.user_id,
                                                               request_id=request.request_id)
             if not existing:
@@ -127,7 +127,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         after = None
         if position:
             after = (float(position[0]) if by_distance else dt.datetime.fromisoformat(position[0]), position[1])
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             rows = await store.find_pets(s, query, key=key, descending=descending, after=after, size=size)
             rows, token = pagination.page(
                 rows, size, lambda r: [r.sort_key if by_distance else r.create_time.isoformat(), r.id], request)
@@ -162,7 +162,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
     async def UploadPetPhoto(self, request: pet_pb2.UploadPetPhotoRequest,
                              context: grpc.aio.ServicerContext) -> pet_pb2.UploadPetPhotoResponse:
         (pet_id,) = parse_name(request.parent, "pets/{}", "parent")
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             pet = await self._owned(s, pet_id)
         if pet.photo_count >= domain.MAX_PHOTOS_PER_PET:  # early, so a full pet costs no decoding; enforced below
             raise too_many_photos()
@@ -229,7 +229,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         size = page_size(request.page_size)
         position = decode_page_token(request.page_token, request)
         after = (dt.date.fromisoformat(position[0]), position[1]) if position else None
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             # Health records are private to the owner and admins. When the adoption flow exists, the
             # adopter of an accepted application is to be let in here too.
             await self._owned(s, pet_id, "read its health records")
@@ -284,7 +284,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         return out
 
     async def _get(self, pet_id: str) -> pet_pb2.Pet:
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             return await self._message(s, pet_id)
 
     async def _message(self, s: AsyncSession, pet_id: str) -> pet_pb2.Pet:

@@ -39,7 +39,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     async def GetUser(self, request: user_pb2.GetUserRequest,
                       context: grpc.aio.ServicerContext) -> user_pb2.GetUserResponse:
         user_id = resolve_user(request.name)
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             return user_pb2.GetUserResponse(user=await self._load(s, user_id))
 
     async def UpdateUser(self, request: user_pb2.UpdateUserRequest,
@@ -87,7 +87,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         size = page_size(request.page_size)
         position = decode_page_token(request.page_token, request)
         after = (dt.datetime.fromisoformat(position[0]), position[1]) if position else None
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             rows = await store.list_reviews(s, subject_id, after=after, size=size)
         rows, token = pagination.page(rows, size, lambda r: [r.create_time.isoformat(), r.id], request)
         return user_pb2.ListReviewsResponse(next_page_token=token, reviews=[user_pb2.Review(
@@ -97,7 +97,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     async def GetTrustScore(self, request: user_pb2.GetTrustScoreRequest,
                             context: grpc.aio.ServicerContext) -> user_pb2.GetTrustScoreResponse:
         user_id = resolve_user(request.name, suffix="/trustScore")
-        async with self.db.transaction() as s:
+        async with self.db.read() as s:
             profile = await self._profile(s, user_id)
             trust, _, _ = await self._trust(s, profile)
         return user_pb2.GetTrustScoreResponse(trust_score=user_pb2.TrustScore(
