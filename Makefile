@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 GENSTAMP := petplatform/__init__.py
 PROTOS := $(shell find proto third_party -name '*.proto')
 
-.PHONY: up test lint gen install bench envoy contract-baseline clean
+.PHONY: up test lint gen install bench bench-short envoy contract-baseline clean
 
 # The demo data's admin account (app/demo.py) registers as an admin; an environment value wins.
 up: export PETPLATFORM_ADMIN_EMAILS ?= ["admin@demo.petplatform.local"]
@@ -17,8 +17,14 @@ up: $(GENSTAMP)
 test: $(GENSTAMP) lint
 	$(BIN)/pytest -q -p no:cacheprovider -m "not bench"
 
+# Load generator, platform (as `make up` runs it) and a bare grpc.aio baseline in three processes; embedded and
+# real profiles (PostgreSQL, RabbitMQ and Redis must be running). Exits non-zero on any failed call.
 bench: $(GENSTAMP)
 	$(BIN)/python -m tests.bench.run
+
+# One second per case: checks that the bench still runs, measures nothing worth quoting.
+bench-short: $(GENSTAMP)
+	BENCH_SECONDS=1 $(BIN)/python -m tests.bench.run
 
 lint: $(GENSTAMP)
 	$(BIN)/python tools/check_vendored.py
