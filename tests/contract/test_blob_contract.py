@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pathlib
+import socket
 import urllib.request
 import uuid
 
@@ -106,6 +108,20 @@ async def test_url(store, kind):
     else:
         assert url.startswith("http://127.0.0.1:") and "X-Amz-Signature=" in url
         assert await http_get(url) == b"photo bytes"
+
+
+async def test_urls_are_made_without_io(store, monkeypatch):
+    """A page of pets builds a URL per photo: neither the filesystem nor the network may be asked."""
+    await store.url("pets/abc/photos/warm")  # a store may set itself up once
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("I/O while making a URL")
+    monkeypatch.setattr(pathlib.Path, "resolve", refuse)
+    monkeypatch.setattr(pathlib.Path, "exists", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(asyncio, "to_thread", refuse)
+    for i in range(20):
+        assert f"photos/p{i}" in await store.url(f"pets/abc/photos/p{i}")
 
 
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../outside", "pets/../../outside", "pets/./x", "pets//x",
