@@ -8,7 +8,8 @@ import pytest
 
 from mesh.events import Relay, emit, subscribe
 from petplatform.auth.v1 import events_pb2 as auth_events
-from tests.support.events import applied, applied_counts, drop_bus, drop_db, make_bus, make_db
+from tests.support.databases import drop_database
+from tests.support.events import applied, applied_counts, drop_bus, make_bus, make_db
 
 EVENTS = 300
 
@@ -109,7 +110,7 @@ async def test_no_event_lost_or_applied_twice_across_broker_outages(proxy, tmp_p
     finally:
         await relay.stop()
         await drop_bus(bus)
-        await drop_db(db)
+        await drop_database(db)
 
 
 async def test_a_broadcast_subscriber_is_told_it_may_have_missed_events(proxy):

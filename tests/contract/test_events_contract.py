@@ -12,7 +12,8 @@ from mesh.events.bus import MAX_DELIVERIES
 from mesh.events.outbox import outbox
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.common.v1 import event_pb2
-from tests.support.events import applied, applied_counts, drop_bus, drop_db, make_bus, make_db
+from tests.support.databases import drop_database
+from tests.support.events import applied, applied_counts, drop_bus, make_bus, make_db
 
 
 @pytest.fixture(params=["inprocess", "rabbit"])
@@ -26,7 +27,7 @@ async def bus(request):
 async def db(request, tmp_path):
     d = await make_db(request.param, tmp_path)
     yield d
-    await drop_db(d)
+    await drop_database(d)
 
 
 async def eventually(check, timeout: float = 10.0):
@@ -211,4 +212,4 @@ async def test_a_service_emits_only_what_its_registry_entry_declares(tmp_path):
                 await emit(s, email("x@y"))
         await bare.dispose()
     finally:
-        await drop_db(db)
+        await drop_database(db)

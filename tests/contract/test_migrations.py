@@ -3,7 +3,6 @@ migrations fill what they promise for rows written before them."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -14,20 +13,14 @@ from mesh.events.outbox import event_tables
 from app.registry import REGISTRY
 from mesh.runtime import migrate_service
 from mesh.sql import Database
-from tests.support.platform import POSTGRES_URL
+from tests.support.databases import drop_database, scratch_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def database(request, tmp_path):
-    if request.param == "sqlite":
-        db = Database(f"sqlite+aiosqlite:///{tmp_path}/m.sqlite3", None)
-    else:
-        db = Database(POSTGRES_URL, f"test_migrations_{uuid.uuid4().hex[:10]}")
+    db = scratch_database(request.param, tmp_path)
     yield db
-    if db.schema:
-        async with db.engine.begin() as conn:
-            await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{db.schema}" CASCADE'))
-    await db.dispose()
+    await drop_database(db)
 
 
 @pytest.mark.parametrize("service", [s.name for s in REGISTRY if s.load().migrations])

@@ -3,13 +3,12 @@ what it read (no lost update, however parallel), and a reading one never writes.
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 import sqlalchemy as sa
 
 from mesh.sql import Database
-from tests.support.platform import POSTGRES_URL
+from tests.support.databases import drop_database, scratch_database
 
 counters = sa.MetaData()
 counter = sa.Table("counter", counters, sa.Column("id", sa.Integer, primary_key=True),
@@ -18,20 +17,14 @@ counter = sa.Table("counter", counters, sa.Column("id", sa.Integer, primary_key=
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db(request, tmp_path):
-    if request.param == "sqlite":
-        d = Database(f"sqlite+aiosqlite:///{tmp_path}/t.sqlite3", None)
-    else:
-        d = Database(POSTGRES_URL, f"test_tx_{uuid.uuid4().hex[:10]}")
+    d = scratch_database(request.param, tmp_path)
     async with d.engine.begin() as conn:
         if d.schema:
             await conn.execute(sa.text(f'CREATE SCHEMA "{d.schema}"'))
         await conn.run_sync(counters.create_all)
         await conn.execute(counter.insert().values(id=1, value=0))
     yield d
-    if d.schema:
-        async with d.engine.begin() as conn:
-            await conn.execute(sa.text(f'DROP SCHEMA "{d.schema}" CASCADE'))
-    await d.dispose()
+    await drop_database(d)
 
 
 async def test_read_then_write_loses_no_update(db: Database):

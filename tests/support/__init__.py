@@ -5,6 +5,7 @@
 - tokens: access tokens signed by hand, good and bad
 - web: the edge over HTTP: REST calls, gRPC-Web frames and an off-the-shelf gRPC-Web client
 - pets: pets and photos to create
+- databases: scratch SQLite files and PostgreSQL schemas for the relational contract suites
 - events: buses and databases for the events contract suites
 - clock: a clock the test moves
 

@@ -10,7 +10,8 @@ from mesh.events import InProcessBus, producer
 from mesh.events.outbox import event_tables
 from mesh.events.rabbit import RabbitBus
 from mesh.sql import Database
-from tests.support.platform import AMQP_URL, POSTGRES_URL
+from tests.support.databases import scratch_database
+from tests.support.platform import AMQP_URL
 
 # What the consumers under test do: one row per application, so a double application shows.
 effects_meta = sa.MetaData()
@@ -43,24 +44,13 @@ async def drop_bus(bus) -> None:
 
 
 async def make_db(kind: str, tmp_path, info=None) -> Database:
-    info = info or producer("test", None)
-    if kind == "sqlite":
-        db = Database(f"sqlite+aiosqlite:///{tmp_path}/events.sqlite3", None, info=info)
-    else:
-        db = Database(POSTGRES_URL, f"test_events_{uuid.uuid4().hex[:10]}", info=info)
-        async with db.engine.begin() as conn:
-            await conn.execute(sa.text(f'CREATE SCHEMA "{db.schema}"'))
+    db = scratch_database(kind, tmp_path, info=info or producer("test", None))
     async with db.engine.begin() as conn:
+        if db.schema:
+            await conn.execute(sa.text(f'CREATE SCHEMA "{db.schema}"'))
         await conn.run_sync(event_tables.create_all)
         await conn.run_sync(effects_meta.create_all)
     return db
-
-
-async def drop_db(db: Database) -> None:
-    if db.schema:
-        async with db.engine.begin() as conn:
-            await conn.execute(sa.text(f'DROP SCHEMA "{db.schema}" CASCADE'))
-    await db.dispose()
 
 
 async def applied_counts(db: Database) -> dict[str, int]:
