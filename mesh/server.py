@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -22,10 +22,10 @@ class RegistryMismatch(Exception):
     """A module does not do what its registry entry says (contracts or events)."""
 
 
-def check_against_entry(m: ServiceModule) -> None:
+def check_against_entry(m: ServiceModule, servicers: Mapping[str, object]) -> None:
     """The module serves exactly its entry's contracts, every method declares who may call it, and
     it consumes exactly the events its entry lists, through consumers named after it."""
-    served = sorted(m.servicers())
+    served = sorted(servicers)
     if served != sorted(m.spec.contracts):
         raise RegistryMismatch(f"{m.name} serves {served}, its entry lists {sorted(m.spec.contracts)}")
     for name in served:
@@ -70,16 +70,17 @@ class Platform:
 
     async def start(self) -> None:
         self.modules = [spec.load()(self.rt, spec) for spec in self.specs]
-        for m in self.modules:
-            check_against_entry(m)  # before anything is served, bound or consumed
+        servicers = [m.servicers() for m in self.modules]
+        for m, served in zip(self.modules, servicers, strict=True):
+            check_against_entry(m, served)  # before anything is served, bound or consumed
         await self.rt.start()
         self.interceptor = ServerInterceptor(self.rt.verifier, self.rt.edge_key,
                                              max_streams_per_caller=self.settings.max_streams_per_caller,
                                              max_concurrent_rpcs=self.settings.max_concurrent_rpcs)
         server = grpc.aio.server(interceptors=[self.interceptor], options=CHANNEL_OPTIONS)
         names = []
-        for m in self.modules:
-            for name, servicer in m.servicers().items():
+        for served in servicers:
+            for name, servicer in served.items():
                 add_servicer(name, servicer, server)
                 names.append(name)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
