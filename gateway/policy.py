@@ -2,13 +2,12 @@
 come in (IP lists), whether it is signed in (JWT), and how much it may call (rate limit)."""
 from __future__ import annotations
 
-import collections
 import dataclasses
 import ipaddress
 import math
 from collections.abc import Callable, Iterable, Sequence
 
-from mesh import client_address, errors
+from mesh import client_address, errors, limits
 from mesh.config import Settings
 from mesh.principal import Principal, TokenVerifier
 from mesh.cache import Cache
@@ -46,7 +45,7 @@ class EdgePolicy:
         self.edge_key = edge_key
         self.cache = cache
         self.verifier = verifier
-        self._streams: collections.Counter[str] = collections.Counter()  # open streams per client, here
+        self._streams = limits.StreamSlots(settings.max_streams_per_client, per="client")  # on this replica
         self.allow = [ipaddress.ip_network(c, strict=False) for c in settings.ip_allow]
         self.deny = [ipaddress.ip_network(c, strict=False) for c in settings.ip_deny]
 
@@ -87,12 +86,10 @@ class EdgePolicy:
         client = f"user:{principal.user_id}" if principal else f"ip:{ip}"
         admission = await self._count(client, principal)
         if streaming:
-            if self._streams[client] >= self.s.max_streams_per_client:
-                raise Refused(errors.resource_exhausted(
-                    f"at most {self.s.max_streams_per_client} open streams per client: close one first",
-                    "TOO_MANY_STREAMS", 1, limit=self.s.max_streams_per_client), admission)
-            self._streams[client] += 1
-            admission._release = lambda: self._close_stream(client)
+            try:
+                admission._release = self._streams.take(client)
+            except errors.ApiError as e:
+                raise Refused(e, admission) from None
         return admission
 
     async def _count(self, client: str, principal: Principal | None = None) -> Admission:
@@ -105,7 +102,3 @@ class EdgePolicy:
                                                     "RATE_LIMITED", admission.reset_seconds, limit=limit), admission)
         return admission
 
-    def _close_stream(self, client: str) -> None:
-        self._streams[client] -= 1
-        if self._streams[client] <= 0:
-            del self._streams[client]

@@ -2,7 +2,6 @@
 authorization from the contract, REQUIRED fields, and errors as google.rpc.Status."""
 from __future__ import annotations
 
-import collections
 import contextlib
 import contextvars
 import re
@@ -96,36 +95,18 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
 
+def caller() -> str:
+    """Who a stream counts against: the signed-in user, else the client's address."""
+    p = principal.current()
+    return f"user:{p.user_id}" if p else f"address:{client_address.current()}"
+
+
 def input_type(full_method: str) -> descriptor.Descriptor | None:
     service_name, method_name = full_method.lstrip("/").rsplit("/", 1)
     try:
         return descriptor_pool.Default().FindServiceByName(service_name).methods_by_name[method_name].input_type
     except KeyError:
         return None
-
-
-class StreamCap:
-    """Open response streams per caller on this server: the services port protects itself as the
-    edge does (a caller is the signed-in user, else the client's address)."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self._open: collections.Counter[str] = collections.Counter()
-
-    @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
-        p = principal.current()
-        caller = f"user:{p.user_id}" if p else f"address:{client_address.current()}"
-        if self._open[caller] >= self.limit:
-            raise errors.resource_exhausted(f"at most {self.limit} open streams per caller: close one first",
-                                            "TOO_MANY_STREAMS", 1, limit=self.limit)
-        self._open[caller] += 1
-        try:
-            yield
-        finally:
-            self._open[caller] -= 1
-            if not self._open[caller]:
-                del self._open[caller]
 
 
 class InFlight:
@@ -158,7 +139,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         self._verifier = verifier
         self._edge_key = edge_key
         self._access: dict[str, int] = {}
-        self._streams = StreamCap(max_streams_per_caller)
+        self._streams = limits.StreamSlots(max_streams_per_caller, per="caller")
         self._in_flight = InFlight(max_concurrent_rpcs)
         # Large requests are checked and decoded here, off the event loop (mesh.limits).
         self._decoder = limits.decoder_pool()
@@ -262,7 +243,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 start = time.perf_counter()
                 try:
                     await prologue(md, context)
-                    with self._in_flight.hold(infrastructure), self._streams.hold():
+                    with self._in_flight.hold(infrastructure), self._streams.hold(caller()):
                         if headers_first:  # a bidi peer may wait for headers before it sends
                             await send_headers(context)
                         async for item in _stream(items()):

@@ -6,8 +6,11 @@ Both checks only count: a body that is malformed otherwise is left to its decode
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import contextlib
 import re
+from collections.abc import Callable, Iterator
 
 from google.protobuf import descriptor
 import grpc
@@ -159,3 +162,37 @@ def check_message_shape(message_type: descriptor.Descriptor, data: bytes) -> Non
         walk(message_type, 0, len(data), 1)
     except _Malformed:
         return  # the decoder will say so
+
+
+# --- open streams ---
+
+
+class StreamSlots:
+    """Open response streams per caller, bounded: the edge per client on one replica, each service per
+    caller on one server. A stream takes a slot while it is open and gives it back when it ends."""
+
+    def __init__(self, limit: int, per: str):
+        self.limit = limit
+        self._per = per
+        self._open: collections.Counter[str] = collections.Counter()
+
+    def take(self, caller: str) -> Callable[[], None]:
+        """A slot for `caller`, or RESOURCE_EXHAUSTED; returns what gives it back (once)."""
+        if self._open[caller] >= self.limit:
+            raise errors.resource_exhausted(f"at most {self.limit} open streams per {self._per}: close one first",
+                                            "TOO_MANY_STREAMS", 1, limit=self.limit)
+        self._open[caller] += 1
+
+        def release() -> None:
+            self._open[caller] -= 1
+            if self._open[caller] <= 0:
+                del self._open[caller]
+        return release
+
+    @contextlib.contextmanager
+    def hold(self, caller: str) -> Iterator[None]:
+        release = self.take(caller)
+        try:
+            yield
+        finally:
+            release()
