@@ -11,7 +11,7 @@ import unicodedata
 import uuid
 
 from mesh import errors
-from mesh.resources import check_display_name
+from mesh.resources import check_display_name, has_hidden_characters
 from petplatform.auth.v1 import auth_pb2
 from services.auth import passwords
 
@@ -37,6 +37,8 @@ def check_registration(email: str, display_name: str, password: str) -> None:
     violations: list = []
     if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
         violations.append(("email", "must be a valid email address"))
+    elif has_hidden_characters(email):  # "a\u200b@x.com" would be an account that reads as a@x.com
+        violations.append(("email", "must not contain invisible or control characters"))
     check_display_name(violations, "display_name", display_name)
     why = passwords.problems(password, context=[email, email.split("@")[0], display_name])
     if why:

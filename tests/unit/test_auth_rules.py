@@ -67,6 +67,10 @@ def violations_of(email: str, display_name: str = "Me", password: str = PASSWORD
     ("", False),
     ("x" * 242 + "@example.com", True),  # 254 characters
     ("x" * 243 + "@example.com", False),
+    ("m\u200be@example.com", False),  # zero-width space: would read as me@example.com
+    ("me@exa\u202emple.com", False),  # right-to-left override
+    ("me\u00ad@example.com", False),  # soft hyphen
+    ("m\u00e9@example.com", True),  # an accented letter is a letter
 ])
 def test_email_addresses(email, valid):
     assert ("email" not in violations_of(email)) == valid
