@@ -21,10 +21,12 @@ test: $(GENSTAMP) lint
 # real profiles (PostgreSQL, RabbitMQ and Redis must be running). Exits non-zero on any failed call.
 bench: $(GENSTAMP)
 	$(BIN)/python -m tests.bench.run
+	$(BIN)/python -m tests.bench.chat
 
 # One second per case: checks that the bench still runs, measures nothing worth quoting.
 bench-short: $(GENSTAMP)
 	BENCH_SECONDS=1 $(BIN)/python -m tests.bench.run
+	BENCH_SECONDS=1 BENCH_CHAT_STREAMS=100 BENCH_CHAT_RATE=100 $(BIN)/python -m tests.bench.chat
 
 lint: $(GENSTAMP)
 	$(BIN)/python tools/check_vendored.py

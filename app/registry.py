@@ -6,7 +6,10 @@ from __future__ import annotations
 from mesh.registry import Registry, ServiceSpec
 from petplatform.auth.v1 import auth_pb2  # noqa: F401  (registers the contract for the registry's check)
 from petplatform.auth.v1 import events_pb2 as auth_events
+from petplatform.chat.v1 import chat_pb2  # noqa: F401
+from petplatform.chat.v1 import events_pb2 as chat_events
 from petplatform.common.v1 import event_pb2
+from petplatform.matching.v1 import events_pb2 as matching_events
 from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2  # noqa: F401
 from petplatform.user.v1 import events_pb2 as user_events
@@ -29,5 +32,11 @@ REGISTRY = Registry([
         contracts=("petplatform.pet.v1.PetService",), peers=("auth",),
         emits=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted),
         consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted),  # WatchPets, live
+    ),
+    ServiceSpec(
+        name="chat", module="services.chat.module:ChatModule", port=3005,
+        contracts=("petplatform.chat.v1.ChatService",), peers=("auth",),
+        emits=(chat_events.MessageSent, chat_events.MessageDeleted, chat_events.MessagesRead),
+        consumes=(matching_events.MatchCreated, matching_events.MatchEnded, matching_events.UserBlocked),
     ),
 ])

@@ -14,6 +14,7 @@ from mesh import resources, tracing
 from mesh.blobs import BlobStore, make_blob_store
 from mesh.cache import Cache, make_cache
 from mesh.config import Settings, local_secret
+from mesh.fanout import Fanout, make_fanout
 from mesh.events import (Bus, Effects, Handler, InProcessBus, Relay, event_table_names, event_type,
                          migrate_event_tables, producer)
 from mesh.principal import TokenVerifier
@@ -58,6 +59,7 @@ class Runtime:
         self.own_port: int | None = None  # set once the server is bound
         self.bus = make_bus(settings)
         self.cache: Cache = make_cache(settings.redis_url, prefix=settings.schema_prefix)
+        self.fanout: Fanout = make_fanout(settings.redis_url, prefix=settings.schema_prefix)
         self.blobs: BlobStore = make_blob_store(
             s3_endpoint=settings.s3_endpoint, s3_access_key=settings.s3_access_key,
             s3_secret_key=settings.s3_secret_key.get_secret_value(), s3_bucket=settings.s3_bucket,
@@ -87,6 +89,7 @@ class Runtime:
         for ch in self._channels.values():
             await ch.close()
         await self.bus.close()
+        await self.fanout.close()
         await self.cache.close()
 
 
@@ -139,6 +142,9 @@ class ServiceModule:
         kinds = [k for effects in self.consumers().values() for k in effects]
         kinds += [k for listener in self.listeners() for k in listener.kinds]
         return frozenset(event_type(k) for k in kinds)
+
+    async def start(self) -> None:
+        """Before the server accepts calls, after the runtime's ports have started (the bus, the fan-out)."""
 
     async def drain(self) -> None:
         """Shutdown begins: end long-lived streams now, so their clients reconnect to another replica

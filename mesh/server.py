@@ -74,6 +74,8 @@ class Platform:
         for m, served in zip(self.modules, servicers, strict=True):
             check_against_entry(m, served)  # before anything is served, bound or consumed
         await self.rt.start()
+        for m in self.modules:
+            await m.start()
         self.interceptor = ServerInterceptor(self.rt.verifier, self.rt.edge_key,
                                              max_streams_per_caller=self.settings.max_streams_per_caller,
                                              max_concurrent_rpcs=self.settings.max_concurrent_rpcs)

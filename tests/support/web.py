@@ -46,6 +46,14 @@ class WebChannel:
     def unary_stream(self, path, request_serializer=None, response_deserializer=None, _registered_method=None):
         return self._channel.unary_stream(path, request_serializer, response_deserializer)
 
+    def stream_stream(self, path, request_serializer=None, response_deserializer=None, _registered_method=None):
+        """gRPC-Web has no client streaming: a stub may be made, but calling such a method fails."""
+        def unsupported(*args, **kwargs):
+            raise NotImplementedError(f"{path}: gRPC-Web cannot stream requests")
+        return unsupported
+
+    stream_unary = stream_stream
+
     async def __aenter__(self):
         await self._channel.__aenter__()
         return self
