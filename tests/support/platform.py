@@ -63,8 +63,11 @@ class SmtpSink:
 
 
 def embedded_settings(tmp_path, smtp_sink, **overrides):
+    # A sign-in back-off gate that outlives any test on a loaded machine: with the default 1 s, a gate
+    # could reopen while 20 parallel wrong logins are still arriving, and their counted outcomes drift.
+    defaults = dict(login_backoff_base_seconds=120)
     return load_settings(data_dir=tmp_path, grpc_port=0, smtp_host="127.0.0.1", smtp_port=smtp_sink.port,
-                         log_json=False, outbox_poll_seconds=0.2, **overrides)
+                         log_json=False, outbox_poll_seconds=0.2, **{**defaults, **overrides})
 
 
 def real_settings(tmp_path, smtp_sink, s3_endpoint, **overrides):
