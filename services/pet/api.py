@@ -157,6 +157,15 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 elif shown is not None:
                     yield pet_pb2.WatchPetsResponse(change="CHANGE_REMOVED", pet=pet_pb2.Pet(name=shown.name))
 
+    async def mark_adopted(self, s: AsyncSession, pet_id: str) -> None:
+        """adoption.completed (matching): the pet becomes adopted, once; a pet deleted or adopted
+        already stays as it is."""
+        if await store.find_pet_owner(s, pet_id, lock=True) is None:
+            return
+        previous = await self._message(s, pet_id)
+        if previous.status != pet_pb2.Pet.STATUS_ADOPTED:
+            await self._changed(s, previous, ["status"], {"status": pet_pb2.Pet.STATUS_ADOPTED})
+
     # --- photos ---
 
     async def UploadPetPhoto(self, request: pet_pb2.UploadPetPhotoRequest,

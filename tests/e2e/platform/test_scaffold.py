@@ -19,13 +19,13 @@ from app.registry import REGISTRY
 from mesh.config import load_settings
 
 async def main():
-    assert "matching" in REGISTRY.names
-    platform = wiring.platform(load_settings(data_dir="data", grpc_port=0), "matching", port=0)
+    assert "chat" in REGISTRY.names
+    platform = wiring.platform(load_settings(data_dir="data", grpc_port=0), "chat", port=0)
     await platform.migrate()
     await platform.start()
     async with grpc.aio.insecure_channel(platform.address) as ch:
         reply = await health_pb2_grpc.HealthStub(ch).Check(
-            health_pb2.HealthCheckRequest(service="petplatform.matching.v1.MatchingService"))
+            health_pb2.HealthCheckRequest(service="petplatform.chat.v1.ChatService"))
         print("health", reply.status)
     await platform.stop(grace=0)
 
@@ -48,8 +48,8 @@ def run(args: list[str], cwd: Path) -> str:
 
 def test_a_scaffolded_service_lints_generates_and_serves(tmp_path):
     copy_repo(tmp_path)
-    out = run([sys.executable, "-m", "app.cli", "new-service", "matching", "--port", "3004"], tmp_path)
-    assert "services/matching/module.py" in out and "app/registry.py" in out
+    out = run([sys.executable, "-m", "app.cli", "new-service", "chat", "--port", "3005"], tmp_path)
+    assert "services/chat/module.py" in out and "app/registry.py" in out
     run([str(Path(sys.executable).parent / "buf"), "lint"], tmp_path)
     run([sys.executable, "tools/gen.py"], tmp_path)
     assert "health 1" in run([sys.executable, "-c", SERVE], tmp_path)  # SERVING
@@ -59,7 +59,7 @@ def test_the_scaffold_refuses_taken_names_and_ports(tmp_path):
     from app import scaffold
     (tmp_path / "app").mkdir()
     shutil.copy(ROOT / "app" / "registry.py", tmp_path / "app" / "registry.py")
-    for name, port, why in (("pet", 3999, "exists"), ("matching", 3003, "taken"), ("Bad-Name", 3999, "lower-case"),
+    for name, port, why in (("pet", 3999, "exists"), ("newsvc", 3003, "taken"), ("Bad-Name", 3999, "lower-case"),
                             ("edge", 3999, "lower-case"), ("import", 3999, "lower-case"), ("ok", 3443, "edge")):
         with pytest.raises(scaffold.ScaffoldError, match=why):
             scaffold.create(name, port, root=tmp_path)
