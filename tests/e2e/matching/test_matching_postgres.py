@@ -38,7 +38,7 @@ async def test_concurrent_mutual_likes_make_one_match(real_api: Api):
     answers = await asyncio.gather(*(
         swipe(api, who, pet.name, acting.name)
         for a, b, pa, pb in pairs for who, pet, acting in ((a, pb, pa), (b, pa, pb), (a, pb, pa), (b, pa, pb))))
-    for n, (a, b, pa, pb) in enumerate(pairs):
+    for n, (a, b, _, _) in enumerate(pairs):
         mine = answers[4 * n:4 * n + 4]
         made = {r.match.name for r in mine if r.HasField("match")}
         assert len(made) == 1, (n, made)
