@@ -1,5 +1,7 @@
-"""Demo data for `make up`: a few users and 60 pets with photos and locations, loaded through the
-public gRPC API once per data dir (a marker file remembers it)."""
+"""Demo data for `make up`: a few users and 60 pets with photos and locations, most listed for adoption
+and every fifth open to playdates (each demo user has some of both, so two of them can swipe to an
+adoption match and a playdate match), loaded through the public gRPC API once per data dir (a marker
+file remembers it)."""
 from __future__ import annotations
 
 import io
@@ -30,6 +32,8 @@ BREEDS = {
 }
 NAMES = ["Mochi", "Kuro", "Sora", "Hana", "Taro", "Luna", "Max", "Bella", "Coco", "Momo", "Rex", "Nala", "Leo",
          "Yuki", "Pochi", "Milo", "Kiki", "Sunny", "Ume", "Biscuit"]
+ENERGY = [animal_pb2.ENERGY_LEVEL_LOW, animal_pb2.ENERGY_LEVEL_MEDIUM, animal_pb2.ENERGY_LEVEL_HIGH]
+PLAYDATE_EVERY = 5  # pets 0, 5, 10...: owners rotate over the three non-admin users, so each has some
 CITIES = [(35.6812, 139.7671), (34.6937, 135.5023), (13.7563, 100.5018), (43.0618, 141.3545)]  # Tokyo, Osaka...
 
 
@@ -73,11 +77,13 @@ async def load_demo_data(address: str, data_dir: Path) -> None:
                 location=latlng_pb2.LatLng(latitude=lat + rnd.uniform(-0.2, 0.2),
                                            longitude=lng + rnd.uniform(-0.2, 0.2)),
                 good_with_children=rnd.random() < 0.6, good_with_dogs=rnd.random() < 0.5,
-                good_with_cats=rnd.random() < 0.4)
+                good_with_cats=rnd.random() < 0.4, energy=rnd.choice(ENERGY),
+                listing=pet_pb2.Pet.LISTING_PLAYDATES if i % PLAYDATE_EVERY == 0 else pet_pb2.Pet.LISTING_ADOPTION)
             md = owners[i % 3]
             created = (await pets.CreatePet(pet_pb2.CreatePetRequest(pet=pet, request_id=f"demo-{i}"), metadata=md)).pet
             if not created.photos:
                 await pets.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=created.name, content=photo(i)),
                                           metadata=md)
     marker.write_text("ok\n")
-    log.info("demo data loaded: %d users (password %r, admin %s), 60 pets", len(USERS), PASSWORD, ADMIN_EMAIL)
+    log.info("demo data loaded: %d users (password %r, admin %s), 60 pets (every %dth open to playdates)",
+             len(USERS), PASSWORD, ADMIN_EMAIL, PLAYDATE_EVERY)

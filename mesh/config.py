@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(0.5, gt=0)
     event_retention_hours: float = Field(168, gt=0)  # published outbox rows and inbox ids are kept this long
     watch_max_streams: int = Field(1000, ge=1)  # open WatchPets streams per pet replica
+    # Matching: swipes per user per UTC day; the recommender's deadline and circuit breaker (opens after
+    # this many failures or timeouts in a row, lets one probe through after the cool-down).
+    matching_daily_swipe_limit: int = Field(1000, ge=1)
+    matching_ranking_deadline_seconds: float = Field(0.3, gt=0)
+    matching_breaker_failures: int = Field(3, ge=1)
+    matching_breaker_cool_down_seconds: float = Field(30, gt=0)
     metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics; unset: not served
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True

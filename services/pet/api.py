@@ -157,6 +157,15 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 elif shown is not None:
                     yield pet_pb2.WatchPetsResponse(change="CHANGE_REMOVED", pet=pet_pb2.Pet(name=shown.name))
 
+    async def mark_adopted(self, s: AsyncSession, pet_id: str) -> None:
+        """adoption.completed (matching): the pet becomes adopted, once; a pet deleted or adopted
+        already stays as it is."""
+        if await store.find_pet_owner(s, pet_id, lock=True) is None:
+            return
+        previous = await self._message(s, pet_id)
+        if previous.status != pet_pb2.Pet.STATUS_ADOPTED:
+            await self._changed(s, previous, ["status"], {"status": pet_pb2.Pet.STATUS_ADOPTED})
+
     # --- photos ---
 
     async def UploadPetPhoto(self, request: pet_pb2.UploadPetPhotoRequest,
@@ -277,6 +286,8 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 out.update(birth_date=when, birth_day_known=day_known)
             elif f in ("display_name", "breed"):
                 out[f] = getattr(pet, f).strip()
+            elif f == "listing":
+                out[f] = domain.listing(pet.listing)
             else:
                 out[f] = getattr(pet, f)
         if fields & set(search.TEXT_COLUMNS):
@@ -306,6 +317,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 name=f"pets/{r.id}", display_name=r.display_name, species=r.species, breed=r.breed, sex=r.sex,
                 size=r.size, description=r.description, status=r.status, good_with_children=r.good_with_children,
                 good_with_dogs=r.good_with_dogs, good_with_cats=r.good_with_cats, owner=f"users/{r.owner_id}",
+                listing=r.listing, energy=r.energy,
                 create_time=timestamp(r.create_time), update_time=timestamp(r.update_time),
                 distance_km=round(r.sort_key, 3) if with_distance else 0)
             if r.birth_date:
