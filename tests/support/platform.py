@@ -71,12 +71,14 @@ def embedded_settings(tmp_path, smtp_sink, **overrides):
 
 
 def real_settings(tmp_path, smtp_sink, s3_endpoint, **overrides):
+    # Schemas, queues and the exchange are the run's own: a run's consumers never see another run's events.
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
     return embedded_settings(
         tmp_path, smtp_sink, profile="real", database_url=POSTGRES_URL, amqp_url=AMQP_URL, redis_url=REDIS_URL,
         s3_endpoint=s3_endpoint, s3_secure=False, s3_access_key="test", s3_secret_key="test",
         edge_key="test-edge-key-of-at-least-32-characters",
         page_token_key="test-page-token-key-of-32-characters",
-        schema_prefix=f"t{uuid.uuid4().hex[:10]}_", **overrides)
+        **{"schema_prefix": prefix, "amqp_exchange": f"{prefix}events", **overrides})
 
 
 async def drop_real_state(settings, consumers: list[str]) -> None:
@@ -95,6 +97,8 @@ async def drop_real_state(settings, consumers: list[str]) -> None:
         for c in consumers:
             for q in (f"{settings.schema_prefix}{c}", f"{settings.schema_prefix}{c}.dlq"):
                 await ch.queue_delete(q)
+        for exchange in (settings.amqp_exchange, f"{settings.amqp_exchange}.dlx"):
+            await ch.exchange_delete(exchange)
 
 
 @dataclass
