@@ -1,5 +1,6 @@
 """Demo data for `make up`: a few users and 60 pets with photos and locations, loaded through the
-public gRPC API once per data dir (a marker file remembers it)."""
+public gRPC API once per data dir (a marker file remembers it). The demo admin has two-factor
+authentication on, as every admin must to act as one: its TOTP secret is kept in the data dir."""
 from __future__ import annotations
 
 import io
@@ -8,6 +9,7 @@ import random
 from pathlib import Path
 
 import grpc
+import pyotp
 from google.type import date_pb2, latlng_pb2
 from PIL import Image, ImageDraw
 
@@ -19,6 +21,7 @@ log = logging.getLogger(__name__)
 
 PASSWORD = "demo-password-1"
 ADMIN_EMAIL = "admin@demo.petplatform.local"  # `make up` lists it in PETPLATFORM_ADMIN_EMAILS
+ADMIN_TOTP_FILE = "demo-admin-totp-secret"  # under the data dir
 USERS = [("alice@demo.petplatform.local", "Alice (shelter)"), ("bob@demo.petplatform.local", "Bob"),
          ("chiara@demo.petplatform.local", "Chiara"), (ADMIN_EMAIL, "Demo Admin")]
 BREEDS = {
@@ -31,6 +34,19 @@ BREEDS = {
 NAMES = ["Mochi", "Kuro", "Sora", "Hana", "Taro", "Luna", "Max", "Bella", "Coco", "Momo", "Rex", "Nala", "Leo",
          "Yuki", "Pochi", "Milo", "Kiki", "Sunny", "Ume", "Biscuit"]
 CITIES = [(35.6812, 139.7671), (34.6937, 135.5023), (13.7563, 100.5018), (43.0618, 141.3545)]  # Tokyo, Osaka...
+
+
+async def enroll_admin(auth: auth_pb2_grpc.AuthServiceStub, access_token: str, data_dir: Path) -> None:
+    """Turns on the demo admin's second factor and keeps its secret where a person can make codes from it."""
+    md = (("authorization", f"Bearer {access_token}"),)
+    start = await auth.StartMfaEnrollment(auth_pb2.StartMfaEnrollmentRequest(), metadata=md)
+    path = data_dir / ADMIN_TOTP_FILE
+    path.write_text(start.secret + "\n")
+    path.chmod(0o600)
+    await auth.ConfirmMfaEnrollment(auth_pb2.ConfirmMfaEnrollmentRequest(code=pyotp.TOTP(start.secret).now()),
+                                    metadata=md)
+    log.info("the demo admin signs in with a code: .venv/bin/python -c \"import pyotp; "
+             "print(pyotp.TOTP(open('%s').read().strip()).now())\"", path)
 
 
 def photo(seed: int) -> bytes:
@@ -59,6 +75,8 @@ async def load_demo_data(address: str, data_dir: Path) -> None:
             if email == ADMIN_EMAIL and account.role != auth_pb2.ROLE_ADMIN:
                 log.warning("%s is not an admin: list it in PETPLATFORM_ADMIN_EMAILS (make up does)", email)
             tokens = await auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
+            if email == ADMIN_EMAIL and not tokens.mfa_challenge:  # else enrolled by a run that stopped half-way
+                await enroll_admin(auth, tokens.access_token, data_dir)
             owners.append((("authorization", f"Bearer {tokens.access_token}"),))
         for i in range(60):
             species = rnd.choice(list(BREEDS))
