@@ -6,6 +6,7 @@ import collections
 import grpc
 import jwt
 import pyotp
+import pytest
 
 from petplatform.auth.v1 import auth_pb2
 from tests.support.errors import expect
@@ -196,3 +197,22 @@ async def test_mfa_bad_input(api: Api):
     await api.enroll_mfa(s)
     await expect(grpc.StatusCode.FAILED_PRECONDITION, api.auth.StartMfaEnrollment(
         auth_pb2.StartMfaEnrollmentRequest(), metadata=s.md), "MFA_ALREADY_ENABLED")
+
+
+@pytest.mark.real
+async def test_sessions_and_mfa_on_the_real_profile(real_api: Api):
+    """PostgreSQL for sessions, factors and the code's step (compare-and-set), Redis for challenges and the
+    revocation list."""
+    s = await real_api.signup()
+    other = await login(real_api, s.email, agent="Other device")
+    await real_api.auth.RevokeSession(auth_pb2.RevokeSessionRequest(name=f"{s.name}/sessions/-"), metadata=s.md)
+    await expect(grpc.StatusCode.UNAUTHENTICATED, refresh(real_api, other.refresh_token))
+    await expect(grpc.StatusCode.UNAUTHENTICATED, checked(real_api, other), "SESSION_REVOKED")
+    secret, codes = await real_api.enroll_mfa(s)
+    first = await real_api.auth.Login(auth_pb2.LoginRequest(email=s.email, password=PASSWORD))
+    code = totp_code(secret, ahead=1)
+    await real_api.auth.VerifyMfa(auth_pb2.VerifyMfaRequest(mfa_challenge=first.mfa_challenge, code=code))
+    again = await real_api.auth.Login(auth_pb2.LoginRequest(email=s.email, password=PASSWORD))
+    await expect(grpc.StatusCode.UNAUTHENTICATED, real_api.auth.VerifyMfa(auth_pb2.VerifyMfaRequest(
+        mfa_challenge=again.mfa_challenge, code=code)), "MFA_CODE_USED")
+    await real_api.auth.VerifyMfa(auth_pb2.VerifyMfaRequest(mfa_challenge=again.mfa_challenge, code=codes[0]))
