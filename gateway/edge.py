@@ -14,10 +14,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway import openapi
-from mesh import limits
+from mesh import limits, oauth
 from gateway.connections import EdgeRunner
 from gateway.health import EdgeHealth
 from gateway.http_rules import bindings
+from gateway.dev_oidc import LocalOpenIdProvider
+from gateway.oauth_flow import OAuthFlow
 from gateway.pages import VerifyEmailPage
 from gateway.passthrough import PassThrough
 from gateway.policy import EdgePolicy
@@ -54,6 +56,8 @@ class Edge:
         self.decoder = limits.decoder_pool()
         self.http_port = 0
         self.grpc_port = 0
+        # The demo provider (PETPLATFORM_DEV_OIDC): development and the demo only, refused in the real profile.
+        self.dev_oidc = LocalOpenIdProvider(oauth.dev_oidc_issuer(self.s)) if self.s.dev_oidc else None
 
     async def start(self, http_port: int | None = None, grpc_port: int | None = None) -> None:
         verify = VerifyEmailPage(self.channel_for, self.policy)
@@ -61,7 +65,9 @@ class Edge:
                         [("GET", "/readyz", self.readyz), ("GET", "/openapi.json", self.openapi_json),
                          ("GET", "/docs", self.docs), ("GET", "/asyncapi.json", self.asyncapi_json),
                          ("GET", "/.well-known/jwks.json", self.jwks),
-                         ("GET", "/verify-email", verify.show), ("POST", "/verify-email", verify.confirm)])
+                         ("GET", "/verify-email", verify.show), ("POST", "/verify-email", verify.confirm),
+                         *OAuthFlow(self.s, self.rt.cache, self.policy, self.channel_for).routes(),
+                         *(self.dev_oidc.routes(oauth.DEV_OIDC_PATH) if self.dev_oidc else ())])
         # handler_cancellation: a client that disconnects cancels its handler, and so its upstream call.
         # shutdown_timeout: what a handler still running at stop gets (streams were ended before).
         # keepalive_timeout: how long a connection may sit without a request.

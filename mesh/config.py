@@ -6,10 +6,28 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PETPLATFORM_"
+
+
+class OAuthProvider(BaseModel):
+    """One identity provider's settings (PETPLATFORM_OAUTH_PROVIDERS); endpoints default to the provider's own
+    (mesh/oauth.py), and are overridden only to point at a local provider."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    client_ids: dict[Literal["web", "ios", "android"], str] = {}  # the audience an ID token must name, per platform
+    client_secret: SecretStr | None = None  # the web client's (LINE: the channel secret, which signs web ID tokens)
+    issuer: str | None = None
+    jwks_uri: str | None = None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    # Apple: the web client's secret is a JWT signed with this key of this team.
+    team_id: str | None = None
+    key_id: str | None = None
+    private_key: SecretStr | None = None
 
 
 class Settings(BaseSettings):
@@ -84,6 +102,12 @@ class Settings(BaseSettings):
     login_slow_interval_seconds: float = Field(60, gt=0)
     login_known_address_seconds: int = Field(30 * 24 * 3600, ge=60)  # a sign-in makes its address known this long
     admin_emails: list[str] = []  # accounts registered with these emails get the admin role
+    # Sign-in with identity providers: {"google": {...}, "apple": {...}, "line": {...}} (OAuthProvider).
+    oauth_providers: dict[Literal["google", "apple", "line"], OAuthProvider] = {}
+    # Serve the local OpenID provider on the edge (/dev-oidc) and offer it as the provider `demo`: development,
+    # the demo and tests, never production (anyone can sign in there as anyone).
+    dev_oidc: bool = False
+    mfa_challenge_seconds: int = Field(300, ge=60, le=900)  # how long a sign-in waits for its second factor
 
     outbox_poll_seconds: float = Field(0.5, gt=0)
     event_retention_hours: float = Field(168, gt=0)  # published outbox rows and inbox ids are kept this long
@@ -114,6 +138,8 @@ class Settings(BaseSettings):
                        if not getattr(self, n)]
             if missing:
                 raise ValueError(f"profile 'real' needs {', '.join(missing)}")
+            if self.dev_oidc:
+                raise ValueError("PETPLATFORM_DEV_OIDC lets anyone sign in as anyone: not in profile 'real'")
         return self
 
 

@@ -58,11 +58,12 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def access_claims(*, issuer: str, account_id: str, role: str, session_id: str, now: dt.datetime,
+def access_claims(*, issuer: str, account_id: str, role: str, session_id: str, amr: list[str], now: dt.datetime,
                   ttl_seconds: int) -> dict[str, Any]:
     """The claims of an access token: its session is the refresh token family it was issued with (revoking
-    that family ends it), and each token has its own id."""
-    return {"iss": issuer, "sub": account_id, "sid": session_id, "role": role, "iat": now,
+    that family ends it), `amr` how that session signed in (RFC 8176; `mfa` once a second factor passed: what
+    an admin needs to act as one), and each token has its own id."""
+    return {"iss": issuer, "sub": account_id, "sid": session_id, "role": role, "amr": amr, "iat": now,
             "exp": now + dt.timedelta(seconds=ttl_seconds), "jti": uuid.uuid4().hex}
 
 

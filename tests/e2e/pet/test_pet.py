@@ -497,7 +497,7 @@ async def test_health_records_are_private_to_the_owner_and_admins(tmp_path, smtp
     client = Api(platform, smtp_sink)
     try:
         owner, stranger = await client.signup("Owner"), await client.signup("Stranger")
-        admin = await client.signup("Vet Office", admin_email)
+        admin = await client.signup_admin(admin_email, "Vet Office")
         pet = await create(client, owner, dog("Discreet"))
         for title, months in (("Private matter", 1), ("Older matter", 2)):
             await client.pet.CreateHealthRecord(pet_pb2.CreateHealthRecordRequest(

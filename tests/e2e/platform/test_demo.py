@@ -1,8 +1,10 @@
-"""The demo data `make up` loads: its admin account is an admin, and two demo users can swipe their
-way to an adoption match and a playdate match."""
+"""The demo data `make up` loads: its admin account is an admin, with the second factor admins need, and
+two demo users can swipe their way to an adoption match and a playdate match."""
 from __future__ import annotations
 
 import json
+
+import grpc
 import jwt
 from google.protobuf import field_mask_pb2
 
@@ -12,8 +14,9 @@ from petplatform.pet.v1 import pet_pb2
 from petplatform.user.v1 import user_pb2
 from app import demo
 from tests.support import REPO_ROOT
+from tests.support.errors import expect
 from tests.support.matching import feed_names, until
-from tests.support.platform import Api, embedded_settings, start_platform
+from tests.support.platform import Api, embedded_settings, start_platform, totp_code
 
 
 def make_up_admin_emails() -> list[str]:
@@ -29,8 +32,13 @@ async def test_the_demo_admin_is_an_admin_and_two_demo_users_match_under_make_up
     api = Api(platform, smtp_sink)
     try:
         await demo.load_demo_data(platform.address, tmp_path)
-        admin = await api.auth.Login(auth_pb2.LoginRequest(email=demo.ADMIN_EMAIL, password=demo.PASSWORD))
-        assert jwt.decode(admin.access_token, options={"verify_signature": False})["role"] == "admin"
+        first = await api.auth.Login(auth_pb2.LoginRequest(email=demo.ADMIN_EMAIL, password=demo.PASSWORD))
+        assert first.mfa_challenge and not first.access_token  # the password alone is not enough
+        secret = (tmp_path / demo.ADMIN_TOTP_FILE).read_text().strip()
+        admin = await api.auth.VerifyMfa(auth_pb2.VerifyMfaRequest(mfa_challenge=first.mfa_challenge,
+                                                                   code=totp_code(secret, ahead=1)))
+        claims = jwt.decode(admin.access_token, options={"verify_signature": False})
+        assert claims["role"] == "admin" and "mfa" in claims["amr"]
         # What only an admin may do: change someone else's profile.
         alice = await api.auth.Login(auth_pb2.LoginRequest(email=demo.USERS[0][0], password=demo.PASSWORD))
         me = (await api.user.GetUser(user_pb2.GetUserRequest(name="users/me"),
@@ -80,3 +88,24 @@ def _session(tokens):
     class Caller:
         md = (("authorization", f"Bearer {tokens.access_token}"),)
     return Caller()
+
+
+async def test_an_admin_without_the_second_factor_acts_as_an_ordinary_user(tmp_path, smtp_sink):
+    admin_email = "operator@example.com"
+    platform = await start_platform(embedded_settings(tmp_path, smtp_sink, admin_emails=[admin_email]))
+    api = Api(platform, smtp_sink)
+    try:
+        bare = await api.signup("Operator", admin_email)  # admin role, password only
+        other = await api.signup("Someone")
+        change = user_pb2.UpdateUserRequest(user=user_pb2.User(name=other.name, bio="Changed"),
+                                            update_mask=field_mask_pb2.FieldMask(paths=["bio"]))
+        await expect(grpc.StatusCode.PERMISSION_DENIED, api.user.UpdateUser(change, metadata=bare.md))
+        verifier = platform.rt.verifier
+        assert not (await verifier.verify(bare.access_token)).is_admin
+        secret, _ = await api.enroll_mfa(bare)
+        admin = await api.login_with_code(admin_email, totp_code(secret, ahead=1))
+        assert (await verifier.verify(admin.access_token)).is_admin
+        assert (await api.user.UpdateUser(change, metadata=admin.md)).user.bio == "Changed"
+    finally:
+        await api.channel.close()
+        await platform.stop(grace=1)
