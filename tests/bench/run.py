@@ -410,6 +410,8 @@ async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthSt
 
         for name, open_watch in ((f"WatchPets x{WATCHERS} direct gRPC (delivery)", grpc_watch),
                                  (f"WatchPets x{WATCHERS} via edge SSE (delivery)", sse_watch)):
+            if CASES and not any(w in name for w in CASES):
+                continue
             rows.append(Row(profile, name, await watch_fanout(pets, md, owner, open_watch)))
         return rows
 
