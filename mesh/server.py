@@ -11,7 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mesh.events import event_type, subscribe
-from mesh.interceptor import ServerInterceptor, method_access
+from mesh.interceptor import InterceptedServer, ServerInterceptor, method_access
 from mesh.registry import ServiceSpec
 from mesh.runtime import CHANNEL_OPTIONS, Runtime, ServiceModule, migrate_service
 
@@ -77,7 +77,7 @@ class Platform:
         self.interceptor = ServerInterceptor(self.rt.verifier, self.rt.edge_key,
                                              max_streams_per_caller=self.settings.max_streams_per_caller,
                                              max_concurrent_rpcs=self.settings.max_concurrent_rpcs)
-        server = grpc.aio.server(interceptors=[self.interceptor], options=CHANNEL_OPTIONS)
+        server = InterceptedServer(grpc.aio.server(options=CHANNEL_OPTIONS), self.interceptor)
         names = []
         for served in servicers:
             for name, servicer in served.items():
