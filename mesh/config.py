@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(0.5, gt=0)
     event_retention_hours: float = Field(168, gt=0)  # published outbox rows and inbox ids are kept this long
     watch_max_streams: int = Field(1000, ge=1)  # open WatchPets streams per pet replica
+    pet_cache_size: int = Field(10_000, ge=0)  # GetPet answers a pet replica keeps (services/pet/cache.py); 0: none
+    pet_cache_ttl_seconds: float = Field(60, gt=0)  # the longest one is kept, whatever events say
     metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics; unset: not served
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
