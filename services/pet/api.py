@@ -138,12 +138,12 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         after = None
         if position:
             after = (float(position[0]) if by_distance else dt.datetime.fromisoformat(position[0]), position[1])
-        async with self.db.read() as s:
+        async def read(s: AsyncSession) -> pet_pb2.ListPetsResponse:
             rows = await store.find_pets(s, query, key=key, descending=descending, after=after, size=size)
             rows, token = pagination.page(
                 rows, size, lambda r: [r.sort_key if by_distance else r.create_time.isoformat(), r.id], request)
-            messages = await self._messages(s, rows)
-        return pet_pb2.ListPetsResponse(pets=messages, next_page_token=token)
+            return pet_pb2.ListPetsResponse(pets=await self._messages(s, rows), next_page_token=token)
+        return await self.db.reading(read)
 
     async def WatchPets(self, request: pet_pb2.WatchPetsRequest,
                         context: grpc.aio.ServicerContext) -> AsyncIterator[pet_pb2.WatchPetsResponse]:
@@ -302,8 +302,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         return out
 
     async def _get(self, pet_id: str) -> pet_pb2.Pet:
-        async with self.db.read() as s:
-            return await self._message(s, pet_id)
+        return await self.db.reading(lambda s: self._message(s, pet_id))
 
     async def _message(self, s: AsyncSession, pet_id: str) -> pet_pb2.Pet:
         row = await store.find_pet(s, pet_id)
