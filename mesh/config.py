@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(10, gt=0)
     http_body_timeout_seconds: float = Field(60, gt=0)  # ...and its whole body within this (8 MiB at 140 KB/s)
     http_idle_timeout_seconds: float = Field(75, gt=0)  # a connection without a request closes after this
+    # Set by `petplatform run --workers N` in each worker: its servers share their ports (SO_REUSEPORT).
+    reuse_port: bool = False
     # Peers are PETPLATFORM_<SERVICE>_ADDR=host:port, one per registry entry (mesh.registry.peer_addresses);
     # unset means this process (all-in-one) or the service's seed port on `host`.
 

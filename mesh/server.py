@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from mesh.events import event_type, subscribe
 from mesh.interceptor import InterceptedServer, ServerInterceptor, method_access
 from mesh.registry import ServiceSpec
-from mesh.runtime import CHANNEL_OPTIONS, Runtime, ServiceModule, migrate_service
+from mesh.runtime import Runtime, ServiceModule, migrate_service, server_options
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Platform:
         self.interceptor = ServerInterceptor(self.rt.verifier, self.rt.edge_key,
                                              max_streams_per_caller=self.settings.max_streams_per_caller,
                                              max_concurrent_rpcs=self.settings.max_concurrent_rpcs)
-        server = InterceptedServer(grpc.aio.server(options=CHANNEL_OPTIONS), self.interceptor)
+        server = InterceptedServer(grpc.aio.server(options=server_options(self.settings)), self.interceptor)
         names = []
         for served in servicers:
             for name, servicer in served.items():
