@@ -5,7 +5,8 @@ Three kinds of process: this one is the load generator; the platform (every serv
 `make up` runs it, `python -m app.cli run --target=all`; the baseline, a grpc.aio server with the health
 servicer only and no interceptor, is tests/bench/bare.py. BENCH_SECONDS (default 5) per case,
 BENCH_CONCURRENCY (default 64) calls in flight; `make bench-short` (1 s per case) checks the bench still runs.
-Any failed call makes the run exit non-zero.
+Any failed call makes the run exit non-zero. The real profile runs again as `run --workers 2` (BENCH_WORKERS=N;
+1: not again), rows labelled real-2w, each worker a process of its own (the bare baseline stays one process).
 
 For working on a profile: BENCH_PROFILES=embedded (or real) runs one profile; BENCH_CASES=word,word only the
 cases whose name holds one of the words (the baselines always run); BENCH_PYSPY=DIR records each measured case
@@ -50,6 +51,7 @@ READY_SECONDS = 120  # migrations on a busy machine
 PYSPY_DIR = os.environ.get("BENCH_PYSPY")
 CASES = [w for w in os.environ.get("BENCH_CASES", "").split(",") if w]
 PROFILES = os.environ.get("BENCH_PROFILES", "embedded,real").split(",")
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))  # the real profile once more with `run --workers N`
 
 
 @dataclass
@@ -308,14 +310,22 @@ RATIOS = {
 
 
 async def bench_profile(profile: str, tmp: Path, bare: health_pb2_grpc.HealthStub, http: aiohttp.ClientSession,
-                        s3_endpoint: str | None = None) -> list[Row]:
+                        s3_endpoint: str | None = None, workers: int = 1) -> list[Row]:
+    """workers > 1: `run --workers N` (real profile), its parent idle; the rows are labelled <profile>-<N>w."""
     ports = Ports()
-    env = platform_env(profile, tmp / profile, ports, s3_endpoint)
+    env = platform_env(profile, tmp / f"{profile}-{workers}", ports, s3_endpoint)
     base = f"http://127.0.0.1:{ports.http}"
+    label = profile if workers == 1 else f"{profile}-{workers}w"
     try:
-        async with process(f"platform-{profile}", ["-m", "app.cli", "run", "--target=all"], env, tmp,
-                           http_ready(http, base + "/readyz")) as proc:
-            return await bench_calls(profile, ports, bare, http, lambda: settle(proc.pid), proc.pid)
+        async with process(f"platform-{label}", ["-m", "app.cli", "run", "--target=all", f"--workers={workers}"],
+                           env, tmp, http_ready(http, base + "/readyz")) as proc:
+            def pids() -> list[int]:
+                return [proc.pid, *map(int, Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split())]
+
+            async def settled() -> None:
+                for pid in pids():
+                    await settle(pid)
+            return await bench_calls(label, ports, bare, http, settled, proc.pid if workers == 1 else None)
     finally:
         if profile == "real":
             await drop_real_state(env)
@@ -444,7 +454,10 @@ async def real_profile(tmp: Path, bare: health_pb2_grpc.HealthStub, http: aiohtt
     moto.start()
     try:
         host, port = moto.get_host_and_port()
-        return await bench_profile("real", tmp, bare, http, f"{host}:{port}")
+        rows = await bench_profile("real", tmp, bare, http, f"{host}:{port}")
+        if WORKERS > 1:
+            rows += await bench_profile("real", tmp, bare, http, f"{host}:{port}", workers=WORKERS)
+        return rows
     finally:
         moto.stop()
 
