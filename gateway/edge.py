@@ -25,7 +25,7 @@ from gateway.passthrough import PassThrough
 from gateway.policy import EdgePolicy
 from gateway.rest import DOCS_CSP, RestEdge
 from gateway.upstream import OpenStreams
-from mesh.runtime import CHANNEL_OPTIONS, Runtime
+from mesh.runtime import Runtime, server_options
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -75,10 +75,11 @@ class Edge:
                                  header_timeout=self.s.http_header_timeout_seconds,
                                  keepalive_timeout=self.s.http_idle_timeout_seconds)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.s.host, self.s.http_port if http_port is None else http_port)
+        site = web.TCPSite(self.runner, self.s.host, self.s.http_port if http_port is None else http_port,
+                           reuse_port=self.s.reuse_port)
         await site.start()
         self.http_port = bound_port(site)
-        self.grpc_server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        self.grpc_server = grpc.aio.server(options=server_options(self.s))
         self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.channel_for, self.streams,
                                                                self.decoder),))
         # Answered by the edge for every service, however they are deployed: reflection from its own

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(10, gt=0)
     http_body_timeout_seconds: float = Field(60, gt=0)  # ...and its whole body within this (8 MiB at 140 KB/s)
     http_idle_timeout_seconds: float = Field(75, gt=0)  # a connection without a request closes after this
+    # Set by `petplatform run --workers N` in each worker: its servers share their ports (SO_REUSEPORT).
+    reuse_port: bool = False
     # Peers are PETPLATFORM_<SERVICE>_ADDR=host:port, one per registry entry (mesh.registry.peer_addresses);
     # unset means this process (all-in-one) or the service's seed port on `host`.
 
@@ -112,6 +114,8 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(0.5, gt=0)
     event_retention_hours: float = Field(168, gt=0)  # published outbox rows and inbox ids are kept this long
     watch_max_streams: int = Field(1000, ge=1)  # open WatchPets streams per pet replica
+    pet_cache_size: int = Field(10_000, ge=0)  # GetPet answers a pet replica keeps (services/pet/cache.py); 0: none
+    pet_cache_ttl_seconds: float = Field(60, gt=0)  # the longest one is kept, whatever events say
     # Matching: swipes per user per UTC day; the recommender's deadline and circuit breaker (opens after
     # this many failures or timeouts in a row, lets one probe through after the cool-down).
     matching_daily_swipe_limit: int = Field(1000, ge=1)

@@ -9,6 +9,7 @@ from mesh.resources import parse_name
 from mesh.runtime import Listener, Runtime, ServiceModule
 from petplatform.matching.v1 import events_pb2 as matching_events
 from services.pet.api import PetServicer
+from services.pet.cache import PetCache
 from services.pet.watch import WATCHED, WatchHub
 
 
@@ -18,7 +19,8 @@ class PetModule(ServiceModule):
     def __init__(self, rt: Runtime, spec: ServiceSpec):
         super().__init__(rt, spec)
         self.hub = WatchHub(rt.settings.watch_max_streams)
-        self.servicer = PetServicer(self.db, self.rt.blobs, self.hub)
+        self.cache = PetCache(size=rt.settings.pet_cache_size, ttl_seconds=rt.settings.pet_cache_ttl_seconds)
+        self.servicer = PetServicer(self.db, self.rt.blobs, self.hub, self.cache)
 
     def servicers(self) -> Mapping[str, object]:
         return {"petplatform.pet.v1.PetService": self.servicer}
@@ -33,7 +35,8 @@ class PetModule(ServiceModule):
         await self.servicer.mark_adopted(s, pet_id)
 
     def listeners(self) -> Sequence[Listener]:
-        return [Listener(kinds=WATCHED, handler=self.hub.on_event, on_gap=self.hub.on_gap)]
+        return [Listener(kinds=WATCHED, handler=self.hub.on_event, on_gap=self.hub.on_gap),
+                Listener(kinds=WATCHED, handler=self.cache.on_event, on_gap=self.cache.clear)]
 
     async def drain(self) -> None:
         self.hub.close()
