@@ -64,6 +64,9 @@ class Settings(BaseSettings):
 
     database_url: str | None = None  # postgresql+asyncpg://... (real profile)
     schema_prefix: str = Field("", pattern=r"^[a-z0-9_]*$")  # isolates test runs sharing one database
+    # Per service and process: PostgreSQL's max_connections must cover (pool + overflow) x services x replicas.
+    database_pool_size: int = Field(10, ge=1)
+    database_max_overflow: int = Field(10, ge=0)
     amqp_url: str | None = None  # amqp://guest:guest@127.0.0.1:5672/
     amqp_exchange: str = "petplatform.events"
     redis_url: str | None = None  # redis://127.0.0.1:6379/0

@@ -78,7 +78,8 @@ class Runtime:
     def database(self, service: str, *, info: Mapping[str, object] | None = None) -> Database:
         url, schema = database_url(self.settings.data_dir, self.settings.database_url, service,
                                    self.settings.schema_prefix)
-        return Database(url, schema, info=info)
+        return Database(url, schema, info=info, pool_size=self.settings.database_pool_size,
+                        max_overflow=self.settings.database_max_overflow)
 
     def channel(self, service: str) -> grpc.aio.Channel:
         """Modules talk only through stubs, even inside one process: this is the peer's address."""

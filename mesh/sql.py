@@ -53,8 +53,10 @@ async def rows_changed(session: AsyncSession, statement: sa.Executable) -> int:
 
 
 class Database:
-    def __init__(self, url: str, schema: str | None, *, info: Mapping[str, object] | None = None):
-        """info: copied into every session's `info` (the events layer keeps the producer there)."""
+    def __init__(self, url: str, schema: str | None, *, info: Mapping[str, object] | None = None,
+                 pool_size: int = 10, max_overflow: int = 10):
+        """info: copied into every session's `info` (the events layer keeps the producer there). On
+        PostgreSQL, `pool_size` connections stay open and up to `max_overflow` more are opened under load."""
         self.url = url
         self.schema = schema  # None on SQLite
         kwargs: dict = {}
@@ -65,7 +67,7 @@ class Database:
             # proxy would drop them idle, and a read that meets a dropped one is retried (Database.reading);
             # a disconnect found by any statement invalidates the whole pool. Connections are named after
             # the service's schema in pg_stat_activity.
-            kwargs.update(pool_size=10, max_overflow=10, pool_recycle=1800,
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800,
                           connect_args={"server_settings": {"application_name": schema or "petplatform"}})
         engine = create_async_engine(url, **kwargs)
         if schema:
