@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gateway import openapi
+from gateway import openapi, webhooks
 from mesh import limits
 from gateway.connections import EdgeRunner
 from gateway.health import EdgeHealth
@@ -62,6 +62,7 @@ class Edge:
                          ("GET", "/docs", self.docs), ("GET", "/asyncapi.json", self.asyncapi_json),
                          ("GET", "/.well-known/jwks.json", self.jwks),
                          ("GET", "/verify-email", verify.show), ("POST", "/verify-email", verify.confirm)])
+        rest.extras.append(("POST", webhooks.PATH, webhooks.Webhooks(rest).receive))
         # handler_cancellation: a client that disconnects cancels its handler, and so its upstream call.
         # shutdown_timeout: what a handler still running at stop gets (streams were ended before).
         # keepalive_timeout: how long a connection may sit without a request.
