@@ -10,7 +10,11 @@ from petplatform.chat.v1 import chat_pb2  # noqa: F401
 from petplatform.chat.v1 import events_pb2 as chat_events
 from petplatform.common.v1 import event_pb2
 from petplatform.matching.v1 import events_pb2 as matching_events
+from petplatform.marketplace.v1 import events_pb2 as marketplace_events
+from petplatform.marketplace.v1 import marketplace_pb2  # noqa: F401
 from petplatform.matching.v1 import matching_pb2  # noqa: F401
+from petplatform.payment.v1 import events_pb2 as payment_events
+from petplatform.payment.v1 import payment_pb2  # noqa: F401
 from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2  # noqa: F401
 from petplatform.user.v1 import events_pb2 as user_events
@@ -48,5 +52,22 @@ REGISTRY = Registry([
         contracts=("petplatform.chat.v1.ChatService",), peers=("auth",),
         emits=(chat_events.MessageSent, chat_events.MessageDeleted, chat_events.MessagesRead),
         consumes=(matching_events.MatchCreated, matching_events.MatchEnded, matching_events.UserBlocked),
+    ),
+    ServiceSpec(
+        name="marketplace", module="services.marketplace.module:MarketplaceModule", port=3006,
+        contracts=("petplatform.marketplace.v1.MarketplaceService",), peers=("auth", "pet"),
+        emits=(marketplace_events.BookingRequested, marketplace_events.BookingAccepted,
+               marketplace_events.BookingDeclined, marketplace_events.BookingExpired,
+               marketplace_events.BookingCancelled, marketplace_events.BookingCompleted),
+        consumes=(payment_events.PaymentProcessed, payment_events.PaymentFailed,  # the booking's payment status
+                  payment_events.RefundProcessed),
+    ),
+    ServiceSpec(
+        name="payment", module="services.payment.module:PaymentModule", port=3009,
+        contracts=("petplatform.payment.v1.PaymentService",), peers=("auth",),
+        emits=(payment_events.PaymentProcessed, payment_events.PaymentFailed, payment_events.RefundProcessed,
+               payment_events.PayoutSent),
+        consumes=(marketplace_events.BookingAccepted, marketplace_events.BookingCancelled,  # charges, refunds
+                  marketplace_events.BookingCompleted),  # and payouts of bookings
     ),
 ])

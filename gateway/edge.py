@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gateway import openapi
+from gateway import openapi, webhooks
 from mesh import limits, oauth
 from gateway.connections import EdgeRunner
 from gateway.health import EdgeHealth
@@ -68,6 +68,7 @@ class Edge:
                          ("GET", "/verify-email", verify.show), ("POST", "/verify-email", verify.confirm),
                          *OAuthFlow(self.s, self.rt.cache, self.policy, self.channel_for).routes(),
                          *(self.dev_oidc.routes(oauth.DEV_OIDC_PATH) if self.dev_oidc else ())])
+        rest.extras.append(("POST", webhooks.PATH, webhooks.Webhooks(rest).receive))
         # handler_cancellation: a client that disconnects cancels its handler, and so its upstream call.
         # shutdown_timeout: what a handler still running at stop gets (streams were ended before).
         # keepalive_timeout: how long a connection may sit without a request.

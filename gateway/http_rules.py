@@ -46,7 +46,8 @@ class PathTemplate:
 def _segments(text: str) -> str:
     parts = []
     for seg in text.split("/"):
-        parts.append("[^/]+" if seg == "*" else ".+" if seg == "**" else re.escape(seg))
+        # A segment never holds the ":verb" of a custom method, so `{name=a/*}` leaves `a/x:verb` alone.
+        parts.append("[^/:]+" if seg == "*" else ".+" if seg == "**" else re.escape(seg))
     return "/".join(parts)
 
 

@@ -125,6 +125,20 @@ class Settings(BaseSettings):
     matching_ranking_deadline_seconds: float = Field(0.3, gt=0)
     matching_breaker_failures: int = Field(3, ge=1)
     matching_breaker_cool_down_seconds: float = Field(30, gt=0)
+    # Marketplace: a request unanswered this long expires; how often expired requests are looked for.
+    marketplace_request_ttl_hours: float = Field(24, gt=0)
+    marketplace_sweep_seconds: float = Field(30, gt=0)
+    # Payments: the provider adapter; payouts wait this long after completion and keep this share as
+    # the platform's fee; how often due work is looked for, and the first retry delay after a
+    # provider outage (doubled per attempt, up to 10 minutes).
+    payment_provider: Literal["local"] = "local"
+    payment_hold_seconds: float = Field(48 * 3600, ge=0)
+    payment_platform_fee_percent: float = Field(10, ge=0, le=100)
+    payment_poll_seconds: float = Field(1, gt=0)
+    payment_retry_seconds: float = Field(2, gt=0)
+    stripe_webhook_secret: SecretStr | None = None  # verifies POST /v1/webhooks/stripe (Stripe's `whsec_...`)
+    # Signs the local provider's webhooks (generated under the data dir when unset).
+    local_payment_webhook_secret: SecretStr | None = Field(None, min_length=16)
     metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics; unset: not served
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True

@@ -23,7 +23,10 @@ async def test_asyncapi_lists_every_event_with_its_producers_and_consumers(edge:
     assert set(doc["channels"]) == {"user.created", "user.email_verified", "user.reported", "email.send",
                                     "pet.created", "pet.updated", "pet.deleted", "swipe.recorded", "swipe.undone",
                                     "interest.changed", "match.created", "match.ended", "user.blocked",
-                                    "adoption.completed", "message.sent", "message.deleted", "messages.read"}
+                                    "adoption.completed", "message.sent", "message.deleted", "messages.read",
+                                    "booking.requested", "booking.accepted", "booking.declined", "booking.expired",
+                                    "booking.cancelled", "booking.completed", "payment.processed", "payment.failed",
+                                    "refund.processed", "payout.sent"}
     created = doc["channels"]["user.created"]
     assert created["x-producers"] == ["auth"] and sorted(created["x-consumers"]) == ["auth", "user"]
     assert created["bindings"]["amqp"]["exchange"] == {"name": "petplatform.events", "type": "topic",

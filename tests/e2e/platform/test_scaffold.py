@@ -49,7 +49,7 @@ def run(args: list[str], cwd: Path) -> str:
 def test_a_scaffolded_service_lints_generates_and_serves(tmp_path):
     copy_repo(tmp_path)
     # A name no branch has a contract for (the scaffold would write over one).
-    out = run([sys.executable, "-m", "app.cli", "new-service", "shelter", "--port", "3009"], tmp_path)
+    out = run([sys.executable, "-m", "app.cli", "new-service", "shelter", "--port", "3099"], tmp_path)
     assert "services/shelter/module.py" in out and "app/registry.py" in out
     run([str(Path(sys.executable).parent / "buf"), "lint"], tmp_path)
     run([sys.executable, "tools/gen.py"], tmp_path)

@@ -1,0 +1,292 @@
+"""Marketplace tables and queries. No double booking rests on the database, not on a check before an
+insert: each slot of a service has one row in `slot_load` holding its capacity and the pets booked
+into it, with CHECK (booked <= capacity). A booking locks that row (SELECT ... FOR UPDATE on
+PostgreSQL; SQLite's BEGIN IMMEDIATE write lock serialises every writing transaction), reads it,
+and adds its pets in the same transaction, so concurrent requests for the last place are applied
+one after the other and only the first fits; the CHECK refuses any write that would overfill it."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mesh.sql import Row, UtcDateTime, rows_changed
+
+metadata = sa.MetaData()
+
+businesses = sa.Table(
+    "businesses", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("owner_id", sa.String(32), nullable=False),
+    sa.Column("display_name", sa.String(100), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("latitude", sa.Float, nullable=False),
+    sa.Column("longitude", sa.Float, nullable=False),
+    sa.Column("service_radius_km", sa.Float, nullable=False, server_default="0"),
+    sa.Column("time_zone", sa.String(64), nullable=False),
+    sa.Column("verified", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("payout_account", sa.String(128), nullable=False, server_default=""),
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Column("update_time", UtcDateTime, nullable=False),
+    sa.Index("ix_businesses_owner", "owner_id"),
+    sa.Index("ix_businesses_latitude", "latitude"),
+)
+
+services = sa.Table(
+    "services", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("business_id", sa.String(32), sa.ForeignKey("businesses.id"), nullable=False),
+    sa.Column("display_name", sa.String(100), nullable=False),
+    sa.Column("kind", sa.SmallInteger, nullable=False),
+    sa.Column("price_minor", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("duration_minutes", sa.Integer, nullable=False),
+    sa.Column("capacity", sa.Integer, nullable=False),
+    sa.Column("species", sa.String(64), nullable=False, server_default=""),  # comma-separated enum values
+    sa.Column("sizes", sa.String(64), nullable=False, server_default=""),
+    sa.Column("cancellation_policy", sa.SmallInteger, nullable=False),
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Index("ix_services_business", "business_id", "create_time"),
+    sa.Index("ix_services_kind", "kind", "business_id"),
+)
+
+opening_hours = sa.Table(
+    "opening_hours", metadata,
+    sa.Column("service_id", sa.String(32), sa.ForeignKey("services.id"), primary_key=True),
+    sa.Column("weekday", sa.SmallInteger, primary_key=True),  # 0 Monday
+    sa.Column("open_minute", sa.SmallInteger, primary_key=True),  # minutes after local midnight
+    sa.Column("close_minute", sa.SmallInteger, nullable=False),  # up to 1440
+)
+
+closed_dates = sa.Table(
+    "closed_dates", metadata,
+    sa.Column("service_id", sa.String(32), sa.ForeignKey("services.id"), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+)
+
+slot_load = sa.Table(
+    "slot_load", metadata,
+    sa.Column("service_id", sa.String(32), sa.ForeignKey("services.id"), primary_key=True),
+    sa.Column("start_time", UtcDateTime, primary_key=True),
+    sa.Column("capacity", sa.Integer, nullable=False),
+    sa.Column("booked", sa.Integer, nullable=False),
+    sa.CheckConstraint("booked >= 0 AND booked <= capacity", name="ck_slot_load_within_capacity"),
+)
+
+bookings = sa.Table(
+    "bookings", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("owner_id", sa.String(32), nullable=False),
+    sa.Column("business_id", sa.String(32), nullable=False),
+    sa.Column("business_owner_id", sa.String(32), nullable=False),
+    sa.Column("service_id", sa.String(32), nullable=False),
+    sa.Column("pets", sa.String(400), nullable=False),  # comma-separated pet ids
+    sa.Column("pet_count", sa.Integer, nullable=False),
+    sa.Column("start_time", UtcDateTime, nullable=False),
+    sa.Column("end_time", UtcDateTime, nullable=False),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    sa.Column("price_minor", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("cancellation_policy", sa.SmallInteger, nullable=False),
+    sa.Column("time_zone", sa.String(64), nullable=False),
+    sa.Column("payment_method", sa.String(128), nullable=False),
+    sa.Column("payment_status", sa.SmallInteger, nullable=False),
+    sa.Column("refunded_minor", sa.BigInteger, nullable=True),
+    sa.Column("cancelled_by", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Column("expire_time", UtcDateTime, nullable=False),
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Column("update_time", UtcDateTime, nullable=False),
+    sa.Index("ix_bookings_owner", "owner_id", "create_time"),
+    sa.Index("ix_bookings_business", "business_id", "create_time"),
+    sa.Index("ix_bookings_state_expiry", "state", "expire_time"),
+)
+
+# Idempotent mutating RPCs: the first answer to (caller, method, request id), stored in the
+# transaction of its change; a retry gets it back.
+answered_requests = sa.Table(
+    "answered_requests", metadata,
+    sa.Column("caller_id", sa.String(32), primary_key=True),
+    sa.Column("method", sa.String(40), primary_key=True),
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("response", sa.LargeBinary, nullable=False),
+    sa.Column("create_time", UtcDateTime, nullable=False),
+)
+
+
+def _insert(s: AsyncSession, table: sa.Table) -> Any:
+    return (postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+async def answered(s: AsyncSession, *, caller_id: str, method: str, request_id: str) -> bytes | None:
+    return await s.scalar(sa.select(answered_requests.c.response).where(
+        answered_requests.c.caller_id == caller_id, answered_requests.c.method == method,
+        answered_requests.c.request_id == request_id))
+
+
+async def record_answer(s: AsyncSession, *, caller_id: str, method: str, request_id: str, response: bytes,
+                        now: dt.datetime) -> None:
+    """IntegrityError when a concurrent call with the same request id committed first."""
+    await s.execute(answered_requests.insert().values(caller_id=caller_id, method=method, request_id=request_id,
+                                                      response=response, create_time=now))
+
+
+# --- businesses and services ---
+
+async def add_business(s: AsyncSession, **values: Any) -> None:
+    await s.execute(businesses.insert().values(**values))
+
+
+async def find_business(s: AsyncSession, business_id: str, *, lock: bool = False) -> Row | None:
+    q = sa.select(businesses).where(businesses.c.id == business_id)
+    return (await s.execute(q.with_for_update() if lock else q)).first()
+
+
+async def get_business(s: AsyncSession, business_id: str) -> Row:
+    row = await find_business(s, business_id)
+    assert row is not None, business_id
+    return row
+
+
+async def update_business(s: AsyncSession, business_id: str, **values: Any) -> None:
+    await s.execute(businesses.update().where(businesses.c.id == business_id).values(**values))
+
+
+async def business_kinds(s: AsyncSession, business_ids: Sequence[str]) -> dict[str, list[int]]:
+    rows = (await s.execute(sa.select(services.c.business_id, services.c.kind).distinct().where(
+        services.c.business_id.in_(business_ids)))).all()
+    out: dict[str, list[int]] = {}
+    for r in rows:
+        out.setdefault(r.business_id, []).append(r.kind)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+async def businesses_offering(s: AsyncSession, *, kind: int, min_lat: float, max_lat: float,
+                              verified_only: bool) -> Sequence[Row]:
+    """Businesses with a service of `kind` within a band of latitudes (the caller filters by distance)."""
+    q = sa.select(businesses).where(
+        businesses.c.latitude.between(min_lat, max_lat),
+        businesses.c.id.in_(sa.select(services.c.business_id).where(services.c.kind == kind)))
+    if verified_only:
+        q = q.where(businesses.c.verified.is_(True))
+    return (await s.execute(q)).all()
+
+
+async def add_service(s: AsyncSession, **values: Any) -> None:
+    await s.execute(services.insert().values(**values))
+
+
+async def find_service(s: AsyncSession, service_id: str) -> Row | None:
+    return (await s.execute(sa.select(services).where(services.c.id == service_id))).first()
+
+
+async def get_service(s: AsyncSession, service_id: str) -> Row:
+    row = await find_service(s, service_id)
+    assert row is not None, service_id
+    return row
+
+
+async def list_services(s: AsyncSession, business_id: str, *, after: tuple[dt.datetime, str] | None,
+                        size: int) -> Sequence[Row]:
+    from mesh import pagination
+    q = pagination.select_page(sa.select(services).where(services.c.business_id == business_id), after,
+                               services.c.create_time, services.c.id, descending=False, size=size)
+    return (await s.execute(q)).all()
+
+
+async def hours_of(s: AsyncSession, service_id: str) -> tuple[Sequence[Row], list[dt.date]]:
+    hours = (await s.execute(sa.select(opening_hours).where(opening_hours.c.service_id == service_id).order_by(
+        opening_hours.c.weekday, opening_hours.c.open_minute))).all()
+    days = (await s.execute(sa.select(closed_dates.c.day).where(closed_dates.c.service_id == service_id).order_by(
+        closed_dates.c.day))).scalars().all()
+    return hours, list(days)
+
+
+async def replace_hours(s: AsyncSession, service_id: str, *, hours: Sequence[tuple[int, int, int]],
+                        closed: Sequence[dt.date]) -> None:
+    await s.execute(opening_hours.delete().where(opening_hours.c.service_id == service_id))
+    await s.execute(closed_dates.delete().where(closed_dates.c.service_id == service_id))
+    if hours:
+        await s.execute(opening_hours.insert(), [dict(service_id=service_id, weekday=w, open_minute=o, close_minute=c)
+                                                 for w, o, c in hours])
+    if closed:
+        await s.execute(closed_dates.insert(), [dict(service_id=service_id, day=d) for d in closed])
+
+
+async def booked_pets(s: AsyncSession, service_id: str, *, start: dt.datetime,
+                      end: dt.datetime) -> dict[dt.datetime, int]:
+    rows = (await s.execute(sa.select(slot_load.c.start_time, slot_load.c.booked).where(
+        slot_load.c.service_id == service_id, slot_load.c.start_time >= start, slot_load.c.start_time < end))).all()
+    return {r.start_time: r.booked for r in rows}
+
+
+# --- the capacity ledger ---
+
+async def take_places(s: AsyncSession, *, service_id: str, start: dt.datetime, capacity: int, pets: int) -> bool:
+    """Adds `pets` to the slot if they fit, under the slot row's lock; False when they do not."""
+    await s.execute(_insert(s, slot_load).values(service_id=service_id, start_time=start, capacity=capacity,
+                                                 booked=0).on_conflict_do_nothing())
+    row = (await s.execute(sa.select(slot_load.c.booked, slot_load.c.capacity).where(
+        slot_load.c.service_id == service_id, slot_load.c.start_time == start).with_for_update())).one()
+    if row.booked + pets > row.capacity:
+        return False
+    await s.execute(slot_load.update().where(slot_load.c.service_id == service_id,
+                                             slot_load.c.start_time == start).values(booked=slot_load.c.booked + pets))
+    return True
+
+
+async def free_places(s: AsyncSession, *, service_id: str, start: dt.datetime, pets: int) -> None:
+    await s.execute(slot_load.update().where(slot_load.c.service_id == service_id,
+                                             slot_load.c.start_time == start).values(booked=slot_load.c.booked - pets))
+
+
+# --- bookings ---
+
+async def add_booking(s: AsyncSession, **values: Any) -> None:
+    await s.execute(bookings.insert().values(**values))
+
+
+async def find_booking(s: AsyncSession, booking_id: str, *, lock: bool = False) -> Row | None:
+    q = sa.select(bookings).where(bookings.c.id == booking_id)
+    return (await s.execute(q.with_for_update() if lock else q)).first()
+
+
+async def get_booking(s: AsyncSession, booking_id: str) -> Row:
+    """A booking this transaction wrote or locked."""
+    row = await find_booking(s, booking_id)
+    assert row is not None, booking_id
+    return row
+
+
+async def update_booking(s: AsyncSession, booking_id: str, **values: Any) -> None:
+    await s.execute(bookings.update().where(bookings.c.id == booking_id).values(**values))
+
+
+async def list_bookings(s: AsyncSession, *, owner_id: str | None, business_id: str | None, states: Sequence[int],
+                        after: tuple[dt.datetime, str] | None, size: int) -> Sequence[Row]:
+    from mesh import pagination
+    q = sa.select(bookings)
+    if owner_id is not None:
+        q = q.where(bookings.c.owner_id == owner_id)
+    if business_id is not None:
+        q = q.where(bookings.c.business_id == business_id)
+    if states:
+        q = q.where(bookings.c.state.in_(states))
+    q = pagination.select_page(q, after, bookings.c.create_time, bookings.c.id, descending=True, size=size)
+    return (await s.execute(q)).all()
+
+
+async def due_to_expire(s: AsyncSession, *, state: int, now: dt.datetime, limit: int = 100) -> list[str]:
+    return list((await s.execute(sa.select(bookings.c.id).where(
+        bookings.c.state == state, bookings.c.expire_time <= now).limit(limit))).scalars())
+
+
+async def count_rows(s: AsyncSession, table: sa.Table) -> int:
+    return int(await s.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+
+
+__all__ = ["rows_changed"]

@@ -1,0 +1,195 @@
+"""How booking events become payments, and how each payment moves: the worker calls the provider
+outside any transaction (with the payment's idempotency key, so a retry never moves money twice),
+then applies the outcome under the payment's row lock, as a webhook reporting it would: whichever
+comes first applies it, the other finds it applied. Ledger postings (debit +, credit -):
+  charge   cash +P, escrow -P
+  refund   escrow +R, cash -R
+  earning  escrow +K, business/<id> -(K - fee), platform/fees -fee   (a payout's share released)
+  payout   business/<id> +(K - fee), cash -(K - fee)                (after the hold)"""
+from __future__ import annotations
+
+from collections.abc import Callable
+import dataclasses
+import datetime as dt
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mesh.events import emit
+from mesh.money import from_minor, to_minor
+from mesh.resources import new_id, timestamp
+from mesh.sql import Database, Row
+from petplatform.marketplace.v1 import events_pb2 as market
+from petplatform.payment.v1 import events_pb2 as ev
+from petplatform.payment.v1 import payment_pb2 as p
+from services.payment import store
+from services.payment.providers import Outcome, Provider, ProviderDown, ProviderRefused
+
+log = logging.getLogger(__name__)
+P = p.Payment
+LEASE = dt.timedelta(seconds=60)
+MAX_RETRY = dt.timedelta(minutes=10)
+
+
+def payment_message(r: Row) -> P:
+    return P(name=f"payments/{r.id}", kind=r.kind, booking=f"bookings/{r.booking_id}",
+             amount=from_minor(r.amount_minor, r.currency), fee=from_minor(r.fee_minor, r.currency), state=r.state,
+             provider=r.provider, provider_reference=r.provider_reference, idempotency_key=r.idempotency_key,
+             failure_reason=r.failure_reason, attempts=r.attempts, due_time=timestamp(r.due_time),
+             create_time=timestamp(r.create_time), update_time=timestamp(r.update_time))
+
+
+def fee_of(amount: int, percent: float) -> int:
+    """The platform's fee in minor units, rounded half up."""
+    basis_points = round(percent * 100)
+    return (amount * basis_points + 5000) // 10000
+
+
+@dataclasses.dataclass
+class Flows:
+    db: Database
+    provider: Provider
+    now: Callable[[], dt.datetime]
+    hold: dt.timedelta
+    fee_percent: float
+    retry: dt.timedelta
+
+    # --- booking events -> payments (consumers: in the inbox transaction) ---
+
+    async def _add(self, s: AsyncSession, booking, *, kind: int, step: str, amount: int, currency: str,
+                   due: dt.datetime | None = None, payment_method: str = "", payout_account: str = "") -> None:
+        now = self.now()
+        await store.add_payment(
+            s, id=new_id(), booking_id=booking.name.removeprefix("bookings/"), kind=kind, state=P.STATE_PENDING,
+            amount_minor=amount, currency=currency, owner_id=booking.owner.removeprefix("users/"),
+            business_id=booking.business.removeprefix("businesses/"),
+            business_owner_id=booking.business_owner.removeprefix("users/"), payout_account=payout_account,
+            payment_method=payment_method, provider=self.provider.name,
+            idempotency_key=f"{booking.name}:{step}", next_attempt_time=now, due_time=due, create_time=now,
+            update_time=now)
+
+    async def on_accepted(self, s: AsyncSession, event: market.BookingAccepted) -> None:
+        amount, currency = to_minor(event.booking.price)
+        await self._add(s, event.booking, kind=P.KIND_CHARGE, step="charge", amount=amount, currency=currency,
+                        payment_method=event.payment_method)
+
+    async def on_cancelled(self, s: AsyncSession, event: market.BookingCancelled) -> None:
+        """A refund of what the policy gives back, and the rest (a late cancellation's fee) paid out to
+        the business after the hold; nothing when nothing was charged."""
+        if await store.find_by_key(s, f"{event.booking.name}:charge") is None:
+            return
+        price, currency = to_minor(event.booking.price)
+        refund, _ = to_minor(event.refund)
+        if refund > 0:
+            await self._add(s, event.booking, kind=P.KIND_REFUND, step="refund", amount=refund, currency=currency)
+        if price - refund > 0:
+            await self._add(s, event.booking, kind=P.KIND_PAYOUT, step="payout", amount=price - refund,
+                            currency=currency, due=self.now() + self.hold, payout_account=event.payout_account)
+
+    async def on_completed(self, s: AsyncSession, event: market.BookingCompleted) -> None:
+        price, currency = to_minor(event.booking.price)
+        await self._add(s, event.booking, kind=P.KIND_PAYOUT, step="payout", amount=price, currency=currency,
+                        due=self.now() + self.hold, payout_account=event.payout_account)
+
+    # --- the worker ---
+
+    async def run_once(self) -> int:
+        """Moves every due payment one step; returns how many were tried."""
+        now = self.now()
+        async with self.db.read() as s:
+            due = await store.due(s, pending=P.STATE_PENDING, now=now)
+        for payment_id in due:
+            try:
+                await self.step(payment_id)
+            except Exception:
+                log.exception("payment %s: step failed; it is tried again after its lease", payment_id)
+        return len(due)
+
+    async def step(self, payment_id: str) -> None:
+        now = self.now()
+        async with self.db.transaction() as s:
+            if not await store.claim(s, payment_id, pending=P.STATE_PENDING, now=now, lease=LEASE):
+                return  # another worker has it, or it moved on
+            row = await store.find(s, payment_id)
+            assert row is not None
+            if row.kind != P.KIND_CHARGE:
+                charge = await store.find_by_key(s, f"bookings/{row.booking_id}:charge")
+                if charge is None or charge.state in (P.STATE_FAILED, P.STATE_CANCELLED):
+                    await store.update(s, row.id, state=P.STATE_CANCELLED, update_time=now)
+                    return
+                if charge.state != P.STATE_SUCCEEDED:  # wait for the charge
+                    await store.update(s, row.id, next_attempt_time=now + self.retry)
+                    return
+                if row.kind == P.KIND_PAYOUT:
+                    if not row.earned:
+                        await self._earn(s, row, now)
+                    if row.due_time and now < row.due_time:  # the hold
+                        await store.update(s, row.id, next_attempt_time=row.due_time)
+                        return
+                reference = charge.provider_reference
+            else:
+                reference = ""
+            await store.update(s, row.id, attempts=row.attempts + 1, update_time=now)
+            row = await store.get(s, payment_id)
+        try:
+            outcome = await self._call(row, reference)
+        except ProviderDown as e:
+            wait = min(self.retry * 2 ** min(row.attempts, 20), MAX_RETRY)
+            log.warning("payment %s: provider down (%s); retrying in %s", row.id, e, wait)
+            async with self.db.transaction() as s:
+                await store.update(s, row.id, next_attempt_time=self.now() + wait, update_time=self.now())
+            return
+        except ProviderRefused as e:
+            outcome = Outcome("failed", "", str(e)[:200])
+        async with self.db.transaction() as s:
+            locked = await store.find(s, payment_id, lock=True)
+            assert locked is not None
+            await self.apply(s, locked, outcome)
+
+    async def _earn(self, s: AsyncSession, row: Row, now: dt.datetime) -> None:
+        fee = fee_of(row.amount_minor, self.fee_percent)
+        await store.post(s, posting=new_id(), payment_id=row.id, currency=row.currency, now=now, entries={
+            "escrow": row.amount_minor, f"business/{row.business_id}": -(row.amount_minor - fee),
+            "platform/fees": -fee})
+        await store.update(s, row.id, earned=True, fee_minor=fee, amount_minor=row.amount_minor - fee,
+                           update_time=now)
+
+    async def _call(self, row: Row, charge_reference: str) -> Outcome:
+        metadata = {"booking": f"bookings/{row.booking_id}", "payment": f"payments/{row.id}"}
+        if row.kind == P.KIND_CHARGE:
+            return await self.provider.charge(key=row.idempotency_key, amount=row.amount_minor, currency=row.currency,
+                                              payment_method=row.payment_method, metadata=metadata)
+        if row.kind == P.KIND_REFUND:
+            return await self.provider.refund(key=row.idempotency_key, charge=charge_reference, amount=row.amount_minor,
+                                              metadata=metadata)
+        return await self.provider.payout(key=row.idempotency_key, account=row.payout_account,
+                                          amount=row.amount_minor, currency=row.currency, metadata=metadata)
+
+    async def apply(self, s: AsyncSession, row: Row, outcome: Outcome) -> None:
+        """Applies a provider's answer (from our call or a webhook) to a locked payment: once. An
+        answer for a payment already final, or older than what is known, changes nothing."""
+        if row.state not in (P.STATE_PENDING, P.STATE_PROCESSING):
+            return
+        now = self.now()
+        reference = outcome.reference or row.provider_reference
+        if outcome.state == "processing":
+            await store.update(s, row.id, state=P.STATE_PROCESSING, provider_reference=reference, update_time=now)
+            return
+        if outcome.state == "failed":
+            await store.update(s, row.id, state=P.STATE_FAILED, provider_reference=reference,
+                               failure_reason=outcome.failure, update_time=now)
+            if row.kind == P.KIND_CHARGE:
+                await emit(s, ev.PaymentFailed(payment=payment_message(await store.get(s, row.id))))
+            return
+        posting = new_id()
+        if row.kind == P.KIND_CHARGE:
+            entries = {"cash": row.amount_minor, "escrow": -row.amount_minor}
+        elif row.kind == P.KIND_REFUND:
+            entries = {"escrow": row.amount_minor, "cash": -row.amount_minor}
+        else:
+            entries = {f"business/{row.business_id}": row.amount_minor, "cash": -row.amount_minor}
+        await store.post(s, posting=posting, payment_id=row.id, currency=row.currency, entries=entries, now=now)
+        await store.update(s, row.id, state=P.STATE_SUCCEEDED, provider_reference=reference, update_time=now)
+        done = payment_message(await store.get(s, row.id))
+        await emit(s, {P.KIND_CHARGE: ev.PaymentProcessed, P.KIND_REFUND: ev.RefundProcessed,
+                       P.KIND_PAYOUT: ev.PayoutSent}[row.kind](payment=done))

@@ -1,0 +1,143 @@
+"""Payment tables: the payments (each a charge, refund or payout of a booking, unique by its
+idempotency key), the webhook events received (unique by provider and event id), and the
+double-entry ledger: every posting is a set of entries summing to zero in one currency."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mesh.sql import Row, UtcDateTime, rows_changed
+
+metadata = sa.MetaData()
+
+payments = sa.Table(
+    "payments", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("booking_id", sa.String(32), nullable=False),
+    sa.Column("kind", sa.SmallInteger, nullable=False),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("fee_minor", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("owner_id", sa.String(32), nullable=False),
+    sa.Column("business_id", sa.String(32), nullable=False),
+    sa.Column("business_owner_id", sa.String(32), nullable=False),
+    sa.Column("payout_account", sa.String(128), nullable=False, server_default=""),
+    sa.Column("payment_method", sa.String(128), nullable=False, server_default=""),
+    sa.Column("provider", sa.String(16), nullable=False),
+    sa.Column("provider_reference", sa.String(128), nullable=False, server_default=""),
+    sa.Column("idempotency_key", sa.String(96), nullable=False, unique=True),
+    sa.Column("failure_reason", sa.String(200), nullable=False, server_default=""),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_time", UtcDateTime, nullable=False),
+    sa.Column("due_time", UtcDateTime, nullable=True),
+    sa.Column("earned", sa.Boolean, nullable=False, server_default=sa.false()),  # a payout's escrow released
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Column("update_time", UtcDateTime, nullable=False),
+    sa.Index("ix_payments_booking", "booking_id", "create_time"),
+    sa.Index("ix_payments_work", "state", "next_attempt_time"),
+    sa.Index("ix_payments_reference", "provider_reference"),
+)
+
+webhook_events = sa.Table(
+    "webhook_events", metadata,
+    sa.Column("provider", sa.String(16), primary_key=True),
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("receive_time", UtcDateTime, nullable=False),
+)
+
+ledger_entries = sa.Table(
+    "ledger_entries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("posting", sa.String(32), nullable=False),  # the entries of one posting sum to zero
+    sa.Column("payment_id", sa.String(32), nullable=False),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),  # debit positive, credit negative
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Index("ix_ledger_account", "currency", "account"),
+    sa.Index("ix_ledger_payment", "payment_id"),
+)
+
+
+def _insert(s: AsyncSession, table: sa.Table) -> Any:
+    return (postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+async def add_payment(s: AsyncSession, **values: Any) -> bool:
+    """False when a payment with its idempotency key exists (the event was seen in another form)."""
+    return await rows_changed(s, _insert(s, payments).values(**values).on_conflict_do_nothing(
+        index_elements=["idempotency_key"])) == 1
+
+
+async def find(s: AsyncSession, payment_id: str, *, lock: bool = False) -> Row | None:
+    q = sa.select(payments).where(payments.c.id == payment_id)
+    return (await s.execute(q.with_for_update() if lock else q)).first()
+
+
+async def get(s: AsyncSession, payment_id: str) -> Row:
+    row = await find(s, payment_id)
+    assert row is not None, payment_id
+    return row
+
+
+async def find_by_key(s: AsyncSession, key: str, *, lock: bool = False) -> Row | None:
+    q = sa.select(payments).where(payments.c.idempotency_key == key)
+    return (await s.execute(q.with_for_update() if lock else q)).first()
+
+
+async def find_by_reference(s: AsyncSession, reference: str, *, lock: bool = False) -> Row | None:
+    q = sa.select(payments).where(payments.c.provider_reference == reference)
+    return (await s.execute(q.with_for_update() if lock else q)).first()
+
+
+async def of_booking(s: AsyncSession, booking_id: str) -> Sequence[Row]:
+    return (await s.execute(sa.select(payments).where(payments.c.booking_id == booking_id).order_by(
+        payments.c.create_time, payments.c.id))).all()
+
+
+async def update(s: AsyncSession, payment_id: str, **values: Any) -> None:
+    await s.execute(payments.update().where(payments.c.id == payment_id).values(**values))
+
+
+async def due(s: AsyncSession, *, pending: int, now: dt.datetime, limit: int = 50) -> list[str]:
+    return list((await s.execute(sa.select(payments.c.id).where(
+        payments.c.state == pending, payments.c.next_attempt_time <= now).order_by(
+        payments.c.next_attempt_time).limit(limit))).scalars())
+
+
+async def claim(s: AsyncSession, payment_id: str, *, pending: int, now: dt.datetime, lease: dt.timedelta) -> bool:
+    """Takes a due payment for one worker: it is not due again for `lease` (another replica skips it)."""
+    return await rows_changed(s, payments.update().where(
+        payments.c.id == payment_id, payments.c.state == pending, payments.c.next_attempt_time <= now).values(
+        next_attempt_time=now + lease)) == 1
+
+
+async def record_webhook(s: AsyncSession, *, provider: str, event_id: str, event_type: str, now: dt.datetime) -> bool:
+    """False when this event was received before."""
+    return await rows_changed(s, _insert(s, webhook_events).values(
+        provider=provider, event_id=event_id, event_type=event_type, receive_time=now).on_conflict_do_nothing()) == 1
+
+
+async def post(s: AsyncSession, *, posting: str, payment_id: str, currency: str, entries: dict[str, int],
+               now: dt.datetime) -> None:
+    """One balanced posting; ValueError if its entries do not sum to zero (never written)."""
+    if sum(entries.values()) != 0:
+        raise ValueError(f"unbalanced posting {entries}")
+    await s.execute(ledger_entries.insert(), [
+        dict(posting=posting, payment_id=payment_id, account=account, currency=currency, amount_minor=amount,
+             create_time=now) for account, amount in entries.items() if amount])
+
+
+async def balances(s: AsyncSession) -> Sequence[Row]:
+    return (await s.execute(sa.select(
+        ledger_entries.c.currency, ledger_entries.c.account,
+        sa.func.sum(ledger_entries.c.amount_minor).label("balance"),
+        sa.func.count().label("entries")).group_by(ledger_entries.c.currency, ledger_entries.c.account).order_by(
+        ledger_entries.c.currency, ledger_entries.c.account))).all()

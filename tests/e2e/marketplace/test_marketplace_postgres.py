@@ -1,0 +1,47 @@
+"""On PostgreSQL and RabbitMQ: twenty concurrent requests for the last place give exactly one
+booking (the slot row's lock and CHECK), and a booking is charged, refunded and balanced."""
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from petplatform.marketplace.v1 import marketplace_pb2 as m
+from tests.support.market import B, P, a_slot, balanced, book, booking_reaches, business, payment_reaches, slots
+from tests.support.pets import create, dog
+from tests.support.platform import Api
+
+
+async def test_twenty_concurrent_requests_for_the_last_place_make_one_booking(real_market: Api):
+    api = real_market
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller, capacity=3)
+    owner = await api.signup("Many dogs")
+    pets = [(await create(api, owner, dog(f"D{i}"))).name for i in range(22)]
+    slot = await a_slot(api, svc.name)
+    await book(api, owner, svc.name, slot.start_time, pets[:2])  # two of three places taken
+    results = await asyncio.gather(*(book(api, owner, svc.name, slot.start_time, [p]) for p in pets[2:]),
+                                   return_exceptions=True)
+    won = [r for r in results if isinstance(r, m.Booking)]
+    lost = [r for r in results if not isinstance(r, m.Booking)]
+    assert len(won) == 1, results
+    assert all(isinstance(e, grpc.aio.AioRpcError) and e.code() == grpc.StatusCode.FAILED_PRECONDITION
+               for e in lost), lost
+    day = slot.start_time.ToDatetime().date()
+    assert slot.start_time not in [s.start_time for s in await slots(api, svc.name, day, day)]
+
+
+async def test_a_booking_is_charged_refunded_and_balanced(real_market: Api):
+    api = real_market
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller, kind=m.SERVICE_KIND_GROOMING, policy=m.CANCELLATION_POLICY_MODERATE)
+    owner = await api.signup("Owner")
+    pet = (await create(api, owner, dog())).name
+    b = await book(api, owner, svc.name, (await a_slot(api, svc.name)).start_time, [pet])
+    await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b.name), metadata=seller.md)
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_PAID)
+    await api.marketplace.CancelBooking(m.CancelBookingRequest(name=b.name), metadata=owner.md)
+    await payment_reaches(api, owner, b.name, P.KIND_REFUND, P.STATE_SUCCEEDED)
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_REFUNDED)
+    ledger = (await balanced(api, api.admin))["EUR"]
+    assert ledger["escrow"] == 0 and ledger["cash"] == 0

@@ -1,0 +1,110 @@
+"""Webhooks through the edge (`POST /v1/webhooks/{provider}`), verified against the raw body: replayed,
+forged, stale and out of order; and a booking over REST."""
+from __future__ import annotations
+
+import json
+import time
+
+from petplatform.marketplace.v1 import marketplace_pb2 as m
+from services.payment import webhooks
+from tests.e2e.marketplace.conftest import LOCAL_SECRET, STRIPE_SECRET
+from tests.support.market import (
+    B, P, a_slot, balanced, book, booking_reaches, business, owner_with_dog, payment_reaches, payments,
+)
+from tests.support.platform import EdgeClient, module_of
+
+
+def event(event_id: str, kind: str, obj: dict) -> bytes:
+    return json.dumps({"id": event_id, "object": "event", "type": kind, "created": int(time.time()),
+                       "data": {"object": obj}}).encode()
+
+
+async def post(edge: EdgeClient, provider: str, body: bytes, signature: str | None):
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["Stripe-Signature"] = signature
+    async with edge.http.post(f"{edge.url}/v1/webhooks/{provider}", data=body, headers=headers) as r:
+        return r.status, await r.json()
+
+
+async def test_forged_stale_and_unsigned_webhooks_are_refused(market_edge: EdgeClient):
+    body = event("evt_forged", "payment_intent.succeeded", {"id": "pi_x", "metadata": {}})
+    now = int(time.time())
+    for signature in (webhooks.sign(body, b"not the secret", now),  # forged
+                      webhooks.sign(body, STRIPE_SECRET.encode(), now - 301),  # stale
+                      "", None, "t=abc,v1=zz"):
+        status, answer = await post(market_edge, "stripe", body, signature)
+        assert status == 403, (signature, answer)
+        assert answer["details"][0]["reason"] == "INVALID_SIGNATURE"
+    # Signed right but the body changed on the way.
+    status, _ = await post(market_edge, "stripe", body + b" ", webhooks.sign(body, STRIPE_SECRET.encode(), now))
+    assert status == 403
+    status, answer = await post(market_edge, "stripe", b"not json", webhooks.sign(b"not json", STRIPE_SECRET.encode(),
+                                                                                   now))
+    assert status == 400
+    status, answer = await post(market_edge, "paypal", body, "")
+    assert status == 400 and answer["details"][0]["reason"] == "PROVIDER_NOT_CONFIGURED"
+    status, _ = await post(market_edge, "nobody", body, "")
+    assert status == 404
+
+
+async def test_an_async_charge_settles_once_whatever_the_order_or_repeats(market_edge: EdgeClient):
+    api = market_edge.api
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller)
+    owner, pet = await owner_with_dog(api)
+    slot = await a_slot(api, svc.name)
+    b = await book(api, owner, svc.name, slot.start_time, [pet], pm="pm_card_async")
+    await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b.name), metadata=seller.md)
+    charge = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_PROCESSING)
+    obj = {"id": charge.provider_reference, "object": "payment_intent", "status": "succeeded",
+           "metadata": {"idempotency_key": charge.idempotency_key}}
+    secret = LOCAL_SECRET.encode()
+    succeeded = event("evt_ok_1", "payment_intent.succeeded", obj)
+    status, answer = await post(market_edge, "local", succeeded, webhooks.sign(succeeded, secret, int(time.time())))
+    assert (status, answer) == (200, {"received": True, "duplicate": False})
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_PAID)
+    # Replayed (a fresh signature, the same event id): recognised, nothing moves.
+    status, answer = await post(market_edge, "local", succeeded, webhooks.sign(succeeded, secret, int(time.time())))
+    assert (status, answer["duplicate"]) == (200, True)
+    # An older event arriving late, and a failure report for a charge already settled: ignored.
+    for n, kind in enumerate(("payment_intent.processing", "payment_intent.payment_failed")):
+        late = event(f"evt_late_{n}", kind, {**obj, "status": "processing"})
+        status, answer = await post(market_edge, "local", late, webhooks.sign(late, secret, int(time.time())))
+        assert (status, answer["duplicate"]) == (200, False)
+    # The local provider's own webhook for the same charge comes too: still one charge, one posting.
+    await module_of(api, "payment").local.settle(charge.provider_reference)
+    (settled,) = [x for x in await payments(api, owner, b.name) if x.kind == P.KIND_CHARGE]
+    assert settled.state == P.STATE_SUCCEEDED
+    got = await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_PAID)
+    assert got.state == B.STATE_ACCEPTED
+    ledger = (await balanced(api, api.admin))["EUR"]
+    assert ledger["cash"] == 2500 and ledger["escrow"] == -2500
+
+
+async def test_booking_over_rest(market_edge: EdgeClient):
+    api = market_edge.api
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller)
+    owner, pet = await owner_with_dog(api)
+    day = (await a_slot(api, svc.name)).start_time.ToDatetime().date()
+    async with market_edge.http.get(f"{market_edge.url}/v1/{svc.name}:availableSlots", params={
+            "start_date.year": day.year, "start_date.month": day.month, "start_date.day": day.day,
+            "end_date.year": day.year, "end_date.month": day.month, "end_date.day": day.day}) as r:
+        assert r.status == 200, await r.text()
+        slots = (await r.json())["slots"]
+    auth = {"Authorization": f"Bearer {owner.access_token}"}
+    async with market_edge.http.post(f"{market_edge.url}/v1/bookings", headers=auth, json={
+            "service": svc.name, "pets": [pet], "startTime": slots[0]["startTime"],
+            "paymentMethod": "pm_card_visa"}) as r:
+        assert r.status == 200, await r.text()
+        made = await r.json()
+    assert made["state"] == "STATE_REQUESTED" and made["price"] == {"currencyCode": "EUR", "units": "25"}
+    stranger = await api.signup("Stranger")
+    async with market_edge.http.get(f"{market_edge.url}/v1/{made['name']}",
+                                    headers={"Authorization": f"Bearer {stranger.access_token}"}) as r:
+        assert r.status == 404
+    async with market_edge.http.post(f"{market_edge.url}/v1/bookings", headers=auth, json={
+            "service": svc.name, "pets": [pet], "startTime": slots[0]["startTime"],
+            "paymentMethod": "pm_card_visa"}) as r:
+        assert r.status == 400 and (await r.json())["details"][0]["reason"] == "SLOT_FULL"
