@@ -16,7 +16,7 @@ OPTIONS = dict(admin_emails=[ADMIN_EMAIL], payment_poll_seconds=0.05, payment_re
 
 
 async def admin_session(api: Api):
-    return await api.signup("Market Operator", ADMIN_EMAIL)
+    return await api.signup_admin(ADMIN_EMAIL, "Market Operator")
 
 
 @pytest.fixture(scope="module")
