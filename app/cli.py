@@ -15,6 +15,7 @@ from app.registry import REGISTRY
 from mesh import logs, tracing
 from mesh.config import ConfigError, Settings, load_settings
 from mesh.registry import peer_addresses
+from mesh.runtime import migrate_service
 
 log = logging.getLogger("petplatform")
 
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-migrate", action="store_true", help="skip migrations at start")
     mig = sub.add_parser("migrate", help="bring the databases to the newest schema")
     mig.add_argument("--target", default="all", choices=["all", *REGISTRY.names])
+    train = sub.add_parser("train", help="train a model on the data so far, publish it and exit")
+    train.add_argument("model", choices=["recommender"])
     new = sub.add_parser("new-service", help="create the contract, package and registry entry of a new service")
     new.add_argument("name", help="lower-case service name, e.g. matching")
     new.add_argument("--port", type=int, required=True, help="its seed port")
@@ -62,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("migrated %s", args.target)
         return 0
 
+    if args.command == "train":
+        return asyncio.run(_train(settings))
+
     if settings.metrics_port is not None:
         prometheus_client.start_http_server(settings.metrics_port, addr=settings.host)
     if args.target == "edge":
@@ -70,6 +76,29 @@ def main(argv: list[str] | None = None) -> int:
     port = args.port if args.port is not None else (
         settings.grpc_port if args.target == "all" else REGISTRY[args.target].port)
     asyncio.run(_serve(settings, args.target, port, args.demo_data, not args.no_migrate))
+    return 0
+
+
+async def _train(settings: Settings) -> int:
+    """Trains the recommender from its database and publishes the artefact; running replicas take it up
+    at their next training tick (PETPLATFORM_RECOMMENDER_TRAIN_SECONDS)."""
+    from ml.recommender.engine import Engine
+    spec = REGISTRY["recommender"]
+    migrations = spec.load().migrations
+    assert migrations is not None
+    rt = wiring.runtime(settings)  # for its database and blob store: nothing of it is started
+    db = rt.database(spec.name)
+    try:
+        await migrate_service(db, migrations)
+        model = await Engine(db, rt.blobs).train()
+    finally:
+        await db.dispose()
+        await rt.close()
+    if model is None:
+        print("recommender: no likes, matches or adoptions yet; nothing to train on", flush=True)
+        return 0
+    print(f"recommender: published {model.version} ({model.interactions} interactions, {len(model.pets)} pets)",
+          flush=True)
     return 0
 
 

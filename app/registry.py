@@ -7,8 +7,10 @@ from mesh.registry import Registry, ServiceSpec
 from petplatform.auth.v1 import auth_pb2  # noqa: F401  (registers the contract for the registry's check)
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.common.v1 import event_pb2
+from petplatform.matching.v1 import events_pb2 as matching_events
 from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2  # noqa: F401
+from petplatform.recommender.v1 import recommender_pb2  # noqa: F401
 from petplatform.user.v1 import events_pb2 as user_events
 from petplatform.user.v1 import user_pb2  # noqa: F401
 
@@ -29,5 +31,12 @@ REGISTRY = Registry([
         contracts=("petplatform.pet.v1.PetService",), peers=("auth",),
         emits=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted),
         consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted),  # WatchPets, live
+    ),
+    ServiceSpec(
+        name="recommender", module="ml.recommender.module:RecommenderModule", port=8000,
+        contracts=("petplatform.recommender.v1.RecommenderService",), peers=("auth",),
+        consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted,
+                  matching_events.SwipeRecorded, matching_events.SwipeUndone, matching_events.MatchCreated,
+                  matching_events.AdoptionCompleted),
     ),
 ])

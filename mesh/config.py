@@ -87,6 +87,9 @@ class Settings(BaseSettings):
 
     outbox_poll_seconds: float = Field(0.5, gt=0)
     event_retention_hours: float = Field(168, gt=0)  # published outbox rows and inbox ids are kept this long
+    # The recommender's training job: each period it trains a new model when the one in service is that old
+    # (and takes up a model published meanwhile by `petplatform train recommender`); 0 turns the job off.
+    recommender_train_seconds: float = Field(3600, ge=0)
     watch_max_streams: int = Field(1000, ge=1)  # open WatchPets streams per pet replica
     metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics; unset: not served
     log_level: Literal["debug", "info", "warning", "error"] = "info"

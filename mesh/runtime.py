@@ -140,6 +140,10 @@ class ServiceModule:
         kinds += [k for listener in self.listeners() for k in listener.kinds]
         return frozenset(event_type(k) for k in kinds)
 
+    async def start(self) -> None:
+        """Once serving, with its consumers subscribed: start background work (a model to load, a
+        periodic job). Stop it in drain()."""
+
     async def drain(self) -> None:
         """Shutdown begins: end long-lived streams now, so their clients reconnect to another replica
         instead of waiting out the grace period."""

@@ -100,6 +100,8 @@ class Platform:
         for m in self.modules:
             if m.relay:
                 m.relay.start()
+        for m in self.modules:
+            await m.start()
         for n in ["", *names]:
             await self.health.set(n, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving %s on %s", ", ".join(m.name for m in self.modules), self.address)

@@ -21,12 +21,14 @@ async def test_asyncapi_lists_every_event_with_its_producers_and_consumers(edge:
         doc = await r.json()
     assert doc["asyncapi"].startswith("3.")
     assert set(doc["channels"]) == {"user.created", "user.email_verified", "user.reported", "email.send",
-                                    "pet.created", "pet.updated", "pet.deleted"}
+                                    "pet.created", "pet.updated", "pet.deleted", "swipe.recorded", "swipe.undone",
+                                    "match.created", "adoption.completed"}
     created = doc["channels"]["user.created"]
     assert created["x-producers"] == ["auth"] and sorted(created["x-consumers"]) == ["auth", "user"]
     assert created["bindings"]["amqp"]["exchange"] == {"name": "petplatform.events", "type": "topic",
                                                        "durable": True, "autoDelete": False}
     assert doc["channels"]["user.reported"]["x-producers"] == [], "consumed, produced by nobody yet"
+    assert doc["channels"]["swipe.recorded"]["x-consumers"] == ["recommender"]
     sends = {k for k, op in doc["operations"].items() if op["action"] == "send"}
     assert "pet.send.pet.created" in sends and "auth.send.email.send" in sends
     message = doc["components"]["messages"]["petplatform.pet.v1.PetCreated"]

@@ -19,13 +19,13 @@ from app.registry import REGISTRY
 from mesh.config import load_settings
 
 async def main():
-    assert "matching" in REGISTRY.names
-    platform = wiring.platform(load_settings(data_dir="data", grpc_port=0), "matching", port=0)
+    assert "shelter" in REGISTRY.names
+    platform = wiring.platform(load_settings(data_dir="data", grpc_port=0), "shelter", port=0)
     await platform.migrate()
     await platform.start()
     async with grpc.aio.insecure_channel(platform.address) as ch:
         reply = await health_pb2_grpc.HealthStub(ch).Check(
-            health_pb2.HealthCheckRequest(service="petplatform.matching.v1.MatchingService"))
+            health_pb2.HealthCheckRequest(service="petplatform.shelter.v1.ShelterService"))
         print("health", reply.status)
     await platform.stop(grace=0)
 
@@ -34,7 +34,7 @@ asyncio.run(main())
 
 
 def copy_repo(dest: Path) -> None:
-    for d in ("app", "mesh", "gateway", "services", "tools", "proto", "third_party"):
+    for d in ("app", "mesh", "gateway", "services", "ml", "tools", "proto", "third_party"):
         shutil.copytree(ROOT / d, dest / d, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "buf.yaml", dest / "buf.yaml")
 
@@ -48,8 +48,9 @@ def run(args: list[str], cwd: Path) -> str:
 
 def test_a_scaffolded_service_lints_generates_and_serves(tmp_path):
     copy_repo(tmp_path)
-    out = run([sys.executable, "-m", "app.cli", "new-service", "matching", "--port", "3004"], tmp_path)
-    assert "services/matching/module.py" in out and "app/registry.py" in out
+    # A name whose contract does not exist yet (matching's and the recommender's do).
+    out = run([sys.executable, "-m", "app.cli", "new-service", "shelter", "--port", "3008"], tmp_path)
+    assert "services/shelter/module.py" in out and "app/registry.py" in out
     run([str(Path(sys.executable).parent / "buf"), "lint"], tmp_path)
     run([sys.executable, "tools/gen.py"], tmp_path)
     assert "health 1" in run([sys.executable, "-c", SERVE], tmp_path)  # SERVING
