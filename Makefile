@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 GENSTAMP := petplatform/__init__.py
 PROTOS := $(shell find proto third_party -name '*.proto')
 
-.PHONY: up test lint gen install bench bench-short envoy contract-baseline clean
+.PHONY: up test lint gen install bench bench-short eval envoy contract-baseline clean
 
 # The demo data's admin account (app/demo.py) registers as an admin; an environment value wins.
 up: export PETPLATFORM_ADMIN_EMAILS ?= ["admin@demo.petplatform.local"]
@@ -21,10 +21,17 @@ test: $(GENSTAMP) lint
 # real profiles (PostgreSQL, RabbitMQ and Redis must be running). Exits non-zero on any failed call.
 bench: $(GENSTAMP)
 	$(BIN)/python -m tests.bench.run
+	$(BIN)/python -m tests.bench.recommender
 
 # One second per case: checks that the bench still runs, measures nothing worth quoting.
 bench-short: $(GENSTAMP)
 	BENCH_SECONDS=1 $(BIN)/python -m tests.bench.run
+	BENCH_SECONDS=1 $(BIN)/python -m tests.bench.recommender
+
+# The recommender's offline evaluation: one table per synthetic setting, one row per model (ml/recommender/
+# evaluation.py says how; synthetic.py how the population is made). Seeded: the same tables every run.
+eval: $(GENSTAMP)
+	$(BIN)/python -m ml.recommender.evaluation
 
 lint: $(GENSTAMP)
 	$(BIN)/python tools/check_vendored.py

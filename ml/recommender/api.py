@@ -9,6 +9,7 @@ from mesh import errors, principal
 from mesh.resources import parse_name
 from ml.recommender import scoring
 from ml.recommender.engine import Engine
+from ml.recommender.ranker import Ranking
 from petplatform.recommender.v1 import recommender_pb2, recommender_pb2_grpc
 from petplatform.user.v1 import user_pb2
 
@@ -61,6 +62,18 @@ def person(prefs: user_pb2.Preferences) -> scoring.Person:
         has_other_pets=prefs.has_other_pets)
 
 
+def response(names: list[str], ranked: Ranking, version: str, limit: int) -> recommender_pb2.RankPetsResponse:
+    order = ranked.order[:limit]
+    # Python floats (tolist) rather than numpy scalars: half the cost of building 10,000 messages.
+    columns = [c[order].tolist() for c in (ranked.score, ranked.content, ranked.collaborative, ranked.distance,
+                                           ranked.compatibility, ranked.popularity,
+                                           np.nan_to_num(ranked.distance_km))]
+    return recommender_pb2.RankPetsResponse(model_version=version, pets=[
+        recommender_pb2.RankedPet(pet=names[i], score=s, content=c, collaborative=cf, distance=d, compatibility=k,
+                                  popularity=p, distance_km=km)
+        for i, s, c, cf, d, k, p, km in zip(order.tolist(), *columns, strict=True)])
+
+
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -72,11 +85,4 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServiceServicer):
         check_candidates(names, request.max_results)
         who = person(request.preferences)
         ranked, version = await self.engine.rank(user_id=user_id, names=names, person=who)
-        order = ranked.order[:request.max_results or len(names)]
-        km = np.nan_to_num(ranked.distance_km)
-        return recommender_pb2.RankPetsResponse(model_version=version, pets=[
-            recommender_pb2.RankedPet(
-                pet=names[i], score=ranked.score[i], content=ranked.content[i],
-                collaborative=ranked.collaborative[i], distance=ranked.distance[i],
-                compatibility=ranked.compatibility[i], popularity=ranked.popularity[i], distance_km=km[i])
-            for i in order.tolist()])
+        return response(names, ranked, version, request.max_results or len(names))

@@ -3,6 +3,7 @@ the rows changed since (store.pets_changed_since): ranking reads arrays, never t
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -76,8 +77,7 @@ class Catalogue:
 
     def rows_of(self, names: Iterable[str]) -> np.ndarray:
         """Row of each name, -1 where unknown or not live (deleted, or only heard of through interactions)."""
-        index = self.index
-        rows = np.fromiter((index.get(n, -1) for n in names), np.int64)
+        rows = np.fromiter(map(self.index.get, names, itertools.repeat(-1)), np.int64)  # no Python frame per name
         known = rows >= 0
         rows[known] = np.where(self._cols["live"][rows[known]], rows[known], -1)
         return rows

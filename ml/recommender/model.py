@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import itertools
 import json
 from collections.abc import Iterable
 
@@ -41,8 +42,7 @@ class Model:
         return cached
 
     def rows_of(self, names: Iterable[str]) -> npt.NDArray[np.int64]:
-        index = self.index
-        return np.fromiter((index.get(n, -1) for n in names), np.int64)
+        return np.fromiter(map(self.index.get, names, itertools.repeat(-1)), np.int64)
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()

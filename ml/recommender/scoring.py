@@ -218,9 +218,9 @@ def collaborative(item_factors: npt.NDArray[np.float32], candidate_rows: Ints, l
     known = liked_rows >= 0
     if not known.any():
         return None
-    user = (item_factors[liked_rows[known]] * liked_weights[known, None]).sum(axis=0)
-    scores = np.zeros(len(candidate_rows))
-    seen = candidate_rows >= 0
-    scores[seen] = item_factors[candidate_rows[seen]] @ user
+    user = liked_weights[known].astype(np.float32) @ item_factors[liked_rows[known]]
+    # Every pet the model knows, then the candidates' (a gather of scalars, not of factor rows).
+    everyone = np.append(item_factors @ user, np.float32(0))  # the last: row -1, unseen pets
+    scores = everyone[candidate_rows].astype(np.float64)
     top = scores.max()
     return np.clip(scores / top, 0.0, 1.0) if top > 0 else np.zeros(len(candidate_rows))
