@@ -11,6 +11,7 @@ from google.type import latlng_pb2
 import grpc
 import pytest
 
+from ml.recommender.scoring import Weights
 from petplatform.common.v1 import animal_pb2
 from petplatform.matching.v1 import events_pb2 as matching_events
 from petplatform.matching.v1 import matching_pb2
@@ -103,10 +104,10 @@ async def test_cold_start_ranks_by_content_distance_and_compatibility(api: Api, 
     big = by_name(response)[big_dog.name]
     assert big.compatibility < 0.25  # extra large, not good with children, in a flat with children
     assert by_name(response)[near_cat.name].content == 0.0
+    w = Weights().for_person(has_collaborative=False)  # cold start: no collaborative part
     for p in response.pets:
-        assert p.score == pytest.approx(sum(w * part for w, part in zip(
-            (0.35 / 0.65, 0.15 / 0.65, 0.10 / 0.65, 0.05 / 0.65),
-            (p.content, p.distance, p.compatibility, p.popularity), strict=True)))
+        assert p.score == pytest.approx(w.content * p.content + w.distance * p.distance
+                                        + w.compatibility * p.compatibility + w.popularity * p.popularity)
     limited = await rank(api, adopter, pets, preferences=prefs, max_results=2)
     assert [p.pet for p in limited.pets] == [near_dog.name, big_dog.name]
 
