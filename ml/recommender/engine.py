@@ -35,7 +35,7 @@ class Engine:
     def version(self) -> str:
         return self.serving.version
 
-    async def _catch_up(self, user_id: str | None = None) -> Sequence:
+    async def catch_up(self, user_id: str | None = None) -> Sequence:
         """Applies the pet changes since the last call; returns the user's positive interactions."""
         async with self.db.read() as s:
             while rows := await store.pets_changed_since(s, self.catalogue.seq):
@@ -43,7 +43,7 @@ class Engine:
             return await store.interactions_of(s, user_id) if user_id else ()
 
     async def rank(self, *, user_id: str, names: list[str], person: Person) -> tuple[Ranking, str]:
-        liked = await self._catch_up(user_id)
+        liked = await self.catch_up(user_id)
         serving = self.serving  # this ranking uses this model, whatever is swapped in meanwhile
         candidates = self.catalogue.rows_of(names)
         for i in np.flatnonzero(candidates < 0).tolist():

@@ -123,6 +123,7 @@ class RecommenderModule(ServiceModule):
         }
 
     async def start(self) -> None:
+        await self.engine.catch_up()  # the whole catalogue now, not in the first ranking
         await self.engine.load_current()
         period = self.rt.settings.recommender_train_seconds
         if period > 0:

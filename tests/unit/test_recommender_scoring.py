@@ -114,3 +114,19 @@ def test_a_model_survives_its_artefact():
     back = Model.from_bytes(model.to_bytes())
     assert back.version == "hybrid-x" and back.pets == names and np.array_equal(back.factors, factors)
     assert back.trained_at == model.trained_at and back.rows_of(["q", "zz"]).tolist() == [names.index("q"), -1]
+
+
+def test_the_response_bytes_are_the_messages_made_one_by_one():
+    from ml.recommender import wire
+    from petplatform.recommender.v1 import recommender_pb2
+    rng = np.random.default_rng(3)
+    names = [f"pets/{i:032x}" for i in range(50)]
+    columns = {f: rng.random(50) for f in wire.NUMBERS}
+    columns["collaborative"][:10] = 0.0  # zeros written on the wire read as the default
+    built = wire.ranked_pets(names, columns)
+    expected = recommender_pb2.RankPetsResponse(pets=[
+        recommender_pb2.RankedPet(pet=n, **{f: float(columns[f][i]) for f in wire.NUMBERS})
+        for i, n in enumerate(names)])
+    assert built == expected
+    assert built.SerializeToString() == expected.SerializeToString()
+    assert wire.ranked_pets([], {f: np.zeros(0) for f in wire.NUMBERS}) == recommender_pb2.RankPetsResponse()

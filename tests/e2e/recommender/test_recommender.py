@@ -15,6 +15,7 @@ from ml.recommender.scoring import Weights
 from petplatform.common.v1 import animal_pb2
 from petplatform.matching.v1 import events_pb2 as matching_events
 from petplatform.matching.v1 import matching_pb2
+from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2
 from petplatform.recommender.v1 import recommender_pb2
 from petplatform.user.v1 import user_pb2
@@ -167,6 +168,25 @@ async def test_refuses_bad_candidates_and_preferences(api: Api, people):
                         "preferences.location")):
         err = await expect(grpc.StatusCode.INVALID_ARGUMENT, rank(api, adopter, [twice], **bad))
         assert field in violations(err), (bad, violations(err))
+
+
+async def test_an_older_pet_update_arriving_late_changes_nothing(api: Api, people, tmp_path):
+    owner, adopter, _ = people
+    pet = await create(api, owner, dog("Steady"))
+    only_dogs = user_pb2.Preferences(species=[animal_pb2.SPECIES_DOG])
+    await until(api, adopter, [pet], known(pet), preferences=only_dogs)
+    stale = pet_pb2.Pet()
+    stale.CopyFrom(pet)
+    stale.species = animal_pb2.SPECIES_CAT
+    stale.update_time.FromSeconds(pet.update_time.seconds - 60)  # redelivered late, from before the creation
+    producer = await Producer.open("pet", api.platform.rt.bus, tmp_path)
+    try:
+        await producer.emit(pet_events.PetUpdated(pet=stale, previous=pet))
+        marker = await create(api, owner, dog("Marker"))  # events of one queue apply in order
+        await until(api, adopter, [marker], known(marker))
+    finally:
+        await producer.close()
+    assert (await rank(api, adopter, [pet], preferences=only_dogs)).pets[0].content == 1.0
 
 
 async def test_learns_popularity_from_swipes_once_and_forgets_undone_ones(api: Api, people, matching):
