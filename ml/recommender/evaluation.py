@@ -1,7 +1,8 @@
 """Offline evaluation (`make eval`): the synthetic population of synthetic.py, a time-based hold-out (the
-latest 20% of interactions), and one row per model: random, popularity, content, collaborative and the
-hybrid served by RankPets. Every model but random is the serving ranker (ranker.rank) with the weight
-of one part, or the hybrid's weights, so the table measures what is served.
+latest 20% of interactions), and one row per model: random, popularity, content, collaborative (ALS, as
+served; and the truncated SVD it was chosen over) and the hybrid served by RankPets. Every model but
+random is the serving ranker (ranker.rank) with the weight of one part, or the hybrid's weights, so the
+table measures what is served.
 
 For each person with a held-out interaction: every pet they had not interacted with before the split
 is a candidate; the held-out pets are the relevant ones. NDCG@10 (binary gains), Recall@10 (held-out
@@ -25,10 +26,12 @@ from ml.recommender.synthetic import Population, Setting, generate
 K = 10
 HOLD_OUT = 0.2
 TODAY = dt.date(2026, 11, 1)
+CF_ONLY = Weights(content=0, collaborative=1, distance=0, compatibility=0, popularity=0)
 ONLY = {
     "popularity": Weights(content=0, collaborative=0, distance=0, compatibility=0, popularity=1),
     "content": Weights(content=1, collaborative=0, distance=0, compatibility=0, popularity=0),
-    "collaborative": Weights(content=0, collaborative=1, distance=0, compatibility=0, popularity=0),
+    "collaborative": CF_ONLY,  # ALS, as served
+    "collaborative (SVD)": CF_ONLY,  # the alternative it was chosen over
     "hybrid": Weights(),
 }
 MODELS = ["random", *ONLY]
@@ -71,9 +74,10 @@ def evaluate(pop: Population, *, max_users: int | None = None) -> list[Row]:
     n_pets = len(pop.pet_features["species"])
     popularity = np.bincount(pop.pets[before], pop.weights[before], n_pets)
     catalogue = catalogue_of(pop, popularity)
-    model = train(zip((str(u) for u in pop.users[before]), (pet_name(p) for p in pop.pets[before]),
-                      pop.weights[before], strict=True), now=dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc))
-    serving = Serving(model)
+    servings = {method: Serving(train(
+        zip((str(u) for u in pop.users[before]), (pet_name(p) for p in pop.pets[before]), pop.weights[before],
+            strict=True), now=dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc), method=method))
+        for method in ("als", "svd")}
     history: dict[int, list[int]] = {}
     for u, p in zip(pop.users[before], pop.pets[before], strict=True):
         history.setdefault(int(u), []).append(int(p))
@@ -101,6 +105,7 @@ def evaluate(pop: Population, *, max_users: int | None = None) -> list[Row]:
             if name == "random":
                 top = rng.choice(candidates, size=K, replace=False)
             else:
+                serving = servings["svd" if name == "collaborative (SVD)" else "als"]
                 ranking = rank(catalogue, serving, candidates, pop.people[u], liked, liked_weights,
                                weights=ONLY[name], today=TODAY)
                 top = candidates[ranking.order[:K]]

@@ -70,7 +70,7 @@ def rank(catalogue: Catalogue, serving: Serving, candidates: Ints, person: Perso
         model_rows = serving.model_rows(catalogue)
         liked_model_rows = np.full(len(liked_rows), -1, np.int64)
         liked_model_rows[liked_known] = model_rows[liked_rows[liked_known]]
-        cf = scoring.collaborative(serving.model.factors, model_rows[rows], liked_model_rows, liked_weights)
+        cf = scoring.collaborative(serving.model, model_rows[rows], liked_model_rows, liked_weights)
     w = weights.for_person(has_collaborative=cf is not None)
     parts["collaborative"] = cf if cf is not None else np.zeros(len(rows))
     total = (w.content * parts["content"] + w.collaborative * parts["collaborative"]

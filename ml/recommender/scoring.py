@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from ml.recommender.model import Model
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -211,17 +215,16 @@ def popularity(weights: Floats, top: float) -> Floats:
     return np.log1p(weights) / np.log1p(top)
 
 
-def collaborative(item_factors: npt.NDArray[np.float32], candidate_rows: Ints, liked_rows: Ints,
-                  liked_weights: Floats) -> Floats | None:
-    """Matrix-factorisation score folded in from the person's weighted interactions: their vector is
-    the weighted sum of the factors of the pets they liked, so likes made after training count at once.
-    Rows of -1 (pets the model has not seen) score 0. None when no liked pet is known to the model."""
+def collaborative(model: Model, candidate_rows: Ints, liked_rows: Ints, liked_weights: Floats) -> Floats | None:
+    """Matrix-factorisation score from the person's weighted interactions, folded in (Model.person), so
+    likes made after training count at once; over the candidates' largest, at least 0. Rows of -1 (pets
+    the model has not seen) score 0. None when no liked pet is known to the model."""
     known = liked_rows >= 0
     if not known.any():
         return None
-    user = liked_weights[known].astype(np.float32) @ item_factors[liked_rows[known]]
+    person = model.person(liked_rows[known], liked_weights[known])
     # Every pet the model knows, then the candidates' (a gather of scalars, not of factor rows).
-    everyone = np.append(item_factors @ user, np.float32(0))  # the last: row -1, unseen pets
+    everyone = np.append(model.factors @ person.astype(np.float32), np.float32(0))  # the last: row -1, unseen
     scores = everyone[candidate_rows].astype(np.float64)
     top = scores.max()
     return np.clip(scores / top, 0.0, 1.0) if top > 0 else np.zeros(len(candidate_rows))

@@ -11,7 +11,7 @@ from ml.recommender.synthetic import generate
 def test_the_hybrid_beats_popularity_on_the_small_setting():
     pop = generate(SETTINGS["small"])
     rows = {r.model: r for r in evaluate(pop)}
-    assert set(rows) == {"random", "popularity", "content", "collaborative", "hybrid"}
+    assert set(rows) == {"random", "popularity", "content", "collaborative", "collaborative (SVD)", "hybrid"}
     assert rows["hybrid"].ndcg > 1.5 * rows["popularity"].ndcg
     assert rows["hybrid"].recall > rows["popularity"].recall
     assert rows["popularity"].ndcg > rows["random"].ndcg

@@ -8,7 +8,7 @@ import pytest
 
 from ml.recommender import scoring
 from ml.recommender.catalogue import Catalogue, month_index
-from ml.recommender.model import Model, factorise
+from ml.recommender.model import Model, train
 from ml.recommender.ranker import Serving, rank
 from ml.recommender.scoring import Person, PetArrays, Taste, Weights
 from petplatform.common.v1 import animal_pb2 as a
@@ -73,15 +73,16 @@ def test_distance_decays_over_half_the_radius_and_is_neutral_when_unknown():
     assert np.isnan(scoring.distances_km(p, Person())).all()
 
 
-def test_collaborative_folds_in_likes_and_ignores_pets_the_model_has_not_seen():
-    users = ["a1", "a1", "a2", "a2", "b1", "b1", "b2", "b2", "c", "c"]
-    pets_ = ["p0", "p1", "p0", "p1", "p2", "p3", "p2", "p3", "p4", "p0"]
-    names, factors = factorise(users, pets_, [1.0] * len(users), components=2)
-    rows = {n: i for i, n in enumerate(names)}
-    score = scoring.collaborative(factors, np.array([rows["p1"], rows["p3"], -1]), np.array([rows["p0"]]),
+@pytest.mark.parametrize("method", ["als", "svd"])
+def test_collaborative_folds_in_likes_and_ignores_pets_the_model_has_not_seen(method):
+    # Two tastes: p0-p2 go together, p3-p5 too; someone who liked p0 should get p1 before p4.
+    triples = [(f"{g}{u}", f"p{g * 3 + i}", 1.0) for g in (0, 1) for u in range(6) for i in range(3)]
+    model = train(triples, now=dt.datetime.now(dt.timezone.utc), method=method)
+    rows = model.index
+    score = scoring.collaborative(model, np.array([rows["p1"], rows["p4"], -1]), np.array([rows["p0"]]),
                                   np.array([1.0]))
     assert score[0] == 1.0 and score[0] > score[1] and score[2] == 0
-    assert scoring.collaborative(factors, np.array([0]), np.array([-1]), np.array([1.0])) is None
+    assert scoring.collaborative(model, np.array([0]), np.array([-1]), np.array([1.0])) is None
 
 
 def test_weights_without_collaborative_keep_their_total():
@@ -107,13 +108,15 @@ def test_the_ranker_puts_unknown_and_unseen_pets_last_and_keeps_request_order_on
     assert list(r.order) == [1, 3, 4, 0, 2] and r.score[0] == 0 and r.score[1] > 0
 
 
-def test_a_model_survives_its_artefact():
-    names, factors = factorise(["u", "u", "v"], ["p", "q", "p"], [1.0, 2.0, 1.0], components=1)
-    model = Model(version="hybrid-x", trained_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), pets=names,
-                  factors=factors, interactions=3)
+@pytest.mark.parametrize("method", ["als", "svd"])
+def test_a_model_survives_its_artefact(method):
+    model = train([("u", "p", 1.0), ("u", "q", 2.0), ("v", "p", 1.0), ("w", "q", 1.0)],
+                  now=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), method=method)
     back = Model.from_bytes(model.to_bytes())
-    assert back.version == "hybrid-x" and back.pets == names and np.array_equal(back.factors, factors)
-    assert back.trained_at == model.trained_at and back.rows_of(["q", "zz"]).tolist() == [names.index("q"), -1]
+    assert back.version == model.version and back.pets == model.pets
+    assert np.array_equal(back.factors, model.factors) and back.alpha == model.alpha
+    assert (back.gram is None) == (method == "svd") and (back.gram is None or np.array_equal(back.gram, model.gram))
+    assert back.trained_at == model.trained_at and back.rows_of(["q", "zz"]).tolist() == [model.pets.index("q"), -1]
 
 
 def test_the_response_bytes_are_the_messages_made_one_by_one():
