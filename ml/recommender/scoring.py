@@ -57,9 +57,9 @@ class Weights:
     interactions the model knows; the others are then scaled up to keep the same total."""
 
     # Chosen on a validation population (setting A's generator with another seed), not on the tables'.
-    content: float = 0.30
+    content: float = 0.20
     collaborative: float = 0.30
-    distance: float = 0.25
+    distance: float = 0.35
     compatibility: float = 0.10
     popularity: float = 0.05
 
