@@ -23,6 +23,7 @@ from petplatform.matching.v1 import matching_pb2
 from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2
 
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 SWIPE_WEIGHTS = {matching_pb2.SWIPE_ACTION_LIKE: LIKE, matching_pb2.SWIPE_ACTION_SUPER_LIKE: SUPER_LIKE}
 
 
@@ -65,18 +66,22 @@ async def on_pet_deleted(s: AsyncSession, event: pet_events.PetDeleted) -> None:
     await store.delete_pet(s, pet_id(event.pet.name))
 
 
+def _swipe_time(swipe: matching_pb2.Swipe) -> dt.datetime:
+    # Without one (never, from matching), the epoch: any swipe with a time is later.
+    return swipe.create_time.ToDatetime(dt.timezone.utc) if swipe.HasField("create_time") else EPOCH
+
+
 async def on_swipe(s: AsyncSession, event: matching_events.SwipeRecorded) -> None:
     swipe = event.swipe
-    created = swipe.create_time.ToDatetime(dt.timezone.utc) if swipe.HasField("create_time") else None
     # A pass is kept (weight 0): it is no signal of taste, and it replaces a like undone and swiped again.
     await store.record(s, user_id=user_id(swipe.user), pet_id=pet_id(swipe.pet), source="swipe",
                        action=int(swipe.action), weight=SWIPE_WEIGHTS.get(swipe.action, 0.0), swipe=swipe.name,
-                       create_time=created)
+                       create_time=_swipe_time(swipe))
 
 
 async def on_swipe_undone(s: AsyncSession, event: matching_events.SwipeUndone) -> None:
     await store.undo_swipe(s, user_id=user_id(event.swipe.user), pet_id=pet_id(event.swipe.pet),
-                           swipe=event.swipe.name)
+                           swipe=event.swipe.name, create_time=_swipe_time(event.swipe))
 
 
 async def on_match(s: AsyncSession, event: matching_events.MatchCreated) -> None:

@@ -96,24 +96,33 @@ async def delete_pet(s: AsyncSession, pet_id: str) -> None:
         await s.execute(pets.update().where(pets.c.pet_id == pet_id).values(**values))
 
 
+UNDONE = -1  # the action of a swipe undone: kept (weight 0) so a late or repeated swipe.recorded of it is ignored
+
+
 async def record(s: AsyncSession, *, user_id: str, pet_id: str, source: str, action: int, weight: float,
                  swipe: str = "", create_time: dt.datetime | None = None) -> None:
-    """Sets the (user, pet, source) interaction and the pet's popularity."""
+    """Sets the (user, pet, source) interaction and the pet's popularity. Of two swipes on one pet the
+    later one stands; a swipe already undone stays undone."""
     key = (interactions.c.user_id == user_id, interactions.c.pet_id == pet_id, interactions.c.source == source)
-    values = dict(action=action, weight=weight, swipe=swipe, create_time=create_time or utcnow())
-    if await s.scalar(sa.select(sa.func.count()).select_from(interactions).where(*key)):
+    when = create_time or utcnow()
+    row = (await s.execute(sa.select(interactions.c.swipe, interactions.c.action, interactions.c.create_time)
+                           .where(*key))).first()
+    if row is not None and source == "swipe" and (row.swipe == swipe and row.action == UNDONE
+                                                  or row.swipe != swipe and when < row.create_time):
+        return
+    values = dict(action=action, weight=weight, swipe=swipe, create_time=when)
+    if row is not None:
         await s.execute(interactions.update().where(*key).values(**values))
     else:
         await s.execute(interactions.insert().values(user_id=user_id, pet_id=pet_id, source=source, **values))
     await _refresh_popularity(s, pet_id)
 
 
-async def undo_swipe(s: AsyncSession, *, user_id: str, pet_id: str, swipe: str) -> None:
-    """Removes the swipe of that name (a later swipe on the same pet stays)."""
-    await s.execute(interactions.delete().where(
-        interactions.c.user_id == user_id, interactions.c.pet_id == pet_id, interactions.c.source == "swipe",
-        interactions.c.swipe == swipe))
-    await _refresh_popularity(s, pet_id)
+async def undo_swipe(s: AsyncSession, *, user_id: str, pet_id: str, swipe: str, create_time: dt.datetime) -> None:
+    """Marks the swipe of that name undone, even when its swipe.recorded has not arrived yet (a later swipe
+    on the same pet stays)."""
+    await record(s, user_id=user_id, pet_id=pet_id, source="swipe", action=UNDONE, weight=0.0, swipe=swipe,
+                 create_time=create_time)
 
 
 async def _refresh_popularity(s: AsyncSession, pet_id: str) -> None:

@@ -4,6 +4,7 @@ model swap."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 
 from google.protobuf import timestamp_pb2
@@ -77,10 +78,14 @@ def known(*pets):
     return lambda r: all(by_name(r)[p.name].score > 0 for p in pets)
 
 
-def swipe(user: Session, pet, action=matching_pb2.SWIPE_ACTION_LIKE, name: str | None = None):
+_clock = itertools.count(1_790_000_000)
+
+
+def swipe(user: Session, pet, action=matching_pb2.SWIPE_ACTION_LIKE, seconds: int | None = None):
+    """A swipe as matching records it: a new name, and a time after every earlier swipe's."""
     return matching_events.SwipeRecorded(swipe=matching_pb2.Swipe(
-        name=name or f"swipes/{uuid.uuid4().hex}", user=user.name, pet=pet.name, action=action,
-        create_time=timestamp_pb2.Timestamp(seconds=1_790_000_000)))
+        name=f"swipes/{uuid.uuid4().hex}", user=user.name, pet=pet.name, action=action,
+        create_time=timestamp_pb2.Timestamp(seconds=seconds or next(_clock))))
 
 
 async def test_cold_start_ranks_by_content_distance_and_compatibility(api: Api, people):
@@ -202,8 +207,8 @@ async def test_learns_popularity_from_swipes_once_and_forgets_undone_ones(api: A
     assert by_name(response)[other.name].popularity == 0.0  # a pass is no like
     before = by_name(response)[liked.name].popularity
     await matching.replay(ids[0])  # delivered twice: applied once
-    undone = swipe(admin, liked, matching_pb2.SWIPE_ACTION_SUPER_LIKE)
-    await matching.emit(matching_events.SwipeUndone(swipe=undone.swipe))  # not the swipe recorded: no effect
+    older = swipe(admin, liked, matching_pb2.SWIPE_ACTION_SUPER_LIKE, seconds=1_700_000_000)
+    await matching.emit(matching_events.SwipeUndone(swipe=older.swipe))  # an older swipe than the one kept: no effect
     late = await create(api, owner, dog("Marker"))
     await matching.emit(swipe(owner, late))
     await until(api, adopter, [late], lambda r: r.pets[0].popularity > 0)  # everything before it was applied
@@ -212,6 +217,24 @@ async def test_learns_popularity_from_swipes_once_and_forgets_undone_ones(api: A
     recorded.swipe.name = (await module_swipe_name(api, admin, liked))
     await matching.emit(matching_events.SwipeUndone(swipe=recorded.swipe))
     await until(api, adopter, [liked, other], lambda r: by_name(r)[liked.name].popularity == 0)
+
+
+
+async def test_a_swipe_undone_before_its_record_arrives_never_counts(api: Api, people, matching):
+    owner, adopter, admin = people
+    pet = await create(api, owner, dog("Undone Early"))
+    late = swipe(admin, pet)
+    await matching.emit(matching_events.SwipeUndone(swipe=late.swipe))
+    first = await matching.emit(late)  # redelivered late, after its undo
+    await matching.replay(first[0])
+    marker = await create(api, owner, dog("After"))
+    await matching.emit(swipe(owner, marker))
+    await until(api, adopter, [marker], lambda r: r.pets[0].popularity > 0)  # everything before it was applied
+    response = await until(api, adopter, [pet], known(pet))
+    assert response.pets[0].popularity == 0.0
+    again = swipe(admin, pet)  # swiped again later: that one counts
+    await matching.emit(again)
+    await until(api, adopter, [pet], lambda r: r.pets[0].popularity > 0)
 
 
 async def module_swipe_name(api: Api, user: Session, pet) -> str:
