@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.events import Effects
 from mesh.resources import parse_name
-from mesh.runtime import ServiceModule
+from mesh.registry import ServiceSpec
+from mesh.runtime import Runtime, ServiceModule
 from ml.recommender import scoring, store
 from ml.recommender.api import RecommenderServicer
 from ml.recommender.catalogue import month_index
@@ -109,7 +110,7 @@ async def on_adoption(s: AsyncSession, event: matching_events.AdoptionCompleted)
 class RecommenderModule(ServiceModule):
     migrations = Path(__file__).parent / "migrations"
 
-    def __init__(self, rt, spec):
+    def __init__(self, rt: Runtime, spec: ServiceSpec):
         super().__init__(rt, spec)
         self.engine = Engine(self.db, rt.blobs)
         self._job: asyncio.Task | None = None
