@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 GENSTAMP := petplatform/__init__.py
 PROTOS := $(shell find proto third_party -name '*.proto')
 
-.PHONY: up test lint gen install bench bench-short envoy contract-baseline clean
+.PHONY: up test lint gen install bench bench-short eval envoy contract-baseline clean
 
 # The demo data's admin account (app/demo.py) registers as an admin; an environment value wins.
 up: export PETPLATFORM_ADMIN_EMAILS ?= ["admin@demo.petplatform.local"]
@@ -24,11 +24,18 @@ test: $(GENSTAMP) lint
 bench: $(GENSTAMP)
 	$(BIN)/python -m tests.bench.run
 	$(BIN)/python -m tests.bench.chat
+	$(BIN)/python -m tests.bench.recommender
 
 # One second per case: checks that the bench still runs, measures nothing worth quoting.
 bench-short: $(GENSTAMP)
 	BENCH_SECONDS=1 $(BIN)/python -m tests.bench.run
 	BENCH_SECONDS=1 BENCH_CHAT_STREAMS=100 BENCH_CHAT_RATE=100 $(BIN)/python -m tests.bench.chat
+	BENCH_SECONDS=1 $(BIN)/python -m tests.bench.recommender
+
+# The recommender's offline evaluation: one table per synthetic setting, one row per model (ml/recommender/
+# evaluation.py says how; synthetic.py how the population is made). Seeded: the same tables every run.
+eval: $(GENSTAMP)
+	$(BIN)/python -m ml.recommender.evaluation
 
 lint: $(GENSTAMP)
 	$(BIN)/python tools/check_vendored.py

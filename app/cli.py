@@ -16,6 +16,7 @@ from app.registry import REGISTRY
 from mesh import logs, tracing
 from mesh.config import ConfigError, Settings, load_settings
 from mesh.registry import peer_addresses
+from mesh.runtime import migrate_service
 
 log = logging.getLogger("petplatform")
 
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="processes serving the target, sharing its ports (SO_REUSEPORT): one per core")
     mig = sub.add_parser("migrate", help="bring the databases to the newest schema")
     mig.add_argument("--target", default="all", choices=["all", *REGISTRY.names])
+    train = sub.add_parser("train", help="train a model on the data so far, publish it and exit")
+    train.add_argument("model", choices=["recommender"])
     new = sub.add_parser("new-service", help="create the contract, package and registry entry of a new service")
     new.add_argument("name", help="lower-case service name, e.g. matching")
     new.add_argument("--port", type=int, required=True, help="its seed port")
@@ -64,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(wiring.platform(settings, args.target).migrate())
         log.info("migrated %s", args.target)
         return 0
+
+    if args.command == "train":
+        return asyncio.run(_train(settings))
 
     if args.workers < 1:
         print("--workers must be at least 1", file=sys.stderr)
@@ -131,6 +137,29 @@ def _run_workers(args: argparse.Namespace, settings: Settings) -> int:
                 failed = True
                 stop()
     return 1 if failed or any(w.returncode for w in workers) else 0
+
+
+async def _train(settings: Settings) -> int:
+    """Trains the recommender from its database and publishes the artefact; running replicas take it up
+    at their next training tick (PETPLATFORM_RECOMMENDER_TRAIN_SECONDS)."""
+    from ml.recommender.engine import Engine
+    spec = REGISTRY["recommender"]
+    migrations = spec.load().migrations
+    assert migrations is not None
+    rt = wiring.runtime(settings)  # for its database and blob store: nothing of it is started
+    db = rt.database(spec.name)
+    try:
+        await migrate_service(db, migrations)
+        model = await Engine(db, rt.blobs).train()
+    finally:
+        await db.dispose()
+        await rt.close()
+    if model is None:
+        print("recommender: no likes, matches or adoptions yet; nothing to train on", flush=True)
+        return 0
+    print(f"recommender: published {model.version} ({model.interactions} interactions, {len(model.pets)} pets)",
+          flush=True)
+    return 0
 
 
 async def _until_signalled() -> None:

@@ -17,6 +17,7 @@ from petplatform.payment.v1 import events_pb2 as payment_events
 from petplatform.payment.v1 import payment_pb2  # noqa: F401
 from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2  # noqa: F401
+from petplatform.recommender.v1 import recommender_pb2  # noqa: F401
 from petplatform.user.v1 import events_pb2 as user_events
 from petplatform.user.v1 import user_pb2  # noqa: F401
 
@@ -41,7 +42,7 @@ REGISTRY = Registry([
     ),
     ServiceSpec(
         name="matching", module="services.matching.module:MatchingModule", port=3004,
-        contracts=("petplatform.matching.v1.MatchingService",), peers=("auth", "user"),
+        contracts=("petplatform.matching.v1.MatchingService",), peers=("auth", "user", "recommender"),
         emits=(matching_events.SwipeRecorded, matching_events.SwipeUndone, matching_events.InterestChanged,
                matching_events.MatchCreated, matching_events.MatchEnded, matching_events.UserBlocked,
                matching_events.AdoptionCompleted),
@@ -69,5 +70,12 @@ REGISTRY = Registry([
                payment_events.PayoutSent),
         consumes=(marketplace_events.BookingAccepted, marketplace_events.BookingCancelled,  # charges, refunds
                   marketplace_events.BookingCompleted),  # and payouts of bookings
+    ),
+    ServiceSpec(
+        name="recommender", module="ml.recommender.module:RecommenderModule", port=8000,
+        contracts=("petplatform.recommender.v1.RecommenderService",), peers=("auth",),
+        consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted,
+                  matching_events.SwipeRecorded, matching_events.SwipeUndone, matching_events.MatchCreated,
+                  matching_events.AdoptionCompleted),
     ),
 ])

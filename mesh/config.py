@@ -116,6 +116,9 @@ class Settings(BaseSettings):
 
     outbox_poll_seconds: float = Field(0.5, gt=0)
     event_retention_hours: float = Field(168, gt=0)  # published outbox rows and inbox ids are kept this long
+    # The recommender's training job: each period it trains a new model when the one in service is that old
+    # (and takes up a model published meanwhile by `petplatform train recommender`); 0 turns the job off.
+    recommender_train_seconds: float = Field(3600, ge=0)
     watch_max_streams: int = Field(1000, ge=1)  # open WatchPets streams per pet replica
     pet_cache_size: int = Field(10_000, ge=0)  # GetPet answers a pet replica keeps (services/pet/cache.py); 0: none
     pet_cache_ttl_seconds: float = Field(60, gt=0)  # the longest one is kept, whatever events say

@@ -152,7 +152,8 @@ class ServiceModule:
         return frozenset(event_type(k) for k in kinds)
 
     async def start(self) -> None:
-        """Before the server accepts calls, after the runtime's ports have started (the bus, the fan-out)."""
+        """Before the server accepts calls, after the runtime's ports have started (the bus, the fan-out):
+        start listening or background work (a model to load, a periodic job). Stop it in drain()."""
 
     async def drain(self) -> None:
         """Shutdown begins: end long-lived streams now, so their clients reconnect to another replica

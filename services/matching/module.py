@@ -59,9 +59,8 @@ class MatchingModule(ServiceModule):
                              breaker=CircuitBreaker(failures=s.matching_breaker_failures,
                                                     cool_down=s.matching_breaker_cool_down_seconds))
 
-    def _recommender(self) -> grpc.aio.Channel | None:
-        # Until the recommender has a registry entry there is no address: every feed is the fallback.
-        return self.rt.channel("recommender") if "recommender" in self.rt.addresses else None
+    def _recommender(self) -> grpc.aio.Channel:
+        return self.rt.channel("recommender")
 
     def servicers(self) -> Mapping[str, object]:
         return {"petplatform.matching.v1.MatchingService": MatchingServicer(

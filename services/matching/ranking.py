@@ -62,7 +62,7 @@ class CircuitBreaker:
 class Ranker:
     """RankPets for the caller, forwarding their authorization (there is no service identity yet)."""
 
-    def __init__(self, channel: Callable[[], grpc.aio.Channel | None], *, deadline: float, breaker: CircuitBreaker):
+    def __init__(self, channel: Callable[[], grpc.aio.Channel], *, deadline: float, breaker: CircuitBreaker):
         self._channel = channel
         self._deadline = deadline
         self.breaker = breaker
@@ -70,9 +70,9 @@ class Ranker:
     async def rank(self, *, pets: Sequence[str], preferences: user_pb2.Preferences, authorization: str,
                    max_results: int) -> list[recommender_pb2.RankedPet] | None:
         """The recommender's order of `pets` (names), best first, or None when it cannot say in time."""
-        channel = self._channel()
-        if channel is None or not pets or not self.breaker.allow():
+        if not pets or not self.breaker.allow():
             return None
+        channel = self._channel()
         request = recommender_pb2.RankPetsRequest(pets=pets, preferences=preferences,
                                                   max_results=min(max_results, len(pets)))
         settled = False

@@ -27,7 +27,8 @@ async def database(request, tmp_path):
 async def test_revisions_build_exactly_the_models(database: Database, service: str):
     cls = REGISTRY[service].load()
     await migrate_service(database, cls.migrations)
-    store = __import__(f"services.{service}.store", fromlist=["metadata"])
+    package = REGISTRY[service].module.partition(":")[0].rsplit(".", 1)[0]  # services.pet, ml.recommender
+    store = __import__(f"{package}.store", fromlist=["metadata"])
 
     models = sa.MetaData()  # the service's tables and its outbox/inbox: the whole schema
     for table in [*store.metadata.tables.values(), *event_tables.tables.values()]:

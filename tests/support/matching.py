@@ -7,7 +7,11 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 
+from app import wiring
+from app.registry import REGISTRY
 from mesh.events.outbox import outbox
+from mesh.registry import peer_addresses
+from mesh.server import Platform
 from petplatform.common.v1 import event_pb2
 from petplatform.matching.v1 import matching_pb2
 from petplatform.pet.v1 import pet_pb2
@@ -24,6 +28,14 @@ async def until(check: Callable[[], Awaitable[T]], timeout: float = 15.0, what: 
             return result
         await asyncio.sleep(0.02)
     raise AssertionError(f"{what} did not hold within {timeout}s")
+
+
+def platform_without_recommender(settings, recommender: str) -> Platform:
+    """Every service but the recommender, which matching reaches at `recommender` (host:port): a test
+    double, one served by another process, or nothing at all."""
+    specs = [s for s in REGISTRY.target("all") if s.name != "recommender"]
+    addresses = {**peer_addresses(REGISTRY.ports, settings.host, {}), "recommender": recommender}
+    return Platform(wiring.runtime(settings, local=[s.name for s in specs], addresses=addresses), specs, 0)
 
 
 async def synced(api: Api, *pets: pet_pb2.Pet) -> None:

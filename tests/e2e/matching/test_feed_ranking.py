@@ -5,16 +5,14 @@ again once a probe after the cool-down succeeds."""
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import grpc
 import pytest
 
-from app.registry import REGISTRY
-from app import wiring
-from mesh.registry import peer_addresses
 from petplatform.matching.v1 import matching_pb2
 from petplatform.recommender.v1 import recommender_pb2, recommender_pb2_grpc
-from tests.support.matching import feed, listed, until
+from tests.support.matching import feed, listed, platform_without_recommender, until
 from tests.support.pets import dog
 from tests.support.platform import Api, embedded_settings
 from google.type import latlng_pb2
@@ -53,9 +51,7 @@ async def ranked(tmp_path_factory, smtp_sink):
     await server.start()
     settings = embedded_settings(tmp_path_factory.mktemp("data"), smtp_sink, matching_ranking_deadline_seconds=0.3,
                                  matching_breaker_failures=2, matching_breaker_cool_down_seconds=0.2)
-    # Until the recommender has its registry entry, its address is given here, as PETPLATFORM_RECOMMENDER_ADDR will.
-    addresses = {**peer_addresses(REGISTRY.ports, settings.host, {}), "recommender": f"127.0.0.1:{port}"}
-    platform = wiring.platform(settings, "all", port=0, addresses=addresses)
+    platform = platform_without_recommender(settings, f"127.0.0.1:{port}")
     await platform.migrate()
     await platform.start()
     api = Api(platform, smtp_sink)
@@ -104,7 +100,38 @@ async def _personalised(ranking) -> bool:
     return (await ranking()).ranking == PERSONALISED
 
 
-async def test_without_a_recommender_address_every_feed_is_the_fallback(api: Api):
-    owner, seeker = await api.signup("Plain owner"), await api.signup("Plain seeker")
-    await listed(api, owner, dog("Plain", location=SPOT))
-    assert (await feed(api, seeker, location=SPOT, radius_km=10)).ranking == FALLBACK
+@pytest.fixture(scope="module")
+async def down(tmp_path_factory, smtp_sink):
+    """The platform with its recommender down: nothing listens where matching looks for it."""
+    with socket.socket() as closed:  # a port just free, so a call to it is refused at once
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{closed.getsockname()[1]}"
+    platform = platform_without_recommender(embedded_settings(tmp_path_factory.mktemp("down"), smtp_sink), nowhere)
+    await platform.migrate()
+    await platform.start()
+    api = Api(platform, smtp_sink)
+    yield api
+    await api.channel.close()
+    await platform.stop(grace=1)
+
+
+async def test_the_fallback_ranks_by_popularity_then_nearness(down: Api):
+    api = down
+    owner = await api.signup("Popular owner")
+    likers = [await api.signup(f"Liker {i}") for i in range(2)]
+    seeker = await api.signup("Ranked")
+    spot = latlng_pb2.LatLng(latitude=-41.28, longitude=174.77)  # Wellington
+    near = latlng_pb2.LatLng(latitude=-41.281, longitude=174.771)
+    quiet_near = await listed(api, owner, dog("QuietNear", location=near))
+    liked_far = await listed(api, owner, dog("LikedFar", location=latlng_pb2.LatLng(latitude=-41.1, longitude=174.9)))
+    quiet_far = await listed(api, owner, dog("QuietFar", location=latlng_pb2.LatLng(latitude=-41.1,
+                                                                                     longitude=174.95)))
+    for liker in likers:
+        await api.matching.Swipe(matching_pb2.SwipeRequest(pet=liked_far.name, action=matching_pb2.SWIPE_ACTION_LIKE),
+                                 metadata=liker.md)
+    page = await feed(api, seeker, location=spot, radius_km=100)
+    assert page.ranking == FALLBACK
+    names = [c.pet.name for c in page.cards]
+    assert names == [liked_far.name, quiet_near.name, quiet_far.name]
+    assert page.cards[0].score > page.cards[1].score > page.cards[2].score
+    assert "popular" in page.cards[0].reasons

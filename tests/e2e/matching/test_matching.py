@@ -77,7 +77,7 @@ async def test_two_users_match_for_a_playdate_and_an_adoption(api: Api):
     # Adoption: Bob likes Hana, an interest Alice accepts.
     page = await feed(api, bob, location=TOKYO, radius_km=50)
     card = next(c for c in page.cards if c.pet.name == for_adoption.name)
-    assert page.ranking == matching_pb2.GetFeedResponse.RANKING_FALLBACK  # no recommender in this platform
+    assert page.ranking == matching_pb2.GetFeedResponse.RANKING_PERSONALISED  # by the platform's recommender
     assert "good with children" in card.reasons and "less than 1 km away" in card.reasons
     assert alices_player.name not in [c.pet.name for c in page.cards]  # playdate pets are not for adoption
     liked = await swipe(api, bob, for_adoption)
@@ -221,25 +221,6 @@ async def test_the_feed_pages_through_every_card_once(api: Api):
     second = await feed(api, seeker, location=far, radius_km=20, page_size=3, page_token=first.next_page_token)
     rest = await feed_names(api, seeker, location=far, radius_km=20)
     assert {c.pet.name for c in second.cards} <= set(rest) and len(rest) == 6
-
-
-async def test_the_fallback_ranks_by_popularity_then_nearness(api: Api):
-    owner = await api.signup("Popular owner")
-    likers = [await api.signup(f"Liker {i}") for i in range(2)]
-    seeker = await api.signup("Ranked")
-    spot = latlng_pb2.LatLng(latitude=-41.28, longitude=174.77)  # Wellington
-    near = latlng_pb2.LatLng(latitude=-41.281, longitude=174.771)
-    quiet_near = await listed(api, owner, dog("QuietNear", location=near))
-    liked_far = await listed(api, owner, dog("LikedFar", location=latlng_pb2.LatLng(latitude=-41.1, longitude=174.9)))
-    quiet_far = await listed(api, owner, dog("QuietFar", location=latlng_pb2.LatLng(latitude=-41.1,
-                                                                                     longitude=174.95)))
-    for liker in likers:
-        await swipe(api, liker, liked_far)
-    page = await feed(api, seeker, location=spot, radius_km=100)
-    names = [c.pet.name for c in page.cards]
-    assert names == [liked_far.name, quiet_near.name, quiet_far.name]
-    assert page.cards[0].score > page.cards[1].score > page.cards[2].score
-    assert "popular" in page.cards[0].reasons
 
 
 async def test_swipes_are_idempotent_per_pair_and_limited_per_day(api: Api):

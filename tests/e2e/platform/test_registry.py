@@ -32,6 +32,7 @@ async def test_asyncapi_lists_every_event_with_its_producers_and_consumers(edge:
     assert created["bindings"]["amqp"]["exchange"] == {"name": "petplatform.events", "type": "topic",
                                                        "durable": True, "autoDelete": False}
     assert doc["channels"]["user.reported"]["x-producers"] == [], "consumed, produced by nobody yet"
+    assert doc["channels"]["swipe.recorded"]["x-consumers"] == ["recommender"]
     sends = {k for k, op in doc["operations"].items() if op["action"] == "send"}
     assert "pet.send.pet.created" in sends and "auth.send.email.send" in sends
     message = doc["components"]["messages"]["petplatform.pet.v1.PetCreated"]

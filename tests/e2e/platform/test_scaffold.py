@@ -34,7 +34,7 @@ asyncio.run(main())
 
 
 def copy_repo(dest: Path) -> None:
-    for d in ("app", "mesh", "gateway", "services", "tools", "proto", "third_party"):
+    for d in ("app", "mesh", "gateway", "services", "ml", "tools", "proto", "third_party"):
         shutil.copytree(ROOT / d, dest / d, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "buf.yaml", dest / "buf.yaml")
 
