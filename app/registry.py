@@ -14,6 +14,8 @@ from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2  # noqa: F401
 from petplatform.user.v1 import events_pb2 as user_events
 from petplatform.user.v1 import user_pb2  # noqa: F401
+from petplatform.notification.v1 import events_pb2 as notification_events
+from petplatform.notification.v1 import notification_pb2  # noqa: F401
 
 REGISTRY = Registry([
     ServiceSpec(
@@ -38,5 +40,12 @@ REGISTRY = Registry([
         contracts=("petplatform.chat.v1.ChatService",), peers=("auth",),
         emits=(chat_events.MessageSent, chat_events.MessageDeleted, chat_events.MessagesRead),
         consumes=(matching_events.MatchCreated, matching_events.MatchEnded, matching_events.UserBlocked),
+    ),
+    ServiceSpec(
+        name="notification", module="services.notification.module:NotificationModule", port=3008,
+        contracts=("petplatform.notification.v1.NotificationService",), peers=("auth",),
+        emits=(notification_events.NotificationRequested, event_pb2.EmailRequested),
+        consumes=(chat_events.MessageSent, matching_events.MatchCreated, matching_events.AdoptionCompleted,
+                  auth_events.UserCreated, notification_events.NotificationRequested),
     ),
 ])

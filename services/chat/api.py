@@ -71,9 +71,11 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         room = domain.room_id(request.parent, f"{prefix}parent")
         domain.check_message(message_id=request.message_id, text=request.message.text, prefix=prefix)
 
-        def event(sent: Sent) -> chat_events.MessageSent:
-            return chat_events.MessageSent(message=sent.message, recipients=[
-                f"users/{u}" for u in sent.recipients if u != caller.user_id])
+        async def event(sent: Sent) -> chat_events.MessageSent:
+            others = [u for u in sent.recipients if u != caller.user_id]
+            watching = await self.hub.watching(others)
+            return chat_events.MessageSent(message=sent.message, recipients=[f"users/{u}" for u in others],
+                                           watching=[f"users/{u}" for u in others if u in watching])
         sent = await mapped(request.parent, self.store.send(
             room_id=room, user_id=caller.user_id, message_id=request.message_id, text=request.message.text,
             now=utcnow(), event=event))

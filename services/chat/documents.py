@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from google.protobuf.message import Message as Event
@@ -70,6 +70,8 @@ class IdTaken(Exception):
 
 # Makes the event of a change from its result, to be stored with it.
 EventOf = Callable[[Any], Event | None]
+# A send's event may ask who is watching (the presence port) before it is written with the message.
+SentEventOf = Callable[[Sent], Awaitable[Event | None]]
 
 
 class ChatStore(Protocol):
@@ -91,7 +93,7 @@ class ChatStore(Protocol):
         """Everyone sharing a room with `user_id`."""
 
     async def send(self, *, room_id: str, user_id: str, message_id: str, text: str, now: dt.datetime,
-                   event: EventOf) -> Sent:
+                   event: SentEventOf) -> Sent:
         """Stores a message with the room's next sequence, or returns the stored one for a resend.
         NotMember, RoomClosed, IdTaken. `event(Sent)` is stored with a new message."""
 

@@ -15,7 +15,7 @@ from mesh.resources import timestamp
 from mesh.sql import Database, Row, UtcDateTime
 from petplatform.chat.v1 import chat_pb2
 from services.chat.documents import (CLOSED, OPEN, EventOf, IdTaken, Member, NotMember, NotSender, RoomClosed,
-                                     RoomRecord, Sent, message_name, receipt)
+                                     RoomRecord, Sent, SentEventOf, message_name, receipt)
 
 metadata = sa.MetaData()
 
@@ -151,7 +151,7 @@ class SqlChatStore:
             return set(rows)
 
     async def send(self, *, room_id: str, user_id: str, message_id: str, text: str, now: dt.datetime,
-                   event: EventOf) -> Sent:
+                   event: SentEventOf) -> Sent:
         try:
             async with self.db.transaction() as s:
                 room = await self._room_row(s, room_id, user_id)
@@ -169,7 +169,7 @@ class SqlChatStore:
                 sent = Sent(message=chat_pb2.Message(
                     name=message_name(room_id, message_id), sender=f"users/{user_id}", sequence=sequence, text=text,
                     create_time=timestamp(now)), created=True, recipients=recipients)
-                if (e := event(sent)) is not None:
+                if (e := await event(sent)) is not None:
                     await emit(s, e)
                 return sent
         except IntegrityError:  # a concurrent resend of the same id stored it first
