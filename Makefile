@@ -10,6 +10,8 @@ PROTOS := $(shell find proto third_party -name '*.proto')
 
 # The demo data's admin account (app/demo.py) registers as an admin; an environment value wins.
 up: export PETPLATFORM_ADMIN_EMAILS ?= ["admin@demo.petplatform.local"]
+# The local OpenID provider on the edge (/dev-oidc), offered as the sign-in provider `demo`: no network needed.
+up: export PETPLATFORM_DEV_OIDC ?= true
 up: $(GENSTAMP)
 	$(BIN)/petplatform migrate
 	$(BIN)/petplatform run --target=all --demo-data

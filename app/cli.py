@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
 import sys
 
 import prometheus_client
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--port", type=int, help="gRPC port (default: PETPLATFORM_GRPC_PORT for all, else the seed port)")
     run.add_argument("--demo-data", action="store_true", help="load demo users and pets if not loaded yet")
     run.add_argument("--no-migrate", action="store_true", help="skip migrations at start")
+    run.add_argument("--workers", type=int, default=1,
+                     help="processes serving the target, sharing its ports (SO_REUSEPORT): one per core")
     mig = sub.add_parser("migrate", help="bring the databases to the newest schema")
     mig.add_argument("--target", default="all", choices=["all", *REGISTRY.names])
     new = sub.add_parser("new-service", help="create the contract, package and registry entry of a new service")
@@ -62,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         log.info("migrated %s", args.target)
         return 0
 
+    if args.workers < 1:
+        print("--workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        return _run_workers(args, settings)
     if settings.metrics_port is not None:
         prometheus_client.start_http_server(settings.metrics_port, addr=settings.host)
     if args.target == "edge":
@@ -71,6 +79,58 @@ def main(argv: list[str] | None = None) -> int:
         settings.grpc_port if args.target == "all" else REGISTRY[args.target].port)
     asyncio.run(_serve(settings, args.target, port, args.demo_data, not args.no_migrate))
     return 0
+
+
+def _run_workers(args: argparse.Namespace, settings: Settings) -> int:
+    """`run --workers N`: migrations once, then N processes serving the target on the same ports (the kernel
+    spreads connections over them); SIGINT or SIGTERM stops them all, as does the death of one."""
+    if args.target != "edge" and not settings.amqp_url:
+        # Each worker would have its own in-process bus: watch streams and read caches would miss the
+        # changes made through the other workers.
+        print("--workers above 1 needs a shared bus: set PETPLATFORM_AMQP_URL", file=sys.stderr)
+        return 2
+    if settings.metrics_port is not None:
+        print("--workers above 1 cannot share PETPLATFORM_METRICS_PORT: leave it unset", file=sys.stderr)
+        return 2
+    ports = [settings.http_port, settings.edge_grpc_port] if args.target in ("all", "edge") else []
+    if args.target != "edge":
+        ports.append(args.port if args.port is not None else (
+            settings.grpc_port if args.target == "all" else REGISTRY[args.target].port))
+    if 0 in ports:
+        print("--workers above 1 needs fixed ports (0 would give each worker its own)", file=sys.stderr)
+        return 2
+    if args.target != "edge" and not args.no_migrate:
+        asyncio.run(wiring.platform(settings, args.target).migrate())
+    command = [sys.executable, "-m", "app.cli", "run", f"--target={args.target}", "--no-migrate"]
+    if args.port is not None:
+        command.append(f"--port={args.port}")
+    env = {**os.environ, "PETPLATFORM_REUSE_PORT": "true"}
+    workers = [subprocess.Popen(command + (["--demo-data"] if args.demo_data and i == 0 else []), env=env)
+               for i in range(args.workers)]
+    stopping = False
+
+    def stop(_signum: int = 0, _frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    log.info("%d workers: %s", len(workers), ", ".join(str(w.pid) for w in workers))
+    failed = False
+    while any(w.poll() is None for w in workers):
+        for w in workers:
+            try:
+                code = w.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+            if code and not stopping:  # one died: the others stop too, and so does the whole
+                log.error("worker %d exited with %d: stopping the others", w.pid, code)
+                failed = True
+                stop()
+    return 1 if failed or any(w.returncode for w in workers) else 0
 
 
 async def _until_signalled() -> None:

@@ -1,5 +1,8 @@
-"""Demo data for `make up`: a few users and 60 pets with photos and locations, loaded through the
-public gRPC API once per data dir (a marker file remembers it)."""
+"""Demo data for `make up`: a few users and 60 pets with photos and locations, most listed for adoption
+and every fifth open to playdates (each demo user has some of both, so two of them can swipe to an
+adoption match and a playdate match), loaded through the public gRPC API once per data dir (a marker
+file remembers it). The demo admin has two-factor authentication on, as every admin must to act as
+one: its TOTP secret is kept in the data dir."""
 from __future__ import annotations
 
 import io
@@ -8,6 +11,7 @@ import random
 from pathlib import Path
 
 import grpc
+import pyotp
 from google.type import date_pb2, latlng_pb2
 from PIL import Image, ImageDraw
 
@@ -19,6 +23,7 @@ log = logging.getLogger(__name__)
 
 PASSWORD = "demo-password-1"
 ADMIN_EMAIL = "admin@demo.petplatform.local"  # `make up` lists it in PETPLATFORM_ADMIN_EMAILS
+ADMIN_TOTP_FILE = "demo-admin-totp-secret"  # under the data dir
 USERS = [("alice@demo.petplatform.local", "Alice (shelter)"), ("bob@demo.petplatform.local", "Bob"),
          ("chiara@demo.petplatform.local", "Chiara"), (ADMIN_EMAIL, "Demo Admin")]
 BREEDS = {
@@ -30,7 +35,22 @@ BREEDS = {
 }
 NAMES = ["Mochi", "Kuro", "Sora", "Hana", "Taro", "Luna", "Max", "Bella", "Coco", "Momo", "Rex", "Nala", "Leo",
          "Yuki", "Pochi", "Milo", "Kiki", "Sunny", "Ume", "Biscuit"]
+ENERGY = [animal_pb2.ENERGY_LEVEL_LOW, animal_pb2.ENERGY_LEVEL_MEDIUM, animal_pb2.ENERGY_LEVEL_HIGH]
+PLAYDATE_EVERY = 5  # pets 0, 5, 10...: owners rotate over the three non-admin users, so each has some
 CITIES = [(35.6812, 139.7671), (34.6937, 135.5023), (13.7563, 100.5018), (43.0618, 141.3545)]  # Tokyo, Osaka...
+
+
+async def enroll_admin(auth: auth_pb2_grpc.AuthServiceStub, access_token: str, data_dir: Path) -> None:
+    """Turns on the demo admin's second factor and keeps its secret where a person can make codes from it."""
+    md = (("authorization", f"Bearer {access_token}"),)
+    start = await auth.StartMfaEnrollment(auth_pb2.StartMfaEnrollmentRequest(), metadata=md)
+    path = data_dir / ADMIN_TOTP_FILE
+    path.write_text(start.secret + "\n")
+    path.chmod(0o600)
+    await auth.ConfirmMfaEnrollment(auth_pb2.ConfirmMfaEnrollmentRequest(code=pyotp.TOTP(start.secret).now()),
+                                    metadata=md)
+    log.info("the demo admin signs in with a code: .venv/bin/python -c \"import pyotp; "
+             "print(pyotp.TOTP(open('%s').read().strip()).now())\"", path)
 
 
 def photo(seed: int) -> bytes:
@@ -59,6 +79,8 @@ async def load_demo_data(address: str, data_dir: Path) -> None:
             if email == ADMIN_EMAIL and account.role != auth_pb2.ROLE_ADMIN:
                 log.warning("%s is not an admin: list it in PETPLATFORM_ADMIN_EMAILS (make up does)", email)
             tokens = await auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
+            if email == ADMIN_EMAIL and not tokens.mfa_challenge:  # else enrolled by a run that stopped half-way
+                await enroll_admin(auth, tokens.access_token, data_dir)
             owners.append((("authorization", f"Bearer {tokens.access_token}"),))
         for i in range(60):
             species = rnd.choice(list(BREEDS))
@@ -73,11 +95,13 @@ async def load_demo_data(address: str, data_dir: Path) -> None:
                 location=latlng_pb2.LatLng(latitude=lat + rnd.uniform(-0.2, 0.2),
                                            longitude=lng + rnd.uniform(-0.2, 0.2)),
                 good_with_children=rnd.random() < 0.6, good_with_dogs=rnd.random() < 0.5,
-                good_with_cats=rnd.random() < 0.4)
+                good_with_cats=rnd.random() < 0.4, energy=rnd.choice(ENERGY),
+                listing=pet_pb2.Pet.LISTING_PLAYDATES if i % PLAYDATE_EVERY == 0 else pet_pb2.Pet.LISTING_ADOPTION)
             md = owners[i % 3]
             created = (await pets.CreatePet(pet_pb2.CreatePetRequest(pet=pet, request_id=f"demo-{i}"), metadata=md)).pet
             if not created.photos:
                 await pets.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=created.name, content=photo(i)),
                                           metadata=md)
     marker.write_text("ok\n")
-    log.info("demo data loaded: %d users (password %r, admin %s), 60 pets", len(USERS), PASSWORD, ADMIN_EMAIL)
+    log.info("demo data loaded: %d users (password %r, admin %s), 60 pets (every %dth open to playdates)",
+             len(USERS), PASSWORD, ADMIN_EMAIL, PLAYDATE_EVERY)

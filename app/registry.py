@@ -10,6 +10,7 @@ from petplatform.chat.v1 import chat_pb2  # noqa: F401
 from petplatform.chat.v1 import events_pb2 as chat_events
 from petplatform.common.v1 import event_pb2
 from petplatform.matching.v1 import events_pb2 as matching_events
+from petplatform.matching.v1 import matching_pb2  # noqa: F401
 from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2  # noqa: F401
 from petplatform.user.v1 import events_pb2 as user_events
@@ -33,7 +34,16 @@ REGISTRY = Registry([
         name="pet", module="services.pet.module:PetModule", port=3003,
         contracts=("petplatform.pet.v1.PetService",), peers=("auth",),
         emits=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted),
-        consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted),  # WatchPets, live
+        consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted,  # WatchPets, live
+                  matching_events.AdoptionCompleted),  # the pet becomes adopted
+    ),
+    ServiceSpec(
+        name="matching", module="services.matching.module:MatchingModule", port=3004,
+        contracts=("petplatform.matching.v1.MatchingService",), peers=("auth", "user"),
+        emits=(matching_events.SwipeRecorded, matching_events.SwipeUndone, matching_events.InterestChanged,
+               matching_events.MatchCreated, matching_events.MatchEnded, matching_events.UserBlocked,
+               matching_events.AdoptionCompleted),
+        consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted),  # its copy of the pets
     ),
     ServiceSpec(
         name="chat", module="services.chat.module:ChatModule", port=3005,

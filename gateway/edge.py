@@ -14,16 +14,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway import openapi
-from mesh import limits
+from mesh import limits, oauth
 from gateway.connections import EdgeRunner
 from gateway.health import EdgeHealth
 from gateway.http_rules import bindings
+from gateway.dev_oidc import LocalOpenIdProvider
+from gateway.oauth_flow import OAuthFlow
 from gateway.pages import VerifyEmailPage
 from gateway.passthrough import PassThrough
 from gateway.policy import EdgePolicy
 from gateway.rest import DOCS_CSP, RestEdge
 from gateway.upstream import OpenStreams
-from mesh.runtime import CHANNEL_OPTIONS, Runtime
+from mesh.runtime import Runtime, server_options
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ class Edge:
         self.decoder = limits.decoder_pool()
         self.http_port = 0
         self.grpc_port = 0
+        # The demo provider (PETPLATFORM_DEV_OIDC): development and the demo only, refused in the real profile.
+        self.dev_oidc = LocalOpenIdProvider(oauth.dev_oidc_issuer(self.s)) if self.s.dev_oidc else None
 
     async def start(self, http_port: int | None = None, grpc_port: int | None = None) -> None:
         verify = VerifyEmailPage(self.channel_for, self.policy)
@@ -61,7 +65,9 @@ class Edge:
                         [("GET", "/readyz", self.readyz), ("GET", "/openapi.json", self.openapi_json),
                          ("GET", "/docs", self.docs), ("GET", "/asyncapi.json", self.asyncapi_json),
                          ("GET", "/.well-known/jwks.json", self.jwks),
-                         ("GET", "/verify-email", verify.show), ("POST", "/verify-email", verify.confirm)])
+                         ("GET", "/verify-email", verify.show), ("POST", "/verify-email", verify.confirm),
+                         *OAuthFlow(self.s, self.rt.cache, self.policy, self.channel_for).routes(),
+                         *(self.dev_oidc.routes(oauth.DEV_OIDC_PATH) if self.dev_oidc else ())])
         # handler_cancellation: a client that disconnects cancels its handler, and so its upstream call.
         # shutdown_timeout: what a handler still running at stop gets (streams were ended before).
         # keepalive_timeout: how long a connection may sit without a request.
@@ -69,10 +75,11 @@ class Edge:
                                  header_timeout=self.s.http_header_timeout_seconds,
                                  keepalive_timeout=self.s.http_idle_timeout_seconds)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.s.host, self.s.http_port if http_port is None else http_port)
+        site = web.TCPSite(self.runner, self.s.host, self.s.http_port if http_port is None else http_port,
+                           reuse_port=self.s.reuse_port)
         await site.start()
         self.http_port = bound_port(site)
-        self.grpc_server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        self.grpc_server = grpc.aio.server(options=server_options(self.s))
         self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.channel_for, self.streams,
                                                                self.decoder),))
         # Answered by the edge for every service, however they are deployed: reflection from its own

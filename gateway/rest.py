@@ -296,6 +296,9 @@ class RestEdge:
         md = [("x-request-id", request[REQUEST_ID])]
         if auth := request.headers.get("Authorization"):
             md.append(("authorization", auth))
+        # The device, as sessions show it: gRPC-Web clients name themselves in X-User-Agent, browsers in User-Agent.
+        if agent := request.headers.get("X-User-Agent") or request.headers.get("User-Agent"):
+            md.append(("x-user-agent", agent[:256]))
         return self.policy.forward(md, request[CLIENT_IP])
 
 

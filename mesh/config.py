@@ -6,10 +6,28 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PETPLATFORM_"
+
+
+class OAuthProvider(BaseModel):
+    """One identity provider's settings (PETPLATFORM_OAUTH_PROVIDERS); endpoints default to the provider's own
+    (mesh/oauth.py), and are overridden only to point at a local provider."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    client_ids: dict[Literal["web", "ios", "android"], str] = {}  # the audience an ID token must name, per platform
+    client_secret: SecretStr | None = None  # the web client's (LINE: the channel secret, which signs web ID tokens)
+    issuer: str | None = None
+    jwks_uri: str | None = None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    # Apple: the web client's secret is a JWT signed with this key of this team.
+    team_id: str | None = None
+    key_id: str | None = None
+    private_key: SecretStr | None = None
 
 
 class Settings(BaseSettings):
@@ -39,6 +57,8 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(10, gt=0)
     http_body_timeout_seconds: float = Field(60, gt=0)  # ...and its whole body within this (8 MiB at 140 KB/s)
     http_idle_timeout_seconds: float = Field(75, gt=0)  # a connection without a request closes after this
+    # Set by `petplatform run --workers N` in each worker: its servers share their ports (SO_REUSEPORT).
+    reuse_port: bool = False
     # Peers are PETPLATFORM_<SERVICE>_ADDR=host:port, one per registry entry (mesh.registry.peer_addresses);
     # unset means this process (all-in-one) or the service's seed port on `host`.
 
@@ -99,10 +119,24 @@ class Settings(BaseSettings):
     login_slow_interval_seconds: float = Field(60, gt=0)
     login_known_address_seconds: int = Field(30 * 24 * 3600, ge=60)  # a sign-in makes its address known this long
     admin_emails: list[str] = []  # accounts registered with these emails get the admin role
+    # Sign-in with identity providers: {"google": {...}, "apple": {...}, "line": {...}} (OAuthProvider).
+    oauth_providers: dict[Literal["google", "apple", "line"], OAuthProvider] = {}
+    # Serve the local OpenID provider on the edge (/dev-oidc) and offer it as the provider `demo`: development,
+    # the demo and tests, never production (anyone can sign in there as anyone).
+    dev_oidc: bool = False
+    mfa_challenge_seconds: int = Field(300, ge=60, le=900)  # how long a sign-in waits for its second factor
 
     outbox_poll_seconds: float = Field(0.5, gt=0)
     event_retention_hours: float = Field(168, gt=0)  # published outbox rows and inbox ids are kept this long
     watch_max_streams: int = Field(1000, ge=1)  # open WatchPets streams per pet replica
+    pet_cache_size: int = Field(10_000, ge=0)  # GetPet answers a pet replica keeps (services/pet/cache.py); 0: none
+    pet_cache_ttl_seconds: float = Field(60, gt=0)  # the longest one is kept, whatever events say
+    # Matching: swipes per user per UTC day; the recommender's deadline and circuit breaker (opens after
+    # this many failures or timeouts in a row, lets one probe through after the cool-down).
+    matching_daily_swipe_limit: int = Field(1000, ge=1)
+    matching_ranking_deadline_seconds: float = Field(0.3, gt=0)
+    matching_breaker_failures: int = Field(3, ge=1)
+    matching_breaker_cool_down_seconds: float = Field(30, gt=0)
     metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics; unset: not served
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
@@ -123,6 +157,8 @@ class Settings(BaseSettings):
                        if not getattr(self, n)]
             if missing:
                 raise ValueError(f"profile 'real' needs {', '.join(missing)}")
+            if self.dev_oidc:
+                raise ValueError("PETPLATFORM_DEV_OIDC lets anyone sign in as anyone: not in profile 'real'")
         needs = {"fcm": ("fcm_project_id", "fcm_service_account_file"),
                  "twilio": ("twilio_account_sid", "twilio_auth_token", "twilio_from_number")}
         for provider in (self.notification_push_provider, self.notification_sms_provider):

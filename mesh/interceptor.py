@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor, descriptor_pool
@@ -20,7 +21,7 @@ from opentelemetry.trace import SpanKind
 import structlog
 
 from mesh import client_address, errors, limits, principal, tracing
-from mesh.principal import Principal, TokenVerifier
+from mesh.principal import TokenVerifier
 from petplatform.common.v1 import access_pb2
 
 log = structlog.get_logger("rpc")
@@ -43,23 +44,6 @@ def method_access(full_method: str) -> int:
     if level == access_pb2.ACCESS_UNSPECIFIED:
         raise ValueError(f"{full_method} declares no (petplatform.common.v1.access)")
     return level
-
-
-def missing_required(msg: Message) -> list[tuple[str, str]]:
-    """Top-level request fields marked REQUIRED in the contract that the request leaves empty."""
-    out = []
-    for f in msg.DESCRIPTOR.fields:
-        if field_behavior_pb2.REQUIRED not in f.GetOptions().Extensions[field_behavior_pb2.field_behavior]:
-            continue
-        if f.is_repeated:
-            present = len(getattr(msg, f.name)) > 0
-        elif f.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
-            present = msg.HasField(f.name)
-        else:
-            present = bool(getattr(msg, f.name))
-        if not present:
-            out.append((f.name, "required"))
-    return out
 
 
 async def _stream(result) -> AsyncIterator:
@@ -118,27 +102,59 @@ class InFlight:
         self.limit = limit
         self.count = 0
 
+    def enter(self) -> None:
+        if self.count >= self.limit:
+            raise errors.resource_exhausted("the server is busy: try again shortly", "SERVER_BUSY", 1,
+                                            limit=self.limit)
+        self.count += 1
+
+    def leave(self) -> None:
+        self.count -= 1
+
     @contextlib.contextmanager
     def hold(self, exempt: bool = False) -> Iterator[None]:
         if exempt:
             yield
             return
-        if self.count >= self.limit:
-            raise errors.resource_exhausted("the server is busy: try again shortly", "SERVER_BUSY", 1,
-                                            limit=self.limit)
-        self.count += 1
+        self.enter()
         try:
             yield
         finally:
-            self.count -= 1
+            self.leave()
 
 
-class ServerInterceptor(grpc.aio.ServerInterceptor):
+def required_fields(request_type: descriptor.Descriptor | None) -> list[descriptor.FieldDescriptor]:
+    """Top-level request fields marked REQUIRED in the contract (read once per method)."""
+    if request_type is None:
+        return []
+    return [f for f in request_type.fields
+            if field_behavior_pb2.REQUIRED in f.GetOptions().Extensions[field_behavior_pb2.field_behavior]]
+
+
+def missing_required(msg: Message, required: list[descriptor.FieldDescriptor]) -> list[tuple[str, str]]:
+    """Those of the `required` fields the request leaves empty."""
+    out = []
+    for f in required:
+        if f.is_repeated:
+            present = len(getattr(msg, f.name)) > 0
+        elif f.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
+            present = msg.HasField(f.name)
+        else:
+            present = bool(getattr(msg, f.name))
+        if not present:
+            out.append((f.name, "required"))
+    return out
+
+
+class ServerInterceptor:
+    """Wraps each method's handler once, when it is registered (InterceptedServer), not per call as a
+    grpc.aio.ServerInterceptor would: what a method needs from its contract (access level, REQUIRED
+    fields, metric children) is looked up then, so a call pays only for its own work."""
+
     def __init__(self, verifier: TokenVerifier, edge_key: str, *, max_streams_per_caller: int,
                  max_concurrent_rpcs: int):
         self._verifier = verifier
         self._edge_key = edge_key
-        self._access: dict[str, int] = {}
         self._streams = limits.StreamSlots(max_streams_per_caller, per="caller")
         self._in_flight = InFlight(max_concurrent_rpcs)
         # Large requests are checked and decoded here, off the event loop (mesh.limits).
@@ -147,28 +163,30 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     def close(self) -> None:
         self._decoder.shutdown(wait=False)
 
-    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        method = details.method
-        if method not in self._access:
-            self._access[method] = method_access(method)
-        access = self._access[method]
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """The handler of `method` ('/pkg.Service/Method') with everything this module does around it."""
+        access = method_access(method)
         infrastructure = method.lstrip("/").startswith(PUBLIC_SERVICES)
         deserialize = handler.request_deserializer or (lambda b: b)
         request_type = input_type(method)
+        required = required_fields(request_type)
         domain = errors.service_domain(method)
+        latency, ok = LATENCY.labels(method), RPCS.labels(method, "OK")
+        in_flight, verifier, edge_key = self._in_flight, self._verifier, self._edge_key
 
         async def prologue(md: dict[str, str], context: grpc.aio.ServicerContext) -> None:
             """Request id and logging context, then authentication and authorization."""
             request_id = request_id_from(md.get("x-request-id"))
-            client_address.bind(client_address.resolve(md, context.peer(), self._edge_key))
+            client_address.bind(client_address.resolve(md, context.peer(), edge_key))
             structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
             # Headers wait for the first response (or send_headers): a call refused up front is then
             # trailers-only, which tells the edge to answer with an HTTP error, not a 200 stream.
-            _pending_headers.set((("x-request-id", request_id),))
-            p = await self._authenticate(md, access)
+            # Health probes and reflection get none: gRPC cannot send headers in the response's own
+            # batch, and a probe has nothing to correlate.
+            _pending_headers.set(None if infrastructure else (("x-request-id", request_id),))
+            p = await verifier.authenticate(md.get("authorization"), access)
+            if access == access_pb2.ACCESS_ADMIN and (p is None or not p.is_admin):
+                raise errors.permission_denied("admins only", "ADMIN_ONLY")
             principal.bind(p)
             if p:
                 structlog.contextvars.bind_contextvars(user_id=p.user_id)
@@ -185,15 +203,16 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                                               reason="MALFORMED_REQUEST") from None
 
         async def parse(raw: bytes):
-            msg = await limits.decode(self._decoder, len(raw), decode, raw)
-            if isinstance(msg, Message):
-                missing = missing_required(msg)
+            msg = decode(raw) if len(raw) <= limits.INLINE_DECODE_BYTES else (
+                await limits.decode(self._decoder, len(raw), decode, raw))
+            if required and isinstance(msg, Message):
+                missing = missing_required(msg, required)
                 if missing:
                     raise errors.invalid_argument(*missing, reason="MISSING_FIELD")
             return msg
 
         async def fail(context, exc: BaseException, span, start: float) -> None:
-            LATENCY.labels(method).observe(time.perf_counter() - start)
+            latency.observe(time.perf_counter() - start)
             if isinstance(exc, errors.ApiError):
                 err = exc
                 log.info("rpc rejected", code=err.code.name, reason=err.reason, message=err.message)
@@ -206,8 +225,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             await context.abort(status.code, status.details, status.trailing_metadata + (_pending_headers.get() or ()))
 
         def done(start: float, span) -> None:
-            LATENCY.labels(method).observe(time.perf_counter() - start)
-            RPCS.labels(method, "OK").inc()
+            latency.observe(time.perf_counter() - start)
+            ok.inc()
             tracing.record_grpc_status(span, grpc.StatusCode.OK)
 
         def server_span(md: dict[str, str]):
@@ -225,10 +244,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             with server_span(md) as span:
                 start = time.perf_counter()
                 try:
-                    with self._in_flight.hold(infrastructure):
+                    if not infrastructure:
+                        in_flight.enter()
+                    try:
                         await prologue(md, context)
                         response = await invoke()
                         await send_headers(context)
+                    finally:
+                        if not infrastructure:
+                            in_flight.leave()
                 except grpc.aio.AbortError:
                     raise
                 except Exception as e:  # every failure becomes a status
@@ -243,7 +267,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 start = time.perf_counter()
                 try:
                     await prologue(md, context)
-                    with self._in_flight.hold(infrastructure), self._streams.hold(caller()):
+                    with in_flight.hold(infrastructure), self._streams.hold(caller()):
                         if headers_first:  # a bidi peer may wait for headers before it sends
                             await send_headers(context)
                         async for item in _stream(items()):
@@ -256,33 +280,82 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 done(start, span)
 
         if handler.unary_unary:
+            call = handler.unary_unary
+
             async def unary_unary(raw, context):
                 async def invoke():
-                    return await handler.unary_unary(await parse(raw), context)
+                    return await call(await parse(raw), context)
                 return await unary(context, invoke)
             return grpc.unary_unary_rpc_method_handler(unary_unary, None, handler.response_serializer)
 
         if handler.unary_stream:
+            call_stream = handler.unary_stream
+
             async def unary_stream(raw, context):
                 async def items():
-                    async for item in _stream(handler.unary_stream(await parse(raw), context)):
+                    async for item in _stream(call_stream(await parse(raw), context)):
                         yield item
                 async for item in streamed(context, items, False):
                     yield item
             return grpc.unary_stream_rpc_method_handler(unary_stream, None, handler.response_serializer)
 
         if handler.stream_unary:
+            call_su: Any = handler.stream_unary  # grpc.aio handlers take async iterators
+
             async def stream_unary(raw_iter, context):
-                return await unary(context, lambda: handler.stream_unary(requests(raw_iter), context))
+                return await unary(context, lambda: call_su(requests(raw_iter), context))
             return grpc.stream_unary_rpc_method_handler(stream_unary, None, handler.response_serializer)
 
+        call_ss: Any = handler.stream_stream
+
         async def stream_stream(raw_iter, context):
-            async for item in streamed(context, lambda: handler.stream_stream(requests(raw_iter), context), True):
+            async for item in streamed(context, lambda: call_ss(requests(raw_iter), context), True):
                 yield item
         return grpc.stream_stream_rpc_method_handler(stream_stream, None, handler.response_serializer)
 
-    async def _authenticate(self, md: dict[str, str], access: int) -> Principal | None:
-        p = await self._verifier.authenticate(md.get("authorization"), access)
-        if access == access_pb2.ACCESS_ADMIN and (p is None or not p.is_admin):
-            raise errors.permission_denied("admins only", "ADMIN_ONLY")
-        return p
+
+class _WrappedGeneric(grpc.GenericRpcHandler):
+    """A generic handler whose methods are wrapped, each once, on first use."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, interceptor: ServerInterceptor):
+        self._inner = inner
+        self._interceptor = interceptor
+        self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        if method not in self._wrapped:
+            handler = self._inner.service(handler_call_details)
+            self._wrapped[method] = None if handler is None else self._interceptor.wrap(method, handler)
+        return self._wrapped[method]
+
+
+class InterceptedServer(grpc.aio.Server):
+    """A grpc.aio server whose every registered method goes through the interceptor (the generated
+    add_*_to_server functions, health and reflection register through it as through any server)."""
+
+    def __init__(self, server: grpc.aio.Server, interceptor: ServerInterceptor):
+        self._server = server
+        self._interceptor = interceptor
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers) -> None:
+        self._server.add_generic_rpc_handlers([_WrappedGeneric(h, self._interceptor) for h in generic_rpc_handlers])
+
+    def add_registered_method_handlers(self, service_name, method_handlers) -> None:
+        self._server.add_registered_method_handlers(service_name, {
+            name: self._interceptor.wrap(f"/{service_name}/{name}", h) for name, h in method_handlers.items()})
+
+    def add_insecure_port(self, address: str) -> int:
+        return self._server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        return self._server.add_secure_port(address, server_credentials)
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        await self._server.stop(grace)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 (its signature)
+        return await self._server.wait_for_termination(timeout)

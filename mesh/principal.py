@@ -25,10 +25,18 @@ class Principal:
     user_id: str
     role: str
     session_id: str
+    # The session's authentication methods (the token's RFC 8176 `amr`): "mfa" once a second factor was verified.
+    amr: tuple[str, ...] = ()
+
+    @property
+    def mfa(self) -> bool:
+        return "mfa" in self.amr
 
     @property
     def is_admin(self) -> bool:
-        return self.role == ROLE_ADMIN
+        """An admin acts as one only from a session that passed two-factor authentication; without it the
+        account is an ordinary user (ACCESS_ADMIN methods refuse it, object checks see no admin)."""
+        return self.role == ROLE_ADMIN and self.mfa
 
     @property
     def resource_name(self) -> str:
@@ -60,33 +68,39 @@ def revoked_session_key(session_id: str) -> str:
 JwksSource = Callable[[], Awaitable[list[dict]]]
 
 
-class TokenVerifier:
-    """Verifies ES256 access tokens against the auth service's JWKS.
+class KeySet:
+    """A JSON Web Key Set fetched from `source` and cached for `ttl` seconds; an unknown kid triggers one
+    refetch (at most every `min_refetch` seconds), so a key rotation is picked up without restarts and
+    forged kids can't cause a fetch storm. Used for our access tokens and for identity providers' ID tokens."""
 
-    Keys are cached; an unknown kid triggers one refetch (at most every `min_refetch` seconds)
-    so a key rotation is picked up without restarts and forged kids can't cause a fetch storm.
-    """
-
-    def __init__(self, jwks: JwksSource, cache: Cache, *, issuer: str, ttl: float = 300, min_refetch: float = 10):
-        self._source = jwks
-        self._cache = cache
-        self._issuer = issuer
+    def __init__(self, source: JwksSource, *, ttl: float = 300, min_refetch: float = 10):
+        self._source = source
         self._ttl = ttl
         self._min_refetch = min_refetch
         self._keys: dict[str, object] = {}
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
 
-    async def _key(self, kid: str):
+    async def key(self, kid: str):
+        """The key with this id, or None."""
         fresh = time.monotonic() - self._fetched_at < self._ttl
         if kid not in self._keys or not fresh:
             async with self._lock:
                 stale = time.monotonic() - self._fetched_at >= self._min_refetch
                 if (kid not in self._keys and stale) or time.monotonic() - self._fetched_at >= self._ttl:
                     jwks = await self._source()
-                    self._keys = {k["kid"]: jwt.PyJWK.from_json(json.dumps(k)).key for k in jwks}
+                    self._keys = {k["kid"]: jwt.PyJWK.from_json(json.dumps(k)).key for k in jwks if "kid" in k}
                     self._fetched_at = time.monotonic()
         return self._keys.get(kid)
+
+
+class TokenVerifier:
+    """Verifies ES256 access tokens against the auth service's JWKS (a KeySet)."""
+
+    def __init__(self, jwks: JwksSource, cache: Cache, *, issuer: str, ttl: float = 300, min_refetch: float = 10):
+        self._keys = KeySet(jwks, ttl=ttl, min_refetch=min_refetch)
+        self._cache = cache
+        self._issuer = issuer
 
     async def authenticate(self, authorization: str | None, access: int) -> Principal | None:
         """The caller an `authorization` header names, as far as the method's access level needs one:
@@ -116,7 +130,7 @@ class TokenVerifier:
             raise errors.unauthenticated("malformed access token", "TOKEN_INVALID") from None
         if header.get("alg") != "ES256":
             raise errors.unauthenticated("unsupported token algorithm", "TOKEN_INVALID")
-        key = await self._key(str(header.get("kid", "")))
+        key = await self._keys.key(str(header.get("kid", "")))
         if key is None:
             raise errors.unauthenticated("access token signed by an unknown key", "TOKEN_INVALID")
         try:
@@ -128,4 +142,6 @@ class TokenVerifier:
             raise errors.unauthenticated("invalid access token", "TOKEN_INVALID") from None
         if await self._cache.get(revoked_session_key(claims["sid"])) is not None:
             raise errors.unauthenticated("session revoked", "SESSION_REVOKED")
-        return Principal(user_id=claims["sub"], role=claims.get("role", "user"), session_id=claims["sid"])
+        amr = claims.get("amr")
+        return Principal(user_id=claims["sub"], role=claims.get("role", "user"), session_id=claims["sid"],
+                         amr=tuple(str(a) for a in amr) if isinstance(amr, list) else ())

@@ -156,6 +156,13 @@ def check_text(violations: list, field: str, value: str, *, max_len: int, min_le
 # Characters that make a name read other than it is: Cc control, Cf format (bidirectional overrides,
 # zero-width characters), Zl/Zp line and paragraph separators, Cn unassigned, Co private use, Cs surrogates.
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Co", "Cs"})
+
+
+def has_hidden_characters(value: str) -> bool:
+    """Whether text holds a character that makes it read other than it is (see _HIDDEN_CATEGORIES)."""
+    return any(unicodedata.category(c) in _HIDDEN_CATEGORIES for c in value)
+
+
 # Names that would pass for the platform's staff; the brand may not appear anywhere in a name.
 RESERVED_NAMES = frozenset({"admin", "administrator", "moderator", "moderation", "support", "helpdesk", "staff",
                             "official", "system", "sysadmin", "root", "superuser", "security", "petplatform"})
@@ -187,7 +194,7 @@ def check_display_name(violations: list, field: str, value: str) -> None:
     if len(violations) > found:
         return
     skeleton = _skeleton(value)
-    if any(unicodedata.category(c) in _HIDDEN_CATEGORIES for c in value):
+    if has_hidden_characters(value):
         violations.append((field, "must not contain control, invisible, direction-changing, unassigned or "
                                   "private-use characters"))
     elif skeleton in _RESERVED_SKELETONS or _BRAND_SKELETON in skeleton:

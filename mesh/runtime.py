@@ -32,6 +32,13 @@ CHANNEL_OPTIONS = [
 ]
 
 
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """A gRPC server's options: the message limits, and whether it shares its port with the other workers
+    of `petplatform run --workers N` (gRPC would share it by default: a second server on a port in use
+    must fail instead)."""
+    return [*CHANNEL_OPTIONS, ("grpc.so_reuseport", int(settings.reuse_port))]
+
+
 def make_bus(settings: Settings) -> Bus:
     if settings.amqp_url:
         from mesh.events.rabbit import RabbitBus

@@ -11,9 +11,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mesh.events import event_type, subscribe
-from mesh.interceptor import ServerInterceptor, method_access
+from mesh.interceptor import InterceptedServer, ServerInterceptor, method_access
 from mesh.registry import ServiceSpec
-from mesh.runtime import CHANNEL_OPTIONS, Runtime, ServiceModule, migrate_service
+from mesh.runtime import Runtime, ServiceModule, migrate_service, server_options
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Platform:
         self.interceptor = ServerInterceptor(self.rt.verifier, self.rt.edge_key,
                                              max_streams_per_caller=self.settings.max_streams_per_caller,
                                              max_concurrent_rpcs=self.settings.max_concurrent_rpcs)
-        server = grpc.aio.server(interceptors=[self.interceptor], options=CHANNEL_OPTIONS)
+        server = InterceptedServer(grpc.aio.server(options=server_options(self.settings)), self.interceptor)
         names = []
         for served in servicers:
             for name, servicer in served.items():

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
@@ -37,6 +37,7 @@ class UtcDateTime(sa.types.TypeDecorator):
         return value
 
 
+T = TypeVar("T")
 Row = sa.Row[*tuple[Any, ...]]
 """A result row, of whatever columns its query selected."""
 
@@ -60,7 +61,12 @@ class Database:
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            # No pre-ping (a round trip before every checkout): connections are recycled before a server or
+            # proxy would drop them idle, and a read that meets a dropped one is retried (Database.reading);
+            # a disconnect found by any statement invalidates the whole pool. Connections are named after
+            # the service's schema in pg_stat_activity.
+            kwargs.update(pool_size=10, max_overflow=10, pool_recycle=1800,
+                          connect_args={"server_settings": {"application_name": schema or "petplatform"}})
         engine = create_async_engine(url, **kwargs)
         if schema:
             engine = engine.execution_options(schema_translate_map={None: schema})
@@ -93,6 +99,18 @@ class Database:
         is READ ONLY on PostgreSQL, where a write through it fails."""
         async with self._reads() as session, session.begin():
             yield session
+
+    async def reading(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """fn(session) in a read() session, run once more on a fresh connection if the first was found dropped
+        (a database restart, failover or an idle cut): reads change nothing, so they may be run again."""
+        try:
+            async with self.read() as s:
+                return await fn(s)
+        except sa.exc.DBAPIError as e:
+            if not e.connection_invalidated:
+                raise
+        async with self.read() as s:
+            return await fn(s)
 
     async def migrate(self, migrations: Path, revision: str = "head", *, version_table: str = "alembic_version",
                       other_tables: Collection[str] = ()) -> None:

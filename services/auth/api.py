@@ -1,10 +1,12 @@
-"""AuthService: accounts, login with throttling, rotating refresh tokens, email verification, JWKS."""
+"""AuthService: accounts, login with throttling, sessions and rotating refresh tokens, email verification,
+two-factor authentication, sign-in with identity providers, JWKS."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 import types
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import jwt
@@ -15,18 +17,25 @@ from mesh import client_address, errors, principal
 from mesh.cache import Cache
 from mesh.config import Settings
 from mesh.events import emit
-from mesh.resources import new_id, timestamp
+from mesh.resources import check_display_name, new_id, parse_name, timestamp
 from mesh.sql import Database, Row, utcnow
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.common.v1 import event_pb2
-from services.auth import domain, passwords, store
+from services.auth import domain, mfa, passwords, store
 from services.auth.keys import SigningKeys
+from services.auth.providers import Identity, Provider, Providers
 from services.auth.throttle import LoginThrottle
 
 
+PLATFORM_NAMES: dict[int, str] = {auth_pb2.CLIENT_PLATFORM_WEB: "web", auth_pb2.CLIENT_PLATFORM_IOS: "ios",
+                  auth_pb2.CLIENT_PLATFORM_ANDROID: "android"}
+PLATFORMS: dict[str, int] = {v: k for k, v in PLATFORM_NAMES.items()}
+MAX_USER_AGENT = 256
+
+
 def account_message(row: Row | types.SimpleNamespace) -> auth_pb2.Account:
-    return auth_pb2.Account(name=f"users/{row.id}", email=row.email, display_name=row.display_name,
+    return auth_pb2.Account(name=f"users/{row.id}", email=row.email or "", display_name=row.display_name,
                             email_verified=row.email_verified, role=domain.ROLES[row.role],
                             create_time=timestamp(row.create_time))
 
@@ -47,11 +56,12 @@ async def new_verification_email(session: AsyncSession, settings: Settings, acco
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, db: Database, cache: Cache, settings: Settings, keys: SigningKeys):
+    def __init__(self, db: Database, cache: Cache, settings: Settings, keys: SigningKeys, providers: Providers):
         self.db = db
         self.cache = cache
         self.s = settings
         self.keys = keys
+        self.providers = providers
         self.throttle = LoginThrottle(cache, settings)
         self._admins = {domain.normalise_email(e) for e in settings.admin_emails}
         self._dummy_hash: str | None = None
@@ -85,13 +95,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         async with self.db.read() as s:
             row = await store.find_account_by_email(s, email_addr)
         # Unknown email and wrong password take the same time and give the same answer.
-        ok = await passwords.check_password(request.password, row.password_hash if row else await self._dummy())
-        if not row or not ok:
+        has_password = bool(row and row.password_hash)
+        ok = await passwords.check_password(request.password, row.password_hash if row and has_password
+                                            else await self._dummy())
+        if not row or not ok or not has_password:
             raise errors.unauthenticated("wrong email or password", "INVALID_CREDENTIALS")  # the slots stay taken
         await self.throttle.succeeded(attempt)
-        async with self.db.transaction() as s:
-            access, refresh = await self._issue(s, row, family_id=new_id())
-        return auth_pb2.LoginResponse(**self._tokens(access, refresh))
+        return auth_pb2.LoginResponse(**await self._sign_in(row, amr=["pwd"], method="password",
+                                                             platform=request.platform, context=context))
 
     async def RefreshToken(self, request: auth_pb2.RefreshTokenRequest,
                            context: grpc.aio.ServicerContext) -> auth_pb2.RefreshTokenResponse:
@@ -105,7 +116,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             reused = not await store.use_refresh_token(s, token.id, now)
             if not reused:
                 row = await store.get_account(s, token.account_id)
-                access, refresh = await self._issue(s, row, family_id=token.family_id)
+                session = await store.find_session(s, token.family_id)
+                access, refresh = await self._issue(s, row, session_id=token.family_id,
+                                                    amr=session.amr.split() if session else ["pwd"])
+                await store.touch_session(s, token.family_id, now=now,
+                                          expire_time=now + dt.timedelta(seconds=self.s.refresh_token_ttl_seconds))
         if reused:
             # A spent token came back: it was stolen or replayed. End every session of this login.
             await self._revoke_family(token.family_id)
@@ -171,10 +186,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                            f"If it was you, sign in with your password instead: {self.s.public_url}\n\n"
                            "If it was not you, you can ignore this message.\n")))
 
-    async def _issue(self, session: AsyncSession, account: Row, family_id: str) -> tuple[str, str]:
+    async def _issue(self, session: AsyncSession, account: Row, *, session_id: str, amr: list[str]) -> tuple[str, str]:
+        """An access token and a refresh token of a session (its refresh token family)."""
+        family_id = session_id
         now = utcnow()
         access = jwt.encode(
-            domain.access_claims(issuer=self.s.jwt_issuer, account_id=account.id, role=account.role,
+            domain.access_claims(issuer=self.s.jwt_issuer, account_id=account.id, role=account.role, amr=amr,
                                  session_id=family_id, now=now, ttl_seconds=self.s.access_token_ttl_seconds),
             self.keys.private_key, algorithm="ES256", headers={"kid": self.keys.kid})
         refresh = secrets.token_urlsafe(32)
@@ -183,18 +200,380 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             create_time=now, expire_time=now + dt.timedelta(seconds=self.s.refresh_token_ttl_seconds))
         return access, refresh
 
+    async def _sign_in(self, account: Row, *, amr: list[str], method: str, platform: int,
+                       context: grpc.aio.ServicerContext) -> dict[str, Any]:
+        """A first factor passed: with two-factor authentication on, a challenge for VerifyMfa; else a new
+        session and its tokens."""
+        device = {"user_agent": user_agent(context), "platform": PLATFORM_NAMES.get(platform, "unspecified"),
+                  "client_address": client_address.current()}
+        async with self.db.read() as s:
+            factor = await store.find_mfa(s, account.id)
+        if factor is not None and factor.confirm_time is not None:
+            challenge = secrets.token_urlsafe(32)
+            await self.cache.set(challenge_key(challenge), json.dumps(
+                {"account": account.id, "amr": amr, "method": method, **device}).encode(),
+                ttl_seconds=self.s.mfa_challenge_seconds)
+            return {"mfa_challenge": challenge}
+        async with self.db.transaction() as s:
+            access, refresh = await self._new_session(s, account, amr=amr, method=method, **device)
+        return self._tokens(access, refresh)
+
+    async def _new_session(self, s: AsyncSession, account: Row, *, amr: list[str], method: str, user_agent: str,
+                           platform: str, client_address: str) -> tuple[str, str]:
+        now = utcnow()
+        session_id = new_id()
+        known = await store.known_device(s, account.id, user_agent=user_agent, platform=platform)
+        await store.add_session(s, session_id=session_id, account_id=account.id, user_agent=user_agent,
+                                platform=platform, client_address=client_address, amr=" ".join(amr), method=method,
+                                now=now, expire_time=now + dt.timedelta(seconds=self.s.refresh_token_ttl_seconds))
+        if known is False:  # not the first sign-in ever, and not from a device seen before
+            await self._security_email(s, account, "New sign-in to your Pet Platform account", (
+                f"Your account was signed in to from a new device:\n\n  {user_agent or 'unknown device'} "
+                f"({platform}), from {client_address}, at {now:%Y-%m-%d %H:%M} UTC.\n\n"
+                "If this was you, there is nothing to do. If not, change your password and end that session "
+                "in your account's security settings."))
+        return await self._issue(s, account, session_id=session_id, amr=amr)
+
+    async def _security_email(self, s: AsyncSession, account: Row, subject: str, text: str) -> None:
+        """Tells the person of a change to their account's security, in the transaction of the change."""
+        if account.email:
+            await emit(s, event_pb2.EmailRequested(to=account.email, subject=subject, text_body=text + "\n"))
+
     def _tokens(self, access: str, refresh: str) -> dict[str, Any]:
         return {"access_token": access, "refresh_token": refresh, "token_type": "Bearer",
                 "expires_in": self.s.access_token_ttl_seconds, "refresh_expires_in": self.s.refresh_token_ttl_seconds}
 
-    async def _revoke_family(self, family_id: str) -> None:
+    async def _revoke_family(self, *family_ids: str) -> None:
+        """Ends sessions: their refresh tokens at once, their access tokens wherever the revocation list is
+        checked (every service's interceptor and the edge)."""
         async with self.db.transaction() as s:
-            await store.revoke_refresh_token_family(s, family_id, utcnow())
-        # Access tokens of the session stop working too (checked by every service's interceptor).
-        await self.cache.set(principal.revoked_session_key(family_id), b"1",
-                             ttl_seconds=self.s.access_token_ttl_seconds + 60)
+            for family_id in family_ids:
+                await store.revoke_refresh_token_family(s, family_id, utcnow())
+        for family_id in family_ids:
+            await self.cache.set(principal.revoked_session_key(family_id), b"1",
+                                 ttl_seconds=self.s.access_token_ttl_seconds + 60)
 
     async def _dummy(self) -> str:
         if self._dummy_hash is None:
             self._dummy_hash = await passwords.hash_password(secrets.token_urlsafe(16), self.s.bcrypt_rounds)
         return self._dummy_hash
+
+    # --- sessions ---
+
+    async def ListSessions(self, request: auth_pb2.ListSessionsRequest,
+                           context: grpc.aio.ServicerContext) -> auth_pb2.ListSessionsResponse:
+        caller = principal.require()
+        (user_id,) = parse_name(request.parent, "users/{}", "parent")
+        if user_id != caller.user_id:
+            raise errors.permission_denied("you can only list your own sessions")
+        async with self.db.read() as s:
+            rows = await store.live_sessions(s, user_id, utcnow())
+        return auth_pb2.ListSessionsResponse(sessions=[session_message(r, caller.session_id) for r in rows])
+
+    async def RevokeSession(self, request: auth_pb2.RevokeSessionRequest,
+                            context: grpc.aio.ServicerContext) -> auth_pb2.RevokeSessionResponse:
+        caller = principal.require()
+        parent, _, session_id = request.name.rpartition("/sessions/")
+        (user_id,) = parse_name(parent, "users/{}", "name")
+        if session_id != "-":
+            parse_name(request.name, "users/{}/sessions/{}")
+        if user_id != caller.user_id:
+            raise errors.permission_denied("you can only end your own sessions")
+        async with self.db.read() as s:
+            if session_id == "-":
+                ids = [r.id for r in await store.live_sessions(s, user_id, utcnow()) if r.id != caller.session_id]
+            else:
+                row = await store.find_session(s, session_id)
+                if row is None or row.account_id != user_id:
+                    raise errors.not_found("auth.petplatform.dev/Session", request.name)
+                ids = [] if row.revoke_time is not None else [row.id]
+        await self._revoke_family(*ids)
+        return auth_pb2.RevokeSessionResponse(revoked_count=len(ids))
+
+    # --- two-factor authentication ---
+
+    async def StartMfaEnrollment(self, request: auth_pb2.StartMfaEnrollmentRequest,
+                                 context: grpc.aio.ServicerContext) -> auth_pb2.StartMfaEnrollmentResponse:
+        caller = principal.require()
+        secret = mfa.new_secret()
+        async with self.db.transaction() as s:
+            account = await self._account(s, caller)
+            factor = await store.find_mfa(s, caller.user_id)
+            if factor is not None and factor.confirm_time is not None:
+                raise errors.failed_precondition("two-factor authentication is already on", "MFA_ALREADY_ENABLED")
+            await store.put_pending_mfa(s, caller.user_id, secret, utcnow())
+        uri = mfa.otpauth_uri(secret, account.email or account.display_name)
+        return auth_pb2.StartMfaEnrollmentResponse(secret=secret, otpauth_uri=uri, qr_code_png=mfa.qr_png(uri))
+
+    async def ConfirmMfaEnrollment(self, request: auth_pb2.ConfirmMfaEnrollmentRequest,
+                                   context: grpc.aio.ServicerContext) -> auth_pb2.ConfirmMfaEnrollmentResponse:
+        caller = principal.require()
+        codes = mfa.new_recovery_codes()
+        attempt = await self._admit_code(caller.user_id)
+        async with self.db.transaction() as s:
+            account = await self._account(s, caller)
+            factor = await store.find_mfa(s, caller.user_id)
+            if factor is None:
+                raise errors.failed_precondition("start the enrollment first", "MFA_NOT_STARTED")
+            if factor.confirm_time is not None:
+                raise errors.failed_precondition("two-factor authentication is already on", "MFA_ALREADY_ENABLED")
+            await self._check_totp(s, caller.user_id, factor.secret, request.code)
+            await store.confirm_mfa(s, caller.user_id, utcnow())
+            await store.replace_recovery_codes(s, caller.user_id, [mfa.recovery_code_hash(c) for c in codes])
+            # The code just given is the second factor of the calling session: its next tokens say so.
+            session = await store.find_session(s, caller.session_id)
+            if session is not None:
+                await store.set_session_amr(s, session.id, " ".join(with_mfa(session.amr.split(), "otp")))
+            await self._security_email(s, account, "Two-factor authentication is on", (
+                "Two-factor authentication was turned on for your Pet Platform account: signing in now needs a "
+                "code from your authenticator app. Keep your recovery codes somewhere safe.\n\n"
+                "If this was not you, contact us at once."))
+        await self.throttle.succeeded(attempt)
+        return auth_pb2.ConfirmMfaEnrollmentResponse(recovery_codes=codes)
+
+    async def VerifyMfa(self, request: auth_pb2.VerifyMfaRequest,
+                        context: grpc.aio.ServicerContext) -> auth_pb2.VerifyMfaResponse:
+        key = challenge_key(request.mfa_challenge)
+        raw = await self.cache.get(key)
+        if raw is None:
+            raise errors.unauthenticated("the sign-in challenge is unknown or has expired; sign in again",
+                                         "MFA_CHALLENGE_INVALID")
+        pending = json.loads(raw)
+        account_id = pending["account"]
+        attempt = await self._admit_code(account_id)
+        now = utcnow()
+        async with self.db.transaction() as s:
+            factor = await store.find_mfa(s, account_id)
+            if factor is None or factor.confirm_time is None:  # turned off meanwhile
+                raise errors.unauthenticated("the sign-in challenge is no longer valid; sign in again",
+                                             "MFA_CHALLENGE_INVALID")
+            used_recovery = not mfa.looks_like_totp(request.code)
+            if used_recovery:
+                if not await store.use_recovery_code(s, account_id, mfa.recovery_code_hash(request.code), now):
+                    raise errors.unauthenticated("wrong or already used recovery code", "MFA_CODE_INVALID")
+            else:
+                await self._check_totp(s, account_id, factor.secret, request.code, error=errors.unauthenticated)
+            # One challenge, one session: of two concurrent answers only the first completes it.
+            claimed, _ = await self.cache.incr(f"{key}:claimed", self.s.mfa_challenge_seconds)
+            if claimed != 1:
+                raise errors.unauthenticated("the sign-in challenge was already completed", "MFA_CHALLENGE_INVALID")
+            account = await store.get_account(s, account_id)
+            access, refresh = await self._new_session(
+                s, account, amr=with_mfa(pending["amr"], "otp"), method=pending["method"],
+                user_agent=pending["user_agent"], platform=pending["platform"],
+                client_address=pending["client_address"])
+            left = await store.recovery_codes_left(s, account_id)
+        await self.cache.delete(key)
+        await self.throttle.succeeded(attempt)
+        return auth_pb2.VerifyMfaResponse(**self._tokens(access, refresh), recovery_code_used=used_recovery,
+                                          recovery_codes_left=left)
+
+    async def DisableMfa(self, request: auth_pb2.DisableMfaRequest,
+                         context: grpc.aio.ServicerContext) -> auth_pb2.DisableMfaResponse:
+        caller = principal.require()
+        attempt = await self._admit_code(caller.user_id)
+        async with self.db.read() as s:
+            account = await self._account(s, caller)
+        if account.password_hash and not await passwords.check_password(request.password, account.password_hash):
+            raise errors.permission_denied("wrong password", "INVALID_CREDENTIALS")
+        async with self.db.transaction() as s:
+            factor = await store.find_mfa(s, caller.user_id)
+            if factor is None or factor.confirm_time is None:
+                raise errors.failed_precondition("two-factor authentication is not on", "MFA_NOT_ENABLED")
+            await self._check_totp(s, caller.user_id, factor.secret, request.code)
+            await store.delete_mfa(s, caller.user_id)
+            await self._security_email(s, account, "Two-factor authentication is off", (
+                "Two-factor authentication was turned off for your Pet Platform account: signing in needs only "
+                "your password again.\n\nIf this was not you, change your password and turn it back on."))
+        await self.throttle.succeeded(attempt)
+        return auth_pb2.DisableMfaResponse()
+
+    async def RegenerateRecoveryCodes(self, request: auth_pb2.RegenerateRecoveryCodesRequest,
+                                      context: grpc.aio.ServicerContext) -> auth_pb2.RegenerateRecoveryCodesResponse:
+        caller = principal.require()
+        codes = mfa.new_recovery_codes()
+        attempt = await self._admit_code(caller.user_id)
+        async with self.db.transaction() as s:
+            factor = await store.find_mfa(s, caller.user_id)
+            if factor is None or factor.confirm_time is None:
+                raise errors.failed_precondition("two-factor authentication is not on", "MFA_NOT_ENABLED")
+            await self._check_totp(s, caller.user_id, factor.secret, request.code)
+            await store.replace_recovery_codes(s, caller.user_id, [mfa.recovery_code_hash(c) for c in codes])
+        await self.throttle.succeeded(attempt)
+        return auth_pb2.RegenerateRecoveryCodesResponse(recovery_codes=codes)
+
+    async def _admit_code(self, account_id: str):
+        """Wrong codes are throttled as wrong passwords are, per account and address (their own counters)."""
+        return await self.throttle.admit(f"mfa:{account_id}", client_address.current(), reason="MFA_THROTTLED")
+
+    async def _check_totp(self, s: AsyncSession, account_id: str, secret: str, code: str,
+                          error=errors.permission_denied) -> None:
+        """Accepts a current code once: its time step is recorded, and neither it nor an older one passes again."""
+        step = mfa.matching_step(secret, code, utcnow())
+        if step is None:
+            raise error("wrong code", "MFA_CODE_INVALID")
+        if not await store.use_mfa_step(s, account_id, step):
+            raise error("this code was already used; wait for the next one", "MFA_CODE_USED")
+
+    async def _account(self, s: AsyncSession, caller: principal.Principal) -> Row:
+        row = await store.find_account(s, caller.user_id)
+        if row is None:
+            raise errors.not_found("auth.petplatform.dev/Account", caller.resource_name)
+        return row
+
+    # --- identity providers ---
+
+    async def SignInWithProvider(self, request: auth_pb2.SignInWithProviderRequest,
+                                 context: grpc.aio.ServicerContext) -> auth_pb2.SignInWithProviderResponse:
+        provider = self.providers.get(request.provider)
+        if request.authorization_code:
+            if request.id_token:
+                raise errors.invalid_argument(("id_token", "send either id_token or authorization_code"))
+            if not request.code_verifier or not request.redirect_uri:
+                raise errors.invalid_argument(*[(f, "required with authorization_code")
+                                                for f in ("code_verifier", "redirect_uri")
+                                                if not getattr(request, f)])
+            id_token = await provider.exchange(code=request.authorization_code, code_verifier=request.code_verifier,
+                                               redirect_uri=request.redirect_uri)
+            platform = auth_pb2.CLIENT_PLATFORM_WEB
+        elif request.id_token:
+            id_token, platform = request.id_token, request.platform
+        else:
+            raise errors.invalid_argument(("id_token", "send the provider's ID token (or an authorization_code)"),
+                                          reason="MISSING_FIELD")
+        identity = await self._verified(provider, id_token, nonce=request.nonce, platform=platform)
+        account, created = await self._account_for(identity, request.display_name)
+        answer = await self._sign_in(account, amr=["fed"], method=f"provider:{provider.name}", platform=platform,
+                                     context=context)
+        return auth_pb2.SignInWithProviderResponse(**answer, account=account_message(account),
+                                                   account_created=created)
+
+    async def LinkProvider(self, request: auth_pb2.LinkProviderRequest,
+                           context: grpc.aio.ServicerContext) -> auth_pb2.LinkProviderResponse:
+        caller = principal.require()
+        provider = self.providers.get(request.provider)
+        identity = await self._verified(provider, request.id_token, nonce=request.nonce, platform=request.platform)
+        now = utcnow()
+        try:
+            async with self.db.transaction() as s:
+                account = await self._account(s, caller)
+                link = await store.find_link(s, provider.name, identity.subject)
+                if link is not None:
+                    if link.account_id != caller.user_id:
+                        raise errors.already_exists("auth.petplatform.dev/ProviderLink", provider.name,
+                                                    f"this {provider.name} account is linked to another account")
+                    return auth_pb2.LinkProviderResponse(link=link_message(link))
+                await store.add_link(s, provider=provider.name, subject=identity.subject, account_id=account.id,
+                                     email=identity.email, now=now)
+                await self._security_email(s, account, f"{provider.name.title()} sign-in was linked", (
+                    f"Your Pet Platform account can now be signed in to with {provider.name.title()}"
+                    f"{f' ({identity.email})' if identity.email else ''}.\n\n"
+                    "If this was not you, unlink it in your account's security settings and change your password."))
+        except IntegrityError:
+            raise errors.already_exists("auth.petplatform.dev/ProviderLink", provider.name,
+                                        f"your account is already linked to a {provider.name} account") from None
+        return auth_pb2.LinkProviderResponse(link=auth_pb2.ProviderLink(
+            provider=provider.name, email=identity.email or "", create_time=timestamp(now)))
+
+    async def UnlinkProvider(self, request: auth_pb2.UnlinkProviderRequest,
+                             context: grpc.aio.ServicerContext) -> auth_pb2.UnlinkProviderResponse:
+        caller = principal.require()
+        async with self.db.transaction() as s:
+            account = await self._account(s, caller)
+            links = await store.links_of(s, caller.user_id)
+            if not any(link.provider == request.provider for link in links):
+                raise errors.not_found("auth.petplatform.dev/ProviderLink", request.provider)
+            if len(links) + (1 if account.password_hash else 0) <= 1:
+                raise errors.failed_precondition("this is the only way to sign in to your account; add another "
+                                                 "first", "LAST_SIGN_IN_METHOD")
+            await store.delete_link(s, caller.user_id, request.provider)
+        return auth_pb2.UnlinkProviderResponse()
+
+    async def _verified(self, provider: Provider, id_token: str, *, nonce: str, platform: int) -> Identity:
+        """The identity an ID token proves, once: a token presented again (replayed) is refused."""
+        identity = await provider.verify(id_token, nonce=nonce, platform=platform)
+        ttl = max(1.0, (identity.expire_time - utcnow()).total_seconds() + 60)
+        count, _ = await self.cache.incr(f"id-token:{provider.name}:{domain.sha256(id_token)}", ttl)
+        if count > 1:
+            raise errors.unauthenticated("this ID token was already used", "ID_TOKEN_REPLAYED")
+        return identity
+
+    async def _account_for(self, identity: Identity, display_name: str) -> tuple[Row, bool]:
+        """The account linked to the identity, or a new one. An identity whose verified email has an account is
+        never signed in to it: only that account's owner can link it (LinkProvider, signed in)."""
+        email = domain.normalise_email(identity.email) if identity.email and identity.email_verified else None
+        async with self.db.read() as s:
+            link = await store.find_link(s, identity.provider, identity.subject)
+            if link is not None:
+                return await store.get_account(s, link.account_id), False
+            taken = email is not None and await store.find_account_by_email(s, email) is not None
+        if taken:
+            raise self._account_exists(identity)
+        account_id, now = new_id(), utcnow()
+        name = pick_display_name(display_name, identity.name, email)
+        role = domain.role_for(email, self._admins) if email else "user"
+        try:
+            async with self.db.transaction() as s:
+                await store.add_account(s, account_id=account_id, email=email, password_hash=None, display_name=name,
+                                        role=role, create_time=now, email_verified=email is not None)
+                await store.add_link(s, provider=identity.provider, subject=identity.subject, account_id=account_id,
+                                     email=identity.email, now=now)
+                await emit(s, auth_events.UserCreated(user=f"users/{account_id}", email=email or "",
+                                                      display_name=name))
+                if email:
+                    await emit(s, auth_events.UserEmailVerified(user=f"users/{account_id}"))
+                return await store.get_account(s, account_id), True
+        except IntegrityError:
+            # A concurrent first sign-in of the same identity made the link (or someone registered the email):
+            # what it made is what this one finds.
+            async with self.db.read() as s:
+                link = await store.find_link(s, identity.provider, identity.subject)
+                if link is not None:
+                    return await store.get_account(s, link.account_id), False
+            raise self._account_exists(identity) from None
+
+    def _account_exists(self, identity: Identity) -> errors.ApiError:
+        return errors.failed_precondition(
+            f"an account with this email exists; sign in to it (with its password) and link {identity.provider} "
+            "there", "ACCOUNT_EXISTS", provider=identity.provider)
+
+
+def challenge_key(challenge: str) -> str:
+    return f"mfa-challenge:{domain.sha256(challenge)}"
+
+
+def with_mfa(amr: list[str], factor: str) -> list[str]:
+    """The methods of a sign-in once its second factor passed (RFC 8176: `mfa` marks two or more)."""
+    return [*[a for a in amr if a not in (factor, "mfa")], factor, "mfa"]
+
+
+def user_agent(context: grpc.aio.ServicerContext) -> str:
+    """The device as the client names itself: gRPC-Web's x-user-agent (the edge sets it from a REST caller's
+    User-Agent), else gRPC's user-agent."""
+    md = dict(context.invocation_metadata() or ())
+    value = str(md.get("x-user-agent") or md.get("user-agent") or "")
+    return "".join(c for c in value if c.isprintable())[:MAX_USER_AGENT]
+
+
+def pick_display_name(*candidates: str | None) -> str:
+    """The first candidate that is an acceptable display name (an email's local part last), else a neutral one."""
+    for c in candidates:
+        name = (c.split("@")[0] if c and "@" in c else (c or "")).strip()[:64]
+        violations: list = []
+        if name:
+            check_display_name(violations, "display_name", name)
+            if not violations:
+                return name
+    return "New member"
+
+
+def session_message(row: Row, current_session: str) -> auth_pb2.Session:
+    return auth_pb2.Session(
+        name=f"users/{row.account_id}/sessions/{row.id}", user_agent=row.user_agent,
+        platform=cast(Any, PLATFORMS.get(row.platform, 0)), client_address=row.client_address,
+        create_time=timestamp(row.create_time), last_use_time=timestamp(row.last_use_time),
+        sign_in_method=row.method + ("+mfa" if "mfa" in row.amr.split() else ""), current=row.id == current_session)
+
+
+def link_message(row: Row) -> auth_pb2.ProviderLink:
+    return auth_pb2.ProviderLink(provider=row.provider, email=row.email or "", create_time=timestamp(row.create_time))

@@ -11,7 +11,7 @@ import unicodedata
 import uuid
 
 from mesh import errors
-from mesh.resources import check_display_name
+from mesh.resources import check_display_name, has_hidden_characters
 from petplatform.auth.v1 import auth_pb2
 from services.auth import passwords
 
@@ -37,6 +37,8 @@ def check_registration(email: str, display_name: str, password: str) -> None:
     violations: list = []
     if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
         violations.append(("email", "must be a valid email address"))
+    elif has_hidden_characters(email):  # "a\u200b@x.com" would be an account that reads as a@x.com
+        violations.append(("email", "must not contain invisible or control characters"))
     check_display_name(violations, "display_name", display_name)
     why = passwords.problems(password, context=[email, email.split("@")[0], display_name])
     if why:
@@ -56,11 +58,12 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def access_claims(*, issuer: str, account_id: str, role: str, session_id: str, now: dt.datetime,
+def access_claims(*, issuer: str, account_id: str, role: str, session_id: str, amr: list[str], now: dt.datetime,
                   ttl_seconds: int) -> dict[str, Any]:
     """The claims of an access token: its session is the refresh token family it was issued with (revoking
-    that family ends it), and each token has its own id."""
-    return {"iss": issuer, "sub": account_id, "sid": session_id, "role": role, "iat": now,
+    that family ends it), `amr` how that session signed in (RFC 8176; `mfa` once a second factor passed: what
+    an admin needs to act as one), and each token has its own id."""
+    return {"iss": issuer, "sub": account_id, "sid": session_id, "role": role, "amr": amr, "iat": now,
             "exp": now + dt.timedelta(seconds=ttl_seconds), "jti": uuid.uuid4().hex}
 
 

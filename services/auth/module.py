@@ -10,7 +10,9 @@ from mesh.registry import ServiceSpec
 from petplatform.auth.v1 import events_pb2
 from petplatform.common.v1 import event_pb2
 from services.auth.api import AuthServicer, new_verification_email
+from services.auth import store
 from services.auth.keys import SigningKeys
+from services.auth.providers import Providers
 
 
 class AuthModule(ServiceModule):
@@ -20,14 +22,19 @@ class AuthModule(ServiceModule):
         super().__init__(rt, spec)
         self.keys = SigningKeys(rt.settings)
         self.mailer = Mailer(rt.settings)
+        self.providers = Providers(rt.settings)
 
     def servicers(self) -> Mapping[str, object]:
-        return {"petplatform.auth.v1.AuthService": AuthServicer(self.db, self.rt.cache, self.rt.settings, self.keys)}
+        return {"petplatform.auth.v1.AuthService": AuthServicer(self.db, self.rt.cache, self.rt.settings, self.keys,
+                                                                  self.providers)}
 
     def consumers(self) -> Mapping[str, Effects]:
         settings = self.rt.settings
 
         async def send_verification(session, event: events_pb2.UserCreated) -> None:
+            account = await store.find_account(session, event.user.removeprefix("users/"))
+            if account is None or account.email_verified or not event.email:
+                return  # a provider vouched for the email, or gave none
             await new_verification_email(session, settings, event.user.removeprefix("users/"), event.email)
 
         async def send_email(session, event: event_pb2.EmailRequested) -> None:
@@ -36,3 +43,7 @@ class AuthModule(ServiceModule):
 
         return {"auth.verification": {events_pb2.UserCreated: send_verification},
                 "auth.mailer": {event_pb2.EmailRequested: send_email}}
+
+    async def stop(self) -> None:
+        await self.providers.http.close()
+        await super().stop()

@@ -1,5 +1,5 @@
-"""Auth's tables (accounts, refresh tokens hashed and grouped in families, email verification tokens) and
-the queries on them."""
+"""Auth's tables (accounts, sessions and their refresh tokens hashed, email verification tokens, TOTP
+factors and recovery codes, provider links) and the queries on them."""
 from __future__ import annotations
 
 import datetime as dt
@@ -14,12 +14,30 @@ metadata = sa.MetaData()
 accounts = sa.Table(
     "accounts", metadata,
     sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("email", sa.String(254), nullable=False, unique=True),
-    sa.Column("password_hash", sa.String(100), nullable=False),
+    # None: an account made by a provider sign-in that gave no email (LINE without the email permission).
+    sa.Column("email", sa.String(254), nullable=True, unique=True),
+    sa.Column("password_hash", sa.String(100), nullable=True),  # None: made by a provider sign-in
     sa.Column("display_name", sa.String(64), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("email_verified", sa.Boolean, nullable=False, default=False),
     sa.Column("create_time", UtcDateTime, nullable=False),
+)
+
+# One session per sign-in: its id is the refresh token family's and the access tokens' `sid`.
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("account_id", sa.String(32), sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("user_agent", sa.String(256), nullable=False),
+    sa.Column("platform", sa.String(16), nullable=False),
+    sa.Column("client_address", sa.String(64), nullable=False),
+    sa.Column("amr", sa.String(64), nullable=False),  # how it signed in: space-separated RFC 8176 values
+    sa.Column("method", sa.String(64), nullable=False),  # `password` or `provider:<name>`
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Column("last_use_time", UtcDateTime, nullable=False),
+    sa.Column("expire_time", UtcDateTime, nullable=False),  # that of its newest refresh token
+    sa.Column("revoke_time", UtcDateTime, nullable=True),
 )
 
 # One family per login; every rotation adds a token to it. Only hashes are stored.
@@ -46,14 +64,45 @@ verification_tokens = sa.Table(
     sa.Column("use_time", UtcDateTime, nullable=True),
 )
 
+# A TOTP secret; active once confirmed. last_step: the time step of the last code accepted, so no code
+# (nor an older one) is accepted twice.
+mfa_factors = sa.Table(
+    "mfa_factors", metadata,
+    sa.Column("account_id", sa.String(32), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("secret", sa.String(64), nullable=False),
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Column("confirm_time", UtcDateTime, nullable=True),
+    sa.Column("last_step", sa.BigInteger, nullable=True),
+)
+
+recovery_codes = sa.Table(
+    "recovery_codes", metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.String(32), sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("use_time", UtcDateTime, nullable=True),
+)
+
+# A provider identity (the provider's `sub`) linked to an account: one per provider and account.
+provider_links = sa.Table(
+    "provider_links", metadata,
+    sa.Column("provider", sa.String(16), primary_key=True),
+    sa.Column("subject", sa.String(255), primary_key=True),
+    sa.Column("account_id", sa.String(32), sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("email", sa.String(254), nullable=True),
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("account_id", "provider"),
+)
+
 
 # --- accounts ---
 
-async def add_account(s: AsyncSession, *, account_id: str, email: str, password_hash: str, display_name: str,
-                      role: str, create_time: dt.datetime) -> None:
-    """A new account, its email not yet verified. IntegrityError when the email has an account."""
+async def add_account(s: AsyncSession, *, account_id: str, email: str | None, password_hash: str | None,
+                      display_name: str, role: str, create_time: dt.datetime, email_verified: bool = False) -> None:
+    """A new account. IntegrityError when the email has an account."""
     await s.execute(accounts.insert().values(id=account_id, email=email, password_hash=password_hash,
-                                             display_name=display_name, role=role, email_verified=False,
+                                             display_name=display_name, role=role, email_verified=email_verified,
                                              create_time=create_time))
 
 
@@ -100,9 +149,120 @@ async def use_refresh_token(s: AsyncSession, token_id: str, now: dt.datetime) ->
 
 
 async def revoke_refresh_token_family(s: AsyncSession, family_id: str, now: dt.datetime) -> None:
-    """Revokes every token of a login that is not revoked yet."""
+    """Revokes a session and every token of it that is not revoked yet."""
     await s.execute(refresh_tokens.update().where(
         refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoke_time.is_(None)).values(revoke_time=now))
+    await s.execute(sessions.update().where(sessions.c.id == family_id, sessions.c.revoke_time.is_(None)).values(
+        revoke_time=now))
+
+
+# --- sessions ---
+
+async def add_session(s: AsyncSession, *, session_id: str, account_id: str, user_agent: str, platform: str,
+                      client_address: str, amr: str, method: str, now: dt.datetime, expire_time: dt.datetime) -> None:
+    await s.execute(sessions.insert().values(
+        id=session_id, account_id=account_id, user_agent=user_agent, platform=platform, client_address=client_address,
+        amr=amr, method=method, create_time=now, last_use_time=now, expire_time=expire_time))
+
+
+async def find_session(s: AsyncSession, session_id: str) -> Row | None:
+    return (await s.execute(sa.select(sessions).where(sessions.c.id == session_id))).first()
+
+
+async def touch_session(s: AsyncSession, session_id: str, *, now: dt.datetime, expire_time: dt.datetime) -> None:
+    await s.execute(sessions.update().where(sessions.c.id == session_id).values(
+        last_use_time=now, expire_time=expire_time))
+
+
+async def set_session_amr(s: AsyncSession, session_id: str, amr: str) -> None:
+    await s.execute(sessions.update().where(sessions.c.id == session_id).values(amr=amr))
+
+
+async def live_sessions(s: AsyncSession, account_id: str, now: dt.datetime) -> list[Row]:
+    """An account's sessions neither revoked nor expired, newest first."""
+    return list((await s.execute(sa.select(sessions).where(
+        sessions.c.account_id == account_id, sessions.c.revoke_time.is_(None), sessions.c.expire_time > now,
+    ).order_by(sessions.c.create_time.desc(), sessions.c.id))).all())
+
+
+async def known_device(s: AsyncSession, account_id: str, *, user_agent: str, platform: str) -> bool | None:
+    """Whether the account signed in before from this device (user agent and platform); None when it never
+    signed in at all."""
+    rows = (await s.execute(sa.select(sessions.c.user_agent, sessions.c.platform).where(
+        sessions.c.account_id == account_id))).all()
+    if not rows:
+        return None
+    return any(r.user_agent == user_agent and r.platform == platform for r in rows)
+
+
+# --- two-factor authentication ---
+
+async def find_mfa(s: AsyncSession, account_id: str) -> Row | None:
+    return (await s.execute(sa.select(mfa_factors).where(mfa_factors.c.account_id == account_id))).first()
+
+
+async def put_pending_mfa(s: AsyncSession, account_id: str, secret: str, now: dt.datetime) -> None:
+    """A new, unconfirmed secret (replacing an unconfirmed one)."""
+    await s.execute(mfa_factors.delete().where(mfa_factors.c.account_id == account_id,
+                                               mfa_factors.c.confirm_time.is_(None)))
+    await s.execute(mfa_factors.insert().values(account_id=account_id, secret=secret, create_time=now))
+
+
+async def use_mfa_step(s: AsyncSession, account_id: str, step: int) -> bool:
+    """Records that the code of time step `step` was accepted, unless it or a later one already was: False
+    then (a compare-and-set, so of two concurrent uses of one code only one succeeds)."""
+    return await rows_changed(s, mfa_factors.update().where(
+        mfa_factors.c.account_id == account_id,
+        sa.or_(mfa_factors.c.last_step.is_(None), mfa_factors.c.last_step < step)).values(last_step=step)) == 1
+
+
+async def confirm_mfa(s: AsyncSession, account_id: str, now: dt.datetime) -> None:
+    await s.execute(mfa_factors.update().where(mfa_factors.c.account_id == account_id).values(confirm_time=now))
+
+
+async def delete_mfa(s: AsyncSession, account_id: str) -> None:
+    await s.execute(mfa_factors.delete().where(mfa_factors.c.account_id == account_id))
+    await s.execute(recovery_codes.delete().where(recovery_codes.c.account_id == account_id))
+
+
+async def replace_recovery_codes(s: AsyncSession, account_id: str, code_hashes: list[str]) -> None:
+    await s.execute(recovery_codes.delete().where(recovery_codes.c.account_id == account_id))
+    await s.execute(recovery_codes.insert(), [{"code_hash": h, "account_id": account_id} for h in code_hashes])
+
+
+async def use_recovery_code(s: AsyncSession, account_id: str, code_hash: str, now: dt.datetime) -> bool:
+    """Spends a recovery code of the account: False when it is not one, or was used (a compare-and-set)."""
+    return await rows_changed(s, recovery_codes.update().where(
+        recovery_codes.c.account_id == account_id, recovery_codes.c.code_hash == code_hash,
+        recovery_codes.c.use_time.is_(None)).values(use_time=now)) == 1
+
+
+async def recovery_codes_left(s: AsyncSession, account_id: str) -> int:
+    return int(await s.scalar(sa.select(sa.func.count()).select_from(recovery_codes).where(
+        recovery_codes.c.account_id == account_id, recovery_codes.c.use_time.is_(None))) or 0)
+
+
+# --- provider links ---
+
+async def find_link(s: AsyncSession, provider: str, subject: str) -> Row | None:
+    return (await s.execute(sa.select(provider_links).where(
+        provider_links.c.provider == provider, provider_links.c.subject == subject))).first()
+
+
+async def links_of(s: AsyncSession, account_id: str) -> list[Row]:
+    return list((await s.execute(sa.select(provider_links).where(provider_links.c.account_id == account_id))).all())
+
+
+async def add_link(s: AsyncSession, *, provider: str, subject: str, account_id: str, email: str | None,
+                   now: dt.datetime) -> None:
+    """IntegrityError when the identity is linked, or the account has a link to this provider."""
+    await s.execute(provider_links.insert().values(provider=provider, subject=subject, account_id=account_id,
+                                                   email=email, create_time=now))
+
+
+async def delete_link(s: AsyncSession, account_id: str, provider: str) -> bool:
+    return await rows_changed(s, provider_links.delete().where(
+        provider_links.c.account_id == account_id, provider_links.c.provider == provider)) == 1
 
 
 # --- verification tokens ---

@@ -46,7 +46,7 @@ class LoginThrottle:
         self.cache = cache
         self.s = settings
 
-    async def admit(self, email: str, ip: str) -> Attempt:
+    async def admit(self, email: str, ip: str, reason: str = "LOGIN_THROTTLED") -> Attempt:
         """Takes the attempt's slots, or raises RESOURCE_EXHAUSTED with the time until they are free.
         A failed attempt keeps them; pass a successful one to succeeded()."""
         account = hashlib.sha256(email.encode()).hexdigest()  # no email addresses in the cache
@@ -70,7 +70,7 @@ class LoginThrottle:
         if waits:
             await self._give_back(attempt)
             raise errors.resource_exhausted("too many failed sign-in attempts; try again later",
-                                            "LOGIN_THROTTLED", max(waits))
+                                            reason, max(waits))
         return attempt
 
     async def succeeded(self, attempt: Attempt) -> None:

@@ -22,6 +22,7 @@ from mesh.sql import Database, Row, utcnow
 from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
 from services.pet import domain, search, store
+from services.pet.cache import PetCache
 from services.pet.watch import WatchHub
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,11 @@ def photo_key(pet_id: str, photo_id: str) -> str:
 
 
 class PetServicer(pet_pb2_grpc.PetServiceServicer):
-    def __init__(self, db: Database, blobs: BlobStore, hub: WatchHub):
+    def __init__(self, db: Database, blobs: BlobStore, hub: WatchHub, cache: PetCache):
         self.db = db
         self.blobs = blobs
         self.hub = hub
+        self.cache = cache
 
     # --- pets ---
 
@@ -88,7 +90,14 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
 
     async def GetPet(self, request: pet_pb2.GetPetRequest, context: grpc.aio.ServicerContext) -> pet_pb2.GetPetResponse:
         (pet_id,) = parse_name(request.name, "pets/{}")
-        return pet_pb2.GetPetResponse(pet=await self._get(pet_id))
+        cached = self.cache.get(pet_id)
+        # Those who may change the pet always read it (services/pet/cache.py: read-your-writes).
+        if cached is not None and not self._may_change(cached.pet):
+            return cached
+        ticket = self.cache.ticket()
+        answer = pet_pb2.GetPetResponse(pet=await self._get(pet_id))
+        self.cache.put(pet_id, answer, ticket)
+        return answer
 
     async def UpdatePet(self, request: pet_pb2.UpdatePetRequest,
                         context: grpc.aio.ServicerContext) -> pet_pb2.UpdatePetResponse:
@@ -102,8 +111,9 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             field_mask_pb2.FieldMask(paths=sorted(paths)).MergeMessage(
                 request.pet, pet, replace_message_field=True, replace_repeated_field=True)
             domain.check_pet(pet, paths, today())
-            return pet_pb2.UpdatePetResponse(pet=await self._changed(s, previous, sorted(paths),
-                                                                    self._columns(pet, paths)))
+            updated = await self._changed(s, previous, sorted(paths), self._columns(pet, paths))
+        self.cache.drop(pet_id)  # on this replica at once; the others on its event
+        return pet_pb2.UpdatePetResponse(pet=updated)
 
     async def DeletePet(self, request: pet_pb2.DeletePetRequest,
                         context: grpc.aio.ServicerContext) -> pet_pb2.DeletePetResponse:
@@ -113,6 +123,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             gone = await self._message(s, pet_id)
             photo_ids = await store.delete_pet(s, pet_id)
             await emit(s, pet_events.PetDeleted(pet=gone))
+        self.cache.drop(pet_id)
         await self._drop_blobs([photo_key(pet_id, p) for p in photo_ids])
         return pet_pb2.DeletePetResponse()
 
@@ -127,12 +138,12 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         after = None
         if position:
             after = (float(position[0]) if by_distance else dt.datetime.fromisoformat(position[0]), position[1])
-        async with self.db.read() as s:
+        async def read(s: AsyncSession) -> pet_pb2.ListPetsResponse:
             rows = await store.find_pets(s, query, key=key, descending=descending, after=after, size=size)
             rows, token = pagination.page(
                 rows, size, lambda r: [r.sort_key if by_distance else r.create_time.isoformat(), r.id], request)
-            messages = await self._messages(s, rows)
-        return pet_pb2.ListPetsResponse(pets=messages, next_page_token=token)
+            return pet_pb2.ListPetsResponse(pets=await self._messages(s, rows), next_page_token=token)
+        return await self.db.reading(read)
 
     async def WatchPets(self, request: pet_pb2.WatchPetsRequest,
                         context: grpc.aio.ServicerContext) -> AsyncIterator[pet_pb2.WatchPetsResponse]:
@@ -156,6 +167,15 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                     yield pet_pb2.WatchPetsResponse(change=change, pet=pet)
                 elif shown is not None:
                     yield pet_pb2.WatchPetsResponse(change="CHANGE_REMOVED", pet=pet_pb2.Pet(name=shown.name))
+
+    async def mark_adopted(self, s: AsyncSession, pet_id: str) -> None:
+        """adoption.completed (matching): the pet becomes adopted, once; a pet deleted or adopted
+        already stays as it is."""
+        if await store.find_pet_owner(s, pet_id, lock=True) is None:
+            return
+        previous = await self._message(s, pet_id)
+        if previous.status != pet_pb2.Pet.STATUS_ADOPTED:
+            await self._changed(s, previous, ["status"], {"status": pet_pb2.Pet.STATUS_ADOPTED})
 
     # --- photos ---
 
@@ -186,6 +206,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         except BaseException:
             await self._drop_blobs([key])  # no row, no blob
             raise
+        self.cache.drop(pet_id)
         return pet_pb2.UploadPetPhotoResponse(photo=pet_pb2.Photo(
             name=key, uri=await self.blobs.url(key), content_type=content_type, size_bytes=len(request.content),
             width=width, height=height, create_time=timestamp(now)))
@@ -199,6 +220,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             if not await store.delete_photo(s, pet_id=pet_id, photo_id=photo_id):
                 raise errors.not_found("pet.petplatform.dev/Photo", request.name)
             await self._changed(s, previous, ["photos"])
+        self.cache.drop(pet_id)
         await self._drop_blobs([photo_key(pet_id, photo_id)])
         return pet_pb2.DeletePetPhotoResponse()
 
@@ -242,6 +264,11 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
 
     # --- helpers ---
 
+    @staticmethod
+    def _may_change(pet: pet_pb2.Pet) -> bool:
+        caller = principal.current()
+        return caller is not None and domain.may_change(caller, pet.owner.removeprefix("users/"))
+
     async def _owned(self, s: AsyncSession, pet_id: str, doing: str = "change it", lock: bool = False) -> Row:
         """The pet row (id, owner_id, photo_count), if the caller may change it (or do what `doing` says).
         PERMISSION_DENIED otherwise, not NOT_FOUND: pets are public, their existence is no secret."""
@@ -277,6 +304,8 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 out.update(birth_date=when, birth_day_known=day_known)
             elif f in ("display_name", "breed"):
                 out[f] = getattr(pet, f).strip()
+            elif f == "listing":
+                out[f] = domain.listing(pet.listing)
             else:
                 out[f] = getattr(pet, f)
         if fields & set(search.TEXT_COLUMNS):
@@ -284,8 +313,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         return out
 
     async def _get(self, pet_id: str) -> pet_pb2.Pet:
-        async with self.db.read() as s:
-            return await self._message(s, pet_id)
+        return await self.db.reading(lambda s: self._message(s, pet_id))
 
     async def _message(self, s: AsyncSession, pet_id: str) -> pet_pb2.Pet:
         row = await store.find_pet(s, pet_id)
@@ -306,6 +334,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 name=f"pets/{r.id}", display_name=r.display_name, species=r.species, breed=r.breed, sex=r.sex,
                 size=r.size, description=r.description, status=r.status, good_with_children=r.good_with_children,
                 good_with_dogs=r.good_with_dogs, good_with_cats=r.good_with_cats, owner=f"users/{r.owner_id}",
+                listing=r.listing, energy=r.energy,
                 create_time=timestamp(r.create_time), update_time=timestamp(r.update_time),
                 distance_km=round(r.sort_key, 3) if with_distance else 0)
             if r.birth_date:

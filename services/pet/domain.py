@@ -32,13 +32,18 @@ photo_decoders = ThreadPoolExecutor(PHOTO_DECODERS, thread_name_prefix="photo-de
 MAX_PHOTOS_PER_PET = 20
 PHOTO_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 WRITABLE = {"display_name", "species", "breed", "sex", "size", "birth_date", "description", "status", "location",
-            "good_with_children", "good_with_dogs", "good_with_cats"}
+            "good_with_children", "good_with_dogs", "good_with_cats", "listing", "energy"}
 MAX_REQUEST_ID_LENGTH = 64
 
 
 def may_change(caller: Principal, owner_id: str) -> bool:
     """Who may change a pet, its photos and health records, and read those records: its owner, and admins."""
     return caller.user_id == owner_id or caller.is_admin
+
+
+def listing(value: int) -> int:
+    """A pet's stored listing: unspecified reads as ADOPTION (every pet listed before playdates was)."""
+    return value or pet_pb2.Pet.LISTING_ADOPTION
 
 
 def to_date(d: date_pb2.Date) -> tuple[dt.date, bool]:
@@ -90,7 +95,8 @@ def check_pet(pet: pet_pb2.Pet, fields: set[str], today: dt.date, prefix: str = 
         check_text(v, f"{prefix}.breed", pet.breed, max_len=64)
     if "description" in fields:
         check_text(v, f"{prefix}.description", pet.description, max_len=5000)
-    for field, enum in (("sex", pet_pb2.Pet.Sex), ("size", animal_pb2.PetSize), ("status", pet_pb2.Pet.Status)):
+    for field, enum in (("sex", pet_pb2.Pet.Sex), ("size", animal_pb2.PetSize), ("status", pet_pb2.Pet.Status),
+                        ("listing", pet_pb2.Pet.Listing), ("energy", animal_pb2.EnergyLevel)):
         if field in fields and getattr(pet, field) not in enum.values():
             v.append((f"{prefix}.{field}", "unknown value"))
     if "birth_date" in fields and pet.HasField("birth_date"):

@@ -51,7 +51,7 @@ def check(r: pet_pb2.ListPetsRequest) -> None:
             v.append((field, f"must be between 0 and {MAX_AGE_MONTHS}"))
     if r.max_age_months and r.min_age_months > r.max_age_months:
         v.append(("min_age_months", "must not be above max_age_months"))
-    for field in ("species", "sizes", "statuses"):
+    for field in ("species", "sizes", "statuses", "listings"):
         if len(getattr(r, field)) > MAX_FILTER_VALUES:
             v.append((field, f"at most {MAX_FILTER_VALUES} values"))
     if r.owner:
@@ -63,6 +63,11 @@ def check(r: pet_pb2.ListPetsRequest) -> None:
     check_text(v, "breed", r.breed, max_len=64)
     if v:
         raise errors.invalid_argument(*v)
+
+
+def listings(r: pet_pb2.ListPetsRequest) -> list[int]:
+    """The listings asked for, unspecified read as ADOPTION as on the pets themselves."""
+    return sorted({domain.listing(v) for v in r.listings})
 
 
 # --- SQL, for ListPets ---
@@ -89,6 +94,8 @@ def sql(r: pet_pb2.ListPetsRequest,
         q = q.where(pets.c.size.in_(list(r.sizes)))
     if r.statuses:
         q = q.where(pets.c.status.in_(list(r.statuses)))
+    if r.listings:
+        q = q.where(pets.c.listing.in_(listings(r)))
     if r.sex:
         q = q.where(pets.c.sex == r.sex)
     if r.breed:
@@ -129,6 +136,8 @@ def matches(r: pet_pb2.ListPetsRequest, pet: pet_pb2.Pet, today: dt.date, ages: 
     if (r.species and pet.species not in r.species) or (r.sizes and pet.size not in r.sizes):
         return False
     if (r.statuses and pet.status not in r.statuses) or (r.sex and pet.sex != r.sex):
+        return False
+    if r.listings and domain.listing(pet.listing) not in listings(r):
         return False
     pet_keys = keys(pet)
     if r.breed and pet_keys["breed_key"] != fold(r.breed):

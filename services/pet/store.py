@@ -33,6 +33,8 @@ pets = sa.Table(
     sa.Column("good_with_children", sa.Boolean, nullable=False, default=False),
     sa.Column("good_with_dogs", sa.Boolean, nullable=False, default=False),
     sa.Column("good_with_cats", sa.Boolean, nullable=False, default=False),
+    sa.Column("listing", sa.SmallInteger, nullable=False, server_default="1"),  # never 0: ADOPTION when unsaid
+    sa.Column("energy", sa.SmallInteger, nullable=False, server_default="0"),
     # Case-folded in Python (search.keys), so every database and the in-memory matcher agree.
     sa.Column("breed_key", sa.String(256), nullable=False, server_default=""),  # folding may triple a length
     sa.Column("search_text", sa.Text, nullable=False, server_default=""),

@@ -5,7 +5,13 @@ Three kinds of process: this one is the load generator; the platform (every serv
 `make up` runs it, `python -m app.cli run --target=all`; the baseline, a grpc.aio server with the health
 servicer only and no interceptor, is tests/bench/bare.py. BENCH_SECONDS (default 5) per case,
 BENCH_CONCURRENCY (default 64) calls in flight; `make bench-short` (1 s per case) checks the bench still runs.
-Any failed call makes the run exit non-zero."""
+Any failed call makes the run exit non-zero. The real profile runs again as `run --workers 2` (BENCH_WORKERS=N;
+1: not again), rows labelled real-2w, each worker a process of its own (the bare baseline stays one process).
+
+For working on a profile: BENCH_PROFILES=embedded (or real) runs one profile; BENCH_CASES=word,word only the
+cases whose name holds one of the words (the baselines always run); BENCH_PYSPY=DIR records each measured case
+of the platform process with py-spy into DIR/<profile>-<case>.txt (collapsed stacks: tests/bench/pyspy.py sums
+them)."""
 from __future__ import annotations
 
 import asyncio
@@ -42,6 +48,10 @@ WATCHERS = int(os.environ.get("BENCH_WATCHERS", "50"))
 CHANGES = 20
 PETS = 200
 READY_SECONDS = 120  # migrations on a busy machine
+PYSPY_DIR = os.environ.get("BENCH_PYSPY")
+CASES = [w for w in os.environ.get("BENCH_CASES", "").split(",") if w]
+PROFILES = os.environ.get("BENCH_PROFILES", "embedded,real").split(",")
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))  # the real profile once more with `run --workers N`
 
 
 @dataclass
@@ -178,6 +188,25 @@ async def process(name: str, args: list[str], env: dict[str, str], log_dir: Path
                 await asyncio.to_thread(proc.wait)
 
 
+@contextlib.asynccontextmanager
+async def pyspy(pid: int | None, name: str) -> AsyncIterator[None]:
+    """py-spy recording `pid` for the block, when BENCH_PYSPY is set (nonblocking: the target is not paused)."""
+    if not PYSPY_DIR or pid is None:
+        yield
+        return
+    out = Path(PYSPY_DIR) / (name.replace(" ", "_").replace("/", "_") + ".txt")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--format",
+                            "raw", "--threads", "--nonblocking", "--rate", "200", "--output", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    await asyncio.sleep(0.5)  # attached
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        await asyncio.to_thread(spy.wait, 30)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
@@ -281,21 +310,29 @@ RATIOS = {
 
 
 async def bench_profile(profile: str, tmp: Path, bare: health_pb2_grpc.HealthStub, http: aiohttp.ClientSession,
-                        s3_endpoint: str | None = None) -> list[Row]:
+                        s3_endpoint: str | None = None, workers: int = 1) -> list[Row]:
+    """workers > 1: `run --workers N` (real profile), its parent idle; the rows are labelled <profile>-<N>w."""
     ports = Ports()
-    env = platform_env(profile, tmp / profile, ports, s3_endpoint)
+    env = platform_env(profile, tmp / f"{profile}-{workers}", ports, s3_endpoint)
     base = f"http://127.0.0.1:{ports.http}"
+    label = profile if workers == 1 else f"{profile}-{workers}w"
     try:
-        async with process(f"platform-{profile}", ["-m", "app.cli", "run", "--target=all"], env, tmp,
-                           http_ready(http, base + "/readyz")) as proc:
-            return await bench_calls(profile, ports, bare, http, lambda: settle(proc.pid))
+        async with process(f"platform-{label}", ["-m", "app.cli", "run", "--target=all", f"--workers={workers}"],
+                           env, tmp, http_ready(http, base + "/readyz")) as proc:
+            def pids() -> list[int]:
+                return [proc.pid, *map(int, Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split())]
+
+            async def settled() -> None:
+                for pid in pids():
+                    await settle(pid)
+            return await bench_calls(label, ports, bare, http, settled, proc.pid if workers == 1 else None)
     finally:
         if profile == "real":
             await drop_real_state(env)
 
 
 async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthStub, http: aiohttp.ClientSession,
-                      settled: Callable[[], Awaitable[None]]) -> list[Row]:
+                      settled: Callable[[], Awaitable[None]], pid: int | None = None) -> list[Row]:
     base = f"http://127.0.0.1:{ports.http}"
     async with grpc.aio.insecure_channel(f"127.0.0.1:{ports.grpc}") as ch, \
             grpc.aio.insecure_channel(f"127.0.0.1:{ports.edge_grpc}") as edge_ch:
@@ -349,12 +386,15 @@ async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthSt
             ("ListPets(20) via edge gRPC pass-through", lambda: edge_pets.ListPets(list20)),
         ]
         cases.append((BARE_AGAIN, cases[0][1]))
+        if CASES:
+            cases = [(n, c) for n, c in cases if n in (BARE, BARE_AGAIN) or any(w in n for w in CASES)]
         await settled()
         rows = []
         for name, call in cases:
             await measure(call, duration=min(0.5, DURATION / 5))  # warm-up: connections, caches, first-call paths
             ratio_to, goal = RATIOS.get(name, ("", None))
-            rows.append(Row(profile, name, await measure(call), ratio_to, goal))
+            async with pyspy(pid if "bare" not in name else None, f"{profile}-{name}"):
+                rows.append(Row(profile, name, await measure(call), ratio_to, goal))
 
         async def grpc_watch(owner: str) -> AsyncIterator[str]:
             call = pets.WatchPets(pet_pb2.WatchPetsRequest(owner=owner))
@@ -380,6 +420,8 @@ async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthSt
 
         for name, open_watch in ((f"WatchPets x{WATCHERS} direct gRPC (delivery)", grpc_watch),
                                  (f"WatchPets x{WATCHERS} via edge SSE (delivery)", sse_watch)):
+            if CASES and not any(w in name for w in CASES):
+                continue
             rows.append(Row(profile, name, await watch_fanout(pets, md, owner, open_watch)))
         return rows
 
@@ -406,6 +448,20 @@ def report(rows: list[Row], load: list[str]) -> None:
         print(f"{r.profile:<9} {r.call:<42} {m.rps:>7.0f} {m.p50:>8.2f} {m.p99:>8.2f} {m.errors:>6}  {ratio}")
 
 
+async def real_profile(tmp: Path, bare: health_pb2_grpc.HealthStub, http: aiohttp.ClientSession) -> list[Row]:
+    from moto.server import ThreadedMotoServer
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        rows = await bench_profile("real", tmp, bare, http, f"{host}:{port}")
+        if WORKERS > 1:
+            rows += await bench_profile("real", tmp, bare, http, f"{host}:{port}", workers=WORKERS)
+        return rows
+    finally:
+        moto.stop()
+
+
 async def main() -> int:
     rows: list[Row] = []
     load = [f"{os.getloadavg()[0]:.1f}"]
@@ -417,16 +473,12 @@ async def main() -> int:
                         lambda: grpc_serving(f"127.0.0.1:{bare_port}")), \
                 grpc.aio.insecure_channel(f"127.0.0.1:{bare_port}") as bare_ch:
             bare = health_pb2_grpc.HealthStub(bare_ch)
-            rows += await bench_profile("embedded", tmp, bare, http)
-            from moto.server import ThreadedMotoServer
-            moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-            moto.start()
-            try:
-                host, port = moto.get_host_and_port()
-                rows += await bench_profile("real", tmp, bare, http, f"{host}:{port}")
-            finally:
-                moto.stop()
+            if "embedded" in PROFILES:
+                rows += await bench_profile("embedded", tmp, bare, http)
+            if "real" in PROFILES:
+                rows += await real_profile(tmp, bare, http)
     load.append(f"{os.getloadavg()[0]:.1f}")
+
     report(rows, load)
     failed = [r for r in rows if r.result.errors]
     for r in failed:

@@ -7,10 +7,12 @@ import email.policy
 import importlib
 import re
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 
 import grpc
+import pyotp
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -57,23 +59,36 @@ class SmtpSink:
             await asyncio.sleep(0.05)
         raise AssertionError(f"no email to {to} within {timeout}s")
 
+    async def wait_for_subject(self, to: str, subject: str, timeout: float = 10.0) -> email.message.EmailMessage:
+        for _ in range(int(timeout / 0.05)):
+            for m in self.messages:
+                if to in m["To"] and m["Subject"] == subject:
+                    return m
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no {subject!r} email to {to} within {timeout}s")
+
     async def verification_token(self, to: str) -> str:
         body = (await self.wait_for(to)).get_body(("plain",)).get_content()
         return re.search(r"token=([A-Za-z0-9_\-]+)", body).group(1)
 
 
 def embedded_settings(tmp_path, smtp_sink, **overrides):
+    # A sign-in back-off gate that outlives any test on a loaded machine: with the default 1 s, a gate
+    # could reopen while 20 parallel wrong logins are still arriving, and their counted outcomes drift.
+    defaults = dict(login_backoff_base_seconds=120)
     return load_settings(data_dir=tmp_path, grpc_port=0, smtp_host="127.0.0.1", smtp_port=smtp_sink.port,
-                         log_json=False, outbox_poll_seconds=0.2, **overrides)
+                         log_json=False, outbox_poll_seconds=0.2, **{**defaults, **overrides})
 
 
 def real_settings(tmp_path, smtp_sink, s3_endpoint, **overrides):
+    # Schemas, queues and the exchange are the run's own: a run's consumers never see another run's events.
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
     return embedded_settings(
         tmp_path, smtp_sink, profile="real", database_url=POSTGRES_URL, amqp_url=AMQP_URL, redis_url=REDIS_URL,
         s3_endpoint=s3_endpoint, s3_secure=False, s3_access_key="test", s3_secret_key="test",
         edge_key="test-edge-key-of-at-least-32-characters",
         page_token_key="test-page-token-key-of-32-characters",
-        schema_prefix=f"t{uuid.uuid4().hex[:10]}_", **overrides)
+        **{"schema_prefix": prefix, "amqp_exchange": f"{prefix}events", **overrides})
 
 
 async def drop_real_state(settings, consumers: list[str]) -> None:
@@ -92,6 +107,8 @@ async def drop_real_state(settings, consumers: list[str]) -> None:
         for c in consumers:
             for q in (f"{settings.schema_prefix}{c}", f"{settings.schema_prefix}{c}.dlq"):
                 await ch.queue_delete(q)
+        for exchange in (settings.amqp_exchange, f"{settings.amqp_exchange}.dlx"):
+            await ch.exchange_delete(exchange)
 
 
 @dataclass
@@ -152,6 +169,40 @@ class Api:
             email=email_addr, password=PASSWORD, display_name=name))).account
         tokens = await self.auth.Login(auth_pb2.LoginRequest(email=email_addr, password=PASSWORD))
         return Session(account.name.split("/")[1], email_addr, tokens.access_token, tokens.refresh_token)
+
+
+    async def enroll_mfa(self, session: Session) -> tuple[str, list[str]]:
+        """Turns two-factor authentication on for a signed-in person: (the TOTP secret, the recovery codes).
+        The code confirming it is the current one: the next sign-in needs a later one (totp_code(ahead=1))."""
+        start = await self.auth.StartMfaEnrollment(auth_pb2.StartMfaEnrollmentRequest(), metadata=session.md)
+        done = await self.auth.ConfirmMfaEnrollment(auth_pb2.ConfirmMfaEnrollmentRequest(
+            code=pyotp.TOTP(start.secret).now()), metadata=session.md)
+        return start.secret, list(done.recovery_codes)
+
+    async def login_with_code(self, email_addr: str, code: str, password: str = PASSWORD) -> Session:
+        """Password, then the second factor."""
+        first = await self.auth.Login(auth_pb2.LoginRequest(email=email_addr, password=password))
+        assert first.mfa_challenge and not first.access_token
+        tokens = await self.auth.VerifyMfa(auth_pb2.VerifyMfaRequest(mfa_challenge=first.mfa_challenge, code=code))
+        user_id = json_claims(tokens.access_token)["sub"]
+        return Session(user_id, email_addr, tokens.access_token, tokens.refresh_token)
+
+    async def signup_admin(self, email_addr: str, name: str = "Site Operator") -> Session:
+        """An account of an admin email (admin_emails), signed in with its second factor, as admins must be."""
+        session = await self.signup(name, email_addr)
+        secret, _ = await self.enroll_mfa(session)
+        return await self.login_with_code(email_addr, totp_code(secret, ahead=1))
+
+
+def totp_code(secret: str, ahead: int = 0) -> str:
+    """The TOTP code of the time step `ahead` steps from now: the server accepts one step of drift, and each
+    step's code only once, so a test that needs a second code in the same step takes the next one."""
+    return pyotp.TOTP(secret).at(time.time() + 30 * ahead)
+
+
+def json_claims(token: str) -> dict:
+    import jwt
+    return jwt.decode(token, options={"verify_signature": False})
 
 
 def module_of(api: Api, name: str):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 from hypothesis import given, strategies as st
+import pyotp
 import pytest
 
 from mesh import errors
 from petplatform.auth.v1 import auth_pb2
-from services.auth import domain
+from services.auth import domain, mfa
 
 NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.timezone.utc)
 PASSWORD = "correct horse battery staple"
@@ -67,6 +68,10 @@ def violations_of(email: str, display_name: str = "Me", password: str = PASSWORD
     ("", False),
     ("x" * 242 + "@example.com", True),  # 254 characters
     ("x" * 243 + "@example.com", False),
+    ("m\u200be@example.com", False),  # zero-width space: would read as me@example.com
+    ("me@exa\u202emple.com", False),  # right-to-left override
+    ("me\u00ad@example.com", False),  # soft hyphen
+    ("m\u00e9@example.com", True),  # an accented letter is a letter
 ])
 def test_email_addresses(email, valid):
     assert ("email" not in violations_of(email)) == valid
@@ -96,13 +101,13 @@ def test_tokens_are_stored_as_their_sha256():
 
 
 def test_access_claims():
-    claims = domain.access_claims(issuer="petplatform", account_id="a1", role="user", session_id="f1", now=NOW,
-                                  ttl_seconds=900)
+    claims = domain.access_claims(issuer="petplatform", account_id="a1", role="user", session_id="f1", amr=["pwd"],
+                                  now=NOW, ttl_seconds=900)
     assert {k: v for k, v in claims.items() if k != "jti"} == {
-        "iss": "petplatform", "sub": "a1", "sid": "f1", "role": "user", "iat": NOW,
+        "iss": "petplatform", "sub": "a1", "sid": "f1", "role": "user", "amr": ["pwd"], "iat": NOW,
         "exp": NOW + dt.timedelta(minutes=15)}
-    again = domain.access_claims(issuer="petplatform", account_id="a1", role="user", session_id="f1", now=NOW,
-                                 ttl_seconds=900)
+    again = domain.access_claims(issuer="petplatform", account_id="a1", role="user", session_id="f1", amr=["pwd"],
+                                 now=NOW, ttl_seconds=900)
     assert len(claims["jti"]) == 32 and claims["jti"] != again["jti"]
 
 
@@ -128,3 +133,23 @@ def test_verification_tokens_are_used_once_before_they_expire():
     with pytest.raises(errors.ApiError) as both:  # a used link says so, even once expired
         domain.check_verification_token(use_time=NOW, expire_time=NOW - dt.timedelta(days=1), now=NOW)
     assert both.value.reason == "VERIFICATION_TOKEN_USED"
+
+
+def test_totp_codes_match_their_step_within_one_step_of_drift():
+    secret = mfa.new_secret()
+    totp = pyotp.TOTP(secret)
+    step = int(NOW.timestamp()) // 30
+    for offset in (-1, 0, 1):
+        assert mfa.matching_step(secret, totp.at(NOW + dt.timedelta(seconds=30 * offset)), NOW) == step + offset
+    for offset in (-2, 2):
+        assert mfa.matching_step(secret, totp.at(NOW + dt.timedelta(seconds=30 * offset)), NOW) is None
+    assert mfa.matching_step(secret, "12345", NOW) is None and mfa.matching_step(secret, "abcdef", NOW) is None
+    spaced = totp.at(NOW)
+    assert mfa.matching_step(secret, f"{spaced[:3]} {spaced[3:]}", NOW) == step
+
+
+def test_recovery_codes_are_random_and_compared_loosely():
+    codes = mfa.new_recovery_codes()
+    assert len(set(codes)) == 10 and all(len(c) == 11 and c[5] == "-" for c in codes)
+    assert mfa.recovery_code_hash(codes[0]) == mfa.recovery_code_hash(codes[0].upper().replace("-", " "))
+    assert mfa.recovery_code_hash(codes[0]) != mfa.recovery_code_hash(codes[1])

@@ -45,8 +45,8 @@ def managers(b: bootstrap_pb2.Bootstrap) -> list[hcm_pb2.HttpConnectionManager]:
 
 
 def contract_methods() -> dict[str, list[str]]:
-    """Services and methods in the descriptor set `make gen` builds for Envoy's transcoder, of the contracts
-    the registry serves (a contract published ahead of its service, such as matching's, has no route yet)."""
+    """Services and methods in the descriptor set `make gen` builds for Envoy's transcoder, of every
+    contract a registry entry serves (a contract may be published before its service exists)."""
     fds = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "build" / "descriptors.binpb").read_bytes())
     return {f"{f.package}.{s.name}": [m.name for m in s.method]
             for f in fds.file if f.package.startswith("petplatform.") for s in f.service

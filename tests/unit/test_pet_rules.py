@@ -178,4 +178,5 @@ def test_request_ids_are_bounded():
 def test_only_the_owner_or_an_admin_may_change_a_pet():
     assert domain.may_change(Principal("u1", "user", "s"), "u1")
     assert not domain.may_change(Principal("u2", "user", "s"), "u1")
-    assert domain.may_change(Principal("u2", "admin", "s"), "u1")
+    assert domain.may_change(Principal("u2", "admin", "s", amr=("pwd", "otp", "mfa")), "u1")
+    assert not domain.may_change(Principal("u2", "admin", "s", amr=("pwd",)), "u1")  # no second factor

@@ -55,7 +55,8 @@ def test_reviews():
 def test_a_profile_is_managed_by_its_user_and_admins():
     assert domain.may_manage_profile(Principal("u1", "user", "s"), "u1")
     assert not domain.may_manage_profile(Principal("u2", "user", "s"), "u1")
-    assert domain.may_manage_profile(Principal("u2", "admin", "s"), "u1")
+    assert domain.may_manage_profile(Principal("u2", "admin", "s", amr=("pwd", "otp", "mfa")), "u1")
+    assert not domain.may_manage_profile(Principal("u2", "admin", "s", amr=("pwd",)), "u1")  # no second factor
 
 
 def test_average_rating():

@@ -103,6 +103,8 @@ async def test_others_cannot_change_a_pet(api: Api, users):
     (dog(breed="b" * 65), "pet.breed"),
     (dog(description="d" * 5001), "pet.description"),
     (dog(sex=7), "pet.sex"),
+    (dog(listing=9), "pet.listing"),
+    (dog(energy=9), "pet.energy"),
     (dog(birth_date=date_pb2.Date(year=2020, month=13, day=1)), "pet.birth_date"),
     (dog(birth_date=date_pb2.Date(year=dt.date.today().year + 1, month=1, day=1)), "pet.birth_date"),
     (dog(location=latlng_pb2.LatLng(latitude=-91, longitude=0)), "pet.location.latitude"),
@@ -113,6 +115,28 @@ async def test_invalid_pets_name_the_field(api: Api, users, pet, field):
     err = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.pet.CreatePet(pet_pb2.CreatePetRequest(pet=pet),
                                                                            metadata=owner.md))
     assert field in violations(err)
+
+
+async def test_listing_defaults_to_adoption_and_filters_listings(api: Api, users):
+    owner, _ = users
+    plain = await create(api, owner, dog("Unsaid"))
+    assert plain.listing == pet_pb2.Pet.LISTING_ADOPTION and plain.energy == animal_pb2.ENERGY_LEVEL_UNSPECIFIED
+    player = await create(api, owner, dog("Player", listing=pet_pb2.Pet.LISTING_PLAYDATES,
+                                          energy=animal_pb2.ENERGY_LEVEL_HIGH))
+    assert player.listing == pet_pb2.Pet.LISTING_PLAYDATES and player.energy == animal_pb2.ENERGY_LEVEL_HIGH
+    assert (await api.pet.GetPet(pet_pb2.GetPetRequest(name=player.name))).pet == player
+
+    async def listed(*listings) -> set[str]:
+        found = await api.pet.ListPets(pet_pb2.ListPetsRequest(owner=owner.name, listings=listings, page_size=100))
+        return {p.name for p in found.pets} & {plain.name, player.name}
+    assert await listed() == {plain.name, player.name}
+    assert await listed(pet_pb2.Pet.LISTING_PLAYDATES) == {player.name}
+    assert await listed(pet_pb2.Pet.LISTING_ADOPTION) == await listed(pet_pb2.Pet.LISTING_UNSPECIFIED) == {plain.name}
+    # Set back to unspecified, a listing reads as adoption again.
+    updated = (await api.pet.UpdatePet(pet_pb2.UpdatePetRequest(
+        pet=pet_pb2.Pet(name=player.name), update_mask=field_mask_pb2.FieldMask(paths=["listing", "energy"])),
+        metadata=owner.md)).pet
+    assert updated.listing == pet_pb2.Pet.LISTING_ADOPTION and updated.energy == 0
 
 
 async def test_bad_names_masks_and_missing_pet(api: Api, users):
@@ -473,7 +497,7 @@ async def test_health_records_are_private_to_the_owner_and_admins(tmp_path, smtp
     client = Api(platform, smtp_sink)
     try:
         owner, stranger = await client.signup("Owner"), await client.signup("Stranger")
-        admin = await client.signup("Vet Office", admin_email)
+        admin = await client.signup_admin(admin_email, "Vet Office")
         pet = await create(client, owner, dog("Discreet"))
         for title, months in (("Private matter", 1), ("Older matter", 2)):
             await client.pet.CreateHealthRecord(pet_pb2.CreateHealthRecordRequest(

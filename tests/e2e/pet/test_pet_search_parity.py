@@ -17,6 +17,8 @@ from tests.support.platform import Api
 SPECIES = [animal_pb2.SPECIES_DOG, animal_pb2.SPECIES_CAT, animal_pb2.SPECIES_RABBIT]
 SIZES = [animal_pb2.PET_SIZE_SMALL, animal_pb2.PET_SIZE_MEDIUM, animal_pb2.PET_SIZE_LARGE]
 STATUSES = [pet_pb2.Pet.STATUS_AVAILABLE, pet_pb2.Pet.STATUS_PENDING, pet_pb2.Pet.STATUS_ADOPTED]
+# Unspecified on a pet or in a filter reads as ADOPTION.
+LISTINGS = [pet_pb2.Pet.LISTING_UNSPECIFIED, pet_pb2.Pet.LISTING_ADOPTION, pet_pb2.Pet.LISTING_PLAYDATES]
 BREEDS = ["Shiba", "shiba", "Mixed", "Tabby", "Über", "ΟΔΟΣ", ""]
 WORDS = ["calm", "Loves walks", "CALM and gentle", "playful", "Ölçü 100%_sure Straße", ""]
 TOKYO = (35.68, 139.76)
@@ -39,7 +41,8 @@ async def listings(profile_api: Api):
     for i in range(40):
         pet = pet_pb2.Pet(
             display_name=f"Pet {i}", species=rnd.choice(SPECIES), size=rnd.choice(SIZES), sex=rnd.choice([1, 2]),
-            status=rnd.choice(STATUSES), breed=rnd.choice(BREEDS), description=rnd.choice(WORDS),
+            status=rnd.choice(STATUSES), listing=rnd.choice(LISTINGS), breed=rnd.choice(BREEDS),
+            description=rnd.choice(WORDS),
             good_with_children=rnd.random() < 0.5, good_with_dogs=rnd.random() < 0.5, good_with_cats=rnd.random() < 0.5)
         if rnd.random() < 0.8:
             born = today - dt.timedelta(days=rnd.randint(0, 3650))
@@ -72,6 +75,7 @@ filters = st.fixed_dictionaries({}, optional={
     "species": st.lists(st.sampled_from(SPECIES), max_size=2, unique=True),
     "sizes": st.lists(st.sampled_from(SIZES), max_size=2, unique=True),
     "statuses": st.lists(st.sampled_from(STATUSES), max_size=2, unique=True),
+    "listings": st.lists(st.sampled_from(LISTINGS), max_size=2, unique=True),
     "sex": st.sampled_from([1, 2]),
     "breed": st.sampled_from(["shiba", "SHIBA ", "mixed", "Tabby", "über"]),
     "good_with_children": st.booleans(), "good_with_dogs": st.booleans(), "good_with_cats": st.booleans(),

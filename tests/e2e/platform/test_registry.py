@@ -21,9 +21,10 @@ async def test_asyncapi_lists_every_event_with_its_producers_and_consumers(edge:
         doc = await r.json()
     assert doc["asyncapi"].startswith("3.")
     assert set(doc["channels"]) == {"user.created", "user.email_verified", "user.reported", "email.send",
-                                    "pet.created", "pet.updated", "pet.deleted", "match.created", "match.ended",
-                                    "user.blocked", "message.sent", "message.deleted", "messages.read",
-                                    "adoption.completed", "notification.send"}
+                                    "pet.created", "pet.updated", "pet.deleted", "swipe.recorded", "swipe.undone",
+                                    "interest.changed", "match.created", "match.ended", "user.blocked",
+                                    "adoption.completed", "message.sent", "message.deleted", "messages.read",
+                                    "notification.send"}
     created = doc["channels"]["user.created"]
     assert created["x-producers"] == ["auth"] and sorted(created["x-consumers"]) == ["auth", "notification", "user"]
     assert created["bindings"]["amqp"]["exchange"] == {"name": "petplatform.events", "type": "topic",

@@ -1,0 +1,105 @@
+"""GetPet's read cache through the API: served to readers, never to the pet's writers, dropped by every
+change, on this replica at once and on the others through the change's event."""
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
+from services.pet import store
+from tests.support.pets import cat, create
+from tests.support.platform import Api, module_of, start_platform
+
+
+async def change_behind_the_services_back(api: Api, pet: pet_pb2.Pet, description: str) -> None:
+    """A row changed with no event: what a cached answer would hide."""
+    async with module_of(api, "pet").db.transaction() as s:
+        await store.update_pet(s, pet.name.removeprefix("pets/"), {"description": description})
+
+
+async def created(api_or_platform, pet: pet_pb2.Pet) -> None:
+    """Until the pet's creation event has reached the replica's cache (it drops the pet, cached or not)."""
+    platform = getattr(api_or_platform, "platform", api_or_platform)
+    cache = next(m for m in platform.modules if m.name == "pet").cache
+    for _ in range(200):
+        if cache.heard_of(pet.name.removeprefix("pets/")):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("pet.created never arrived")
+
+
+async def describe(api: Api, pet: pet_pb2.Pet, description: str, md) -> None:
+    pet.description = description
+    await api.pet.UpdatePet(pet_pb2.UpdatePetRequest(pet=pet, update_mask={"paths": ["description"]}), metadata=md)
+
+
+async def test_readers_get_the_cached_answer_writers_always_read(api: Api):
+    owner, reader = await api.signup("Owner"), await api.signup("Reader")
+    pet = await create(api, owner, cat("Cached", description="v1"))
+    await created(api, pet)
+    get = pet_pb2.GetPetRequest(name=pet.name)
+    assert (await api.pet.GetPet(get)).pet.description == "v1"  # cached now
+    await change_behind_the_services_back(api, pet, "v2")
+    assert (await api.pet.GetPet(get)).pet.description == "v1", "anonymous readers get the cached answer"
+    assert (await api.pet.GetPet(get, metadata=reader.md)).pet.description == "v1", "so do other users"
+    assert (await api.pet.GetPet(get, metadata=owner.md)).pet.description == "v2", "the owner reads through"
+
+
+async def test_a_write_is_seen_at_once_by_readers_of_its_replica(api: Api):
+    owner = await api.signup("Owner")
+    pet = await create(api, owner, cat("Changed", description="v1"))
+    get = pet_pb2.GetPetRequest(name=pet.name)
+    assert (await api.pet.GetPet(get)).pet.description == "v1"
+    await describe(api, pet, "v2", owner.md)
+    assert (await api.pet.GetPet(get)).pet.description == "v2"
+    await api.pet.DeletePet(pet_pb2.DeletePetRequest(name=pet.name), metadata=owner.md)
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await api.pet.GetPet(get)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def eventually(read, expected, what: str):
+    for _ in range(200):
+        got = await read()
+        if got == expected:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what}: still {got!r}")
+
+
+@pytest.mark.real
+async def test_a_write_on_one_replica_reaches_the_readers_of_another(real_api: Api):
+    """Two replicas on one PostgreSQL and RabbitMQ: the second drops its cached answer on the write's
+    event; the writer sees their write there even before the event."""
+    second = await start_platform(real_api.platform.settings)
+    try:
+        async with grpc.aio.insecure_channel(second.address) as ch:
+            elsewhere = pet_pb2_grpc.PetServiceStub(ch)
+            owner = await real_api.signup("Replicated")
+            pet = await create(real_api, owner, cat("Replicated", description="v1"))
+            await created(second, pet)
+            get = pet_pb2.GetPetRequest(name=pet.name)
+
+            async def read_elsewhere(md=()):
+                return (await elsewhere.GetPet(get, metadata=md)).pet.description
+
+            second_cache = next(m for m in second.modules if m.name == "pet").cache
+            assert await read_elsewhere() == "v1"
+            assert second_cache.get(pet.name.removeprefix("pets/")) is not None, "cached there, no event pending"
+            for k in range(2, 5):  # the ttl (a minute) is far beyond what eventually() waits
+                await describe(real_api, pet, f"v{k}", owner.md)
+                assert await read_elsewhere(owner.md) == f"v{k}", "the writer sees their write on every replica"
+                await eventually(read_elsewhere, f"v{k}", "readers of the other replica, once the event is in")
+            await real_api.pet.DeletePet(pet_pb2.DeletePetRequest(name=pet.name), metadata=owner.md)
+
+            async def gone():
+                try:
+                    await elsewhere.GetPet(get)
+                except grpc.aio.AioRpcError as e:
+                    return e.code()
+                return "still there"
+            await eventually(gone, grpc.StatusCode.NOT_FOUND, "a deleted pet on the other replica")
+    finally:
+        await second.stop(grace=1)
