@@ -93,9 +93,12 @@ class ChatStore(Protocol):
         """Everyone sharing a room with `user_id`."""
 
     async def send(self, *, room_id: str, user_id: str, message_id: str, text: str, now: dt.datetime,
-                   event: SentEventOf) -> Sent:
+                   event: SentEventOf, attachments: Sequence[chat_pb2.Attachment] = ()) -> Sent:
         """Stores a message with the room's next sequence, or returns the stored one for a resend.
         NotMember, RoomClosed, IdTaken. `event(Sent)` is stored with a new message."""
+
+    async def message(self, *, room_id: str, message_id: str, user_id: str) -> chat_pb2.Message:
+        """One message of a room `user_id` is a member of: NotMember, LookupError if there is none."""
 
     async def messages(self, *, room_id: str, after: int = 0, before: int | None = None, size: int,
                        descending: bool = False) -> list[chat_pb2.Message]:
@@ -103,9 +106,9 @@ class ChatStore(Protocol):
 
     async def delete(self, *, room_id: str, message_id: str, user_id: str, now: dt.datetime,
                      event: EventOf) -> tuple[chat_pb2.Message, list[str]]:
-        """Makes a tombstone of `user_id`'s message (NotSender, NotMember; LookupError if there is no such
-        message); a tombstone stays as it is. Returns it and the room's members. `event(Sent)` is
-        stored with the deletion."""
+        """Makes a tombstone of `user_id`'s message, without text or attachments (NotSender, NotMember;
+        LookupError if there is no such message); a tombstone stays as it is. Returns it and the room's
+        members. `event(Sent)` is stored with the deletion."""
 
     async def mark(self, *, room_id: str, user_id: str, read: int = 0, delivered: int = 0,
                    event: EventOf) -> tuple[chat_pb2.Receipt, list[str], bool]:

@@ -54,7 +54,7 @@ class ChatModule(ServiceModule):
         self._tasks: set[asyncio.Task] = set()
 
     def servicers(self) -> Mapping[str, object]:
-        return {"petplatform.chat.v1.ChatService": ChatServicer(self.store, self.hub)}
+        return {"petplatform.chat.v1.ChatService": ChatServicer(self.store, self.hub, self.rt.blobs)}
 
     def consumers(self) -> Mapping[str, Effects]:
         return {"chat.rooms": {matching_events.MatchCreated: self._match_created,
