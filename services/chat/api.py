@@ -145,10 +145,12 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
 
     async def _store_message(self, request: chat_pb2.SendMessageRequest, room: str, caller: principal.Principal,
                              attachments: list[chat_pb2.Attachment]) -> chat_pb2.Message:
+        members = await mapped(request.parent, self.store.members(room_id=room, user_id=caller.user_id))
+        others = [u for u in members if u != caller.user_id]
+        # Asked before the transaction, not inside it: the room's row lock is held only for the writes.
+        watching = await self.hub.watching(others)
 
-        async def event(sent: Sent) -> chat_events.MessageSent:
-            others = [u for u in sent.recipients if u != caller.user_id]
-            watching = await self.hub.watching(others)
+        def event(sent: Sent) -> chat_events.MessageSent:
             return chat_events.MessageSent(message=sent.message, recipients=[f"users/{u}" for u in others],
                                            watching=[f"users/{u}" for u in others if u in watching])
         sent = await mapped(request.parent, self.store.send(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from google.protobuf.message import Message as Event
@@ -70,8 +70,6 @@ class IdTaken(Exception):
 
 # Makes the event of a change from its result, to be stored with it.
 EventOf = Callable[[Any], Event | None]
-# A send's event may ask who is watching (the presence port) before it is written with the message.
-SentEventOf = Callable[[Sent], Awaitable[Event | None]]
 
 
 class ChatStore(Protocol):
@@ -92,10 +90,15 @@ class ChatStore(Protocol):
     async def peers(self, *, user_id: str) -> set[str]:
         """Everyone sharing a room with `user_id`."""
 
+    async def members(self, *, room_id: str, user_id: str) -> list[str]:
+        """The room's members, sorted; NotMember if `user_id` is not one. Members never change, so an
+        adapter may keep them: the send path asks for them on every message."""
+
     async def send(self, *, room_id: str, user_id: str, message_id: str, text: str, now: dt.datetime,
-                   event: SentEventOf, attachments: Sequence[chat_pb2.Attachment] = ()) -> Sent:
+                   event: EventOf, attachments: Sequence[chat_pb2.Attachment] = ()) -> Sent:
         """Stores a message with the room's next sequence, or returns the stored one for a resend.
-        NotMember, RoomClosed, IdTaken. `event(Sent)` is stored with a new message."""
+        NotMember, RoomClosed, IdTaken. `event(Sent)` is stored with a new message, in its transaction:
+        it must not wait on anything (who is watching is asked before)."""
 
     async def message(self, *, room_id: str, message_id: str, user_id: str) -> chat_pb2.Message:
         """One message of a room `user_id` is a member of: NotMember, LookupError if there is none."""

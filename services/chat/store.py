@@ -16,7 +16,7 @@ from mesh.resources import timestamp
 from mesh.sql import Database, Row, UtcDateTime
 from petplatform.chat.v1 import chat_pb2
 from services.chat.documents import (CLOSED, OPEN, EventOf, IdTaken, Member, NotMember, NotSender, RoomClosed,
-                                     RoomRecord, Sent, SentEventOf, message_name, receipt)
+                                     RoomRecord, Sent, message_name, receipt)
 
 metadata = sa.MetaData()
 
@@ -63,9 +63,13 @@ def to_message(row: Row) -> chat_pb2.Message:
                                          for a in row.attachments or ()])
 
 
+MEMBERS_KEPT = 100_000  # rooms whose members a store keeps in memory
+
+
 class SqlChatStore:
     def __init__(self, db: Database):
         self.db = db
+        self._members_of: dict[str, tuple[str, ...]] = {}
 
     async def _members(self, s: AsyncSession, room_ids: Sequence[str]) -> dict[str, list[Member]]:
         out: dict[str, list[Member]] = {r: [] for r in room_ids}
@@ -154,30 +158,44 @@ class SqlChatStore:
                                                                       memberships.c.user_id != user_id).distinct())
             return set(rows)
 
+    async def members(self, *, room_id: str, user_id: str) -> list[str]:
+        found = self._members_of.get(room_id)
+        if found is None:
+            async with self.db.read() as s:
+                found = tuple(sorted(await s.scalars(sa.select(memberships.c.user_id)
+                                                     .where(memberships.c.room_id == room_id))))
+            if found:  # a room's members never change: kept for as long as there is room
+                if len(self._members_of) >= MEMBERS_KEPT:
+                    self._members_of.clear()
+                self._members_of[room_id] = found
+        if user_id not in found:
+            raise NotMember(room_id)
+        return list(found)
+
     async def send(self, *, room_id: str, user_id: str, message_id: str, text: str, now: dt.datetime,
-                   event: SentEventOf, attachments: Sequence[chat_pb2.Attachment] = ()) -> Sent:
+                   event: EventOf, attachments: Sequence[chat_pb2.Attachment] = ()) -> Sent:
+        recipients = await self.members(room_id=room_id, user_id=user_id)
         try:
             async with self.db.transaction() as s:
-                room = await self._room_row(s, room_id, user_id)
-                recipients = sorted(m.user_id for m in (await self._members(s, [room_id]))[room_id])
-                existing = await self._existing(s, room_id, message_id, user_id)
-                if existing is not None:
-                    return Sent(message=existing, created=False, recipients=recipients)
-                if room.state != OPEN:
-                    raise RoomClosed(room_id)
-                # The row lock taken here orders concurrent sends to the room (SQLite: the write lock).
-                sequence = await s.scalar(rooms.update().where(rooms.c.id == room_id).values(
+                # Three statements: this one numbers the message and takes the room's row lock, which orders
+                # concurrent sends to the room (SQLite: the write lock); then the message and the outbox row.
+                sequence = await s.scalar(rooms.update().where(rooms.c.id == room_id, rooms.c.state == OPEN).values(
                     last_sequence=rooms.c.last_sequence + 1, activity_time=now).returning(rooms.c.last_sequence))
+                if sequence is None:  # closed; a resend of a message sent before still gets its first copy
+                    existing = await self._existing(s, room_id, message_id, user_id)
+                    if existing is not None:
+                        return Sent(message=existing, created=False, recipients=recipients)
+                    raise RoomClosed(room_id)
                 await s.execute(messages.insert().values(
                     room_id=room_id, sequence=sequence, id=message_id, sender_id=user_id, text=text, create_time=now,
                     attachments=[json_format.MessageToDict(a) for a in attachments] or None))
                 sent = Sent(message=chat_pb2.Message(
                     name=message_name(room_id, message_id), sender=f"users/{user_id}", sequence=sequence, text=text,
                     create_time=timestamp(now), attachments=attachments), created=True, recipients=recipients)
-                if (e := await event(sent)) is not None:
+                if (e := event(sent)) is not None:
                     await emit(s, e)
                 return sent
-        except IntegrityError:  # a concurrent resend of the same id stored it first
+        except IntegrityError:  # the id is in the room already (a resend): the transaction kept nothing
             async with self.db.read() as s:
                 existing = await self._existing(s, room_id, message_id, user_id)
             if existing is None:
