@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -78,6 +79,11 @@ async def test_two_workers_share_the_ports_and_stop_together(tmp_path, s3_endpoi
         assert not listening_inodes(ports.grpc)
     finally:
         if parent.poll() is None:
+            # A failed assertion gets here with everything running: SIGKILL to the parent alone would leave
+            # its workers serving (holding PostgreSQL connections) with no one to stop them.
+            for w in children(parent.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w, signal.SIGKILL)
             parent.kill()
             parent.wait()
         await drop_real_state(env)
