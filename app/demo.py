@@ -1,14 +1,20 @@
 """Demo data for `make up`: a few users and 60 pets with photos and locations, most listed for adoption
-and every fifth open to playdates (each demo user has some of both, so two of them can swipe to an
-adoption match and a playdate match), loaded through the public gRPC API once per data dir (a marker
-file remembers it). The demo admin has two-factor authentication on, as every admin must to act as
+and every fifth open to playdates (each demo user has some of both); Alice and Bob then swipe to an
+adoption match and a playdate match, and talk a little in the two chat rooms those make. All of it
+goes through the public gRPC API, once per data dir (a marker file remembers it); every step can be
+repeated by a run that stopped half-way. The demo admin has two-factor authentication on, as every admin must to act as
 one: its TOTP secret is kept in the data dir."""
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
 import logging
 import random
+import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import pyotp
@@ -16,10 +22,13 @@ from google.type import date_pb2, latlng_pb2
 from PIL import Image, ImageDraw
 
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
+from petplatform.chat.v1 import chat_pb2, chat_pb2_grpc
 from petplatform.common.v1 import animal_pb2
+from petplatform.matching.v1 import matching_pb2, matching_pb2_grpc
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PASSWORD = "demo-password-1"
 ADMIN_EMAIL = "admin@demo.petplatform.local"  # `make up` lists it in PETPLATFORM_ADMIN_EMAILS
@@ -37,6 +46,20 @@ NAMES = ["Mochi", "Kuro", "Sora", "Hana", "Taro", "Luna", "Max", "Bella", "Coco"
          "Yuki", "Pochi", "Milo", "Kiki", "Sunny", "Ume", "Biscuit"]
 ENERGY = [animal_pb2.ENERGY_LEVEL_LOW, animal_pb2.ENERGY_LEVEL_MEDIUM, animal_pb2.ENERGY_LEVEL_HIGH]
 PLAYDATE_EVERY = 5  # pets 0, 5, 10...: owners rotate over the three non-admin users, so each has some
+# What Alice (the shelter) and Bob say in the rooms of their adoption match and playdate match.
+CONVERSATIONS = {
+    matching_pb2.Match.KIND_ADOPTION: [
+        (1, "Hi! I'd love to adopt {pet}. Is a visit this weekend possible?"),
+        (0, "Hello Bob, thanks for your interest! Saturday at 11 works for us."),
+        (1, "Perfect, see you then. Anything I should bring?"),
+        (0, "Just yourself: we'll go through the adoption papers together."),
+    ],
+    matching_pb2.Match.KIND_PLAYDATE: [
+        (0, "Our pets would get along great. Park on Sunday?"),
+        (1, "Yes! Sunday afternoon, by the big fountain?"),
+    ],
+}
+STEP_TIMEOUT = 120.0  # seconds the demo waits for an event-driven step (matching's copy of a pet, a room)
 CITIES = [(35.6812, 139.7671), (34.6937, 135.5023), (13.7563, 100.5018), (43.0618, 141.3545)]  # Tokyo, Osaka...
 
 
@@ -72,6 +95,7 @@ async def load_demo_data(address: str, data_dir: Path) -> None:
         auth = auth_pb2_grpc.AuthServiceStub(ch)
         pets = pet_pb2_grpc.PetServiceStub(ch)
         owners = []
+        made: list[tuple[int, pet_pb2.Pet]] = []  # (index of the owner in USERS, pet)
         for email, name in USERS:
             # An email already registered (by a run that stopped half-way) gets the same answer.
             account = (await auth.Register(auth_pb2.RegisterRequest(
@@ -102,6 +126,67 @@ async def load_demo_data(address: str, data_dir: Path) -> None:
             if not created.photos:
                 await pets.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=created.name, content=photo(i)),
                                           metadata=md)
+            made.append((i % 3, created))
+        await match_and_talk(ch, alice=owners[0], bob=owners[1], pets=made)
     marker.write_text("ok\n")
-    log.info("demo data loaded: %d users (password %r, admin %s), 60 pets (every %dth open to playdates)",
-             len(USERS), PASSWORD, ADMIN_EMAIL, PLAYDATE_EVERY)
+    log.info("demo data loaded: %d users (password %r, admin %s), 60 pets (every %dth open to playdates); "
+             "Alice and Bob have an adoption match and a playdate match, with a room each", len(USERS), PASSWORD,
+             ADMIN_EMAIL, PLAYDATE_EVERY)
+
+
+async def match_and_talk(ch: grpc.aio.Channel, *, alice: tuple[tuple[str, str], ...],
+                         bob: tuple[tuple[str, str], ...], pets: list[tuple[int, pet_pb2.Pet]]) -> None:
+    """Bob asks to adopt one of Alice's pets (she accepts) and their playdate pets like each other; then
+    they write in both rooms. Message ids are derived from the room, so a second run stores nothing new."""
+    matching = matching_pb2_grpc.MatchingServiceStub(ch)
+    chat = chat_pb2_grpc.ChatServiceStub(ch)
+
+    def first(owner: int, listing: int) -> pet_pb2.Pet:
+        return next(p for o, p in pets if o == owner and p.listing == listing)
+    adoptable = first(0, pet_pb2.Pet.LISTING_ADOPTION)
+    a_player, b_player = first(0, pet_pb2.Pet.LISTING_PLAYDATES), first(1, pet_pb2.Pet.LISTING_PLAYDATES)
+    like = matching_pb2.SWIPE_ACTION_LIKE
+
+    async def swipe(request: matching_pb2.SwipeRequest, md: tuple[tuple[str, str], ...]) -> matching_pb2.SwipeResponse:
+        # Matching learns of the pets from their events: until it has, the pet is NOT_FOUND there.
+        return await _retrying(lambda: matching.Swipe(request, metadata=md), what=f"matching's copy of {request.pet}")
+    interest = (await swipe(matching_pb2.SwipeRequest(pet=adoptable.name, action=like), bob)).interest
+    if interest.name:  # else the like was repeated by a second run, and the interest answered then
+        await matching.RespondToInterest(matching_pb2.RespondToInterestRequest(
+            name=interest.name, decision=matching_pb2.RespondToInterestRequest.DECISION_ACCEPT), metadata=alice)
+    await swipe(matching_pb2.SwipeRequest(pet=a_player.name, action=like, acting_pet=b_player.name), bob)
+    await swipe(matching_pb2.SwipeRequest(pet=b_player.name, action=like, acting_pet=a_player.name), alice)
+    matches = (await matching.ListMatches(matching_pb2.ListMatchesRequest(page_size=100), metadata=alice)).matches
+    people = (alice, bob)
+    for kind, lines in CONVERSATIONS.items():
+        match = next(m for m in matches if m.kind == kind and (kind != matching_pb2.Match.KIND_ADOPTION
+                                                                or adoptable.name in m.pets))
+        room = "rooms/" + match.name.removeprefix("matches/")
+        # The chat service makes the room when match.created reaches it.
+        await _retrying(functools.partial(chat.GetRoom, chat_pb2.GetRoomRequest(name=room), metadata=alice),
+                        what=f"the room of {match.name}")
+        last = 0
+        for n, (speaker, text) in enumerate(lines):
+            sent = await chat.SendMessage(chat_pb2.SendMessageRequest(
+                parent=room, message_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{room}/{n}").hex,
+                message=chat_pb2.Message(text=text.format(pet=adoptable.display_name))), metadata=people[speaker])
+            last = sent.message.sequence
+        # Alice has read everything, Bob all but the last line: Alice's last word shows as unread to him.
+        await chat.MarkRead(chat_pb2.MarkReadRequest(room=room, sequence=last), metadata=alice)
+        await chat.MarkRead(chat_pb2.MarkReadRequest(room=room, sequence=last - 1), metadata=bob)
+
+
+async def _retrying(call: Callable[[], Awaitable[T]], *, what: str) -> T:
+    """`call` again while it is NOT_FOUND, for a step some event has still to make possible."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STEP_TIMEOUT
+    while True:
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            if loop.time() > deadline:
+                log.error("demo data: %s is still missing after %.0f s", what, STEP_TIMEOUT)
+                raise
+        await asyncio.sleep(0.05)

@@ -20,6 +20,8 @@ from petplatform.pet.v1 import pet_pb2  # noqa: F401
 from petplatform.recommender.v1 import recommender_pb2  # noqa: F401
 from petplatform.user.v1 import events_pb2 as user_events
 from petplatform.user.v1 import user_pb2  # noqa: F401
+from petplatform.notification.v1 import events_pb2 as notification_events
+from petplatform.notification.v1 import notification_pb2  # noqa: F401
 
 REGISTRY = Registry([
     ServiceSpec(
@@ -77,5 +79,12 @@ REGISTRY = Registry([
         consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted,
                   matching_events.SwipeRecorded, matching_events.SwipeUndone, matching_events.MatchCreated,
                   matching_events.AdoptionCompleted),
+    ),
+    ServiceSpec(
+        name="notification", module="services.notification.module:NotificationModule", port=3008,
+        contracts=("petplatform.notification.v1.NotificationService",), peers=("auth",),
+        emits=(notification_events.NotificationRequested, event_pb2.EmailRequested),
+        consumes=(chat_events.MessageSent, matching_events.MatchCreated, matching_events.AdoptionCompleted,
+                  auth_events.UserCreated, notification_events.NotificationRequested),
     ),
 ])

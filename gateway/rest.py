@@ -23,7 +23,7 @@ from gateway.policy import Admission, EdgePolicy
 from gateway.transcode import CODE_BY_NUMBER, HTTP_STATUS, build_request, output_class, render_response
 from gateway.upstream import OpenStreams, deadline, edge_shutting_down, status_of, stream_opened
 from mesh import errors, tracing
-from mesh.blobs import BlobNotFound, BlobStore
+from mesh.blobs import BlobNotFound, BlobStore, is_public
 from mesh.config import Settings
 from mesh.interceptor import request_id_from
 from mesh.limits import body_too_large, decode
@@ -168,6 +168,8 @@ class RestEdge:
         return web.json_response({"status": "ok"})
 
     async def blob(self, request: web.Request) -> web.Response:
+        if not is_public(request.match_info["key"]):  # as if it did not exist, to anyone
+            raise errors.not_found("blob", request.match_info["key"])
         try:
             data, content_type = await self.blobs.get(request.match_info["key"])
         except (BlobNotFound, ValueError):

@@ -18,6 +18,15 @@ from minio.error import S3Error
 _META = ".meta"  # the directory store's sidecar suffix holding the content type
 
 
+# Areas whose blobs only their service hands out, to whom it decides (chat attachments: GetAttachment, to
+# the room's members); the edge's public /v1/blobs/ route never serves them, and no url() is made for them.
+PRIVATE_AREAS = ("chat/",)
+
+
+def is_public(key: str) -> bool:
+    return not key.startswith(PRIVATE_AREAS)
+
+
 class BlobNotFound(KeyError):
     pass
 

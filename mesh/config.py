@@ -84,6 +84,21 @@ class Settings(BaseSettings):
     mail_from: str = "Pet Platform <no-reply@petplatform.local>"
     public_url: str = "http://127.0.0.1:3000"  # used in links sent by email
 
+    # Notifications (services/notification): providers, "sink" keeps deliveries in data_dir/notifications.
+    notification_push_provider: Literal["sink", "fcm"] = "sink"
+    fcm_project_id: str = ""
+    fcm_service_account_file: Path | None = None  # the service account's JSON key
+    fcm_api_url: str = "https://fcm.googleapis.com"
+    notification_sms_provider: Literal["sink", "twilio"] = "sink"
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_from_number: str = ""
+    twilio_api_url: str = "https://api.twilio.com"
+    notification_retry_base_seconds: float = Field(5, gt=0)  # first retry; doubled after each failure...
+    notification_retry_max_seconds: float = Field(3600, gt=0)  # ...up to this
+    notification_max_attempts: int = Field(8, ge=1)  # then the delivery is dead-lettered
+    notification_poll_seconds: float = Field(1.0, gt=0)  # how often due retries are looked for
+
     jwt_private_key: SecretStr | None = None  # PEM, EC P-256; unset: generated once under data_dir
     # Signs page tokens (HMAC-SHA256). Every replica of a service must share it: production sets it.
     # Unset: generated once under data_dir (embedded), else per process (a token then only works there).
@@ -164,6 +179,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"profile 'real' needs {', '.join(missing)}")
             if self.dev_oidc:
                 raise ValueError("PETPLATFORM_DEV_OIDC lets anyone sign in as anyone: not in profile 'real'")
+        needs = {"fcm": ("fcm_project_id", "fcm_service_account_file"),
+                 "twilio": ("twilio_account_sid", "twilio_auth_token", "twilio_from_number")}
+        for provider in (self.notification_push_provider, self.notification_sms_provider):
+            missing = [f"{ENV_PREFIX}{n.upper()}" for n in needs.get(provider, ())
+                       if not (v := getattr(self, n)) or (isinstance(v, SecretStr) and not v.get_secret_value())]
+            if missing:
+                raise ValueError(f"provider {provider!r} needs {', '.join(missing)}")
         return self
 
 

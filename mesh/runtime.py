@@ -15,6 +15,7 @@ from mesh.blobs import BlobStore, make_blob_store
 from mesh.cache import Cache, make_cache
 from mesh.config import Settings, local_secret
 from mesh.fanout import Fanout, make_fanout
+from mesh.presence import Presence, make_presence
 from mesh.events import (Bus, Effects, Handler, InProcessBus, Relay, event_table_names, event_type,
                          migrate_event_tables, producer)
 from mesh.principal import TokenVerifier
@@ -67,6 +68,7 @@ class Runtime:
         self.bus = make_bus(settings)
         self.cache: Cache = make_cache(settings.redis_url, prefix=settings.schema_prefix)
         self.fanout: Fanout = make_fanout(settings.redis_url, prefix=settings.schema_prefix)
+        self.presence: Presence = make_presence(settings.redis_url, prefix=settings.schema_prefix)
         self.blobs: BlobStore = make_blob_store(
             s3_endpoint=settings.s3_endpoint, s3_access_key=settings.s3_access_key,
             s3_secret_key=settings.s3_secret_key.get_secret_value(), s3_bucket=settings.s3_bucket,
@@ -98,6 +100,7 @@ class Runtime:
             await ch.close()
         await self.bus.close()
         await self.fanout.close()
+        await self.presence.close()
         await self.cache.close()
 
 

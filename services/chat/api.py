@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import grpc
 
-from mesh import errors, principal
+from mesh import errors, media, principal
+from mesh.blobs import BlobNotFound, BlobStore
 from mesh.interceptor import send_headers
-from mesh.resources import decode_page_token, encode_page_token, page_size, parse_name, timestamp
+from mesh.resources import decode_page_token, encode_page_token, new_id, page_size, parse_name, timestamp
 from mesh.sql import utcnow
 from petplatform.chat.v1 import chat_pb2, chat_pb2_grpc
 from petplatform.chat.v1 import events_pb2 as chat_events
@@ -26,11 +28,17 @@ log = logging.getLogger(__name__)
 
 ROOM_TYPE = "chat.petplatform.dev/Room"
 MESSAGE_TYPE = "chat.petplatform.dev/Message"
+ATTACHMENT_TYPE = "chat.petplatform.dev/Attachment"
 DOMAIN = "chat.petplatform.dev"
 CATCH_UP_PAGE = 100
 ACTION_BACKLOG = 16  # answers to Connect actions not yet sent; past it the stream stops reading actions
 
 T = TypeVar("T")
+
+
+def blob_key(attachment_name: str) -> str:
+    """Where an attachment's bytes are: under the blob port's chat area (mesh.blobs.PRIVATE_AREAS)."""
+    return "chat/" + attachment_name.removeprefix("rooms/")
 
 
 def to_room(r: RoomRecord) -> chat_pb2.Room:
@@ -59,9 +67,10 @@ async def mapped(name: str, call: Awaitable[T]) -> T:
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
-    def __init__(self, store: ChatStore, hub: ChatHub):
+    def __init__(self, store: ChatStore, hub: ChatHub, blobs: BlobStore):
         self.store = store
         self.hub = hub
+        self.blobs = blobs
         hub.on_presence = self._presence
 
     # --- actions, shared by the unary RPCs and Connect ---
@@ -69,14 +78,84 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def _send(self, request: chat_pb2.SendMessageRequest, prefix: str = "") -> chat_pb2.Message:
         caller = principal.require()
         room = domain.room_id(request.parent, f"{prefix}parent")
-        domain.check_message(message_id=request.message_id, text=request.message.text, prefix=prefix)
+        domain.check_message(message_id=request.message_id, text=request.message.text, prefix=prefix,
+                             attachments=request.attachments)
+        attachments: list[chat_pb2.Attachment] = []
+        if request.attachments:
+            first = await self._stored_already(request, room, caller.user_id)
+            if first is not None:  # a resend: nothing is checked or stored again
+                return first
+            attachments = await self._store_attachments(request, room, prefix)
+        try:
+            message = await self._store_message(request, room, caller, attachments)
+        except BaseException:
+            await self._drop_blobs([blob_key(a.name) for a in attachments])  # no message, no blobs
+            raise
+        if attachments and [a.name for a in message.attachments] != [a.name for a in attachments]:
+            await self._drop_blobs([blob_key(a.name) for a in attachments])  # a concurrent resend stored first
+        return message
+
+    async def _stored_already(self, request: chat_pb2.SendMessageRequest, room: str,
+                              user_id: str) -> chat_pb2.Message | None:
+        """The message as stored by an earlier send of it; refuses early what the send would (non-members,
+        closed rooms), before the attachments' bytes are judged or stored."""
+        r = await mapped(request.parent, self.store.room(room_id=room, user_id=user_id))
+        try:
+            first = await self.store.message(room_id=room, message_id=request.message_id, user_id=user_id)
+        except LookupError:
+            first = None
+        if first is not None:
+            if first.sender != f"users/{user_id}":
+                raise errors.already_exists(MESSAGE_TYPE, first.name, "another member used this message_id in the room")
+            return first
+        if r.state != chat_pb2.Room.STATE_OPEN:
+            raise errors.failed_precondition(f"{request.parent} is closed: its history is read-only", "ROOM_CLOSED")
+        return None
+
+    async def _store_attachments(self, request: chat_pb2.SendMessageRequest, room: str,
+                                 prefix: str) -> list[chat_pb2.Attachment]:
+        """Judges each attachment by its bytes (in the shared decoder threads), then stores them in the
+        blob port's chat area, which nothing serves but GetAttachment."""
+        loop = asyncio.get_running_loop()
+        checked = []
+        for i, upload in enumerate(request.attachments):
+            checked.append(await loop.run_in_executor(media.decoders, functools.partial(
+                media.check_file, upload.content, declared=upload.content_type, max_image_bytes=domain.MAX_IMAGE_BYTES,
+                max_file_bytes=domain.MAX_FILE_BYTES, field=f"{prefix}attachments[{i}].content")))
+        out: list[chat_pb2.Attachment] = []
+        try:
+            for upload, c in zip(request.attachments, checked, strict=True):
+                a = chat_pb2.Attachment(
+                    name=f"rooms/{room}/messages/{request.message_id}/attachments/{new_id()}",
+                    content_type=c.content_type, size_bytes=len(upload.content), filename=upload.filename,
+                    width=c.width, height=c.height)
+                await self.blobs.put(blob_key(a.name), upload.content, c.content_type)
+                out.append(a)
+        except BaseException:
+            await self._drop_blobs([blob_key(a.name) for a in out])
+            raise
+        return out
+
+    async def _drop_blobs(self, keys: list[str]) -> None:
+        for key in keys:
+            try:
+                await self.blobs.delete(key)
+            except Exception:  # an orphaned blob is unreachable (GetAttachment finds none); a failed delete
+                log.warning("could not delete blob %s", key, exc_info=True)  # must not fail the RPC
+
+    async def _store_message(self, request: chat_pb2.SendMessageRequest, room: str, caller: principal.Principal,
+                             attachments: list[chat_pb2.Attachment]) -> chat_pb2.Message:
+        members = await mapped(request.parent, self.store.members(room_id=room, user_id=caller.user_id))
+        others = [u for u in members if u != caller.user_id]
+        # Asked before the transaction, not inside it: the room's row lock is held only for the writes.
+        watching = await self.hub.watching(others)
 
         def event(sent: Sent) -> chat_events.MessageSent:
-            return chat_events.MessageSent(message=sent.message, recipients=[
-                f"users/{u}" for u in sent.recipients if u != caller.user_id])
+            return chat_events.MessageSent(message=sent.message, recipients=[f"users/{u}" for u in others],
+                                           watching=[f"users/{u}" for u in others if u in watching])
         sent = await mapped(request.parent, self.store.send(
             room_id=room, user_id=caller.user_id, message_id=request.message_id, text=request.message.text,
-            now=utcnow(), event=event))
+            now=utcnow(), event=event, attachments=attachments))
         if sent.created:
             await self.hub.publish(sent.recipients, chat_pb2.ChatEvent(message=sent.message))
         return sent.message
@@ -163,15 +242,33 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             token = encode_page_token([found[-1].sequence], request)
         return chat_pb2.ListMessagesResponse(messages=found, next_page_token=token)
 
+    async def GetAttachment(self, request: chat_pb2.GetAttachmentRequest,
+                            context: grpc.aio.ServicerContext) -> chat_pb2.GetAttachmentResponse:
+        caller = principal.require()
+        room, message_id, _ = parse_name(request.name, "rooms/{}/messages/{}/attachments/{}")
+        message = await mapped(f"rooms/{room}", self.store.message(room_id=room, message_id=message_id,
+                                                                   user_id=caller.user_id))
+        found = next((a for a in message.attachments if a.name == request.name), None)
+        if found is None:  # none such, or its message was deleted
+            raise errors.not_found(ATTACHMENT_TYPE, request.name)
+        try:
+            content, _ = await self.blobs.get(blob_key(found.name))
+        except BlobNotFound:
+            raise errors.not_found(ATTACHMENT_TYPE, request.name) from None
+        return chat_pb2.GetAttachmentResponse(attachment=found, content=content)
+
     async def DeleteMessage(self, request: chat_pb2.DeleteMessageRequest,
                             context: grpc.aio.ServicerContext) -> chat_pb2.DeleteMessageResponse:
         caller = principal.require()
         room, message = parse_name(request.name, "rooms/{}/messages/{}")
+        before = await mapped(request.name, self.store.message(room_id=room, message_id=message,
+                                                               user_id=caller.user_id))
         tombstone, members = await mapped(request.name, self.store.delete(
             room_id=room, message_id=message, user_id=caller.user_id, now=utcnow(),
             event=lambda d: chat_events.MessageDeleted(message=d.message, recipients=[
                 f"users/{u}" for u in d.recipients if u != caller.user_id])))
         await self.hub.publish(members, chat_pb2.ChatEvent(message=tombstone))
+        await self._drop_blobs([blob_key(a.name) for a in before.attachments])
         return chat_pb2.DeleteMessageResponse(message=tombstone)
 
     # --- streams ---

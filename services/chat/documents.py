@@ -90,10 +90,18 @@ class ChatStore(Protocol):
     async def peers(self, *, user_id: str) -> set[str]:
         """Everyone sharing a room with `user_id`."""
 
+    async def members(self, *, room_id: str, user_id: str) -> list[str]:
+        """The room's members, sorted; NotMember if `user_id` is not one. Members never change, so an
+        adapter may keep them: the send path asks for them on every message."""
+
     async def send(self, *, room_id: str, user_id: str, message_id: str, text: str, now: dt.datetime,
-                   event: EventOf) -> Sent:
+                   event: EventOf, attachments: Sequence[chat_pb2.Attachment] = ()) -> Sent:
         """Stores a message with the room's next sequence, or returns the stored one for a resend.
-        NotMember, RoomClosed, IdTaken. `event(Sent)` is stored with a new message."""
+        NotMember, RoomClosed, IdTaken. `event(Sent)` is stored with a new message, in its transaction:
+        it must not wait on anything (who is watching is asked before)."""
+
+    async def message(self, *, room_id: str, message_id: str, user_id: str) -> chat_pb2.Message:
+        """One message of a room `user_id` is a member of: NotMember, LookupError if there is none."""
 
     async def messages(self, *, room_id: str, after: int = 0, before: int | None = None, size: int,
                        descending: bool = False) -> list[chat_pb2.Message]:
@@ -101,9 +109,9 @@ class ChatStore(Protocol):
 
     async def delete(self, *, room_id: str, message_id: str, user_id: str, now: dt.datetime,
                      event: EventOf) -> tuple[chat_pb2.Message, list[str]]:
-        """Makes a tombstone of `user_id`'s message (NotSender, NotMember; LookupError if there is no such
-        message); a tombstone stays as it is. Returns it and the room's members. `event(Sent)` is
-        stored with the deletion."""
+        """Makes a tombstone of `user_id`'s message, without text or attachments (NotSender, NotMember;
+        LookupError if there is no such message); a tombstone stays as it is. Returns it and the room's
+        members. `event(Sent)` is stored with the deletion."""
 
     async def mark(self, *, room_id: str, user_id: str, read: int = 0, delivered: int = 0,
                    event: EventOf) -> tuple[chat_pb2.Receipt, list[str], bool]:

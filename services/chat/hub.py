@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -19,6 +21,7 @@ from prometheus_client import Gauge
 
 from mesh import errors
 from mesh.fanout import Fanout
+from mesh.presence import Presence
 from petplatform.chat.v1 import chat_pb2
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,10 @@ BUFFER = 256  # events a stream may hold before it drops ephemeral ones and read
 OPEN_STREAMS = Gauge("petplatform_chat_streams", "Open chat streams (Connect and StreamEvents)")
 
 EPHEMERAL = frozenset({"typing", "presence"})
+# Whoever holds a chat stream is watching all their rooms (a stream carries every room of its user):
+# the notification worker pushes them no message. Leases outlive a dead replica by at most this long.
+WATCHING = "chat"  # the presence port's topic
+LEASE_SECONDS = 30.0
 
 
 def room_of(message_name: str) -> str:
@@ -82,8 +89,14 @@ class Subscriber:
 
 
 class ChatHub:
-    def __init__(self, fanout: Fanout):
+    def __init__(self, fanout: Fanout, presence: Presence, lease_seconds: float = LEASE_SECONDS):
         self._fanout = fanout
+        self._watching = presence
+        self._holder = uuid.uuid4().hex  # this replica, in the presence port's leases
+        self._lease_seconds = lease_seconds
+        # Holds and releases in the order streams opened and closed (one worker), renewed by a heartbeat.
+        self._leases: asyncio.Queue[tuple[bool, str]] = asyncio.Queue()
+        self._lease_tasks: list[asyncio.Task] = []
         self._by_user: dict[str, set[Subscriber]] = collections.defaultdict(set)
         self._closed = False
         self._tasks: set[asyncio.Task] = set()
@@ -92,6 +105,43 @@ class ChatHub:
 
     async def start(self) -> None:
         await self._fanout.listen(CHANNEL, self._receive, self._on_gap)
+        self._lease_tasks = [asyncio.create_task(self._apply_leases(), name="chat:leases"),
+                             asyncio.create_task(self._renew_leases(), name="chat:lease-renewal")]
+
+    async def stop(self) -> None:
+        for t in self._lease_tasks:
+            t.cancel()
+        for t in self._lease_tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        # The replica is going: nobody watches through it any more.
+        users = set(self._by_user)
+        while not self._leases.empty():
+            users.add(self._leases.get_nowait()[1])
+        for user in users:
+            with contextlib.suppress(Exception):
+                await self._watching.release(WATCHING, user, self._holder)
+
+    async def _apply_leases(self) -> None:
+        while True:
+            hold, user = await self._leases.get()
+            try:
+                if hold:
+                    await self._watching.hold(WATCHING, [user], self._holder, self._lease_seconds)
+                else:
+                    await self._watching.release(WATCHING, user, self._holder)
+            except Exception:
+                log.warning("chat presence lease of %s not updated", user, exc_info=True)
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_seconds / 3)
+            if not self._by_user:
+                continue
+            try:
+                await self._watching.hold(WATCHING, list(self._by_user), self._holder, self._lease_seconds)
+            except Exception:
+                log.warning("chat presence leases not renewed", exc_info=True)
 
     async def publish(self, recipients: Iterable[str], event: chat_pb2.ChatEvent) -> None:
         """Best effort: a stream that misses a message finds the gap by its sequence, or on resume."""
@@ -100,6 +150,19 @@ class ChatHub:
             await self._fanout.publish(CHANNEL, data)
         except Exception:
             log.warning("chat fan-out publish failed; streams will catch up from storage", exc_info=True)
+
+    async def watching(self, users: Sequence[str]) -> set[str]:
+        """Those of `users` with a chat stream open on any replica (asked of the presence port only for
+        those without one here). On a presence failure, nobody: a push too many, never one missed."""
+        here = {u for u in users if self._by_user.get(u)}
+        elsewhere = [u for u in users if u not in here]
+        if not elsewhere:
+            return here
+        try:
+            return here | await self._watching.present(WATCHING, elsewhere)
+        except Exception:
+            log.warning("chat presence not read; the recipients count as away", exc_info=True)
+            return here
 
     def _receive(self, data: bytes) -> None:
         head, _, body = data.partition(b"\n")
@@ -123,6 +186,7 @@ class ChatHub:
         self._by_user[user_id].add(sub)
         OPEN_STREAMS.inc()
         if first:
+            self._leases.put_nowait((True, user_id))
             self._presence(user_id, True)
         return sub
 
@@ -134,6 +198,7 @@ class ChatHub:
         OPEN_STREAMS.dec()
         if not subs:
             del self._by_user[sub.user_id]
+            self._leases.put_nowait((False, sub.user_id))
             if not self._closed:
                 self._presence(sub.user_id, False)
 

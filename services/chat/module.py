@@ -50,11 +50,11 @@ class ChatModule(ServiceModule):
     def __init__(self, rt: Runtime, spec: ServiceSpec):
         super().__init__(rt, spec)
         self.store: ChatStore = SqlChatStore(self.db)
-        self.hub = ChatHub(rt.fanout)
+        self.hub = ChatHub(rt.fanout, rt.presence)
         self._tasks: set[asyncio.Task] = set()
 
     def servicers(self) -> Mapping[str, object]:
-        return {"petplatform.chat.v1.ChatService": ChatServicer(self.store, self.hub)}
+        return {"petplatform.chat.v1.ChatService": ChatServicer(self.store, self.hub, self.rt.blobs)}
 
     def consumers(self) -> Mapping[str, Effects]:
         return {"chat.rooms": {matching_events.MatchCreated: self._match_created,
@@ -66,6 +66,10 @@ class ChatModule(ServiceModule):
 
     async def drain(self) -> None:
         self.hub.close()
+
+    async def stop(self) -> None:
+        await self.hub.stop()
+        await super().stop()
 
     # Room changes reach the members' open streams once they are committed.
     def _announce(self, s: AsyncSession, rooms: list[RoomRecord]) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from google.protobuf import json_format
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,6 +50,7 @@ messages = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("create_time", UtcDateTime, nullable=False),
     sa.Column("delete_time", UtcDateTime, nullable=True),
+    sa.Column("attachments", sa.JSON, nullable=True),  # [chat.v1.Attachment as JSON]; the bytes are blobs
     sa.UniqueConstraint("room_id", "id", name="uq_messages_room_id"),
 )
 
@@ -56,12 +58,18 @@ messages = sa.Table(
 def to_message(row: Row) -> chat_pb2.Message:
     return chat_pb2.Message(name=message_name(row.room_id, row.id), sender=f"users/{row.sender_id}",
                             sequence=row.sequence, text=row.text, create_time=timestamp(row.create_time),
-                            delete_time=timestamp(row.delete_time))
+                            delete_time=timestamp(row.delete_time),
+                            attachments=[json_format.ParseDict(a, chat_pb2.Attachment())
+                                         for a in row.attachments or ()])
+
+
+MEMBERS_KEPT = 100_000  # rooms whose members a store keeps in memory
 
 
 class SqlChatStore:
     def __init__(self, db: Database):
         self.db = db
+        self._members_of: dict[str, tuple[str, ...]] = {}
 
     async def _members(self, s: AsyncSession, room_ids: Sequence[str]) -> dict[str, list[Member]]:
         out: dict[str, list[Member]] = {r: [] for r in room_ids}
@@ -150,29 +158,44 @@ class SqlChatStore:
                                                                       memberships.c.user_id != user_id).distinct())
             return set(rows)
 
+    async def members(self, *, room_id: str, user_id: str) -> list[str]:
+        found = self._members_of.get(room_id)
+        if found is None:
+            async with self.db.read() as s:
+                found = tuple(sorted(await s.scalars(sa.select(memberships.c.user_id)
+                                                     .where(memberships.c.room_id == room_id))))
+            if found:  # a room's members never change: kept for as long as there is room
+                if len(self._members_of) >= MEMBERS_KEPT:
+                    self._members_of.clear()
+                self._members_of[room_id] = found
+        if user_id not in found:
+            raise NotMember(room_id)
+        return list(found)
+
     async def send(self, *, room_id: str, user_id: str, message_id: str, text: str, now: dt.datetime,
-                   event: EventOf) -> Sent:
+                   event: EventOf, attachments: Sequence[chat_pb2.Attachment] = ()) -> Sent:
+        recipients = await self.members(room_id=room_id, user_id=user_id)
         try:
             async with self.db.transaction() as s:
-                room = await self._room_row(s, room_id, user_id)
-                recipients = sorted(m.user_id for m in (await self._members(s, [room_id]))[room_id])
-                existing = await self._existing(s, room_id, message_id, user_id)
-                if existing is not None:
-                    return Sent(message=existing, created=False, recipients=recipients)
-                if room.state != OPEN:
-                    raise RoomClosed(room_id)
-                # The row lock taken here orders concurrent sends to the room (SQLite: the write lock).
-                sequence = await s.scalar(rooms.update().where(rooms.c.id == room_id).values(
+                # Three statements: this one numbers the message and takes the room's row lock, which orders
+                # concurrent sends to the room (SQLite: the write lock); then the message and the outbox row.
+                sequence = await s.scalar(rooms.update().where(rooms.c.id == room_id, rooms.c.state == OPEN).values(
                     last_sequence=rooms.c.last_sequence + 1, activity_time=now).returning(rooms.c.last_sequence))
-                await s.execute(messages.insert().values(room_id=room_id, sequence=sequence, id=message_id,
-                                                         sender_id=user_id, text=text, create_time=now))
+                if sequence is None:  # closed; a resend of a message sent before still gets its first copy
+                    existing = await self._existing(s, room_id, message_id, user_id)
+                    if existing is not None:
+                        return Sent(message=existing, created=False, recipients=recipients)
+                    raise RoomClosed(room_id)
+                await s.execute(messages.insert().values(
+                    room_id=room_id, sequence=sequence, id=message_id, sender_id=user_id, text=text, create_time=now,
+                    attachments=[json_format.MessageToDict(a) for a in attachments] or None))
                 sent = Sent(message=chat_pb2.Message(
                     name=message_name(room_id, message_id), sender=f"users/{user_id}", sequence=sequence, text=text,
-                    create_time=timestamp(now)), created=True, recipients=recipients)
+                    create_time=timestamp(now), attachments=attachments), created=True, recipients=recipients)
                 if (e := event(sent)) is not None:
                     await emit(s, e)
                 return sent
-        except IntegrityError:  # a concurrent resend of the same id stored it first
+        except IntegrityError:  # the id is in the room already (a resend): the transaction kept nothing
             async with self.db.read() as s:
                 existing = await self._existing(s, room_id, message_id, user_id)
             if existing is None:
@@ -197,6 +220,15 @@ class SqlChatStore:
         async with self.db.read() as s:
             return [to_message(r) for r in await s.execute(query.order_by(order).limit(size))]
 
+    async def message(self, *, room_id: str, message_id: str, user_id: str) -> chat_pb2.Message:
+        async with self.db.read() as s:
+            await self._room_row(s, room_id, user_id)
+            row = (await s.execute(sa.select(messages).where(messages.c.room_id == room_id,
+                                                             messages.c.id == message_id))).one_or_none()
+            if row is None:
+                raise LookupError(message_id)
+            return to_message(row)
+
     async def delete(self, *, room_id: str, message_id: str, user_id: str, now: dt.datetime,
                      event: EventOf) -> tuple[chat_pb2.Message, list[str]]:
         async with self.db.transaction() as s:
@@ -210,7 +242,7 @@ class SqlChatStore:
                 raise NotSender(message_id)
             if row.delete_time is not None:
                 return to_message(row), recipients
-            await s.execute(messages.update().where(*where).values(text="", delete_time=now))
+            await s.execute(messages.update().where(*where).values(text="", delete_time=now, attachments=None))
             tombstone = to_message((await s.execute(sa.select(messages).where(*where))).one())
             if (e := event(Sent(message=tombstone, created=True, recipients=recipients))) is not None:
                 await emit(s, e)

@@ -13,7 +13,7 @@ import grpc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh import errors, pagination, principal
+from mesh import errors, media, pagination, principal
 from mesh.interceptor import send_headers
 from mesh.blobs import BlobStore
 from mesh.events import emit
@@ -187,7 +187,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         if pet.photo_count >= domain.MAX_PHOTOS_PER_PET:  # early, so a full pet costs no decoding; enforced below
             raise too_many_photos()
         content_type, width, height = await asyncio.get_running_loop().run_in_executor(
-            domain.photo_decoders, domain.check_photo, request.content)
+            media.decoders, domain.check_photo, request.content)
         photo_id = new_id()
         key = photo_key(pet_id, photo_id)
         await self.blobs.put(key, request.content, content_type)

@@ -2,35 +2,18 @@
 checks."""
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import io
-import threading
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 from google.type import date_pb2
-from PIL import Image, UnidentifiedImageError
 
-from mesh import errors
+from mesh import errors, media
 from mesh.principal import Principal
 from mesh.resources import check_text
 from petplatform.common.v1 import animal_pb2
 from petplatform.pet.v1 import pet_pb2
 
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
-# A few bytes can claim many pixels (6300×6300 fits in 154 KB of PNG): 16 MP, room for a 12 MP phone
-# photo, is checked from the header before anything is decoded.
-MAX_PHOTO_PIXELS = 4096 * 4096
-# Decoding takes far more memory than the upload, and its share depends on the format (decode_bytes).
-# At most PHOTO_DECODERS decodes run at once, and together they hold at most DECODE_BUDGET_BYTES,
-# exactly what the costliest accepted photo needs (so it runs alone); the others wait their turn.
-PHOTO_DECODERS = 2
-WORST_BYTES_PER_PIXEL = 16
-DECODE_BUDGET_BYTES = MAX_PHOTO_PIXELS * WORST_BYTES_PER_PIXEL  # 256 MiB
-photo_decoders = ThreadPoolExecutor(PHOTO_DECODERS, thread_name_prefix="photo-decode")
 MAX_PHOTOS_PER_PET = 20
-PHOTO_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 WRITABLE = {"display_name", "species", "breed", "sex", "size", "birth_date", "description", "status", "location",
             "good_with_children", "good_with_dogs", "good_with_cats", "listing", "energy"}
 MAX_REQUEST_ID_LENGTH = 64
@@ -131,72 +114,8 @@ def check_health_record(rec: pet_pb2.HealthRecord, today: dt.date) -> None:
         raise errors.invalid_argument(*v)
 
 
-def decode_bytes(img: Image.Image) -> int:
-    """The most memory decoding `img` takes, measured with Pillow 13 (tests/bench/photo_memory.py): 4 bytes a
-    pixel; 2 more a band for the coefficients a progressive JPEG keeps; 16 for WebP, whose decoder keeps
-    two canvases and hands Pillow a copy."""
-    per_pixel = 4
-    if img.format == "WEBP":
-        per_pixel = WORST_BYTES_PER_PIXEL
-    elif img.format == "JPEG" and img.info.get("progressive"):
-        per_pixel += 2 * len(img.getbands())
-    return img.width * img.height * per_pixel
-
-
-class DecodeBudget:
-    """Bytes the decoding threads may hold together: a decode waits until its share is free."""
-
-    def __init__(self, total: int):
-        self.free = total
-        self._changed = threading.Condition()
-
-    @contextlib.contextmanager
-    def take(self, size: int) -> Iterator[None]:
-        with self._changed:
-            self._changed.wait_for(lambda: self.free >= size)
-            self.free -= size
-        try:
-            yield
-        finally:
-            with self._changed:
-                self.free += size
-                self._changed.notify_all()
-
-
-decode_budget = DecodeBudget(DECODE_BUDGET_BYTES)
-
-
-def too_many_pixels(detail: str) -> errors.ApiError:
-    return errors.invalid_argument(
-        ("content", f"{detail}; at most {MAX_PHOTO_PIXELS:,} pixels (4096×4096) are accepted: scale it down"),
-        reason="PHOTO_TOO_LARGE")
-
-
 def check_photo(content: bytes) -> tuple[str, int, int]:
-    """(content type, width, height) of an acceptable image, judged by its bytes, never by a name.
-    Blocks while it waits for its share of the decode budget: run it in photo_decoders."""
-    if len(content) > MAX_PHOTO_BYTES:
-        raise errors.invalid_argument(("content", f"photo is larger than {MAX_PHOTO_BYTES // (1024 * 1024)} MiB"),
-                                      reason="PHOTO_TOO_LARGE")
-    try:
-        with Image.open(io.BytesIO(content)) as img:  # reads the header, decodes nothing
-            kind, (width, height) = img.format, img.size
-            if kind not in PHOTO_TYPES:
-                raise errors.invalid_argument(("content", f"{kind} images are not accepted; use JPEG, PNG or WebP"),
-                                              reason="PHOTO_TYPE")
-            if width * height > MAX_PHOTO_PIXELS:
-                raise too_many_pixels(f"image is {width}×{height} pixels")
-            cost = decode_bytes(img)
-            img.verify()
-        with decode_budget.take(cost), Image.open(io.BytesIO(content)) as img:
-            img.load()  # verify() misses truncated pixel data; decoding it does not
-    except errors.ApiError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        # Pillow's own guard, far above ours, trips inside open() before we see the size (the warning
-        # only where warnings are errors).
-        raise too_many_pixels("image has far too many pixels") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise errors.invalid_argument(("content", "not a valid JPEG, PNG or WebP image"),
-                                      reason="PHOTO_INVALID") from None
-    return PHOTO_TYPES[kind], width, height
+    """(content type, width, height) of an acceptable photo (mesh.media's image rules), judged by its
+    bytes. Blocks while it waits for its share of the decode budget: run it in media.decoders."""
+    checked = media.check_image(content, max_bytes=MAX_PHOTO_BYTES, reason="PHOTO")
+    return checked.content_type, checked.width, checked.height

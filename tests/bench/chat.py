@@ -26,8 +26,8 @@ import aiohttp
 import grpc
 
 from petplatform.chat.v1 import chat_pb2, chat_pb2_grpc
-from tests.bench.run import (DURATION, BenchError, Ports, drop_real_state, http_ready, platform_env, process,
-                             settle)
+from tests.bench.run import (DURATION, PROFILES, BenchError, Ports, drop_real_state, http_ready, platform_env,
+                             process, pyspy, settle)
 from tests.support.tokens import sign_token
 
 STREAMS = int(os.environ.get("BENCH_CHAT_STREAMS", "1000"))
@@ -77,13 +77,13 @@ async def bench_profile(profile: str, tmp: Path, http: aiohttp.ClientSession, s3
         async with process(f"chat-{profile}", ["-m", "app.cli", "run", "--target=all"], env, tmp,
                            http_ready(http, f"http://127.0.0.1:{ports.http}/readyz")) as proc:
             await settle(proc.pid)
-            return await run_load(profile, ports, users, key, kid)
+            return await run_load(profile, ports, users, key, kid, proc.pid)
     finally:
         if profile == "real":
             await drop_real_state(env)
 
 
-async def run_load(profile: str, ports: Ports, users: list[str], key, kid: str) -> str:
+async def run_load(profile: str, ports: Ports, users: list[str], key, kid: str, pid: int) -> str:
     md = {u: (("authorization", "Bearer " + sign_token({"sub": u, "sid": uuid.uuid4().hex, "role": "user",
                                                         "exp": int(time.time()) + 3600}, key, kid)),)
           for u in users}
@@ -134,15 +134,16 @@ async def run_load(profile: str, ports: Ports, users: list[str], key, kid: str) 
 
         total = int(RATE * DURATION)
         senders = list(rooms.items())
-        start = time.perf_counter()
-        sends = []
-        for n in range(total):
-            due = start + n / RATE
-            if (wait := due - time.perf_counter()) > 0:
-                await asyncio.sleep(wait)
-            sender, room = senders[n % len(senders)]
-            sends.append(asyncio.create_task(send_one(sender, room, stubs[n % len(stubs)])))
-        await asyncio.gather(*sends)
+        async with pyspy(pid, f"chat-{profile}-{len(users)}-streams"):
+            start = time.perf_counter()
+            sends = []
+            for n in range(total):
+                due = start + n / RATE
+                if (wait := due - time.perf_counter()) > 0:
+                    await asyncio.sleep(wait)
+                sender, room = senders[n % len(senders)]
+                sends.append(asyncio.create_task(send_one(sender, room, stubs[n % len(stubs)])))
+            await asyncio.gather(*sends)
         sending = time.perf_counter() - start
         for _ in range(500):  # until every message sent has arrived (or 10 s more)
             if stored <= delivered:
@@ -171,15 +172,17 @@ async def main() -> int:
     with tempfile.TemporaryDirectory(prefix="petplatform-chat-bench-") as tmp_name:
         tmp = Path(tmp_name)
         async with aiohttp.ClientSession() as http:
-            lines.append(await bench_profile("embedded", tmp, http))
-            from moto.server import ThreadedMotoServer
-            moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-            moto.start()
-            try:
-                host, port = moto.get_host_and_port()
-                lines.append(await bench_profile("real", tmp, http, f"{host}:{port}"))
-            finally:
-                moto.stop()
+            if "embedded" in PROFILES:
+                lines.append(await bench_profile("embedded", tmp, http))
+            if "real" in PROFILES:
+                from moto.server import ThreadedMotoServer
+                moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+                moto.start()
+                try:
+                    host, port = moto.get_host_and_port()
+                    lines.append(await bench_profile("real", tmp, http, f"{host}:{port}"))
+                finally:
+                    moto.stop()
     print(f"\nChat: {STREAMS} StreamEvents streams in {STREAMS // 2} rooms on one platform process, SendMessage "
           f"paced at the target rate for {DURATION:g}s from one load-generator process ({os.cpu_count()} cores).\n"
           "latency: SendMessage called -> the other member's stream reads it.\n")

@@ -2,11 +2,17 @@
 streaming from the other (Redis pub/sub fan-out), and a stream resumes on either."""
 from __future__ import annotations
 
+import uuid
+
 import grpc
 import pytest
 
 from petplatform.chat.v1 import chat_pb2, chat_pb2_grpc
-from tests.support.chat import caught_up, next_event, open_room, send
+from petplatform.chat.v1 import events_pb2 as chat_events
+from petplatform.common.v1 import event_pb2
+from petplatform.notification.v1 import notification_pb2
+from services.chat.hub import WATCHING
+from tests.support.chat import caught_up, next_event, open_room, send, until
 from tests.support.platform import Api, start_platform
 
 pytestmark = pytest.mark.real
@@ -37,3 +43,46 @@ async def test_messages_cross_replicas_and_resume_on_either(real_api: Api):
             again.cancel()
     finally:
         await second.stop(grace=1)
+
+
+async def test_a_member_streaming_from_another_replica_counts_as_watching(real_api: Api):
+    """Presence crosses replicas (Redis): message.sent names who watched, and only the others are notified."""
+    alice, bob = await real_api.signup("Alice"), await real_api.signup("Bob")
+    room = await open_room(real_api, alice, bob)
+    heard: list[chat_events.MessageSent] = []
+
+    async def handler(body: bytes) -> None:
+        event = chat_events.MessageSent()
+        event_pb2.EventEnvelope.FromString(body).payload.Unpack(event)
+        heard.append(event)
+    await real_api.platform.rt.bus.subscribe(f"test.sent.{uuid.uuid4().hex[:8]}", ["message.sent"], handler)
+    second = await start_platform(real_api.platform.settings)
+    try:
+        async with grpc.aio.insecure_channel(second.address) as ch:
+            call = chat_pb2_grpc.ChatServiceStub(ch).StreamEvents(chat_pb2.StreamEventsRequest(), metadata=bob.md)
+            await caught_up(call)
+
+            async def held():
+                return await real_api.platform.rt.presence.present(WATCHING, [bob.user_id])
+            await until(held, "bob's lease held by the second replica")
+            watched = await send(real_api, alice, room, "watched")  # through the first replica
+            call.cancel()
+
+            async def released():
+                return not await held()
+            await until(released, "bob's lease given back")
+            away = await send(real_api, alice, room, "away")
+    finally:
+        await second.stop(grace=1)
+
+    async def both():
+        by_name = {e.message.name: e for e in heard}
+        return by_name if {watched.name, away.name} <= set(by_name) else None
+    events = await until(both, "both published")
+    assert list(events[watched.name].watching) == [bob.name] and not events[away.name].watching
+
+    async def notified():
+        found = (await real_api.notification.ListNotifications(notification_pb2.ListNotificationsRequest(),
+                                                               metadata=bob.md)).notifications
+        return [n.body for n in found if n.kind == notification_pb2.KIND_MESSAGE and n.target == room]
+    assert await until(notified, "bob notified") == ["away"]

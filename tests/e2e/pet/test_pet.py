@@ -18,6 +18,7 @@ from PIL import Image
 import pytest
 import sqlalchemy as sa
 
+from mesh import media
 from mesh.events.outbox import outbox
 from petplatform.common.v1 import animal_pb2, event_pb2
 from petplatform.pet.v1 import events_pb2 as pet_events
@@ -403,17 +404,17 @@ async def test_photos_are_decoded_a_few_at_a_time(api: Api, users, monkeypatch):
 
     monkeypatch.setattr(domain, "check_photo", held_check)
     uploads = [asyncio.ensure_future(api.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(
-        parent=pet.name, content=image("PNG")), metadata=owner.md)) for _ in range(3 * domain.PHOTO_DECODERS)]
+        parent=pet.name, content=image("PNG")), metadata=owner.md)) for _ in range(3 * media.DECODERS)]
     try:
         for _ in range(500):
-            if running[0] == domain.PHOTO_DECODERS:
+            if running[0] == media.DECODERS:
                 break
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)  # room for any more to start, were the pool not bounded
-        assert most[0] == domain.PHOTO_DECODERS
+        assert most[0] == media.DECODERS
     finally:
         release.set()
-    assert len(await asyncio.gather(*uploads)) == 3 * domain.PHOTO_DECODERS
+    assert len(await asyncio.gather(*uploads)) == 3 * media.DECODERS
 
 
 async def test_deleting_a_pet_removes_its_photo_blobs(api: Api, users):

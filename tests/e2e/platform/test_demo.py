@@ -1,5 +1,5 @@
 """The demo data `make up` loads: its admin account is an admin, with the second factor admins need, and
-two demo users can swipe their way to an adoption match and a playdate match."""
+two demo users have an adoption match and a playdate match, and a chat room for each with a few messages."""
 from __future__ import annotations
 
 import json
@@ -9,13 +9,13 @@ import jwt
 from google.protobuf import field_mask_pb2
 
 from petplatform.auth.v1 import auth_pb2
+from petplatform.chat.v1 import chat_pb2
 from petplatform.matching.v1 import matching_pb2
 from petplatform.pet.v1 import pet_pb2
 from petplatform.user.v1 import user_pb2
 from app import demo
 from tests.support import REPO_ROOT
 from tests.support.errors import expect
-from tests.support.matching import feed_names, until
 from tests.support.platform import Api, embedded_settings, start_platform, totp_code
 
 
@@ -49,42 +49,45 @@ async def test_the_demo_admin_is_an_admin_and_two_demo_users_match_under_make_up
             metadata=(("authorization", f"Bearer {admin.access_token}"),))).user
         assert updated.bio == "Checked by the admin"
         await two_demo_users_match(api)
+        await demo.load_demo_data(platform.address, tmp_path)  # loaded once: the marker file
+        (tmp_path / "demo-data-loaded").unlink()  # a run that stopped just before writing it does it all again
+        await demo.load_demo_data(platform.address, tmp_path)
+        await two_demo_users_match(api)
     finally:
         await api.channel.close()
         await platform.stop(grace=1)
 
 
 async def two_demo_users_match(api: Api) -> None:
-    alice, bob = [(await api.auth.Login(auth_pb2.LoginRequest(email=email, password=demo.PASSWORD)))
-                  for email, _ in demo.USERS[:2]]
-    a_md, b_md = _session(alice).md, _session(bob).md
-    a_name, b_name = (f"users/{jwt.decode(t.access_token, options={'verify_signature': False})['sub']}"
-                      for t in (alice, bob))
-
-    async def pets_of(owner: str, listing: int) -> list[str]:
-        found = await api.pet.ListPets(pet_pb2.ListPetsRequest(owner=owner, listings=[listing], page_size=100))
-        return [p.name for p in found.pets]
-    a_adoptable = (await pets_of(a_name, pet_pb2.Pet.LISTING_ADOPTION))[0]
-    a_player = (await pets_of(a_name, pet_pb2.Pet.LISTING_PLAYDATES))[0]
-    b_player = (await pets_of(b_name, pet_pb2.Pet.LISTING_PLAYDATES))[0]
-
-    async def ready():  # matching's copy of the demo pets is made from their events
-        return a_adoptable in await feed_names(api, _session(bob)) and \
-            b_player in await feed_names(api, _session(alice), acting_pet=a_player)
-    await until(ready, timeout=30, what="the demo pets in the feeds")
-    like = matching_pb2.SWIPE_ACTION_LIKE
-    interest = (await api.matching.Swipe(matching_pb2.SwipeRequest(pet=a_adoptable, action=like),
-                                         metadata=b_md)).interest
-    adoption = (await api.matching.RespondToInterest(matching_pb2.RespondToInterestRequest(
-        name=interest.name, decision=matching_pb2.RespondToInterestRequest.DECISION_ACCEPT), metadata=a_md)).match
-    await api.matching.Swipe(matching_pb2.SwipeRequest(pet=a_player, action=like, acting_pet=b_player), metadata=b_md)
-    playdate = (await api.matching.Swipe(matching_pb2.SwipeRequest(pet=b_player, action=like, acting_pet=a_player),
-                                         metadata=a_md)).match
-    assert adoption.kind == matching_pb2.Match.KIND_ADOPTION and playdate.kind == matching_pb2.Match.KIND_PLAYDATE
-
+    """Alice and Bob have an adoption match and a playdate match, each with a room holding the demo lines
+    in order, as both see them; a second load of the demo (a run that stopped half-way) adds nothing."""
+    logins = [await api.auth.Login(auth_pb2.LoginRequest(email=email, password=demo.PASSWORD))
+              for email, _ in demo.USERS[:2]]
+    alice, bob = (_session(t) for t in logins)
+    people = [f"users/{jwt.decode(t.access_token, options={'verify_signature': False})['sub']}" for t in logins]
+    matches = (await api.matching.ListMatches(matching_pb2.ListMatchesRequest(), metadata=alice.md)).matches
+    assert sorted(m.kind for m in matches) == [matching_pb2.Match.KIND_ADOPTION, matching_pb2.Match.KIND_PLAYDATE]
+    assert all(sorted(m.users) == sorted(people) for m in matches)
+    adoptable = next(m.pets[0] for m in matches if m.kind == matching_pb2.Match.KIND_ADOPTION)
+    pet_name = (await api.pet.GetPet(pet_pb2.GetPetRequest(name=adoptable))).pet.display_name
+    rooms = {r.match: r for r in (await api.chat.ListRooms(chat_pb2.ListRoomsRequest(), metadata=bob.md)).rooms}
+    assert set(rooms) == {m.name for m in matches}
+    for match in matches:
+        room, lines = rooms[match.name], demo.CONVERSATIONS[match.kind]
+        history = (await api.chat.ListMessages(chat_pb2.ListMessagesRequest(parent=room.name),
+                                               metadata=alice.md)).messages
+        in_order = sorted(history, key=lambda m: m.sequence)
+        assert [m.sequence for m in in_order] == list(range(1, len(lines) + 1)), "each line once"
+        assert [(m.sender, m.text) for m in in_order] == [(people[who], text.format(pet=pet_name))
+                                                          for who, text in lines]
+        assert room.last_message.name == in_order[-1].name and room.state == chat_pb2.Room.STATE_OPEN
+        # Alice has read everything, Bob all but the last line: unread for him only when it is Alice's.
+        mine = (await api.chat.GetRoom(chat_pb2.GetRoomRequest(name=room.name), metadata=alice.md)).room
+        assert mine.unread_count == 0
+        assert room.unread_count == (1 if lines[-1][0] == 0 else 0)
 
 def _session(tokens):
-    """What tests.support.matching's helpers take: something with the caller's metadata."""
+    """Something with the caller's metadata, as tests.support's helpers take."""
     class Caller:
         md = (("authorization", f"Bearer {tokens.access_token}"),)
     return Caller()

@@ -26,9 +26,10 @@ async def test_asyncapi_lists_every_event_with_its_producers_and_consumers(edge:
                                     "adoption.completed", "message.sent", "message.deleted", "messages.read",
                                     "booking.requested", "booking.accepted", "booking.declined", "booking.expired",
                                     "booking.cancelled", "booking.completed", "payment.processed", "payment.failed",
-                                    "refund.processed", "payout.sent"}
+                                    "refund.processed", "payout.sent",
+                                    "notification.send"}
     created = doc["channels"]["user.created"]
-    assert created["x-producers"] == ["auth"] and sorted(created["x-consumers"]) == ["auth", "user"]
+    assert created["x-producers"] == ["auth"] and sorted(created["x-consumers"]) == ["auth", "notification", "user"]
     assert created["bindings"]["amqp"]["exchange"] == {"name": "petplatform.events", "type": "topic",
                                                        "durable": True, "autoDelete": False}
     assert doc["channels"]["user.reported"]["x-producers"] == [], "consumed, produced by nobody yet"

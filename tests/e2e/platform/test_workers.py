@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -60,15 +61,17 @@ async def test_two_workers_share_the_ports_and_stop_together(tmp_path, s3_endpoi
         for _ in range(600):  # migrations, then two platforms starting on a busy machine
             assert parent.poll() is None, "the workers stopped"
             workers = children(parent.pid)
-            serving = [w for w in workers if listening_inodes(ports.grpc) & socket_inodes(w)]
-            if len(serving) == 2 and await grpc_serving(f"127.0.0.1:{ports.grpc}"):
+            # Each worker opens the services' port before its edge's: wait for all three in both.
+            serving = {port: [w for w in workers if listening_inodes(port) & socket_inodes(w)]
+                       for port in (ports.grpc, ports.http, ports.edge_grpc)}
+            if (len(workers) == 2 and all(s == workers for s in serving.values())
+                    and await grpc_serving(f"127.0.0.1:{ports.grpc}")):
                 break
             await asyncio.sleep(0.2)
         else:
-            raise AssertionError("two workers never listened")
-        assert len(listening_inodes(ports.grpc)) == 2, "one socket each on the services' port"
-        for port in (ports.http, ports.edge_grpc):
-            assert [w for w in workers if listening_inodes(port) & socket_inodes(w)] == workers, "the edge too"
+            raise AssertionError("two workers never listened on the services' and the edge's ports")
+        for port in (ports.grpc, ports.http, ports.edge_grpc):
+            assert len(listening_inodes(port)) == 2, "one socket each, no more"
         parent.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(parent.wait, 60) == 0, "a clean stop"
         assert not [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in
@@ -76,6 +79,11 @@ async def test_two_workers_share_the_ports_and_stop_together(tmp_path, s3_endpoi
         assert not listening_inodes(ports.grpc)
     finally:
         if parent.poll() is None:
+            # A failed assertion gets here with everything running: SIGKILL to the parent alone would leave
+            # its workers serving (holding PostgreSQL connections) with no one to stop them.
+            for w in children(parent.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w, signal.SIGKILL)
             parent.kill()
             parent.wait()
         await drop_real_state(env)

@@ -1,4 +1,4 @@
-"""How photo decoding is kept within its memory: the cost of each decode and the budget they share."""
+"""How image decoding (mesh.media) is kept within its memory: the cost of each decode and the budget they share."""
 from __future__ import annotations
 
 import io
@@ -7,7 +7,7 @@ import threading
 from PIL import Image
 import pytest
 
-from services.pet import domain
+from mesh import media
 
 
 @pytest.mark.parametrize("fmt, mode, options, per_pixel", [
@@ -21,12 +21,12 @@ def test_every_accepted_photo_fits_the_budget_alone(fmt, mode, options, per_pixe
     buf = io.BytesIO()
     Image.new(mode, (40, 30)).save(buf, fmt, **options)
     with Image.open(buf) as img:
-        assert domain.decode_bytes(img) == 40 * 30 * per_pixel
-    assert domain.MAX_PHOTO_PIXELS * per_pixel <= domain.DECODE_BUDGET_BYTES
+        assert media.decode_bytes(img) == 40 * 30 * per_pixel
+    assert media.MAX_IMAGE_PIXELS * per_pixel <= media.DECODE_BUDGET_BYTES
 
 
 def test_a_decode_waits_until_its_share_of_the_budget_is_free():
-    budget = domain.DecodeBudget(10)
+    budget = media.DecodeBudget(10)
     started = threading.Event()
 
     def decode():
