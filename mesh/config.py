@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     matching_breaker_cool_down_seconds: float = Field(30, gt=0)
     metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics; unset: not served
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The event loop `petplatform run` serves on: uvloop (libuv), or asyncio's own.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     log_json: bool = True
 
     @field_validator("edge_key")
