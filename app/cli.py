@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 
 import prometheus_client
 
@@ -78,13 +79,22 @@ def main(argv: list[str] | None = None) -> int:
         return _run_workers(args, settings)
     if settings.metrics_port is not None:
         prometheus_client.start_http_server(settings.metrics_port, addr=settings.host)
-    if args.target == "edge":
-        asyncio.run(_serve_edge(settings))
-        return 0
-    port = args.port if args.port is not None else (
-        settings.grpc_port if args.target == "all" else REGISTRY[args.target].port)
-    asyncio.run(_serve(settings, args.target, port, args.demo_data, not args.no_migrate))
+    with asyncio.Runner(loop_factory=_loop_factory(settings)) as runner:
+        if args.target == "edge":
+            runner.run(_serve_edge(settings))
+            return 0
+        port = args.port if args.port is not None else (
+            settings.grpc_port if args.target == "all" else REGISTRY[args.target].port)
+        runner.run(_serve(settings, args.target, port, args.demo_data, not args.no_migrate))
     return 0
+
+
+def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """PETPLATFORM_EVENT_LOOP: uvloop (the default) or asyncio's own loop (None)."""
+    if settings.event_loop == "asyncio":
+        return None
+    import uvloop
+    return uvloop.new_event_loop
 
 
 def _run_workers(args: argparse.Namespace, settings: Settings) -> int:

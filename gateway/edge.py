@@ -34,9 +34,9 @@ AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 
 def bound_port(site: web.TCPSite) -> int:
     """The port a site listens on (asked for as 0 in tests)."""
-    server = site._server
-    assert isinstance(server, asyncio.Server), "a TCP site serves with an asyncio server"
-    return int(server.sockets[0].getsockname()[1])
+    sockets = getattr(site._server, "sockets", None)  # asyncio's server and uvloop's (no subclass of it) alike
+    assert sockets, "a TCP site serves on a socket"
+    return int(sockets[0].getsockname()[1])
 
 
 class Edge:
@@ -61,7 +61,8 @@ class Edge:
 
     async def start(self, http_port: int | None = None, grpc_port: int | None = None) -> None:
         verify = VerifyEmailPage(self.channel_for, self.policy)
-        rest = RestEdge(self.s, self.bindings, self.policy, self.channel_for, self.rt.blobs, self.streams, self.decoder,
+        rest = RestEdge(self.s, self.bindings, self.policy, self.relay_channel_for, self.rt.blobs, self.streams,
+                        self.decoder,
                         [("GET", "/readyz", self.readyz), ("GET", "/openapi.json", self.openapi_json),
                          ("GET", "/docs", self.docs), ("GET", "/asyncapi.json", self.asyncapi_json),
                          ("GET", "/.well-known/jwks.json", self.jwks),
@@ -81,7 +82,7 @@ class Edge:
         await site.start()
         self.http_port = bound_port(site)
         self.grpc_server = grpc.aio.server(options=server_options(self.s))
-        self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.channel_for, self.streams,
+        self.grpc_server.add_generic_rpc_handlers((PassThrough(self.policy, self.relay_channel_for, self.streams,
                                                                self.decoder),))
         # Answered by the edge for every service, however they are deployed: reflection from its own
         # descriptors, health by asking the module that serves each service.
@@ -109,6 +110,11 @@ class Edge:
     def channel_for(self, service: str) -> grpc.aio.Channel:
         """The channel to whoever serves a contract (KeyError for one the edge does not front)."""
         return self.rt.channel(self.routes[service])
+
+    def relay_channel_for(self, service: str) -> grpc.aio.Channel:
+        """channel_for without the tracing interceptor, for the relays (REST, gRPC-Web, pass-through): their
+        metadata carries the trace already (EdgePolicy.forward)."""
+        return self.rt.channel(self.routes[service], traced=False)
 
     async def readyz(self, request: web.Request) -> web.Response:
         peers = sorted(set(self.routes.values()))

@@ -7,7 +7,7 @@ import ipaddress
 import math
 from collections.abc import Callable, Iterable, Sequence
 
-from mesh import client_address, errors, limits
+from mesh import client_address, errors, limits, tracing
 from mesh.config import Settings
 from mesh.principal import Principal, TokenVerifier
 from mesh.cache import Cache
@@ -60,8 +60,9 @@ class EdgePolicy:
         return client_address.normalised(peer) if peer else "unknown"
 
     def forward(self, metadata: Iterable[tuple[str, str]], ip: str) -> tuple[tuple[str, str], ...]:
-        """The metadata sent to a service: the caller's, with the client address the edge vouches for."""
-        return client_address.forwarded(metadata, ip, self.edge_key)
+        """The metadata sent to a service: the caller's, with the client address the edge vouches for, and
+        the current trace (unless the caller's metadata carries one)."""
+        return tracing.outgoing_metadata(client_address.forwarded(metadata, ip, self.edge_key))
 
     def check_ip(self, ip: str) -> None:
         try:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import time
+from typing import Any
 from concurrent.futures import Executor
 
 from aiohttp import web
@@ -75,6 +76,7 @@ class RestEdge:
         self.bindings = bindings
         self.policy = policy
         self.channel_for = channel_for  # full gRPC service name -> grpc.aio.Channel
+        self._callables: dict[str, Any] = {}  # full method name -> its multi-callable (RestEdge.callable)
         self.blobs = blobs
         self.extras = extras
         self.streams = streams
@@ -228,17 +230,25 @@ class RestEdge:
         streaming = b.method.server_streaming
         kwargs = dict(metadata=self.forward_metadata(request),
                       timeout=deadline(request.headers.get("grpc-timeout"), streaming))
-        channel = self.channel_for(b.service)
-        serialize, deserialize = (lambda m: m.SerializeToString()), output_class(b).FromString
+        call = self.callable(b)
         if streaming:
-            call = channel.unary_stream(b.full_name, request_serializer=serialize, response_deserializer=deserialize)
             return await self.stream(request, b, call(message, **kwargs), admission)
-        call = channel.unary_unary(b.full_name, request_serializer=serialize, response_deserializer=deserialize)
         try:
             response = await call(message, **kwargs)
         except grpc.aio.AioRpcError as e:
             return error_response(status_of(e), admission.headers())
         return web.json_response(render_response(b, response), headers=admission.headers(), dumps=_dumps)
+
+    def callable(self, b: Binding):
+        """The binding's method on its channel, made once (channels live as long as the edge)."""
+        call = self._callables.get(b.full_name)
+        if call is None:
+            channel = self.channel_for(b.service)
+            serialize, deserialize = _serialize, output_class(b).FromString
+            make = channel.unary_stream if b.method.server_streaming else channel.unary_unary
+            call = self._callables[b.full_name] = make(b.full_name, request_serializer=serialize,
+                                                       response_deserializer=deserialize)
+        return call
 
     async def stream(self, request: web.Request, b: Binding, call, admission: Admission) -> web.StreamResponse:
         """A server stream as newline-delimited JSON, or as Server-Sent Events when the client accepts
@@ -307,6 +317,10 @@ class RestEdge:
 async def _no_server_banner(request: web.Request, response: web.StreamResponse) -> None:
     # aiohttp adds `Server: Python/x aiohttp/y` just before this signal, and writes the headers after it.
     response.headers.popall("Server", None)
+
+
+def _serialize(m) -> bytes:
+    return m.SerializeToString()
 
 
 def _dumps(o) -> str:

@@ -159,6 +159,8 @@ class Settings(BaseSettings):
     local_payment_webhook_secret: SecretStr | None = Field(None, min_length=16)
     metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics; unset: not served
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The event loop `petplatform run` serves on: uvloop (libuv), or asyncio's own.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     log_json: bool = True
 
     @field_validator("edge_key")

@@ -75,7 +75,7 @@ class Runtime:
             s3_secure=settings.s3_secure, data_dir=settings.data_dir)
         self.verifier = TokenVerifier(lambda: jwks(self), self.cache, issuer=settings.jwt_issuer,
                                       ttl=settings.jwks_cache_seconds, min_refetch=settings.jwks_min_refetch_seconds)
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._channels: dict[tuple[str, bool], grpc.aio.Channel] = {}
 
     def database(self, service: str, *, info: Mapping[str, object] | None = None) -> Database:
         url, schema = database_url(self.settings.data_dir, self.settings.database_url, service,
@@ -83,14 +83,18 @@ class Runtime:
         return Database(url, schema, info=info, pool_size=self.settings.database_pool_size,
                         max_overflow=self.settings.database_max_overflow)
 
-    def channel(self, service: str) -> grpc.aio.Channel:
-        """Modules talk only through stubs, even inside one process: this is the peer's address."""
-        if service not in self._channels:
+    def channel(self, service: str, *, traced: bool = True) -> grpc.aio.Channel:
+        """Modules talk only through stubs, even inside one process: this is the peer's address.
+        traced=False: a channel without the client interceptor that puts the current trace into each call
+        (grpc.aio runs a client interceptor as a task of its own per call), for a caller that sends
+        tracing.outgoing_metadata itself: the edge's relays."""
+        key = (service, traced)
+        if key not in self._channels:
             local = service in self.local_services and self.own_port is not None
             address = f"{self.settings.host}:{self.own_port}" if local else self.addresses[service]
-            self._channels[service] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS,
-                                                                interceptors=tracing.CLIENT_INTERCEPTORS)
-        return self._channels[service]
+            self._channels[key] = grpc.aio.insecure_channel(
+                address, options=CHANNEL_OPTIONS, interceptors=tracing.CLIENT_INTERCEPTORS if traced else None)
+        return self._channels[key]
 
     async def start(self) -> None:
         await self.bus.start()

@@ -84,6 +84,14 @@ class Database:
             writes, reads = engine, engine.execution_options(postgresql_readonly=True)
         self.engine: AsyncEngine = engine
         self._writer = asyncio.Lock() if url.startswith("sqlite") else None
+        # SQLite reads through reading() run on the event loop's own thread (see reading()).
+        self._sync_reads: sa.Engine | None = None
+        if url.startswith("sqlite"):
+            self._sync_reads = sa.create_engine(sa.make_url(url).set(drivername="sqlite"),
+                                                connect_args={"timeout": 30}, pool_size=4, max_overflow=-1)
+            event.listen(self._sync_reads, "connect", _sqlite_connect)
+            event.listen(self._sync_reads, "begin", _sqlite_begin)  # DEFERRED: a reader takes no lock
+            # (No bound on connections: a read that awaits something else lets another one begin.)
         self._sessions = async_sessionmaker(writes, expire_on_commit=False, info=dict(info or {}))
         self._reads = async_sessionmaker(reads, expire_on_commit=False)
 
@@ -114,7 +122,16 @@ class Database:
 
     async def reading(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """fn(session) in a read() session, run once more on a fresh connection if the first was found dropped
-        (a database restart, failover or an idle cut): reads change nothing, so they may be run again."""
+        (a database restart, failover or an idle cut): reads change nothing, so they may be run again.
+
+        On SQLite, fn runs on the event loop's thread against a synchronous connection (a _SyncRead posing
+        as the session): a read of a local WAL file takes tens of microseconds, where aiosqlite's hand-offs
+        to its thread (cursor, execute, fetch, close per statement, begin, rollback) cost far more than
+        the read and pass the GIL back and forth. WAL readers wait on no writer. fn must use only what
+        _SyncRead offers (execute, scalar, scalars)."""
+        if self._sync_reads is not None:
+            with self._sync_reads.connect() as conn, conn.begin():
+                return await fn(cast(AsyncSession, _SyncRead(conn)))
         try:
             async with self.read() as s:
                 return await fn(s)
@@ -142,6 +159,25 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._sync_reads is not None:
+            self._sync_reads.dispose()
+
+
+class _SyncRead:
+    """The part of AsyncSession that reads use, over a synchronous connection: each call completes at once
+    (no await inside), so a read never gives the loop away halfway."""
+
+    def __init__(self, conn: sa.Connection):
+        self._conn = conn
+
+    async def execute(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> sa.Result[Any]:
+        return self._conn.execute(statement, params)
+
+    async def scalar(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> Any:
+        return self._conn.scalar(statement, params)
+
+    async def scalars(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> sa.ScalarResult[Any]:
+        return self._conn.scalars(statement, params)
 
 
 def _sqlite_connect(dbapi_conn, _record) -> None:

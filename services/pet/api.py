@@ -142,7 +142,12 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             rows = await store.find_pets(s, query, key=key, descending=descending, after=after, size=size)
             rows, token = pagination.page(
                 rows, size, lambda r: [r.sort_key if by_distance else r.create_time.isoformat(), r.id], request)
-            return pet_pb2.ListPetsResponse(pets=await self._messages(s, rows), next_page_token=token)
+            answer = pet_pb2.ListPetsResponse(next_page_token=token)
+            for r, pet in await self._versions(s, rows):
+                out = answer.pets.add()
+                out.CopyFrom(pet)
+                out.distance_km = round(r.sort_key, 3)
+            return answer
         return await self.db.reading(read)
 
     async def WatchPets(self, request: pet_pb2.WatchPetsRequest,
@@ -319,9 +324,21 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         row = await store.find_pet(s, pet_id)
         if row is None:
             raise errors.not_found(PET_TYPE, f"pets/{pet_id}")
-        return (await self._messages(s, [row], with_distance=False))[0]
+        return (await self._messages(s, [row]))[0]
 
-    async def _messages(self, s: AsyncSession, rows: Sequence[Row], with_distance: bool = True) -> list[pet_pb2.Pet]:
+    async def _versions(self, s: AsyncSession, rows: Sequence[Row]) -> list[tuple[Row, pet_pb2.Pet]]:
+        """Each of a page's rows (id, update_time, ...) with its pet, built only when the cache has not the
+        row's version; a pet deleted meanwhile (PostgreSQL reads each statement as committed then) is left out."""
+        found = {r.id: self.cache.version(r.id, r.update_time) for r in rows}
+        missing = [pet_id for pet_id, pet in found.items() if pet is None]
+        if missing:
+            full = await store.find_pets_by_id(s, missing)
+            for r, built in zip(full, await self._messages(s, full), strict=True):
+                found[r.id] = built
+                self.cache.keep_version(r.id, r.update_time, built)
+        return [(r, pet) for r in rows if (pet := found[r.id]) is not None]
+
+    async def _messages(self, s: AsyncSession, rows: Sequence[Row]) -> list[pet_pb2.Pet]:
         ids = [r.id for r in rows]
         by_pet: dict[str, list[Row]] = {i: [] for i in ids}
         if ids:
@@ -335,8 +352,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 size=r.size, description=r.description, status=r.status, good_with_children=r.good_with_children,
                 good_with_dogs=r.good_with_dogs, good_with_cats=r.good_with_cats, owner=f"users/{r.owner_id}",
                 listing=r.listing, energy=r.energy,
-                create_time=timestamp(r.create_time), update_time=timestamp(r.update_time),
-                distance_km=round(r.sort_key, 3) if with_distance else 0)
+                create_time=timestamp(r.create_time), update_time=timestamp(r.update_time))
             if r.birth_date:
                 pet.birth_date.CopyFrom(domain.from_date(r.birth_date, r.birth_day_known))
                 pet.age_months = domain.months_between(r.birth_date, now)

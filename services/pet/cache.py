@@ -8,10 +8,17 @@
   missed otherwise (and the photos' signed URLs, and age_months across midnight), and an LRU bound its size.
 - Read-your-writes: only a pet's owner or an admin can change it, and they never get a cached answer for
   it (PetServicer.GetPet), so a writer sees their write on every replica even before its event arrives.
+
+Beside the answers, built Pet messages by version (its update_time, which every change moves on), for
+ListPets' pages: the page's rows come from the database each time, and a pet is built again only when the
+row's update_time is not the one kept; a version cannot go stale, so these need no ticket. They are dropped
+and emptied with the answers (memory), and bounded by the same size and TTL (the signed photo URLs,
+age_months across midnight).
 """
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import time
 from collections.abc import Callable
 
@@ -33,6 +40,9 @@ class PetCache:
         self._epoch = 0  # counts drops
         self._drops: collections.OrderedDict[str, int] = collections.OrderedDict()  # pet id -> epoch of its drop
         self._floor = 0  # every drop forgotten (or a clear) happened at or before this epoch
+        # pet id -> (update_time, built pet, expiry)
+        self._versions: collections.OrderedDict[str, tuple[dt.datetime, pet_pb2.Pet, float]] = \
+            collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -47,6 +57,26 @@ class PetCache:
             return None
         self._entries.move_to_end(pet_id)
         return entry[0]
+
+    def version(self, pet_id: str, update_time: dt.datetime) -> pet_pb2.Pet | None:
+        """The pet as built at this update_time (shared: copy it, do not change it), if it is kept and fresh."""
+        entry = self._versions.get(pet_id)
+        if entry is None or entry[0] != update_time:
+            return None
+        if entry[2] <= self._clock():
+            del self._versions[pet_id]
+            return None
+        self._versions.move_to_end(pet_id)
+        return entry[1]
+
+    def keep_version(self, pet_id: str, update_time: dt.datetime, pet: pet_pb2.Pet) -> None:
+        """`pet`, built from its row as of update_time (read in one snapshot with the photos)."""
+        if not self._size:
+            return
+        self._versions[pet_id] = (update_time, pet, self._clock() + self._ttl)
+        self._versions.move_to_end(pet_id)
+        while len(self._versions) > self._size:
+            self._versions.popitem(last=False)
 
     def ticket(self) -> int:
         """Taken before reading the database: put() accepts what was read only if the pet was not dropped since."""
@@ -64,6 +94,7 @@ class PetCache:
         """The pet changed (or may have): its entry goes, and reads begun before now will not put it back."""
         self._epoch += 1
         self._entries.pop(pet_id, None)
+        self._versions.pop(pet_id, None)
         self._drops[pet_id] = self._epoch
         self._drops.move_to_end(pet_id)
         while len(self._drops) > REMEMBERED_DROPS:
@@ -75,6 +106,7 @@ class PetCache:
         self._epoch += 1
         self._floor = self._epoch
         self._entries.clear()
+        self._versions.clear()
         self._drops.clear()
 
     def heard_of(self, pet_id: str) -> bool:

@@ -84,10 +84,11 @@ def sql_distance_km(lat: float, lng: float):
 
 def sql(r: pet_pb2.ListPetsRequest,
         today: dt.date) -> tuple[sa.Select[*tuple[Any, ...]], sa.ColumnElement[Any], bool]:
-    """(query selecting pets plus a `sort_key` column, the key it is sorted by (then by id), whether
-    descending): ListPets pages it with mesh.pagination."""
+    """(query selecting the pets' id, create_time, update_time and a `sort_key` column, the key it is sorted
+    by (then by id), whether descending): ListPets pages it with mesh.pagination, then builds each pet
+    (or takes it from the cache, by its update_time)."""
     dist = sql_distance_km(r.near.latitude, r.near.longitude) if r.HasField("near") else sa.literal(0.0)
-    q = sa.select(pets, dist.label("sort_key"))
+    q = sa.select(pets.c.id, pets.c.create_time, pets.c.update_time, dist.label("sort_key"))
     if r.species:
         q = q.where(pets.c.species.in_(list(r.species)))
     if r.sizes:

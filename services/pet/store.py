@@ -89,9 +89,23 @@ async def add_pet(s: AsyncSession, *, pet_id: str, owner_id: str, request_id: st
                                          create_time=create_time, update_time=create_time, **columns))
 
 
+# The hot reads' statements, built once (bound parameters): SQLAlchemy then only looks their compiled form up.
+_PET = sa.select(pets).where(pets.c.id == sa.bindparam("pet_id"))
+_PETS = sa.select(pets).where(pets.c.id.in_(sa.bindparam("pet_ids", expanding=True)))
+_PHOTOS_OF_PET = sa.select(photos).where(photos.c.pet_id == sa.bindparam("pet_id")).order_by(
+    photos.c.create_time, photos.c.id)
+_PHOTOS_OF_PETS = sa.select(photos).where(photos.c.pet_id.in_(sa.bindparam("pet_ids", expanding=True))).order_by(
+    photos.c.create_time, photos.c.id)
+
+
 async def find_pet(s: AsyncSession, pet_id: str) -> Row | None:
-    """A pet's row, shaped as find_pets' rows are (with a sort_key of 0)."""
-    return (await s.execute(sa.select(pets, sa.literal(0.0).label("sort_key")).where(pets.c.id == pet_id))).first()
+    """A pet's row."""
+    return (await s.execute(_PET, {"pet_id": pet_id})).first()
+
+
+async def find_pets_by_id(s: AsyncSession, pet_ids: Sequence[str]) -> Sequence[Row]:
+    """The rows of these pets (those that exist), in no particular order."""
+    return (await s.execute(_PETS, {"pet_ids": list(pet_ids)})).all()
 
 
 async def find_pet_owner(s: AsyncSession, pet_id: str, *, lock: bool = False) -> Row | None:
@@ -103,8 +117,8 @@ async def find_pet_owner(s: AsyncSession, pet_id: str, *, lock: bool = False) ->
 
 async def find_pets(s: AsyncSession, query: sa.Select[*tuple[Any, ...]], *, key: sa.ColumnElement[Any],
                     descending: bool, after: pagination.Position | None, size: int) -> Sequence[Row]:
-    """A page of a search (search.sql gives the query and its order): `after` is the (key, id) of the last
-    pet seen."""
+    """A page of a search (search.sql gives the query, its columns and its order): `after` is the (key, id) of
+    the last pet seen."""
     return (await s.execute(pagination.select_page(query, after, key, pets.c.id, descending=descending,
                                                    size=size))).all()
 
@@ -127,8 +141,9 @@ async def delete_pet(s: AsyncSession, pet_id: str) -> Sequence[str]:
 
 async def find_photos(s: AsyncSession, pet_ids: Sequence[str]) -> Sequence[Row]:
     """The photos of these pets, oldest first."""
-    return (await s.execute(sa.select(photos).where(photos.c.pet_id.in_(pet_ids))
-                            .order_by(photos.c.create_time, photos.c.id))).all()
+    if len(pet_ids) == 1:  # no expanding IN for one
+        return (await s.execute(_PHOTOS_OF_PET, {"pet_id": pet_ids[0]})).all()
+    return (await s.execute(_PHOTOS_OF_PETS, {"pet_ids": list(pet_ids)})).all()
 
 
 async def take_photo_slot(s: AsyncSession, pet_id: str, *, limit: int) -> bool:

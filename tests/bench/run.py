@@ -11,7 +11,7 @@ Any failed call makes the run exit non-zero. The real profile runs again as `run
 For working on a profile: BENCH_PROFILES=embedded (or real) runs one profile; BENCH_CASES=word,word only the
 cases whose name holds one of the words (the baselines always run); BENCH_PYSPY=DIR records each measured case
 of the platform process with py-spy into DIR/<profile>-<case>.txt (collapsed stacks: tests/bench/pyspy.py sums
-them)."""
+them); BENCH_EVENT_LOOP=asyncio (or uvloop) the platform's event loop."""
 from __future__ import annotations
 
 import asyncio
@@ -52,6 +52,8 @@ PYSPY_DIR = os.environ.get("BENCH_PYSPY")
 CASES = [w for w in os.environ.get("BENCH_CASES", "").split(",") if w]
 PROFILES = os.environ.get("BENCH_PROFILES", "embedded,real").split(",")
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))  # the real profile once more with `run --workers N`
+BARE_PID: list[int] = []  # the baseline's process, for its CPU per call
+EVENT_LOOP = os.environ.get("BENCH_EVENT_LOOP")  # the platform's PETPLATFORM_EVENT_LOOP (default: its own)
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Result:
     n: int
     errors: int = 0
     first_error: str = ""
+    cpu_ms: float = float("nan")  # CPU (user + system) of the serving process(es) per call, in ms
 
 
 def summary(latencies: list[float], elapsed: float, errors: int = 0, first_error: str = "") -> Result:
@@ -257,6 +260,8 @@ def platform_env(profile: str, data_dir: Path, ports: Ports, s3_endpoint: str | 
         "PETPLATFORM_RATE_LIMIT_PER_MINUTE": "1000000000", "PETPLATFORM_MAX_STREAMS_PER_CLIENT": "1000000",
         "PETPLATFORM_MAX_STREAMS_PER_CALLER": "1000000", "PETPLATFORM_LOG_LEVEL": "warning",
     })
+    if EVENT_LOOP:
+        env["PETPLATFORM_EVENT_LOOP"] = EVENT_LOOP
     if profile == "real":
         env.update({
             "PETPLATFORM_PROFILE": "real", "PETPLATFORM_DATABASE_URL": POSTGRES_URL,
@@ -325,14 +330,15 @@ async def bench_profile(profile: str, tmp: Path, bare: health_pb2_grpc.HealthStu
             async def settled() -> None:
                 for pid in pids():
                     await settle(pid)
-            return await bench_calls(label, ports, bare, http, settled, proc.pid if workers == 1 else None)
+            return await bench_calls(label, ports, bare, http, settled, pids, proc.pid if workers == 1 else None)
     finally:
         if profile == "real":
             await drop_real_state(env)
 
 
 async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthStub, http: aiohttp.ClientSession,
-                      settled: Callable[[], Awaitable[None]], pid: int | None = None) -> list[Row]:
+                      settled: Callable[[], Awaitable[None]], pids: Callable[[], list[int]],
+                      pid: int | None = None) -> list[Row]:
     base = f"http://127.0.0.1:{ports.http}"
     async with grpc.aio.insecure_channel(f"127.0.0.1:{ports.grpc}") as ch, \
             grpc.aio.insecure_channel(f"127.0.0.1:{ports.edge_grpc}") as edge_ch:
@@ -393,8 +399,12 @@ async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthSt
         for name, call in cases:
             await measure(call, duration=min(0.5, DURATION / 5))  # warm-up: connections, caches, first-call paths
             ratio_to, goal = RATIOS.get(name, ("", None))
+            serving = [BARE_PID[0]] if "bare" in name else pids()
+            before = sum(map(cpu_seconds, serving))
             async with pyspy(pid if "bare" not in name else None, f"{profile}-{name}"):
-                rows.append(Row(profile, name, await measure(call), ratio_to, goal))
+                result = await measure(call)
+            result.cpu_ms = (sum(map(cpu_seconds, serving)) - before) * 1000 / max(result.n, 1)
+            rows.append(Row(profile, name, result, ratio_to, goal))
 
         async def grpc_watch(owner: str) -> AsyncIterator[str]:
             call = pets.WatchPets(pet_pb2.WatchPetsRequest(owner=owner))
@@ -432,20 +442,25 @@ def report(rows: list[Row], load: list[str]) -> None:
           f"load average {' -> '.join(load)}.\nratio: req/s ÷ req/s of the named call in the same profile "
           f"(goal: issue 8); the drift row is the baseline measured again after the others.\nWatchPets rows: "
           f"{CHANGES} updates fanned out to {WATCHERS} streams, req/s = deliveries/s, p50/p99 = update call to "
-          f"delivery.\n")
-    print(f"{'profile':<9} {'call':<42} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}  ratio")
+          f"delivery.\ncpu ms: CPU time (user + system) of the serving process(es) per call; [cpu ratio]: the named "
+          f"call's cpu ms ÷ this one's, the ratio as a CPU-bound server would see it, less moved by other load.\n")
+    print(f"{'profile':<9} {'call':<42} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'cpu ms':>6}  ratio"
+          "  [cpu ratio]")
     by_call = {(r.profile, r.call): r.result for r in rows}
     for r in rows:
         m = r.result
         ratio = ""
         if r.ratio_to:
-            ref = by_call[(r.profile, r.ratio_to)].rps
-            ratio = f"{m.rps / ref:.2f} × {SHORT[r.ratio_to]}" if ref else "n/a"
+            ref = by_call[(r.profile, r.ratio_to)]
+            ratio = f"{m.rps / ref.rps:.2f} × {SHORT[r.ratio_to]}" if ref.rps else "n/a"
             if r.goal is not None:
                 ratio += f" (goal ≥ {r.goal})"
+            if m.cpu_ms > 0:
+                ratio += f"  [{ref.cpu_ms / m.cpu_ms:.2f}]"
         elif r.call == BARE:
             ratio = "1"
-        print(f"{r.profile:<9} {r.call:<42} {m.rps:>7.0f} {m.p50:>8.2f} {m.p99:>8.2f} {m.errors:>6}  {ratio}")
+        print(f"{r.profile:<9} {r.call:<42} {m.rps:>7.0f} {m.p50:>8.2f} {m.p99:>8.2f} {m.errors:>6} {m.cpu_ms:>6.3f}"
+              f"  {ratio}")
 
 
 async def real_profile(tmp: Path, bare: health_pb2_grpc.HealthStub, http: aiohttp.ClientSession) -> list[Row]:
@@ -470,9 +485,10 @@ async def main() -> int:
         bare_port = free_port()
         async with aiohttp.ClientSession() as http, \
                 process("bare", ["-m", "tests.bench.bare", str(bare_port)], dict(os.environ), tmp,
-                        lambda: grpc_serving(f"127.0.0.1:{bare_port}")), \
+                        lambda: grpc_serving(f"127.0.0.1:{bare_port}")) as bare_proc, \
                 grpc.aio.insecure_channel(f"127.0.0.1:{bare_port}") as bare_ch:
             bare = health_pb2_grpc.HealthStub(bare_ch)
+            BARE_PID[:] = [bare_proc.pid]
             if "embedded" in PROFILES:
                 rows += await bench_profile("embedded", tmp, bare, http)
             if "real" in PROFILES:

@@ -47,3 +47,37 @@ async def test_a_read_sees_one_snapshot_and_writes_nothing_on_postgresql(db: Dat
                 await s.execute(counter.update().values(value=5))
     async with db.read() as s:
         assert await s.scalar(sa.select(counter.c.value)) == 0
+
+
+async def test_reading_sees_a_committed_write_and_leaves_nothing_behind(db: Database):
+    async with db.transaction() as s:
+        await s.execute(counter.update().values(value=7))
+    assert await db.reading(lambda s: s.scalar(sa.select(counter.c.value))) == 7
+
+    async def write(s):
+        await s.execute(counter.update().values(value=8))
+        raise RuntimeError("roll it back")
+    with pytest.raises((RuntimeError, sa.exc.DBAPIError)):  # PostgreSQL refuses the write itself
+        await db.reading(write)
+    assert await db.reading(lambda s: s.scalar(sa.select(counter.c.value))) == 7
+
+
+async def test_a_sqlite_read_runs_without_giving_the_loop_away(db: Database):
+    """Issue 8: aiosqlite hands every step of a read to its thread and back; reading() on SQLite runs it at
+    once on the loop's thread, so nothing else runs in between (on PostgreSQL each query is a round trip)."""
+    others_ran = []
+
+    async def other() -> None:
+        others_ran.append(1)
+
+    async def read(s):
+        task = asyncio.create_task(other())
+        values = [await s.scalar(sa.select(counter.c.value)) for _ in range(3)]
+        values += list((await s.scalars(sa.select(counter.c.id))).all())
+        ran = bool(others_ran)
+        await task
+        return values, ran
+
+    values, ran = await db.reading(read)
+    assert values == [0, 0, 0, 1]
+    assert ran is not db.is_sqlite

@@ -102,3 +102,26 @@ async def test_each_pet_event_drops_its_pet():
     await c.on_event(envelope(pet_events.PetDeleted(pet=pet_pb2.Pet(name="pets/b"))))
     await c.on_event(envelope(pet_events.PetCreated(pet=pet_pb2.Pet(name="pets/c"))))
     assert [c.get(k) for k in "abc"] == [None, None, None]
+
+
+def test_a_built_pet_is_kept_by_version_bounded_and_dropped_with_its_answer():
+    import datetime as dt
+    clock = Clock()
+    c = PetCache(size=2, ttl_seconds=60, clock=clock)
+    t1 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    t2 = t1 + dt.timedelta(microseconds=1)
+    c.keep_version("a", t1, pet_pb2.Pet(name="pets/a", description="v1"))
+    assert c.version("a", t1).description == "v1"
+    assert c.version("a", t2) is None, "another version of the pet is not this one"
+    c.keep_version("b", t1, pet_pb2.Pet(name="pets/b"))
+    c.keep_version("c", t1, pet_pb2.Pet(name="pets/c"))
+    assert c.version("a", t1) is None, "the least recently used goes past the size"
+    clock.now += 60
+    assert c.version("b", t1) is None, "nor past the ttl"
+    c.keep_version("c", t2, pet_pb2.Pet(name="pets/c"))
+    c.drop("c")
+    assert c.version("c", t2) is None
+    c.keep_version("c", t2, pet_pb2.Pet(name="pets/c"))
+    c.clear()
+    assert c.version("c", t2) is None
+    PetCache(size=0, ttl_seconds=60).keep_version("a", t1, pet_pb2.Pet())  # size 0 keeps nothing, and fails not

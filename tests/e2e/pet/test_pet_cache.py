@@ -3,6 +3,7 @@ change, on this replica at once and on the others through the change's event."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import grpc
 import pytest
@@ -103,3 +104,26 @@ async def test_a_write_on_one_replica_reaches_the_readers_of_another(real_api: A
             await eventually(gone, grpc.StatusCode.NOT_FOUND, "a deleted pet on the other replica")
     finally:
         await second.stop(grace=1)
+
+
+async def test_listed_pets_are_built_once_per_version(api: Api):
+    """ListPets reads each page's rows, and builds a pet again only when its row's update_time moved on: a
+    change made through the service is listed at once, on any replica and before any event (its version
+    is new), while a row changed with no new update_time shows the version built before."""
+    owner = await api.signup("Lister")
+    pet = await create(api, owner, cat("Listed", description="v1"))
+    await created(api, pet)  # its event would drop what is built below
+    listed = pet_pb2.ListPetsRequest(owner=owner.name, page_size=5)
+
+    async def description() -> str:
+        (got,) = (await api.pet.ListPets(listed)).pets
+        return got.description
+    assert await description() == "v1"
+    await change_behind_the_services_back(api, pet, "v2")
+    assert await description() == "v1", "the version built before"
+    async with module_of(api, "pet").db.transaction() as s:
+        row = await store.find_pet(s, pet.name.removeprefix("pets/"))
+        await store.update_pet(s, row.id, {"update_time": row.update_time + dt.timedelta(seconds=1)})
+    assert await description() == "v2", "a new version is built from its row"
+    await describe(api, pet, "v3", owner.md)
+    assert await description() == "v3"
