@@ -12,6 +12,8 @@ PROTOS := $(shell find proto third_party -name '*.proto')
 up: export PETPLATFORM_ADMIN_EMAILS ?= ["admin@demo.petplatform.local"]
 # The local OpenID provider on the edge (/dev-oidc), offered as the sign-in provider `demo`: no network needed.
 up: export PETPLATFORM_DEV_OIDC ?= true
+# Payouts of the demo's completed bookings after two minutes, not the 48 hours of production.
+up: export PETPLATFORM_PAYMENT_HOLD_SECONDS ?= 120
 up: $(GENSTAMP)
 	$(BIN)/petplatform migrate
 	$(BIN)/petplatform run --target=all --demo-data

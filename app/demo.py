@@ -1,7 +1,9 @@
 """Demo data for `make up`: a few users and 60 pets with photos and locations, most listed for adoption
 and every fifth open to playdates (each demo user has some of both); Alice and Bob then swipe to an
-adoption match and a playdate match, and talk a little in the two chat rooms those make. All of it
-goes through the public gRPC API, once per data dir (a marker file remembers it); every step can be
+adoption match and a playdate match, and talk a little in the two chat rooms those make; and three
+pet-care businesses of demo users near the pets (a dog walker in Tokyo, a groomer in Osaka, a day care
+in Bangkok) with services open every day, so a demo owner can book a demo walker. All of it goes
+through the public gRPC API, once per data dir (a marker file remembers it); every step can be
 repeated by a run that stopped half-way. The demo admin has two-factor authentication on, as every admin must to act as
 one: its TOTP secret is kept in the data dir."""
 from __future__ import annotations
@@ -21,10 +23,13 @@ import pyotp
 from google.type import date_pb2, latlng_pb2
 from PIL import Image, ImageDraw
 
+from mesh.money import from_minor
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
 from petplatform.chat.v1 import chat_pb2, chat_pb2_grpc
 from petplatform.common.v1 import animal_pb2
 from petplatform.matching.v1 import matching_pb2, matching_pb2_grpc
+from petplatform.marketplace.v1 import marketplace_pb2 as market_pb2
+from petplatform.marketplace.v1 import marketplace_pb2_grpc as market_grpc
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -61,6 +66,17 @@ CONVERSATIONS = {
 }
 STEP_TIMEOUT = 120.0  # seconds the demo waits for an event-driven step (matching's copy of a pet, a room)
 CITIES = [(35.6812, 139.7671), (34.6937, 135.5023), (13.7563, 100.5018), (43.0618, 141.3545)]  # Tokyo, Osaka...
+# Businesses of demo users near the pets: (owner's index in USERS, name, city index, zone, kind, species,
+# price in minor units, currency, capacity). Chiara walks dogs in Tokyo, where Alice and Bob have some.
+BUSINESSES = [
+    (2, "Chiara's Dog Walks", 0, "Asia/Tokyo", market_pb2.SERVICE_KIND_WALKING, [animal_pb2.SPECIES_DOG], 2500,
+     "JPY", 3),
+    (0, "Alice's Grooming Corner", 1, "Asia/Tokyo", market_pb2.SERVICE_KIND_GROOMING,
+     [animal_pb2.SPECIES_DOG, animal_pb2.SPECIES_CAT], 6000, "JPY", 1),
+    (2, "Chiara's Day Care", 2, "Asia/Bangkok", market_pb2.SERVICE_KIND_DAY_CARE, [animal_pb2.SPECIES_DOG], 90000,
+     "THB", 5),  # 900.00 THB
+]
+OPEN_HOURS = (8, 20)  # every day, in the business's zone
 
 
 async def enroll_admin(auth: auth_pb2_grpc.AuthServiceStub, access_token: str, data_dir: Path) -> None:
@@ -74,6 +90,27 @@ async def enroll_admin(auth: auth_pb2_grpc.AuthServiceStub, access_token: str, d
                                     metadata=md)
     log.info("the demo admin signs in with a code: .venv/bin/python -c \"import pyotp; "
              "print(pyotp.TOTP(open('%s').read().strip()).now())\"", path)
+
+
+async def load_businesses(market: market_grpc.MarketplaceServiceStub, owners: list) -> None:
+    """The demo businesses, each with one service open every day; request ids make a rerun after a
+    half-way stop answer with what it made."""
+    for i, (who, name, city, zone, kind, species, price, currency, capacity) in enumerate(BUSINESSES):
+        md = owners[who]
+        lat, lng = CITIES[city]
+        business = (await market.CreateBusiness(market_pb2.CreateBusinessRequest(business=market_pb2.Business(
+            display_name=name, description="A demo business: book it with any pm_card_... test token.",
+            location=latlng_pb2.LatLng(latitude=lat, longitude=lng), service_radius_km=20, time_zone=zone,
+            payout_account=f"acct_demo_{i + 1}"), request_id=f"demo-business-{i}"), metadata=md)).business
+        service = (await market.CreateService(market_pb2.CreateServiceRequest(parent=business.name, service=(
+            market_pb2.Service(display_name=name.split("'s ", 1)[-1], kind=kind, duration_minutes=60,
+                               capacity=capacity, species=species,
+                               price=from_minor(price, currency))),
+            request_id=f"demo-service-{i}"), metadata=md)).service
+        await market.UpdateAvailability(market_pb2.UpdateAvailabilityRequest(availability=market_pb2.Availability(
+            name=f"{service.name}/availability", weekly_hours=[
+                market_pb2.OpeningHours(day=d, open_time={"hours": OPEN_HOURS[0]}, close_time={"hours": OPEN_HOURS[1]})
+                for d in range(1, 8)])), metadata=md)
 
 
 def photo(seed: int) -> bytes:
@@ -128,10 +165,11 @@ async def load_demo_data(address: str, data_dir: Path) -> None:
                                           metadata=md)
             made.append((i % 3, created))
         await match_and_talk(ch, alice=owners[0], bob=owners[1], pets=made)
+        await load_businesses(market_grpc.MarketplaceServiceStub(ch), owners)
     marker.write_text("ok\n")
     log.info("demo data loaded: %d users (password %r, admin %s), 60 pets (every %dth open to playdates); "
-             "Alice and Bob have an adoption match and a playdate match, with a room each", len(USERS), PASSWORD,
-             ADMIN_EMAIL, PLAYDATE_EVERY)
+             "Alice and Bob have an adoption match and a playdate match, with a room each; %d businesses",
+             len(USERS), PASSWORD, ADMIN_EMAIL, PLAYDATE_EVERY, len(BUSINESSES))
 
 
 async def match_and_talk(ch: grpc.aio.Channel, *, alice: tuple[tuple[str, str], ...],

@@ -33,7 +33,8 @@ REGISTRY = Registry([
     ServiceSpec(
         name="user", module="services.user.module:UserModule", port=3002,
         contracts=("petplatform.user.v1.UserService",), peers=("auth",),
-        consumes=(auth_events.UserCreated, auth_events.UserEmailVerified, user_events.UserReported),
+        consumes=(auth_events.UserCreated, auth_events.UserEmailVerified, user_events.UserReported,
+                  marketplace_events.BookingReviewPublished),  # businesses' ratings of owners: trust
     ),
     ServiceSpec(
         name="pet", module="services.pet.module:PetModule", port=3003,
@@ -61,7 +62,8 @@ REGISTRY = Registry([
         contracts=("petplatform.marketplace.v1.MarketplaceService",), peers=("auth", "pet"),
         emits=(marketplace_events.BookingRequested, marketplace_events.BookingAccepted,
                marketplace_events.BookingDeclined, marketplace_events.BookingExpired,
-               marketplace_events.BookingCancelled, marketplace_events.BookingCompleted),
+               marketplace_events.BookingCancelled, marketplace_events.BookingCompleted,
+               marketplace_events.BookingReviewPublished),
         consumes=(payment_events.PaymentProcessed, payment_events.PaymentFailed,  # the booking's payment status
                   payment_events.RefundProcessed),
     ),

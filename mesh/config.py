@@ -149,12 +149,18 @@ class Settings(BaseSettings):
     # Payments: the provider adapter; payouts wait this long after completion and keep this share as
     # the platform's fee; how often due work is looked for, and the first retry delay after a
     # provider outage (doubled per attempt, up to 10 minutes).
-    payment_provider: Literal["local"] = "local"
+    payment_provider: Literal["local", "stripe"] = "local"
     payment_hold_seconds: float = Field(48 * 3600, ge=0)
     payment_platform_fee_percent: float = Field(10, ge=0, le=100)
     payment_poll_seconds: float = Field(1, gt=0)
     payment_retry_seconds: float = Field(2, gt=0)
     stripe_webhook_secret: SecretStr | None = None  # verifies POST /v1/webhooks/stripe (Stripe's `whsec_...`)
+    # payment_provider=stripe: the secret key, the API's address (unset: Stripe's; tests point it at
+    # a stand-in), and whether payouts are made by us after each transfer (Connect accounts on manual
+    # payouts) or by Stripe's schedule.
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str | None = Field(None, pattern=r"^https?://")
+    stripe_manual_payouts: bool = False
     # Signs the local provider's webhooks (generated under the data dir when unset).
     local_payment_webhook_secret: SecretStr | None = Field(None, min_length=16)
     metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics; unset: not served
@@ -188,6 +194,9 @@ class Settings(BaseSettings):
                        if not (v := getattr(self, n)) or (isinstance(v, SecretStr) and not v.get_secret_value())]
             if missing:
                 raise ValueError(f"provider {provider!r} needs {', '.join(missing)}")
+        if self.payment_provider == "stripe" and not (self.stripe_api_key and self.stripe_webhook_secret):
+            raise ValueError("payment_provider 'stripe' needs PETPLATFORM_STRIPE_API_KEY and "
+                             "PETPLATFORM_STRIPE_WEBHOOK_SECRET")
         return self
 
 

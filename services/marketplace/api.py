@@ -26,13 +26,14 @@ from petplatform.marketplace.v1 import events_pb2 as ev
 from petplatform.marketplace.v1 import marketplace_pb2 as m
 from petplatform.marketplace.v1 import marketplace_pb2_grpc
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
-from services.marketplace import calendar, domain, policy, store
+from services.marketplace import calendar, domain, policy, reviews, store
 
 log = logging.getLogger(__name__)
 
 BUSINESS_TYPE = "marketplace.petplatform.dev/Business"
 SERVICE_TYPE = "marketplace.petplatform.dev/Service"
 BOOKING_TYPE = "marketplace.petplatform.dev/Booking"
+REVIEW_TYPE = "marketplace.petplatform.dev/BookingReview"
 PEER_DEADLINE_SECONDS = 2.0
 ATTEMPTS = 3
 B = m.Booking
@@ -47,6 +48,7 @@ def business_message(r: Row, kinds: list[int], *, private: bool, km: float | Non
         location={"latitude": r.latitude, "longitude": r.longitude},
         service_radius_km=r.service_radius_km, time_zone=r.time_zone, verified=r.verified,
         payout_account=r.payout_account if private else "", distance_km=round(km, 3) if km is not None else 0,
+        rating=round(r.rating_sum / r.rating_count, 2) if r.rating_count else 0, review_count=r.rating_count,
         create_time=timestamp(r.create_time), update_time=timestamp(r.update_time))
 
 
@@ -69,7 +71,8 @@ def booking_message(r: Row) -> m.Booking:
         cancellation_policy=r.cancellation_policy, time_zone=r.time_zone, payment_status=r.payment_status,
         refunded=from_minor(r.refunded_minor, r.currency) if r.refunded_minor is not None else None,
         cancelled_by=r.cancelled_by, note=r.note, expire_time=timestamp(r.expire_time),
-        create_time=timestamp(r.create_time), update_time=timestamp(r.update_time))
+        create_time=timestamp(r.create_time), update_time=timestamp(r.update_time),
+        review_deadline=timestamp(r.review_deadline) if r.review_deadline else None)
 
 
 def authorization(context: grpc.aio.ServicerContext) -> str:
@@ -377,8 +380,9 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
             return m.CreateBookingResponse(booking=booking)
         return await self.once(caller, "CreateBooking", request.request_id, m.CreateBookingResponse, work)
 
-    async def _booking(self, s: AsyncSession, name: str, caller: Principal, *, lock: bool = False) -> Row:
-        (booking_id,) = parse_name(name, "bookings/{}")
+    async def _booking(self, s: AsyncSession, name: str, caller: Principal, *, lock: bool = False,
+                       field: str = "name") -> Row:
+        (booking_id,) = parse_name(name, "bookings/{}", field)
         row = await store.find_booking(s, booking_id, lock=lock)
         if row is None or not (caller.is_admin or caller.user_id in (row.owner_id, row.business_owner_id)):
             raise errors.not_found(BOOKING_TYPE, name)  # others' bookings do not exist for them
@@ -481,7 +485,8 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
                 return
             if row.state != B.STATE_IN_PROGRESS:
                 raise self._wrong_state(row, "completed")
-            await store.update_booking(s, row.id, state=B.STATE_COMPLETED, update_time=now)
+            await store.update_booking(s, row.id, state=B.STATE_COMPLETED, update_time=now,
+                                       review_deadline=now + reviews.REVIEW_WINDOW)
             await emit(s, ev.BookingCompleted(booking=booking_message(await store.get_booking(s, row.id)),
                                               payout_account=await self._business_payout_account(s, row)))
         return await self._transition("CompleteBooking", request, m.CompleteBookingResponse, step)
@@ -505,3 +510,38 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
                                               refund=from_minor(refund, row.currency),
                                               payout_account=await self._business_payout_account(s, row)))
         return await self._transition("CancelBooking", request, m.CancelBookingResponse, step)
+
+    # --- reviews ---
+
+    async def CreateBookingReview(self, request: m.CreateBookingReviewRequest,
+                                  context) -> m.CreateBookingReviewResponse:
+        caller = principal.require()
+        reviews.check(request.review)
+
+        async def work(s: AsyncSession, now: dt.datetime) -> m.CreateBookingReviewResponse:
+            row = await self._booking(s, request.parent, caller, lock=True, field="parent")
+            side = reviews.side_of(row, caller)
+            if row.state != B.STATE_COMPLETED or row.review_deadline is None:
+                raise self._wrong_state(row, "reviewed")
+            if now > row.review_deadline:
+                raise errors.failed_precondition("the 21 days to review this booking are over", "REVIEW_WINDOW_CLOSED")
+            if any(r.side == side for r in await store.reviews_of(s, row.id)):
+                raise errors.already_exists(REVIEW_TYPE, f"{request.parent}/reviews/{side}",
+                                            "you have reviewed this booking already")
+            await store.add_review(s, booking_id=row.id, side=side, author_id=caller.user_id,
+                                   subject=reviews.subject_of(row, side), rating=request.review.rating,
+                                   text=request.review.text.strip(), review_deadline=row.review_deadline,
+                                   create_time=now)
+            written = await store.reviews_of(s, row.id)
+            if len(written) == len(reviews.SIDES):  # both have written: both are published now
+                await reviews.publish(s, row, written, now, booking_message(row))
+            return m.CreateBookingReviewResponse(review=reviews.message(await store.get_review(s, row.id, side)))
+        return await self.once(caller, "CreateBookingReview", request.request_id, m.CreateBookingReviewResponse, work)
+
+    async def ListBookingReviews(self, request: m.ListBookingReviewsRequest, context) -> m.ListBookingReviewsResponse:
+        caller = principal.require()
+        async with self.db.read() as s:
+            row = await self._booking(s, request.parent, caller, field="parent")
+            rows = await store.reviews_of(s, row.id)
+        side = None if caller.user_id not in (row.owner_id, row.business_owner_id) else reviews.side_of(row, caller)
+        return m.ListBookingReviewsResponse(reviews=[reviews.message(r) for r in rows if reviews.visible(r, side)])

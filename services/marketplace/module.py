@@ -18,7 +18,7 @@ from mesh.sql import utcnow
 from petplatform.marketplace.v1 import events_pb2 as ev
 from petplatform.marketplace.v1 import marketplace_pb2 as m
 from petplatform.payment.v1 import events_pb2 as pay_events
-from services.marketplace import store
+from services.marketplace import reviews, store
 from services.marketplace.api import MarketplaceServicer, booking_message
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,9 @@ class MarketplaceModule(ServiceModule):
         while True:
             try:
                 await self.expire_once()
+                await self.publish_due_reviews()
             except Exception:
-                log.exception("expiring requests failed; trying again")
+                log.exception("expiring requests or publishing reviews failed; trying again")
             await asyncio.sleep(self.rt.settings.marketplace_sweep_seconds)
 
     async def expire_once(self) -> int:
@@ -102,6 +103,17 @@ class MarketplaceModule(ServiceModule):
                 await store.free_places(s, service_id=row.service_id, start=row.start_time, pets=row.pet_count)
                 await store.update_booking(s, row.id, state=B.STATE_EXPIRED, update_time=self.now())
                 await emit(s, ev.BookingExpired(booking=booking_message(await store.get_booking(s, row.id))))
+        return len(due)
+
+    async def publish_due_reviews(self) -> int:
+        """Reviews still hidden when their window closes are published: the other side never wrote."""
+        async with self.db.read() as s:
+            due = await store.hidden_past_deadline(s, now=self.now())
+        for booking in due:
+            async with self.db.transaction() as s:
+                row = await store.find_booking(s, booking, lock=True)
+                assert row is not None
+                await reviews.publish(s, row, await store.reviews_of(s, row.id), self.now(), booking_message(row))
         return len(due)
 
     async def stop(self) -> None:

@@ -32,6 +32,9 @@ businesses = sa.Table(
     sa.Column("payout_account", sa.String(128), nullable=False, server_default=""),
     sa.Column("create_time", UtcDateTime, nullable=False),
     sa.Column("update_time", UtcDateTime, nullable=False),
+    # Its score: the published ratings of customers' reviews, summed and counted.
+    sa.Column("rating_sum", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rating_count", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_businesses_owner", "owner_id"),
     sa.Index("ix_businesses_latitude", "latitude"),
 )
@@ -101,9 +104,28 @@ bookings = sa.Table(
     sa.Column("expire_time", UtcDateTime, nullable=False),
     sa.Column("create_time", UtcDateTime, nullable=False),
     sa.Column("update_time", UtcDateTime, nullable=False),
+    sa.Column("review_deadline", UtcDateTime, nullable=True),  # set on completion
     sa.Index("ix_bookings_owner", "owner_id", "create_time"),
     sa.Index("ix_bookings_business", "business_id", "create_time"),
     sa.Index("ix_bookings_state_expiry", "state", "expire_time"),
+)
+
+# Reviews of completed bookings, one per side ("owner" reviews the business, "business" the owner);
+# publish_time stays NULL while the review is hidden from the other side.
+booking_reviews = sa.Table(
+    "booking_reviews", metadata,
+    sa.Column("booking_id", sa.String(32), primary_key=True),
+    sa.Column("side", sa.String(8), primary_key=True),
+    sa.Column("author_id", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(64), nullable=False),
+    sa.Column("rating", sa.SmallInteger, nullable=False),
+    sa.Column("text", sa.Text, nullable=False, server_default=""),
+    sa.Column("review_deadline", UtcDateTime, nullable=False),  # the booking's, copied: the sweep's index
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Column("publish_time", UtcDateTime, nullable=True),
+    sa.CheckConstraint("rating BETWEEN 1 AND 5", name="ck_booking_reviews_rating"),
+    sa.CheckConstraint("side IN ('owner', 'business')", name="ck_booking_reviews_side"),
+    sa.Index("ix_booking_reviews_hidden", "publish_time", "review_deadline"),
 )
 
 # Idempotent mutating RPCs: the first answer to (caller, method, request id), stored in the
@@ -287,6 +309,44 @@ async def due_to_expire(s: AsyncSession, *, state: int, now: dt.datetime, limit:
 
 async def count_rows(s: AsyncSession, table: sa.Table) -> int:
     return int(await s.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+
+
+# --- reviews ---
+
+async def add_review(s: AsyncSession, **values: Any) -> None:
+    """IntegrityError when that side has reviewed the booking already."""
+    await s.execute(booking_reviews.insert().values(**values))
+
+
+async def reviews_of(s: AsyncSession, booking_id: str) -> list[Row]:
+    return list((await s.execute(sa.select(booking_reviews).where(booking_reviews.c.booking_id == booking_id)
+                                 .order_by(booking_reviews.c.side.desc()))).all())
+
+
+async def get_review(s: AsyncSession, booking_id: str, side: str) -> Row:
+    row = (await s.execute(sa.select(booking_reviews).where(booking_reviews.c.booking_id == booking_id,
+                                                            booking_reviews.c.side == side))).first()
+    assert row is not None, (booking_id, side)
+    return row
+
+
+async def publish_review(s: AsyncSession, *, booking_id: str, side: str, now: dt.datetime) -> bool:
+    """False when it was published already."""
+    return await rows_changed(s, booking_reviews.update().where(
+        booking_reviews.c.booking_id == booking_id, booking_reviews.c.side == side,
+        booking_reviews.c.publish_time.is_(None)).values(publish_time=now)) == 1
+
+
+async def hidden_past_deadline(s: AsyncSession, *, now: dt.datetime, limit: int = 100) -> list[str]:
+    """Bookings whose window has closed with a review still hidden."""
+    return list((await s.execute(sa.select(booking_reviews.c.booking_id).where(
+        booking_reviews.c.publish_time.is_(None), booking_reviews.c.review_deadline <= now)
+        .distinct().limit(limit))).scalars())
+
+
+async def add_business_rating(s: AsyncSession, business_id: str, rating: int) -> None:
+    await s.execute(businesses.update().where(businesses.c.id == business_id).values(
+        rating_sum=businesses.c.rating_sum + rating, rating_count=businesses.c.rating_count + 1))
 
 
 __all__ = ["rows_changed"]

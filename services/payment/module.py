@@ -18,6 +18,7 @@ from petplatform.marketplace.v1 import events_pb2 as market
 from services.payment.api import PaymentServicer
 from services.payment.flows import Flows
 from services.payment.providers import LocalProvider, Provider
+from services.payment.stripe_provider import StripeProvider
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,17 @@ class PaymentModule(ServiceModule):
                  else local_secret(s.data_dir / "local-payment-webhook-secret"))
         if s.stripe_webhook_secret:
             self.secrets["stripe"] = s.stripe_webhook_secret.get_secret_value().encode()
-        # The only adapter so far (Stripe's and PayPal's are not written yet): every flow runs locally.
+        # The local provider always takes its own webhooks (development, tests); the one that moves
+        # money is chosen by settings. PayPal's adapter is not written yet.
         self.secrets["local"] = local
         self.local = LocalProvider(local, self._deliver_local, clock=lambda: self.now().timestamp())
+        self.stripe: StripeProvider | None = None
         provider: Provider = self.local
+        if s.payment_provider == "stripe":
+            assert s.stripe_api_key is not None  # the settings say so
+            provider = self.stripe = StripeProvider(api_key=s.stripe_api_key.get_secret_value(),
+                                                    api_base=s.stripe_api_base,
+                                                    manual_payouts=s.stripe_manual_payouts)
         self.flows = Flows(self._db, provider, self.now, hold=dt.timedelta(seconds=s.payment_hold_seconds),  # type: ignore[arg-type]
                            fee_percent=s.payment_platform_fee_percent,
                            retry=dt.timedelta(seconds=s.payment_retry_seconds))
@@ -86,4 +94,6 @@ class PaymentModule(ServiceModule):
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+        if self.stripe:
+            await self.stripe.close()
         await super().stop()

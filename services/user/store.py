@@ -41,6 +41,18 @@ reviews = sa.Table(
 )
 
 
+# Ratings of users by the businesses they booked (the marketplace's published reviews, from
+# booking.review_published): one per booking, counted in the trust score as reviews are.
+booking_ratings = sa.Table(
+    "booking_ratings", metadata,
+    sa.Column("booking_id", sa.String(32), primary_key=True),
+    sa.Column("subject_id", sa.String(32), sa.ForeignKey("profiles.user_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("author_id", sa.String(32), nullable=False),
+    sa.Column("rating", sa.SmallInteger, nullable=False),
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Index("ix_booking_ratings_subject", "subject_id"),
+)
+
 async def create_profile(s: AsyncSession, user_id: str, display_name: str) -> None:
     """A new user's empty profile; nothing if it exists."""
     if await s.scalar(sa.select(sa.func.count()).select_from(profiles).where(profiles.c.user_id == user_id)):
@@ -95,7 +107,22 @@ async def ratings_with_reviewers(s: AsyncSession, subject_id: str) -> Sequence[R
     """Every rating about a user, each with its reviewer's standing (email_verified, create_time,
     upheld_reports)."""
     author = profiles.alias("author")
+    ratings = sa.union_all(
+        sa.select(reviews.c.rating, reviews.c.author_id).where(reviews.c.subject_id == subject_id),
+        sa.select(booking_ratings.c.rating, booking_ratings.c.author_id)
+        .where(booking_ratings.c.subject_id == subject_id)).subquery()
     return (await s.execute(
-        sa.select(reviews.c.rating, author.c.email_verified, author.c.create_time, author.c.upheld_reports)
-        .join(author, author.c.user_id == reviews.c.author_id)
-        .where(reviews.c.subject_id == subject_id))).all()
+        sa.select(ratings.c.rating, author.c.email_verified, author.c.create_time, author.c.upheld_reports)
+        .join(author, author.c.user_id == ratings.c.author_id))).all()
+
+
+async def add_booking_rating(s: AsyncSession, *, booking_id: str, subject_id: str, author_id: str, rating: int,
+                             now: dt.datetime) -> bool:
+    """False when the subject has no profile yet (the bus retries); a replay changes nothing."""
+    if await s.scalar(sa.select(profiles.c.user_id).where(profiles.c.user_id == subject_id)) is None:
+        return False
+    if await s.scalar(sa.select(booking_ratings.c.booking_id).where(booking_ratings.c.booking_id == booking_id)):
+        return True
+    await s.execute(booking_ratings.insert().values(booking_id=booking_id, subject_id=subject_id,
+                                                    author_id=author_id, rating=rating, create_time=now))
+    return True

@@ -1,5 +1,6 @@
 """On PostgreSQL and RabbitMQ: twenty concurrent requests for the last place give exactly one
-booking (the slot row's lock and CHECK), and a booking is charged, refunded and balanced."""
+booking (the slot row's lock and CHECK), a booking is charged, refunded and balanced, and reviews
+written by both sides at once are published once each."""
 from __future__ import annotations
 
 import asyncio
@@ -45,3 +46,20 @@ async def test_a_booking_is_charged_refunded_and_balanced(real_market: Api):
     await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_REFUNDED)
     ledger = (await balanced(api, api.admin))["EUR"]
     assert ledger["escrow"] == 0 and ledger["cash"] == 0
+
+
+async def test_both_sides_reviewing_at_once_publish_both_once(real_market: Api):
+    from tests.e2e.marketplace.test_reviews import completed, profile, review, seen_by
+    from tests.support.matching import until
+    api = real_market
+    seller, owner, biz, b = await completed(api)
+    await asyncio.gather(review(api, owner, b.name, 4), review(api, seller, b.name, 5))
+    both = await seen_by(api, owner, b.name)
+    assert set(both) == {"owner", "business"} and all(r.published for r in both.values())
+    business = (await api.marketplace.GetBusiness(m.GetBusinessRequest(name=biz.name))).business
+    assert (business.rating, business.review_count) == (4.0, 1)
+
+    async def counted():
+        u = await profile(api, owner, owner.user_id)
+        return u if u.review_count == 1 else None
+    assert (await until(counted, what="the owner's booking rating over RabbitMQ")).average_rating == 5.0

@@ -1,7 +1,10 @@
-"""The demo data `make up` loads: its admin account is an admin, with the second factor admins need, and
-two demo users have an adoption match and a playdate match, and a chat room for each with a few messages."""
+"""The demo data `make up` loads: its admin account is an admin, with the second factor admins need;
+two demo users have an adoption match and a playdate match, and a chat room for each with a few
+messages; a demo owner books a demo walker (paid with the local provider; `make up` holds payouts only
+briefly)."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import grpc
@@ -10,12 +13,15 @@ from google.protobuf import field_mask_pb2
 
 from petplatform.auth.v1 import auth_pb2
 from petplatform.chat.v1 import chat_pb2
+from petplatform.common.v1 import animal_pb2
+from petplatform.marketplace.v1 import marketplace_pb2 as market_pb2
 from petplatform.matching.v1 import matching_pb2
 from petplatform.pet.v1 import pet_pb2
 from petplatform.user.v1 import user_pb2
 from app import demo
 from tests.support import REPO_ROOT
 from tests.support.errors import expect
+from tests.support.matching import until
 from tests.support.platform import Api, embedded_settings, start_platform, totp_code
 
 
@@ -53,6 +59,7 @@ async def test_the_demo_admin_is_an_admin_and_two_demo_users_match_under_make_up
         (tmp_path / "demo-data-loaded").unlink()  # a run that stopped just before writing it does it all again
         await demo.load_demo_data(platform.address, tmp_path)
         await two_demo_users_match(api)
+        await a_demo_owner_books_the_demo_walker(api)
     finally:
         await api.channel.close()
         await platform.stop(grace=1)
@@ -112,3 +119,48 @@ async def test_an_admin_without_the_second_factor_acts_as_an_ordinary_user(tmp_p
     finally:
         await api.channel.close()
         await platform.stop(grace=1)
+
+
+def make_up_payment_hold() -> float:
+    """PETPLATFORM_PAYMENT_HOLD_SECONDS as the Makefile's `up` exports it."""
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    line = next(ln for ln in makefile.splitlines() if ln.startswith("up: export PETPLATFORM_PAYMENT_HOLD_SECONDS ?="))
+    return float(line.split("?=", 1)[1])
+
+
+def test_make_up_pays_businesses_out_after_a_short_hold():
+    assert 0 < make_up_payment_hold() <= 300  # a demo sees its payout within minutes, not 48 h
+
+
+async def a_demo_owner_books_the_demo_walker(api: Api) -> None:
+    """Bob finds Chiara's dog walks near Tokyo, books a free slot for a dog of his, Chiara accepts and
+    the local provider charges him."""
+    bob, chiara = [_session(await api.auth.Login(auth_pb2.LoginRequest(email=email, password=demo.PASSWORD)))
+                   for email, _ in (demo.USERS[1], demo.USERS[2])]
+    bob_name, chiara_name = [
+        (await api.user.GetUser(user_pb2.GetUserRequest(name="users/me"), metadata=who.md)).user.name
+        for who in (bob, chiara)]
+    _, _, city, *_ = demo.BUSINESSES[0]
+    lat, lng = demo.CITIES[city]
+    found = (await api.marketplace.SearchBusinesses(market_pb2.SearchBusinessesRequest(
+        kind=market_pb2.SERVICE_KIND_WALKING, near={"latitude": lat, "longitude": lng}))).businesses
+    walker = next(b for b in found if b.owner == chiara_name)
+    (service,) = (await api.marketplace.ListServices(market_pb2.ListServicesRequest(parent=walker.name))).services
+    dogs = (await api.pet.ListPets(pet_pb2.ListPetsRequest(owner=bob_name,
+                                                           species=[animal_pb2.SPECIES_DOG]))).pets
+    assert dogs, "Bob has a dog in the demo data"
+    day = dt.date.today() + dt.timedelta(days=3)
+    when = {"year": day.year, "month": day.month, "day": day.day}
+    free = (await api.marketplace.ListAvailableSlots(market_pb2.ListAvailableSlotsRequest(
+        service=service.name, start_date=when, end_date=when))).slots
+    assert len(free) == demo.OPEN_HOURS[1] - demo.OPEN_HOURS[0]  # hourly walks, all free
+    booking = (await api.marketplace.CreateBooking(market_pb2.CreateBookingRequest(booking=market_pb2.Booking(
+        service=service.name, pets=[dogs[0].name], start_time=free[0].start_time, payment_method="pm_card_visa")),
+        metadata=bob.md)).booking
+    await api.marketplace.AcceptBooking(market_pb2.AcceptBookingRequest(name=booking.name), metadata=chiara.md)
+
+    async def paid():
+        b = (await api.marketplace.GetBooking(market_pb2.GetBookingRequest(name=booking.name),
+                                              metadata=bob.md)).booking
+        return b.payment_status == market_pb2.Booking.PAYMENT_STATUS_PAID
+    await until(paid, what="the demo booking, paid")

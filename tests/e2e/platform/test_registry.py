@@ -26,7 +26,7 @@ async def test_asyncapi_lists_every_event_with_its_producers_and_consumers(edge:
                                     "adoption.completed", "message.sent", "message.deleted", "messages.read",
                                     "booking.requested", "booking.accepted", "booking.declined", "booking.expired",
                                     "booking.cancelled", "booking.completed", "payment.processed", "payment.failed",
-                                    "refund.processed", "payout.sent",
+                                    "refund.processed", "payout.sent", "booking.review_published",
                                     "notification.send"}
     created = doc["channels"]["user.created"]
     assert created["x-producers"] == ["auth"] and sorted(created["x-consumers"]) == ["auth", "notification", "user"]
@@ -34,6 +34,8 @@ async def test_asyncapi_lists_every_event_with_its_producers_and_consumers(edge:
                                                        "durable": True, "autoDelete": False}
     assert doc["channels"]["user.reported"]["x-producers"] == [], "consumed, produced by nobody yet"
     assert doc["channels"]["swipe.recorded"]["x-consumers"] == ["recommender"]
+    reviewed = doc["channels"]["booking.review_published"]
+    assert (reviewed["x-producers"], reviewed["x-consumers"]) == (["marketplace"], ["user"])
     sends = {k for k, op in doc["operations"].items() if op["action"] == "send"}
     assert "pet.send.pet.created" in sends and "auth.send.email.send" in sends
     message = doc["components"]["messages"]["petplatform.pet.v1.PetCreated"]

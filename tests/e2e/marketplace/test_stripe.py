@@ -1,0 +1,223 @@
+"""The Stripe adapter against a local stand-in of the Stripe API (no network): what it sends
+(Idempotency-Key, amount, currency, a confirmed PaymentIntent with the payment method, Connect
+transfers and payouts) and how it reads Stripe's answers (success, a card decline, an outage, a key
+reused with other parameters); then a platform with payment_provider=stripe running the booking
+flows through it."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from mesh.config import ConfigError, load_settings
+from petplatform.marketplace.v1 import marketplace_pb2 as m
+from services.payment.providers import Outcome, ProviderDown, ProviderRefused
+from services.payment.stripe_provider import StripeProvider
+from tests.e2e.marketplace.conftest import OPTIONS, admin_session
+from tests.support.market import B, P, a_slot, balanced, book, booking_reaches, business, owner_with_dog, \
+    payment_reaches
+from tests.support.platform import Api, embedded_settings, module_of, start_platform
+from tests.support.stripe_standin import API_KEY, StripeStandIn
+
+META = {"booking": "bookings/b1", "payment": "payments/p1"}
+
+
+@pytest.fixture
+async def standin():
+    s = StripeStandIn()
+    await s.start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture
+async def stripe(standin):
+    provider = StripeProvider(api_key=API_KEY, api_base=standin.url)
+    yield provider
+    await provider.close()
+
+
+async def test_a_charge_is_a_confirmed_payment_intent_with_the_flows_key(stripe, standin):
+    out = await stripe.charge(key="bookings/b1:charge", amount=2500, currency="EUR", payment_method="pm_card_visa",
+                              metadata=META)
+    assert out.state == "succeeded" and out.reference.startswith("pi_")
+    (sent,) = standin.posts("/v1/payment_intents")
+    assert sent.headers["Idempotency-Key"] == "bookings/b1:charge"
+    assert sent.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert (sent.form["amount"], sent.form["currency"], sent.form["payment_method"], sent.form["confirm"]) == \
+        ("2500", "eur", "pm_card_visa", "true")
+    assert sent.form["automatic_payment_methods[allow_redirects]"] == "never"
+    # Webhooks find the payment by the key in the metadata.
+    assert sent.form["metadata[idempotency_key]"] == "bookings/b1:charge"
+    assert sent.form["metadata[booking]"] == "bookings/b1"
+
+
+async def test_a_retry_with_the_same_key_gets_the_first_answer_and_charges_once(stripe, standin):
+    first = await stripe.charge(key="k1", amount=1000, currency="EUR", payment_method="pm_card_visa", metadata=META)
+    again = await stripe.charge(key="k1", amount=1000, currency="EUR", payment_method="pm_card_visa", metadata=META)
+    assert again == first
+    assert [r.replayed for r in standin.posts("/v1/payment_intents")] == [False, True]
+    assert len([o for o in standin.created.values() if o["object"] == "payment_intent"]) == 1
+
+
+async def test_a_card_decline_is_a_failed_outcome_with_the_decline_code(stripe, standin):
+    out = await stripe.charge(key="k2", amount=1000, currency="EUR", payment_method="pm_card_chargeDeclined",
+                              metadata=META)
+    assert out.state == "failed" and out.failure == "generic_decline" and out.reference.startswith("pi_")
+    assert standin.created[out.reference]["status"] == "requires_payment_method"
+    insufficient = await stripe.charge(key="k3", amount=1000, currency="EUR",
+                                       payment_method="pm_card_visa_chargeDeclinedInsufficientFunds", metadata=META)
+    assert insufficient.failure == "insufficient_funds"
+
+
+async def test_an_outage_is_provider_down_and_the_retry_with_the_key_charges_once(stripe, standin):
+    standin.fail_next = 1
+    with pytest.raises(ProviderDown):
+        await stripe.charge(key="k4", amount=1000, currency="EUR", payment_method="pm_card_visa", metadata=META)
+    out = await stripe.charge(key="k4", amount=1000, currency="EUR", payment_method="pm_card_visa", metadata=META)
+    assert out.state == "succeeded"
+    assert [r.status for r in standin.posts("/v1/payment_intents")] == [500, 200]
+
+
+async def test_no_answer_at_all_is_provider_down(standin):
+    await standin.stop()
+    provider = StripeProvider(api_key=API_KEY, api_base=standin.url)
+    try:
+        with pytest.raises(ProviderDown):
+            await provider.charge(key="k5", amount=1000, currency="EUR", payment_method="pm_card_visa", metadata=META)
+    finally:
+        await provider.close()
+
+
+async def test_a_key_reused_with_other_parameters_or_a_wrong_api_key_is_refused(stripe, standin):
+    await stripe.charge(key="k6", amount=1000, currency="EUR", payment_method="pm_card_visa", metadata=META)
+    with pytest.raises(ProviderRefused, match="400"):
+        await stripe.charge(key="k6", amount=2000, currency="EUR", payment_method="pm_card_visa", metadata=META)
+    wrong = StripeProvider(api_key="sk_test_wrong", api_base=standin.url)
+    try:
+        with pytest.raises(ProviderRefused, match="401"):
+            await wrong.charge(key="k7", amount=1000, currency="EUR", payment_method="pm_card_visa", metadata=META)
+    finally:
+        await wrong.close()
+
+
+async def test_a_refund_of_the_payment_intent_carries_its_key_and_amount(stripe, standin):
+    charge = await stripe.charge(key="b:charge", amount=3000, currency="EUR", payment_method="pm_card_visa",
+                                 metadata=META)
+    out = await stripe.refund(key="b:refund", charge=charge.reference, amount=1500, metadata=META)
+    assert out.state == "succeeded" and out.reference.startswith("re_")
+    (sent,) = standin.posts("/v1/refunds")
+    assert sent.headers["Idempotency-Key"] == "b:refund"
+    assert (sent.form["payment_intent"], sent.form["amount"]) == (charge.reference, "1500")
+    assert standin.created[charge.reference]["amount_refunded"] == 1500
+    # More than what is left is Stripe refusing the request, not an outage.
+    with pytest.raises(ProviderRefused):
+        await stripe.refund(key="b:refund-2", charge=charge.reference, amount=2000, metadata=META)
+
+
+async def test_a_payout_is_a_connect_transfer_to_the_account(stripe, standin):
+    out = await stripe.payout(key="b:payout", account="acct_1", amount=2250, currency="EUR", metadata=META)
+    assert out == Outcome("succeeded", out.reference) and out.reference.startswith("tr_")
+    (sent,) = standin.posts("/v1/transfers")
+    assert sent.headers["Idempotency-Key"] == "b:payout"
+    assert (sent.form["destination"], sent.form["amount"], sent.form["currency"], sent.form["transfer_group"]) == \
+        ("acct_1", "2250", "eur", "bookings/b1")
+    assert not standin.posts("/v1/payouts")  # Stripe's schedule pays the account out
+    bad = await stripe.payout(key="c:payout", account="acct_invalid", amount=100, currency="EUR", metadata=META)
+    assert bad.state == "failed" and "destination" in bad.failure
+
+
+async def test_manual_payouts_pay_the_connected_account_out_after_the_transfer(standin):
+    provider = StripeProvider(api_key=API_KEY, api_base=standin.url, manual_payouts=True)
+    try:
+        out = await provider.payout(key="b:payout", account="acct_1", amount=2250, currency="EUR", metadata=META)
+        again = await provider.payout(key="b:payout", account="acct_1", amount=2250, currency="EUR", metadata=META)
+    finally:
+        await provider.close()
+    assert out == again and out.reference.startswith("tr_")
+    payouts = standin.posts("/v1/payouts")
+    assert [(r.headers["Stripe-Account"], r.headers["Idempotency-Key"], r.form["amount"], r.replayed)
+            for r in payouts] == [("acct_1", "b:payout:payout", "2250", False), ("acct_1", "b:payout:payout", "2250",
+                                                                                 True)]
+
+
+def test_the_stripe_provider_needs_its_keys(tmp_path):
+    with pytest.raises(ConfigError, match="STRIPE_API_KEY"):
+        load_settings(data_dir=tmp_path, payment_provider="stripe")
+    with pytest.raises(ConfigError):
+        load_settings(data_dir=tmp_path, payment_provider="paypal")
+    with pytest.raises(ConfigError):
+        load_settings(data_dir=tmp_path, payment_provider="stripe", stripe_api_key="sk", stripe_webhook_secret="w",
+                      stripe_api_base="ftp://x")
+
+
+# --- a platform on Stripe ---
+
+@pytest.fixture(scope="module")
+async def on_stripe(tmp_path_factory, smtp_sink):
+    standin = StripeStandIn()
+    await standin.start()
+    settings = embedded_settings(tmp_path_factory.mktemp("data"), smtp_sink, **{
+        **OPTIONS, "payment_provider": "stripe", "stripe_api_key": API_KEY, "stripe_api_base": standin.url})
+    platform = await start_platform(settings)
+    api = Api(platform, smtp_sink)
+    api.admin = await admin_session(api)
+    api.standin = standin  # type: ignore[attr-defined]
+    yield api
+    await api.channel.close()
+    await platform.stop(grace=1)
+    await standin.stop()
+
+
+async def test_on_stripe_accept_charges_cancel_refunds_and_the_payout_is_a_transfer(on_stripe: Api):
+    api, standin = on_stripe, on_stripe.standin  # type: ignore[attr-defined]
+    seller = await api.signup("Seller")
+    biz, svc = await business(api, seller, price=2500, payout_account="acct_seller")
+    owner, pet = await owner_with_dog(api)
+    slot = await a_slot(api, svc.name)
+    b = await book(api, owner, svc.name, slot.start_time, [pet])
+    await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b.name), metadata=seller.md)
+    charge = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_SUCCEEDED)
+    assert charge.provider == "stripe" and charge.provider_reference in standin.created
+    sent = [r for r in standin.posts("/v1/payment_intents") if r.headers["Idempotency-Key"] == f"{b.name}:charge"]
+    assert len(sent) == 1 and sent[0].form["amount"] == "2500"
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_PAID)
+
+    # A flexible walk cancelled before its start: all back, through a Stripe refund.
+    await api.marketplace.CancelBooking(m.CancelBookingRequest(name=b.name), metadata=owner.md)
+    refund = await payment_reaches(api, owner, b.name, P.KIND_REFUND, P.STATE_SUCCEEDED)
+    assert standin.created[refund.provider_reference]["payment_intent"] == charge.provider_reference
+    assert standin.created[charge.provider_reference]["amount_refunded"] == 2500
+
+    # Another booking, completed: after the hold, a transfer to the business's connected account.
+    slot = await a_slot(api, svc.name, days_ahead=11)
+    b2 = await book(api, owner, svc.name, slot.start_time, [pet])
+    await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b2.name), metadata=seller.md)
+    await payment_reaches(api, owner, b2.name, P.KIND_CHARGE, P.STATE_SUCCEEDED)
+    await api.marketplace.StartBooking(m.StartBookingRequest(name=b2.name), metadata=seller.md)
+    await api.marketplace.CompleteBooking(m.CompleteBookingRequest(name=b2.name), metadata=seller.md)
+    await payment_reaches(api, seller, b2.name, P.KIND_PAYOUT, P.STATE_PENDING)
+    payment = module_of(api, "payment")
+    base = payment.clock
+    payment.clock = lambda: base() + dt.timedelta(hours=48, minutes=1)
+    try:
+        payout = await payment_reaches(api, seller, b2.name, P.KIND_PAYOUT, P.STATE_SUCCEEDED)
+    finally:
+        payment.clock = base
+    transfer = standin.created[payout.provider_reference]
+    assert (transfer["destination"], transfer["amount"]) == ("acct_seller", 2250)  # less the 10 % fee
+    await balanced(api, api.admin)
+
+
+async def test_on_stripe_a_declined_card_fails_the_booking_payment(on_stripe: Api):
+    api = on_stripe
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller, payout_account="acct_seller")
+    owner, pet = await owner_with_dog(api)
+    slot = await a_slot(api, svc.name)
+    b = await book(api, owner, svc.name, slot.start_time, [pet], pm="pm_card_chargeDeclined")
+    await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b.name), metadata=seller.md)
+    failed = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_FAILED)
+    assert failed.failure_reason == "generic_decline"
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_FAILED)
+    await balanced(api, api.admin)
