@@ -6,6 +6,7 @@ Each service owns a schema: in PostgreSQL the models' schema-less tables are map
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
@@ -53,6 +54,10 @@ async def rows_changed(session: AsyncSession, statement: sa.Executable) -> int:
     return cast(sa.CursorResult[Any], await session.execute(statement)).rowcount
 
 
+# How long a SQLite writer waits for its turn (this process's queue, then SQLite's busy handler).
+SQLITE_BUSY_SECONDS = 30
+
+
 class Database:
     def __init__(self, url: str, schema: str | None, *, info: Mapping[str, object] | None = None,
                  pool_size: int = 10, max_overflow: int = 10):
@@ -62,7 +67,7 @@ class Database:
         self.schema = schema  # None on SQLite
         kwargs: dict = {}
         if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_SECONDS}
         else:
             # No pre-ping (a round trip before every checkout): connections are recycled before a server or
             # proxy would drop them idle, and a read that meets a dropped one is retried (Database.reading);
@@ -88,7 +93,8 @@ class Database:
         self._sync_reads: sa.Engine | None = None
         if url.startswith("sqlite"):
             self._sync_reads = sa.create_engine(sa.make_url(url).set(drivername="sqlite"),
-                                                connect_args={"timeout": 30}, pool_size=4, max_overflow=-1)
+                                                connect_args={"timeout": SQLITE_BUSY_SECONDS}, pool_size=4,
+                                                max_overflow=-1)
             event.listen(self._sync_reads, "connect", _sqlite_connect)
             event.listen(self._sync_reads, "begin", _sqlite_begin)  # DEFERRED: a reader takes no lock
             # (No bound on connections: a read that awaits something else lets another one begin.)
@@ -110,8 +116,17 @@ class Database:
         # moment the last one commits; left to SQLite's busy handler they would poll the lock with sleeps
         # growing to 100 ms, and a hundred sends a second queue for seconds. (Other processes sharing the
         # file still meet the busy handler.)
-        async with self._writer, self._sessions() as session, session.begin():
-            yield session
+        try:
+            async with asyncio.timeout(SQLITE_BUSY_SECONDS):
+                await self._writer.acquire()
+        except TimeoutError:  # as SQLite's own busy handler would answer: a writer that never commits (or a
+            # transaction opened inside another on the same database) fails instead of hanging forever
+            raise sqlite3.OperationalError(f"database is locked: no turn to write in {SQLITE_BUSY_SECONDS} s") from None
+        try:
+            async with self._sessions() as session, session.begin():
+                yield session
+        finally:
+            self._writer.release()
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

@@ -3,6 +3,7 @@ what it read (no lost update, however parallel), and a reading one never writes.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 import sqlalchemy as sa
@@ -81,3 +82,23 @@ async def test_a_sqlite_read_runs_without_giving_the_loop_away(db: Database):
     values, ran = await db.reading(read)
     assert values == [0, 0, 0, 1]
     assert ran is not db.is_sqlite
+
+
+async def test_a_sqlite_writer_that_never_gets_its_turn_fails_instead_of_hanging(tmp_path, monkeypatch):
+    """Writers of one process queue for SQLite's single write lock; a transaction opened inside another on
+    the same database can never get its turn, and must fail as SQLite's busy handler would, not hang."""
+    monkeypatch.setattr("mesh.sql.SQLITE_BUSY_SECONDS", 0.05)
+    db = scratch_database("sqlite", tmp_path)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(counters.create_all)
+        await conn.execute(counter.insert().values(id=1, value=0))
+    try:
+        async with db.transaction() as outer:
+            await outer.execute(counter.update().values(value=1))
+            with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+                async with db.transaction():
+                    pass
+        async with db.read() as s:
+            assert await s.scalar(sa.select(counter.c.value)) == 1, "the outer transaction still commits"
+    finally:
+        await drop_database(db)
