@@ -77,6 +77,14 @@ def resource_exhausted(message: str, reason: str, retry_after_seconds: float, **
                     metadata={"retry_after_seconds": str(seconds), **{k: str(v) for k, v in metadata.items()}})
 
 
+def unavailable(message: str, reason: str, retry_after_seconds: float = 1) -> ApiError:
+    """A failure of ours that passes: the client may retry the same call after the delay."""
+    seconds = max(1, int(retry_after_seconds + 0.999))
+    retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=seconds))
+    return ApiError(grpc.StatusCode.UNAVAILABLE, message, reason, details=[retry],
+                    metadata={"retry_after_seconds": str(seconds)})
+
+
 def internal() -> ApiError:
     # Never carries the cause: that goes to the log with the request id.
     return ApiError(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")

@@ -20,7 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 import structlog
 
-from mesh import client_address, errors, limits, principal, tracing
+from mesh import client_address, errors, limits, principal, sql, tracing
 from mesh.principal import TokenVerifier
 from petplatform.common.v1 import access_pb2
 
@@ -216,6 +216,10 @@ class ServerInterceptor:
             if isinstance(exc, errors.ApiError):
                 err = exc
                 log.info("rpc rejected", code=err.code.name, reason=err.reason, message=err.message)
+            elif sql.is_unavailable(exc):
+                err = errors.unavailable("the service's database cannot serve right now; try again shortly",
+                                         "DATABASE_UNAVAILABLE")
+                log.warning("rpc failed: database unavailable", exc_info=exc)
             else:
                 err = errors.internal()
                 log.error("rpc failed", exc_info=exc)

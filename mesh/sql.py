@@ -44,6 +44,29 @@ Row = sa.Row[*tuple[Any, ...]]
 """A result row, of whatever columns its query selected."""
 
 
+# PostgreSQL SQLSTATE classes of a database that cannot serve now: connection exceptions, insufficient
+# resources (too many connections, out of memory or disk) and operator intervention (shutdown, restart).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether an exception says the database cannot serve right now (down, restarting, out of connections,
+    its pool exhausted, SQLite locked past its wait), rather than that a statement is wrong."""
+    if isinstance(exc, sa.exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        return "locked" in str(exc) or "busy" in str(exc)
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if isinstance(orig, sqlite3.OperationalError):
+        return is_unavailable(orig)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
