@@ -51,7 +51,7 @@ class SmtpSink:
     def start(self) -> None:
         self.controller.start()
 
-    async def wait_for(self, to: str, timeout: float = 10.0) -> email.message.EmailMessage:
+    async def wait_for(self, to: str, timeout: float = 60.0) -> email.message.EmailMessage:
         for _ in range(int(timeout / 0.05)):
             for m in self.messages:
                 if to in m["To"]:
@@ -59,7 +59,7 @@ class SmtpSink:
             await asyncio.sleep(0.05)
         raise AssertionError(f"no email to {to} within {timeout}s")
 
-    async def wait_for_subject(self, to: str, subject: str, timeout: float = 10.0) -> email.message.EmailMessage:
+    async def wait_for_subject(self, to: str, subject: str, timeout: float = 60.0) -> email.message.EmailMessage:
         for _ in range(int(timeout / 0.05)):
             for m in self.messages:
                 if to in m["To"] and m["Subject"] == subject:
