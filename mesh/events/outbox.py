@@ -20,6 +20,7 @@ from mesh import tracing
 from mesh.events.bus import Bus
 from mesh.events.types import event_type
 from mesh.sql import Database, UtcDateTime, utcnow
+from mesh.wakeup import Wakeup
 from petplatform.common.v1 import event_pb2
 
 log = logging.getLogger(__name__)
@@ -113,11 +114,11 @@ class Relay:
         self._poll = poll_seconds
         self._batch = batch
         self._retention = retention
-        self._wakeup = asyncio.Event()
+        self._wakeup = Wakeup()
         self._tasks: list[asyncio.Task] = []
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._wakeup.ring()
 
     def start(self) -> None:
         _relays.add(self)
@@ -145,11 +146,7 @@ class Relay:
                 log.warning("outbox relay: publish failed, retrying", exc_info=True)
                 await asyncio.sleep(min(5.0, 0.1 * 2 ** failures))
                 continue
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), self._poll)
-            except TimeoutError:
-                pass
-            self._wakeup.clear()
+            await self._wakeup.wait(self._poll)
 
     async def _purge_periodically(self) -> None:
         # Apart from publishing, so a slow or failing purge never holds events back; jittered, so

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from prometheus_client import Counter
 
 from mesh.sql import Database, utcnow
+from mesh.wakeup import Wakeup
 from petplatform.notification.v1 import notification_pb2 as pb
 from services.notification.channels import DeliveryRejected, Push, PushProvider, SmsProvider, TokenGone
 from services.notification.domain import device_id
@@ -44,11 +45,11 @@ class Dispatcher:
         self._attempts = max_attempts
         self._poll = poll_seconds
         self._clock = clock
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._task: asyncio.Task | None = None
 
     def wake(self) -> None:
-        self._wake.set()
+        self._wake.ring()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="notification:dispatcher")
@@ -67,9 +68,7 @@ class Dispatcher:
                 log.exception("notification dispatcher pass failed")
                 made = 0
             if made < BATCH:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll)
-                self._wake.clear()
+                await self._wake.wait(self._poll)
 
     async def run_once(self) -> int:
         """Claims the due rows, calls their providers, records each outcome; returns how many."""

@@ -14,6 +14,7 @@ from mesh.events import Effects
 from mesh.registry import ServiceSpec
 from mesh.runtime import Runtime, ServiceModule
 from mesh.sql import utcnow
+from mesh.wakeup import Wakeup
 from petplatform.marketplace.v1 import events_pb2 as market
 from services.payment.api import PaymentServicer
 from services.payment.flows import Flows
@@ -51,7 +52,7 @@ class PaymentModule(ServiceModule):
                            retry=dt.timedelta(seconds=s.payment_retry_seconds))
         self.servicer = PaymentServicer(self.db, flows=self.flows, secrets=self.secrets)
         self._worker: asyncio.Task | None = None
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
 
     def now(self) -> dt.datetime:
         return self.clock()
@@ -68,7 +69,7 @@ class PaymentModule(ServiceModule):
     def consumers(self) -> Mapping[str, Effects]:
         async def woken(effect, s, event) -> None:
             await effect(s, event)
-            self._wake.set()  # a payment to try: no need to wait for the next poll
+            self._wake.ring()  # a payment to try: no need to wait for the next poll
 
         f = self.flows
         return {"payment.bookings": {
@@ -85,9 +86,7 @@ class PaymentModule(ServiceModule):
                 await self.flows.run_once()
             except Exception:
                 log.exception("payment worker failed; trying again")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.rt.settings.payment_poll_seconds)
-            self._wake.clear()
+            await self._wake.wait(self.rt.settings.payment_poll_seconds)
 
     async def stop(self) -> None:
         if self._worker:
