@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 import structlog
 
 from mesh import client_address, errors, limits, principal, sql, tracing
-from mesh.principal import TokenVerifier
+from mesh.principal import STAFF_ACCESS, TokenVerifier
 from petplatform.common.v1 import access_pb2
 
 log = structlog.get_logger("rpc")
@@ -31,6 +31,14 @@ LATENCY = Histogram("petplatform_rpc_seconds", "RPC latency", ["method"])
 
 # Infrastructure services every server carries; they are public by nature.
 PUBLIC_SERVICES = ("grpc.health.v1.", "grpc.reflection.")
+
+
+# What a caller without the role (or without the second factor staff need) is told.
+STAFF_REFUSALS: dict[int, tuple[str, str]] = {
+    access_pb2.ACCESS_ADMIN: ("admins only", "ADMIN_ONLY"),
+    access_pb2.ACCESS_MODERATOR: ("moderators and admins only", "MODERATORS_ONLY"),
+    access_pb2.ACCESS_SUPPORT: ("staff only (support, moderators, admins)", "STAFF_ONLY"),
+}
 
 
 def method_access(full_method: str) -> int:
@@ -185,8 +193,8 @@ class ServerInterceptor:
             # batch, and a probe has nothing to correlate.
             _pending_headers.set(None if infrastructure else (("x-request-id", request_id),))
             p = await verifier.authenticate(md.get("authorization"), access)
-            if access == access_pb2.ACCESS_ADMIN and (p is None or not p.is_admin):
-                raise errors.permission_denied("admins only", "ADMIN_ONLY")
+            if access in STAFF_ACCESS and (p is None or not p.admitted(access)):
+                raise errors.permission_denied(*STAFF_REFUSALS[access])
             principal.bind(p)
             if p:
                 structlog.contextvars.bind_contextvars(user_id=p.user_id)

@@ -17,7 +17,15 @@ from petplatform.common.v1 import access_pb2
 
 log = logging.getLogger(__name__)
 
-ROLE_ADMIN = "admin"
+ROLE_ADMIN, ROLE_MODERATOR, ROLE_SUPPORT = "admin", "moderator", "support"
+
+# The staff access levels and the roles each admits. Staff act as such only from a session that passed
+# two-factor authentication; without it the account is an ordinary user.
+STAFF_ACCESS: dict[int, frozenset[str]] = {
+    access_pb2.ACCESS_ADMIN: frozenset({ROLE_ADMIN}),
+    access_pb2.ACCESS_MODERATOR: frozenset({ROLE_ADMIN, ROLE_MODERATOR}),
+    access_pb2.ACCESS_SUPPORT: frozenset({ROLE_ADMIN, ROLE_MODERATOR, ROLE_SUPPORT}),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +44,11 @@ class Principal:
     def is_admin(self) -> bool:
         """An admin acts as one only from a session that passed two-factor authentication; without it the
         account is an ordinary user (ACCESS_ADMIN methods refuse it, object checks see no admin)."""
-        return self.role == ROLE_ADMIN and self.mfa
+        return self.admitted(access_pb2.ACCESS_ADMIN)
+
+    def admitted(self, access: int) -> bool:
+        """Whether this caller may call a method of a staff access level (ACCESS_SUPPORT and above)."""
+        return self.mfa and self.role in STAFF_ACCESS[access]
 
     @property
     def resource_name(self) -> str:
