@@ -4,6 +4,7 @@ document and the tests. Adding a service is its proto, its package and one entry
 from __future__ import annotations
 
 from mesh.registry import Registry, ServiceSpec
+from petplatform.admin.v1 import events_pb2 as admin_events
 from petplatform.auth.v1 import auth_pb2  # noqa: F401  (registers the contract for the registry's check)
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.chat.v1 import chat_pb2  # noqa: F401
@@ -27,8 +28,10 @@ REGISTRY = Registry([
     ServiceSpec(
         name="auth", module="services.auth.module:AuthModule", port=3001,
         contracts=("petplatform.auth.v1.AuthService",),
-        emits=(auth_events.UserCreated, auth_events.UserEmailVerified, event_pb2.EmailRequested),
-        consumes=(auth_events.UserCreated, event_pb2.EmailRequested),
+        emits=(auth_events.UserCreated, auth_events.UserEmailVerified, event_pb2.EmailRequested,
+               auth_events.UserRoleChanged, auth_events.UserStatusChanged, auth_events.SecurityEventRecorded),
+        consumes=(auth_events.UserCreated, event_pb2.EmailRequested,
+                  admin_events.ModerationActionTaken),  # suspensions and bans decided in cases
     ),
     ServiceSpec(
         name="user", module="services.user.module:UserModule", port=3002,
