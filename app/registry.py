@@ -44,7 +44,9 @@ REGISTRY = Registry([
         contracts=("petplatform.pet.v1.PetService",), peers=("auth",),
         emits=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted),
         consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted,  # WatchPets, live
-                  matching_events.AdoptionCompleted),  # the pet becomes adopted
+                  matching_events.AdoptionCompleted,  # the pet becomes adopted
+                  admin_events.ModerationActionTaken,  # listings held or hidden
+                  auth_events.UserStatusChanged),  # a suspended owner's listings held
     ),
     ServiceSpec(
         name="matching", module="services.matching.module:MatchingModule", port=3004,
@@ -90,6 +92,7 @@ REGISTRY = Registry([
         contracts=("petplatform.notification.v1.NotificationService",), peers=("auth",),
         emits=(notification_events.NotificationRequested, event_pb2.EmailRequested),
         consumes=(chat_events.MessageSent, matching_events.MatchCreated, matching_events.AdoptionCompleted,
-                  auth_events.UserCreated, notification_events.NotificationRequested),
+                  auth_events.UserCreated, notification_events.NotificationRequested,
+                  admin_events.ModerationActionTaken, auth_events.UserStatusChanged),  # the affected user told
     ),
 ])

@@ -40,8 +40,7 @@ def account_message(row: Row | types.SimpleNamespace) -> auth_pb2.Account:
     return auth_pb2.Account(name=f"users/{row.id}", email=row.email or "", display_name=row.display_name,
                             email_verified=row.email_verified, role=domain.ROLES[row.role],
                             create_time=timestamp(row.create_time),
-                            status=domain.STATUSES[getattr(row, "status", "active")],
-                            status_reason=getattr(row, "status_reason", ""))
+                            status=domain.STATUSES[row.status], status_reason=row.status_reason)
 
 
 async def new_verification_email(session: AsyncSession, settings: Settings, account_id: str, email_addr: str) -> None:
@@ -79,7 +78,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         password_hash = await passwords.hash_password(request.password, self.s.bcrypt_rounds)
         account = types.SimpleNamespace(id=new_id(), email=email_addr, display_name=display_name,
                                         role=domain.role_for(email_addr, self._admins), email_verified=False,
-                                        create_time=utcnow())
+                                        create_time=utcnow(), status="active", status_reason="")
         try:
             async with self.db.transaction() as s:
                 await store.add_account(s, account_id=account.id, email=email_addr, password_hash=password_hash,

@@ -75,7 +75,7 @@ async def emitted(api: Api, kind, user: str | None = None) -> list:
     """The events of this type auth wrote to its outbox (about `user`, if given), oldest first."""
     async with module_of(api, "auth").db.read() as tx:
         bodies = (await tx.execute(sa.select(outbox.c.body).where(outbox.c.event_type == event_type(kind))
-                                   .order_by(outbox.c.create_time))).scalars().all()
+                                   .order_by(outbox.c.id))).scalars().all()
     out = []
     for body in bodies:
         e = kind()
