@@ -2,6 +2,7 @@
 (moderation.action_taken) taking effect in auth, and the security events auth records for the audit log."""
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import grpc
@@ -14,11 +15,14 @@ from petplatform.admin.v1 import events_pb2 as admin_events
 from petplatform.auth.v1 import auth_pb2
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.common.v1 import event_pb2
+from petplatform.pet.v1 import pet_pb2
 from tests.support.errors import expect
 from tests.support.events import Producer
 from tests.support.matching import until
+from tests.support.pets import create, dog
 from tests.support.platform import (
-    PASSWORD, Api, Session, embedded_settings, json_claims, module_of, start_platform, totp_code,
+    PASSWORD, Api, Session, drop_real_state, embedded_settings, json_claims, module_of, real_settings,
+    start_platform, totp_code,
 )
 
 ADMINS = [f"admin{i}@staff.example.com" for i in range(12)]
@@ -363,3 +367,43 @@ async def test_the_last_admin_cannot_stop_being_one(api: Api):
     assert demoted.account.role == auth_pb2.ROLE_SUPPORT
     await expect(grpc.StatusCode.UNAUTHENTICATED, checked(api, admin), "SESSION_REVOKED")
     await checked(api, second)
+
+
+async def test_on_the_real_profile_two_admins_demoting_each_other_leave_one(tmp_path, smtp_sink, s3_endpoint):
+    """PostgreSQL, Redis, RabbitMQ: the admins' rows are locked, the revocation list is Redis's, and a suspended
+    owner's pets are held by the pet service from auth's event."""
+    emails = ["pg-admin-a@staff.example.com", "pg-admin-b@staff.example.com"]
+    settings = real_settings(tmp_path, smtp_sink, s3_endpoint, admin_emails=emails)
+    platform = await start_platform(settings)
+    api = Api(platform, smtp_sink)
+    try:
+        a, b = [await api.signup_admin(e) for e in emails]
+        outcomes = await asyncio.gather(*(api.auth.SetAccountRole(auth_pb2.SetAccountRoleRequest(
+            name=target.name, role=auth_pb2.ROLE_USER), metadata=actor.md) for actor, target in ((a, b), (b, a))),
+            return_exceptions=True)
+        refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+        assert len(refused) == 1 and refused[0].code() in (grpc.StatusCode.FAILED_PRECONDITION,
+                                                          grpc.StatusCode.UNAUTHENTICATED), outcomes
+        winner = a if not isinstance(outcomes[0], grpc.aio.AioRpcError) else b
+        left = await api.auth.ListAccounts(auth_pb2.ListAccountsRequest(role=auth_pb2.ROLE_ADMIN),
+                                           metadata=winner.md)
+        assert [x.name for x in left.accounts] == [winner.name]
+        seller = await api.signup()
+        pet = await create(api, seller, dog("Suspicious"))
+        await set_status(api, winner, seller.name, auth_pb2.ACCOUNT_STATUS_SUSPENDED)
+        await expect(grpc.StatusCode.UNAUTHENTICATED, checked(api, seller), "SESSION_REVOKED")
+        await expect(grpc.StatusCode.PERMISSION_DENIED, api.auth.Login(
+            auth_pb2.LoginRequest(email=seller.email, password=PASSWORD)), "ACCOUNT_SUSPENDED")
+
+        async def held() -> bool:
+            try:
+                await api.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name))
+                return False
+            except grpc.aio.AioRpcError as e:
+                return e.code() == grpc.StatusCode.NOT_FOUND
+        await until(held, what="the suspended owner's pet held")
+    finally:
+        await api.channel.close()
+        consumers = list(getattr(platform.rt.bus, "consumers", []))
+        await platform.stop(grace=1)
+        await drop_real_state(settings, consumers)
