@@ -4,6 +4,7 @@ document and the tests. Adding a service is its proto, its package and one entry
 from __future__ import annotations
 
 from mesh.registry import Registry, ServiceSpec
+from petplatform.admin.v1 import events_pb2 as admin_events
 from petplatform.auth.v1 import auth_pb2  # noqa: F401  (registers the contract for the registry's check)
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.chat.v1 import chat_pb2  # noqa: F401
@@ -27,8 +28,10 @@ REGISTRY = Registry([
     ServiceSpec(
         name="auth", module="services.auth.module:AuthModule", port=3001,
         contracts=("petplatform.auth.v1.AuthService",),
-        emits=(auth_events.UserCreated, auth_events.UserEmailVerified, event_pb2.EmailRequested),
-        consumes=(auth_events.UserCreated, event_pb2.EmailRequested),
+        emits=(auth_events.UserCreated, auth_events.UserEmailVerified, event_pb2.EmailRequested,
+               auth_events.UserRoleChanged, auth_events.UserStatusChanged, auth_events.SecurityEventRecorded),
+        consumes=(auth_events.UserCreated, event_pb2.EmailRequested,
+                  admin_events.ModerationActionTaken),  # suspensions and bans decided in cases
     ),
     ServiceSpec(
         name="user", module="services.user.module:UserModule", port=3002,
@@ -41,7 +44,9 @@ REGISTRY = Registry([
         contracts=("petplatform.pet.v1.PetService",), peers=("auth",),
         emits=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted),
         consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted,  # WatchPets, live
-                  matching_events.AdoptionCompleted),  # the pet becomes adopted
+                  matching_events.AdoptionCompleted,  # the pet becomes adopted
+                  admin_events.ModerationActionTaken,  # listings held or hidden
+                  auth_events.UserStatusChanged),  # a suspended owner's listings held
     ),
     ServiceSpec(
         name="matching", module="services.matching.module:MatchingModule", port=3004,
@@ -87,6 +92,7 @@ REGISTRY = Registry([
         contracts=("petplatform.notification.v1.NotificationService",), peers=("auth",),
         emits=(notification_events.NotificationRequested, event_pb2.EmailRequested),
         consumes=(chat_events.MessageSent, matching_events.MatchCreated, matching_events.AdoptionCompleted,
-                  auth_events.UserCreated, notification_events.NotificationRequested),
+                  auth_events.UserCreated, notification_events.NotificationRequested,
+                  admin_events.ModerationActionTaken, auth_events.UserStatusChanged),  # the affected user told
     ),
 ])

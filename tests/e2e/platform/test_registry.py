@@ -27,7 +27,8 @@ async def test_asyncapi_lists_every_event_with_its_producers_and_consumers(edge:
                                     "booking.requested", "booking.accepted", "booking.declined", "booking.expired",
                                     "booking.cancelled", "booking.completed", "payment.processed", "payment.failed",
                                     "refund.processed", "payout.sent", "booking.review_published",
-                                    "notification.send"}
+                                    "notification.send", "user.role_changed", "user.status_changed",
+                                    "security.event_recorded", "moderation.action_taken"}
     created = doc["channels"]["user.created"]
     assert created["x-producers"] == ["auth"] and sorted(created["x-consumers"]) == ["auth", "notification", "user"]
     assert created["bindings"]["amqp"]["exchange"] == {"name": "petplatform.events", "type": "topic",
