@@ -43,7 +43,7 @@ def upgrade() -> None:
     sa.Column('report_count', sa.Integer(), server_default='0', nullable=False),
     sa.Column('risk_score', sa.Float(), server_default='0', nullable=False),
     sa.Column('assignee_id', sa.String(length=32), server_default='', nullable=False),
-    sa.Column('held', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('held', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('resolution', sa.SmallInteger(), server_default='0', nullable=False),
     sa.Column('create_time', mesh.sql.UtcDateTime(timezone=True), nullable=False),
     sa.Column('update_time', mesh.sql.UtcDateTime(timezone=True), nullable=False),
