@@ -4,12 +4,14 @@ document and the tests. Adding a service is its proto, its package and one entry
 from __future__ import annotations
 
 from mesh.registry import Registry, ServiceSpec
+from petplatform.admin.v1 import admin_pb2  # noqa: F401  (registers the contract for the registry's check)
 from petplatform.admin.v1 import events_pb2 as admin_events
-from petplatform.auth.v1 import auth_pb2  # noqa: F401  (registers the contract for the registry's check)
+from petplatform.auth.v1 import auth_pb2  # noqa: F401
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.chat.v1 import chat_pb2  # noqa: F401
 from petplatform.chat.v1 import events_pb2 as chat_events
 from petplatform.common.v1 import event_pb2
+from petplatform.fraud.v1 import events_pb2 as fraud_events
 from petplatform.matching.v1 import events_pb2 as matching_events
 from petplatform.marketplace.v1 import events_pb2 as marketplace_events
 from petplatform.marketplace.v1 import marketplace_pb2  # noqa: F401
@@ -94,5 +96,15 @@ REGISTRY = Registry([
         consumes=(chat_events.MessageSent, matching_events.MatchCreated, matching_events.AdoptionCompleted,
                   auth_events.UserCreated, notification_events.NotificationRequested,
                   admin_events.ModerationActionTaken, auth_events.UserStatusChanged),  # the affected user told
+    ),
+    ServiceSpec(
+        name="admin", module="services.admin.module:AdminModule", port=3007,
+        contracts=("petplatform.admin.v1.AdminService",), peers=("auth", "marketplace"),  # who owns a business
+        emits=(admin_events.ModerationActionTaken, user_events.UserReported),
+        consumes=(auth_events.UserCreated, auth_events.UserRoleChanged, auth_events.UserStatusChanged,  # records,
+                  auth_events.SecurityEventRecorded,  # the audit log
+                  pet_events.PetCreated, chat_events.MessageSent,  # who is behind a report; and daily counts of
+                  matching_events.MatchCreated, matching_events.AdoptionCompleted, marketplace_events.BookingRequested,
+                  fraud_events.FraudDetected),  # cases and the automatic hold
     ),
 ])
