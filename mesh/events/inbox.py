@@ -1,6 +1,7 @@
 """Idempotent consumers: the event id goes into the inbox in the same transaction as the effect."""
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 # (session of the inbox transaction, the event payload): the effect commits with the inbox row.
 Effect = Callable[[AsyncSession, Any], Awaitable[None]]
 Effects = Mapping[type[Message], Effect]
+
+_event_id: contextvars.ContextVar[str] = contextvars.ContextVar("event_id", default="")
+
+
+def current_event_id() -> str:
+    """The id of the event whose effect is running ("" outside one): evidence that names its source event."""
+    return _event_id.get()
 
 
 def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
@@ -46,7 +54,11 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
                 return
             # A concurrent duplicate fails on the primary key here and is redelivered, then skipped.
             await s.execute(inbox.insert().values(consumer=consumer, event_id=envelope.id, process_time=utcnow()))
-            await by_type[envelope.type](s, payload)
+            token = _event_id.set(envelope.id)
+            try:
+                await by_type[envelope.type](s, payload)
+            finally:
+                _event_id.reset(token)
 
     return handle
 

@@ -27,9 +27,11 @@ async def test_asyncapi_lists_every_event_with_its_producers_and_consumers(edge:
                                     "booking.requested", "booking.accepted", "booking.declined", "booking.expired",
                                     "booking.cancelled", "booking.completed", "payment.processed", "payment.failed",
                                     "refund.processed", "payout.sent", "booking.review_published",
-                                    "notification.send"}
+                                    "notification.send", "fraud.detected", "moderation.action_taken"}
     created = doc["channels"]["user.created"]
-    assert created["x-producers"] == ["auth"] and sorted(created["x-consumers"]) == ["auth", "notification", "user"]
+    assert created["x-producers"] == ["auth"] and sorted(created["x-consumers"]) == ["auth", "fraud", "notification",
+                                                                                    "user"]
+    assert doc["channels"]["fraud.detected"]["x-producers"] == ["fraud"]
     assert created["bindings"]["amqp"]["exchange"] == {"name": "petplatform.events", "type": "topic",
                                                        "durable": True, "autoDelete": False}
     assert doc["channels"]["user.reported"]["x-producers"] == [], "consumed, produced by nobody yet"
