@@ -8,7 +8,8 @@ import dataclasses
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import numpy as np
 from sqlalchemy import event as sa_event
@@ -22,7 +23,9 @@ from petplatform.fraud.v1 import events_pb2 as fraud_events
 from petplatform.fraud.v1 import risk_pb2
 
 log = logging.getLogger(__name__)
-ACTIONS = {"none": 0, "review": fraud_events.FraudDetected.ACTION_REVIEW, "hold": fraud_events.FraudDetected.ACTION_HOLD}
+ACTIONS: dict[str, fraud_events.FraudDetected.Action] = {
+    "none": fraud_events.FraudDetected.ACTION_UNSPECIFIED, "review": fraud_events.FraudDetected.ACTION_REVIEW,
+    "hold": fraud_events.FraudDetected.ACTION_HOLD}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -38,7 +41,7 @@ class Engine:
         self.db = db
         self.logs = logs
         self.model: model.Model = model.RULES_ONLY
-        self._pending: set[asyncio.Task] = set()
+        self._pending: set[asyncio.Task] = set()  # log writes after commit
 
     # --- facts ---
 
@@ -85,7 +88,7 @@ class Engine:
         else:
             fp = signals.simhash(draft.text)
             stored = await store.listing(s, pet_id) if pet_id else None
-            reused = (await store.reused_counts(s, [pet_id])).get(pet_id, 0) if stored else 0
+            reused = (await store.reused_counts(s, [stored.pet_id])).get(stored.pet_id, 0) if stored else 0
             listing = features.ListingFacts(
                 create_time=stored.create_time if stored else now, price=signals.parse_price(draft.text),
                 typical=await self._typical(s, draft.species, draft.breed.strip().lower()), reused_photos=reused,
@@ -126,10 +129,10 @@ class Engine:
         except Exception:  # the log records scores; it must not fail scoring (logs.py)
             log.exception("fraud: could not log the score of %s", subject)
 
-    def after_commit(self, s: AsyncSession, work: Callable[[], Awaitable[None]]) -> None:
+    def after_commit(self, s: AsyncSession, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Runs `work` once the session's transaction commits (not if it rolls back)."""
         def start(_session: object) -> None:
-            task = asyncio.get_running_loop().create_task(work())
+            task: asyncio.Task = asyncio.get_running_loop().create_task(work())
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 

@@ -85,17 +85,18 @@ def vector(user: UserFacts, *, listing: ListingFacts | None = None,
     texts = [lf.flags for lf in listings] + [f for _, f in user.messages] + ([message] if message is not None else [])
     created = user.create_time
     age = UNKNOWN_AGE_DAYS if created is None else max(0.0, (user.now - created).total_seconds() / 86400)
-    week = dt.timedelta(days=7)
+    week, day = dt.timedelta(days=7), dt.timedelta(days=1)
+    own = [listing] if listing is not None else listings  # the listing-level features' scope
     values = {
         "account_age_days": min(MAX_AGE_DAYS, age),
         "listings_first_week": 0.0 if created is None else
         float(sum(1 for lf in listings if lf.create_time - created <= week)),
         "messages_first_day": 0.0 if created is None else
-        float(sum(1 for t, _ in user.messages if t - created <= dt.timedelta(days=1)) + (message is not None and age <= 1)),
+        float(sum(1 for t, _ in user.messages if t - created <= day) + (message is not None and age <= 1)),
         # A listing's own; a user's or a message's: the worst of the account's listings.
-        "price_discount": listing.discount if listing is not None else max((lf.discount for lf in listings), default=0.0),
-        "reused_photos": float(listing.reused_photos if listing is not None else sum(lf.reused_photos for lf in listings)),
-        "copied_text": float(listing.copied_text if listing is not None else sum(lf.copied_text for lf in listings)),
+        "price_discount": max((lf.discount for lf in own), default=0.0),
+        "reused_photos": float(sum(lf.reused_photos for lf in own)),
+        "copied_text": float(sum(lf.copied_text for lf in own)),
         "upheld_reports": float(user.upheld_reports),
     }
     for flag in signals.FLAGS:

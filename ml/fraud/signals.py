@@ -39,7 +39,8 @@ PHRASES: dict[str, tuple[str, ...]] = {
     ),
     "refuses_visit": (
         r"no visits?", r"can(?:no|')t (?:do )?(?:a )?(?:visit|video ?call|facetime|meet)",
-        r"(?:visits?|video ?calls?|meeting) (?:is|are) not (?:possible|allowed)", r"not available (?:to|for) (?:meet|visit)",
+        r"(?:visits?|video ?calls?|meeting) (?:is|are) not (?:possible|allowed)",
+        r"not available (?:to|for) (?:meet|visit)",
         r"i(?:'m| am) (?:away|abroad|overseas|on (?:a )?mission|deployed|offshore)", r"camera (?:is )?broken",
         r"only (?:delivery|shipping)", r"will (?:be )?deliver(?:ed)? to you",
     ),
