@@ -24,12 +24,13 @@ log = logging.getLogger(__name__)
 Effect = Callable[[AsyncSession, Any], Awaitable[None]]
 Effects = Mapping[type[Message], Effect]
 
-_event_id: contextvars.ContextVar[str] = contextvars.ContextVar("event_id", default="")
+_current: contextvars.ContextVar[event_pb2.EventEnvelope | None] = contextvars.ContextVar("event", default=None)
 
 
-def current_event_id() -> str:
-    """The id of the event whose effect is running ("" outside one): evidence that names its source event."""
-    return _event_id.get()
+def current_event() -> event_pb2.EventEnvelope | None:
+    """The envelope of the event whose effect is running (None outside one), for an effect that needs more than
+    the payload: its id (evidence naming its source), its time (when it happened, not when it was processed)."""
+    return _current.get()
 
 
 def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
@@ -54,11 +55,11 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
                 return
             # A concurrent duplicate fails on the primary key here and is redelivered, then skipped.
             await s.execute(inbox.insert().values(consumer=consumer, event_id=envelope.id, process_time=utcnow()))
-            token = _event_id.set(envelope.id)
+            token = _current.set(envelope)
             try:
                 await by_type[envelope.type](s, payload)
             finally:
-                _event_id.reset(token)
+                _current.reset(token)
 
     return handle
 

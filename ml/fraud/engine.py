@@ -71,13 +71,14 @@ class Engine:
     def _assess(self, x: np.ndarray) -> model.Assessment:
         return model.assess(self.model, x)
 
-    async def assess_user(self, s: AsyncSession, user_id: str) -> model.Assessment:
-        return self._assess(features.vector(await self.user_facts(s, user_id, now=utcnow())))
+    async def assess_user(self, s: AsyncSession, user_id: str, *, now: dt.datetime | None = None) -> model.Assessment:
+        """`now`: the time it is scored as of (an event's time, so a backlog is scored as it happened)."""
+        return self._assess(features.vector(await self.user_facts(s, user_id, now=now or utcnow())))
 
     async def assess_listing(self, s: AsyncSession, *, owner_id: str, pet_id: str | None,
-                             draft: Draft | None = None) -> model.Assessment | None:
+                             draft: Draft | None = None, now: dt.datetime | None = None) -> model.Assessment | None:
         """A stored listing (pet_id, its stored content) or a draft; None for a pet_id not stored."""
-        now = utcnow()
+        now = now or utcnow()
         user = await self.user_facts(s, owner_id, now=now, without_listing=pet_id if draft else None)
         if draft is None:
             row = await store.listing(s, pet_id) if pet_id else None
@@ -97,9 +98,9 @@ class Engine:
         return self._assess(features.vector(user, listing=listing))
 
     async def assess_message(self, s: AsyncSession, *, sender_id: str, name: str | None,
-                             flags: dict[str, bool]) -> model.Assessment:
+                             flags: dict[str, bool], now: dt.datetime | None = None) -> model.Assessment:
         """A message with these signals.flags (a stored one, or a draft) as sent by the sender."""
-        user = await self.user_facts(s, sender_id, now=utcnow(), without_message=name)
+        user = await self.user_facts(s, sender_id, now=now or utcnow(), without_message=name)
         return self._assess(features.vector(user, message=flags))
 
     # --- scoring events ---

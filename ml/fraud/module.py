@@ -15,7 +15,7 @@ from google.protobuf import timestamp_pb2
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.blobs import BlobStore
-from mesh.events import Effects, current_event_id
+from mesh.events import Effects, current_event
 from mesh.registry import ServiceSpec
 from mesh.runtime import Runtime, ServiceModule
 from mesh.sql import utcnow
@@ -43,6 +43,18 @@ def _time(ts: timestamp_pb2.Timestamp, message: object, field: str) -> dt.dateti
     return ts.ToDatetime(dt.timezone.utc) if message.HasField(field) else utcnow()  # type: ignore[attr-defined]
 
 
+def event_id() -> str:
+    envelope = current_event()
+    return envelope.id if envelope else ""
+
+
+def event_time() -> dt.datetime:
+    """When the event being processed happened: a backlog (the service was down, or is new) is judged as of
+    then, not as if every account had just signed up."""
+    envelope = current_event()
+    return envelope.time.ToDatetime(dt.timezone.utc) if envelope and envelope.HasField("time") else utcnow()
+
+
 class Extractors:
     """One effect per event source, each keeping its signals in the store; listings and messages are scored
     as they arrive. A new source (bookings, payments) is one more effect here, its table in store.py and its
@@ -55,7 +67,7 @@ class Extractors:
     async def on_user_created(self, s: AsyncSession, event: auth_events.UserCreated) -> None:
         user_id = id_of(event.user, "users")
         if user_id:
-            await store.put_account(s, user_id, create_time=utcnow())
+            await store.put_account(s, user_id, create_time=event_time())
 
     async def on_pet_changed(self, s: AsyncSession, event: pet_events.PetCreated | pet_events.PetUpdated) -> None:
         pet = event.pet
@@ -70,10 +82,10 @@ class Extractors:
         if not changed:
             return
         await self._sync_photos(s, pet, pet_id, owner_id)
-        assessment = await self.engine.assess_listing(s, owner_id=owner_id, pet_id=pet_id)
+        assessment = await self.engine.assess_listing(s, owner_id=owner_id, pet_id=pet_id, now=event_time())
         if assessment is not None:
             await self.engine.record(s, subject=f"pets/{pet_id}", user_id=owner_id, assessment=assessment,
-                                     source_event=current_event_id())
+                                     source_event=event_id())
 
     async def _sync_photos(self, s: AsyncSession, pet: pet_pb2.Pet, pet_id: str, owner_id: str) -> None:
         known = await store.photo_names(s, pet_id)
@@ -99,9 +111,9 @@ class Extractors:
         await store.put_message(s, m.name, sender_id=sender_id, text=m.text,
                                 create_time=_time(m.create_time, m, "create_time"))
         assessment = await self.engine.assess_message(s, sender_id=sender_id, name=m.name,
-                                                       flags=signals.flags(m.text))
+                                                       flags=signals.flags(m.text), now=event_time())
         await self.engine.record(s, subject=m.name, user_id=sender_id, assessment=assessment,
-                                 source_event=current_event_id())
+                                 source_event=event_id())
 
     async def on_moderation(self, s: AsyncSession, event: admin_events.ModerationActionTaken) -> None:
         """A moderator's decision: the label of the subject's features as last scored (before the decision),

@@ -30,7 +30,8 @@ async def logs(request, tmp_path):
 
 def entry(user: str, subject: str, minutes: int, **kw) -> LogEntry:
     values = dict(id=uuid.uuid4().hex, user=user, subject=subject, event=str(uuid.uuid4()), score=0.9,
-                  factors=[{"code": "off_platform_payment", "description": "asks for a gift card", "contribution": 0.6}],
+                  factors=[{"code": "off_platform_payment", "description": "asks for a gift card",
+                            "contribution": 0.6}],
                   action="hold", model="rules", reviewed=False, create_time=T0 + dt.timedelta(minutes=minutes))
     return LogEntry(**{**values, **kw})
 

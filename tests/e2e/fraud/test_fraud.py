@@ -203,3 +203,21 @@ async def test_moderators_decisions_become_labels_and_mark_the_log_reviewed(api:
 
 async def _reviewed(module, subject: str) -> bool:
     return any(e.reviewed for e in await module.engine.logs.of_user(subject) if e.subject == subject)
+
+
+async def test_on_postgresql_rabbitmq_and_s3(real_api: Api, tmp_path):
+    """The scam listing held on the real profile: the store's migrations on PostgreSQL, events through
+    RabbitMQ, photos read from S3 (MinIO)."""
+    honest, scammer = await real_api.signup("Honest"), await real_api.signup("Scammer")
+    original = await create(real_api, honest, dog("Bella", description="Calm labrador, rehoming fee $600"))
+    await upload(real_api, honest, original, photo(7))
+    listing = await create(real_api, scammer, dog("Max", breed="labrador", description=SCAM_TEXT))
+    await upload(real_api, scammer, listing, photo(7, "JPEG"))
+    held = await until(lambda: detected(real_api, listing.name, fraud_events.FraudDetected.ACTION_HOLD),
+                       timeout=30, what="the scam listing held")
+    assert held.source_event
+
+    async def reused():
+        async with module_of(real_api, "fraud").db.read() as s:
+            return await store.reused_counts(s, [listing.name.split("/")[1]])
+    assert await until(reused, timeout=30, what="the photo hashed") == {listing.name.split("/")[1]: 1}
