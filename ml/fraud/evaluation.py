@@ -6,7 +6,10 @@ whose last event is in the latest 30% of time are held out), and one row per sco
 Isolation Forest, the Random Forest classifier and their combination (model.py), trained on the earlier
 accounts and their moderators' labels.
 
-Metrics on the held-out accounts, against the truth (not the noisy labels): PR-AUC (average precision),
+The same for listings, each scored as of the moment it was listed (what a hold decides on: the
+account's later messages are not known yet), labelled with its account's label.
+
+Metrics on the held-out subjects, against the truth (not the noisy labels): PR-AUC (average precision),
 precision and recall at the hold threshold, recall at the review threshold."""
 from __future__ import annotations
 
@@ -49,8 +52,17 @@ def snapshot_time(a: Account) -> dt.datetime:
     return max(times)
 
 
-def vectors(accounts: list[Account]) -> tuple[npt.NDArray[np.float64], list[dt.datetime]]:
-    """One vector per account as of its last event, its listings' signals computed when each was listed."""
+@dataclasses.dataclass(frozen=True)
+class Vectors:
+    accounts: npt.NDArray[np.float64]  # one per account, as of its last event
+    account_times: list[dt.datetime]
+    listings: npt.NDArray[np.float64]  # one per listing, as of when it was listed (what the hold decides on)
+    listing_times: list[dt.datetime]
+    listing_owners: list[int]  # the account index of each listing
+
+
+def vectors(accounts: list[Account]) -> Vectors:
+    """The vectors the service would score, its listings' signals computed when each was listed."""
     photos = signals.NearIndex(n_bands=signals.PHOTO_BANDS, within=signals.PHOTO_WITHIN)
     texts = signals.NearIndex(n_bands=signals.TEXT_BANDS, within=signals.TEXT_WITHIN)
     prices: dict[tuple[int, str], list[float]] = {}
@@ -75,15 +87,23 @@ def vectors(accounts: list[Account]) -> tuple[npt.NDArray[np.float64], list[dt.d
         if price is not None:
             prices.setdefault((lst.species, lst.breed), []).append(price)
             by_species.setdefault(lst.species, []).append(price)
-    rows, times = [], []
+    rows, times, listing_rows, listing_times, owners = [], [], [], [], []
     for a in accounts:
         now = snapshot_time(a)
+        messages = [(t, signals.flags(text)) for t, text in a.messages]
         user = features.UserFacts(now=now, create_time=a.create_time, listings=tuple(facts[a.index]),
-                                  messages=tuple((t, signals.flags(text)) for t, text in a.messages),
-                                  upheld_reports=a.upheld_reports)
+                                  messages=tuple(messages), upheld_reports=a.upheld_reports)
         rows.append(features.vector(user))
         times.append(now)
-    return np.array(rows), times
+        for lf in facts[a.index]:
+            then = features.UserFacts(now=lf.create_time, create_time=a.create_time,
+                                      listings=tuple(x for x in facts[a.index] if x.create_time < lf.create_time),
+                                      messages=tuple(m for m in messages if m[0] < lf.create_time),
+                                      upheld_reports=a.upheld_reports)
+            listing_rows.append(features.vector(then, listing=lf))
+            listing_times.append(lf.create_time)
+            owners.append(a.index)
+    return Vectors(np.array(rows), times, np.array(listing_rows), listing_times, owners)
 
 
 def metrics(name: str, truth: npt.NDArray[np.bool_], scores: npt.NDArray[np.float64]) -> Row:
@@ -95,21 +115,32 @@ def metrics(name: str, truth: npt.NDArray[np.bool_], scores: npt.NDArray[np.floa
                float((truth & held).sum() / positives), float((truth & reviewed).sum() / positives))
 
 
-def evaluate(accounts: list[Account]) -> tuple[list[Row], int, int]:
-    """(rows, held-out accounts, held-out scam accounts)."""
-    x, times = vectors(accounts)
+def split(x: npt.NDArray[np.float64], times: list[dt.datetime], labels: npt.NDArray[np.int64],
+          truth: npt.NDArray[np.bool_]) -> tuple[list[Row], int, int]:
+    """Trained on the earlier 70% (by time), measured on the rest: (rows, held out, held-out scams)."""
     stamps = np.array([t.timestamp() for t in times])
     cutoff = np.quantile(stamps, 1 - HOLD_OUT)
     train, test = stamps < cutoff, stamps >= cutoff
-    labels = np.array([a.label for a in accounts], np.int64)
-    truth = np.array([a.scam for a in accounts], bool)
     fitted = model.train(x[train], labels[train], now=dt.datetime.fromtimestamp(cutoff, dt.timezone.utc))
     parts = fitted.parts(x[test])
     return [metrics(s, truth[test], parts[s]) for s in SCORERS], int(test.sum()), int(truth[test].sum())
 
 
-def table(setting: Setting, rows: list[Row], held: int, scams: int) -> str:
-    out = [f"Setting {setting.name} (seed {setting.seed}; {held} accounts held out, {scams} of them scams)", "",
+def evaluate(accounts: list[Account]) -> dict[str, tuple[list[Row], int, int]]:
+    """Per kind of subject ("accounts", "listings"): (rows, held out, held-out scams). A listing's label and
+    truth are its account's."""
+    v = vectors(accounts)
+    labels = np.array([a.label for a in accounts], np.int64)
+    truth = np.array([a.scam for a in accounts], bool)
+    owners = np.array(v.listing_owners, np.int64)
+    return {"accounts": split(v.accounts, v.account_times, labels, truth),
+            "listings": split(v.listings, v.listing_times, labels[owners], truth[owners])}
+
+
+def table(setting: Setting, rows: list[Row], held: int, scams: int, kind: str = "accounts") -> str:
+    what = ("accounts held out (scored as of their last event)" if kind == "accounts"
+            else "listings held out (scored when listed)")
+    out = [f"Setting {setting.name} (seed {setting.seed}): {held} {what}, {scams} of them scams", "",
            f"| scorer | PR-AUC | precision @ hold {model.HOLD_THRESHOLD} | recall @ hold | "
            f"recall @ review {model.REVIEW_THRESHOLD} |", "|---|---:|---:|---:|---:|"]
     out += [f"| {r.scorer} | {r.pr_auc:.3f} | {r.precision_at_hold:.3f} | {r.recall_at_hold:.3f} | "
@@ -127,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     for key in args.settings or ["A", "B"]:
         started = time.perf_counter()
         setting = SETTINGS[key]
-        rows, held, scams = evaluate(generate(setting))
-        print(table(setting, rows, held, scams))
+        for kind, (rows, held, scams) in evaluate(generate(setting)).items():
+            print(table(setting, rows, held, scams, kind) + "\n")
         print(f"({time.perf_counter() - started:.1f} s)\n", flush=True)
     return 0
 

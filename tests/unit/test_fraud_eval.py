@@ -20,12 +20,15 @@ def test_the_generator_is_seeded_and_has_scams_and_honest_look_alikes():
 
 
 def test_the_combination_ranks_held_out_scams_first_on_the_small_setting():
-    rows, held, scams = evaluate(generate(SETTINGS["small"]))
-    by = {r.scorer: r for r in rows}
-    assert set(by) == {"rules", "iforest", "classifier", "combination"} and 0 < scams < held
-    assert by["combination"].pr_auc >= 0.8
-    assert by["combination"].pr_auc >= by["rules"].pr_auc
-    assert "| combination |" in table(SETTINGS["small"], rows, held, scams)
+    """Accounts and listings; the full settings (make eval) hold more out and are the figures to quote."""
+    results = evaluate(generate(SETTINGS["small"]))
+    assert set(results) == {"accounts", "listings"}
+    for kind, (rows, held, scams) in results.items():
+        by = {r.scorer: r for r in rows}
+        assert set(by) == {"rules", "iforest", "classifier", "combination"} and 0 < scams < held
+        assert by["combination"].pr_auc >= 0.7, kind
+        assert by["combination"].pr_auc >= by["rules"].pr_auc, kind
+        assert "| combination |" in table(SETTINGS["small"], rows, held, scams, kind)
 
 
 def test_metrics_on_a_hand_made_case():
