@@ -12,6 +12,7 @@ from petplatform.chat.v1 import chat_pb2  # noqa: F401
 from petplatform.chat.v1 import events_pb2 as chat_events
 from petplatform.common.v1 import event_pb2
 from petplatform.fraud.v1 import events_pb2 as fraud_events
+from petplatform.fraud.v1 import fraud_pb2  # noqa: F401
 from petplatform.matching.v1 import events_pb2 as matching_events
 from petplatform.marketplace.v1 import events_pb2 as marketplace_events
 from petplatform.marketplace.v1 import marketplace_pb2  # noqa: F401
@@ -88,6 +89,14 @@ REGISTRY = Registry([
         consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted,
                   matching_events.SwipeRecorded, matching_events.SwipeUndone, matching_events.MatchCreated,
                   matching_events.AdoptionCompleted),
+    ),
+    ServiceSpec(
+        name="fraud", module="ml.fraud.module:FraudModule", port=8001,
+        contracts=("petplatform.fraud.v1.FraudService",), peers=("auth",),
+        emits=(fraud_events.FraudDetected,),
+        consumes=(auth_events.UserCreated, pet_events.PetCreated, pet_events.PetUpdated,  # signals
+                  pet_events.PetDeleted, chat_events.MessageSent,
+                  admin_events.ModerationActionTaken),  # moderators' decisions: the labels
     ),
     ServiceSpec(
         name="notification", module="services.notification.module:NotificationModule", port=3008,

@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     # The recommender's training job: each period it trains a new model when the one in service is that old
     # (and takes up a model published meanwhile by `petplatform train recommender`); 0 turns the job off.
     recommender_train_seconds: float = Field(3600, ge=0)
+    # The fraud scorer's training job (ml/fraud/engine.py): each period it retrains from moderators' labels;
+    # 0 trains only at start. Its score log goes to MongoDB when this is a mongodb:// URL, else to its database.
+    fraud_train_seconds: float = Field(600, ge=0)
+    fraud_logs_url: str | None = Field(None, pattern=r"^mongodb(\+srv)?://")
     watch_max_streams: int = Field(1000, ge=1)  # open WatchPets streams per pet replica
     pet_cache_size: int = Field(10_000, ge=0)  # GetPet answers a pet replica keeps (services/pet/cache.py); 0: none
     pet_cache_ttl_seconds: float = Field(60, gt=0)  # the longest one is kept, whatever events say
