@@ -72,7 +72,8 @@ class MarketplaceModule(ServiceModule):
 
     def servicers(self) -> Mapping[str, object]:
         return {"petplatform.marketplace.v1.MarketplaceService": MarketplaceServicer(
-            self.db, pets=lambda: self.rt.channel("pet"), now=self.now, request_ttl=self.request_ttl)}
+            self.db, blobs=self.rt.blobs, pets=lambda: self.rt.channel("pet"), now=self.now,
+            request_ttl=self.request_ttl)}
 
     def consumers(self) -> Mapping[str, Effects]:
         return {"marketplace.payments": {pay_events.PaymentProcessed: on_charged,
