@@ -636,7 +636,8 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
             by_business = caller.user_id == row.business_owner_id
             if not by_business and caller.user_id != row.owner_id:
                 raise errors.permission_denied("only the booking's parties may cancel it")
-            charged = row.payment_status in (B.PAYMENT_STATUS_PENDING, B.PAYMENT_STATUS_PAID)
+            charged = row.payment_status in (B.PAYMENT_STATUS_PENDING, B.PAYMENT_STATUS_REQUIRES_ACTION,
+                                             B.PAYMENT_STATUS_PAID)
             refund = policy.refund(row.cancellation_policy, paid=row.price_minor, start=row.start_time, now=now,
                                    tz=calendar.zone(row.time_zone), by_business=by_business) if charged else 0
             await store.free_places(s, service_id=row.service_id, start=row.start_time, pets=row.pet_count)

@@ -108,3 +108,37 @@ async def test_booking_over_rest(market_edge: EdgeClient):
             "service": svc.name, "pets": [pet], "startTime": slots[0]["startTime"],
             "paymentMethod": "pm_card_visa"}) as r:
         assert r.status == 400 and (await r.json())["details"][0]["reason"] == "SLOT_FULL"
+
+
+async def test_a_3d_secure_charge_over_rest_gives_the_payer_its_client_secret(market_edge: EdgeClient):
+    """The local provider asks for 3-D Secure as Stripe does: the booking says REQUIRES_ACTION, the
+    payer reads the client secret over REST (the business does not), and the payer's step, reported
+    by a webhook, settles the charge once."""
+    api = market_edge.api
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller)
+    owner, pet = await owner_with_dog(api)
+    slot = await a_slot(api, svc.name)
+    b = await book(api, owner, svc.name, slot.start_time, [pet], pm="pm_card_authenticationRequired")
+    await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b.name), metadata=seller.md)
+    charge = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_REQUIRES_ACTION)
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_REQUIRES_ACTION)
+
+    async def over_rest(who) -> dict:
+        async with market_edge.http.get(f"{market_edge.url}/v1/payments", params={"booking": b.name},
+                                        headers={"Authorization": f"Bearer {who.access_token}"}) as r:
+            assert r.status == 200, await r.text()
+            return next(x for x in (await r.json())["payments"] if x["kind"] == "KIND_CHARGE")
+    mine = await over_rest(owner)
+    assert mine["state"] == "STATE_REQUIRES_ACTION"
+    assert mine["clientSecret"] == charge.client_secret and mine["clientSecret"].startswith(charge.provider_reference)
+    assert "clientSecret" not in await over_rest(seller)
+    async with market_edge.http.get(f"{market_edge.url}/v1/{b.name}",
+                                    headers={"Authorization": f"Bearer {owner.access_token}"}) as r:
+        assert (await r.json())["paymentStatus"] == "PAYMENT_STATUS_REQUIRES_ACTION"
+
+    await module_of(api, "payment").local.authenticate(charge.provider_reference)
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_PAID)
+    assert "clientSecret" not in await over_rest(owner)
+    ledger = (await balanced(api, api.admin))["EUR"]
+    assert ledger["cash"] + ledger["escrow"] == 0
