@@ -171,7 +171,7 @@ class Flows:
                                               payment_method=row.payment_method, metadata=metadata)
         if row.kind == P.KIND_REFUND:
             return await self.provider.refund(key=row.idempotency_key, charge=charge_reference, amount=row.amount_minor,
-                                              metadata=metadata)
+                                              currency=row.currency, metadata=metadata)
         return await self.provider.payout(key=row.idempotency_key, account=row.payout_account,
                                           amount=row.amount_minor, currency=row.currency, metadata=metadata)
 

@@ -48,7 +48,8 @@ class Provider(Protocol):
     async def charge(self, *, key: str, amount: int, currency: str, payment_method: str,
                      metadata: dict[str, str]) -> Outcome: ...
 
-    async def refund(self, *, key: str, charge: str, amount: int, metadata: dict[str, str]) -> Outcome: ...
+    async def refund(self, *, key: str, charge: str, amount: int, currency: str,
+                     metadata: dict[str, str]) -> Outcome: ...
 
     async def payout(self, *, key: str, account: str, amount: int, currency: str,
                      metadata: dict[str, str]) -> Outcome: ...
@@ -168,7 +169,8 @@ class LocalProvider:
                                                 tuple(sorted({**metadata, "idempotency_key": key}.items()))),
                                 act, event)
 
-    async def refund(self, *, key: str, charge: str, amount: int, metadata: dict[str, str]) -> Outcome:
+    async def refund(self, *, key: str, charge: str, amount: int, currency: str,
+                     metadata: dict[str, str]) -> Outcome:
         def event(o: Outcome) -> tuple[str, dict]:
             return "refund.updated", {"id": o.reference, "object": "refund", "amount": amount, "status": o.state,
                                       "payment_intent": charge, "metadata": {**metadata, "idempotency_key": key}}

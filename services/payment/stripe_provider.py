@@ -91,7 +91,9 @@ class StripeProvider:
                            action_url=action_url(intent.to_dict().get("next_action")))
         return Outcome(state, intent.id, failure or "")
 
-    async def refund(self, *, key: str, charge: str, amount: int, metadata: dict[str, str]) -> Outcome:
+    async def refund(self, *, key: str, charge: str, amount: int, currency: str,
+                     metadata: dict[str, str]) -> Outcome:
+        # Stripe refunds in the PaymentIntent's own currency: `currency` is not sent.
         params: Any = {"payment_intent": charge, "amount": amount, "metadata": {**metadata, "idempotency_key": key}}
         refund = await self._call(self.client.v1.refunds.create_async(params, {"idempotency_key": key}))
         state = REFUND_STATES.get(refund.status or "", "processing")

@@ -108,7 +108,7 @@ async def test_a_key_reused_with_other_parameters_or_a_wrong_api_key_is_refused(
 async def test_a_refund_of_the_payment_intent_carries_its_key_and_amount(stripe, standin):
     charge = await stripe.charge(key="b:charge", amount=3000, currency="EUR", payment_method="pm_card_visa",
                                  metadata=META)
-    out = await stripe.refund(key="b:refund", charge=charge.reference, amount=1500, metadata=META)
+    out = await stripe.refund(key="b:refund", charge=charge.reference, amount=1500, currency="EUR", metadata=META)
     assert out.state == "succeeded" and out.reference.startswith("re_")
     (sent,) = standin.posts("/v1/refunds")
     assert sent.headers["Idempotency-Key"] == "b:refund"
@@ -116,7 +116,7 @@ async def test_a_refund_of_the_payment_intent_carries_its_key_and_amount(stripe,
     assert standin.created[charge.reference]["amount_refunded"] == 1500
     # More than what is left is Stripe refusing the request, not an outage.
     with pytest.raises(ProviderRefused):
-        await stripe.refund(key="b:refund-2", charge=charge.reference, amount=2000, metadata=META)
+        await stripe.refund(key="b:refund-2", charge=charge.reference, amount=2000, currency="EUR", metadata=META)
 
 
 async def test_a_payout_is_a_connect_transfer_to_the_account(stripe, standin):
