@@ -449,8 +449,9 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
         out = []
         for start, end in slots:
             left = service.capacity - booked.get(start, 0)
-            if start > now and left >= wanted:
-                out.append(m.Slot(start_time=timestamp(start), end_time=timestamp(end), remaining_capacity=left))
+            if start > now and left >= wanted:  # slots are whole minutes: whole seconds since the epoch
+                out.append(m.Slot(start_time={"seconds": int(start.timestamp())},
+                                  end_time={"seconds": int(end.timestamp())}, remaining_capacity=left))
         return m.ListAvailableSlotsResponse(slots=out, time_zone=business.time_zone)
 
     # --- bookings ---
