@@ -177,6 +177,14 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
             row = await self._business(s, b.name, "business.name", lock=True)
             if not self._owns(caller, row):
                 raise errors.permission_denied("only the business's owner may change it")
+            if "time_zone" in fields and b.time_zone != row.time_zone:
+                # Slots are wall-clock times in the zone: a new zone moves them under open bookings
+                # (which keep the zone copied onto them for their cancellation cut-offs).
+                open_count = await store.open_bookings_of_business(s, row.id, states=LIVE)
+                if open_count:
+                    raise errors.failed_precondition(
+                        f"the business has {open_count} open booking(s): its slots cannot move to another time zone",
+                        "BUSINESS_HAS_OPEN_BOOKINGS", open_bookings=open_count)
             values: dict = {"update_time": now}
             for f in fields:
                 if f == "location":

@@ -254,6 +254,11 @@ async def open_bookings_of(s: AsyncSession, service_id: str, *, states: Sequence
         bookings.c.service_id == service_id, bookings.c.state.in_(states))) or 0)
 
 
+async def open_bookings_of_business(s: AsyncSession, business_id: str, *, states: Sequence[int]) -> int:
+    return int(await s.scalar(sa.select(sa.func.count()).select_from(bookings).where(
+        bookings.c.business_id == business_id, bookings.c.state.in_(states))) or 0)
+
+
 async def set_future_capacity(s: AsyncSession, service_id: str, *, capacity: int, after: dt.datetime) -> bool:
     """Gives the ledger rows of slots starting after `after` the new capacity, under their locks;
     False (nothing changed) when one of them already holds more pets than that."""

@@ -232,3 +232,21 @@ async def test_a_business_holds_at_most_twenty_photos(market: Api):
     assert len(results) - len(refused) == 20
     assert all(r.code() == CODE.FAILED_PRECONDITION for r in refused)
     assert len((await api.marketplace.GetBusiness(m.GetBusinessRequest(name=biz.name))).business.photos) == 20
+
+
+async def test_a_business_moves_to_another_time_zone_only_without_open_bookings(market: Api):
+    api = market
+    seller = await api.signup("Mover")
+    biz, svc = await business(api, seller)
+    owner, pet = await owner_with_dog(api)
+    b = await book(api, owner, svc.name, (await a_slot(api, svc.name)).start_time, [pet])
+
+    async def move(zone: str):
+        return await api.marketplace.UpdateBusiness(m.UpdateBusinessRequest(
+            business=m.Business(name=biz.name, time_zone=zone), update_mask=mask("time_zone")), metadata=seller.md)
+    await expect(CODE.FAILED_PRECONDITION, move("Asia/Tokyo"), "BUSINESS_HAS_OPEN_BOOKINGS")
+    assert (await move("Europe/Berlin")).business.time_zone == "Europe/Berlin"  # the same zone: no move
+    await api.marketplace.CancelBooking(m.CancelBookingRequest(name=b.name), metadata=owner.md)
+    assert (await move("Asia/Tokyo")).business.time_zone == "Asia/Tokyo"
+    kept = await booking(api, owner, b.name)
+    assert kept.time_zone == "Europe/Berlin"  # the zone its cut-offs were in
