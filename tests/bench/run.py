@@ -311,7 +311,8 @@ RATIOS = {
     "GetPet via edge REST": (GET, 0.7), "GetPet via edge gRPC-Web": (GET, None),
     "GetPet via edge gRPC pass-through": (GET, None), "ListPets(20) via edge REST": (LIST, None),
     "ListPets(20) via edge gRPC-Web": (LIST, None), "ListPets(20) via edge gRPC pass-through": (LIST, None),
-    marketplace.BOOK: (BARE, None), marketplace.SLOTS: (BARE, None), BARE_AGAIN: (BARE, None),
+    marketplace.BOOK: (BARE, None), marketplace.SLOTS: (BARE, None), marketplace.SLOTS_ALONE: (BARE, None),
+    BARE_AGAIN: (BARE, None),
 }
 
 
@@ -392,7 +393,8 @@ async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthSt
             ("ListPets(20) via edge gRPC-Web", lambda: web("ListPets", list20)),
             ("ListPets(20) via edge gRPC pass-through", lambda: edge_pets.ListPets(list20)),
         ]
-        if not CASES or any(w in n for w in CASES for n in (marketplace.BOOK, marketplace.SLOTS)):
+        if not CASES or any(w in n for w in CASES for n in (marketplace.BOOK, marketplace.SLOTS,
+                                                             marketplace.SLOTS_ALONE)):
             cases += await marketplace.cases(ch, md)  # bookings first: the month is busy when its slots are read
         cases.append((BARE_AGAIN, cases[0][1]))
         if CASES:
@@ -405,7 +407,7 @@ async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthSt
             serving = [BARE_PID[0]] if "bare" in name else pids()
             before = sum(map(cpu_seconds, serving))
             async with pyspy(pid if "bare" not in name else None, f"{profile}-{name}"):
-                result = await measure(call)
+                result = await measure(call, concurrency=marketplace.IN_FLIGHT.get(name, CONCURRENCY))
             result.cpu_ms = (sum(map(cpu_seconds, serving)) - before) * 1000 / max(result.n, 1)
             rows.append(Row(profile, name, result, ratio_to, goal))
 
