@@ -73,13 +73,13 @@ REGISTRY = Registry([
                marketplace_events.BookingCancelled, marketplace_events.BookingCompleted,
                marketplace_events.BookingReviewPublished),
         consumes=(payment_events.PaymentProcessed, payment_events.PaymentFailed,  # the booking's payment status
-                  payment_events.RefundProcessed),
+                  payment_events.PaymentActionRequired, payment_events.RefundProcessed),
     ),
     ServiceSpec(
         name="payment", module="services.payment.module:PaymentModule", port=3009,
         contracts=("petplatform.payment.v1.PaymentService",), peers=("auth",),
-        emits=(payment_events.PaymentProcessed, payment_events.PaymentFailed, payment_events.RefundProcessed,
-               payment_events.PayoutSent),
+        emits=(payment_events.PaymentProcessed, payment_events.PaymentFailed, payment_events.PaymentActionRequired,
+               payment_events.RefundProcessed, payment_events.PayoutSent),
         consumes=(marketplace_events.BookingAccepted, marketplace_events.BookingCancelled,  # charges, refunds
                   marketplace_events.BookingCompleted),  # and payouts of bookings
     ),

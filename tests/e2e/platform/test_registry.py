@@ -26,6 +26,7 @@ async def test_asyncapi_lists_every_event_with_its_producers_and_consumers(edge:
                                     "adoption.completed", "message.sent", "message.deleted", "messages.read",
                                     "booking.requested", "booking.accepted", "booking.declined", "booking.expired",
                                     "booking.cancelled", "booking.completed", "payment.processed", "payment.failed",
+                                    "payment.action_required",
                                     "refund.processed", "payout.sent", "booking.review_published",
                                     "notification.send", "user.role_changed", "user.status_changed",
                                     "security.event_recorded", "fraud.detected", "moderation.action_taken"}
