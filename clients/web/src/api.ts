@@ -1,0 +1,60 @@
+// The edge over gRPC-Web (Connect's transport), with the clients the screens use and the signed-in session.
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { AuthService } from "@petplatform/proto/petplatform/auth/v1/auth_pb";
+import { PetService } from "@petplatform/proto/petplatform/pet/v1/pet_pb";
+
+export interface Session {
+  accessToken: string;
+  refreshToken: string;
+  email: string;
+}
+
+const SESSION_KEY = "petplatform.session";
+
+// The session lives in sessionStorage: it ends with the tab, and other sites' scripts cannot read it.
+export function loadSession(): Session | null {
+  const raw = sessionStorage.getItem(SESSION_KEY);
+  return raw ? (JSON.parse(raw) as Session) : null;
+}
+
+export function saveSession(session: Session | null): void {
+  if (session) sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+  else sessionStorage.removeItem(SESSION_KEY);
+}
+
+export interface Api {
+  edgeUrl: string;
+  auth: Client<typeof AuthService>;
+  pets: Client<typeof PetService>;
+}
+
+/** Where the edge is: the platform's web server says (/config.json); `vite dev` has no such file, so the
+ * edge's default port on this host. */
+export async function edgeUrl(): Promise<string> {
+  try {
+    const response = await fetch("/config.json", { cache: "no-store" });
+    if (response.ok) return ((await response.json()) as { edgeUrl: string }).edgeUrl;
+  } catch {
+    // fall through to the default
+  }
+  return `${location.protocol}//${location.hostname}:3000`;
+}
+
+export function makeApi(baseUrl: string): Api {
+  const bearer: Interceptor = (next) => async (request) => {
+    const session = loadSession();
+    if (session && !request.header.has("authorization")) {
+      request.header.set("authorization", `Bearer ${session.accessToken}`);
+    }
+    return next(request);
+  };
+  // Each call has a deadline (grpc-timeout): a stalled edge shows an error instead of a spinner forever.
+  const transport = createGrpcWebTransport({ baseUrl, interceptors: [bearer], defaultTimeoutMs: 15000 });
+  return { edgeUrl: baseUrl, auth: createClient(AuthService, transport), pets: createClient(PetService, transport) };
+}
+
+/** A photo's address as the browser loads it: the edge gives absolute URLs, a relative one is the edge's. */
+export function photoUrl(api: Api, uri: string): string {
+  return new URL(uri, api.edgeUrl + "/").toString();
+}

@@ -1,0 +1,79 @@
+import { useState, type FormEvent } from "react";
+import type { Api, Session } from "../api";
+import { describe, type Problem } from "../errors";
+import { Field, ProblemBanner } from "../Form";
+import { follow, navigate } from "../router";
+
+export function SignIn({ api, onSignedIn }: { api: Api; onSignedIn: (s: Session) => void }) {
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [busy, setBusy] = useState(false);
+  // With two-factor authentication on, the password is only the first step.
+  const [challenge, setChallenge] = useState<{ token: string; email: string } | null>(null);
+
+  async function run(action: () => Promise<void>) {
+    setBusy(true);
+    setProblem(null);
+    try {
+      await action();
+    } catch (e) {
+      setProblem(describe(e));
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const signInWithPassword = (event: FormEvent<HTMLFormElement>) => {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget);
+    const email = String(form.get("email"));
+    return run(async () => {
+      const tokens = await api.auth.login({ email, password: String(form.get("password")) });
+      if (tokens.mfaChallenge) {
+        setChallenge({ token: tokens.mfaChallenge, email });
+        return;
+      }
+      onSignedIn({ accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, email });
+      navigate("/");
+    });
+  };
+
+  const verifyCode = (event: FormEvent<HTMLFormElement>) => {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget);
+    return run(async () => {
+      const tokens = await api.auth.verifyMfa({ mfaChallenge: challenge!.token, code: String(form.get("code")).trim() });
+      onSignedIn({ accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, email: challenge!.email });
+      navigate("/");
+    });
+  };
+
+  if (challenge) {
+    return (
+      <section className="narrow">
+        <h1 tabIndex={-1}>Enter your code</h1>
+        <p>Open your authenticator app and enter the 6-digit code for Pet Platform, or one of your recovery codes.</p>
+        <ProblemBanner problem={problem} />
+        <form onSubmit={verifyCode} noValidate>
+          <Field label="Code" field="code" problem={problem} autoComplete="one-time-code" inputMode="text"
+                 autoFocus required />
+          <button type="submit" disabled={busy}>{busy ? "Checking…" : "Verify"}</button>
+        </form>
+        <p><button type="button" className="link" onClick={() => setChallenge(null)}>Start again</button></p>
+      </section>
+    );
+  }
+
+  return (
+    <section className="narrow">
+      <h1 tabIndex={-1}>Sign in</h1>
+      <p>New here? <a href="/signup" onClick={follow}>Create an account</a>.</p>
+      <ProblemBanner problem={problem} />
+      <form onSubmit={signInWithPassword} noValidate>
+        <Field label="Email" field="email" problem={problem} type="email" autoComplete="username" required />
+        <Field label="Password" field="password" problem={problem} type="password" autoComplete="current-password"
+               required />
+        <button type="submit" disabled={busy}>{busy ? "Signing in…" : "Sign in"}</button>
+      </form>
+    </section>
+  );
+}
