@@ -10,7 +10,7 @@ PROTOS := $(shell find proto third_party -name '*.proto')
 NPMSTAMP := clients/node_modules/.installed
 TSGENSTAMP := clients/proto-ts/gen/.generated
 WEBBUILD := clients/web/dist/index.html
-WEBSRC := $(shell find clients/web/src -type f) clients/web/index.html clients/web/vite.config.ts clients/web/tsconfig.json
+WEBSRC := $(shell find clients/web/src clients/web/public -type f) clients/web/index.html clients/web/vite.config.ts clients/web/tsconfig.json
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: up test lint gen install web chromium bench bench-short eval envoy contract-baseline clean

@@ -125,11 +125,11 @@ export function Pets({ api }: { api: Api }) {
       </form>
       <ProblemBanner problem={problem} />
       <div aria-live="polite" className="status">
-        {pets === null ? "Loading pets…" : pets.length === 0 && !problem ? "No pets match. Try fewer filters or a wider distance." : `${pets.length}${next ? "+" : ""} pets`}
+        {pets === null ? "Loading pets…" : pets.length === 0 && !problem ? "No pets match. Try fewer filters or a wider distance." : `${pets.length}${next ? "+" : ""} ${pets.length === 1 && !next ? "pet" : "pets"}`}
       </div>
       {pets && pets.length > 0 && (
         <ul className="cards">
-          {pets.map((pet) => <PetCard key={pet.name} api={api} pet={pet} />)}
+          {pets.map((pet) => <PetCard key={pet.name} api={api} pet={pet} distance={Boolean(filters.near)} />)}
         </ul>
       )}
       {next && (
@@ -139,7 +139,11 @@ export function Pets({ api }: { api: Api }) {
   );
 }
 
-function PetCard({ api, pet }: { api: Api; pet: Pet }) {
+function distanceText(km: number): string {
+  return km < 1 ? "Under 1 km away" : `${km.toFixed(km < 10 ? 1 : 0)} km away`;
+}
+
+function PetCard({ api, pet, distance }: { api: Api; pet: Pet; distance: boolean }) {
   const photo = pet.photos[0];
   const facts = [speciesName(pet.species), pet.breed, ageText(pet.ageMonths)].filter(Boolean).join(" · ");
   return (
@@ -149,7 +153,7 @@ function PetCard({ api, pet }: { api: Api; pet: Pet }) {
              : <div className="no-photo" aria-hidden="true">No photo</div>}
       <h2><a href={`/${pet.name}`} onClick={follow}>{pet.displayName}</a></h2>
       <p>{facts}</p>
-      {pet.distanceKm > 0 && <p className="distance">{pet.distanceKm.toFixed(1)} km away</p>}
+      {distance && <p className="distance">{distanceText(pet.distanceKm)}</p>}
     </li>
   );
 }
