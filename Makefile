@@ -27,6 +27,7 @@ up: $(GENSTAMP) $(WEBBUILD)
 
 # The browser test (tests/e2e/web) drives Debian's chromium: installed here when missing.
 test: $(GENSTAMP) lint $(WEBBUILD) chromium
+	$(BIN)/python tools/check_ts_stubs.py
 	$(BIN)/pytest -q -p no:cacheprovider -m "not bench"
 
 # Load generator, platform (as `make up` runs it) and a bare grpc.aio baseline in three processes; embedded and
