@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.connections import EdgeRunner
 from gateway.edge import bound_port
+from mesh import oauth
 from mesh.config import Settings
 
 log = logging.getLogger(__name__)
@@ -21,11 +22,22 @@ _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'
 _HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
+def sign_in_providers(settings: Settings) -> list[dict[str, str]]:
+    """The providers the app offers, for its side of the authorization-code flow (PKCE, state, nonce; the
+    auth service exchanges the code). Not those that answer with a POST (Apple's form_post): a static app
+    cannot receive one."""
+    return [{"id": name, "authorizationEndpoint": p.endpoints.authorization_endpoint,
+             "clientId": p.config.client_ids["web"], "scope": p.endpoints.scope}
+            for name, p in oauth.providers(settings).items()
+            if "web" in p.config.client_ids and not p.endpoints.form_post]
+
+
 class WebApp:
     def __init__(self, settings: Settings, edge_port: int):
         self.s = settings
         self.edge_port = edge_port  # the edge this process serves; web_edge_url overrides it
         self.root = settings.web_dir.resolve()
+        self.providers = sign_in_providers(settings)
         self.port = 0
 
     def built(self) -> bool:
@@ -45,7 +57,8 @@ class WebApp:
         return app
 
     async def config(self, request: web.Request) -> web.Response:
-        return web.Response(text=json.dumps({"edgeUrl": self.edge_url(request)}), content_type="application/json",
+        return web.Response(text=json.dumps({"edgeUrl": self.edge_url(request), "providers": self.providers}),
+                            content_type="application/json",
                             headers={**_HEADERS, "Cache-Control": "no-store"})
 
     async def file(self, request: web.Request) -> web.StreamResponse:

@@ -1,7 +1,9 @@
 // The web app in Debian's Chromium, driven by Playwright (tests/e2e/web/test_web_browser.py starts the
 // platform, seeds it and runs this). Every wait is Playwright's: for an element, a URL or a condition.
 // Environment: WEB_URL, SCREENSHOTS (a directory), EMAIL and PASSWORD of the account to create, DOG and CAT
-// (display names of two seeded pets: a dog with a photo near Tokyo, a cat in Osaka).
+// (display names of two seeded pets: a dog with a photo near Tokyo, a cat in Osaka), MFA_EMAIL and MFA_SECRET
+// (an account with the second factor on, its password PASSWORD), DEMO_EMAIL (whom to be at the demo provider).
+import { createHmac } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -17,6 +19,9 @@ const EMAIL = env("EMAIL");
 const PASSWORD = env("PASSWORD");
 const DOG = env("DOG");
 const CAT = env("CAT");
+const MFA_EMAIL = env("MFA_EMAIL");
+const MFA_SECRET = env("MFA_SECRET");
+const DEMO_EMAIL = env("DEMO_EMAIL");
 mkdirSync(SCREENSHOTS, { recursive: true });
 
 const browser = await chromium.launch({
@@ -32,6 +37,18 @@ const page = await context.newPage();
 const pageErrors = [];
 page.on("pageerror", (e) => pageErrors.push(`uncaught: ${e.message}`));
 page.on("console", (m) => { if (m.type() === "error") pageErrors.push(`console: ${m.text()}`); });
+
+/** RFC 6238 code of the next 30-second step: the one enrolling used the current step, which is spent. */
+function nextTotp(secret) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  const bits = [...secret.replace(/=+$/, "").toUpperCase()].map((c) => alphabet.indexOf(c).toString(2).padStart(5, "0")).join("");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000) + 1));
+  const mac = createHmac("sha1", key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 15;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, "0");
+}
 
 const shot = (name) => page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 const heading = (name) => page.getByRole("heading", { level: 1, name }).waitFor();
@@ -97,6 +114,34 @@ try {
   await page.setViewportSize({ width: 390, height: 844 });
   await dogCard.waitFor();
   await shot("pets-phone");
+
+  step("sign in with the second factor: a wrong code, then the right one");
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await heading("Sign in");
+  await page.getByLabel("Email").fill(MFA_EMAIL);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await heading("Enter your code");
+  await page.getByLabel("Code").fill("000000");
+  await page.getByRole("button", { name: "Verify" }).click();
+  await page.getByRole("alert").filter({ hasText: "code is not right" }).waitFor();
+  await shot("mfa-error");
+  await page.getByLabel("Code").fill(nextTotp(MFA_SECRET));
+  await page.getByRole("button", { name: "Verify" }).click();
+  await heading("Find a pet");
+  await page.getByText(MFA_EMAIL).waitFor();
+
+  step("sign in with the demo provider (authorization code with PKCE, through its page on the edge)");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await heading("Sign in");
+  await page.getByRole("button", { name: "Continue with the demo provider" }).click();
+  await page.getByRole("heading", { name: "Local OpenID provider" }).waitFor();
+  await page.getByRole("textbox", { name: "Email" }).fill(DEMO_EMAIL);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await heading("Find a pet");
+  await page.getByText(DEMO_EMAIL).waitFor();
+  if (!page.url().endsWith("/")) throw new Error(`the code stayed in the address: ${page.url()}`);
 
   if (pageErrors.length) throw new Error(`the page reported errors:\n${pageErrors.join("\n")}`);
   console.log("browser test passed");

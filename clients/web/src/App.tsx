@@ -35,7 +35,9 @@ export function App({ api }: { api: Api }) {
   const pathname = path.split("?")[0];
   let screen;
   if (pathname === "/signup") screen = <SignUp api={api} onSignedIn={signedIn} />;
-  else if (pathname === "/signin") screen = <SignIn api={api} onSignedIn={signedIn} />;
+  else if (pathname === "/signin" || pathname === "/signin/callback") {
+    screen = <SignIn api={api} onSignedIn={signedIn} callback={pathname === "/signin/callback"} />;
+  }
   else if (pathname.startsWith("/pets/")) screen = <PetPage api={api} name={pathname.slice(1)} />;
   else screen = <Pets api={api} />;
 

@@ -23,25 +23,39 @@ export function saveSession(session: Session | null): void {
   else sessionStorage.removeItem(SESSION_KEY);
 }
 
+/** A sign-in provider the deployment offers to the web (from /config.json). */
+export interface Provider {
+  id: string;
+  authorizationEndpoint: string;
+  clientId: string;
+  scope: string;
+}
+
+export interface Config {
+  edgeUrl: string;
+  providers: Provider[];
+}
+
 export interface Api {
   edgeUrl: string;
+  providers: Provider[];
   auth: Client<typeof AuthService>;
   pets: Client<typeof PetService>;
 }
 
-/** Where the edge is: the platform's web server says (/config.json); `vite dev` has no such file, so the
- * edge's default port on this host. */
-export async function edgeUrl(): Promise<string> {
+/** Where the edge is and which providers it offers: the platform's web server says (/config.json); `vite dev`
+ * has no such file, so the edge's default port on this host and no providers. */
+export async function loadConfig(): Promise<Config> {
   try {
     const response = await fetch("/config.json", { cache: "no-store" });
-    if (response.ok) return ((await response.json()) as { edgeUrl: string }).edgeUrl;
+    if (response.ok) return (await response.json()) as Config;
   } catch {
     // fall through to the default
   }
-  return `${location.protocol}//${location.hostname}:3000`;
+  return { edgeUrl: `${location.protocol}//${location.hostname}:3000`, providers: [] };
 }
 
-export function makeApi(baseUrl: string): Api {
+export function makeApi({ edgeUrl: baseUrl, providers }: Config): Api {
   const bearer: Interceptor = (next) => async (request) => {
     const session = loadSession();
     if (session && !request.header.has("authorization")) {
@@ -51,7 +65,8 @@ export function makeApi(baseUrl: string): Api {
   };
   // Each call has a deadline (grpc-timeout): a stalled edge shows an error instead of a spinner forever.
   const transport = createGrpcWebTransport({ baseUrl, interceptors: [bearer], defaultTimeoutMs: 15000 });
-  return { edgeUrl: baseUrl, auth: createClient(AuthService, transport), pets: createClient(PetService, transport) };
+  return { edgeUrl: baseUrl, providers, auth: createClient(AuthService, transport),
+           pets: createClient(PetService, transport) };
 }
 
 /** A photo's address as the browser loads it: the edge gives absolute URLs, a relative one is the edge's. */

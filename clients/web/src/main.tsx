@@ -1,10 +1,10 @@
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
-import { edgeUrl, makeApi } from "./api";
+import { loadConfig, makeApi } from "./api";
 import { App } from "./App";
 import "./styles.css";
 
-const api = makeApi(await edgeUrl());
+const api = makeApi(await loadConfig());
 createRoot(document.getElementById("root")!).render(
   <StrictMode>
     <App api={api} />

@@ -11,12 +11,13 @@ import socket
 import uuid
 from pathlib import Path
 
+from app import wiring
 from app.demo import photo
 from gateway.webapp import WebApp
 from petplatform.pet.v1 import pet_pb2
 from tests.support import REPO_ROOT
 from tests.support.pets import TOKYO, cat, create, dog
-from tests.support.platform import PASSWORD, Api, embedded_settings, start_edge, start_platform
+from tests.support.platform import PASSWORD, Api, embedded_settings, start_platform
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 SCRIPT = REPO_ROOT / "clients" / "web" / "e2e" / "browser.mjs"
@@ -31,19 +32,22 @@ def free_port() -> int:
 
 
 async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_sink):
+    """Also signs in with the second factor and with the demo provider (the edge's local OpenID provider)."""
     # Missing tools are a failure, not a skip: CI must not pass without having opened a browser.
     node = shutil.which("node")
     assert node, "node is not installed (Node.js 20.19 or later)"
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `make chromium` installs Debian's chromium"
     assert (REPO_ROOT / "clients" / "node_modules" / "playwright-core").is_dir(), "run `make install` (npm ci)"
-    web_port = free_port()
+    web_port, edge_port = free_port(), free_port()
+    # The demo provider's issuer is public_url's: the auth service fetches its keys and tokens from the edge.
     settings = embedded_settings(tmp_path, smtp_sink, web_dir=REPO_ROOT / "clients" / "web" / "dist",
-                                 cors_allowed_origins=[f"http://127.0.0.1:{web_port}"])
-    web = WebApp(settings, edge_port=0)
+                                 cors_allowed_origins=[f"http://127.0.0.1:{web_port}"], dev_oidc=True,
+                                 public_url=f"http://127.0.0.1:{edge_port}")
+    web = WebApp(settings, edge_port=edge_port)
     assert web.built(), "the web app is not built: run `make web`"
     platform = await start_platform(settings)
-    edge = await start_edge(platform)
-    web.edge_port = edge.http_port
+    edge = wiring.edge(platform.rt)
+    await edge.start(http_port=edge_port, grpc_port=0)
     await web.start(port=web_port)
     api = Api(platform, smtp_sink)
     try:
@@ -53,10 +57,13 @@ async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_
         await api.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=shown.name, content=photo(7)),
                                      metadata=owner.md)
         await create(api, owner, cat(f"Tama {suffix}", location=OSAKA))
+        careful = await api.signup("Careful", f"mfa-{suffix}@example.com")
+        secret, _ = await api.enroll_mfa(careful)
         shutil.rmtree(SCREENSHOTS, ignore_errors=True)
         env = {**os.environ, "WEB_URL": f"http://127.0.0.1:{web.port}", "SCREENSHOTS": str(SCREENSHOTS),
                "EMAIL": f"browser-{suffix}@example.com", "PASSWORD": PASSWORD, "DOG": f"Mochi {suffix}",
-               "CAT": f"Tama {suffix}", "CHROMIUM": str(CHROMIUM)}
+               "CAT": f"Tama {suffix}", "MFA_EMAIL": careful.email, "MFA_SECRET": secret,
+               "DEMO_EMAIL": f"demo-{suffix}@example.com", "CHROMIUM": str(CHROMIUM)}
         # The platform serves from this event loop: the browser runs in a subprocess awaited here.
         proc = await asyncio.create_subprocess_exec(node, str(SCRIPT), env=env, stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.STDOUT)
@@ -68,7 +75,7 @@ async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_
                 proc.kill()
                 await proc.wait()
         assert proc.returncode == 0, f"the browser test failed (screenshots in {SCREENSHOTS}):\n{output.decode()}"
-        for name in ("signup-errors", "signin-error", "pets", "pet", "pets-phone"):
+        for name in ("signup-errors", "signin-error", "pets", "pet", "pets-phone", "mfa-error"):
             assert (SCREENSHOTS / f"{name}.png").stat().st_size > 0
     finally:
         await api.channel.close()

@@ -1,12 +1,18 @@
-import { useState, type FormEvent } from "react";
+import { useEffect, useRef, useState, type FormEvent } from "react";
+import { ClientPlatform } from "@petplatform/proto/petplatform/auth/v1/auth_pb";
 import type { Api, Session } from "../api";
 import { describe, type Problem } from "../errors";
 import { Field, ProblemBanner } from "../Form";
+import { finishSignIn, PROVIDER_NAMES, startSignIn } from "../oauth";
 import { follow, navigate } from "../router";
 
-export function SignIn({ api, onSignedIn }: { api: Api; onSignedIn: (s: Session) => void }) {
+/** callback: the provider sent the browser back here (/signin/callback?code=&state=). */
+export function SignIn({ api, onSignedIn, callback }: {
+  api: Api; onSignedIn: (s: Session) => void; callback: boolean;
+}) {
   const [problem, setProblem] = useState<Problem | null>(null);
-  const [busy, setBusy] = useState(false);
+  const [busy, setBusy] = useState(callback);
+  const exchanged = useRef(false);
   // With two-factor authentication on, the password is only the first step.
   const [challenge, setChallenge] = useState<{ token: string; email: string } | null>(null);
 
@@ -36,6 +42,30 @@ export function SignIn({ api, onSignedIn }: { api: Api; onSignedIn: (s: Session)
       navigate("/");
     });
   };
+
+  useEffect(() => {
+    if (!callback || exchanged.current) return; // the code is single use
+    exchanged.current = true;
+    const answer = finishSignIn(location.search);
+    history.replaceState(null, "", "/signin"); // the code leaves the address bar and history
+    if (typeof answer === "string") {
+      setProblem({ message: answer, fields: {} });
+      setBusy(false);
+      return;
+    }
+    void run(async () => {
+      const reply = await api.auth.signInWithProvider({
+        provider: answer.provider, authorizationCode: answer.code, codeVerifier: answer.verifier,
+        redirectUri: answer.redirectUri, nonce: answer.nonce, platform: ClientPlatform.WEB });
+      const email = reply.account?.email ?? "";
+      if (reply.mfaChallenge) {
+        setChallenge({ token: reply.mfaChallenge, email });
+        return;
+      }
+      onSignedIn({ accessToken: reply.accessToken, refreshToken: reply.refreshToken, email });
+      navigate("/");
+    });
+  }, [callback]);
 
   const verifyCode = (event: FormEvent<HTMLFormElement>) => {
     event.preventDefault();
@@ -74,6 +104,17 @@ export function SignIn({ api, onSignedIn }: { api: Api; onSignedIn: (s: Session)
                required />
         <button type="submit" disabled={busy}>{busy ? "Signing in…" : "Sign in"}</button>
       </form>
+      {api.providers.length > 0 && (
+        <div className="providers">
+          <h2>Or</h2>
+          {api.providers.map((p) => (
+            <button key={p.id} type="button" className="secondary" disabled={busy}
+                    onClick={() => void run(() => startSignIn(p))}>
+              Continue with {PROVIDER_NAMES[p.id] ?? p.id}
+            </button>
+          ))}
+        </div>
+      )}
     </section>
   );
 }
