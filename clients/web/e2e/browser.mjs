@@ -2,7 +2,8 @@
 // platform, seeds it and runs this). Every wait is Playwright's: for an element, a URL or a condition.
 // Environment: WEB_URL, SCREENSHOTS (a directory), EMAIL and PASSWORD of the account to create, DOG and CAT
 // (display names of two seeded pets: a dog with a photo near Tokyo, a cat in Osaka), MFA_EMAIL and MFA_SECRET
-// (an account with the second factor on, its password PASSWORD), DEMO_EMAIL (whom to be at the demo provider).
+// (an account with the second factor on, its password PASSWORD), DEMO_EMAIL (whom to be at the demo provider),
+// EXPIRED_SESSION (a stored session, as JSON, whose access token has expired).
 import { createHmac } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -22,6 +23,7 @@ const CAT = env("CAT");
 const MFA_EMAIL = env("MFA_EMAIL");
 const MFA_SECRET = env("MFA_SECRET");
 const DEMO_EMAIL = env("DEMO_EMAIL");
+const EXPIRED = JSON.parse(env("EXPIRED_SESSION")); // an expired access token with a good refresh token
 mkdirSync(SCREENSHOTS, { recursive: true });
 
 const browser = await chromium.launch({
@@ -142,6 +144,16 @@ try {
   await heading("Find a pet");
   await page.getByText(DEMO_EMAIL).waitFor();
   if (!page.url().endsWith("/")) throw new Error(`the code stayed in the address: ${page.url()}`);
+
+  step("an expired access token is refreshed once, quietly");
+  await page.evaluate((s) => sessionStorage.setItem("petplatform.session", s), JSON.stringify(EXPIRED));
+  await page.goto(`${WEB_URL}/?species=1`);
+  await page.getByRole("link", { name: DOG }).waitFor();
+  await page.getByText(EXPIRED.email).waitFor();
+  const stored = await page.evaluate(() => JSON.parse(sessionStorage.getItem("petplatform.session")));
+  if (stored.accessToken === EXPIRED.accessToken || stored.refreshToken === EXPIRED.refreshToken) {
+    throw new Error("the expired session was not refreshed");
+  }
 
   if (pageErrors.length) throw new Error(`the page reported errors:\n${pageErrors.join("\n")}`);
   console.log("browser test passed");

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from "react";
-import { loadSession, saveSession, type Api, type Session } from "./api";
+import { loadSession, saveSession, SESSION_EVENT, type Api, type Session } from "./api";
 import { follow, navigate, usePath } from "./router";
 import { PetPage } from "./screens/PetPage";
 import { Pets } from "./screens/Pets";
@@ -11,10 +11,7 @@ export function App({ api }: { api: Api }) {
   const [session, setSession] = useState<Session | null>(loadSession);
   const main = useRef<HTMLElement>(null);
 
-  const signedIn = (s: Session | null) => {
-    saveSession(s);
-    setSession(s);
-  };
+  const signedIn = (s: Session | null) => saveSession(s);
   const signOut = async () => {
     if (session) {
       try {
@@ -26,6 +23,13 @@ export function App({ api }: { api: Api }) {
     signedIn(null);
     navigate("/signin");
   };
+
+  // The session also changes under the screens' feet: refreshed, or over when a refresh is refused.
+  useEffect(() => {
+    const update = () => setSession(loadSession());
+    addEventListener(SESSION_EVENT, update);
+    return () => removeEventListener(SESSION_EVENT, update);
+  }, []);
 
   // A new screen: its heading gets the focus, so screen readers announce it and Tab starts from there.
   useEffect(() => {

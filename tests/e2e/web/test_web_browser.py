@@ -5,6 +5,8 @@ call is a cross-origin gRPC-Web call, CORS preflight included). Needs `make web`
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import os
 import shutil
 import socket
@@ -17,7 +19,8 @@ from gateway.webapp import WebApp
 from petplatform.pet.v1 import pet_pb2
 from tests.support import REPO_ROOT
 from tests.support.pets import TOKYO, cat, create, dog
-from tests.support.platform import PASSWORD, Api, embedded_settings, start_platform
+from tests.support.platform import PASSWORD, Api, embedded_settings, module_of, start_platform
+from tests.support.tokens import sign_token
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 SCRIPT = REPO_ROOT / "clients" / "web" / "e2e" / "browser.mjs"
@@ -32,7 +35,8 @@ def free_port() -> int:
 
 
 async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_sink):
-    """Also signs in with the second factor and with the demo provider (the edge's local OpenID provider)."""
+    """Also signs in with the second factor and with the demo provider (the edge's local OpenID provider), and
+    refreshes an expired access token."""
     # Missing tools are a failure, not a skip: CI must not pass without having opened a browser.
     node = shutil.which("node")
     assert node, "node is not installed (Node.js 20.19 or later)"
@@ -57,13 +61,19 @@ async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_
         await api.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=shown.name, content=photo(7)),
                                      metadata=owner.md)
         await create(api, owner, cat(f"Tama {suffix}", location=OSAKA))
+        keys = module_of(api, "auth").keys
+        now = dt.datetime.now(dt.timezone.utc)
+        expired = sign_token({"sub": owner.user_id, "role": "user", "iat": now - dt.timedelta(hours=1),
+                              "exp": now - dt.timedelta(minutes=30)}, keys.private_key, keys.kid)
         careful = await api.signup("Careful", f"mfa-{suffix}@example.com")
         secret, _ = await api.enroll_mfa(careful)
         shutil.rmtree(SCREENSHOTS, ignore_errors=True)
         env = {**os.environ, "WEB_URL": f"http://127.0.0.1:{web.port}", "SCREENSHOTS": str(SCREENSHOTS),
                "EMAIL": f"browser-{suffix}@example.com", "PASSWORD": PASSWORD, "DOG": f"Mochi {suffix}",
                "CAT": f"Tama {suffix}", "MFA_EMAIL": careful.email, "MFA_SECRET": secret,
-               "DEMO_EMAIL": f"demo-{suffix}@example.com", "CHROMIUM": str(CHROMIUM)}
+               "DEMO_EMAIL": f"demo-{suffix}@example.com", "CHROMIUM": str(CHROMIUM),
+               "EXPIRED_SESSION": json.dumps({"accessToken": expired, "refreshToken": owner.refresh_token,
+                                              "email": owner.email, "expiresAt": 0})}
         # The platform serves from this event loop: the browser runs in a subprocess awaited here.
         proc = await asyncio.create_subprocess_exec(node, str(SCRIPT), env=env, stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.STDOUT)

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import { ClientPlatform } from "@petplatform/proto/petplatform/auth/v1/auth_pb";
-import type { Api, Session } from "../api";
+import { sessionOf, type Api, type Session } from "../api";
 import { describe, type Problem } from "../errors";
 import { Field, ProblemBanner } from "../Form";
 import { finishSignIn, PROVIDER_NAMES, startSignIn } from "../oauth";
@@ -38,7 +38,7 @@ export function SignIn({ api, onSignedIn, callback }: {
         setChallenge({ token: tokens.mfaChallenge, email });
         return;
       }
-      onSignedIn({ accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, email });
+      onSignedIn(sessionOf(tokens, email));
       navigate("/");
     });
   };
@@ -62,7 +62,7 @@ export function SignIn({ api, onSignedIn, callback }: {
         setChallenge({ token: reply.mfaChallenge, email });
         return;
       }
-      onSignedIn({ accessToken: reply.accessToken, refreshToken: reply.refreshToken, email });
+      onSignedIn(sessionOf(reply, email));
       navigate("/");
     });
   }, [callback]);
@@ -72,7 +72,7 @@ export function SignIn({ api, onSignedIn, callback }: {
     const form = new FormData(event.currentTarget);
     return run(async () => {
       const tokens = await api.auth.verifyMfa({ mfaChallenge: challenge!.token, code: String(form.get("code")).trim() });
-      onSignedIn({ accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, email: challenge!.email });
+      onSignedIn(sessionOf(tokens, challenge!.email));
       navigate("/");
     });
   };

@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from "react";
-import type { Api, Session } from "../api";
+import { sessionOf, type Api, type Session } from "../api";
 import { describe, type Problem } from "../errors";
 import { Field, ProblemBanner } from "../Form";
 import { follow, navigate } from "../router";
@@ -18,7 +18,7 @@ export function SignUp({ api, onSignedIn }: { api: Api; onSignedIn: (s: Session)
     try {
       await api.auth.register({ email, password, displayName: String(form.get("display_name")) });
       const tokens = await api.auth.login({ email, password });
-      onSignedIn({ accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, email });
+      onSignedIn(sessionOf(tokens, email));
       navigate("/");
     } catch (e) {
       setProblem(describe(e));
