@@ -33,7 +33,8 @@ export function SignIn({ api, onSignedIn, callback }: {
     const form = new FormData(event.currentTarget);
     const email = String(form.get("email"));
     return run(async () => {
-      const tokens = await api.auth.login({ email, password: String(form.get("password")) });
+      const tokens = await api.auth.login({ email, password: String(form.get("password")),
+                                            platform: ClientPlatform.WEB });
       if (tokens.mfaChallenge) {
         setChallenge({ token: tokens.mfaChallenge, email });
         return;

@@ -1,4 +1,5 @@
 import { useState, type FormEvent } from "react";
+import { ClientPlatform } from "@petplatform/proto/petplatform/auth/v1/auth_pb";
 import { sessionOf, type Api, type Session } from "../api";
 import { describe, type Problem } from "../errors";
 import { Field, ProblemBanner } from "../Form";
@@ -17,7 +18,7 @@ export function SignUp({ api, onSignedIn }: { api: Api; onSignedIn: (s: Session)
     setProblem(null);
     try {
       await api.auth.register({ email, password, displayName: String(form.get("display_name")) });
-      const tokens = await api.auth.login({ email, password });
+      const tokens = await api.auth.login({ email, password, platform: ClientPlatform.WEB });
       onSignedIn(sessionOf(tokens, email));
       navigate("/");
     } catch (e) {
