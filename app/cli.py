@@ -16,6 +16,7 @@ import prometheus_client
 
 from app import scaffold, wiring
 from app.registry import REGISTRY
+from gateway.webapp import WebApp, web_app
 from mesh import logs, tracing
 from mesh.config import ConfigError, Settings, load_settings
 from mesh.registry import peer_addresses
@@ -199,9 +200,12 @@ async def _serve(settings: Settings, target: str, port: int, demo: bool, migrate
         await platform.migrate()
     await platform.start()
     edge = None
+    web: WebApp | None = None
     if target == "all":
         edge = wiring.edge(platform.rt)
         await edge.start()
+        if web := web_app(settings, edge.http_port):
+            await web.start()
     if demo:
         from app.demo import load_demo_data
         await load_demo_data(platform.address, settings.data_dir)
@@ -209,7 +213,11 @@ async def _serve(settings: Settings, target: str, port: int, demo: bool, migrate
     if edge:
         print(f"Edge: REST and gRPC-Web on http://{settings.host}:{edge.http_port} (docs: /docs, /openapi.json, "
               f"/asyncapi.json), gRPC pass-through on {settings.host}:{edge.grpc_port}. Ctrl-C stops.", flush=True)
+    if web:
+        print(f"Web app: http://{settings.host}:{web.port}", flush=True)
     await _until_signalled()
+    if web:
+        await web.stop()
     if edge:
         await edge.stop()
     await platform.stop()

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     http_port: int = Field(3000, ge=0, le=65535)  # the edge: REST/JSON and gRPC-Web
     edge_grpc_port: int = Field(3443, ge=0, le=65535)  # the edge: gRPC pass-through for mobile apps
     cors_allowed_origins: list[str] = ["http://localhost:3100", "http://127.0.0.1:3100"]  # "*" allows any
+    # The web app (clients/web, built into web_dir by `make web`), served by `run --target=all` when built.
+    web_port: int = Field(3100, ge=0, le=65535)
+    web_dir: Path = Path("clients/web/dist")
+    # Where the web app calls the edge; unset: the edge's HTTP port on the host the page was loaded from.
+    web_edge_url: str | None = None
     rate_limit_per_minute: int = Field(100, ge=1)  # per client: the user when signed in, else the IP
     rate_limit_window_seconds: int = Field(60, ge=1)  # the budget above is per this window
     max_streams_per_client: int = Field(20, ge=1)  # open server streams per client on one edge replica
