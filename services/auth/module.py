@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mesh.errors import ApiError
-from mesh.events import Effects, PoisonEvent
+from mesh.events import Effects, Outside, PoisonEvent
 from mesh.mail import Mailer
 from mesh.runtime import Runtime, ServiceModule
 from mesh.registry import ServiceSpec
@@ -41,12 +41,13 @@ class AuthModule(ServiceModule):
                 return  # a provider vouched for the email, or gave none
             await new_verification_email(session, settings, event.user.removeprefix("users/"), event.email)
 
-        async def send_email(session, event: event_pb2.EmailRequested) -> None:
-            # Sent inside the inbox transaction: if the commit fails the email may go twice, never zero times.
+        async def send_email(event: event_pb2.EmailRequested) -> None:
+            # Outside the inbox transaction: no writer waits on the mail server. At least once: if recording
+            # the event fails after the send, the email may go twice, never zero times.
             await self.mailer.send(event.to, event.subject, event.text_body)
 
         return {"auth.verification": {events_pb2.UserCreated: send_verification},
-                "auth.mailer": {event_pb2.EmailRequested: send_email},
+                "auth.mailer": {event_pb2.EmailRequested: Outside(send_email)},
                 "auth.moderation": {admin_events.ModerationActionTaken: self._on_moderation}}
 
     async def _on_moderation(self, s, event: admin_events.ModerationActionTaken) -> None:
