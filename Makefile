@@ -36,8 +36,10 @@ bench-short: $(GENSTAMP)
 
 # The recommender's offline evaluation: one table per synthetic setting, one row per model (ml/recommender/
 # evaluation.py says how; synthetic.py how the population is made). Seeded: the same tables every run.
+# Then the fraud scorer's: one table per generator setting, one row per scorer (ml/fraud/evaluation.py).
 eval: $(GENSTAMP)
 	$(BIN)/python -m ml.recommender.evaluation
+	$(BIN)/python -m ml.fraud.evaluation
 
 lint: $(GENSTAMP)
 	$(BIN)/python tools/check_vendored.py

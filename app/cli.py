@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import functools
 import logging
 import os
 import signal
@@ -97,6 +99,15 @@ def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop]
     return uvloop.new_event_loop
 
 
+def _die_with_parent(parent: int) -> None:
+    """In each worker, before it runs: the kernel sends it SIGTERM when the parent dies, even by SIGKILL,
+    so no worker is left serving (and holding database connections) with no one to stop it."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request above took effect
+        os._exit(1)
+
+
 def _run_workers(args: argparse.Namespace, settings: Settings) -> int:
     """`run --workers N`: migrations once, then N processes serving the target on the same ports (the kernel
     spreads connections over them); SIGINT or SIGTERM stops them all, as does the death of one."""
@@ -121,7 +132,8 @@ def _run_workers(args: argparse.Namespace, settings: Settings) -> int:
     if args.port is not None:
         command.append(f"--port={args.port}")
     env = {**os.environ, "PETPLATFORM_REUSE_PORT": "true"}
-    workers = [subprocess.Popen(command + (["--demo-data"] if args.demo_data and i == 0 else []), env=env)
+    workers = [subprocess.Popen(command + (["--demo-data"] if args.demo_data and i == 0 else []), env=env,
+                                preexec_fn=functools.partial(_die_with_parent, os.getpid()))
                for i in range(args.workers)]
     stopping = False
 

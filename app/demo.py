@@ -5,7 +5,8 @@ pet-care businesses of demo users near the pets (a dog walker in Tokyo, a groome
 in Bangkok) with services open every day, so a demo owner can book a demo walker. All of it goes
 through the public gRPC API, once per data dir (a marker file remembers it); every step can be
 repeated by a run that stopped half-way. The demo admin has two-factor authentication on, as every admin must to act as
-one: its TOTP secret is kept in the data dir."""
+one: its TOTP secret is kept in the data dir. Last, a scammer ("Quick Puppies") lists a cheap puppy with a
+photo taken from a demo pet and asks for a gift card: the fraud service holds it (post_scam)."""
 from __future__ import annotations
 
 import asyncio
@@ -113,13 +114,17 @@ async def load_businesses(market: market_grpc.MarketplaceServiceStub, owners: li
                 for d in range(1, 8)])), metadata=md)
 
 
-def photo(seed: int) -> bytes:
+def photo(seed: int, size: tuple[int, int] = (320, 240)) -> bytes:
+    """A photo of its own: shapes placed at random, so perceptual hashes tell the demo photos apart (one
+    centred shape in different colours would be one picture recoloured, to the fraud service's pHash)."""
     rnd = random.Random(seed)
     img = Image.new("RGB", (320, 240), tuple(rnd.randrange(256) for _ in range(3)))
     draw = ImageDraw.Draw(img)
-    draw.ellipse((100, 60, 220, 180), fill=tuple(rnd.randrange(256) for _ in range(3)))
+    for _ in range(4):
+        x, y, r = rnd.randrange(40, 280), rnd.randrange(40, 200), rnd.randrange(20, 70)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(rnd.randrange(256) for _ in range(3)))
     buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=80)
+    img.resize(size).save(buf, "JPEG", quality=80)
     return buf.getvalue()
 
 
@@ -166,10 +171,55 @@ async def load_demo_data(address: str, data_dir: Path) -> None:
             made.append((i % 3, created))
         await match_and_talk(ch, alice=owners[0], bob=owners[1], pets=made)
         await load_businesses(market_grpc.MarketplaceServiceStub(ch), owners)
+        await post_scam(ch, stolen=next(p for o, p in made if o == 1 and p.species == animal_pb2.SPECIES_DOG),
+                        victim=owners[2])
     marker.write_text("ok\n")
     log.info("demo data loaded: %d users (password %r, admin %s), 60 pets (every %dth open to playdates); "
              "Alice and Bob have an adoption match and a playdate match, with a room each; %d businesses",
              len(USERS), PASSWORD, ADMIN_EMAIL, PLAYDATE_EVERY, len(BUSINESSES))
+
+
+SCAMMER = ("quick.puppies@demo.petplatform.local", "Quick Puppies")
+SCAM_LISTING = ("Adorable purebred puppy, vet checked with papers, only $90 because we are relocating. "
+                "Payment by Amazon gift card only. No visits, I am abroad: the puppy will be delivered to you.")
+SCAM_MESSAGE = "Great! Send the $90 as an Amazon gift card code today, plus $150 shipping fee for the crate."
+
+
+async def post_scam(ch: grpc.aio.Channel, *, stolen: pet_pb2.Pet, victim: tuple[tuple[str, str], ...]) -> None:
+    """The fraud demo: a new account lists a cheap "puppy" with a photo taken from a demo pet (resized, so
+    re-encoded) and a gift card asked for in its text; the fraud service scores it from its events and holds
+    it. Then, best effort, Chiara likes it, the scammer accepts and asks for a gift card in chat (a listing
+    already hidden by the hold cannot be liked: that part is skipped)."""
+    auth, pets = auth_pb2_grpc.AuthServiceStub(ch), pet_pb2_grpc.PetServiceStub(ch)
+    await auth.Register(auth_pb2.RegisterRequest(email=SCAMMER[0], password=PASSWORD, display_name=SCAMMER[1]))
+    tokens = await auth.Login(auth_pb2.LoginRequest(email=SCAMMER[0], password=PASSWORD))
+    md = (("authorization", f"Bearer {tokens.access_token}"),)
+    pet = (await pets.CreatePet(pet_pb2.CreatePetRequest(pet=pet_pb2.Pet(
+        display_name="Puppy", species=stolen.species, breed=stolen.breed, description=SCAM_LISTING,
+        location=stolen.location), request_id="demo-scam"), metadata=md)).pet
+    if not pet.photos:
+        seed = int(stolen.display_name.rsplit(" ", 1)[1]) - 1  # the demo pet's number: its photo's seed
+        await pets.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=pet.name, content=photo(seed, (300, 225))),
+                                  metadata=md)
+    try:
+        matching, chat = matching_pb2_grpc.MatchingServiceStub(ch), chat_pb2_grpc.ChatServiceStub(ch)
+        swipe = matching_pb2.SwipeRequest(pet=pet.name, action=matching_pb2.SWIPE_ACTION_LIKE)
+        interest = (await _retrying(lambda: matching.Swipe(swipe, metadata=victim), what="matching's copy of the scam",
+                                    patience=15)).interest
+        if interest.name:
+            await matching.RespondToInterest(matching_pb2.RespondToInterestRequest(
+                name=interest.name, decision=matching_pb2.RespondToInterestRequest.DECISION_ACCEPT), metadata=md)
+        matches = (await matching.ListMatches(matching_pb2.ListMatchesRequest(page_size=100), metadata=md)).matches
+        match = next(m for m in matches if pet.name in m.pets)
+        room = "rooms/" + match.name.removeprefix("matches/")
+        await _retrying(functools.partial(chat.GetRoom, chat_pb2.GetRoomRequest(name=room), metadata=md),
+                        what="the scam room", patience=15)
+        await chat.SendMessage(chat_pb2.SendMessageRequest(
+            parent=room, message_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{room}/scam").hex,
+            message=chat_pb2.Message(text=SCAM_MESSAGE)), metadata=md)
+    except (grpc.aio.AioRpcError, StopIteration) as e:
+        log.info("demo data: the scammer's chat was skipped (%s): the listing was held first",
+                 e.code().name if isinstance(e, grpc.aio.AioRpcError) else "no match")
 
 
 async def match_and_talk(ch: grpc.aio.Channel, *, alice: tuple[tuple[str, str], ...],
@@ -214,10 +264,10 @@ async def match_and_talk(ch: grpc.aio.Channel, *, alice: tuple[tuple[str, str], 
         await chat.MarkRead(chat_pb2.MarkReadRequest(room=room, sequence=last - 1), metadata=bob)
 
 
-async def _retrying(call: Callable[[], Awaitable[T]], *, what: str) -> T:
+async def _retrying(call: Callable[[], Awaitable[T]], *, what: str, patience: float = STEP_TIMEOUT) -> T:
     """`call` again while it is NOT_FOUND, for a step some event has still to make possible."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + STEP_TIMEOUT
+    deadline = loop.time() + patience
     while True:
         try:
             return await call()
@@ -225,6 +275,6 @@ async def _retrying(call: Callable[[], Awaitable[T]], *, what: str) -> T:
             if e.code() != grpc.StatusCode.NOT_FOUND:
                 raise
             if loop.time() > deadline:
-                log.error("demo data: %s is still missing after %.0f s", what, STEP_TIMEOUT)
+                log.error("demo data: %s is still missing after %.0f s", what, patience)
                 raise
         await asyncio.sleep(0.05)

@@ -12,6 +12,7 @@ from petplatform.chat.v1 import chat_pb2  # noqa: F401
 from petplatform.chat.v1 import events_pb2 as chat_events
 from petplatform.common.v1 import event_pb2
 from petplatform.fraud.v1 import events_pb2 as fraud_events
+from petplatform.fraud.v1 import fraud_pb2  # noqa: F401
 from petplatform.matching.v1 import events_pb2 as matching_events
 from petplatform.marketplace.v1 import events_pb2 as marketplace_events
 from petplatform.marketplace.v1 import marketplace_pb2  # noqa: F401
@@ -30,8 +31,10 @@ REGISTRY = Registry([
     ServiceSpec(
         name="auth", module="services.auth.module:AuthModule", port=3001,
         contracts=("petplatform.auth.v1.AuthService",),
-        emits=(auth_events.UserCreated, auth_events.UserEmailVerified, event_pb2.EmailRequested),
-        consumes=(auth_events.UserCreated, event_pb2.EmailRequested),
+        emits=(auth_events.UserCreated, auth_events.UserEmailVerified, event_pb2.EmailRequested,
+               auth_events.UserRoleChanged, auth_events.UserStatusChanged, auth_events.SecurityEventRecorded),
+        consumes=(auth_events.UserCreated, event_pb2.EmailRequested,
+                  admin_events.ModerationActionTaken),  # suspensions and bans decided in cases
     ),
     ServiceSpec(
         name="user", module="services.user.module:UserModule", port=3002,
@@ -44,7 +47,9 @@ REGISTRY = Registry([
         contracts=("petplatform.pet.v1.PetService",), peers=("auth",),
         emits=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted),
         consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted,  # WatchPets, live
-                  matching_events.AdoptionCompleted),  # the pet becomes adopted
+                  matching_events.AdoptionCompleted,  # the pet becomes adopted
+                  admin_events.ModerationActionTaken,  # listings held or hidden
+                  auth_events.UserStatusChanged),  # a suspended owner's listings held
     ),
     ServiceSpec(
         name="matching", module="services.matching.module:MatchingModule", port=3004,
@@ -68,13 +73,13 @@ REGISTRY = Registry([
                marketplace_events.BookingCancelled, marketplace_events.BookingCompleted,
                marketplace_events.BookingReviewPublished),
         consumes=(payment_events.PaymentProcessed, payment_events.PaymentFailed,  # the booking's payment status
-                  payment_events.RefundProcessed),
+                  payment_events.PaymentActionRequired, payment_events.RefundProcessed),
     ),
     ServiceSpec(
         name="payment", module="services.payment.module:PaymentModule", port=3009,
         contracts=("petplatform.payment.v1.PaymentService",), peers=("auth",),
-        emits=(payment_events.PaymentProcessed, payment_events.PaymentFailed, payment_events.RefundProcessed,
-               payment_events.PayoutSent),
+        emits=(payment_events.PaymentProcessed, payment_events.PaymentFailed, payment_events.PaymentActionRequired,
+               payment_events.RefundProcessed, payment_events.PayoutSent),
         consumes=(marketplace_events.BookingAccepted, marketplace_events.BookingCancelled,  # charges, refunds
                   marketplace_events.BookingCompleted),  # and payouts of bookings
     ),
@@ -86,11 +91,20 @@ REGISTRY = Registry([
                   matching_events.AdoptionCompleted),
     ),
     ServiceSpec(
+        name="fraud", module="ml.fraud.module:FraudModule", port=8001,
+        contracts=("petplatform.fraud.v1.FraudService",), peers=("auth",),
+        emits=(fraud_events.FraudDetected,),
+        consumes=(auth_events.UserCreated, pet_events.PetCreated, pet_events.PetUpdated,  # signals
+                  pet_events.PetDeleted, chat_events.MessageSent,
+                  admin_events.ModerationActionTaken),  # moderators' decisions: the labels
+    ),
+    ServiceSpec(
         name="notification", module="services.notification.module:NotificationModule", port=3008,
         contracts=("petplatform.notification.v1.NotificationService",), peers=("auth",),
         emits=(notification_events.NotificationRequested, event_pb2.EmailRequested),
         consumes=(chat_events.MessageSent, matching_events.MatchCreated, matching_events.AdoptionCompleted,
-                  auth_events.UserCreated, notification_events.NotificationRequested),
+                  auth_events.UserCreated, notification_events.NotificationRequested,
+                  admin_events.ModerationActionTaken, auth_events.UserStatusChanged),  # the affected user told
     ),
     ServiceSpec(
         name="admin", module="services.admin.module:AdminModule", port=3007,

@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     # The recommender's training job: each period it trains a new model when the one in service is that old
     # (and takes up a model published meanwhile by `petplatform train recommender`); 0 turns the job off.
     recommender_train_seconds: float = Field(3600, ge=0)
+    # The fraud scorer's training job (ml/fraud/engine.py): each period it retrains from moderators' labels;
+    # 0 trains only at start. Its score log goes to MongoDB when this is a mongodb:// URL, else to its database.
+    fraud_train_seconds: float = Field(600, ge=0)
+    fraud_logs_url: str | None = Field(None, pattern=r"^mongodb(\+srv)?://")
     watch_max_streams: int = Field(1000, ge=1)  # open WatchPets streams per pet replica
     pet_cache_size: int = Field(10_000, ge=0)  # GetPet answers a pet replica keeps (services/pet/cache.py); 0: none
     pet_cache_ttl_seconds: float = Field(60, gt=0)  # the longest one is kept, whatever events say
@@ -149,7 +153,7 @@ class Settings(BaseSettings):
     # Payments: the provider adapter; payouts wait this long after completion and keep this share as
     # the platform's fee; how often due work is looked for, and the first retry delay after a
     # provider outage (doubled per attempt, up to 10 minutes).
-    payment_provider: Literal["local", "stripe"] = "local"
+    payment_provider: Literal["local", "stripe", "paypal"] = "local"
     payment_hold_seconds: float = Field(48 * 3600, ge=0)
     payment_platform_fee_percent: float = Field(10, ge=0, le=100)
     payment_poll_seconds: float = Field(1, gt=0)
@@ -161,6 +165,11 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr | None = None
     stripe_api_base: str | None = Field(None, pattern=r"^https?://")
     stripe_manual_payouts: bool = False
+    # payment_provider=paypal: the REST app's client id and secret, and the API's address (unset:
+    # PayPal's live API; https://api-m.sandbox.paypal.com for the sandbox; tests point it at a stand-in).
+    paypal_client_id: str | None = None
+    paypal_client_secret: SecretStr | None = None
+    paypal_api_base: str | None = Field(None, pattern=r"^https?://")
     # Signs the local provider's webhooks (generated under the data dir when unset).
     local_payment_webhook_secret: SecretStr | None = Field(None, min_length=16)
     metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics; unset: not served
@@ -197,6 +206,9 @@ class Settings(BaseSettings):
         if self.payment_provider == "stripe" and not (self.stripe_api_key and self.stripe_webhook_secret):
             raise ValueError("payment_provider 'stripe' needs PETPLATFORM_STRIPE_API_KEY and "
                              "PETPLATFORM_STRIPE_WEBHOOK_SECRET")
+        if self.payment_provider == "paypal" and not (self.paypal_client_id and self.paypal_client_secret):
+            raise ValueError("payment_provider 'paypal' needs PETPLATFORM_PAYPAL_CLIENT_ID and "
+                             "PETPLATFORM_PAYPAL_CLIENT_SECRET")
         return self
 
 

@@ -1,6 +1,7 @@
 """Idempotent consumers: the event id goes into the inbox in the same transaction as the effect."""
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -22,6 +23,14 @@ log = logging.getLogger(__name__)
 # (session of the inbox transaction, the event payload): the effect commits with the inbox row.
 Effect = Callable[[AsyncSession, Any], Awaitable[None]]
 Effects = Mapping[type[Message], Effect]
+
+_current: contextvars.ContextVar[event_pb2.EventEnvelope | None] = contextvars.ContextVar("event", default=None)
+
+
+def current_event() -> event_pb2.EventEnvelope | None:
+    """The envelope of the event whose effect is running (None outside one), for an effect that needs more than
+    the payload: its id (evidence naming its source), its time (when it happened, not when it was processed)."""
+    return _current.get()
 
 
 def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
@@ -46,7 +55,11 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
                 return
             # A concurrent duplicate fails on the primary key here and is redelivered, then skipped.
             await s.execute(inbox.insert().values(consumer=consumer, event_id=envelope.id, process_time=utcnow()))
-            await by_type[envelope.type](s, payload)
+            token = _current.set(envelope)
+            try:
+                await by_type[envelope.type](s, payload)
+            finally:
+                _current.reset(token)
 
     return handle
 

@@ -9,20 +9,23 @@ import json
 
 import grpc
 import jwt
+import sqlalchemy as sa
 from google.protobuf import field_mask_pb2
 
 from petplatform.auth.v1 import auth_pb2
 from petplatform.chat.v1 import chat_pb2
 from petplatform.common.v1 import animal_pb2
+from petplatform.fraud.v1 import events_pb2 as fraud_events
 from petplatform.marketplace.v1 import marketplace_pb2 as market_pb2
 from petplatform.matching.v1 import matching_pb2
 from petplatform.pet.v1 import pet_pb2
 from petplatform.user.v1 import user_pb2
 from app import demo
+from ml.fraud import store
 from tests.support import REPO_ROOT
 from tests.support.errors import expect
-from tests.support.matching import until
-from tests.support.platform import Api, embedded_settings, start_platform, totp_code
+from tests.support.matching import events, until
+from tests.support.platform import Api, embedded_settings, module_of, start_platform, totp_code
 
 
 def make_up_admin_emails() -> list[str]:
@@ -55,6 +58,7 @@ async def test_the_demo_admin_is_an_admin_and_two_demo_users_match_under_make_up
             metadata=(("authorization", f"Bearer {admin.access_token}"),))).user
         assert updated.bio == "Checked by the admin"
         await two_demo_users_match(api)
+        await the_scam_listing_is_held(api)
         await demo.load_demo_data(platform.address, tmp_path)  # loaded once: the marker file
         (tmp_path / "demo-data-loaded").unlink()  # a run that stopped just before writing it does it all again
         await demo.load_demo_data(platform.address, tmp_path)
@@ -92,6 +96,29 @@ async def two_demo_users_match(api: Api) -> None:
         mine = (await api.chat.GetRoom(chat_pb2.GetRoomRequest(name=room.name), metadata=alice.md)).room
         assert mine.unread_count == 0
         assert room.unread_count == (1 if lines[-1][0] == 0 else 0)
+
+async def the_scam_listing_is_held(api: Api) -> None:
+    """The scammer's cheap puppy, with a demo pet's photo and a gift card asked for, is held by the fraud
+    service, and the photo it took from a demo pet is found reused (and no demo pet's photo matches another's)."""
+    tokens = await api.auth.Login(auth_pb2.LoginRequest(email=demo.SCAMMER[0], password=demo.PASSWORD))
+    scammer = f"users/{jwt.decode(tokens.access_token, options={'verify_signature': False})['sub']}"
+
+    async def held():
+        for envelope in await events(api, "fraud", "fraud.detected"):
+            detected = fraud_events.FraudDetected()
+            envelope.payload.Unpack(detected)
+            if (detected.user == scammer and detected.subject.startswith("pets/")
+                    and detected.action == fraud_events.FraudDetected.ACTION_HOLD):
+                return detected
+        return None
+    assert (await until(held, timeout=60, what="the scam listing held")).score >= 0.8
+
+    async def reused() -> bool:
+        async with module_of(api, "fraud").db.read() as s:
+            owners = (await s.execute(sa.select(store.photos.c.owner_id).where(store.photos.c.reused))).scalars().all()
+        return owners == [scammer.removeprefix("users/")]
+    await until(reused, what="the demo pet's photo found reused by the scammer")
+
 
 def _session(tokens):
     """Something with the caller's metadata, as tests.support's helpers take."""

@@ -1,0 +1,276 @@
+"""The fraud service's own store of signals, kept from events (one table per event source: accounts,
+listings, photos, messages), the scored subjects (their last feature vector, the action last asked for and
+the moderators' label), and the relational adapter of the score log (logs.py)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mesh.sql import Row, UtcDateTime
+from ml.fraud import signals
+
+metadata = sa.MetaData()
+
+
+
+def flag_columns() -> list[sa.Column]:
+    """One column per scam phrase flag of a text (signals.FLAGS)."""
+    return [sa.Column(flag, sa.Boolean, nullable=False) for flag in signals.FLAGS]
+
+
+accounts = sa.Table(
+    "accounts", metadata,
+    sa.Column("user_id", sa.String(32), primary_key=True),
+    sa.Column("create_time", UtcDateTime, nullable=True),  # from user.created; None: heard of otherwise first
+    sa.Column("upheld_reports", sa.Integer, nullable=False),
+)
+
+listings = sa.Table(
+    "listings", metadata,
+    sa.Column("pet_id", sa.String(32), primary_key=True),
+    sa.Column("owner_id", sa.String(32), nullable=False, index=True),
+    sa.Column("species", sa.SmallInteger, nullable=False),
+    sa.Column("breed", sa.String(64), nullable=False),
+    sa.Column("price", sa.Float, nullable=True),  # parsed from the text: pets have no price field
+    sa.Column("copied_text", sa.Boolean, nullable=False),
+    sa.Column("fingerprint", sa.BigInteger, nullable=True),  # SimHash of the text (signed)
+    *[sa.Column(f"band{i}", sa.Integer, nullable=True) for i in range(signals.TEXT_BANDS)],
+    *flag_columns(),
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Column("update_time", UtcDateTime, nullable=True),  # the pet's own: older events lose
+    sa.Index("ix_listings_species_breed", "species", "breed"),
+    *[sa.Index(f"ix_listings_band{i}", f"band{i}") for i in range(signals.TEXT_BANDS)],
+)
+
+photos = sa.Table(
+    "photos", metadata,
+    sa.Column("name", sa.String(128), primary_key=True),  # pets/{pet}/photos/{photo}
+    sa.Column("pet_id", sa.String(32), nullable=False, index=True),
+    sa.Column("owner_id", sa.String(32), nullable=False),
+    sa.Column("phash", sa.BigInteger, nullable=False),  # signed
+    *[sa.Column(f"band{i}", sa.SmallInteger, nullable=False) for i in range(signals.PHOTO_BANDS)],
+    sa.Column("reused", sa.Boolean, nullable=False),  # near a photo another account listed earlier
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    *[sa.Index(f"ix_photos_band{i}", f"band{i}") for i in range(signals.PHOTO_BANDS)],
+)
+
+messages = sa.Table(
+    "messages", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("sender_id", sa.String(32), nullable=False, index=True),
+    *flag_columns(),
+    sa.Column("create_time", UtcDateTime, nullable=False),
+)
+
+subjects = sa.Table(
+    "subjects", metadata,
+    sa.Column("subject", sa.String(200), primary_key=True),  # users/{u}, pets/{p}, rooms/{r}/messages/{m}
+    sa.Column("user_id", sa.String(32), nullable=False),
+    sa.Column("features", sa.Text, nullable=False),  # JSON list, features.NAMES order, as last scored
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("action", sa.SmallInteger, nullable=False),  # the highest FraudDetected.Action emitted (0: none)
+    sa.Column("label", sa.SmallInteger, nullable=True),  # 1 upheld, 0 dismissed or reversed, None: no decision
+    sa.Column("update_time", UtcDateTime, nullable=False),
+)
+
+fraud_logs = sa.Table(
+    "fraud_logs", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("factors", sa.Text, nullable=False),  # JSON
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(80), nullable=False),
+    sa.Column("reviewed", sa.Boolean, nullable=False),
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Index("ix_fraud_logs_user", "user", "create_time"),
+    sa.Index("ix_fraud_logs_subject", "subject"),
+)
+
+
+def _flags(row: Row) -> dict[str, bool]:
+    return {flag: bool(getattr(row, flag)) for flag in signals.FLAGS}
+
+
+# --- accounts ---
+
+async def account(s: AsyncSession, user_id: str) -> Row | None:
+    return (await s.execute(sa.select(accounts).where(accounts.c.user_id == user_id))).first()
+
+
+async def put_account(s: AsyncSession, user_id: str, *, create_time: dt.datetime | None = None,
+                      reports: int = 0) -> None:
+    """Creates the account row if needed, sets its creation time if given, adds `reports` (never below 0)."""
+    row = await account(s, user_id)
+    if row is None:
+        await s.execute(accounts.insert().values(user_id=user_id, create_time=create_time,
+                                                 upheld_reports=max(0, reports)))
+        return
+    values: dict[str, object] = {"upheld_reports": max(0, row.upheld_reports + reports)}
+    if create_time is not None and row.create_time is None:
+        values["create_time"] = create_time
+    await s.execute(accounts.update().where(accounts.c.user_id == user_id).values(**values))
+
+
+# --- listings ---
+
+async def listing(s: AsyncSession, pet_id: str) -> Row | None:
+    return (await s.execute(sa.select(listings).where(listings.c.pet_id == pet_id))).first()
+
+
+async def listings_of(s: AsyncSession, owner_id: str) -> Sequence[Row]:
+    return (await s.execute(sa.select(listings).where(listings.c.owner_id == owner_id)
+                            .order_by(listings.c.create_time))).all()
+
+
+async def copied_elsewhere(s: AsyncSession, *, owner_id: str, fingerprint: int | None,
+                           before: dt.datetime | None) -> bool:
+    """Whether another account listed a near-identical text (earlier than `before`, when given)."""
+    if fingerprint is None:
+        return False
+    bs = signals.bands(fingerprint, signals.TEXT_BANDS)
+    query = sa.select(listings.c.fingerprint).where(
+        listings.c.owner_id != owner_id, sa.or_(*(listings.c[f"band{i}"] == b for i, b in enumerate(bs))))
+    if before is not None:
+        query = query.where(listings.c.create_time < before)
+    found = (await s.scalars(query)).all()
+    return signals.near(fingerprint, (signals.from_signed(f) for f in found if f is not None),
+                        signals.TEXT_WITHIN) > 0
+
+
+async def put_listing(s: AsyncSession, pet_id: str, *, owner_id: str, species: int, breed: str, text: str,
+                      create_time: dt.datetime, update_time: dt.datetime | None) -> bool:
+    """Creates or updates a listing from pet.created/updated; False (nothing changed) for an event older
+    than what is stored."""
+    row = await listing(s, pet_id)
+    if row is not None and row.update_time and update_time and update_time < row.update_time:
+        return False
+    fp = signals.simhash(text)
+    values: dict[str, object] = dict(
+        owner_id=owner_id, species=species, breed=breed.strip().lower()[:64], price=signals.parse_price(text),
+        fingerprint=None if fp is None else signals.to_signed(fp), update_time=update_time,
+        copied_text=await copied_elsewhere(s, owner_id=owner_id, fingerprint=fp,
+                                           before=row.create_time if row else create_time),
+        **{f"band{i}": b for i, b in enumerate(signals.bands(fp, signals.TEXT_BANDS) if fp is not None
+                                               else [None] * signals.TEXT_BANDS)},
+        **signals.flags(text))
+    if row is None:
+        await s.execute(listings.insert().values(pet_id=pet_id, create_time=create_time, **values))
+    else:
+        await s.execute(listings.update().where(listings.c.pet_id == pet_id).values(**values))
+    return True
+
+
+async def delete_listing(s: AsyncSession, pet_id: str) -> None:
+    await s.execute(photos.delete().where(photos.c.pet_id == pet_id))
+    await s.execute(listings.delete().where(listings.c.pet_id == pet_id))
+
+
+async def prices(s: AsyncSession, *, species: int, breed: str | None, limit: int = 500) -> list[float]:
+    """The latest asking prices written in listings of the species (and breed)."""
+    query = sa.select(listings.c.price).where(listings.c.species == species, listings.c.price.is_not(None))
+    if breed is not None:
+        query = query.where(listings.c.breed == breed.strip().lower()[:64])
+    return [float(p) for p in (await s.scalars(query.order_by(listings.c.create_time.desc()).limit(limit))).all()]
+
+
+# --- photos ---
+
+async def photo_names(s: AsyncSession, pet_id: str) -> set[str]:
+    return set((await s.scalars(sa.select(photos.c.name).where(photos.c.pet_id == pet_id))).all())
+
+
+async def reused_elsewhere(s: AsyncSession, *, owner_id: str, phash: int, before: dt.datetime | None) -> bool:
+    bs = signals.bands(phash, signals.PHOTO_BANDS)
+    query = sa.select(photos.c.phash).where(
+        photos.c.owner_id != owner_id, sa.or_(*(photos.c[f"band{i}"] == b for i, b in enumerate(bs))))
+    if before is not None:
+        query = query.where(photos.c.create_time < before)
+    found = (await s.scalars(query)).all()
+    return signals.near(phash, (signals.from_signed(f) for f in found), signals.PHOTO_WITHIN) > 0
+
+
+async def add_photo(s: AsyncSession, name: str, *, pet_id: str, owner_id: str, phash: int,
+                    create_time: dt.datetime) -> None:
+    reused = await reused_elsewhere(s, owner_id=owner_id, phash=phash, before=create_time)
+    await s.execute(photos.insert().values(
+        name=name, pet_id=pet_id, owner_id=owner_id, phash=signals.to_signed(phash), reused=reused,
+        create_time=create_time, **{f"band{i}": b for i, b in enumerate(signals.bands(phash, signals.PHOTO_BANDS))}))
+
+
+async def remove_photos(s: AsyncSession, names: set[str]) -> None:
+    if names:
+        await s.execute(photos.delete().where(photos.c.name.in_(names)))
+
+
+async def reused_counts(s: AsyncSession, pet_ids: Sequence[str]) -> dict[str, int]:
+    rows = (await s.execute(sa.select(photos.c.pet_id, sa.func.count()).where(
+        photos.c.pet_id.in_(pet_ids), photos.c.reused.is_(True)).group_by(photos.c.pet_id))).all()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+# --- messages ---
+
+async def put_message(s: AsyncSession, name: str, *, sender_id: str, text: str, create_time: dt.datetime) -> None:
+    if (await s.scalar(sa.select(sa.func.count()).where(messages.c.name == name))):
+        return
+    await s.execute(messages.insert().values(name=name, sender_id=sender_id, create_time=create_time,
+                                             **signals.flags(text)))
+
+
+async def messages_of(s: AsyncSession, sender_id: str, *,
+                      without: str | None = None) -> list[tuple[dt.datetime, dict[str, bool]]]:
+    query = sa.select(messages).where(messages.c.sender_id == sender_id)
+    if without:
+        query = query.where(messages.c.name != without)
+    rows = (await s.execute(query.order_by(messages.c.create_time))).all()
+    return [(r.create_time, _flags(r)) for r in rows]
+
+
+async def message_flags(s: AsyncSession, name: str) -> dict[str, bool] | None:
+    row = (await s.execute(sa.select(messages).where(messages.c.name == name))).first()
+    return _flags(row) if row else None
+
+
+def listing_flags(row: Row) -> dict[str, bool]:
+    return _flags(row)
+
+
+# --- scored subjects ---
+
+async def subject(s: AsyncSession, name: str) -> Row | None:
+    return (await s.execute(sa.select(subjects).where(subjects.c.subject == name))).first()
+
+
+async def put_subject(s: AsyncSession, name: str, *, user_id: str, vector: Sequence[float], score: float,
+                      action: int | None, now: dt.datetime) -> None:
+    """Keeps the subject's latest features and score; `action` (when given) the highest action emitted."""
+    row = await subject(s, name)
+    values: dict[str, object] = dict(user_id=user_id, features=json.dumps(list(vector)), score=score, update_time=now)
+    if action is not None:
+        values["action"] = action
+    if row is None:
+        values["action"] = action or 0
+        await s.execute(subjects.insert().values(subject=name, label=None, **values))
+    else:
+        await s.execute(subjects.update().where(subjects.c.subject == name).values(**values))
+
+
+async def set_label(s: AsyncSession, name: str, label: int) -> None:
+    await s.execute(subjects.update().where(subjects.c.subject == name).values(label=label))
+
+
+async def training_set(s: AsyncSession) -> list[tuple[list[float], int]]:
+    """(features as last scored, label or -1) of every subject."""
+    rows = (await s.execute(sa.select(subjects.c.features, subjects.c.label))).all()
+    return [(json.loads(r.features), -1 if r.label is None else int(r.label)) for r in rows]
+
+
+def log_values(entry: Mapping[str, object]) -> dict[str, object]:
+    return {**entry, "factors": json.dumps(entry["factors"])}
