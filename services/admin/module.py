@@ -10,7 +10,7 @@ from pathlib import Path
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh.events import Effects, PoisonEvent
+from mesh.events import Effects, PoisonEvent, current_event
 from mesh.runtime import ServiceModule
 from mesh.sql import utcnow
 from petplatform.admin.v1 import admin_pb2 as a
@@ -29,22 +29,34 @@ E = a.AuditEntry
 Action = ev.ModerationActionTaken
 
 
+def event_time() -> dt.datetime:
+    """When the event being applied happened (its envelope's time), so a backlog counts on its own days."""
+    envelope = current_event()
+    if envelope is not None and envelope.HasField("time"):
+        return envelope.time.ToDatetime(dt.timezone.utc)
+    return utcnow()
+
+
+def event_day() -> dt.date:
+    return event_time().date()
+
+
 def day_of(resource: Message) -> dt.date:
-    """The UTC day a resource was created (its create_time), else today: when the event arrived."""
+    """The UTC day a resource was created (its create_time), else the event's."""
     if resource.HasField("create_time"):
         return resource.create_time.ToDatetime(dt.timezone.utc).date()  # type: ignore[attr-defined]
-    return utcnow().date()
+    return event_day()
 
 
 # --- accounts: user records, subjects, the audit log ---
 
 async def on_user_created(s: AsyncSession, event: auth_events.UserCreated) -> None:
     user_id = domain.user_id_of(event.user)
-    now = utcnow()
     await store.add_user_record(s, id=user_id, email=event.email, display_name=event.display_name,
-                                role=auth_pb2.ROLE_USER, status=auth_pb2.ACCOUNT_STATUS_ACTIVE, create_time=now)
+                                role=auth_pb2.ROLE_USER, status=auth_pb2.ACCOUNT_STATUS_ACTIVE,
+                                create_time=event_time())
     await store.remember_subject(s, name=event.user, user_id=user_id)
-    await store.count_up(s, day=now.date(), metric="sign_ups")
+    await store.count_up(s, day=event_day(), metric="sign_ups")
 
 
 async def on_role_changed(s: AsyncSession, event: auth_events.UserRoleChanged) -> None:
@@ -88,7 +100,7 @@ async def on_match_created(s: AsyncSession, event: matching_events.MatchCreated)
 
 
 async def on_adoption_completed(s: AsyncSession, event: matching_events.AdoptionCompleted) -> None:
-    await store.count_up(s, day=utcnow().date(), metric="adoptions")  # the match's create_time is not the adoption's
+    await store.count_up(s, day=event_day(), metric="adoptions")  # the match's create_time is not the adoption's
 
 
 async def on_booking_requested(s: AsyncSession, event: market_events.BookingRequested) -> None:

@@ -12,13 +12,11 @@ OPTIONS = dict(admin_emails=[ADMIN_EMAIL])
 
 async def staffed(api: Api, tmp_path) -> Api:
     api.admin_session = await api.signup_admin(ADMIN_EMAIL, "Site Operator")
-    api.moderator = await signup_staff(api, "moderator", "Quinn Reviewer")
-    api.moderator2 = await signup_staff(api, "moderator", "Riley Reviewer")
-    api.support = await signup_staff(api, "support", "Sam Helper")
+    api.moderator = await signup_staff(api, api.admin_session, "moderator", "Quinn Reviewer")
+    api.moderator2 = await signup_staff(api, api.admin_session, "moderator", "Riley Reviewer")
+    api.support = await signup_staff(api, api.admin_session, "support", "Sam Helper")
     # The fraud service's events, from a producer of its own (the fraud service is another part of the issue).
     api.fraud = await Producer.open("fraud", api.platform.rt.bus, tmp_path)
-    # Auth's trust-and-safety events, likewise, until auth emits them.
-    api.auth_events = await Producer.open("auth-standin", api.platform.rt.bus, tmp_path)
     return api
 
 
@@ -29,7 +27,6 @@ async def admin_api(tmp_path_factory, smtp_sink):
     api = await staffed(Api(platform, smtp_sink), tmp)
     yield api
     await api.fraud.close()
-    await api.auth_events.close()
     await api.channel.close()
     await platform.stop(grace=1)
 
@@ -42,7 +39,6 @@ async def real_admin_api(tmp_path_factory, smtp_sink, s3_endpoint):
     api = await staffed(Api(platform, smtp_sink), tmp)
     yield api
     await api.fraud.close()
-    await api.auth_events.close()
     await api.channel.close()
     consumers = list(getattr(platform.rt.bus, "consumers", []))
     await platform.stop(grace=1)

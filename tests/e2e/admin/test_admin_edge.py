@@ -27,7 +27,6 @@ async def admin_edge(tmp_path_factory, smtp_sink):
     async with aiohttp.ClientSession() as http:
         yield EdgeClient(api, e, http)
     await api.fraud.close()
-    await api.auth_events.close()
     await api.channel.close()
     await e.stop(grace=1)
     await platform.stop(grace=1)

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from petplatform.admin.v1 import admin_pb2 as a
 from petplatform.admin.v1 import events_pb2 as ev
 from petplatform.auth.v1 import auth_pb2
-from petplatform.auth.v1 import events_pb2 as auth_events
 from services.admin import store
 from tests.support.admin import fraud_detected, open_case_of, report_when_known
 from tests.support.errors import expect, violations
@@ -54,36 +53,44 @@ async def a_resolved_case(api: Api) -> a.Case:
 async def test_staff_actions_and_security_events_are_audited_in_a_chain(admin_api: Api):
     api = admin_api
     case = await a_resolved_case(api)
+    # Auth's own events: a refused sign-in, a role granted by the admin, a suspension by a moderator.
     victim = await api.signup("Locked Out")
-    await api.auth_events.emit(
-        auth_events.SecurityEventRecorded(kind=auth_events.SecurityEventRecorded.KIND_SIGN_IN_FAILED,
-                                          user=victim.name, detail="wrong password", client_address="203.0.113.9"),
-        auth_events.UserRoleChanged(user=api.support.name, role=auth_pb2.ROLE_SUPPORT,
-                                    previous_role=auth_pb2.ROLE_USER, actor=api.admin_session.name),
-        auth_events.UserStatusChanged(user=victim.name, status=auth_pb2.ACCOUNT_STATUS_SUSPENDED,
-                                      previous_status=auth_pb2.ACCOUNT_STATUS_ACTIVE, reason="spam",
-                                      case=case.name))
-
-    # Auth emits events of its own meanwhile (the staff's second factors): find the ones published here.
-    ours = {("security.event_recorded", victim.name), ("user.role_changed", api.support.name),
-            ("user.status_changed", victim.name)}
+    await expect(grpc.StatusCode.UNAUTHENTICATED, api.auth.Login(auth_pb2.LoginRequest(
+        email=victim.email, password="not the password at all")))
+    helper = await api.signup("New Helper")
+    await api.auth.SetAccountRole(auth_pb2.SetAccountRoleRequest(name=helper.name, role=auth_pb2.ROLE_SUPPORT),
+                                  metadata=api.admin_session.md)
+    await api.auth.SetAccountStatus(auth_pb2.SetAccountStatusRequest(
+        name=victim.name, status=auth_pb2.ACCOUNT_STATUS_SUSPENDED, reason="spam"), metadata=api.moderator.md)
 
     async def audited():
         entries = await all_entries(api)
-        return entries if ours <= {(e.action, e.target) for e in entries} else None
+        targets = {(e.action, e.target) for e in entries}
+        return entries if {("security.event_recorded", victim.name), ("user.role_changed", helper.name),
+                           ("user.status_changed", victim.name)} <= targets else None
     entries = await until(audited, what="auth's events in the audit log")
     assert [e.sequence for e in entries] == list(range(len(entries), 0, -1)), "newest first, no gaps"
-    by_action = {(e.action, e.target): e for e in entries}
-    claim, resolve = by_action["ClaimCase", case.name], by_action["ResolveCase", case.name]
-    assert (claim.kind, claim.actor) == (E.KIND_STAFF_ACTION, api.moderator.name)
+    by_action = {e.action: e for e in reversed(entries)}  # the newest of each action
+    claim, resolve = by_action["ClaimCase"], by_action["ResolveCase"]
+    assert (claim.kind, claim.actor, resolve.target) == (E.KIND_STAFF_ACTION, api.moderator.name, case.name)
     assert "action=ACTION_HIDE_LISTING" in resolve.detail and "role=moderator" in resolve.detail
-    failed = by_action["security.event_recorded", victim.name]
+    failed = next(e for e in entries if e.action == "security.event_recorded" and e.target == victim.name)
     assert failed.kind == E.KIND_SECURITY_EVENT and "KIND_SIGN_IN_FAILED" in failed.detail
-    assert by_action["user.role_changed", api.support.name].actor == api.admin_session.name
-    assert by_action["user.status_changed", victim.name].kind
+    assert "not the password" not in failed.detail
+    role = next(e for e in entries if e.action == "user.role_changed" and e.target == helper.name)
+    assert (role.kind, role.actor) == (E.KIND_ROLE_CHANGED, api.admin_session.name) and "ROLE_SUPPORT" in role.detail
+    status = next(e for e in entries if e.action == "user.status_changed" and e.target == victim.name)
+    assert status.actor == api.moderator.name and "ACCOUNT_STATUS_SUSPENDED" in status.detail
     assert all(len(e.hash) == 64 for e in entries)
     ok = await verify(api)
     assert ok.intact and ok.entries_checked == len(entries) and not ok.first_bad_entry
+    # The staff's view of the accounts follows: the new role, the suspension.
+    records = {r.user: r for r in (await api.admin.SearchUserRecords(a.SearchUserRecordsRequest(
+        query=victim.email), metadata=api.support.md)).user_records}
+    assert records[victim.name].status == auth_pb2.ACCOUNT_STATUS_SUSPENDED
+    helper_record = (await api.admin.GetUserRecord(a.GetUserRecordRequest(name=f"userRecords/{helper.user_id}"),
+                                                   metadata=api.support.md)).user_record
+    assert helper_record.role == auth_pb2.ROLE_SUPPORT
 
 
 async def test_a_changed_removed_or_truncated_entry_is_found(admin_api: Api):
@@ -222,7 +229,7 @@ async def test_a_plain_user_is_refused_every_staff_method(admin_api: Api):
     session = await api.signup("Role No Mfa")
     from tests.support.admin import grant_role
     from tests.support.platform import PASSWORD
-    await grant_role(api, session, "moderator")
+    await grant_role(api, api.admin_session, session, "moderator")
     tokens = await api.auth.Login(auth_pb2.LoginRequest(email=session.email, password=PASSWORD))
     md = (("authorization", f"Bearer {tokens.access_token}"),)
     await expect(PD, api.admin.ListCases(a.ListCasesRequest(), metadata=md), "MODERATORS_ONLY")
