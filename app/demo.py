@@ -5,8 +5,9 @@ pet-care businesses of demo users near the pets (a dog walker in Tokyo, a groome
 in Bangkok) with services open every day, so a demo owner can book a demo walker. All of it goes
 through the public gRPC API, once per data dir (a marker file remembers it); every step can be
 repeated by a run that stopped half-way. The demo admin has two-factor authentication on, as every admin must to act as
-one: its TOTP secret is kept in the data dir. Last, a scammer ("Quick Puppies") lists a cheap puppy with a
-photo taken from a demo pet and asks for a gift card: the fraud service holds it (post_scam)."""
+one: its TOTP secret is kept in the data dir. The demo moderator is made one by the demo admin (auth's
+SetAccountRole) and has its second factor too (make_moderator). Last, a scammer ("Quick Puppies") lists a
+cheap puppy with a photo taken from a demo pet and asks for a gift card: the fraud service holds it (post_scam)."""
 from __future__ import annotations
 
 import asyncio
@@ -39,6 +40,8 @@ T = TypeVar("T")
 PASSWORD = "demo-password-1"
 ADMIN_EMAIL = "admin@demo.petplatform.local"  # `make up` lists it in PETPLATFORM_ADMIN_EMAILS
 ADMIN_TOTP_FILE = "demo-admin-totp-secret"  # under the data dir
+MODERATOR = ("moderator@demo.petplatform.local", "Demo Moderator")  # owns no pets; reviews the scam's case
+MODERATOR_TOTP_FILE = "demo-moderator-totp-secret"  # under the data dir
 USERS = [("alice@demo.petplatform.local", "Alice (shelter)"), ("bob@demo.petplatform.local", "Bob"),
          ("chiara@demo.petplatform.local", "Chiara"), (ADMIN_EMAIL, "Demo Admin")]
 BREEDS = {
@@ -80,17 +83,40 @@ BUSINESSES = [
 OPEN_HOURS = (8, 20)  # every day, in the business's zone
 
 
-async def enroll_admin(auth: auth_pb2_grpc.AuthServiceStub, access_token: str, data_dir: Path) -> None:
-    """Turns on the demo admin's second factor and keeps its secret where a person can make codes from it."""
+async def enroll(auth: auth_pb2_grpc.AuthServiceStub, access_token: str, data_dir: Path, file: str,
+                 who: str) -> list[str]:
+    """Turns on a demo account's second factor and keeps its secret (in `file` of the data dir) where a person
+    can make codes from it; the recovery codes, which are not kept."""
     md = (("authorization", f"Bearer {access_token}"),)
     start = await auth.StartMfaEnrollment(auth_pb2.StartMfaEnrollmentRequest(), metadata=md)
-    path = data_dir / ADMIN_TOTP_FILE
+    path = data_dir / file
     path.write_text(start.secret + "\n")
     path.chmod(0o600)
-    await auth.ConfirmMfaEnrollment(auth_pb2.ConfirmMfaEnrollmentRequest(code=pyotp.TOTP(start.secret).now()),
-                                    metadata=md)
-    log.info("the demo admin signs in with a code: .venv/bin/python -c \"import pyotp; "
-             "print(pyotp.TOTP(open('%s').read().strip()).now())\"", path)
+    done = await auth.ConfirmMfaEnrollment(auth_pb2.ConfirmMfaEnrollmentRequest(
+        code=pyotp.TOTP(start.secret).now()), metadata=md)
+    log.info("the demo %s signs in with a code: .venv/bin/python -c \"import pyotp; "
+             "print(pyotp.TOTP(open('%s').read().strip()).now())\"", who, path)
+    return list(done.recovery_codes)
+
+
+async def make_moderator(auth: auth_pb2_grpc.AuthServiceStub, data_dir: Path, admin_recovery: list[str]) -> None:
+    """The demo moderator: the demo admin, signed in with its second factor, grants the role (auth ends the
+    account's sessions, so it signs in again), then the moderator turns its own second factor on. Done once:
+    a moderator already asking for its code is made. The admin signs in with a recovery code when it was
+    enrolled in this run (the TOTP code of this time step is spent by the enrollment), else with its app's
+    code."""
+    account = (await auth.Register(auth_pb2.RegisterRequest(
+        email=MODERATOR[0], password=PASSWORD, display_name=MODERATOR[1]))).account
+    if (await auth.Login(auth_pb2.LoginRequest(email=MODERATOR[0], password=PASSWORD))).mfa_challenge:
+        return
+    challenge = (await auth.Login(auth_pb2.LoginRequest(email=ADMIN_EMAIL, password=PASSWORD))).mfa_challenge
+    code = admin_recovery[0] if admin_recovery else pyotp.TOTP(
+        (data_dir / ADMIN_TOTP_FILE).read_text().strip()).now()
+    admin = await auth.VerifyMfa(auth_pb2.VerifyMfaRequest(mfa_challenge=challenge, code=code))
+    await auth.SetAccountRole(auth_pb2.SetAccountRoleRequest(name=account.name, role=auth_pb2.ROLE_MODERATOR),
+                              metadata=(("authorization", f"Bearer {admin.access_token}"),))
+    tokens = await auth.Login(auth_pb2.LoginRequest(email=MODERATOR[0], password=PASSWORD))
+    await enroll(auth, tokens.access_token, data_dir, MODERATOR_TOTP_FILE, "moderator")
 
 
 async def load_businesses(market: market_grpc.MarketplaceServiceStub, owners: list) -> None:
@@ -138,6 +164,7 @@ async def load_demo_data(address: str, data_dir: Path) -> None:
         pets = pet_pb2_grpc.PetServiceStub(ch)
         owners = []
         made: list[tuple[int, pet_pb2.Pet]] = []  # (index of the owner in USERS, pet)
+        admin_recovery: list[str] = []
         for email, name in USERS:
             # An email already registered (by a run that stopped half-way) gets the same answer.
             account = (await auth.Register(auth_pb2.RegisterRequest(
@@ -146,8 +173,9 @@ async def load_demo_data(address: str, data_dir: Path) -> None:
                 log.warning("%s is not an admin: list it in PETPLATFORM_ADMIN_EMAILS (make up does)", email)
             tokens = await auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
             if email == ADMIN_EMAIL and not tokens.mfa_challenge:  # else enrolled by a run that stopped half-way
-                await enroll_admin(auth, tokens.access_token, data_dir)
+                admin_recovery = await enroll(auth, tokens.access_token, data_dir, ADMIN_TOTP_FILE, "admin")
             owners.append((("authorization", f"Bearer {tokens.access_token}"),))
+        await make_moderator(auth, data_dir, admin_recovery)
         for i in range(60):
             species = rnd.choice(list(BREEDS))
             lat, lng = rnd.choice(CITIES)
@@ -174,9 +202,10 @@ async def load_demo_data(address: str, data_dir: Path) -> None:
         await post_scam(ch, stolen=next(p for o, p in made if o == 1 and p.species == animal_pb2.SPECIES_DOG),
                         victim=owners[2])
     marker.write_text("ok\n")
-    log.info("demo data loaded: %d users (password %r, admin %s), 60 pets (every %dth open to playdates); "
+    log.info("demo data loaded: %d users (password %r, admin %s, moderator %s), 60 pets "
+             "(every %dth open to playdates); "
              "Alice and Bob have an adoption match and a playdate match, with a room each; %d businesses",
-             len(USERS), PASSWORD, ADMIN_EMAIL, PLAYDATE_EVERY, len(BUSINESSES))
+             len(USERS), PASSWORD, ADMIN_EMAIL, MODERATOR[0], PLAYDATE_EVERY, len(BUSINESSES))
 
 
 SCAMMER = ("quick.puppies@demo.petplatform.local", "Quick Puppies")
@@ -192,7 +221,13 @@ async def post_scam(ch: grpc.aio.Channel, *, stolen: pet_pb2.Pet, victim: tuple[
     already hidden by the hold cannot be liked: that part is skipped)."""
     auth, pets = auth_pb2_grpc.AuthServiceStub(ch), pet_pb2_grpc.PetServiceStub(ch)
     await auth.Register(auth_pb2.RegisterRequest(email=SCAMMER[0], password=PASSWORD, display_name=SCAMMER[1]))
-    tokens = await auth.Login(auth_pb2.LoginRequest(email=SCAMMER[0], password=PASSWORD))
+    try:
+        tokens = await auth.Login(auth_pb2.LoginRequest(email=SCAMMER[0], password=PASSWORD))
+    except grpc.aio.AioRpcError as e:
+        if e.code() != grpc.StatusCode.PERMISSION_DENIED:
+            raise
+        log.info("demo data: the scammer was already banned or suspended (%s): nothing more to post", e.details())
+        return
     md = (("authorization", f"Bearer {tokens.access_token}"),)
     pet = (await pets.CreatePet(pet_pb2.CreatePetRequest(pet=pet_pb2.Pet(
         display_name="Puppy", species=stolen.species, breed=stolen.breed, description=SCAM_LISTING,

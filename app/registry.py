@@ -108,7 +108,8 @@ REGISTRY = Registry([
     ),
     ServiceSpec(
         name="admin", module="services.admin.module:AdminModule", port=3007,
-        contracts=("petplatform.admin.v1.AdminService",), peers=("auth", "marketplace"),  # who owns a business
+        contracts=("petplatform.admin.v1.AdminService",),
+        peers=("auth", "marketplace", "pet"),  # a business's owner; a user record's sessions and pets
         emits=(admin_events.ModerationActionTaken, user_events.UserReported),
         consumes=(auth_events.UserCreated, auth_events.UserRoleChanged, auth_events.UserStatusChanged,  # records,
                   auth_events.SecurityEventRecorded,  # the audit log

@@ -69,8 +69,7 @@ async def resolve(s: AsyncSession, case: Row, *, action: int, reason: str, actor
 
 
 async def reverse(s: AsyncSession, case: Row, *, reason: str, actor_id: str, now: dt.datetime) -> int:
-    """Undoes the decision in force (and the automatic hold with it), else the automatic hold; the case
-    opens again, unclaimed. The
+    """Undoes the decision in force, else the automatic hold; the case opens again, unclaimed. The
     action undone; 0 when there was none to undo (a dismissal, an undecided case without a hold), or
     when the subject has another undecided case already (it would have two)."""
     if case.state == C.STATE_RESOLVED and case.resolution not in (0, Action.ACTION_DISMISS):
@@ -82,13 +81,11 @@ async def reverse(s: AsyncSession, case: Row, *, reason: str, actor_id: str, now
     else:
         return 0
     await act(s, case, action=undone, reason=reason, actor_id=actor_id, reversal=True, now=now)
-    if case.held and undone != Action.ACTION_HOLD_LISTING:
-        # A decision undone lifts the hold with it: the pet service shows a listing on any reversal of the
-        # case that hid it, and an admin's reversal says the listing was wrongly kept from view.
-        await act(s, case, action=Action.ACTION_HOLD_LISTING, reason=reason, actor_id=actor_id, reversal=True,
-                  now=now)
-    await store.update_case(s, case.id, state=C.STATE_OPEN, open_subject=case.subject, assignee_id="", resolution=0,
-                            held=False, update_time=now)
+    values: dict = {"state": C.STATE_OPEN, "open_subject": case.subject, "assignee_id": "", "resolution": 0,
+                    "update_time": now}
+    if undone == Action.ACTION_HOLD_LISTING:
+        values["held"] = False
+    await store.update_case(s, case.id, **values)
     return undone
 
 

@@ -69,11 +69,21 @@ async def on_role_changed(s: AsyncSession, event: auth_events.UserRoleChanged) -
 
 async def on_status_changed(s: AsyncSession, event: auth_events.UserStatusChanged) -> None:
     await store.update_user_record(s, domain.user_id_of(event.user), status=event.status)
-    await moderation.record(s, kind=E.KIND_STATUS_CHANGED, actor_id=domain.user_id_of(event.actor),
+    actor_id = domain.user_id_of(event.actor) or await decided_by(s, event.case)
+    await moderation.record(s, kind=E.KIND_STATUS_CHANGED, actor_id=actor_id,
                             action="user.status_changed", target=event.user, now=utcnow(),
                             detail=f"status={auth_pb2.AccountStatus.Name(event.status)} "
                                    f"previous_status={auth_pb2.AccountStatus.Name(event.previous_status)} "
                                    f"case={event.case} reason={event.reason}")
+
+
+async def decided_by(s: AsyncSession, case: str) -> str:
+    """The moderator (or admin) behind a status change made in a case: auth's event leaves its actor empty,
+    and this service wrote the case's decision or reversal before auth could act on it. Empty for none."""
+    if not case.startswith("cases/"):
+        return ""
+    staff = [row.actor_id for row in await store.actions_of(s, case.removeprefix("cases/")) if row.actor_id]
+    return staff[-1] if staff else ""
 
 
 async def on_security_event(s: AsyncSession, event: auth_events.SecurityEventRecorded) -> None:
@@ -141,7 +151,8 @@ class AdminModule(ServiceModule):
 
     def servicers(self) -> Mapping[str, object]:
         return {"petplatform.admin.v1.AdminService": AdminServicer(
-            self.db, marketplace=lambda: self.rt.channel("marketplace"), now=utcnow)}
+            self.db, marketplace=lambda: self.rt.channel("marketplace"), auth=lambda: self.rt.channel("auth"),
+            pets=lambda: self.rt.channel("pet"), now=utcnow)}
 
     def consumers(self) -> Mapping[str, Effects]:
         return {

@@ -76,8 +76,10 @@ _Action = admin_events.ModerationActionTaken
 _DECISIONS: Mapping[int, tuple[tuple[str, str], tuple[str, str]]] = {
     _Action.ACTION_WARN: (("A warning from our moderators", "After a review, our moderators warn you"),
                           ("A warning was withdrawn", "A warning you were given was withdrawn")),
+    # A hide reversed on a listing still held for review leaves it held (pet shows the state): not "visible".
     _Action.ACTION_HIDE_LISTING: (("Your listing was hidden", "After a review, one of your listings was hidden"),
-                                  ("Your listing is visible again", "Your listing is shown again")),
+                                  ("Your listing is no longer hidden", "The decision to hide your listing was "
+                                   "reversed")),
     _Action.ACTION_HOLD_LISTING: (("Your listing is on hold", "One of your listings is held until a moderator "
                                    "reviews it"),
                                   ("Your listing is visible again", "Your listing is shown again")),

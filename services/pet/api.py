@@ -194,27 +194,45 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
 
     async def hide(self, s: AsyncSession, pet_id: str, *, moderation: int, reason: str, source: str) -> None:
         """Holds or hides a pet for `source` (a case, or the owner's suspended account), once; a hidden pet is not
-        held back down. Its pet.updated takes it out of feeds and watches, and out of every replica's cache."""
+        held back down, but the hold is remembered under the hide (a reversed hide falls back to it). Its
+        pet.updated takes it out of feeds and watches, and out of every replica's cache."""
         if await store.find_pet_owner(s, pet_id, lock=True) is None:
             return  # deleted meanwhile
         previous = await self._message(s, pet_id)
-        if previous.moderation == pet_pb2.Pet.MODERATION_HIDDEN and moderation == pet_pb2.Pet.MODERATION_HELD:
+        held = moderation == pet_pb2.Pet.MODERATION_HELD
+        hold = {"moderation_hold_case": source, "moderation_hold_reason": reason} if held else {}
+        if previous.moderation == pet_pb2.Pet.MODERATION_HIDDEN and held:
+            await store.update_pet(s, pet_id, hold)
             return
         if previous.moderation == moderation and await store.moderation_case(s, pet_id) == source:
             return
         await self._changed(s, previous, ["moderation", "moderation_reason"],
-                            {"moderation": moderation, "moderation_reason": reason, "moderation_case": source})
+                            {"moderation": moderation, "moderation_reason": reason, "moderation_case": source, **hold})
 
     async def show(self, s: AsyncSession, pet_id: str, *, source: str) -> None:
-        """Shows a pet again, if what held or hid it was `source` (a later decision stands)."""
+        """Lifts what `source` (a case, or the owner's suspension) put on a pet: its hold, or its hide, after
+        which the pet is held again if a hold stands under the hide (of that case or another), else shown.
+        A later decision of another source stands."""
         if await store.find_pet_owner(s, pet_id, lock=True) is None:
             return
-        if await store.moderation_case(s, pet_id) != source:
+        found = await store.moderation_of(s, pet_id)
+        if found is None:
+            return
+        lifted_hold = {"moderation_hold_case": None, "moderation_hold_reason": ""}
+        if found.moderation_case != source:
+            if found.moderation_hold_case == source:  # a hold under another source's hide: forget it
+                await store.update_pet(s, pet_id, lifted_hold)
             return
         previous = await self._message(s, pet_id)
+        if previous.moderation == pet_pb2.Pet.MODERATION_HIDDEN and found.moderation_hold_case:
+            await self._changed(s, previous, ["moderation", "moderation_reason"],
+                                {"moderation": pet_pb2.Pet.MODERATION_HELD,
+                                 "moderation_reason": found.moderation_hold_reason,
+                                 "moderation_case": found.moderation_hold_case})
+            return
         await self._changed(s, previous, ["moderation", "moderation_reason"],
                             {"moderation": pet_pb2.Pet.MODERATION_VISIBLE, "moderation_reason": "",
-                             "moderation_case": None})
+                             "moderation_case": None, **lifted_hold})
 
     async def hold_pets_of(self, s: AsyncSession, owner_id: str, reason: str) -> None:
         """A suspended or banned owner's visible pets are held until the account is reinstated."""

@@ -45,6 +45,10 @@ pets = sa.Table(
     sa.Column("moderation", sa.SmallInteger, nullable=False, server_default="1"),
     sa.Column("moderation_reason", sa.String(500), nullable=False, server_default=""),
     sa.Column("moderation_case", sa.String(64), nullable=True),
+    # The hold standing under a hide (its case or `users/{id}`, and its reason): a reversed hide falls back
+    # to it, as the admin service sees it (a held case whose hide is reversed is held pending a new decision).
+    sa.Column("moderation_hold_case", sa.String(64), nullable=True),
+    sa.Column("moderation_hold_reason", sa.String(500), nullable=False, server_default=""),
     sa.Column("create_time", UtcDateTime, nullable=False),
     sa.Column("update_time", UtcDateTime, nullable=False),
     sa.UniqueConstraint("owner_id", "request_id", name="uq_pets_owner_request"),
@@ -137,6 +141,12 @@ async def find_pets_of_owner(s: AsyncSession, owner_id: str) -> Sequence[str]:
 async def moderation_case(s: AsyncSession, pet_id: str) -> str | None:
     """What holds or hides a pet (a case, or `users/{id}` for its owner's suspension); None when visible."""
     return await s.scalar(sa.select(pets.c.moderation_case).where(pets.c.id == pet_id))
+
+
+async def moderation_of(s: AsyncSession, pet_id: str) -> Row | None:
+    """(moderation_case, moderation_hold_case, moderation_hold_reason) of a pet; None when it is gone."""
+    return (await s.execute(sa.select(pets.c.moderation_case, pets.c.moderation_hold_case,
+                                      pets.c.moderation_hold_reason).where(pets.c.id == pet_id))).first()
 
 
 async def update_pet(s: AsyncSession, pet_id: str, values: Mapping[str, Any]) -> None:

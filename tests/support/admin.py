@@ -4,9 +4,8 @@ from __future__ import annotations
 import grpc
 import sqlalchemy as sa
 
-from petplatform.auth.v1 import auth_pb2
-
 from petplatform.admin.v1 import admin_pb2 as a
+from petplatform.auth.v1 import auth_pb2
 from petplatform.fraud.v1 import events_pb2 as fraud_events
 from petplatform.fraud.v1 import risk_pb2
 from tests.support.matching import until
@@ -15,23 +14,25 @@ from tests.support.platform import PASSWORD, Api, Session, module_of, totp_code
 ADMIN_EMAIL = "admin@admin-tests.example.com"
 
 
-ROLES = {"moderator": auth_pb2.ROLE_MODERATOR, "support": auth_pb2.ROLE_SUPPORT, "admin": auth_pb2.ROLE_ADMIN}
+ROLES = {"user": auth_pb2.ROLE_USER, "moderator": auth_pb2.ROLE_MODERATOR, "support": auth_pb2.ROLE_SUPPORT,
+         "admin": auth_pb2.ROLE_ADMIN}
 
 
-async def grant_role(api: Api, admin: Session, session: Session, role: str) -> None:
-    """An admin grants `role` through auth's SetAccountRole; the account's sessions end, so the role holds
-    from its next sign-in."""
+async def grant_role(api: Api, session: Session, role: str, *, admin: Session | None = None) -> Session:
+    """`role` granted by an admin (api.admin_session unless given) through auth's SetAccountRole. Auth ends
+    every session of the account, so this signs it in again with its password: the returned session
+    carries the new role (staff without their second factor act as plain users until they enroll it)."""
+    by = admin or api.admin_session
     await api.auth.SetAccountRole(auth_pb2.SetAccountRoleRequest(name=session.name, role=ROLES[role]),
-                                  metadata=admin.md)
+                                  metadata=by.md)
+    tokens = await api.auth.Login(auth_pb2.LoginRequest(email=session.email, password=PASSWORD))
+    assert tokens.access_token, "an account with a second factor signs in with login_with_code"
+    return Session(session.user_id, session.email, tokens.access_token, tokens.refresh_token)
 
 
-async def signup_staff(api: Api, admin: Session, role: str, name: str = "Casey Staff") -> Session:
-    """An account given `role` (moderator, support) by `admin`, signed in with its second factor, as staff
-    must be."""
-    session = await api.signup(name)
-    await grant_role(api, admin, session, role)
-    again = await api.auth.Login(auth_pb2.LoginRequest(email=session.email, password=PASSWORD))
-    session.access_token = again.access_token
+async def signup_staff(api: Api, role: str, name: str = "Casey Staff") -> Session:
+    """An account with `role` (moderator, support), signed in with its second factor, as staff must be."""
+    session = await grant_role(api, await api.signup(name), role)
     secret, _ = await api.enroll_mfa(session)
     return await api.login_with_code(session.email, totp_code(secret, ahead=1))
 

@@ -12,9 +12,9 @@ OPTIONS = dict(admin_emails=[ADMIN_EMAIL])
 
 async def staffed(api: Api, tmp_path) -> Api:
     api.admin_session = await api.signup_admin(ADMIN_EMAIL, "Site Operator")
-    api.moderator = await signup_staff(api, api.admin_session, "moderator", "Quinn Reviewer")
-    api.moderator2 = await signup_staff(api, api.admin_session, "moderator", "Riley Reviewer")
-    api.support = await signup_staff(api, api.admin_session, "support", "Sam Helper")
+    api.moderator = await signup_staff(api, "moderator", "Quinn Reviewer")
+    api.moderator2 = await signup_staff(api, "moderator", "Riley Reviewer")
+    api.support = await signup_staff(api, "support", "Sam Helper")
     # The fraud service's events, from a producer of its own (the fraud service is another part of the issue).
     api.fraud = await Producer.open("fraud", api.platform.rt.bus, tmp_path)
     return api

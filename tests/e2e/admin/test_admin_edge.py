@@ -1,5 +1,6 @@
-"""AdminService through the edge: REST/JSON (a report, the queue, a decision, the dashboard) and
-gRPC-Web (the audit log), with staff access enforced there as on the services port."""
+"""AdminService through the edge: REST/JSON (a report, the queue, a decision, the dashboard, a user
+record with its sessions and pets from auth and pet) and gRPC-Web (the audit log), with staff access
+enforced there as on the services port."""
 from __future__ import annotations
 
 import datetime as dt
@@ -13,6 +14,7 @@ from petplatform.admin.v1 import admin_pb2_grpc
 from tests.e2e.admin.conftest import OPTIONS, staffed
 from tests.e2e.admin.test_moderation import _known
 from tests.support.matching import until
+from tests.support.pets import create, dog
 from tests.support.platform import Api, EdgeClient, embedded_settings, start_edge, start_platform
 from tests.support.web import WebChannel
 
@@ -82,3 +84,22 @@ async def test_the_audit_log_over_grpc_web(admin_edge: EdgeClient):
         with pytest.raises(sonora.protocol.WebRpcError) as e:
             await stub.VerifyAuditLog(a.VerifyAuditLogRequest(), metadata=list(api.moderator.md))
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_user_record_with_its_sessions_and_pets_over_rest(admin_edge: EdgeClient):
+    edge, api = admin_edge, admin_edge.api
+    person = await api.signup("Rest Record")
+    await create(api, person, dog("Rest Dog"))
+    await until(lambda: _known(api, person.name), what="the account known to admin")
+
+    async def with_its_pet():
+        async with edge.http.get(f"{edge.url}/v1/userRecords/{person.user_id}", headers=bearer(api.support)) as r:
+            assert r.status == 200, await r.text()
+            record = await r.json()
+        return record if record.get("listings") else None
+    record = await until(with_its_pet, what="the record with its pet")
+    assert [p["displayName"] for p in record["listings"]] == ["Rest Dog"]
+    assert [s["name"].rsplit("/sessions/", 1)[0] for s in record["sessions"]] == [person.name]
+    assert "unavailable" not in record
+    async with edge.http.get(f"{edge.url}/v1/userRecords/{person.user_id}", headers=bearer(person)) as r:
+        assert r.status == 403

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from petplatform.admin.v1 import admin_pb2 as a
 from petplatform.admin.v1 import events_pb2 as ev
 from petplatform.auth.v1 import auth_pb2
+from petplatform.pet.v1 import pet_pb2
 from services.admin import store
 from tests.support.admin import fraud_detected, open_case_of, report_when_known
 from tests.support.errors import expect, violations
@@ -184,10 +185,24 @@ async def test_staff_find_an_account_and_see_its_reports_and_cases(admin_api: Ap
     assert [r.user for r in found] == [suspect.name]
     assert (found[0].email, found[0].role, found[0].status) == (
         "findable.person@example.com", auth_pb2.ROLE_USER, auth_pb2.ACCOUNT_STATUS_ACTIVE)
+    # Its pets, one of them held on a fraud score (staff see it; others do not).
+    shown, held = await create(api, suspect, dog("Shown")), await create(api, suspect, dog("Held"))
+    await api.fraud.emit(fraud_detected(held.name, suspect.name, 0.95, hold=True))
+
+    async def is_held() -> bool:
+        pet = (await api.pet.GetPet(pet_pb2.GetPetRequest(name=held.name), metadata=suspect.md)).pet
+        return pet.moderation == pet_pb2.Pet.MODERATION_HELD
+    await until(is_held, what="the suspect's pet held")
     record = (await api.admin.GetUserRecord(a.GetUserRecordRequest(name=found[0].name),
                                             metadata=api.support.md)).user_record
-    assert (record.reports_received, record.reports_made, len(record.cases)) == (1, 0, 1)
-    assert record.cases[0].subject == suspect.name
+    assert (record.reports_received, record.reports_made) == (1, 0)
+    assert {c.subject for c in record.cases} == {suspect.name, held.name}
+    # From auth and the pet service, asked as the support member: its sessions and its pets.
+    assert [x.name.rsplit("/sessions/", 1)[0] for x in record.sessions] == [suspect.name]
+    assert not record.sessions[0].current and record.sessions[0].sign_in_method == "password"
+    assert {(p.name, p.moderation) for p in record.listings} == {(shown.name, pet_pb2.Pet.MODERATION_VISIBLE),
+                                                                 (held.name, pet_pb2.Pet.MODERATION_HELD)}
+    assert not record.unavailable
     mine = (await api.admin.GetUserRecord(a.GetUserRecordRequest(name=f"userRecords/{reporter.user_id}"),
                                           metadata=api.admin_session.md)).user_record
     assert mine.reports_made == 1
@@ -228,11 +243,9 @@ async def test_a_plain_user_is_refused_every_staff_method(admin_api: Api):
     # Staff without their second factor are plain users too.
     session = await api.signup("Role No Mfa")
     from tests.support.admin import grant_role
-    from tests.support.platform import PASSWORD
-    await grant_role(api, api.admin_session, session, "moderator")
-    tokens = await api.auth.Login(auth_pb2.LoginRequest(email=session.email, password=PASSWORD))
-    md = (("authorization", f"Bearer {tokens.access_token}"),)
-    await expect(PD, api.admin.ListCases(a.ListCasesRequest(), metadata=md), "MODERATORS_ONLY")
+    moderator_without_mfa = await grant_role(api, session, "moderator")
+    await expect(PD, api.admin.ListCases(a.ListCasesRequest(), metadata=moderator_without_mfa.md),
+                 "MODERATORS_ONLY")
     # Support is refused the moderators' and admins' methods.
     await expect(PD, api.admin.ListAuditEntries(a.ListAuditEntriesRequest(), metadata=api.support.md), "ADMIN_ONLY")
     await expect(PD, api.admin.ClaimCase(a.ClaimCaseRequest(name="cases/0123456789abcdef0123456789abcdef"),

@@ -243,28 +243,3 @@ async def test_a_replayed_fraud_score_is_applied_once(admin_api: Api):
     await until(lambda: _evidence_count(api, case.name, 2), what="the later score")
     again = await get_case(api, case.name)
     assert [e.score for e in again.evidence] == [0.8, 0.5] and again.priority == 80 and not again.held
-
-
-async def test_reversing_a_hidden_held_listing_lifts_the_hold_too(admin_api: Api):
-    api = admin_api
-    owner, pet = await a_listing(api)
-    await api.fraud.emit(fraud_detected(pet.name, owner.name, 0.9, hold=True))
-    case = await case_of(api, pet.name)
-    hidden = (await api.admin.ResolveCase(a.ResolveCaseRequest(
-        name=case.name, action=Action.ACTION_HIDE_LISTING, reason="stolen photos"), metadata=api.moderator.md)).case
-    assert hidden.held, "hiding keeps the listing from view: the hold stands"
-    reopened = (await api.admin.ReverseAction(a.ReverseActionRequest(name=case.name, reason="the photos are hers"),
-                                              metadata=api.admin_session.md)).case
-    assert (reopened.state, reopened.held) == (C.STATE_OPEN, False)
-    taken = [(m.action, m.reversal) for m in await actions(api) if m.case == case.name]
-    assert taken == [(Action.ACTION_HOLD_LISTING, False), (Action.ACTION_HIDE_LISTING, False),
-                     (Action.ACTION_HIDE_LISTING, True), (Action.ACTION_HOLD_LISTING, True)]
-    # The pet service shows the listing again.
-    from petplatform.pet.v1 import pet_pb2
-
-    async def visible():
-        try:
-            return (await api.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name))).pet
-        except grpc.aio.AioRpcError:
-            return None
-    await until(visible, what="the listing shown again")

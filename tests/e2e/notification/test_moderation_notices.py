@@ -59,7 +59,8 @@ async def test_the_affected_user_is_told_once_and_a_dismissal_tells_nobody(api: 
     assert [(n.title, n.body, n.target) for n in told] == [
         ("Your listing was hidden", "After a review, one of your listings was hidden: photos copied from a "
          "breeder's site", "pets/p1"),
-        ("Your listing is visible again", "Your listing is shown again: appeal accepted", "pets/p1")]
+        ("Your listing is no longer hidden", "The decision to hide your listing was reversed: appeal accepted",
+         "pets/p1")]
     assert all("Rita" not in n.body and reporter.user_id not in n.body for n in told)
     await until(lambda: _pushed(api, token, 2), what="two pushes")
     await api.smtp.wait_for_subject(seller.email, "Your listing was hidden")

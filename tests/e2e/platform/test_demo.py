@@ -1,17 +1,22 @@
 """The demo data `make up` loads: its admin account is an admin, with the second factor admins need;
-two demo users have an adoption match and a playdate match, and a chat room for each with a few
-messages; a demo owner books a demo walker (paid with the local provider; `make up` holds payouts only
-briefly)."""
+the scammer's listing is held and its case waits for the demo moderator, who bans the scammer (issue 12's
+"Done when", over gRPC, and a step each over REST and gRPC-Web through the edge); two demo users have an
+adoption match and a playdate match, and a chat room for each with a few messages; a demo owner books a
+demo walker (paid with the local provider; `make up` holds payouts only briefly)."""
 from __future__ import annotations
 
 import datetime as dt
 import json
 
+import aiohttp
 import grpc
 import jwt
 import sqlalchemy as sa
 from google.protobuf import field_mask_pb2
 
+from petplatform.admin.v1 import admin_pb2 as a
+from petplatform.admin.v1 import admin_pb2_grpc
+from petplatform.admin.v1 import events_pb2 as admin_events
 from petplatform.auth.v1 import auth_pb2
 from petplatform.chat.v1 import chat_pb2
 from petplatform.common.v1 import animal_pb2
@@ -25,7 +30,12 @@ from ml.fraud import store
 from tests.support import REPO_ROOT
 from tests.support.errors import expect
 from tests.support.matching import events, until
-from tests.support.platform import Api, embedded_settings, module_of, start_platform, totp_code
+from tests.support.platform import (Api, EdgeClient, embedded_settings, module_of, start_edge, start_platform,
+                                    totp_code)
+from tests.support.web import WebChannel
+
+Action = admin_events.ModerationActionTaken
+E = a.AuditEntry
 
 
 def make_up_admin_emails() -> list[str]:
@@ -39,6 +49,8 @@ async def test_the_demo_admin_is_an_admin_and_two_demo_users_match_under_make_up
     assert demo.ADMIN_EMAIL in make_up_admin_emails()
     platform = await start_platform(embedded_settings(tmp_path, smtp_sink, admin_emails=make_up_admin_emails()))
     api = Api(platform, smtp_sink)
+    edge = await start_edge(platform)
+    http = aiohttp.ClientSession()
     try:
         await demo.load_demo_data(platform.address, tmp_path)
         first = await api.auth.Login(auth_pb2.LoginRequest(email=demo.ADMIN_EMAIL, password=demo.PASSWORD))
@@ -59,14 +71,16 @@ async def test_the_demo_admin_is_an_admin_and_two_demo_users_match_under_make_up
         assert updated.bio == "Checked by the admin"
         await two_demo_users_match(api)
         await the_scam_listing_is_held(api)
+        await the_demo_moderator_bans_the_scammer(api, EdgeClient(api, edge, http), _session(admin), tmp_path)
         await demo.load_demo_data(platform.address, tmp_path)  # loaded once: the marker file
         (tmp_path / "demo-data-loaded").unlink()  # a run that stopped just before writing it does it all again
         await demo.load_demo_data(platform.address, tmp_path)
         await two_demo_users_match(api)
         await a_demo_owner_books_the_demo_walker(api)
-        await the_demo_admin_bans_the_scammer(api, (("authorization", f"Bearer {admin.access_token}"),))
     finally:
+        await http.close()
         await api.channel.close()
+        await edge.stop(grace=1)
         await platform.stop(grace=1)
 
 
@@ -121,43 +135,98 @@ async def the_scam_listing_is_held(api: Api) -> None:
     await until(reused, what="the demo pet's photo found reused by the scammer")
 
 
-async def the_demo_admin_bans_the_scammer(api: Api, staff: tuple[tuple[str, str], ...]) -> None:
-    """The held scam listing waits in the moderation queue with its fraud factors; the admin (who may
-    moderate) bans its owner, whose session stops working at once; the audit log shows it and verifies."""
-    from petplatform.admin.v1 import admin_pb2
-    from petplatform.admin.v1 import events_pb2 as admin_events
-    tokens = await api.auth.Login(auth_pb2.LoginRequest(email=demo.SCAMMER[0], password=demo.PASSWORD))
-    scammer = _session(tokens)
-    me = f"users/{jwt.decode(tokens.access_token, options={'verify_signature': False})['sub']}"
+async def the_demo_moderator_bans_the_scammer(api: Api, edge: EdgeClient, admin, data_dir) -> None:
+    """The scam listing is hidden from others while held; its case, with the fraud factors, is in the queue;
+    a plain user is refused the staff methods; the demo moderator (made by the demo admin, with its second
+    factor) claims the case over REST and bans the scammer, whose session stops working at once; the audit
+    log has each step and verifies (read over gRPC-Web)."""
+    scam_tokens = await api.auth.Login(auth_pb2.LoginRequest(email=demo.SCAMMER[0], password=demo.PASSWORD))
+    scammer = _session(scam_tokens)
+    scammer_name = f"users/{jwt.decode(scam_tokens.access_token, options={'verify_signature': False})['sub']}"
+    chiara = _session(await api.auth.Login(auth_pb2.LoginRequest(email=demo.USERS[2][0], password=demo.PASSWORD)))
+    (listing,) = (await api.pet.ListPets(pet_pb2.ListPetsRequest(owner=scammer_name), metadata=scammer.md)).pets
+    assert listing.moderation == pet_pb2.Pet.MODERATION_HELD and listing.moderation_reason  # its owner sees why
+    await expect(grpc.StatusCode.NOT_FOUND, api.pet.GetPet(pet_pb2.GetPetRequest(name=listing.name),
+                                                           metadata=chiara.md))
+    assert not (await api.pet.ListPets(pet_pb2.ListPetsRequest(owner=scammer_name), metadata=chiara.md)).pets
+
+    first = await api.auth.Login(auth_pb2.LoginRequest(email=demo.MODERATOR[0], password=demo.PASSWORD))
+    secret = (data_dir / demo.MODERATOR_TOTP_FILE).read_text().strip()
+    tokens = await api.auth.VerifyMfa(auth_pb2.VerifyMfaRequest(mfa_challenge=first.mfa_challenge,
+                                                                code=totp_code(secret, ahead=1)))
+    moderator = _session(tokens)
+    moderator_name = f"users/{jwt.decode(tokens.access_token, options={'verify_signature': False})['sub']}"
+    assert jwt.decode(tokens.access_token, options={"verify_signature": False})["role"] == "moderator"
 
     async def queued():
-        cases = (await api.admin.ListCases(admin_pb2.ListCasesRequest(page_size=100), metadata=staff)).cases
-        return next((c for c in cases if c.user == me and c.held), None)
-    case = await until(queued, timeout=60, what="the scam listing's case in the queue")
-    full = (await api.admin.GetCase(admin_pb2.GetCaseRequest(name=case.name), metadata=staff)).case
-    assert full.evidence and full.evidence[0].factors and full.evidence[0].hold
-    await api.admin.ResolveCase(admin_pb2.ResolveCaseRequest(
-        name=case.name, action=admin_events.ModerationActionTaken.ACTION_BAN_USER, reason="gift card scam"),
-        metadata=staff)
+        cases = (await api.admin.ListCases(a.ListCasesRequest(page_size=100), metadata=moderator.md)).cases
+        return next((c for c in cases if c.subject == listing.name), None)
+    case = await until(queued, what="the scam's case in the queue")
+    full = (await api.admin.GetCase(a.GetCaseRequest(name=case.name), metadata=moderator.md)).case
+    assert full.held and full.user == scammer_name and full.risk_score >= 0.8
+    codes = {f.code for e in full.evidence for f in e.factors}
+    assert {"price_discount", "off_platform_payment"} <= codes, codes  # cheap, and a gift card asked for
+    assert all(f.description for e in full.evidence for f in e.factors)
 
-    async def refused():
+    # A plain user is refused every staff method (the admin tests go through all of them).
+    for call in (api.admin.ListCases(a.ListCasesRequest(), metadata=chiara.md),
+                 api.admin.GetCase(a.GetCaseRequest(name=case.name), metadata=chiara.md),
+                 api.admin.ResolveCase(a.ResolveCaseRequest(name=case.name, action=Action.ACTION_DISMISS,
+                                                            reason="looks fine"), metadata=chiara.md),
+                 api.admin.ListAuditEntries(a.ListAuditEntriesRequest(), metadata=chiara.md),
+                 api.admin.VerifyAuditLog(a.VerifyAuditLogRequest(), metadata=chiara.md)):
+        await expect(grpc.StatusCode.PERMISSION_DENIED, call)
+
+    # The moderator claims the case over REST, through the edge.
+    auth = {"Authorization": f"Bearer {tokens.access_token}"}
+    async with edge.http.post(f"{edge.url}/v1/{case.name}:claim", headers=auth, json={}) as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["assignee"] == moderator_name
+    await api.user.GetUser(user_pb2.GetUserRequest(name="users/me"), metadata=scammer.md)  # works until the ban
+    decided = (await api.admin.ResolveCase(a.ResolveCaseRequest(
+        name=case.name, action=Action.ACTION_BAN_USER, reason="stolen photos, gift card payment"),
+        metadata=moderator.md)).case
+    assert decided.state == a.Case.STATE_RESOLVED and decided.resolution == Action.ACTION_BAN_USER
+
+    async def cut_off() -> bool:
         try:
             await api.user.GetUser(user_pb2.GetUserRequest(name="users/me"), metadata=scammer.md)
         except grpc.aio.AioRpcError as e:
-            return e.code() == grpc.StatusCode.UNAUTHENTICATED
+            return e.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
         return False
-    await until(refused, what="the banned scammer's session ending")
-    entries = (await api.admin.ListAuditEntries(admin_pb2.ListAuditEntriesRequest(page_size=100),
-                                                metadata=staff)).audit_entries
-    actions = {e.action for e in entries}
-    assert {"ACTION_HOLD_LISTING", "ResolveCase"} <= actions
-    assert (await api.admin.VerifyAuditLog(admin_pb2.VerifyAuditLogRequest(), metadata=staff)).intact
+    await until(cut_off, what="the banned scammer's session ended")
+    await expect(grpc.StatusCode.PERMISSION_DENIED, api.auth.RefreshToken(
+        auth_pb2.RefreshTokenRequest(refresh_token=scam_tokens.refresh_token)))
+    await expect(grpc.StatusCode.PERMISSION_DENIED, api.auth.Login(
+        auth_pb2.LoginRequest(email=demo.SCAMMER[0], password=demo.PASSWORD)), "ACCOUNT_BANNED")
+    await expect(grpc.StatusCode.NOT_FOUND, api.pet.GetPet(pet_pb2.GetPetRequest(name=listing.name),
+                                                           metadata=chiara.md))  # still out of sight
+
+    # The audit log, read by the demo admin over gRPC-Web: each step, then a verified chain.
+    async with WebChannel(edge.url) as channel:
+        stub = admin_pb2_grpc.AdminServiceStub(channel)
+
+        async def logged():
+            entries = (await stub.ListAuditEntries(a.ListAuditEntriesRequest(page_size=1000),
+                                                   metadata=list(admin.md))).audit_entries
+            steps = {(e.kind, e.action, e.target, e.actor) for e in entries}
+            wanted = {(E.KIND_ROLE_CHANGED, "user.role_changed", moderator_name, admin.name),
+                      (E.KIND_AUTOMATIC_ACTION, "ACTION_HOLD_LISTING", case.name, ""),
+                      (E.KIND_STAFF_ACTION, "ClaimCase", case.name, moderator_name),
+                      (E.KIND_STAFF_ACTION, "ResolveCase", case.name, moderator_name),
+                      # auth's event names no actor for a decision made in a case: the case's moderator it is
+                      (E.KIND_STATUS_CHANGED, "user.status_changed", scammer_name, moderator_name)}
+            return entries if wanted <= steps else None
+        entries = await until(logged, what="each step in the audit log")
+        verdict = await stub.VerifyAuditLog(a.VerifyAuditLogRequest(), metadata=list(admin.md))
+        assert verdict.intact and verdict.entries_checked >= len(entries)
 
 
 def _session(tokens):
-    """Something with the caller's metadata, as tests.support's helpers take."""
+    """Something with the caller's metadata (and name), as tests.support's helpers take."""
     class Caller:
         md = (("authorization", f"Bearer {tokens.access_token}"),)
+        name = f"users/{jwt.decode(tokens.access_token, options={'verify_signature': False})['sub']}"
     return Caller()
 
 
