@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -41,6 +42,12 @@ def id_of(name: str, collection: str) -> str | None:
 
 def _time(ts: timestamp_pb2.Timestamp, message: object, field: str) -> dt.datetime:
     return ts.ToDatetime(dt.timezone.utc) if message.HasField(field) else utcnow()  # type: ignore[attr-defined]
+
+
+def held_on_screening(pet: pet_pb2.Pet) -> bool:
+    """A listing created held: the pet service held it before publishing on this service's advice (an owner
+    whose account is suspended creates nothing)."""
+    return pet.moderation == pet_pb2.Pet.MODERATION_HELD
 
 
 def event_id() -> str:
@@ -83,6 +90,10 @@ class Extractors:
             return
         await self._sync_photos(s, pet, pet_id, owner_id)
         assessment = await self.engine.assess_listing(s, owner_id=owner_id, pet_id=pet_id, now=event_time())
+        if assessment is not None and isinstance(event, pet_events.PetCreated) and held_on_screening(pet):
+            # The pet service held it on our ScoreListing: the case that owns that hold must open, whatever
+            # this later score says (services/pet/screening.py).
+            assessment = dataclasses.replace(assessment, action="hold")
         if assessment is not None:
             await self.engine.record(s, subject=f"pets/{pet_id}", user_id=owner_id, assessment=assessment,
                                      source_event=event_id())
