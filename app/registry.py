@@ -97,6 +97,7 @@ REGISTRY = Registry([
         emits=(fraud_events.FraudDetected,),
         consumes=(auth_events.UserCreated, pet_events.PetCreated, pet_events.PetUpdated,  # signals
                   pet_events.PetDeleted, chat_events.MessageSent,
+                  marketplace_events.BookingCancelled,  # cancellations and failed charges
                   admin_events.ModerationActionTaken),  # moderators' decisions: the labels
     ),
     ServiceSpec(

@@ -27,6 +27,8 @@ from ml.fraud.logs import make_logs
 from petplatform.admin.v1 import events_pb2 as admin_events
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.chat.v1 import events_pb2 as chat_events
+from petplatform.marketplace.v1 import events_pb2 as marketplace_events
+from petplatform.marketplace.v1 import marketplace_pb2
 from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2
 
@@ -64,7 +66,7 @@ def event_time() -> dt.datetime:
 
 class Extractors:
     """One effect per event source, each keeping its signals in the store; listings and messages are scored
-    as they arrive. A new source (bookings, payments) is one more effect here, its table in store.py and its
+    as they arrive. A new source is one more effect here, its table in store.py and its
     facts in features.py."""
 
     def __init__(self, engine: Engine, blobs: BlobStore):
@@ -126,6 +128,19 @@ class Extractors:
         await self.engine.record(s, subject=m.name, user_id=sender_id, assessment=assessment,
                                  source_event=event_id())
 
+    async def on_booking_cancelled(self, s: AsyncSession, event: marketplace_events.BookingCancelled) -> None:
+        """The owner's cancellations, and their bookings cancelled because the charge failed (the platform
+        cancels then): card testing and booking-and-cancelling both show here. payment.failed names no payer,
+        so this event is where a failed charge meets its account."""
+        owner_id = id_of(event.booking.owner, "users")
+        if not owner_id:
+            return
+        Canceller = marketplace_pb2.Booking.Canceller
+        if event.booking.cancelled_by == Canceller.CANCELLER_OWNER:
+            await store.put_account(s, owner_id, cancelled_bookings=1)
+        elif event.booking.cancelled_by == Canceller.CANCELLER_PLATFORM:
+            await store.put_account(s, owner_id, failed_charges=1)
+
     async def on_moderation(self, s: AsyncSession, event: admin_events.ModerationActionTaken) -> None:
         """A moderator's decision: the label of the subject's features as last scored (before the decision),
         and, upheld against an account, one more upheld report for it. Automatic holds (no actor) are the
@@ -179,7 +194,8 @@ class FraudModule(ServiceModule):
             # sign-up finds its account.
             "fraud.signals": {auth_events.UserCreated: x.on_user_created, pet_events.PetCreated: x.on_pet_changed,
                               pet_events.PetUpdated: x.on_pet_changed, pet_events.PetDeleted: x.on_pet_deleted,
-                              chat_events.MessageSent: x.on_message_sent},
+                              chat_events.MessageSent: x.on_message_sent,
+                              marketplace_events.BookingCancelled: x.on_booking_cancelled},
             "fraud.labels": {admin_events.ModerationActionTaken: x.on_moderation},
         }
 
