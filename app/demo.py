@@ -188,8 +188,9 @@ SCAM_MESSAGE = "Great! Send the $90 as an Amazon gift card code today, plus $150
 async def post_scam(ch: grpc.aio.Channel, *, stolen: pet_pb2.Pet, victim: tuple[tuple[str, str], ...]) -> None:
     """The fraud demo: a new account lists a cheap "puppy" with a photo taken from a demo pet (resized, so
     re-encoded) and a gift card asked for in its text; the pet service holds it on the fraud service's advice
-    before publishing it (or, if fraud could not answer in time, fraud holds it from its events). Then, best effort, Chiara likes it, the scammer accepts and asks for a gift card in chat (a listing
-    already hidden by the hold cannot be liked: that part is skipped)."""
+    before publishing it (or, if fraud could not answer in time, fraud holds it from its events). Then, best
+    effort, Chiara likes it, the scammer accepts and asks for a gift card in chat (a listing already hidden by
+    the hold cannot be liked: that part is skipped)."""
     auth, pets = auth_pb2_grpc.AuthServiceStub(ch), pet_pb2_grpc.PetServiceStub(ch)
     await auth.Register(auth_pb2.RegisterRequest(email=SCAMMER[0], password=PASSWORD, display_name=SCAMMER[1]))
     tokens = await auth.Login(auth_pb2.LoginRequest(email=SCAMMER[0], password=PASSWORD))

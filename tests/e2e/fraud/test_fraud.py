@@ -280,7 +280,7 @@ async def test_cancelled_bookings_and_failed_charges_count_against_the_owner(api
         assert await counts(owner.user_id) == (2, 1)
         async with db.read() as s:
             x = await module_of(api, "fraud").engine.assess_user(s, owner.user_id)
-        named = dict(zip(features.NAMES, x.features))
+        named = dict(zip(features.NAMES, x.features, strict=True))
         assert (named["cancelled_bookings"], named["failed_charges"]) == (2.0, 1.0)
     finally:
         await marketplace.close()
