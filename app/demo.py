@@ -216,9 +216,10 @@ SCAM_MESSAGE = "Great! Send the $90 as an Amazon gift card code today, plus $150
 
 async def post_scam(ch: grpc.aio.Channel, *, stolen: pet_pb2.Pet, victim: tuple[tuple[str, str], ...]) -> None:
     """The fraud demo: a new account lists a cheap "puppy" with a photo taken from a demo pet (resized, so
-    re-encoded) and a gift card asked for in its text; the fraud service scores it from its events and holds
-    it. Then, best effort, Chiara likes it, the scammer accepts and asks for a gift card in chat (a listing
-    already hidden by the hold cannot be liked: that part is skipped)."""
+    re-encoded) and a gift card asked for in its text; the pet service holds it on the fraud service's advice
+    before publishing it (or, if fraud could not answer in time, fraud holds it from its events). Then, best
+    effort, Chiara likes it, the scammer accepts and asks for a gift card in chat (a listing already hidden by
+    the hold cannot be liked: that part is skipped)."""
     auth, pets = auth_pb2_grpc.AuthServiceStub(ch), pet_pb2_grpc.PetServiceStub(ch)
     await auth.Register(auth_pb2.RegisterRequest(email=SCAMMER[0], password=PASSWORD, display_name=SCAMMER[1]))
     try:
@@ -236,6 +237,9 @@ async def post_scam(ch: grpc.aio.Channel, *, stolen: pet_pb2.Pet, victim: tuple[
         seed = int(stolen.display_name.rsplit(" ", 1)[1]) - 1  # the demo pet's number: its photo's seed
         await pets.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=pet.name, content=photo(seed, (300, 225))),
                                   metadata=md)
+    if pet.moderation == pet_pb2.Pet.MODERATION_HELD:  # screened before publishing: nobody can like it
+        log.info("demo data: the scammer's chat was skipped: the listing was held before it was published")
+        return
     try:
         matching, chat = matching_pb2_grpc.MatchingServiceStub(ch), chat_pb2_grpc.ChatServiceStub(ch)
         swipe = matching_pb2.SwipeRequest(pet=pet.name, action=matching_pb2.SWIPE_ACTION_LIKE)

@@ -44,7 +44,8 @@ REGISTRY = Registry([
     ),
     ServiceSpec(
         name="pet", module="services.pet.module:PetModule", port=3003,
-        contracts=("petplatform.pet.v1.PetService",), peers=("auth",),
+        contracts=("petplatform.pet.v1.PetService",),
+        peers=("auth", "fraud"),  # fraud: listings screened before publishing (services/pet/screening.py)
         emits=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted),
         consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted,  # WatchPets, live
                   matching_events.AdoptionCompleted,  # the pet becomes adopted
@@ -96,6 +97,7 @@ REGISTRY = Registry([
         emits=(fraud_events.FraudDetected,),
         consumes=(auth_events.UserCreated, pet_events.PetCreated, pet_events.PetUpdated,  # signals
                   pet_events.PetDeleted, chat_events.MessageSent,
+                  marketplace_events.BookingCancelled,  # cancellations and failed charges
                   admin_events.ModerationActionTaken),  # moderators' decisions: the labels
     ),
     ServiceSpec(

@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     watch_max_streams: int = Field(1000, ge=1)  # open WatchPets streams per pet replica
     pet_cache_size: int = Field(10_000, ge=0)  # GetPet answers a pet replica keeps (services/pet/cache.py); 0: none
     pet_cache_ttl_seconds: float = Field(60, gt=0)  # the longest one is kept, whatever events say
+    # How long CreatePet waits for fraud's advice (services/pet/screening.py) before publishing unscored.
+    pet_screening_deadline_seconds: float = Field(0.3, gt=0)
     # Matching: swipes per user per UTC day; the recommender's deadline and circuit breaker (opens after
     # this many failures or timeouts in a row, lets one probe through after the cool-down).
     matching_daily_swipe_limit: int = Field(1000, ge=1)

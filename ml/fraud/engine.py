@@ -64,7 +64,9 @@ class Engine:
         listings = tuple([await self._listing_facts(s, r, reused.get(r.pet_id, 0)) for r in rows])
         return features.UserFacts(now=now, create_time=account.create_time if account else None, listings=listings,
                                   messages=tuple(await store.messages_of(s, user_id, without=without_message)),
-                                  upheld_reports=account.upheld_reports if account else 0)
+                                  upheld_reports=account.upheld_reports if account else 0,
+                                  cancelled_bookings=account.cancelled_bookings if account else 0,
+                                  failed_charges=account.failed_charges if account else 0)
 
     # --- assessments ---
 

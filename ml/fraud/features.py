@@ -3,7 +3,7 @@
 listing-level features, so one model scores all three and every moderator label (on a user, a listing or
 a message) trains it.
 
-Facts are what the extractors (extractors.py, one per event source) know of an account at a time; the
+Facts are what the extractors (module.py Extractors, one per event source) know of an account at a time; the
 offline evaluation builds the same facts from its generator, so it measures the vector that is served.
 A new event source adds its facts here and one column to FEATURES."""
 from __future__ import annotations
@@ -34,6 +34,9 @@ FEATURES: dict[str, float] = {
     "refuses_visit": 0.0,  # ... refusing a visit or a video call
     "pressure": 0.0,  # ... pressing to pay now
     "upheld_reports": 0.0,  # earlier moderation decisions upheld against the account
+    # Appended only (stored vectors are completed with these honest values: store.padded).
+    "cancelled_bookings": 0.0,  # bookings the account cancelled (booking.cancelled by the owner)
+    "failed_charges": 0.0,  # charges for its bookings that failed (booking.cancelled by the platform)
 }
 NAMES = list(FEATURES)
 BASELINE = np.array(list(FEATURES.values()), np.float64)
@@ -76,6 +79,8 @@ class UserFacts:
     listings: tuple[ListingFacts, ...] = ()
     messages: tuple[tuple[dt.datetime, Mapping[str, bool]], ...] = ()  # (sent, signals.flags of its text)
     upheld_reports: int = 0
+    cancelled_bookings: int = 0
+    failed_charges: int = 0
 
 
 def vector(user: UserFacts, *, listing: ListingFacts | None = None,
@@ -98,6 +103,8 @@ def vector(user: UserFacts, *, listing: ListingFacts | None = None,
         "reused_photos": float(sum(lf.reused_photos for lf in own)),
         "copied_text": float(sum(lf.copied_text for lf in own)),
         "upheld_reports": float(user.upheld_reports),
+        "cancelled_bookings": float(user.cancelled_bookings),
+        "failed_charges": float(user.failed_charges),
     }
     for flag in signals.FLAGS:
         values[flag] = float(sum(1 for f in texts if f.get(flag)))
@@ -131,6 +138,10 @@ def describe(name: str, value: float) -> str:
             return f"presses to pay now in {n} text(s)"
         case "upheld_reports":
             return f"{n} earlier moderation decision{'s' if n != 1 else ''} upheld against the account"
+        case "cancelled_bookings":
+            return f"{n} booking{'s' if n != 1 else ''} cancelled by the account"
+        case "failed_charges":
+            return f"{n} failed charge{'s' if n != 1 else ''} for the account's bookings"
     return name
 
 

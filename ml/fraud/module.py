@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -26,6 +27,8 @@ from ml.fraud.logs import make_logs
 from petplatform.admin.v1 import events_pb2 as admin_events
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.chat.v1 import events_pb2 as chat_events
+from petplatform.marketplace.v1 import events_pb2 as marketplace_events
+from petplatform.marketplace.v1 import marketplace_pb2
 from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2
 
@@ -43,6 +46,12 @@ def _time(ts: timestamp_pb2.Timestamp, message: object, field: str) -> dt.dateti
     return ts.ToDatetime(dt.timezone.utc) if message.HasField(field) else utcnow()  # type: ignore[attr-defined]
 
 
+def held_on_screening(pet: pet_pb2.Pet) -> bool:
+    """A listing created held: the pet service held it before publishing on this service's advice (an owner
+    whose account is suspended creates nothing)."""
+    return pet.moderation == pet_pb2.Pet.MODERATION_HELD
+
+
 def event_id() -> str:
     envelope = current_event()
     return envelope.id if envelope else ""
@@ -57,7 +66,7 @@ def event_time() -> dt.datetime:
 
 class Extractors:
     """One effect per event source, each keeping its signals in the store; listings and messages are scored
-    as they arrive. A new source (bookings, payments) is one more effect here, its table in store.py and its
+    as they arrive. A new source is one more effect here, its table in store.py and its
     facts in features.py."""
 
     def __init__(self, engine: Engine, blobs: BlobStore):
@@ -83,6 +92,10 @@ class Extractors:
             return
         await self._sync_photos(s, pet, pet_id, owner_id)
         assessment = await self.engine.assess_listing(s, owner_id=owner_id, pet_id=pet_id, now=event_time())
+        if assessment is not None and isinstance(event, pet_events.PetCreated) and held_on_screening(pet):
+            # The pet service held it on our ScoreListing: the case that owns that hold must open, whatever
+            # this later score says (services/pet/screening.py).
+            assessment = dataclasses.replace(assessment, action="hold")
         if assessment is not None:
             await self.engine.record(s, subject=f"pets/{pet_id}", user_id=owner_id, assessment=assessment,
                                      source_event=event_id())
@@ -114,6 +127,19 @@ class Extractors:
                                                        flags=signals.flags(m.text), now=event_time())
         await self.engine.record(s, subject=m.name, user_id=sender_id, assessment=assessment,
                                  source_event=event_id())
+
+    async def on_booking_cancelled(self, s: AsyncSession, event: marketplace_events.BookingCancelled) -> None:
+        """The owner's cancellations, and their bookings cancelled because the charge failed (the platform
+        cancels then): card testing and booking-and-cancelling both show here. payment.failed names no payer,
+        so this event is where a failed charge meets its account."""
+        owner_id = id_of(event.booking.owner, "users")
+        if not owner_id:
+            return
+        Canceller = marketplace_pb2.Booking.Canceller
+        if event.booking.cancelled_by == Canceller.CANCELLER_OWNER:
+            await store.put_account(s, owner_id, cancelled_bookings=1)
+        elif event.booking.cancelled_by == Canceller.CANCELLER_PLATFORM:
+            await store.put_account(s, owner_id, failed_charges=1)
 
     async def on_moderation(self, s: AsyncSession, event: admin_events.ModerationActionTaken) -> None:
         """A moderator's decision: the label of the subject's features as last scored (before the decision),
@@ -168,7 +194,8 @@ class FraudModule(ServiceModule):
             # sign-up finds its account.
             "fraud.signals": {auth_events.UserCreated: x.on_user_created, pet_events.PetCreated: x.on_pet_changed,
                               pet_events.PetUpdated: x.on_pet_changed, pet_events.PetDeleted: x.on_pet_deleted,
-                              chat_events.MessageSent: x.on_message_sent},
+                              chat_events.MessageSent: x.on_message_sent,
+                              marketplace_events.BookingCancelled: x.on_booking_cancelled},
             "fraud.labels": {admin_events.ModerationActionTaken: x.on_moderation},
         }
 

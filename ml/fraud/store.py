@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.sql import Row, UtcDateTime
-from ml.fraud import signals
+from ml.fraud import features, signals
 
 metadata = sa.MetaData()
 
@@ -27,6 +27,9 @@ accounts = sa.Table(
     sa.Column("user_id", sa.String(32), primary_key=True),
     sa.Column("create_time", UtcDateTime, nullable=True),  # from user.created; None: heard of otherwise first
     sa.Column("upheld_reports", sa.Integer, nullable=False),
+    # booking.cancelled: bookings the account cancelled, and charges of its bookings that failed
+    sa.Column("cancelled_bookings", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failed_charges", sa.Integer, nullable=False, server_default="0"),
 )
 
 listings = sa.Table(
@@ -105,14 +108,18 @@ async def account(s: AsyncSession, user_id: str) -> Row | None:
 
 
 async def put_account(s: AsyncSession, user_id: str, *, create_time: dt.datetime | None = None,
-                      reports: int = 0) -> None:
-    """Creates the account row if needed, sets its creation time if given, adds `reports` (never below 0)."""
+                      reports: int = 0, cancelled_bookings: int = 0, failed_charges: int = 0) -> None:
+    """Creates the account row if needed, sets its creation time if given, adds `reports` (never below 0) and
+    the booking counts."""
     row = await account(s, user_id)
     if row is None:
         await s.execute(accounts.insert().values(user_id=user_id, create_time=create_time,
-                                                 upheld_reports=max(0, reports)))
+                                                 upheld_reports=max(0, reports), cancelled_bookings=cancelled_bookings,
+                                                 failed_charges=failed_charges))
         return
-    values: dict[str, object] = {"upheld_reports": max(0, row.upheld_reports + reports)}
+    values: dict[str, object] = {"upheld_reports": max(0, row.upheld_reports + reports),
+                                 "cancelled_bookings": row.cancelled_bookings + cancelled_bookings,
+                                 "failed_charges": row.failed_charges + failed_charges}
     if create_time is not None and row.create_time is None:
         values["create_time"] = create_time
     await s.execute(accounts.update().where(accounts.c.user_id == user_id).values(**values))
@@ -269,7 +276,13 @@ async def set_label(s: AsyncSession, name: str, label: int) -> None:
 async def training_set(s: AsyncSession) -> list[tuple[list[float], int]]:
     """(features as last scored, label or -1) of every subject."""
     rows = (await s.execute(sa.select(subjects.c.features, subjects.c.label))).all()
-    return [(json.loads(r.features), -1 if r.label is None else int(r.label)) for r in rows]
+    return [(padded(json.loads(r.features)), -1 if r.label is None else int(r.label)) for r in rows]
+
+
+def padded(vector: list[float]) -> list[float]:
+    """A vector stored before features were added, completed with their honest values (features are only
+    ever appended to features.FEATURES)."""
+    return vector + [float(v) for v in features.BASELINE[len(vector):]]
 
 
 def log_values(entry: Mapping[str, object]) -> dict[str, object]:

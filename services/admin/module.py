@@ -136,14 +136,17 @@ async def on_fraud_detected(s: AsyncSession, event: fraud_events.FraudDetected) 
     await store.add_evidence(s, case_id=case.id, evidence=evidence.SerializeToString())
     await moderation.reprioritise(s, case, now=now, risk_score=event.score)
     if hold and domain.subject_kind(event.subject) == "pet" and not case.held:
+        # The reason goes to the owner (pet service, notification): no score, no factors (they would tell a
+        # scammer what to change). Moderators see both in the evidence, the audit entry keeps them.
+        reason = "held for a routine check before it is shown to others"
         top = f": {event.factors[0].description}" if event.factors else ""
-        reason = f"held for review on a fraud score of {event.score:.2f}{top}"
         case = await store.get_case(s, case.id)
         await moderation.act(s, case, action=Action.ACTION_HOLD_LISTING, reason=reason, actor_id="", reversal=False,
                              now=now)
         await store.update_case(s, case.id, held=True)
         await moderation.record(s, kind=E.KIND_AUTOMATIC_ACTION, actor_id="", action="ACTION_HOLD_LISTING",
-                                target=f"cases/{case.id}", detail=f"subject={event.subject} {reason}", now=now)
+                                target=f"cases/{case.id}",
+                                detail=f"subject={event.subject} fraud score {event.score:.2f}{top}", now=now)
 
 
 class AdminModule(ServiceModule):

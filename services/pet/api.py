@@ -23,6 +23,7 @@ from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
 from services.pet import domain, search, store
 from services.pet.cache import PetCache
+from services.pet.screening import HELD_REASON, SCREENING, Screening
 from services.pet.watch import WatchHub
 
 log = logging.getLogger(__name__)
@@ -45,16 +46,23 @@ def today() -> dt.date:
     return utcnow().date()
 
 
+def authorization(context: grpc.aio.ServicerContext) -> str:
+    """The caller's own authorization header, forwarded to fraud (there is no service identity yet)."""
+    return next((v for k, v in context.invocation_metadata() or () if k == "authorization" and isinstance(v, str)),
+                "")
+
+
 def photo_key(pet_id: str, photo_id: str) -> str:
     return f"pets/{pet_id}/photos/{photo_id}"
 
 
 class PetServicer(pet_pb2_grpc.PetServiceServicer):
-    def __init__(self, db: Database, blobs: BlobStore, hub: WatchHub, cache: PetCache):
+    def __init__(self, db: Database, blobs: BlobStore, hub: WatchHub, cache: PetCache, screening: Screening):
         self.db = db
         self.blobs = blobs
         self.hub = hub
         self.cache = cache
+        self.screening = screening
 
     # --- pets ---
 
@@ -70,13 +78,17 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                                                               request_id=request.request_id)
             if existing:
                 return pet_pb2.CreatePetResponse(pet=await self._get(existing))
+        columns = self._columns(pet, domain.WRITABLE - {"status"})
+        if await self.screening.holds(pet, authorization=authorization(context)):
+            columns.update(moderation=pet_pb2.Pet.MODERATION_HELD, moderation_reason=HELD_REASON,
+                           moderation_case=SCREENING)
         pet_id = new_id()
         now = utcnow()
         try:
             async with self.db.transaction() as s:
                 await store.add_pet(s, pet_id=pet_id, owner_id=caller.user_id, request_id=request.request_id or None,
                                     status=pet.status or pet_pb2.Pet.STATUS_AVAILABLE, create_time=now,
-                                    columns=self._columns(pet, domain.WRITABLE - {"status"}))
+                                    columns=columns)
                 created = await self._message(s, pet_id)
                 await emit(s, pet_events.PetCreated(pet=created))
         except IntegrityError:  # a concurrent retry with the same request_id won the race
@@ -204,7 +216,13 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         if previous.moderation == pet_pb2.Pet.MODERATION_HIDDEN and held:
             await store.update_pet(s, pet_id, hold)
             return
-        if previous.moderation == moderation and await store.moderation_case(s, pet_id) == source:
+        held_by = await store.moderation_case(s, pet_id)
+        if previous.moderation == moderation and held_by == source:
+            return
+        if held_by == SCREENING and moderation == pet_pb2.Pet.MODERATION_HELD:
+            # The case fraud opened for a listing held before publishing takes the hold over (its reversal
+            # shows the listing); the owner sees no change, nor the case's reason.
+            await store.update_pet(s, pet_id, {"moderation_case": source})
             return
         await self._changed(s, previous, ["moderation", "moderation_reason"],
                             {"moderation": moderation, "moderation_reason": reason, "moderation_case": source, **hold})

@@ -15,6 +15,7 @@ from petplatform.matching.v1 import events_pb2 as matching_events
 from petplatform.pet.v1.pet_pb2 import Pet
 from services.pet.api import PetServicer
 from services.pet.cache import PetCache
+from services.pet.screening import Screening
 from services.pet.watch import WATCHED, WatchHub
 
 
@@ -28,7 +29,8 @@ class PetModule(ServiceModule):
         super().__init__(rt, spec)
         self.hub = WatchHub(rt.settings.watch_max_streams)
         self.cache = PetCache(size=rt.settings.pet_cache_size, ttl_seconds=rt.settings.pet_cache_ttl_seconds)
-        self.servicer = PetServicer(self.db, self.rt.blobs, self.hub, self.cache)
+        screening = Screening(lambda: self.rt.channel("fraud"), deadline=rt.settings.pet_screening_deadline_seconds)
+        self.servicer = PetServicer(self.db, self.rt.blobs, self.hub, self.cache, screening)
 
     def servicers(self) -> Mapping[str, object]:
         return {"petplatform.pet.v1.PetService": self.servicer}

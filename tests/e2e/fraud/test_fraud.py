@@ -12,12 +12,14 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from ml.fraud import store
+from ml.fraud import features, store
 from petplatform.admin.v1 import events_pb2 as admin_events
 from petplatform.chat.v1 import chat_pb2
 from petplatform.chat.v1 import events_pb2 as chat_events
 from petplatform.fraud.v1 import events_pb2 as fraud_events
 from petplatform.fraud.v1 import fraud_pb2
+from petplatform.marketplace.v1 import events_pb2 as marketplace_events
+from petplatform.marketplace.v1 import marketplace_pb2
 from petplatform.pet.v1 import pet_pb2
 from tests.support.errors import expect
 from tests.support.events import Producer
@@ -222,3 +224,67 @@ async def test_on_postgresql_rabbitmq_and_s3(real_api: Api, tmp_path):
         async with module_of(real_api, "fraud").db.read() as s:
             return await store.reused_counts(s, [listing.name.split("/")[1]])
     assert await until(reused, timeout=30, what="the photo hashed") == {listing.name.split("/")[1]: 1}
+
+
+async def test_staff_read_an_accounts_risk_history_page_by_page(api: Api, people):
+    honest, scammer, admin = people
+    module = module_of(api, "fraud")
+    await module.engine.settle()
+    request = fraud_pb2.ListRiskHistoryRequest(user=f"users/{scammer.user_id}", page_size=2)
+    first = await api.fraud.ListRiskHistory(request, metadata=admin.md)
+    assert len(first.records) == 2 and first.next_page_token
+    assert first.records[0].create_time.ToDatetime() >= first.records[1].create_time.ToDatetime()
+    records = list(first.records)
+    token = first.next_page_token
+    while token:
+        page = await api.fraud.ListRiskHistory(fraud_pb2.ListRiskHistoryRequest(
+            user=request.user, page_size=2, page_token=token), metadata=admin.md)
+        records += page.records
+        token = page.next_page_token
+    assert len({(r.create_time.ToNanoseconds(), r.event, r.assessment.subject) for r in records}) == len(records)
+    held = [r for r in records if r.assessment.action == fraud_pb2.RISK_ACTION_HOLD and r.assessment.factors]
+    assert held and all(r.assessment.user == f"users/{scammer.user_id}" for r in records)
+    assert any(r.event == "rpc:ScoreListing" for r in records)
+
+    # (The scammer was banned by the labels test, its session revoked: a plain user asks instead.)
+    plain = await api.signup("Plain")
+    await expect(grpc.StatusCode.PERMISSION_DENIED, api.fraud.ListRiskHistory(request, metadata=plain.md))
+    for bad in (fraud_pb2.ListRiskHistoryRequest(user=request.user, page_size=101),
+                fraud_pb2.ListRiskHistoryRequest(user=request.user, page_token="forged.token"),
+                fraud_pb2.ListRiskHistoryRequest(user=f"users/{honest.user_id}", page_token=first.next_page_token)):
+        await expect(grpc.StatusCode.INVALID_ARGUMENT, api.fraud.ListRiskHistory(bad, metadata=admin.md))
+
+
+async def test_cancelled_bookings_and_failed_charges_count_against_the_owner(api: Api, tmp_path_factory):
+    owner, later = await api.signup("Booker"), await api.signup("Later booker")
+    marketplace = await Producer.open("marketplace", api.platform.rt.bus, tmp_path_factory.mktemp("marketplace"))
+    Canceller = marketplace_pb2.Booking.Canceller
+    db = module_of(api, "fraud").db
+
+    def cancelled(by: int, user: str = f"users/{owner.user_id}") -> marketplace_events.BookingCancelled:
+        return marketplace_events.BookingCancelled(booking=marketplace_pb2.Booking(
+            name=f"bookings/{uuid.uuid4().hex}", owner=user, cancelled_by=by))  # type: ignore[arg-type]
+
+    async def counts(user_id: str) -> tuple[int, int] | None:
+        async with db.read() as s:
+            row = await store.account(s, user_id)
+        return (row.cancelled_bookings, row.failed_charges) if row else None
+    try:
+        ids = await marketplace.emit(cancelled(Canceller.CANCELLER_OWNER), cancelled(Canceller.CANCELLER_OWNER),
+                                     cancelled(Canceller.CANCELLER_PLATFORM), cancelled(Canceller.CANCELLER_BUSINESS),
+                                     cancelled(Canceller.CANCELLER_OWNER, "people/1"))
+        await marketplace.replay(ids[0])  # a redelivery counts once
+        await marketplace.emit(cancelled(Canceller.CANCELLER_PLATFORM, f"users/{later.user_id}"))
+        await until(lambda: _equals(counts(later.user_id), (0, 1)), what="the events after the replay applied")
+        # The business cancelling says nothing of the owner; the malformed owner was skipped.
+        assert await counts(owner.user_id) == (2, 1)
+        async with db.read() as s:
+            x = await module_of(api, "fraud").engine.assess_user(s, owner.user_id)
+        named = dict(zip(features.NAMES, x.features, strict=True))
+        assert (named["cancelled_bookings"], named["failed_charges"]) == (2.0, 1.0)
+    finally:
+        await marketplace.close()
+
+
+async def _equals(value, expected) -> bool:
+    return await value == expected
