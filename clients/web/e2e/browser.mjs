@@ -246,6 +246,22 @@ try {
   await adopter.getByRole("button", { name: "Mark all read" }).click();
   await adopter.getByText("Nothing unread.").waitFor();
 
+  step("the owner books a dog walker near Tokyo for the dog");
+  await owner.getByRole("link", { name: "Services" }).click();
+  await heading("Pet services nearby", owner);
+  await owner.getByRole("list", { name: "Businesses" }).getByRole("link", { name: "Happy Paws" }).click();
+  await heading("Happy Paws", owner);
+  await owner.getByRole("radio").first().waitFor(); // the free slots of the next two weeks
+  await owner.getByRole("checkbox", { name: DOG }).check();
+  await shot("business", owner);
+  await owner.getByRole("button", { name: "Request booking" }).click();
+  await owner.getByRole("status").filter({ hasText: "Booked: Walk" }).waitFor();
+  await owner.getByRole("link", { name: "See your bookings" }).click();
+  await heading("Your bookings", owner);
+  await owner.getByRole("list", { name: "Your bookings" }).getByText("Waiting for the business").waitFor();
+  await owner.getByRole("list", { name: "Your bookings" }).getByText(DOG).waitFor();
+  await shot("bookings", owner);
+
   step("the owner ends their other sessions");
   await owner.getByRole("link", { name: "Sessions" }).click();
   await heading("Where you are signed in", owner);

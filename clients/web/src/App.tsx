@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState, type ReactNode } from "react";
 import { loadSession, saveSession, SESSION_EVENT, type Api, type Session } from "./api";
 import { follow, navigate, usePath } from "./router";
+import { BusinessPage, Bookings, Businesses } from "./screens/Businesses";
 import { ChatRoom, Rooms } from "./screens/Chat";
 import { Feed } from "./screens/Feed";
 import { Matches } from "./screens/Matches";
@@ -12,8 +13,8 @@ import { SignUp } from "./screens/SignUp";
 
 // The signed-in person's own screens: path -> its name in the navigation.
 const MINE: [string, string][] = [
-  ["/feed", "Feed"], ["/matches", "Matches"], ["/chat", "Chats"], ["/notifications", "Notifications"],
-  ["/sessions", "Sessions"],
+  ["/feed", "Feed"], ["/matches", "Matches"], ["/chat", "Chats"], ["/businesses", "Services"],
+  ["/bookings", "Bookings"], ["/notifications", "Notifications"], ["/sessions", "Sessions"],
 ];
 
 function SignInFirst() {
@@ -66,7 +67,12 @@ export function App({ api }: { api: Api }) {
   else if (MINE.some(([p]) => p === pathname || pathname.startsWith(p + "/"))) {
     if (!session) screen = <SignInFirst />;
     else if (pathname === "/feed") screen = <Feed api={api} />;
-    else if (pathname === "/matches") screen = <Matches api={api} />;
+    else if (pathname === "/matches") screen = <Matches api={api} session={session} />;
+    else if (pathname === "/businesses") screen = <Businesses api={api} />;
+    else if (pathname.startsWith("/businesses/")) {
+      screen = <BusinessPage key={pathname} api={api} session={session} name={pathname.slice(1)} />;
+    }
+    else if (pathname === "/bookings") screen = <Bookings api={api} />;
     else if (pathname === "/notifications") screen = <Notifications api={api} />;
     else if (pathname === "/sessions") screen = <Sessions api={api} session={session} />;
     else if (pathname === "/chat") screen = <Rooms api={api} session={session} />;

@@ -7,6 +7,7 @@ import { MatchingService } from "@petplatform/proto/petplatform/matching/v1/matc
 import { ChatService } from "@petplatform/proto/petplatform/chat/v1/chat_pb";
 import { NotificationService } from "@petplatform/proto/petplatform/notification/v1/notification_pb";
 import { UserService } from "@petplatform/proto/petplatform/user/v1/user_pb";
+import { MarketplaceService } from "@petplatform/proto/petplatform/marketplace/v1/marketplace_pb";
 import { ErrorInfoSchema } from "@petplatform/proto/google/rpc/error_details_pb";
 
 export interface Session {
@@ -65,6 +66,7 @@ export interface Api {
   chat: Client<typeof ChatService>;
   notifications: Client<typeof NotificationService>;
   users: Client<typeof UserService>;
+  market: Client<typeof MarketplaceService>;
 }
 
 /** Where the edge is and which providers it offers: the platform's web server says (/config.json); `vite dev`
@@ -133,6 +135,7 @@ export function makeApi({ edgeUrl: baseUrl, providers }: Config): Api {
     edgeUrl: baseUrl, providers, auth, pets: createClient(PetService, transport),
     matching: createClient(MatchingService, transport), chat: createClient(ChatService, transport),
     notifications: createClient(NotificationService, transport), users: createClient(UserService, transport),
+    market: createClient(MarketplaceService, transport),
   };
 }
 

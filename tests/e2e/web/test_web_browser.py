@@ -20,6 +20,7 @@ from app.demo import photo
 from gateway.webapp import WebApp
 from petplatform.pet.v1 import pet_pb2
 from tests.support import REPO_ROOT
+from tests.support.market import business
 from tests.support.matching import synced
 from tests.support.pets import TOKYO, cat, create, dog
 from tests.support.platform import PASSWORD, Api, embedded_settings, module_of, start_platform
@@ -41,7 +42,7 @@ def free_port() -> int:
 async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_sink):
     """Also signs in with the second factor and with the demo provider (the edge's local OpenID provider), and
     refreshes an expired access token. Then two people, each in a browser context of their own: the one who
-    signed up swipes on the other's listed dog, the owner accepts, and they chat live."""
+    signed up swipes on the other's listed dog, the owner accepts, they chat live, and the owner books a walker."""
     # Missing tools are a failure, not a skip: CI must not pass without having opened a browser.
     node = shutil.which("node")
     assert node, "node is not installed (Node.js 20.19 or later)"
@@ -68,6 +69,8 @@ async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_
         tama = await create(api, owner, cat(f"Tama {suffix}", location=OSAKA))
         # The listing, as matching's feed sees it: the browser's adopter swipes on it.
         await synced(api, shown, tama)
+        walker = await api.signup("Walker")
+        await business(api, walker, where=TOKYO, tz="Asia/Tokyo")  # "Happy Paws", walks every day 09:00-17:00
         keys = module_of(api, "auth").keys
         now = dt.datetime.now(dt.timezone.utc)
         expired = sign_token({"sub": owner.user_id, "role": "user", "iat": now - dt.timedelta(hours=1),
@@ -93,7 +96,7 @@ async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_
                 await proc.wait()
         assert proc.returncode == 0, f"the browser test failed (screenshots in {SCREENSHOTS}):\n{output.decode()}"
         for name in ("signup-errors", "signin-error", "pets", "pet", "pets-phone", "mfa-error", "feed", "matches",
-                     "chats", "chat", "notifications", "sessions"):
+                     "chats", "chat", "notifications", "business", "bookings", "sessions"):
             assert (SCREENSHOTS / f"{name}.png").stat().st_size > 0
     finally:
         await api.channel.close()

@@ -3,7 +3,7 @@ import {
   Interest_State, ListInterestsRequest_Direction, Match_Kind, RespondToInterestRequest_Decision,
   type Interest, type Match,
 } from "@petplatform/proto/petplatform/matching/v1/matching_pb";
-import type { Api } from "../api";
+import { userOf, type Api, type Session } from "../api";
 import { describe, type Problem } from "../errors";
 import { ProblemBanner } from "../Form";
 import { useNames } from "../names";
@@ -17,7 +17,8 @@ const STATE: Record<number, string> = {
 };
 
 /** Interest in the person's pets (accept or decline), their own interests, and their matches. */
-export function Matches({ api }: { api: Api }) {
+export function Matches({ api, session }: { api: Api; session: Session }) {
+  const me = userOf(session);
   const [received, setReceived] = useState<Interest[] | null>(null);
   const [sent, setSent] = useState<Interest[] | null>(null);
   const [matches, setMatches] = useState<Match[] | null>(null);
@@ -72,7 +73,7 @@ export function Matches({ api }: { api: Api }) {
               <span>
                 {m.kind === Match_Kind.PLAYDATE ? "Playdate: " : "Adoption of "}
                 {m.pets.map((p) => name(p, "a pet")).join(" and ")}
-                {" with "}{m.users.map((u) => name(u, "someone")).join(" and ")}
+                {" with "}{m.users.filter((u) => u !== me).map((u) => name(u, "someone")).join(" and ")}
               </span>
               <a href={`/chat/${m.name.split("/")[1]}`} onClick={follow}>Open chat</a>
             </li>
