@@ -139,7 +139,7 @@ export function BusinessPage({ api, session, name }: { api: Api; session: Sessio
     const first = new Date();
     const last = new Date(first.getTime() + 13 * 86_400_000);
     api.market.listAvailableSlots({ service, startDate: isoDate(first), endDate: isoDate(last) }).then(
-      (r) => { setSlots(r.slots.slice(0, 24)); setZone(r.timeZone); },
+      (r) => { setSlots(r.slots.slice(0, 12)); setZone(r.timeZone); },
       (e) => { setSlots([]); setProblem(describe(e)); });
   }, [api, service]);
 
