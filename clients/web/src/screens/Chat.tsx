@@ -16,13 +16,18 @@ export function Rooms({ api, session }: { api: Api; session: Session }) {
   const me = userOf(session);
   const [rooms, setRooms] = useState<Room[] | null>(null);
   const [problem, setProblem] = useState<Problem | null>(null);
+  // Events reload the list, maybe several at once: only the latest answer is shown.
+  const latest = useRef(0);
 
   const load = useCallback(async () => {
+    const mine = ++latest.current;
     try {
-      setRooms((await api.chat.listRooms({ pageSize: 100 })).rooms);
+      const reply = await api.chat.listRooms({ pageSize: 100 });
+      if (mine !== latest.current) return;
+      setRooms(reply.rooms);
       setProblem(null);
     } catch (e) {
-      setProblem(describe(e));
+      if (mine === latest.current) setProblem(describe(e));
     }
   }, [api]);
   useEffect(() => void load(), [load]);
