@@ -3,7 +3,8 @@
 // Environment: WEB_URL, SCREENSHOTS (a directory), EMAIL and PASSWORD of the account to create, DOG and CAT
 // (display names of two seeded pets: a dog with a photo near Tokyo, a cat in Osaka), MFA_EMAIL and MFA_SECRET
 // (an account with the second factor on, its password PASSWORD), DEMO_EMAIL (whom to be at the demo provider),
-// EXPIRED_SESSION (a stored session, as JSON, whose access token has expired).
+// EXPIRED_SESSION (a stored session, as JSON, whose access token has expired), OWNER_EMAIL (the seeded owner
+// of DOG and CAT, password PASSWORD).
 import { createHmac } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -24,6 +25,7 @@ const MFA_EMAIL = env("MFA_EMAIL");
 const MFA_SECRET = env("MFA_SECRET");
 const DEMO_EMAIL = env("DEMO_EMAIL");
 const EXPIRED = JSON.parse(env("EXPIRED_SESSION")); // an expired access token with a good refresh token
+const OWNER_EMAIL = env("OWNER_EMAIL");
 mkdirSync(SCREENSHOTS, { recursive: true });
 
 const browser = await chromium.launch({
@@ -32,13 +34,18 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"],
 });
-const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-context.setDefaultTimeout(20000);
-const page = await context.newPage();
-// Anything the page logs as an error (a refused CORS call, a CSP violation, an uncaught exception) fails the run.
+// Anything a page logs as an error (a refused CORS call, a CSP violation, an uncaught exception) fails the run.
 const pageErrors = [];
-page.on("pageerror", (e) => pageErrors.push(`uncaught: ${e.message}`));
-page.on("console", (m) => { if (m.type() === "error") pageErrors.push(`console: ${m.text()}`); });
+/** A page in a browser context of its own: its own sessionStorage, so its own signed-in person. */
+async function newPerson(who) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  context.setDefaultTimeout(20000);
+  const p = await context.newPage();
+  p.on("pageerror", (e) => pageErrors.push(`${who}: uncaught: ${e.message}`));
+  p.on("console", (m) => { if (m.type() === "error") pageErrors.push(`${who}: console: ${m.text()}`); });
+  return p;
+}
+const page = await newPerson("first");
 
 /** RFC 6238 code of the next 30-second step: the one enrolling used the current step, which is spent. */
 function nextTotp(secret) {
@@ -52,8 +59,19 @@ function nextTotp(secret) {
   return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, "0");
 }
 
-const shot = (name) => page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
-const heading = (name) => page.getByRole("heading", { level: 1, name }).waitFor();
+const shot = (name, on = page) => on.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+const heading = (name, on = page) => on.getByRole("heading", { level: 1, name }).waitFor();
+let adopter = null;
+let owner = null;
+
+async function signIn(on, email) {
+  await on.goto(`${WEB_URL}/signin`);
+  await heading("Sign in", on);
+  await on.getByLabel("Email").fill(email);
+  await on.getByLabel("Password").fill(PASSWORD);
+  await on.getByRole("button", { name: "Sign in", exact: true }).click();
+  await on.getByText(email).waitFor();
+}
 const step = (text) => console.log(`- ${text}`);
 
 try {
@@ -155,10 +173,110 @@ try {
     throw new Error("the expired session was not refreshed");
   }
 
+  step("two people in two contexts: the one who signed up opens the feed near Tokyo, with reasons");
+  adopter = await newPerson("adopter");
+  owner = await newPerson("owner");
+  await signIn(adopter, EMAIL);
+  await signIn(owner, OWNER_EMAIL);
+  await adopter.getByRole("link", { name: "Feed" }).click();
+  await heading("Your feed", adopter);
+  await adopter.getByLabel("Near").selectOption({ label: "Tokyo (within 100 km)" });
+  const dogInFeed = adopter.getByRole("listitem", { name: DOG });
+  await dogInFeed.getByRole("heading", { name: `Why you see ${DOG}` }).waitFor();
+  await dogInFeed.getByText(/km away|nearby/i).first().waitFor();
+  await shot("feed", adopter);
+
+  step("pass on the dog, undo, then like it");
+  await dogInFeed.getByRole("button", { name: "Pass" }).click();
+  await adopter.getByText(`You passed on ${DOG}.`).waitFor();
+  await dogInFeed.waitFor({ state: "detached" });
+  await adopter.getByRole("button", { name: "Undo last swipe" }).click();
+  await adopter.getByText("Your last swipe was undone.").waitFor();
+  await dogInFeed.getByRole("button", { name: "Like", exact: true }).click();
+  await adopter.getByText(`You liked ${DOG}. The owner has been told.`).waitFor();
+
+  step("the owner accepts the interest: they match");
+  await owner.getByRole("link", { name: "Matches" }).click();
+  await heading("Matches and interests", owner);
+  const interest = owner.getByRole("list", { name: "Interest in your pets" }).getByRole("listitem")
+    .filter({ hasText: DOG });
+  await interest.getByRole("button", { name: "Accept" }).click();
+  await owner.getByText(/You matched with .*You can now chat/).waitFor();
+  await owner.getByRole("list", { name: "Your matches" }).getByText(DOG).waitFor();
+  await shot("matches", owner);
+
+  step("both open the chat; the adopter's message reaches the owner live, with typing and a read receipt");
+  await adopter.getByRole("link", { name: "Chats" }).click();
+  await heading("Chats", adopter);
+  const room = adopter.getByRole("list", { name: "Your chats" }).getByRole("link").first();
+  await room.waitFor(); // the room is made from the match event, and arrives on the live stream
+  await owner.getByRole("list", { name: "Your matches" }).getByRole("link", { name: "Open chat" }).first().click();
+  await heading(/^Chat with/, owner);
+  await room.click();
+  await heading(/^Chat with/, adopter);
+  await adopter.getByRole("textbox", { name: "Message" }).fill("Hello! Is Mochi still looking for a home?");
+  await owner.getByText(/is typing…/).waitFor();
+  await adopter.getByRole("button", { name: "Send" }).click();
+  await owner.getByRole("list", { name: "Messages" }).getByText("Is Mochi still looking for a home?").waitFor();
+  await adopter.getByText("· Seen").waitFor(); // the owner's page marked it read
+  await owner.getByRole("textbox", { name: "Message" }).fill("Yes! Come and meet her.");
+  await owner.getByRole("button", { name: "Send" }).click();
+  await adopter.getByRole("list", { name: "Messages" }).getByText("Come and meet her.").waitFor();
+  await shot("chat", adopter);
+
+  step("the owner's chats list counts what is unread");
+  await owner.getByRole("link", { name: "All chats" }).click();
+  await heading("Chats", owner);
+  await adopter.getByRole("textbox", { name: "Message" }).fill("See you on Saturday.");
+  await adopter.getByRole("button", { name: "Send" }).click();
+  await owner.getByText("1 unread").waitFor();
+  await shot("chats", owner);
+
+  step("the adopter's notifications say it's a match (made from the match event: looked at until it is there)");
+  const matchNote = adopter.getByRole("list", { name: "Your notifications" }).getByRole("link", { name: "It's a match!" });
+  for (let tries = 0; ; tries++) {
+    await adopter.getByRole("link", { name: "Notifications" }).click();
+    await heading("Notifications", adopter);
+    await adopter.getByText(/unread|Nothing unread/).waitFor();
+    if (await matchNote.count() > 0 || tries === 10) break;
+    await adopter.getByRole("link", { name: "Feed" }).click();
+  }
+  await matchNote.first().waitFor();
+  await shot("notifications", adopter);
+  await adopter.getByRole("button", { name: "Mark all read" }).click();
+  await adopter.getByText("Nothing unread.").waitFor();
+
+  step("the owner books a dog walker near Tokyo for the dog");
+  await owner.getByRole("link", { name: "Services" }).click();
+  await heading("Pet services nearby", owner);
+  await owner.getByRole("list", { name: "Businesses" }).getByRole("link", { name: "Happy Paws" }).click();
+  await heading("Happy Paws", owner);
+  await owner.getByRole("radio").first().waitFor(); // the free slots of the next two weeks
+  await owner.getByRole("checkbox", { name: DOG }).check();
+  await shot("business", owner);
+  await owner.getByRole("button", { name: "Request booking" }).click();
+  await owner.getByRole("status").filter({ hasText: "Booked: Walk" }).waitFor();
+  await owner.getByRole("link", { name: "See your bookings" }).click();
+  await heading("Your bookings", owner);
+  await owner.getByRole("list", { name: "Your bookings" }).getByText("Waiting for the business").waitFor();
+  await owner.getByRole("list", { name: "Your bookings" }).getByText(DOG).waitFor();
+  await shot("bookings", owner);
+
+  step("the owner ends their other sessions");
+  await owner.getByRole("link", { name: "Sessions" }).click();
+  await heading("Where you are signed in", owner);
+  await owner.getByText("This browser").waitFor();
+  await owner.getByRole("button", { name: "Sign out everywhere else" }).click();
+  await owner.getByText(/sessions? (was|were) signed out/).waitFor();
+  await owner.getByRole("button", { name: "Sign out everywhere else" }).waitFor({ state: "detached" });
+  await shot("sessions", owner);
+
   if (pageErrors.length) throw new Error(`the page reported errors:\n${pageErrors.join("\n")}`);
   console.log("browser test passed");
 } catch (error) {
   await shot("failure").catch(() => {});
+  if (adopter) await shot("failure-adopter", adopter).catch(() => {});
+  if (owner) await shot("failure-owner", owner).catch(() => {});
   console.error(`browser test failed at ${page.url()}: ${error.stack ?? error}`);
   if (pageErrors.length) console.error(`page errors:\n${pageErrors.join("\n")}`);
   process.exitCode = 1;

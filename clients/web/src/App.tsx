@@ -1,10 +1,31 @@
-import { useEffect, useRef, useState } from "react";
+import { useEffect, useRef, useState, type ReactNode } from "react";
 import { loadSession, saveSession, SESSION_EVENT, type Api, type Session } from "./api";
 import { follow, navigate, usePath } from "./router";
+import { BusinessPage, Bookings, Businesses } from "./screens/Businesses";
+import { ChatRoom, Rooms } from "./screens/Chat";
+import { Feed } from "./screens/Feed";
+import { Matches } from "./screens/Matches";
+import { Notifications, Sessions } from "./screens/Mine";
 import { PetPage } from "./screens/PetPage";
 import { Pets } from "./screens/Pets";
 import { SignIn } from "./screens/SignIn";
 import { SignUp } from "./screens/SignUp";
+
+// The signed-in person's own screens: path -> its name in the navigation.
+const MINE: [string, string][] = [
+  ["/feed", "Feed"], ["/matches", "Matches"], ["/chat", "Chats"], ["/businesses", "Services"],
+  ["/bookings", "Bookings"], ["/notifications", "Notifications"], ["/sessions", "Sessions"],
+];
+
+function SignInFirst() {
+  return (
+    <section>
+      <h1 tabIndex={-1}>Please sign in</h1>
+      <p>This page is yours alone: <a href="/signin" onClick={follow}>sign in</a> or{" "}
+        <a href="/signup" onClick={follow}>create an account</a> to see it.</p>
+    </section>
+  );
+}
 
 export function App({ api }: { api: Api }) {
   const path = usePath();
@@ -37,13 +58,29 @@ export function App({ api }: { api: Api }) {
   }, [path]);
 
   const pathname = path.split("?")[0];
-  let screen;
+  let screen: ReactNode;
   if (pathname === "/signup") screen = <SignUp api={api} onSignedIn={signedIn} />;
   else if (pathname === "/signin" || pathname === "/signin/callback") {
     screen = <SignIn api={api} onSignedIn={signedIn} callback={pathname === "/signin/callback"} />;
   }
   else if (pathname.startsWith("/pets/")) screen = <PetPage api={api} name={pathname.slice(1)} />;
-  else screen = <Pets api={api} />;
+  else if (MINE.some(([p]) => p === pathname || pathname.startsWith(p + "/"))) {
+    if (!session) screen = <SignInFirst />;
+    else if (pathname === "/feed") screen = <Feed api={api} />;
+    else if (pathname === "/matches") screen = <Matches api={api} session={session} />;
+    else if (pathname === "/businesses") screen = <Businesses api={api} />;
+    else if (pathname.startsWith("/businesses/")) {
+      screen = <BusinessPage key={pathname} api={api} session={session} name={pathname.slice(1)} />;
+    }
+    else if (pathname === "/bookings") screen = <Bookings api={api} />;
+    else if (pathname === "/notifications") screen = <Notifications api={api} />;
+    else if (pathname === "/sessions") screen = <Sessions api={api} session={session} />;
+    else if (pathname === "/chat") screen = <Rooms api={api} session={session} />;
+    else if (pathname.startsWith("/chat/")) {
+      screen = <ChatRoom key={pathname} api={api} session={session} id={pathname.slice("/chat/".length)} />;
+    }
+  }
+  screen ??= <Pets api={api} />;
 
   return (
     <>
@@ -55,6 +92,12 @@ export function App({ api }: { api: Api }) {
             <li><a href="/" onClick={follow} aria-current={pathname === "/" ? "page" : undefined}>Pets</a></li>
             {session ? (
               <>
+                {MINE.map(([href, label]) => (
+                  <li key={href}>
+                    <a href={href} onClick={follow}
+                       aria-current={pathname === href || pathname.startsWith(href + "/") ? "page" : undefined}>{label}</a>
+                  </li>
+                ))}
                 <li className="who" aria-label="Signed in as">{session.email}</li>
                 <li><button type="button" className="link" onClick={signOut}>Sign out</button></li>
               </>

@@ -3,6 +3,11 @@ import { Code, ConnectError, createClient, type Client, type Interceptor } from 
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AuthService } from "@petplatform/proto/petplatform/auth/v1/auth_pb";
 import { PetService } from "@petplatform/proto/petplatform/pet/v1/pet_pb";
+import { MatchingService } from "@petplatform/proto/petplatform/matching/v1/matching_pb";
+import { ChatService } from "@petplatform/proto/petplatform/chat/v1/chat_pb";
+import { NotificationService } from "@petplatform/proto/petplatform/notification/v1/notification_pb";
+import { UserService } from "@petplatform/proto/petplatform/user/v1/user_pb";
+import { MarketplaceService } from "@petplatform/proto/petplatform/marketplace/v1/marketplace_pb";
 import { ErrorInfoSchema } from "@petplatform/proto/google/rpc/error_details_pb";
 
 export interface Session {
@@ -57,6 +62,11 @@ export interface Api {
   providers: Provider[];
   auth: Client<typeof AuthService>;
   pets: Client<typeof PetService>;
+  matching: Client<typeof MatchingService>;
+  chat: Client<typeof ChatService>;
+  notifications: Client<typeof NotificationService>;
+  users: Client<typeof UserService>;
+  market: Client<typeof MarketplaceService>;
 }
 
 /** Where the edge is and which providers it offers: the platform's web server says (/config.json); `vite dev`
@@ -121,10 +131,27 @@ export function makeApi({ edgeUrl: baseUrl, providers }: Config): Api {
   // Each call has a deadline (grpc-timeout): a stalled edge shows an error instead of a spinner forever.
   const transport = createGrpcWebTransport({ baseUrl, interceptors: [bearer], defaultTimeoutMs: 15000 });
   const auth = createClient(AuthService, transport);
-  return { edgeUrl: baseUrl, providers, auth, pets: createClient(PetService, transport) };
+  return {
+    edgeUrl: baseUrl, providers, auth, pets: createClient(PetService, transport),
+    matching: createClient(MatchingService, transport), chat: createClient(ChatService, transport),
+    notifications: createClient(NotificationService, transport), users: createClient(UserService, transport),
+    market: createClient(MarketplaceService, transport),
+  };
 }
 
 /** A photo's address as the browser loads it: the edge gives absolute URLs, a relative one is the edge's. */
 export function photoUrl(api: Api, uri: string): string {
   return new URL(uri, api.edgeUrl + "/").toString();
+}
+
+/** The signed-in person, `users/{id}`, from the access token's subject (the app only reads it, the edge checks
+ * the signature). */
+export function userOf(session: Session): string {
+  const payload = session.accessToken.split(".")[1] ?? "";
+  try {
+    const claims = JSON.parse(atob(payload.replace(/-/g, "+").replace(/_/g, "/"))) as { sub?: string };
+    return claims.sub ? `users/${claims.sub}` : "";
+  } catch {
+    return "";
+  }
 }

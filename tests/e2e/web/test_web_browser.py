@@ -20,6 +20,8 @@ from app.demo import photo
 from gateway.webapp import WebApp
 from petplatform.pet.v1 import pet_pb2
 from tests.support import REPO_ROOT
+from tests.support.market import business
+from tests.support.matching import synced
 from tests.support.pets import TOKYO, cat, create, dog
 from tests.support.platform import PASSWORD, Api, embedded_settings, module_of, start_platform
 from tests.support.tokens import sign_token
@@ -39,7 +41,8 @@ def free_port() -> int:
 @pytest.mark.timeout(240)  # a ceiling for a loaded CI machine: it takes about 25 s
 async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_sink):
     """Also signs in with the second factor and with the demo provider (the edge's local OpenID provider), and
-    refreshes an expired access token."""
+    refreshes an expired access token. Then two people, each in a browser context of their own: the one who
+    signed up swipes on the other's listed dog, the owner accepts, they chat live, and the owner books a walker."""
     # Missing tools are a failure, not a skip: CI must not pass without having opened a browser.
     node = shutil.which("node")
     assert node, "node is not installed (Node.js 20.19 or later)"
@@ -63,7 +66,11 @@ async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_
         shown = await create(api, owner, dog(f"Mochi {suffix}", breed="Shiba Inu", location=TOKYO))
         await api.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=shown.name, content=photo(7)),
                                      metadata=owner.md)
-        await create(api, owner, cat(f"Tama {suffix}", location=OSAKA))
+        tama = await create(api, owner, cat(f"Tama {suffix}", location=OSAKA))
+        # The listing, as matching's feed sees it: the browser's adopter swipes on it.
+        await synced(api, shown, tama)
+        walker = await api.signup("Walker")
+        await business(api, walker, where=TOKYO, tz="Asia/Tokyo")  # "Happy Paws", walks every day 09:00-17:00
         keys = module_of(api, "auth").keys
         now = dt.datetime.now(dt.timezone.utc)
         expired = sign_token({"sub": owner.user_id, "role": "user", "iat": now - dt.timedelta(hours=1),
@@ -73,7 +80,7 @@ async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_
         shutil.rmtree(SCREENSHOTS, ignore_errors=True)
         env = {**os.environ, "WEB_URL": f"http://127.0.0.1:{web.port}", "SCREENSHOTS": str(SCREENSHOTS),
                "EMAIL": f"browser-{suffix}@example.com", "PASSWORD": PASSWORD, "DOG": f"Mochi {suffix}",
-               "CAT": f"Tama {suffix}", "MFA_EMAIL": careful.email, "MFA_SECRET": secret,
+               "CAT": f"Tama {suffix}", "OWNER_EMAIL": owner.email, "MFA_EMAIL": careful.email, "MFA_SECRET": secret,
                "DEMO_EMAIL": f"demo-{suffix}@example.com", "CHROMIUM": str(CHROMIUM),
                "EXPIRED_SESSION": json.dumps({"accessToken": expired, "refreshToken": owner.refresh_token,
                                               "email": owner.email, "expiresAt": 0})}
@@ -88,7 +95,8 @@ async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_
                 proc.kill()
                 await proc.wait()
         assert proc.returncode == 0, f"the browser test failed (screenshots in {SCREENSHOTS}):\n{output.decode()}"
-        for name in ("signup-errors", "signin-error", "pets", "pet", "pets-phone", "mfa-error"):
+        for name in ("signup-errors", "signin-error", "pets", "pet", "pets-phone", "mfa-error", "feed", "matches",
+                     "chats", "chat", "notifications", "business", "bookings", "sessions"):
             assert (SCREENSHOTS / f"{name}.png").stat().st_size > 0
     finally:
         await api.channel.close()
