@@ -121,6 +121,24 @@ class ChatStore(Protocol):
     async def close(self) -> None: ...
 
 
+MEMBERS_KEPT = 100_000  # rooms whose members a store keeps in memory
+
+
+class KeptMembers:
+    """Rooms' members, kept: they never change, and the send path asks for them on every message."""
+
+    def __init__(self) -> None:
+        self._members_of: dict[str, tuple[str, ...]] = {}
+
+    def get(self, room_id: str) -> tuple[str, ...] | None:
+        return self._members_of.get(room_id)
+
+    def keep(self, room_id: str, members: Sequence[str]) -> None:
+        if len(self._members_of) >= MEMBERS_KEPT:
+            self._members_of.clear()
+        self._members_of[room_id] = tuple(sorted(members))
+
+
 def message_name(room_id: str, message_id: str) -> str:
     return f"rooms/{room_id}/messages/{message_id}"
 

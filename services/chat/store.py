@@ -15,8 +15,8 @@ from mesh.events import emit
 from mesh.resources import timestamp
 from mesh.sql import Database, Row, UtcDateTime
 from petplatform.chat.v1 import chat_pb2
-from services.chat.documents import (CLOSED, OPEN, EventOf, IdTaken, Member, NotMember, NotSender, RoomClosed,
-                                     RoomRecord, Sent, message_name, receipt)
+from services.chat.documents import (CLOSED, OPEN, EventOf, IdTaken, KeptMembers, Member, NotMember, NotSender,
+                                     RoomClosed, RoomRecord, Sent, message_name, receipt)
 
 metadata = sa.MetaData()
 
@@ -63,13 +63,10 @@ def to_message(row: Row) -> chat_pb2.Message:
                                          for a in row.attachments or ()])
 
 
-MEMBERS_KEPT = 100_000  # rooms whose members a store keeps in memory
-
-
 class SqlChatStore:
     def __init__(self, db: Database):
         self.db = db
-        self._members_of: dict[str, tuple[str, ...]] = {}
+        self._kept = KeptMembers()
 
     async def _members(self, s: AsyncSession, room_ids: Sequence[str]) -> dict[str, list[Member]]:
         out: dict[str, list[Member]] = {r: [] for r in room_ids}
@@ -159,15 +156,13 @@ class SqlChatStore:
             return set(rows)
 
     async def members(self, *, room_id: str, user_id: str) -> list[str]:
-        found = self._members_of.get(room_id)
+        found = self._kept.get(room_id)
         if found is None:
             async with self.db.read() as s:
                 found = tuple(sorted(await s.scalars(sa.select(memberships.c.user_id)
                                                      .where(memberships.c.room_id == room_id))))
-            if found:  # a room's members never change: kept for as long as there is room
-                if len(self._members_of) >= MEMBERS_KEPT:
-                    self._members_of.clear()
-                self._members_of[room_id] = found
+            if found:
+                self._kept.keep(room_id, found)
         if user_id not in found:
             raise NotMember(room_id)
         return list(found)

@@ -15,7 +15,19 @@ from petplatform.matching.v1 import events_pb2 as matching_events
 from services.chat.hub import Subscriber
 from tests.support.chat import caught_up, match, next_event, open_room, publish, send, until
 from tests.support.errors import expect, violations
-from tests.support.platform import Api, module_of
+from tests.support.platform import Api, embedded_settings, module_of, start_platform
+
+
+@pytest.fixture(scope="module", params=["relational", "mongodb"])
+async def api(request, tmp_path_factory, smtp_sink):
+    """The embedded platform, its chat keeping documents in its database, then in MongoDB (mongomock-motor
+    stands in for a server: none can be installed here)."""
+    overrides = {"chat_store": "mongodb", "mongodb_url": "mongomock://"} if request.param == "mongodb" else {}
+    platform = await start_platform(embedded_settings(tmp_path_factory.mktemp("data"), smtp_sink, **overrides))
+    client = Api(platform, smtp_sink)
+    yield client
+    await client.channel.close()
+    await platform.stop(grace=1)
 
 
 @pytest.fixture(scope="module")
