@@ -2,13 +2,17 @@
 members with their read and delivery positions, and messages keyed by (room, sequence)."""
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from google.protobuf import json_format
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.events import emit
@@ -63,10 +67,28 @@ def to_message(row: Row) -> chat_pb2.Message:
                                          for a in row.attachments or ()])
 
 
+SEND_BATCH = 200  # sends written in one transaction at most
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Send:
+    room_id: str
+    user_id: str
+    message_id: str
+    text: str
+    now: dt.datetime
+    event: EventOf
+    attachments: Sequence[chat_pb2.Attachment]
+    recipients: list[str]
+    done: asyncio.Future[Sent]
+
+
 class SqlChatStore:
     def __init__(self, db: Database):
         self.db = db
         self._kept = KeptMembers()
+        self._queued: list[_Send] = []
+        self._writer: asyncio.Task | None = None
 
     async def _members(self, s: AsyncSession, room_ids: Sequence[str]) -> dict[str, list[Member]]:
         out: dict[str, list[Member]] = {r: [] for r in room_ids}
@@ -170,32 +192,77 @@ class SqlChatStore:
     async def send(self, *, room_id: str, user_id: str, message_id: str, text: str, now: dt.datetime,
                    event: EventOf, attachments: Sequence[chat_pb2.Attachment] = ()) -> Sent:
         recipients = await self.members(room_id=room_id, user_id=user_id)
-        try:
-            async with self.db.transaction() as s:
-                # Three statements: this one numbers the message and takes the room's row lock, which orders
-                # concurrent sends to the room (SQLite: the write lock); then the message and the outbox row.
-                sequence = await s.scalar(rooms.update().where(rooms.c.id == room_id, rooms.c.state == OPEN).values(
-                    last_sequence=rooms.c.last_sequence + 1, activity_time=now).returning(rooms.c.last_sequence))
-                if sequence is None:  # closed; a resend of a message sent before still gets its first copy
-                    existing = await self._existing(s, room_id, message_id, user_id)
-                    if existing is not None:
-                        return Sent(message=existing, created=False, recipients=recipients)
-                    raise RoomClosed(room_id)
-                await s.execute(messages.insert().values(
-                    room_id=room_id, sequence=sequence, id=message_id, sender_id=user_id, text=text, create_time=now,
-                    attachments=[json_format.MessageToDict(a) for a in attachments] or None))
-                sent = Sent(message=chat_pb2.Message(
-                    name=message_name(room_id, message_id), sender=f"users/{user_id}", sequence=sequence, text=text,
-                    create_time=timestamp(now), attachments=attachments), created=True, recipients=recipients)
-                if (e := event(sent)) is not None:
-                    await emit(s, e)
-                return sent
-        except IntegrityError:  # the id is in the room already (a resend): the transaction kept nothing
-            async with self.db.read() as s:
-                existing = await self._existing(s, room_id, message_id, user_id)
-            if existing is None:
-                raise
-            return Sent(message=existing, created=False, recipients=recipients)
+        pending = _Send(room_id=room_id, user_id=user_id, message_id=message_id, text=text, now=now, event=event,
+                        attachments=attachments, recipients=recipients,
+                        done=asyncio.get_running_loop().create_future())
+        self._queued.append(pending)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued(), name="chat-send-writer")
+        # Shielded: a caller that goes away leaves its message to be written with the rest.
+        return await asyncio.shield(pending.done)
+
+    async def _write_queued(self) -> None:
+        # Group commit: the sends that queued while a transaction ran are written by the next one together, so
+        # BEGIN, COMMIT (a disk flush) and the write lock are paid once per batch, not once per message. Alone,
+        # a send is written at once, as before.
+        while self._queued:
+            batch, self._queued = self._queued[:SEND_BATCH], self._queued[SEND_BATCH:]
+            try:
+                outcomes = await self.db.writing(functools.partial(self._write_batch, batch))
+            except Exception as e:
+                for p in batch:
+                    if not p.done.done():
+                        p.done.set_exception(e)
+                continue
+            for p, outcome in outcomes:
+                if p.done.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    p.done.set_exception(outcome)
+                else:
+                    p.done.set_result(outcome)
+
+    async def _write_batch(self, batch: list[_Send], s: AsyncSession) -> list[tuple[_Send, Sent | Exception]]:
+        # Rooms locked in one order (the sort is stable: a room's sends keep theirs), so two replicas'
+        # batches never wait on each other in a cycle.
+        return [await self._write_one(s, p) for p in sorted(batch, key=lambda p: p.room_id)]
+
+    async def _write_one(self, s: AsyncSession, p: _Send) -> tuple[_Send, Sent | Exception]:
+        room = rooms.c.id == p.room_id
+        # This statement numbers the message and takes the room's row lock, which orders concurrent sends to
+        # the room (SQLite: the write lock); then the message, unless its id is there already, and the event.
+        sequence = await s.scalar(rooms.update().where(room, rooms.c.state == OPEN).values(
+            last_sequence=rooms.c.last_sequence + 1, activity_time=p.now).returning(rooms.c.last_sequence))
+        if sequence is None:  # closed; a resend of a message sent before still gets its first copy
+            try:
+                existing = await self._existing(s, p.room_id, p.message_id, p.user_id)
+            except IdTaken as e:
+                return p, e
+            if existing is not None:
+                return p, Sent(message=existing, created=False, recipients=p.recipients)
+            return p, RoomClosed(p.room_id)
+        insert = (sqlite_insert if self.db.is_sqlite else postgresql_insert)(messages).values(
+            room_id=p.room_id, sequence=sequence, id=p.message_id, sender_id=p.user_id, text=p.text,
+            create_time=p.now, attachments=[json_format.MessageToDict(a) for a in p.attachments] or None)
+        stored = await s.scalar(insert.on_conflict_do_nothing(index_elements=["room_id", "id"])
+                                .returning(messages.c.sequence))
+        if stored is None:  # the id is in the room already (a resend): its number and activity given back
+            newest = sa.select(sa.func.max(messages.c.create_time)).where(messages.c.room_id == p.room_id)
+            await s.execute(rooms.update().where(room).values(
+                last_sequence=rooms.c.last_sequence - 1,
+                activity_time=sa.func.coalesce(newest.scalar_subquery(), rooms.c.create_time)))
+            try:
+                existing = await self._existing(s, p.room_id, p.message_id, p.user_id)
+            except IdTaken as e:
+                return p, e
+            assert existing is not None  # the conflict was on it
+            return p, Sent(message=existing, created=False, recipients=p.recipients)
+        sent = Sent(message=chat_pb2.Message(
+            name=message_name(p.room_id, p.message_id), sender=f"users/{p.user_id}", sequence=sequence, text=p.text,
+            create_time=timestamp(p.now), attachments=p.attachments), created=True, recipients=p.recipients)
+        if (event := p.event(sent)) is not None:
+            await emit(s, event)
+        return p, sent
 
     async def _existing(self, s: AsyncSession, room_id: str, message_id: str, user_id: str) -> chat_pb2.Message | None:
         row = (await s.execute(sa.select(messages).where(messages.c.room_id == room_id,
@@ -264,4 +331,5 @@ class SqlChatStore:
             return r, sorted(m.user_id for m in room_members), moved
 
     async def close(self) -> None:
-        pass
+        if self._writer is not None:  # what is queued is written first
+            await asyncio.gather(self._writer, return_exceptions=True)
