@@ -125,7 +125,8 @@ class Database:
         self._sync_writes: sa.Engine | None = None
         if url.startswith("sqlite"):
             # One connection: this process's writers take turns on self._writer anyway.
-            sync_writes = sa.create_engine(sa.make_url(url).set(drivername="sqlite"), pool_size=1, max_overflow=0)
+            sync_writes = sa.create_engine(sa.make_url(url).set(drivername="sqlite"), pool_size=1, max_overflow=0,
+                                           connect_args={"check_same_thread": False})  # COMMIT runs in a thread
             event.listen(sync_writes, "connect", _sqlite_connect)
             event.listen(sync_writes, "connect", _sqlite_no_busy_wait)
             event.listen(sync_writes, "begin", _sqlite_begin)
@@ -174,9 +175,9 @@ class Database:
         synchronous connection (a _SyncWrite posing as the session: execute, scalar, scalars, info,
         sync_session, so outbox.emit works): each statement takes microseconds there, where aiosqlite hands
         every one to its thread and back (a pass of the GIL each way, milliseconds on a busy machine). The
-        loop is held for the transaction, commit included, so fn must only write: it must await nothing but
-        the session. If another process holds the lock, fn runs under transaction() instead (its wait does
-        not hold the loop)."""
+        loop is held for the statements (not the commit's flush to disk), so fn must only write: it must
+        await nothing but the session. If another process holds the lock, fn runs under transaction()
+        instead (its wait does not hold the loop)."""
         if self._sync_writes is None:
             async with self.transaction() as s:
                 return await fn(s)
@@ -190,6 +191,12 @@ class Database:
                         raise
                 else:
                     result = await fn(cast(AsyncSession, _SyncWrite(session)))
+                    # COMMIT's flush to disk (milliseconds; tens at worst on a busy disk) in a thread, off the
+                    # loop; SQLAlchemy's own commit then finds nothing left to commit and runs its after-commit
+                    # hooks (the outbox relay's wake-up) here on the loop's thread. The write turn is still ours.
+                    raw = session.connection().connection.dbapi_connection
+                    assert raw is not None
+                    await asyncio.to_thread(raw.execute, "COMMIT")
                     session.commit()
                     return result
             except BaseException:
@@ -273,7 +280,7 @@ class _SyncWrite(_SyncRead):
     fires on the loop's thread, where the outbox relay is woken)."""
 
     def __init__(self, session: Session):
-        self._conn = session  # type: ignore[assignment]  # execute, scalar, scalars: the same calls
+        super().__init__(session)  # type: ignore[arg-type]  # execute, scalar, scalars: the same calls
         self.sync_session = session
         self.info = session.info
 

@@ -80,6 +80,9 @@ class UndeclaredEvent(Exception):
     """A service emitted an event its registry entry does not list."""
 
 
+_ADD = outbox.insert()  # built once: emit is on every write path
+
+
 def seal(event: Message, *, source: str | None, declared: frozenset[str] | None,
          traceparent: str = "") -> event_pb2.EventEnvelope:
     """The envelope of an event from `source`, refused unless its registry entry declares it (None: any).
@@ -102,9 +105,9 @@ async def emit(session: AsyncSession, event: Message, *, traceparent: str = "") 
     key comes from the message's contract, the source from the database the session belongs to."""
     envelope = seal(event, source=session.info.get("event_source"), declared=session.info.get("event_types"),
                     traceparent=traceparent)
-    await session.execute(outbox.insert().values(
-        event_id=envelope.id, event_type=envelope.type, body=envelope.SerializeToString(),
-        create_time=envelope.time.ToDatetime(tzinfo=dt.timezone.utc)))
+    await session.execute(_ADD, {"event_id": envelope.id, "event_type": envelope.type,
+                                 "body": envelope.SerializeToString(),
+                                 "create_time": envelope.time.ToDatetime(tzinfo=dt.timezone.utc)})
     session.sync_session.info["outbox_dirty"] = True
     return envelope.id
 

@@ -68,6 +68,13 @@ def to_message(row: Row) -> chat_pb2.Message:
 
 
 SEND_BATCH = 200  # sends written in one transaction at most
+# The send path's statements, built once (building one, literals and all, costs more than SQLite running it).
+NEXT_SEQUENCE = (rooms.update().where(rooms.c.id == sa.bindparam("room"), rooms.c.state == OPEN)
+                 .values(last_sequence=rooms.c.last_sequence + 1, activity_time=sa.bindparam("now"))
+                 .returning(rooms.c.last_sequence))
+INSERT_NEW = {is_sqlite: insert(messages).on_conflict_do_nothing(index_elements=["room_id", "id"])
+              .returning(messages.c.sequence)
+              for is_sqlite, insert in ((True, sqlite_insert), (False, postgresql_insert))}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -228,11 +235,9 @@ class SqlChatStore:
         return [await self._write_one(s, p) for p in sorted(batch, key=lambda p: p.room_id)]
 
     async def _write_one(self, s: AsyncSession, p: _Send) -> tuple[_Send, Sent | Exception]:
-        room = rooms.c.id == p.room_id
         # This statement numbers the message and takes the room's row lock, which orders concurrent sends to
         # the room (SQLite: the write lock); then the message, unless its id is there already, and the event.
-        sequence = await s.scalar(rooms.update().where(room, rooms.c.state == OPEN).values(
-            last_sequence=rooms.c.last_sequence + 1, activity_time=p.now).returning(rooms.c.last_sequence))
+        sequence = await s.scalar(NEXT_SEQUENCE, {"room": p.room_id, "now": p.now})
         if sequence is None:  # closed; a resend of a message sent before still gets its first copy
             try:
                 existing = await self._existing(s, p.room_id, p.message_id, p.user_id)
@@ -241,14 +246,12 @@ class SqlChatStore:
             if existing is not None:
                 return p, Sent(message=existing, created=False, recipients=p.recipients)
             return p, RoomClosed(p.room_id)
-        insert = (sqlite_insert if self.db.is_sqlite else postgresql_insert)(messages).values(
-            room_id=p.room_id, sequence=sequence, id=p.message_id, sender_id=p.user_id, text=p.text,
-            create_time=p.now, attachments=[json_format.MessageToDict(a) for a in p.attachments] or None)
-        stored = await s.scalar(insert.on_conflict_do_nothing(index_elements=["room_id", "id"])
-                                .returning(messages.c.sequence))
+        stored = await s.scalar(INSERT_NEW[self.db.is_sqlite], {
+            "room_id": p.room_id, "sequence": sequence, "id": p.message_id, "sender_id": p.user_id, "text": p.text,
+            "create_time": p.now, "attachments": [json_format.MessageToDict(a) for a in p.attachments] or None})
         if stored is None:  # the id is in the room already (a resend): its number and activity given back
             newest = sa.select(sa.func.max(messages.c.create_time)).where(messages.c.room_id == p.room_id)
-            await s.execute(rooms.update().where(room).values(
+            await s.execute(rooms.update().where(rooms.c.id == p.room_id).values(
                 last_sequence=rooms.c.last_sequence - 1,
                 activity_time=sa.func.coalesce(newest.scalar_subquery(), rooms.c.create_time)))
             try:
