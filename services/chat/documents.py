@@ -107,6 +107,10 @@ class ChatStore(Protocol):
                        descending: bool = False) -> list[chat_pb2.Message]:
         """Messages with after < sequence < before, ascending (or descending), at most `size`."""
 
+    async def tombstones(self, *, room_id: str, through: int, after: int = 0, size: int) -> list[chat_pb2.Message]:
+        """The room's deleted messages with after < sequence <= through, ascending, at most `size`: what a
+        stream resuming at `through` may hold whole and must learn was deleted."""
+
     async def delete(self, *, room_id: str, message_id: str, user_id: str, now: dt.datetime,
                      event: EventOf) -> tuple[chat_pb2.Message, list[str]]:
         """Makes a tombstone of `user_id`'s message, without text or attachments (NotSender, NotMember;

@@ -86,6 +86,9 @@ class MongoChatStore:
                                          name="room_sequence")
         await self._messages.create_index([("room_id", ASCENDING), ("id", ASCENDING)], unique=True,
                                          name="room_message_id")
+        # Only deleted messages: what a resuming stream is sent of the messages at or below its position.
+        await self._messages.create_index([("room_id", ASCENDING), ("sequence", ASCENDING)], name="room_tombstones",
+                                          partialFilterExpression={"delete_time": {"$type": "date"}})
         await self.outbox.create_indexes()
 
     async def _record(self, doc: dict[str, Any], user_id: str | None = None) -> RoomRecord:
@@ -214,6 +217,12 @@ class MongoChatStore:
             sequence["$lt"] = before
         found = (self._messages.find({"room_id": room_id, "sequence": sequence})
                  .sort("sequence", DESCENDING if descending else ASCENDING).limit(size))
+        return [to_message(d) async for d in found]
+
+    async def tombstones(self, *, room_id: str, through: int, after: int = 0, size: int) -> list[chat_pb2.Message]:
+        found = (self._messages.find({"room_id": room_id, "sequence": {"$gt": after, "$lte": through},
+                                      "delete_time": {"$ne": None}})
+                 .sort("sequence", ASCENDING).limit(size))
         return [to_message(d) async for d in found]
 
     async def message(self, *, room_id: str, message_id: str, user_id: str) -> chat_pb2.Message:

@@ -56,6 +56,8 @@ messages = sa.Table(
     sa.Column("delete_time", UtcDateTime, nullable=True),
     sa.Column("attachments", sa.JSON, nullable=True),  # [chat.v1.Attachment as JSON]; the bytes are blobs
     sa.UniqueConstraint("room_id", "id", name="uq_messages_room_id"),
+    sa.Index("ix_messages_tombstones", "room_id", "sequence", sqlite_where=sa.text("delete_time IS NOT NULL"),
+             postgresql_where=sa.text("delete_time IS NOT NULL")),
 )
 
 
@@ -284,6 +286,13 @@ class SqlChatStore:
         order = messages.c.sequence.desc() if descending else messages.c.sequence.asc()
         async with self.db.read() as s:
             return [to_message(r) for r in await s.execute(query.order_by(order).limit(size))]
+
+    async def tombstones(self, *, room_id: str, through: int, after: int = 0, size: int) -> list[chat_pb2.Message]:
+        query = (sa.select(messages).where(messages.c.room_id == room_id, messages.c.sequence > after,
+                                           messages.c.sequence <= through, messages.c.delete_time.is_not(None))
+                 .order_by(messages.c.sequence).limit(size))
+        async with self.db.read() as s:
+            return [to_message(r) for r in await s.execute(query)]
 
     async def message(self, *, room_id: str, message_id: str, user_id: str) -> chat_pb2.Message:
         async with self.db.read() as s:

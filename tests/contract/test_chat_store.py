@@ -230,6 +230,9 @@ async def test_a_deleted_message_becomes_a_tombstone_once(h: Harness):
     assert await h.store.message(room_id=room, message_id=message_id, user_id=B) == tombstone
     assert await h.store.messages(room_id=room, size=10) == [tombstone, after.message]
     assert [e.type for e in await h.stored_events()] == ["message.deleted"]  # one, not two
+    assert await h.store.tombstones(room_id=room, through=after.message.sequence, size=10) == [tombstone]
+    assert await h.store.tombstones(room_id=room, through=sent.message.sequence - 1, size=10) == []
+    assert await h.store.tombstones(room_id=room, through=99, after=sent.message.sequence, size=10) == []
     # Deleted, it is no longer unread: B has one message to read, not two.
     assert (await h.store.room(room_id=room, user_id=B)).unread_count == 1
 
@@ -257,6 +260,22 @@ async def test_unread_counts_follow_read_marks_which_never_move_back(h: Harness)
     assert record.unread_count == 0
     assert {(x.user_id, x.read_sequence, x.delivered_sequence) for x in record.members} == {(A, 0, 3), (B, 4, 4)}
     assert [e.type for e in await h.stored_events()] == ["messages.read"] * 3  # one per move
+
+
+async def test_tombstones_page_in_order_below_a_position(h: Harness):
+    room = await h.open()
+    sent = [await h.send(room, text=f"m{i}") for i in range(1, 9)]
+    for i in (2, 3, 5, 8):
+        await h.store.delete(room_id=room, message_id=sent[i - 1].message.name.rsplit("/", 1)[1], user_id=A,
+                             now=utcnow(), event=no_event)
+
+    def sequences(ms) -> list[int]:
+        return [m.sequence for m in ms]
+    assert sequences(await h.store.tombstones(room_id=room, through=7, size=10)) == [2, 3, 5]
+    assert sequences(await h.store.tombstones(room_id=room, through=7, size=2)) == [2, 3]
+    assert sequences(await h.store.tombstones(room_id=room, through=7, after=3, size=2)) == [5]
+    assert sequences(await h.store.tombstones(room_id=room, through=8, size=10)) == [2, 3, 5, 8]
+    assert await h.store.tombstones(room_id=room, through=0, size=10) == []
 
 
 async def test_history_pages_backwards_and_forwards(h: Harness):

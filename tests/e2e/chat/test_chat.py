@@ -264,6 +264,32 @@ async def test_a_killed_stream_resumes_with_nothing_lost_or_doubled(api: Api, pe
     second.cancel()
 
 
+async def test_a_resumed_stream_learns_of_messages_deleted_while_it_was_away(api: Api, people, room):
+    """Issue 10: a message becomes a tombstone for both members. A client that saw it whole and reconnects
+    at a later position is sent its tombstone (by name, so it replaces its copy) before what it missed."""
+    alice, bob, _ = people
+    kept, gone, also_gone = [await send(api, alice, room, t) for t in ("kept", "deleted later", "also deleted")]
+    first = stream(api, bob, {room: 0})
+    assert [m.text for m in await caught_up(first)] == ["kept", "deleted later", "also deleted"]
+    first.cancel()  # Bob goes away, holding all three whole
+    for m in (gone, also_gone):
+        await api.chat.DeleteMessage(chat_pb2.DeleteMessageRequest(name=m.name), metadata=alice.md)
+    after = await send(api, alice, room, "after")
+    for m in (gone, also_gone):
+        await api.chat.DeleteMessage(chat_pb2.DeleteMessageRequest(name=m.name), metadata=alice.md)  # once is enough
+    second = stream(api, bob, {room: 3})
+    got = await caught_up(second)
+    assert [(m.name, m.text, m.HasField("delete_time")) for m in got] == [
+        (gone.name, "", True), (also_gone.name, "", True), (after.name, "after", False)]
+    second.cancel()
+    # A client that never had them whole (it resumes before them) gets them once, in their place.
+    third = stream(api, bob, {room: 1})
+    assert [(m.sequence, m.HasField("delete_time")) for m in await caught_up(third)] == [
+        (2, True), (3, True), (4, False)]
+    third.cancel()
+    assert kept.sequence == 1
+
+
 async def test_messages_sent_while_a_stream_opens_arrive_once_in_order(api: Api, people, room):
     """The seam: sends race the catch-up read; whatever falls on either side arrives exactly once."""
     alice, bob, _ = people
