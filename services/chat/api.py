@@ -153,12 +153,16 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         def event(sent: Sent) -> chat_events.MessageSent:
             return chat_events.MessageSent(message=sent.message, recipients=[f"users/{u}" for u in others],
                                            watching=[f"users/{u}" for u in others if u in watching])
-        sent = await mapped(request.parent, self.store.send(
-            room_id=room, user_id=caller.user_id, message_id=request.message_id, text=request.message.text,
-            now=utcnow(), event=event, attachments=attachments))
-        if sent.created:
-            await self.hub.publish(sent.recipients, chat_pb2.ChatEvent(message=sent.message))
-        return sent.message
+        async def store_and_publish() -> chat_pb2.Message:
+            sent = await mapped(request.parent, self.store.send(
+                room_id=room, user_id=caller.user_id, message_id=request.message_id, text=request.message.text,
+                now=utcnow(), event=event, attachments=attachments))
+            if sent.created:
+                await self.hub.publish(sent.recipients, chat_pb2.ChatEvent(message=sent.message))
+            return sent.message
+        # Shielded: a caller gone while its message is written (a deadline, a dropped connection) must not
+        # leave it stored but unannounced; its resend would find it stored and announce nothing.
+        return await asyncio.shield(store_and_publish())
 
     async def _mark(self, room_name: str, field: str, *, read: int = 0, delivered: int = 0) -> chat_pb2.Receipt:
         caller = principal.require()

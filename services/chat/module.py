@@ -89,6 +89,7 @@ class ChatModule(ServiceModule):
 
     async def stop(self) -> None:
         await self.hub.stop()
+        await self.store.close()  # sends still queued are written before the database goes
         if self._mongo is not None:
             self._mongo.close()
         await super().stop()

@@ -204,6 +204,13 @@ class SqlChatStore:
         pending = _Send(room_id=room_id, user_id=user_id, message_id=message_id, text=text, now=now, event=event,
                         attachments=attachments, recipients=recipients,
                         done=asyncio.get_running_loop().create_future())
+        if not self.db.is_sqlite:
+            # PostgreSQL writes sends side by side, each in its own transaction on the pool; batching them
+            # into one writer would put them in a queue behind each other's round trips.
+            [(_, outcome)] = await self.db.writing(functools.partial(self._write_batch, [pending]))
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
         self._queued.append(pending)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_queued(), name="chat-send-writer")
@@ -211,9 +218,9 @@ class SqlChatStore:
         return await asyncio.shield(pending.done)
 
     async def _write_queued(self) -> None:
-        # Group commit: the sends that queued while a transaction ran are written by the next one together, so
-        # BEGIN, COMMIT (a disk flush) and the write lock are paid once per batch, not once per message. Alone,
-        # a send is written at once, as before.
+        # Group commit (SQLite, one writer anyway): the sends that queued while a transaction ran are written by
+        # the next one together, so BEGIN, COMMIT (a disk flush) and the write lock are paid once per batch, not
+        # once per message. Alone, a send is written at once, as before.
         while self._queued:
             batch, self._queued = self._queued[:SEND_BATCH], self._queued[SEND_BATCH:]
             try:
