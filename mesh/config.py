@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     s3_bucket: str = "petplatform"
     s3_secure: bool = True
 
+    # The documents port (chat's rooms and messages): "relational" keeps them in the service's database
+    # (SQLite or PostgreSQL); "mongodb" in MongoDB at mongodb_url (a replica set is not needed; see mesh/mongo.py).
+    chat_store: Literal["relational", "mongodb"] = "relational"
+    mongodb_url: SecretStr | None = None  # mongodb://user:pass@host:27017/ ; "mongomock://": in memory, tests only
+    mongodb_database: str = "petplatform"  # the schema prefix is put before it, as before a schema
+
     smtp_host: str | None = None  # unset: emails are logged, not sent
     smtp_port: int = Field(25, ge=1, le=65535)
     smtp_username: str | None = None
@@ -203,6 +209,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"profile 'real' needs {', '.join(missing)}")
             if self.dev_oidc:
                 raise ValueError("PETPLATFORM_DEV_OIDC lets anyone sign in as anyone: not in profile 'real'")
+        if self.chat_store == "mongodb" and not self.mongodb_url:
+            raise ValueError("chat_store 'mongodb' needs PETPLATFORM_MONGODB_URL")
         needs = {"fcm": ("fcm_project_id", "fcm_service_account_file"),
                  "twilio": ("twilio_account_sid", "twilio_auth_token", "twilio_from_number")}
         for provider in (self.notification_push_provider, self.notification_sms_provider):

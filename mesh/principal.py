@@ -106,6 +106,10 @@ class KeySet:
         return self._keys.get(kid)
 
 
+LEEWAY_SECONDS = 10  # clock skew allowed on a token's times
+VERIFIED_KEPT = 10_000  # verified tokens a verifier keeps (cleared when full)
+
+
 class TokenVerifier:
     """Verifies ES256 access tokens against the auth service's JWKS (a KeySet)."""
 
@@ -113,6 +117,7 @@ class TokenVerifier:
         self._keys = KeySet(jwks, ttl=ttl, min_refetch=min_refetch)
         self._cache = cache
         self._issuer = issuer
+        self._verified: dict[str, tuple[str, dict]] = {}  # token -> its key id and claims, once verified
 
     async def authenticate(self, authorization: str | None, access: int) -> Principal | None:
         """The caller an `authorization` header names, as far as the method's access level needs one:
@@ -136,24 +141,37 @@ class TokenVerifier:
         return principal
 
     async def verify(self, token: str) -> Principal:
+        kept = self._verified.get(token)
+        if kept is not None and kept[1]["exp"] + LEEWAY_SECONDS > time.time() and await self._keys.key(kept[0]):
+            claims = kept[1]  # its signature checked before, its key still trusted, not expired
+        else:
+            claims = await self._decode(token)
+        if await self._cache.get(revoked_session_key(claims["sid"])) is not None:
+            raise errors.unauthenticated("session revoked", "SESSION_REVOKED")
+        amr = claims.get("amr")
+        return Principal(user_id=claims["sub"], role=claims.get("role", "user"), session_id=claims["sid"],
+                         amr=tuple(str(a) for a in amr) if isinstance(amr, list) else ())
+
+    async def _decode(self, token: str) -> dict:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise errors.unauthenticated("malformed access token", "TOKEN_INVALID") from None
         if header.get("alg") != "ES256":
             raise errors.unauthenticated("unsupported token algorithm", "TOKEN_INVALID")
-        key = await self._keys.key(str(header.get("kid", "")))
+        kid = str(header.get("kid", ""))
+        key = await self._keys.key(kid)
         if key is None:
             raise errors.unauthenticated("access token signed by an unknown key", "TOKEN_INVALID")
         try:
-            claims = jwt.decode(token, key, algorithms=["ES256"], issuer=self._issuer, leeway=10,
+            claims = jwt.decode(token, key, algorithms=["ES256"], issuer=self._issuer, leeway=LEEWAY_SECONDS,
                                 options={"require": ["exp", "iat", "sub", "sid", "iss"]})
         except jwt.ExpiredSignatureError:
             raise errors.unauthenticated("access token expired", "TOKEN_EXPIRED") from None
         except jwt.PyJWTError:
             raise errors.unauthenticated("invalid access token", "TOKEN_INVALID") from None
-        if await self._cache.get(revoked_session_key(claims["sid"])) is not None:
-            raise errors.unauthenticated("session revoked", "SESSION_REVOKED")
-        amr = claims.get("amr")
-        return Principal(user_id=claims["sub"], role=claims.get("role", "user"), session_id=claims["sid"],
-                         amr=tuple(str(a) for a in amr) if isinstance(amr, list) else ())
+        # Kept: the calls of one token (a client's chat sends) check its ECDSA signature once, not each.
+        if len(self._verified) >= VERIFIED_KEPT:
+            self._verified.clear()
+        self._verified[token] = (kid, claims)
+        return claims

@@ -80,28 +80,36 @@ class UndeclaredEvent(Exception):
     """A service emitted an event its registry entry does not list."""
 
 
+_ADD = outbox.insert()  # built once: emit is on every write path
+
+
+def seal(event: Message, *, source: str | None, declared: frozenset[str] | None,
+         traceparent: str = "") -> event_pb2.EventEnvelope:
+    """The envelope of an event from `source`, refused unless its registry entry declares it (None: any).
+    Every outbox makes its envelopes here, so an event's type and checks are the same whatever stores it."""
+    kind = event_type(event)
+    if not source:
+        raise UndeclaredEvent(f"{kind}: this database has no event source (Database(..., info=producer(...)))")
+    if declared is not None and kind not in declared:
+        raise UndeclaredEvent(f"{source} emits {kind}, which its registry entry does not list under emits")
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(utcnow())
+    packed = any_pb2.Any()
+    packed.Pack(event)
+    return event_pb2.EventEnvelope(id=str(uuid.uuid4()), type=kind, time=ts, source=source,
+                                   traceparent=traceparent or tracing.traceparent(), payload=packed)
+
+
 async def emit(session: AsyncSession, event: Message, *, traceparent: str = "") -> str:
     """Adds an event to the outbox of the session's transaction; returns the event id. The routing
     key comes from the message's contract, the source from the database the session belongs to."""
-    kind = event_type(event)
-    source = session.info.get("event_source")
-    if not source:
-        raise UndeclaredEvent(f"{kind}: this database has no event source (Database(..., info=producer(...)))")
-    declared = session.info.get("event_types")
-    if declared is not None and kind not in declared:
-        raise UndeclaredEvent(f"{source} emits {kind}, which its registry entry does not list under emits")
-    now = utcnow()
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(now)
-    packed = any_pb2.Any()
-    packed.Pack(event)
-    event_id = str(uuid.uuid4())
-    envelope = event_pb2.EventEnvelope(id=event_id, type=kind, time=ts, source=source,
-                                       traceparent=traceparent or tracing.traceparent(), payload=packed)
-    await session.execute(outbox.insert().values(
-        event_id=event_id, event_type=kind, body=envelope.SerializeToString(), create_time=now))
+    envelope = seal(event, source=session.info.get("event_source"), declared=session.info.get("event_types"),
+                    traceparent=traceparent)
+    await session.execute(_ADD, {"event_id": envelope.id, "event_type": envelope.type,
+                                 "body": envelope.SerializeToString(),
+                                 "create_time": envelope.time.ToDatetime(tzinfo=dt.timezone.utc)})
     session.sync_session.info["outbox_dirty"] = True
-    return event_id
+    return envelope.id
 
 
 class Relay:

@@ -153,12 +153,16 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         def event(sent: Sent) -> chat_events.MessageSent:
             return chat_events.MessageSent(message=sent.message, recipients=[f"users/{u}" for u in others],
                                            watching=[f"users/{u}" for u in others if u in watching])
-        sent = await mapped(request.parent, self.store.send(
-            room_id=room, user_id=caller.user_id, message_id=request.message_id, text=request.message.text,
-            now=utcnow(), event=event, attachments=attachments))
-        if sent.created:
-            await self.hub.publish(sent.recipients, chat_pb2.ChatEvent(message=sent.message))
-        return sent.message
+        async def store_and_publish() -> chat_pb2.Message:
+            sent = await mapped(request.parent, self.store.send(
+                room_id=room, user_id=caller.user_id, message_id=request.message_id, text=request.message.text,
+                now=utcnow(), event=event, attachments=attachments))
+            if sent.created:
+                await self.hub.publish(sent.recipients, chat_pb2.ChatEvent(message=sent.message))
+            return sent.message
+        # Shielded: a caller gone while its message is written (a deadline, a dropped connection) must not
+        # leave it stored but unannounced; its resend would find it stored and announce nothing.
+        return await asyncio.shield(store_and_publish())
 
     async def _mark(self, room_name: str, field: str, *, read: int = 0, delivered: int = 0) -> chat_pb2.Receipt:
         caller = principal.require()
@@ -363,6 +367,18 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         for room in positions:
             await mapped(f"rooms/{room}", self.store.room(room_id=room, user_id=user_id))
 
+    async def _deleted(self, room: str, through: int) -> AsyncIterator[chat_pb2.ChatEvent]:
+        """Tombstones at or below a resumed position: the client may hold those messages whole, deleted while
+        it was away. All of them, in order (the position says which messages it has, not since when)."""
+        after = 0
+        while through > 0:
+            found = await self.store.tombstones(room_id=room, through=through, after=after, size=CATCH_UP_PAGE)
+            for m in found:
+                yield chat_pb2.ChatEvent(message=m)
+            if len(found) < CATCH_UP_PAGE:
+                return
+            after = found[-1].sequence
+
     async def _missed(self, sub: Subscriber, room: str, last: dict[str, int]) -> AsyncIterator[chat_pb2.ChatEvent]:
         """The room's messages after the stream's position, from storage, in order."""
         while True:
@@ -376,13 +392,15 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def _events(self, sub: Subscriber, positions: dict[str, int],
                       answers: asyncio.Queue[chat_pb2.ActionResult] | None
                       ) -> AsyncIterator[chat_pb2.ChatEvent | chat_pb2.ActionResult]:
-        """Missed messages of the rooms in `positions`, then CaughtUp, then live events, with the seam
+        """Tombstones and missed messages of the rooms in `positions`, then CaughtUp, then live events, with the seam
         and any gap closed by sequence: a message at or below the room's position is a duplicate
         (skipped); one past position + 1 means some were missed (read from storage first). The
         subscriber was registered before the catch-up read, so nothing falls between the two."""
         last = dict(positions)
         sub.rooms.update(positions)
         for room in positions:
+            async for event in self._deleted(room, positions[room]):
+                yield event
             async for event in self._missed(sub, room, last):
                 yield event
         yield chat_pb2.ChatEvent(caught_up=chat_pb2.CaughtUp())

@@ -107,6 +107,10 @@ class ChatStore(Protocol):
                        descending: bool = False) -> list[chat_pb2.Message]:
         """Messages with after < sequence < before, ascending (or descending), at most `size`."""
 
+    async def tombstones(self, *, room_id: str, through: int, after: int = 0, size: int) -> list[chat_pb2.Message]:
+        """The room's deleted messages with after < sequence <= through, ascending, at most `size`: what a
+        stream resuming at `through` may hold whole and must learn was deleted."""
+
     async def delete(self, *, room_id: str, message_id: str, user_id: str, now: dt.datetime,
                      event: EventOf) -> tuple[chat_pb2.Message, list[str]]:
         """Makes a tombstone of `user_id`'s message, without text or attachments (NotSender, NotMember;
@@ -119,6 +123,24 @@ class ChatStore(Protocol):
         a delivery too). Returns the receipt, the room's members and whether it moved."""
 
     async def close(self) -> None: ...
+
+
+MEMBERS_KEPT = 100_000  # rooms whose members a store keeps in memory
+
+
+class KeptMembers:
+    """Rooms' members, kept: they never change, and the send path asks for them on every message."""
+
+    def __init__(self) -> None:
+        self._members_of: dict[str, tuple[str, ...]] = {}
+
+    def get(self, room_id: str) -> tuple[str, ...] | None:
+        return self._members_of.get(room_id)
+
+    def keep(self, room_id: str, members: Sequence[str]) -> None:
+        if len(self._members_of) >= MEMBERS_KEPT:
+            self._members_of.clear()
+        self._members_of[room_id] = tuple(sorted(members))
 
 
 def message_name(room_id: str, message_id: str) -> str:

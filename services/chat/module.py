@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.events import Effects, PoisonEvent
+from mesh.mongo import DocumentOutbox, connect
 from mesh.registry import ServiceSpec
 from mesh.resources import parse_name
 from mesh.runtime import Runtime, ServiceModule
@@ -20,6 +21,7 @@ from petplatform.matching.v1 import matching_pb2
 from services.chat.api import ChatServicer, to_room
 from services.chat.documents import ChatStore, RoomRecord
 from services.chat.hub import ChatHub
+from services.chat.mongo import MongoChatStore
 from services.chat.store import SqlChatStore
 
 
@@ -49,7 +51,20 @@ class ChatModule(ServiceModule):
 
     def __init__(self, rt: Runtime, spec: ServiceSpec):
         super().__init__(rt, spec)
-        self.store: ChatStore = SqlChatStore(self.db)
+        self._mongo: Any = None
+        self._outbox: DocumentOutbox | None = None
+        self.store: ChatStore
+        settings = rt.settings
+        if settings.chat_store == "mongodb":
+            assert settings.mongodb_url is not None  # the settings check it
+            self._mongo = connect(url=settings.mongodb_url.get_secret_value())
+            database = self._mongo[settings.schema_prefix + settings.mongodb_database]
+            self._outbox = DocumentOutbox(bus=rt.bus, source=spec.name, declared=spec.emitted_types,
+                                          collections=MongoChatStore.collections(database),
+                                          poll_seconds=settings.outbox_poll_seconds)
+            self.store = MongoChatStore(database=database, outbox=self._outbox)
+        else:
+            self.store = SqlChatStore(self.db)
         self.hub = ChatHub(rt.fanout, rt.presence)
         self._tasks: set[asyncio.Task] = set()
 
@@ -62,13 +77,21 @@ class ChatModule(ServiceModule):
                                matching_events.UserBlocked: self._user_blocked}}
 
     async def start(self) -> None:
+        if isinstance(self.store, MongoChatStore) and self._outbox is not None:
+            await self.store.create_indexes()
+            self._outbox.start()
         await self.hub.start()
 
     async def drain(self) -> None:
         self.hub.close()
+        if self._outbox is not None:  # before the bus stops; what is pending stays so for the next start
+            await self._outbox.stop()
 
     async def stop(self) -> None:
         await self.hub.stop()
+        await self.store.close()  # sends still queued are written before the database goes
+        if self._mongo is not None:
+            self._mongo.close()
         await super().stop()
 
     # Room changes reach the members' open streams once they are committed.

@@ -2,21 +2,25 @@
 members with their read and delivery positions, and messages keyed by (room, sequence)."""
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from google.protobuf import json_format
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.events import emit
 from mesh.resources import timestamp
 from mesh.sql import Database, Row, UtcDateTime
 from petplatform.chat.v1 import chat_pb2
-from services.chat.documents import (CLOSED, OPEN, EventOf, IdTaken, Member, NotMember, NotSender, RoomClosed,
-                                     RoomRecord, Sent, message_name, receipt)
+from services.chat.documents import (CLOSED, OPEN, EventOf, IdTaken, KeptMembers, Member, NotMember, NotSender,
+                                     RoomClosed, RoomRecord, Sent, message_name, receipt)
 
 metadata = sa.MetaData()
 
@@ -52,6 +56,8 @@ messages = sa.Table(
     sa.Column("delete_time", UtcDateTime, nullable=True),
     sa.Column("attachments", sa.JSON, nullable=True),  # [chat.v1.Attachment as JSON]; the bytes are blobs
     sa.UniqueConstraint("room_id", "id", name="uq_messages_room_id"),
+    sa.Index("ix_messages_tombstones", "room_id", "sequence", sqlite_where=sa.text("delete_time IS NOT NULL"),
+             postgresql_where=sa.text("delete_time IS NOT NULL")),
 )
 
 
@@ -63,13 +69,35 @@ def to_message(row: Row) -> chat_pb2.Message:
                                          for a in row.attachments or ()])
 
 
-MEMBERS_KEPT = 100_000  # rooms whose members a store keeps in memory
+SEND_BATCH = 200  # sends written in one transaction at most
+# The send path's statements, built once (building one, literals and all, costs more than SQLite running it).
+NEXT_SEQUENCE = (rooms.update().where(rooms.c.id == sa.bindparam("room"), rooms.c.state == OPEN)
+                 .values(last_sequence=rooms.c.last_sequence + 1, activity_time=sa.bindparam("now"))
+                 .returning(rooms.c.last_sequence))
+INSERT_NEW = {is_sqlite: insert(messages).on_conflict_do_nothing(index_elements=["room_id", "id"])
+              .returning(messages.c.sequence)
+              for is_sqlite, insert in ((True, sqlite_insert), (False, postgresql_insert))}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Send:
+    room_id: str
+    user_id: str
+    message_id: str
+    text: str
+    now: dt.datetime
+    event: EventOf
+    attachments: Sequence[chat_pb2.Attachment]
+    recipients: list[str]
+    done: asyncio.Future[Sent]
 
 
 class SqlChatStore:
     def __init__(self, db: Database):
         self.db = db
-        self._members_of: dict[str, tuple[str, ...]] = {}
+        self._kept = KeptMembers()
+        self._queued: list[_Send] = []
+        self._writer: asyncio.Task | None = None
 
     async def _members(self, s: AsyncSession, room_ids: Sequence[str]) -> dict[str, list[Member]]:
         out: dict[str, list[Member]] = {r: [] for r in room_ids}
@@ -159,15 +187,13 @@ class SqlChatStore:
             return set(rows)
 
     async def members(self, *, room_id: str, user_id: str) -> list[str]:
-        found = self._members_of.get(room_id)
+        found = self._kept.get(room_id)
         if found is None:
             async with self.db.read() as s:
                 found = tuple(sorted(await s.scalars(sa.select(memberships.c.user_id)
                                                      .where(memberships.c.room_id == room_id))))
-            if found:  # a room's members never change: kept for as long as there is room
-                if len(self._members_of) >= MEMBERS_KEPT:
-                    self._members_of.clear()
-                self._members_of[room_id] = found
+            if found:
+                self._kept.keep(room_id, found)
         if user_id not in found:
             raise NotMember(room_id)
         return list(found)
@@ -175,32 +201,80 @@ class SqlChatStore:
     async def send(self, *, room_id: str, user_id: str, message_id: str, text: str, now: dt.datetime,
                    event: EventOf, attachments: Sequence[chat_pb2.Attachment] = ()) -> Sent:
         recipients = await self.members(room_id=room_id, user_id=user_id)
-        try:
-            async with self.db.transaction() as s:
-                # Three statements: this one numbers the message and takes the room's row lock, which orders
-                # concurrent sends to the room (SQLite: the write lock); then the message and the outbox row.
-                sequence = await s.scalar(rooms.update().where(rooms.c.id == room_id, rooms.c.state == OPEN).values(
-                    last_sequence=rooms.c.last_sequence + 1, activity_time=now).returning(rooms.c.last_sequence))
-                if sequence is None:  # closed; a resend of a message sent before still gets its first copy
-                    existing = await self._existing(s, room_id, message_id, user_id)
-                    if existing is not None:
-                        return Sent(message=existing, created=False, recipients=recipients)
-                    raise RoomClosed(room_id)
-                await s.execute(messages.insert().values(
-                    room_id=room_id, sequence=sequence, id=message_id, sender_id=user_id, text=text, create_time=now,
-                    attachments=[json_format.MessageToDict(a) for a in attachments] or None))
-                sent = Sent(message=chat_pb2.Message(
-                    name=message_name(room_id, message_id), sender=f"users/{user_id}", sequence=sequence, text=text,
-                    create_time=timestamp(now), attachments=attachments), created=True, recipients=recipients)
-                if (e := event(sent)) is not None:
-                    await emit(s, e)
-                return sent
-        except IntegrityError:  # the id is in the room already (a resend): the transaction kept nothing
-            async with self.db.read() as s:
-                existing = await self._existing(s, room_id, message_id, user_id)
-            if existing is None:
-                raise
-            return Sent(message=existing, created=False, recipients=recipients)
+        pending = _Send(room_id=room_id, user_id=user_id, message_id=message_id, text=text, now=now, event=event,
+                        attachments=attachments, recipients=recipients,
+                        done=asyncio.get_running_loop().create_future())
+        if not self.db.is_sqlite:
+            # PostgreSQL writes sends side by side, each in its own transaction on the pool; batching them
+            # into one writer would put them in a queue behind each other's round trips.
+            [(_, outcome)] = await self.db.writing(functools.partial(self._write_batch, [pending]))
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+        self._queued.append(pending)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued(), name="chat-send-writer")
+        # Shielded: a caller that goes away leaves its message to be written with the rest.
+        return await asyncio.shield(pending.done)
+
+    async def _write_queued(self) -> None:
+        # Group commit (SQLite, one writer anyway): the sends that queued while a transaction ran are written by
+        # the next one together, so BEGIN, COMMIT (a disk flush) and the write lock are paid once per batch, not
+        # once per message. Alone, a send is written at once, as before.
+        while self._queued:
+            batch, self._queued = self._queued[:SEND_BATCH], self._queued[SEND_BATCH:]
+            try:
+                outcomes = await self.db.writing(functools.partial(self._write_batch, batch))
+            except Exception as e:
+                for p in batch:
+                    if not p.done.done():
+                        p.done.set_exception(e)
+                continue
+            for p, outcome in outcomes:
+                if p.done.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    p.done.set_exception(outcome)
+                else:
+                    p.done.set_result(outcome)
+
+    async def _write_batch(self, batch: list[_Send], s: AsyncSession) -> list[tuple[_Send, Sent | Exception]]:
+        # Rooms locked in one order (the sort is stable: a room's sends keep theirs), so two replicas'
+        # batches never wait on each other in a cycle.
+        return [await self._write_one(s, p) for p in sorted(batch, key=lambda p: p.room_id)]
+
+    async def _write_one(self, s: AsyncSession, p: _Send) -> tuple[_Send, Sent | Exception]:
+        # This statement numbers the message and takes the room's row lock, which orders concurrent sends to
+        # the room (SQLite: the write lock); then the message, unless its id is there already, and the event.
+        sequence = await s.scalar(NEXT_SEQUENCE, {"room": p.room_id, "now": p.now})
+        if sequence is None:  # closed; a resend of a message sent before still gets its first copy
+            try:
+                existing = await self._existing(s, p.room_id, p.message_id, p.user_id)
+            except IdTaken as e:
+                return p, e
+            if existing is not None:
+                return p, Sent(message=existing, created=False, recipients=p.recipients)
+            return p, RoomClosed(p.room_id)
+        stored = await s.scalar(INSERT_NEW[self.db.is_sqlite], {
+            "room_id": p.room_id, "sequence": sequence, "id": p.message_id, "sender_id": p.user_id, "text": p.text,
+            "create_time": p.now, "attachments": [json_format.MessageToDict(a) for a in p.attachments] or None})
+        if stored is None:  # the id is in the room already (a resend): its number and activity given back
+            newest = sa.select(sa.func.max(messages.c.create_time)).where(messages.c.room_id == p.room_id)
+            await s.execute(rooms.update().where(rooms.c.id == p.room_id).values(
+                last_sequence=rooms.c.last_sequence - 1,
+                activity_time=sa.func.coalesce(newest.scalar_subquery(), rooms.c.create_time)))
+            try:
+                existing = await self._existing(s, p.room_id, p.message_id, p.user_id)
+            except IdTaken as e:
+                return p, e
+            assert existing is not None  # the conflict was on it
+            return p, Sent(message=existing, created=False, recipients=p.recipients)
+        sent = Sent(message=chat_pb2.Message(
+            name=message_name(p.room_id, p.message_id), sender=f"users/{p.user_id}", sequence=sequence, text=p.text,
+            create_time=timestamp(p.now), attachments=p.attachments), created=True, recipients=p.recipients)
+        if (event := p.event(sent)) is not None:
+            await emit(s, event)
+        return p, sent
 
     async def _existing(self, s: AsyncSession, room_id: str, message_id: str, user_id: str) -> chat_pb2.Message | None:
         row = (await s.execute(sa.select(messages).where(messages.c.room_id == room_id,
@@ -219,6 +293,13 @@ class SqlChatStore:
         order = messages.c.sequence.desc() if descending else messages.c.sequence.asc()
         async with self.db.read() as s:
             return [to_message(r) for r in await s.execute(query.order_by(order).limit(size))]
+
+    async def tombstones(self, *, room_id: str, through: int, after: int = 0, size: int) -> list[chat_pb2.Message]:
+        query = (sa.select(messages).where(messages.c.room_id == room_id, messages.c.sequence > after,
+                                           messages.c.sequence <= through, messages.c.delete_time.is_not(None))
+                 .order_by(messages.c.sequence).limit(size))
+        async with self.db.read() as s:
+            return [to_message(r) for r in await s.execute(query)]
 
     async def message(self, *, room_id: str, message_id: str, user_id: str) -> chat_pb2.Message:
         async with self.db.read() as s:
@@ -269,4 +350,5 @@ class SqlChatStore:
             return r, sorted(m.user_id for m in room_members), moved
 
     async def close(self) -> None:
-        pass
+        if self._writer is not None:  # what is queued is written first
+            await asyncio.gather(self._writer, return_exceptions=True)

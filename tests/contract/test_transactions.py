@@ -113,3 +113,33 @@ async def test_a_sqlite_writer_that_never_gets_its_turn_fails_instead_of_hanging
             assert await s.scalar(sa.select(counter.c.value)) == 1, "the outer transaction still commits"
     finally:
         await drop_database(db)
+
+
+async def test_a_writing_batch_commits_or_rolls_back_whole_and_waits_for_another_process(db: Database, tmp_path):
+    """Database.writing runs a batch on the loop's thread on SQLite (a synchronous connection), in a
+    transaction like transaction()'s; when another process holds SQLite's write lock, it waits for it
+    under transaction() instead of sleeping on the loop."""
+    async def add(s, n: int = 1):
+        for _ in range(n):
+            await s.execute(counter.update().values(value=counter.c.value + 1))
+        return await s.scalar(sa.select(counter.c.value))
+
+    assert await db.writing(add) == 1
+
+    async def fail(s):
+        await add(s, 5)
+        raise RuntimeError("roll it back")
+    with pytest.raises(RuntimeError):
+        await db.writing(fail)
+    assert await db.reading(lambda s: s.scalar(sa.select(counter.c.value))) == 1
+    assert sorted(await asyncio.gather(*(db.writing(add) for _ in range(10)))) == list(range(2, 12))
+    if not db.is_sqlite:
+        return
+    other = sqlite3.connect(str(tmp_path / "scratch.sqlite3"), isolation_level=None)  # "another process"
+    other.execute("BEGIN IMMEDIATE")
+    waiting = asyncio.create_task(db.writing(add))
+    await asyncio.sleep(0.2)
+    assert not waiting.done(), "it waits for the lock"
+    other.execute("ROLLBACK")
+    other.close()
+    assert await waiting == 12

@@ -15,7 +15,19 @@ from petplatform.matching.v1 import events_pb2 as matching_events
 from services.chat.hub import Subscriber
 from tests.support.chat import caught_up, match, next_event, open_room, publish, send, until
 from tests.support.errors import expect, violations
-from tests.support.platform import Api, module_of
+from tests.support.platform import Api, embedded_settings, module_of, start_platform
+
+
+@pytest.fixture(scope="module", params=["relational", "mongodb"])
+async def api(request, tmp_path_factory, smtp_sink):
+    """The embedded platform, its chat keeping documents in its database, then in MongoDB (mongomock-motor
+    stands in for a server: none can be installed here)."""
+    overrides = {"chat_store": "mongodb", "mongodb_url": "mongomock://"} if request.param == "mongodb" else {}
+    platform = await start_platform(embedded_settings(tmp_path_factory.mktemp("data"), smtp_sink, **overrides))
+    client = Api(platform, smtp_sink)
+    yield client
+    await client.channel.close()
+    await platform.stop(grace=1)
 
 
 @pytest.fixture(scope="module")
@@ -187,11 +199,15 @@ async def test_bad_input_is_invalid_argument(api: Api, people, room):
     connect.cancel()
 
 
-async def next_event_or_answer(connect) -> chat_pb2.ActionResult:
+async def next_event_or_answer(connect, events: list[chat_pb2.ChatEvent] | None = None) -> chat_pb2.ActionResult:
+    """The next action result; the events read before it go to `events` (an action's own event may come
+    before or after its answer)."""
     while True:
         reply = await asyncio.wait_for(connect.read(), 10)
         if reply.WhichOneof("kind") == "action_result":
             return reply.action_result
+        if events is not None:
+            events.append(reply.event)
 
 
 async def test_connect_and_stream_events_see_the_same_conversation(api: Api, people, room):
@@ -204,11 +220,13 @@ async def test_connect_and_stream_events_see_the_same_conversation(api: Api, peo
 
     await mobile.write(chat_pb2.ConnectRequest(action_id="s1", send_message=chat_pb2.SendMessageRequest(
         parent=room, message_id=uuid.uuid4().hex, message=chat_pb2.Message(text="from the phone"))))
-    answer = await next_event_or_answer(mobile)
+    before_answer: list[chat_pb2.ChatEvent] = []
+    answer = await next_event_or_answer(mobile, before_answer)
     assert answer.action_id == "s1" and answer.message.sequence == 1 and not answer.HasField("error")
     assert (await next_event(browser)).message.text == "from the phone"
 
-    assert (await next_event(mobile)).message.text == "from the phone", "the sender's devices get it too"
+    own = next((e for e in before_answer if e.HasField("message")), None) or await next_event(mobile)
+    assert own.message.text == "from the phone", "the sender's devices get it too"
     await send(api, bob, room, "from the browser")
     assert (await next_event(browser)).message.text == "from the browser"
     assert (await next_event(mobile)).message.text == "from the browser"
@@ -250,6 +268,32 @@ async def test_a_killed_stream_resumes_with_nothing_lost_or_doubled(api: Api, pe
     await send(api, alice, room, "live 9")
     assert (await next_event(second)).message.sequence == 9
     second.cancel()
+
+
+async def test_a_resumed_stream_learns_of_messages_deleted_while_it_was_away(api: Api, people, room):
+    """Issue 10: a message becomes a tombstone for both members. A client that saw it whole and reconnects
+    at a later position is sent its tombstone (by name, so it replaces its copy) before what it missed."""
+    alice, bob, _ = people
+    kept, gone, also_gone = [await send(api, alice, room, t) for t in ("kept", "deleted later", "also deleted")]
+    first = stream(api, bob, {room: 0})
+    assert [m.text for m in await caught_up(first)] == ["kept", "deleted later", "also deleted"]
+    first.cancel()  # Bob goes away, holding all three whole
+    for m in (gone, also_gone):
+        await api.chat.DeleteMessage(chat_pb2.DeleteMessageRequest(name=m.name), metadata=alice.md)
+    after = await send(api, alice, room, "after")
+    for m in (gone, also_gone):
+        await api.chat.DeleteMessage(chat_pb2.DeleteMessageRequest(name=m.name), metadata=alice.md)  # once is enough
+    second = stream(api, bob, {room: 3})
+    got = await caught_up(second)
+    assert [(m.name, m.text, m.HasField("delete_time")) for m in got] == [
+        (gone.name, "", True), (also_gone.name, "", True), (after.name, "after", False)]
+    second.cancel()
+    # A client that never had them whole (it resumes before them) gets them once, in their place.
+    third = stream(api, bob, {room: 1})
+    assert [(m.sequence, m.HasField("delete_time")) for m in await caught_up(third)] == [
+        (2, True), (3, True), (4, False)]
+    third.cancel()
+    assert kept.sequence == 1
 
 
 async def test_messages_sent_while_a_stream_opens_arrive_once_in_order(api: Api, people, room):
