@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import secrets
 import types
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from petplatform.common.v1 import access_pb2, event_pb2
 from services.auth import domain, mfa, moderation, passwords, store
 from services.auth.keys import SigningKeys
 from services.auth.providers import Identity, Provider, Providers
+from services.auth.secret_box import SecretBox, SecretUnreadable
 from services.auth.throttle import LoginThrottle
 
 
@@ -34,6 +36,7 @@ PLATFORM_NAMES: dict[int, str] = {auth_pb2.CLIENT_PLATFORM_WEB: "web", auth_pb2.
 PLATFORMS: dict[str, int] = {v: k for k, v in PLATFORM_NAMES.items()}
 MAX_USER_AGENT = 256
 SecurityKind = auth_events.SecurityEventRecorded.Kind
+log = logging.getLogger(__name__)
 
 
 def account_message(row: Row | types.SimpleNamespace) -> auth_pb2.Account:
@@ -59,8 +62,10 @@ async def new_verification_email(session: AsyncSession, settings: Settings, acco
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, db: Database, cache: Cache, settings: Settings, keys: SigningKeys, providers: Providers):
+    def __init__(self, db: Database, cache: Cache, settings: Settings, keys: SigningKeys, providers: Providers,
+                 secret_box: SecretBox):
         self.db = db
+        self.secret_box = secret_box
         self.cache = cache
         self.s = settings
         self.keys = keys
@@ -294,9 +299,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         (user_id,) = parse_name(request.parent, "users/{}", "parent")
         if user_id != caller.user_id and not caller.admitted(access_pb2.ACCESS_SUPPORT):
             raise errors.permission_denied("you can only list your own sessions")
+        size = page_size(request.page_size)
+        position = decode_page_token(request.page_token, request)
+        after = (dt.datetime.fromisoformat(position[0]), position[1]) if position else None
         async with self.db.read() as s:
-            rows = await store.live_sessions(s, user_id, utcnow())
-        return auth_pb2.ListSessionsResponse(sessions=[session_message(r, caller.session_id) for r in rows])
+            found = await store.live_sessions_page(s, user_id, utcnow(), after=after, size=size)
+        rows, token = pagination.page(found, size, lambda r: [r.create_time.isoformat(), r.id], request)
+        return auth_pb2.ListSessionsResponse(sessions=[session_message(r, caller.session_id) for r in rows],
+                                             next_page_token=token)
 
     async def RevokeSession(self, request: auth_pb2.RevokeSessionRequest,
                             context: grpc.aio.ServicerContext) -> auth_pb2.RevokeSessionResponse:
@@ -329,7 +339,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             factor = await store.find_mfa(s, caller.user_id)
             if factor is not None and factor.confirm_time is not None:
                 raise errors.failed_precondition("two-factor authentication is already on", "MFA_ALREADY_ENABLED")
-            await store.put_pending_mfa(s, caller.user_id, secret, utcnow())
+            key_id, sealed = self.secret_box.seal(account_id=caller.user_id, secret=secret)
+            await store.put_pending_mfa(s, caller.user_id, sealed=sealed, key_id=key_id, now=utcnow())
         uri = mfa.otpauth_uri(secret, account.email or account.display_name)
         return auth_pb2.StartMfaEnrollmentResponse(secret=secret, otpauth_uri=uri, qr_code_png=mfa.qr_png(uri))
 
@@ -345,7 +356,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 raise errors.failed_precondition("start the enrollment first", "MFA_NOT_STARTED")
             if factor.confirm_time is not None:
                 raise errors.failed_precondition("two-factor authentication is already on", "MFA_ALREADY_ENABLED")
-            await self._check_totp(s, caller.user_id, factor.secret, request.code)
+            await self._check_totp(s, factor, request.code)
             await store.confirm_mfa(s, caller.user_id, utcnow())
             await store.replace_recovery_codes(s, caller.user_id, [mfa.recovery_code_hash(c) for c in codes])
             # The code just given is the second factor of the calling session: its next tokens say so.
@@ -400,7 +411,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 if not await store.use_recovery_code(s, account_id, mfa.recovery_code_hash(request.code), now):
                     raise errors.unauthenticated("wrong or already used recovery code", "MFA_CODE_INVALID")
             else:
-                await self._check_totp(s, account_id, factor.secret, request.code, error=errors.unauthenticated)
+                await self._check_totp(s, factor, request.code, error=errors.unauthenticated)
             # One challenge, one session: of two concurrent answers only the first completes it.
             claimed, _ = await self.cache.incr(f"{key}:claimed", self.s.mfa_challenge_seconds)
             if claimed != 1:
@@ -428,7 +439,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             factor = await store.find_mfa(s, caller.user_id)
             if factor is None or factor.confirm_time is None:
                 raise errors.failed_precondition("two-factor authentication is not on", "MFA_NOT_ENABLED")
-            await self._check_totp(s, caller.user_id, factor.secret, request.code)
+            await self._check_totp(s, factor, request.code)
             await store.delete_mfa(s, caller.user_id)
             await moderation.security_event(s, SecurityKind.KIND_MFA_CHANGED, user_id=account.id,
                                             detail="two-factor authentication turned off")
@@ -447,7 +458,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             factor = await store.find_mfa(s, caller.user_id)
             if factor is None or factor.confirm_time is None:
                 raise errors.failed_precondition("two-factor authentication is not on", "MFA_NOT_ENABLED")
-            await self._check_totp(s, caller.user_id, factor.secret, request.code)
+            await self._check_totp(s, factor, request.code)
             await store.replace_recovery_codes(s, caller.user_id, [mfa.recovery_code_hash(c) for c in codes])
         await self.throttle.succeeded(attempt)
         return auth_pb2.RegenerateRecoveryCodesResponse(recovery_codes=codes)
@@ -456,13 +467,22 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         """Wrong codes are throttled as wrong passwords are, per account and address (their own counters)."""
         return await self.throttle.admit(f"mfa:{account_id}", client_address.current(), reason="MFA_THROTTLED")
 
-    async def _check_totp(self, s: AsyncSession, account_id: str, secret: str, code: str,
-                          error=errors.permission_denied) -> None:
+    async def _check_totp(self, s: AsyncSession, factor: Row, code: str, error=errors.permission_denied) -> None:
         """Accepts a current code once: its time step is recorded, and neither it nor an older one passes again."""
+        try:
+            secret = self.secret_box.open(account_id=factor.account_id, key_id=factor.secret_key_id,
+                                          stored=factor.secret)
+        except SecretUnreadable as e:
+            # Our fault, not the caller's, and not one a retry mends: the operator must configure the key.
+            # The person can still sign in with a recovery code (only their hashes are kept, no key needed).
+            log.error("TOTP secret of users/%s unreadable: %s", factor.account_id, e)
+            raise errors.failed_precondition(
+                "authenticator codes cannot be checked at the moment; sign in with a recovery code, or try "
+                "again later", "MFA_SECRET_UNAVAILABLE") from None
         step = mfa.matching_step(secret, code, utcnow())
         if step is None:
             raise error("wrong code", "MFA_CODE_INVALID")
-        if not await store.use_mfa_step(s, account_id, step):
+        if not await store.use_mfa_step(s, factor.account_id, step):
             raise error("this code was already used; wait for the next one", "MFA_CODE_USED")
 
     async def _account(self, s: AsyncSession, caller: principal.Principal) -> Row:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from services.auth.api import AuthServicer, new_verification_email
 from services.auth import moderation, store
 from services.auth.keys import SigningKeys
 from services.auth.providers import Providers
+from services.auth.secret_box import SecretBox, SecretUnreadable
+
+
+log = logging.getLogger(__name__)
 
 
 class AuthModule(ServiceModule):
@@ -27,10 +32,11 @@ class AuthModule(ServiceModule):
         self.keys = SigningKeys(rt.settings)
         self.mailer = Mailer(rt.settings)
         self.providers = Providers(rt.settings)
+        self.secret_box = SecretBox(rt.settings)
 
     def servicers(self) -> Mapping[str, object]:
         return {"petplatform.auth.v1.AuthService": AuthServicer(self.db, self.rt.cache, self.rt.settings, self.keys,
-                                                                  self.providers)}
+                                                                  self.providers, self.secret_box)}
 
     def consumers(self) -> Mapping[str, Effects]:
         settings = self.rt.settings
@@ -81,7 +87,35 @@ class AuthModule(ServiceModule):
                 await moderation.security_event(
                     s, events_pb2.SecurityEventRecorded.KIND_SIGNING_KEY_ROTATED, user_id=None,
                     detail=f"access tokens are now signed with key {self.keys.kid}")
+        await self._reseal_mfa_secrets()
         await super().start()
+
+    async def _reseal_mfa_secrets(self) -> None:
+        """Seals with the current key every TOTP secret still in plaintext (from before they were encrypted)
+        or sealed with a previous key, so that a previous key can be dropped once a start reports none left.
+        Replicas starting together do the same work; each row changes only if it is still what was read."""
+        after, resealed, unreadable = "", 0, 0
+        while True:
+            async with self.db.transaction() as s:
+                rows = await store.mfa_secrets_to_reseal(s, self.secret_box.key_id, after=after, limit=500)
+                for row in rows:
+                    try:
+                        secret = self.secret_box.open(account_id=row.account_id, key_id=row.secret_key_id,
+                                                      stored=row.secret)
+                    except SecretUnreadable as e:
+                        unreadable += 1
+                        log.error("TOTP secret of users/%s unreadable: %s", row.account_id, e)
+                        continue
+                    key_id, sealed = self.secret_box.seal(account_id=row.account_id, secret=secret)
+                    await store.reseal_mfa_secret(s, row.account_id, was_key_id=row.secret_key_id, sealed=sealed,
+                                                  key_id=key_id)
+                    resealed += 1
+            if not rows:
+                break
+            after = rows[-1].account_id
+        if resealed or unreadable:
+            log.warning("TOTP secrets: %d sealed with key %s, %d unreadable with the configured keys",
+                        resealed, self.secret_box.key_id, unreadable)
 
     async def stop(self) -> None:
         await self.providers.http.close()
