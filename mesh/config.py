@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     # the demo and tests, never production (anyone can sign in there as anyone).
     dev_oidc: bool = False
     mfa_challenge_seconds: int = Field(300, ge=60, le=900)  # how long a sign-in waits for its second factor
+    # How often auth looks for suspensions past their end time, to reinstate them (and say so in an event).
+    suspension_sweep_seconds: float = Field(60, gt=0)
     # Encrypts TOTP secrets at rest (AES-256-GCM): base64 of 32 random bytes. New secrets are sealed with
     # this key; secrets sealed with a previous key are still read, and re-sealed with this one at start.
     # Unset (embedded profile only): generated once under data_dir.

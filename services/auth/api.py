@@ -43,7 +43,8 @@ def account_message(row: Row | types.SimpleNamespace) -> auth_pb2.Account:
     return auth_pb2.Account(name=f"users/{row.id}", email=row.email or "", display_name=row.display_name,
                             email_verified=row.email_verified, role=domain.ROLES[row.role],
                             create_time=timestamp(row.create_time),
-                            status=domain.STATUSES[row.status], status_reason=row.status_reason)
+                            status=domain.STATUSES[row.status], status_reason=row.status_reason,
+                            status_end_time=timestamp(row.status_end_time))
 
 
 async def new_verification_email(session: AsyncSession, settings: Settings, account_id: str, email_addr: str) -> None:
@@ -83,7 +84,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         password_hash = await passwords.hash_password(request.password, self.s.bcrypt_rounds)
         account = types.SimpleNamespace(id=new_id(), email=email_addr, display_name=display_name,
                                         role=domain.role_for(email_addr, self._admins), email_verified=False,
-                                        create_time=utcnow(), status="active", status_reason="")
+                                        create_time=utcnow(), status="active", status_reason="",
+                                        status_end_time=None)
         try:
             async with self.db.transaction() as s:
                 await store.add_account(s, account_id=account.id, email=email_addr, password_hash=password_hash,
@@ -126,7 +128,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             token = await store.find_refresh_token(s, domain.sha256(request.refresh_token))
             if token is not None:
                 # A suspension revoked the token too; its holder is told why rather than that it is invalid.
-                refused = domain.sign_in_refused((await store.get_account(s, token.account_id)).status)
+                refused = domain.sign_in_refused(await store.get_account(s, token.account_id), now)
                 if refused:
                     raise refused
             if token is None or not domain.refresh_token_usable(revoke_time=token.revoke_time,
@@ -227,7 +229,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                        context: grpc.aio.ServicerContext) -> dict[str, Any]:
         """A first factor passed: with two-factor authentication on, a challenge for VerifyMfa; else a new
         session and its tokens."""
-        await self._refuse_inactive(account.id, account.status)
+        await self._refuse_inactive(account)
         device = {"user_agent": user_agent(context), "platform": PLATFORM_NAMES.get(platform, "unspecified"),
                   "client_address": client_address.current()}
         async with self.db.read() as s:
@@ -263,13 +265,19 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if account.email:
             await emit(s, event_pb2.EmailRequested(to=account.email, subject=subject, text_body=text + "\n"))
 
-    async def _refuse_inactive(self, account_id: str, status: str) -> None:
-        """A suspended or banned account proved its first factor: the sign-in is refused, and recorded."""
-        refused = domain.sign_in_refused(status)
+    async def _refuse_inactive(self, account: Row) -> None:
+        """A suspended or banned account proved its first factor: the sign-in is refused, and recorded. A
+        suspension past its end is lifted here if the sweep has not yet done so."""
+        if domain.suspension_lapsed(account, utcnow()):
+            async with self.db.transaction() as s:
+                await moderation.end_lapsed_suspension(s, self.cache, account.id,
+                                                       access_token_ttl=self.s.access_token_ttl_seconds)
+            return
+        refused = domain.sign_in_refused(account, utcnow())
         if refused:
             async with self.db.transaction() as s:
-                await moderation.security_event(s, SecurityKind.KIND_SIGN_IN_FAILED, user_id=account_id,
-                                                detail=f"account {status}")
+                await moderation.security_event(s, SecurityKind.KIND_SIGN_IN_FAILED, user_id=account.id,
+                                                detail=f"account {account.status}")
             raise refused
 
     def _tokens(self, access: str, refresh: str) -> dict[str, Any]:
@@ -417,7 +425,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             if claimed != 1:
                 raise errors.unauthenticated("the sign-in challenge was already completed", "MFA_CHALLENGE_INVALID")
             account = await store.get_account(s, account_id)
-            refused = domain.sign_in_refused(account.status)  # suspended since the password was checked
+            refused = domain.sign_in_refused(account, now)  # suspended since the password was checked
             if refused:
                 raise refused
             access, refresh = await self._new_session(
@@ -549,6 +557,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         (user_id,) = parse_name(request.name, "users/{}")
         status = self._named(domain.STATUS_NAMES, request.status, "status")
         reason = domain.check_status_reason(request.reason)
+        end_time = domain.check_suspension_end(
+            request.end_time.ToDatetime(tzinfo=dt.timezone.utc) if request.HasField("end_time") else None,
+            status=status, now=utcnow())
         if user_id == caller.user_id:
             raise errors.permission_denied("you cannot change your own account's status", "OWN_ACCOUNT")
         async with self.db.transaction() as s:
@@ -561,7 +572,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 if account.status == "banned" and status != "banned":
                     raise errors.permission_denied("only admins lift a ban", "ADMIN_ONLY")
             await moderation.change_status(s, self.cache, account, status=status, reason=reason,
-                                           actor=caller.resource_name, case="",
+                                           actor=caller.resource_name, case="", end_time=end_time,
                                            access_token_ttl=self.s.access_token_ttl_seconds)
             row = await store.get_account(s, user_id)
         return auth_pb2.SetAccountStatusResponse(account=account_message(row))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +35,7 @@ class AuthModule(ServiceModule):
         self.mailer = Mailer(rt.settings)
         self.providers = Providers(rt.settings)
         self.secret_box = SecretBox(rt.settings)
+        self._sweeper: asyncio.Task | None = None
 
     def servicers(self) -> Mapping[str, object]:
         return {"petplatform.auth.v1.AuthService": AuthServicer(self.db, self.rt.cache, self.rt.settings, self.keys,
@@ -89,6 +92,29 @@ class AuthModule(ServiceModule):
                     detail=f"access tokens are now signed with key {self.keys.kid}")
         await self._reseal_mfa_secrets()
         await super().start()
+        self._sweeper = asyncio.create_task(self._sweep_suspensions(), name="auth:suspensions")
+
+    async def _sweep_suspensions(self) -> None:
+        """Reinstates suspensions past their end time, so that the event saying so goes out (the pets held for
+        the suspension come back) even for accounts that do not sign in; sign-in checks the end time itself."""
+        while True:
+            try:
+                await self.end_lapsed_suspensions()
+            except Exception:
+                log.exception("ending lapsed suspensions failed; trying again")
+            await asyncio.sleep(self.rt.settings.suspension_sweep_seconds)
+
+    async def end_lapsed_suspensions(self) -> int:
+        ended = 0
+        while True:
+            async with self.db.read() as s:
+                due = await store.lapsed_suspensions(s, utcnow(), limit=100)
+            for account_id in due:
+                async with self.db.transaction() as s:
+                    ended += await moderation.end_lapsed_suspension(
+                        s, self.rt.cache, account_id, access_token_ttl=self.rt.settings.access_token_ttl_seconds)
+            if len(due) < 100:
+                return ended
 
     async def _reseal_mfa_secrets(self) -> None:
         """Seals with the current key every TOTP secret still in plaintext (from before they were encrypted)
@@ -118,5 +144,9 @@ class AuthModule(ServiceModule):
                         resealed, self.secret_box.key_id, unreadable)
 
     async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.providers.http.close()
         await super().stop()

@@ -29,6 +29,7 @@ accounts = sa.Table(
     sa.Column("status_reason", sa.String(500), nullable=False, server_default=""),
     sa.Column("status_case", sa.String(64), nullable=True),
     sa.Column("status_update_time", UtcDateTime, nullable=True),
+    sa.Column("status_end_time", UtcDateTime, nullable=True, index=True),  # a suspension that ends by itself
 )
 
 # Each token-signing key the service has signed with (its RFC 7638 kid): a kid not seen before, when
@@ -160,9 +161,15 @@ async def set_role(s: AsyncSession, account_id: str, role: str) -> None:
 
 
 async def set_status(s: AsyncSession, account_id: str, *, status: str, reason: str, case: str | None,
-                     now: dt.datetime) -> None:
+                     now: dt.datetime, end_time: dt.datetime | None = None) -> None:
     await s.execute(accounts.update().where(accounts.c.id == account_id).values(
-        status=status, status_reason=reason, status_case=case, status_update_time=now))
+        status=status, status_reason=reason, status_case=case, status_update_time=now, status_end_time=end_time))
+
+
+async def lapsed_suspensions(s: AsyncSession, now: dt.datetime, *, limit: int) -> list[str]:
+    """Accounts whose suspension has ended but which are still marked suspended."""
+    return list((await s.execute(sa.select(accounts.c.id).where(
+        accounts.c.status == "suspended", accounts.c.status_end_time <= now).limit(limit))).scalars().all())
 
 
 async def list_accounts(s: AsyncSession, *, email: str | None, role: str | None, status: str | None,
