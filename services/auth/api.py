@@ -419,7 +419,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 if not await store.use_recovery_code(s, account_id, mfa.recovery_code_hash(request.code), now):
                     raise errors.unauthenticated("wrong or already used recovery code", "MFA_CODE_INVALID")
             else:
-                await self._check_totp(s, factor, request.code, error=errors.unauthenticated)
+                await self._check_totp(s, factor, request.code, signing_in=True)
             # One challenge, one session: of two concurrent answers only the first completes it.
             claimed, _ = await self.cache.incr(f"{key}:claimed", self.s.mfa_challenge_seconds)
             if claimed != 1:
@@ -475,8 +475,10 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         """Wrong codes are throttled as wrong passwords are, per account and address (their own counters)."""
         return await self.throttle.admit(f"mfa:{account_id}", client_address.current(), reason="MFA_THROTTLED")
 
-    async def _check_totp(self, s: AsyncSession, factor: Row, code: str, error=errors.permission_denied) -> None:
-        """Accepts a current code once: its time step is recorded, and neither it nor an older one passes again."""
+    async def _check_totp(self, s: AsyncSession, factor: Row, code: str, *, signing_in: bool = False) -> None:
+        """Accepts a current code once: its time step is recorded, and neither it nor an older one passes again.
+        `signing_in`: the code completes a sign-in (VerifyMfa), else it confirms a change by a signed-in person."""
+        error = errors.unauthenticated if signing_in else errors.permission_denied
         try:
             secret = self.secret_box.open(account_id=factor.account_id, key_id=factor.secret_key_id,
                                           stored=factor.secret)
@@ -484,9 +486,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             # Our fault, not the caller's, and not one a retry mends: the operator must configure the key.
             # The person can still sign in with a recovery code (only their hashes are kept, no key needed).
             log.error("TOTP secret of users/%s unreadable: %s", factor.account_id, e)
-            raise errors.failed_precondition(
-                "authenticator codes cannot be checked at the moment; sign in with a recovery code, or try "
-                "again later", "MFA_SECRET_UNAVAILABLE") from None
+            hint = "sign in with a recovery code, or try again later" if signing_in else "try again later"
+            raise errors.failed_precondition(f"authenticator codes cannot be checked at the moment; {hint}",
+                                             "MFA_SECRET_UNAVAILABLE") from None
         step = mfa.matching_step(secret, code, utcnow())
         if step is None:
             raise error("wrong code", "MFA_CODE_INVALID")

@@ -213,12 +213,25 @@ async def test_a_suspension_with_an_end_time_ends_by_itself(api: Api):
     assert (lifted.status, lifted.previous_status, lifted.reason, lifted.actor, lifted.case) == (
         auth_pb2.ACCOUNT_STATUS_ACTIVE, auth_pb2.ACCOUNT_STATUS_SUSPENDED, "the suspension ended", "", "")
 
-    # ...and the sweep lifts those who do not sign in, once.
+    # ...and the sweep lifts those who do not sign in, once; the pets held for the suspension come back.
+    pet = await create(api, other, dog("Biscuit"))
     await suspend_until(api, moderator, other.name, end)
+
+    async def pet_visible() -> bool:
+        try:
+            return bool(await api.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name)))
+        except grpc.aio.AioRpcError as e:
+            assert e.code() == grpc.StatusCode.NOT_FOUND
+            return False
+
+    async def pet_held() -> bool:
+        return not await pet_visible()
+    await until(pet_held, what="the suspended owner's pet held")
     await let_time_pass(api, other)
     auth = module_of(api, "auth")
     assert await auth.end_lapsed_suspensions() >= 1 and await auth.end_lapsed_suspensions() == 0
     assert (await get_account(api, moderator, other.name)).account.status == auth_pb2.ACCOUNT_STATUS_ACTIVE
+    await until(pet_visible, what="the pet shown again when the suspension ended")
     assert [e.status for e in await emitted(api, auth_events.UserStatusChanged, other.name)] == [
         auth_pb2.ACCOUNT_STATUS_SUSPENDED, auth_pb2.ACCOUNT_STATUS_ACTIVE]
     assert (await api.auth.Login(auth_pb2.LoginRequest(email=other.email, password=PASSWORD))).access_token
