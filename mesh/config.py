@@ -1,6 +1,7 @@
 """One settings object for the whole program, read from PETPLATFORM_* environment variables."""
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from pathlib import Path
@@ -139,6 +140,13 @@ class Settings(BaseSettings):
     # the demo and tests, never production (anyone can sign in there as anyone).
     dev_oidc: bool = False
     mfa_challenge_seconds: int = Field(300, ge=60, le=900)  # how long a sign-in waits for its second factor
+    # How often auth looks for suspensions past their end time, to reinstate them (and say so in an event).
+    suspension_sweep_seconds: float = Field(60, gt=0)
+    # Encrypts TOTP secrets at rest (AES-256-GCM): base64 of 32 random bytes. New secrets are sealed with
+    # this key; secrets sealed with a previous key are still read, and re-sealed with this one at start.
+    # Unset (embedded profile only): generated once under data_dir.
+    mfa_encryption_key: SecretStr | None = None
+    mfa_previous_encryption_keys: list[SecretStr] = []
 
     outbox_poll_seconds: float = Field(0.5, gt=0)
     event_retention_hours: float = Field(168, gt=0)  # published outbox rows and inbox ids are kept this long
@@ -199,10 +207,23 @@ class Settings(BaseSettings):
             raise ValueError("must be printable ASCII without spaces or line breaks")
         return key
 
+    @field_validator("mfa_encryption_key", "mfa_previous_encryption_keys")
+    @classmethod
+    def _aes_256_keys(cls, keys: SecretStr | list[SecretStr] | None) -> SecretStr | list[SecretStr] | None:
+        for key in keys if isinstance(keys, list) else [keys] if keys else []:
+            try:
+                raw = base64.b64decode(key.get_secret_value(), validate=True)
+            except ValueError:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("must be base64 of 32 bytes (openssl rand -base64 32)")
+        return keys
+
     @model_validator(mode="after")
     def _real_profile_needs_infrastructure(self) -> Settings:
         if self.profile == "real":
-            needed = ("database_url", "amqp_url", "redis_url", "s3_endpoint", "edge_key", "page_token_key")
+            needed = ("database_url", "amqp_url", "redis_url", "s3_endpoint", "edge_key", "page_token_key",
+                      "mfa_encryption_key")
             missing = [f"{ENV_PREFIX}{n.upper()}" for n in needed
                        if not getattr(self, n)]
             if missing:
