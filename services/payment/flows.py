@@ -32,9 +32,10 @@ MAX_RETRY = dt.timedelta(minutes=10)
 
 
 OPEN_STATES = (P.STATE_PENDING, P.STATE_PROCESSING, P.STATE_REQUIRES_ACTION)
-# A payout's bank transfer only moves forward: in transit, then paid, then (a bank returning it) failed.
-BANK_RANK: dict[int, int] = {P.BANK_PAYOUT_UNSPECIFIED: 0, P.BANK_PAYOUT_IN_TRANSIT: 1, P.BANK_PAYOUT_PAID: 2,
-                             P.BANK_PAYOUT_FAILED: 3, P.BANK_PAYOUT_CANCELLED: 3}
+# A payout's bank transfer only moves forward: in transit, (PayPal) unclaimed, then paid, then (a bank
+# returning it, or PayPal returning an item unclaimed for 30 days) failed.
+BANK_RANK: dict[int, int] = {P.BANK_PAYOUT_UNSPECIFIED: 0, P.BANK_PAYOUT_IN_TRANSIT: 1, P.BANK_PAYOUT_UNCLAIMED: 2,
+                             P.BANK_PAYOUT_PAID: 3, P.BANK_PAYOUT_FAILED: 4, P.BANK_PAYOUT_CANCELLED: 4}
 
 
 def payment_message(r: Row, *, payer: bool = False) -> P:

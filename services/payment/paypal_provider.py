@@ -10,12 +10,16 @@ not be pointed at a local stand-in. The REST calls are few and documented:
   - refunds: a refund of the capture (the charge's reference is the capture id);
   - payouts: a Payouts batch of one item to the business's PayPal account (`payout_account` is its
     PayPal payer id).
+Webhooks are checked by PayPal's verify-webhook-signature API (PayPal signs them with its own
+certificate, not a secret shared with us), with the event sent back verbatim.
 Every POST carries the flow's idempotency key as PayPal-Request-Id (PayPal's idempotency header:
 a retry returns the first answer), the capture `<key>:capture`. An outage (no answer, 5xx, 429, a
 token refused mid-way) is ProviderDown; the worker retries with the same keys."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
+import json
 import logging
 import time
 from typing import Any
@@ -33,6 +37,10 @@ REFUND_STATES: dict[str, State] = {"COMPLETED": "succeeded", "PENDING": "process
                                    "CANCELLED": "failed"}
 DECLINES = {"INSTRUMENT_DECLINED", "TRANSACTION_REFUSED", "PAYER_CANNOT_PAY", "PAYEE_BLOCKED_TRANSACTION"}
 TOKEN_MARGIN_SECONDS = 60
+# What verify-webhook-signature needs of a webhook's headers: (header, field of the request).
+WEBHOOK_HEADERS = (("paypal-auth-algo", "auth_algo"), ("paypal-cert-url", "cert_url"),
+                   ("paypal-transmission-id", "transmission_id"), ("paypal-transmission-sig", "transmission_sig"),
+                   ("paypal-transmission-time", "transmission_time"))
 
 
 def money(minor: int, currency: str) -> dict[str, str]:
@@ -103,6 +111,25 @@ class PayPalProvider:
             raise ProviderDown("paypal: 401, access token refused")
         return status, answer
 
+    async def verify_webhook(self, *, webhook_id: str, headers: Mapping[str, str], body: bytes) -> bool:
+        """Whether PayPal says it sent `body` with these (lowercased) headers to the webhook
+        `webhook_id`. The event goes into the request as received, not parsed and serialized
+        again: PayPal's signature covers a CRC32 of its own bytes. ProviderDown when PayPal cannot
+        answer (the webhook is refused as unavailable, and PayPal sends it again)."""
+        if any(not headers.get(h) for h, _ in WEBHOOK_HEADERS):
+            return False
+        fields = {name: headers[h] for h, name in WEBHOOK_HEADERS} | {"webhook_id": webhook_id}
+        request = json.dumps(fields)[:-1].encode() + b', "webhook_event": ' + body + b"}"
+        status, answer = await self._send("POST", "/v1/notifications/verify-webhook-signature", data=request,
+                                          headers={"Authorization": f"Bearer {await self._access_token()}",
+                                                   "Content-Type": "application/json"})
+        if status == 401:
+            self._token = ""
+            raise ProviderDown("paypal: 401, access token refused")
+        if status != 200:
+            log.warning("paypal: verify-webhook-signature answered %s %s", status, issue_of(answer))
+        return status == 200 and answer.get("verification_status") == "SUCCESS"
+
     async def charge(self, *, key: str, amount: int, currency: str, payment_method: str,
                      metadata: dict[str, str]) -> Outcome:
         status, order = await self._post("/v2/checkout/orders", key=key, body={
@@ -161,5 +188,5 @@ class PayPalProvider:
         if header.get("batch_status") in ("DENIED", "CANCELED"):
             return Outcome("failed", str(header.get("payout_batch_id") or ""), str(header.get("batch_status")))
         # Accepted: PayPal has taken the amount from the platform's balance for the business (its
-        # item's later fate, e.g. unclaimed, comes by PAYMENT.PAYOUTS-ITEM webhooks, not read yet).
+        # item's later fate, e.g. unclaimed, comes by PAYMENT.PAYOUTS-ITEM webhooks: bank_payout).
         return Outcome("succeeded", str(header.get("payout_batch_id") or ""))
