@@ -15,7 +15,7 @@ from petplatform.payment.v1 import payment_pb2_grpc
 from services.payment import paypal_webhooks, store, webhooks
 from services.payment.flows import Flows, payment_message
 from services.payment.paypal_provider import PayPalProvider
-from services.payment.providers import Outcome, ProviderDown
+from services.payment.providers import Outcome, ProviderDown, ProviderRefused
 from services.payment.reports import BankReport, Event, PaymentReport, text
 from services.payment.stripe_provider import action_url
 
@@ -149,6 +149,10 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             verified = await adapter.verify_webhook(webhook_id=webhook_id, headers=headers, body=body)
         except ProviderDown as e:
             log.warning("paypal webhook not verified, PayPal unavailable: %s", e)
+            raise errors.unavailable("PayPal cannot verify the webhook now", "PROVIDER_UNAVAILABLE") from None
+        except ProviderRefused as e:
+            # Our credentials refused: ours to fix; PayPal keeps sending the webhook meanwhile.
+            log.error("paypal webhook not verified, our request refused: %s", e)
             raise errors.unavailable("PayPal cannot verify the webhook now", "PROVIDER_UNAVAILABLE") from None
         if not verified:
             log.warning("paypal webhook refused: PayPal did not verify it")

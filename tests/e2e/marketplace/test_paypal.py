@@ -182,6 +182,12 @@ async def test_a_webhook_is_verified_by_paypal_with_the_event_sent_back_verbatim
     with pytest.raises(ProviderDown, match="401"):
         await paypal.verify_webhook(webhook_id=WEBHOOK_ID, headers=lowered, body=body)
     assert await paypal.verify_webhook(webhook_id=WEBHOOK_ID, headers=lowered, body=body)
+    wrong = PayPalProvider(client_id=CLIENT_ID, client_secret="wrong", api_base=standin.url)
+    try:
+        with pytest.raises(ProviderRefused, match="401"):
+            await wrong.verify_webhook(webhook_id=WEBHOOK_ID, headers=lowered, body=body)
+    finally:
+        await wrong.close()
 
 
 # --- a platform on PayPal ---
