@@ -16,7 +16,7 @@ from services.payment import paypal_webhooks, store, webhooks
 from services.payment.flows import Flows, payment_message
 from services.payment.paypal_provider import PayPalProvider
 from services.payment.providers import Outcome, ProviderDown, ProviderRefused
-from services.payment.reports import BankReport, Event, PaymentReport, text
+from services.payment.reports import ApprovalReport, BankReport, Event, PaymentReport, text
 from services.payment.stripe_provider import action_url
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def stripe_event(body: bytes) -> Event:
     return Event(event_id, kind, stripe_report(kind, obj, account))
 
 
-def stripe_report(kind: str, obj: dict, account: str) -> PaymentReport | BankReport | None:
+def stripe_report(kind: str, obj: dict, account: str) -> PaymentReport | ApprovalReport | BankReport | None:
     reference = text(obj.get("id"))
     metadata = obj.get("metadata")
     metadata = metadata if isinstance(metadata, dict) else {}
@@ -172,15 +172,19 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             report = event.report
             if isinstance(report, BankReport):
                 await self._bank_payout(s, provider, event, report)
-            elif isinstance(report, PaymentReport):
+            elif report is not None:
                 row = await store.find_by_key(s, report.key, lock=True) if report.key else None
                 for reference in report.references:
                     row = row or await store.find_by_reference(s, reference, lock=True)
-                if row is None or row.kind != report.kind or row.provider != provider:
+                kind = report.kind if isinstance(report, PaymentReport) else P.KIND_CHARGE
+                if row is None or row.kind != kind or row.provider != provider:
                     log.info("%s webhook %s (%s) names no payment of ours; recorded, ignored", provider, event.id,
                              event.type)
                     return True
-                await self.flows.apply(s, row, report.outcome)
+                if isinstance(report, PaymentReport):
+                    await self.flows.apply(s, row, report.outcome)
+                else:
+                    await self.flows.resume(s, row)
         return True
 
     async def _bank_payout(self, s, provider: str, event: Event, report: BankReport) -> None:

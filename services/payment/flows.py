@@ -188,6 +188,12 @@ class Flows:
             values["failure_reason"] = failure[:200] or "bank_payout_failed"
         await store.update(s, row.id, **values)
 
+    async def resume(self, s: AsyncSession, row: Row) -> None:
+        """The payer did what a locked charge waited on: it is due again, and the worker's retry
+        (same idempotency key) finishes it. Only from REQUIRES_ACTION: a late approval changes nothing."""
+        if row.kind == P.KIND_CHARGE and row.state == P.STATE_REQUIRES_ACTION:
+            await store.update(s, row.id, state=P.STATE_PENDING, next_attempt_time=self.now(), update_time=self.now())
+
     async def apply(self, s: AsyncSession, row: Row, outcome: Outcome) -> None:
         """Applies a provider's answer (from our call or a webhook) to a locked payment: once. An
         answer for a payment already final, or older than what is known, changes nothing."""

@@ -6,7 +6,8 @@ not be pointed at a local stand-in. The REST calls are few and documented:
   - an OAuth2 client-credentials token, kept until shortly before it expires;
   - charges: an Orders v2 order (intent CAPTURE) paid with the owner's vaulted payment source
     (`payment_method` is its vault id), then captured; an order that needs the payer (3-D Secure,
-    a consent) is PAYER_ACTION_REQUIRED with a `payer-action` link: requires_action with that URL;
+    a consent) is PAYER_ACTION_REQUIRED with a `payer-action` link: requires_action with that URL,
+    and once the payer approved it (CHECKOUT.ORDER.APPROVED), the retry finds it APPROVED and captures;
   - refunds: a refund of the capture (the charge's reference is the capture id);
   - payouts: a Payouts batch of one item to the business's PayPal account (`payout_account` is its
     PayPal payer id).
@@ -111,6 +112,14 @@ class PayPalProvider:
             raise ProviderDown("paypal: 401, access token refused")
         return status, answer
 
+    async def _get(self, path: str) -> tuple[int, dict]:
+        token = await self._access_token()
+        status, answer = await self._send("GET", path, headers={"Authorization": f"Bearer {token}"})
+        if status == 401:
+            self._token = ""
+            raise ProviderDown("paypal: 401, access token refused")
+        return status, answer
+
     async def verify_webhook(self, *, webhook_id: str, headers: Mapping[str, str], body: bytes) -> bool:
         """Whether PayPal says it sent `body` with these (lowercased) headers to the webhook
         `webhook_id`. The event goes into the request as received, not parsed and serialized
@@ -142,6 +151,12 @@ class PayPalProvider:
         if status not in (200, 201):
             raise ProviderRefused(f"paypal: {status} {issue_of(order)}: order refused")
         order_id = str(order.get("id") or "")
+        if order.get("status") in ("PAYER_ACTION_REQUIRED", "CREATED") and order_id:
+            # The request id replays the order as first made: the payer may have approved it since
+            # (CHECKOUT.ORDER.APPROVED puts the charge back in the worker's hands), so ask.
+            status, now = await self._get(f"/v2/checkout/orders/{order_id}")
+            if status == 200 and now.get("status") in ("APPROVED", "COMPLETED"):
+                order = now
         if order.get("status") in ("PAYER_ACTION_REQUIRED", "CREATED"):
             link = next((x.get("href") for x in order.get("links") or ()
                          if isinstance(x, dict) and x.get("rel") in ("payer-action", "approve")), "")

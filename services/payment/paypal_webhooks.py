@@ -1,4 +1,6 @@
 """PayPal's webhook events read into reports (pure functions). The events acted on:
+  - CHECKOUT.ORDER.APPROVED: the payer approved an order that waited on them; the charge goes back
+    to the worker, whose retry captures it (found by the unit's `custom_id`, else the order id);
   - PAYMENT.CAPTURE.COMPLETED / PENDING / DENIED / DECLINED: a charge's capture (one that waited on
     the payer, or was pending) settled; found by the `custom_id` our order gave it (the charge's
     idempotency key), else by its order or capture id;
@@ -13,7 +15,7 @@ from mesh import errors
 from petplatform.payment.v1 import payment_pb2 as p
 from services.payment.paypal_provider import REFUND_STATES
 from services.payment.providers import Outcome, State
-from services.payment.reports import BankReport, Event, PaymentReport, text
+from services.payment.reports import ApprovalReport, BankReport, Event, PaymentReport, text
 
 P = p.Payment
 CAPTURE_EVENTS: dict[str, State] = {
@@ -39,8 +41,12 @@ def read(body: bytes) -> Event:
     return Event(event_id, kind, report_of(kind, resource))
 
 
-def report_of(kind: str, resource: dict) -> PaymentReport | BankReport | None:
+def report_of(kind: str, resource: dict) -> PaymentReport | ApprovalReport | BankReport | None:
     resource_id = text(resource.get("id"))
+    if kind == "CHECKOUT.ORDER.APPROVED":
+        units = resource.get("purchase_units")
+        unit = units[0] if isinstance(units, list) and units and isinstance(units[0], dict) else {}
+        return ApprovalReport(text(unit.get("custom_id")), (resource_id,) if resource_id else ())
     if kind in CAPTURE_EVENTS:
         state = CAPTURE_EVENTS[kind]
         details = resource.get("status_details")

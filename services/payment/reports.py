@@ -17,6 +17,13 @@ class PaymentReport:
 
 
 @dataclasses.dataclass(frozen=True)
+class ApprovalReport:
+    """The payer did what a charge waited on; ours to finish it (PayPal: capture the approved order)."""
+    key: str = ""
+    references: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class BankReport:
     reference: str  # the provider's id of the bank payout (Stripe: po_...; PayPal: the payout item)
     state: int  # Payment.BankPayout
@@ -29,7 +36,7 @@ class BankReport:
 class Event:
     id: str
     type: str
-    report: PaymentReport | BankReport | None  # None: an event we do not act on
+    report: PaymentReport | ApprovalReport | BankReport | None  # None: an event we do not act on
 
 
 def text(value: object) -> str:

@@ -64,6 +64,7 @@ class PayPalStandIn:
         app.router.add_post("/v1/oauth2/token", self._token)
         app.router.add_post("/v2/checkout/orders", self._handle)
         app.router.add_post("/v2/checkout/orders/{id}/capture", self._handle)
+        app.router.add_get("/v2/checkout/orders/{id}", self._order)
         app.router.add_post("/v2/payments/captures/{id}/refund", self._handle)
         app.router.add_post("/v1/payments/payouts", self._handle)
         app.router.add_post("/v1/notifications/verify-webhook-signature", self._verify)
@@ -119,9 +120,16 @@ class PayPalStandIn:
             "PAYPAL-TRANSMISSION-ID": tid, "PAYPAL-TRANSMISSION-TIME": sent, "PAYPAL-AUTH-ALGO": AUTH_ALGO,
             "PAYPAL-CERT-URL": CERT_URL, "PAYPAL-TRANSMISSION-SIG": self._signature(event, tid, sent, WEBHOOK_ID)}
 
-    def approve(self, order_id: str, *, succeed: bool = True) -> dict:
-        """The payer completes (or fails) an order's payer action and PayPal captures it: the capture,
-        as PAYMENT.CAPTURE.COMPLETED (or DENIED) carries it."""
+    def approve(self, order_id: str) -> dict:
+        """The payer completes an order's payer action: the order is APPROVED, ours to capture; the
+        order as CHECKOUT.ORDER.APPROVED carries it."""
+        order = self.created[order_id]
+        order["status"] = "APPROVED"
+        return {k: v for k, v in order.items() if k != "vault_id"}
+
+    def captured(self, order_id: str, *, succeed: bool = True) -> dict:
+        """An order's capture done (or denied) at PayPal without our call: the capture, as
+        PAYMENT.CAPTURE.COMPLETED (or DENIED) carries it (webhooks come in any order)."""
         order = self.created[order_id]
         unit = order["purchase_units"][0]
         capture = {"id": self._id("CAP"), "status": "COMPLETED" if succeed else "DECLINED",
@@ -140,6 +148,16 @@ class PayPalStandIn:
         return {"payout_item_id": batch["item_id"], "transaction_status": status, "payout_batch_id": batch_id,
                 "payout_item": batch["item"], **({"errors": {"name": "RECEIVER_UNCONFIRMED"}}
                                                  if status in ("FAILED", "RETURNED") else {})}
+
+    async def _order(self, request: web.Request) -> web.Response:
+        self.received.append(Received(request.path, dict(request.headers), {}))
+        if request.headers.get("Authorization", "").removeprefix("Bearer ") not in self.tokens:
+            status, answer = self._error(401, "AUTHENTICATION_FAILURE")
+        elif (order := self.created.get(request.match_info["id"])) is None or "intent" not in order:
+            status, answer = self._error(404, "RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID")
+        else:
+            status, answer = 200, {k: v for k, v in order.items() if k != "vault_id"}
+        return web.json_response(answer, status=status)
 
     async def _verify(self, request: web.Request) -> web.Response:
         try:

@@ -294,7 +294,7 @@ async def charge_waiting(api: Api, days_ahead: int = 7):
 async def test_paypal_webhooks_forged_malformed_or_unverifiable_are_refused(paypal_edge: EdgeClient):
     api, standin = paypal_edge.api, paypal_edge.api.standin  # type: ignore[attr-defined]
     owner, b, charge = await charge_waiting(api)
-    capture = standin.approve(charge.provider_reference)
+    capture = standin.captured(charge.provider_reference)
     body, headers = standin.webhook("PAYMENT.CAPTURE.COMPLETED", capture)
     other, other_headers = standin.webhook("PAYMENT.CAPTURE.COMPLETED", {**capture, "id": "CAP-FORGED"})
     forged = {**headers, "PAYPAL-TRANSMISSION-SIG": other_headers["PAYPAL-TRANSMISSION-SIG"]}
@@ -319,7 +319,7 @@ async def test_paypal_webhooks_forged_malformed_or_unverifiable_are_refused(payp
 async def test_a_payer_action_completes_by_webhook_once_whatever_the_order(paypal_edge: EdgeClient):
     api, standin = paypal_edge.api, paypal_edge.api.standin  # type: ignore[attr-defined]
     owner, b, charge = await charge_waiting(api)
-    capture = standin.approve(charge.provider_reference)
+    capture = standin.captured(charge.provider_reference)
     pending, pending_headers = standin.webhook("PAYMENT.CAPTURE.PENDING", {**capture, "status": "PENDING"})
     body, headers = standin.webhook("PAYMENT.CAPTURE.COMPLETED", capture)
     assert await deliver(paypal_edge, body, headers) == (200, {"received": True, "duplicate": False})
@@ -344,10 +344,36 @@ async def test_a_payer_action_completes_by_webhook_once_whatever_the_order(paypa
     await balanced(api, api.admin)
 
 
+async def test_an_approved_order_is_captured_by_the_worker_once(paypal_edge: EdgeClient):
+    """PayPal's order of events: the payer approves (CHECKOUT.ORDER.APPROVED), our worker's retry
+    finds the order APPROVED and captures it with `<key>:capture`; PAYMENT.CAPTURE.COMPLETED for it
+    then changes nothing."""
+    api, standin = paypal_edge.api, paypal_edge.api.standin  # type: ignore[attr-defined]
+    owner, b, charge = await charge_waiting(api, days_ahead=14)
+    order = standin.approve(charge.provider_reference)
+    body, headers = standin.webhook("CHECKOUT.ORDER.APPROVED", order)
+    assert await deliver(paypal_edge, body, headers) == (200, {"received": True, "duplicate": False})
+    paid = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_SUCCEEDED)
+    assert paid.provider_reference.startswith("CAP") and paid.action_url == ""
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_PAID)
+    (capture,) = standin.posts(f"/v2/checkout/orders/{charge.provider_reference}/capture")
+    assert capture.headers["PayPal-Request-Id"] == f"{b.name}:charge:capture"
+    assert (await deliver(paypal_edge, body, headers))[1]["duplicate"] is True
+    again, again_headers = standin.webhook("CHECKOUT.ORDER.APPROVED", order)  # a new event id, late
+    completed, completed_headers = standin.webhook("PAYMENT.CAPTURE.COMPLETED", {
+        **standin.created[paid.provider_reference], "custom_id": f"{b.name}:charge"})
+    for sent, with_headers in ((again, again_headers), (completed, completed_headers)):
+        assert (await deliver(paypal_edge, sent, with_headers))[0] == 200
+    assert len(standin.posts(f"/v2/checkout/orders/{charge.provider_reference}/capture")) == 1
+    (still,) = [x for x in await payments(api, owner, b.name) if x.kind == P.KIND_CHARGE]
+    assert (still.state, still.provider_reference) == (P.STATE_SUCCEEDED, paid.provider_reference)
+    await balanced(api, api.admin)
+
+
 async def test_a_payer_action_denied_by_webhook_fails_the_charge(paypal_edge: EdgeClient):
     api, standin = paypal_edge.api, paypal_edge.api.standin  # type: ignore[attr-defined]
     owner, b, charge = await charge_waiting(api, days_ahead=12)
-    capture = standin.approve(charge.provider_reference, succeed=False)
+    capture = standin.captured(charge.provider_reference, succeed=False)
     body, headers = standin.webhook("PAYMENT.CAPTURE.DENIED", capture)
     assert (await deliver(paypal_edge, body, headers))[0] == 200
     failed = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_FAILED)
