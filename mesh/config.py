@@ -191,6 +191,9 @@ class Settings(BaseSettings):
     paypal_client_id: str | None = None
     paypal_client_secret: SecretStr | None = None
     paypal_api_base: str | None = Field(None, pattern=r"^https?://")
+    # The id PayPal gave the app's webhook (`POST /v1/webhooks/paypal`): PayPal's
+    # verify-webhook-signature API checks each webhook against it.
+    paypal_webhook_id: str | None = Field(None, min_length=1, max_length=64)
     # Signs the local provider's webhooks (generated under the data dir when unset).
     local_payment_webhook_secret: SecretStr | None = Field(None, min_length=16)
     metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics; unset: not served
@@ -242,9 +245,10 @@ class Settings(BaseSettings):
         if self.payment_provider == "stripe" and not (self.stripe_api_key and self.stripe_webhook_secret):
             raise ValueError("payment_provider 'stripe' needs PETPLATFORM_STRIPE_API_KEY and "
                              "PETPLATFORM_STRIPE_WEBHOOK_SECRET")
-        if self.payment_provider == "paypal" and not (self.paypal_client_id and self.paypal_client_secret):
-            raise ValueError("payment_provider 'paypal' needs PETPLATFORM_PAYPAL_CLIENT_ID and "
-                             "PETPLATFORM_PAYPAL_CLIENT_SECRET")
+        if self.payment_provider == "paypal" and not (self.paypal_client_id and self.paypal_client_secret
+                                                      and self.paypal_webhook_id):
+            raise ValueError("payment_provider 'paypal' needs PETPLATFORM_PAYPAL_CLIENT_ID, "
+                             "PETPLATFORM_PAYPAL_CLIENT_SECRET and PETPLATFORM_PAYPAL_WEBHOOK_ID")
         return self
 
 
