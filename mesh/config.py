@@ -1,6 +1,7 @@
 """One settings object for the whole program, read from PETPLATFORM_* environment variables."""
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from pathlib import Path
@@ -139,6 +140,13 @@ class Settings(BaseSettings):
     # the demo and tests, never production (anyone can sign in there as anyone).
     dev_oidc: bool = False
     mfa_challenge_seconds: int = Field(300, ge=60, le=900)  # how long a sign-in waits for its second factor
+    # How often auth looks for suspensions past their end time, to reinstate them (and say so in an event).
+    suspension_sweep_seconds: float = Field(60, gt=0)
+    # Encrypts TOTP secrets at rest (AES-256-GCM): base64 of 32 random bytes. New secrets are sealed with
+    # this key; secrets sealed with a previous key are still read, and re-sealed with this one at start.
+    # Unset (embedded profile only): generated once under data_dir.
+    mfa_encryption_key: SecretStr | None = None
+    mfa_previous_encryption_keys: list[SecretStr] = []
 
     outbox_poll_seconds: float = Field(0.5, gt=0)
     event_retention_hours: float = Field(168, gt=0)  # published outbox rows and inbox ids are kept this long
@@ -183,6 +191,9 @@ class Settings(BaseSettings):
     paypal_client_id: str | None = None
     paypal_client_secret: SecretStr | None = None
     paypal_api_base: str | None = Field(None, pattern=r"^https?://")
+    # The id PayPal gave the app's webhook (`POST /v1/webhooks/paypal`): PayPal's
+    # verify-webhook-signature API checks each webhook against it.
+    paypal_webhook_id: str | None = Field(None, min_length=1, max_length=64)
     # Signs the local provider's webhooks (generated under the data dir when unset).
     local_payment_webhook_secret: SecretStr | None = Field(None, min_length=16)
     metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics; unset: not served
@@ -199,10 +210,23 @@ class Settings(BaseSettings):
             raise ValueError("must be printable ASCII without spaces or line breaks")
         return key
 
+    @field_validator("mfa_encryption_key", "mfa_previous_encryption_keys")
+    @classmethod
+    def _aes_256_keys(cls, keys: SecretStr | list[SecretStr] | None) -> SecretStr | list[SecretStr] | None:
+        for key in keys if isinstance(keys, list) else [keys] if keys else []:
+            try:
+                raw = base64.b64decode(key.get_secret_value(), validate=True)
+            except ValueError:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("must be base64 of 32 bytes (openssl rand -base64 32)")
+        return keys
+
     @model_validator(mode="after")
     def _real_profile_needs_infrastructure(self) -> Settings:
         if self.profile == "real":
-            needed = ("database_url", "amqp_url", "redis_url", "s3_endpoint", "edge_key", "page_token_key")
+            needed = ("database_url", "amqp_url", "redis_url", "s3_endpoint", "edge_key", "page_token_key",
+                      "mfa_encryption_key")
             missing = [f"{ENV_PREFIX}{n.upper()}" for n in needed
                        if not getattr(self, n)]
             if missing:
@@ -221,9 +245,10 @@ class Settings(BaseSettings):
         if self.payment_provider == "stripe" and not (self.stripe_api_key and self.stripe_webhook_secret):
             raise ValueError("payment_provider 'stripe' needs PETPLATFORM_STRIPE_API_KEY and "
                              "PETPLATFORM_STRIPE_WEBHOOK_SECRET")
-        if self.payment_provider == "paypal" and not (self.paypal_client_id and self.paypal_client_secret):
-            raise ValueError("payment_provider 'paypal' needs PETPLATFORM_PAYPAL_CLIENT_ID and "
-                             "PETPLATFORM_PAYPAL_CLIENT_SECRET")
+        if self.payment_provider == "paypal" and not (self.paypal_client_id and self.paypal_client_secret
+                                                      and self.paypal_webhook_id):
+            raise ValueError("payment_provider 'paypal' needs PETPLATFORM_PAYPAL_CLIENT_ID, "
+                             "PETPLATFORM_PAYPAL_CLIENT_SECRET and PETPLATFORM_PAYPAL_WEBHOOK_ID")
         return self
 
 

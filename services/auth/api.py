@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import secrets
 import types
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from petplatform.common.v1 import access_pb2, event_pb2
 from services.auth import domain, mfa, moderation, passwords, store
 from services.auth.keys import SigningKeys
 from services.auth.providers import Identity, Provider, Providers
+from services.auth.secret_box import SecretBox, SecretUnreadable
 from services.auth.throttle import LoginThrottle
 
 
@@ -34,13 +36,15 @@ PLATFORM_NAMES: dict[int, str] = {auth_pb2.CLIENT_PLATFORM_WEB: "web", auth_pb2.
 PLATFORMS: dict[str, int] = {v: k for k, v in PLATFORM_NAMES.items()}
 MAX_USER_AGENT = 256
 SecurityKind = auth_events.SecurityEventRecorded.Kind
+log = logging.getLogger(__name__)
 
 
 def account_message(row: Row | types.SimpleNamespace) -> auth_pb2.Account:
     return auth_pb2.Account(name=f"users/{row.id}", email=row.email or "", display_name=row.display_name,
                             email_verified=row.email_verified, role=domain.ROLES[row.role],
                             create_time=timestamp(row.create_time),
-                            status=domain.STATUSES[row.status], status_reason=row.status_reason)
+                            status=domain.STATUSES[row.status], status_reason=row.status_reason,
+                            status_end_time=timestamp(row.status_end_time))
 
 
 async def new_verification_email(session: AsyncSession, settings: Settings, account_id: str, email_addr: str) -> None:
@@ -59,8 +63,10 @@ async def new_verification_email(session: AsyncSession, settings: Settings, acco
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, db: Database, cache: Cache, settings: Settings, keys: SigningKeys, providers: Providers):
+    def __init__(self, db: Database, cache: Cache, settings: Settings, keys: SigningKeys, providers: Providers,
+                 secret_box: SecretBox):
         self.db = db
+        self.secret_box = secret_box
         self.cache = cache
         self.s = settings
         self.keys = keys
@@ -78,7 +84,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         password_hash = await passwords.hash_password(request.password, self.s.bcrypt_rounds)
         account = types.SimpleNamespace(id=new_id(), email=email_addr, display_name=display_name,
                                         role=domain.role_for(email_addr, self._admins), email_verified=False,
-                                        create_time=utcnow(), status="active", status_reason="")
+                                        create_time=utcnow(), status="active", status_reason="",
+                                        status_end_time=None)
         try:
             async with self.db.transaction() as s:
                 await store.add_account(s, account_id=account.id, email=email_addr, password_hash=password_hash,
@@ -121,7 +128,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             token = await store.find_refresh_token(s, domain.sha256(request.refresh_token))
             if token is not None:
                 # A suspension revoked the token too; its holder is told why rather than that it is invalid.
-                refused = domain.sign_in_refused((await store.get_account(s, token.account_id)).status)
+                refused = domain.sign_in_refused(await store.get_account(s, token.account_id), now)
                 if refused:
                     raise refused
             if token is None or not domain.refresh_token_usable(revoke_time=token.revoke_time,
@@ -222,7 +229,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                        context: grpc.aio.ServicerContext) -> dict[str, Any]:
         """A first factor passed: with two-factor authentication on, a challenge for VerifyMfa; else a new
         session and its tokens."""
-        await self._refuse_inactive(account.id, account.status)
+        await self._refuse_inactive(account)
         device = {"user_agent": user_agent(context), "platform": PLATFORM_NAMES.get(platform, "unspecified"),
                   "client_address": client_address.current()}
         async with self.db.read() as s:
@@ -258,13 +265,19 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if account.email:
             await emit(s, event_pb2.EmailRequested(to=account.email, subject=subject, text_body=text + "\n"))
 
-    async def _refuse_inactive(self, account_id: str, status: str) -> None:
-        """A suspended or banned account proved its first factor: the sign-in is refused, and recorded."""
-        refused = domain.sign_in_refused(status)
+    async def _refuse_inactive(self, account: Row) -> None:
+        """A suspended or banned account proved its first factor: the sign-in is refused, and recorded. A
+        suspension past its end is lifted here if the sweep has not yet done so."""
+        if domain.suspension_lapsed(account, utcnow()):
+            async with self.db.transaction() as s:
+                await moderation.end_lapsed_suspension(s, self.cache, account.id,
+                                                       access_token_ttl=self.s.access_token_ttl_seconds)
+            return
+        refused = domain.sign_in_refused(account, utcnow())
         if refused:
             async with self.db.transaction() as s:
-                await moderation.security_event(s, SecurityKind.KIND_SIGN_IN_FAILED, user_id=account_id,
-                                                detail=f"account {status}")
+                await moderation.security_event(s, SecurityKind.KIND_SIGN_IN_FAILED, user_id=account.id,
+                                                detail=f"account {account.status}")
             raise refused
 
     def _tokens(self, access: str, refresh: str) -> dict[str, Any]:
@@ -294,9 +307,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         (user_id,) = parse_name(request.parent, "users/{}", "parent")
         if user_id != caller.user_id and not caller.admitted(access_pb2.ACCESS_SUPPORT):
             raise errors.permission_denied("you can only list your own sessions")
+        size = page_size(request.page_size)
+        position = decode_page_token(request.page_token, request)
+        after = (dt.datetime.fromisoformat(position[0]), position[1]) if position else None
         async with self.db.read() as s:
-            rows = await store.live_sessions(s, user_id, utcnow())
-        return auth_pb2.ListSessionsResponse(sessions=[session_message(r, caller.session_id) for r in rows])
+            found = await store.live_sessions_page(s, user_id, utcnow(), after=after, size=size)
+        rows, token = pagination.page(found, size, lambda r: [r.create_time.isoformat(), r.id], request)
+        return auth_pb2.ListSessionsResponse(sessions=[session_message(r, caller.session_id) for r in rows],
+                                             next_page_token=token)
 
     async def RevokeSession(self, request: auth_pb2.RevokeSessionRequest,
                             context: grpc.aio.ServicerContext) -> auth_pb2.RevokeSessionResponse:
@@ -329,7 +347,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             factor = await store.find_mfa(s, caller.user_id)
             if factor is not None and factor.confirm_time is not None:
                 raise errors.failed_precondition("two-factor authentication is already on", "MFA_ALREADY_ENABLED")
-            await store.put_pending_mfa(s, caller.user_id, secret, utcnow())
+            key_id, sealed = self.secret_box.seal(account_id=caller.user_id, secret=secret)
+            await store.put_pending_mfa(s, caller.user_id, sealed=sealed, key_id=key_id, now=utcnow())
         uri = mfa.otpauth_uri(secret, account.email or account.display_name)
         return auth_pb2.StartMfaEnrollmentResponse(secret=secret, otpauth_uri=uri, qr_code_png=mfa.qr_png(uri))
 
@@ -345,7 +364,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 raise errors.failed_precondition("start the enrollment first", "MFA_NOT_STARTED")
             if factor.confirm_time is not None:
                 raise errors.failed_precondition("two-factor authentication is already on", "MFA_ALREADY_ENABLED")
-            await self._check_totp(s, caller.user_id, factor.secret, request.code)
+            await self._check_totp(s, factor, request.code)
             await store.confirm_mfa(s, caller.user_id, utcnow())
             await store.replace_recovery_codes(s, caller.user_id, [mfa.recovery_code_hash(c) for c in codes])
             # The code just given is the second factor of the calling session: its next tokens say so.
@@ -400,13 +419,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 if not await store.use_recovery_code(s, account_id, mfa.recovery_code_hash(request.code), now):
                     raise errors.unauthenticated("wrong or already used recovery code", "MFA_CODE_INVALID")
             else:
-                await self._check_totp(s, account_id, factor.secret, request.code, error=errors.unauthenticated)
+                await self._check_totp(s, factor, request.code, signing_in=True)
             # One challenge, one session: of two concurrent answers only the first completes it.
             claimed, _ = await self.cache.incr(f"{key}:claimed", self.s.mfa_challenge_seconds)
             if claimed != 1:
                 raise errors.unauthenticated("the sign-in challenge was already completed", "MFA_CHALLENGE_INVALID")
             account = await store.get_account(s, account_id)
-            refused = domain.sign_in_refused(account.status)  # suspended since the password was checked
+            refused = domain.sign_in_refused(account, now)  # suspended since the password was checked
             if refused:
                 raise refused
             access, refresh = await self._new_session(
@@ -428,7 +447,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             factor = await store.find_mfa(s, caller.user_id)
             if factor is None or factor.confirm_time is None:
                 raise errors.failed_precondition("two-factor authentication is not on", "MFA_NOT_ENABLED")
-            await self._check_totp(s, caller.user_id, factor.secret, request.code)
+            await self._check_totp(s, factor, request.code)
             await store.delete_mfa(s, caller.user_id)
             await moderation.security_event(s, SecurityKind.KIND_MFA_CHANGED, user_id=account.id,
                                             detail="two-factor authentication turned off")
@@ -447,7 +466,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             factor = await store.find_mfa(s, caller.user_id)
             if factor is None or factor.confirm_time is None:
                 raise errors.failed_precondition("two-factor authentication is not on", "MFA_NOT_ENABLED")
-            await self._check_totp(s, caller.user_id, factor.secret, request.code)
+            await self._check_totp(s, factor, request.code)
             await store.replace_recovery_codes(s, caller.user_id, [mfa.recovery_code_hash(c) for c in codes])
         await self.throttle.succeeded(attempt)
         return auth_pb2.RegenerateRecoveryCodesResponse(recovery_codes=codes)
@@ -456,13 +475,24 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         """Wrong codes are throttled as wrong passwords are, per account and address (their own counters)."""
         return await self.throttle.admit(f"mfa:{account_id}", client_address.current(), reason="MFA_THROTTLED")
 
-    async def _check_totp(self, s: AsyncSession, account_id: str, secret: str, code: str,
-                          error=errors.permission_denied) -> None:
-        """Accepts a current code once: its time step is recorded, and neither it nor an older one passes again."""
+    async def _check_totp(self, s: AsyncSession, factor: Row, code: str, *, signing_in: bool = False) -> None:
+        """Accepts a current code once: its time step is recorded, and neither it nor an older one passes again.
+        `signing_in`: the code completes a sign-in (VerifyMfa), else it confirms a change by a signed-in person."""
+        error = errors.unauthenticated if signing_in else errors.permission_denied
+        try:
+            secret = self.secret_box.open(account_id=factor.account_id, key_id=factor.secret_key_id,
+                                          stored=factor.secret)
+        except SecretUnreadable as e:
+            # Our fault, not the caller's, and not one a retry mends: the operator must configure the key.
+            # The person can still sign in with a recovery code (only their hashes are kept, no key needed).
+            log.error("TOTP secret of users/%s unreadable: %s", factor.account_id, e)
+            hint = "sign in with a recovery code, or try again later" if signing_in else "try again later"
+            raise errors.failed_precondition(f"authenticator codes cannot be checked at the moment; {hint}",
+                                             "MFA_SECRET_UNAVAILABLE") from None
         step = mfa.matching_step(secret, code, utcnow())
         if step is None:
             raise error("wrong code", "MFA_CODE_INVALID")
-        if not await store.use_mfa_step(s, account_id, step):
+        if not await store.use_mfa_step(s, factor.account_id, step):
             raise error("this code was already used; wait for the next one", "MFA_CODE_USED")
 
     async def _account(self, s: AsyncSession, caller: principal.Principal) -> Row:
@@ -529,6 +559,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         (user_id,) = parse_name(request.name, "users/{}")
         status = self._named(domain.STATUS_NAMES, request.status, "status")
         reason = domain.check_status_reason(request.reason)
+        end_time = domain.check_suspension_end(
+            request.end_time.ToDatetime(tzinfo=dt.timezone.utc) if request.HasField("end_time") else None,
+            status=status, now=utcnow())
         if user_id == caller.user_id:
             raise errors.permission_denied("you cannot change your own account's status", "OWN_ACCOUNT")
         async with self.db.transaction() as s:
@@ -541,7 +574,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 if account.status == "banned" and status != "banned":
                     raise errors.permission_denied("only admins lift a ban", "ADMIN_ONLY")
             await moderation.change_status(s, self.cache, account, status=status, reason=reason,
-                                           actor=caller.resource_name, case="",
+                                           actor=caller.resource_name, case="", end_time=end_time,
                                            access_token_ttl=self.s.access_token_ttl_seconds)
             row = await store.get_account(s, user_id)
         return auth_pb2.SetAccountStatusResponse(account=account_message(row))

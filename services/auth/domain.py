@@ -94,12 +94,18 @@ def check_verification_token(*, use_time: dt.datetime | None, expire_time: dt.da
                                          "VERIFICATION_TOKEN_EXPIRED")
 
 
-def sign_in_refused(status: str) -> errors.ApiError | None:
-    """Why an account of this status may not sign in or refresh its tokens; None when it may. Told only to
-    whoever proved they hold the account (a right password, a valid token): no one else learns its status."""
-    if status == "suspended":
-        return errors.permission_denied("this account is suspended", "ACCOUNT_SUSPENDED")
-    if status == "banned":
+def suspension_lapsed(account: Any, now: dt.datetime) -> bool:
+    """A suspension past its end time, not yet reinstated by the sweep (module.py): it no longer counts."""
+    return account.status == "suspended" and account.status_end_time is not None and account.status_end_time <= now
+
+
+def sign_in_refused(account: Any, now: dt.datetime) -> errors.ApiError | None:
+    """Why this account may not sign in or refresh its tokens; None when it may. Told only to whoever proved
+    they hold the account (a right password, a valid token): no one else learns its status."""
+    if account.status == "suspended" and not suspension_lapsed(account, now):
+        until = f" until {account.status_end_time:%Y-%m-%d %H:%M} UTC" if account.status_end_time else ""
+        return errors.permission_denied(f"this account is suspended{until}", "ACCOUNT_SUSPENDED")
+    if account.status == "banned":
         return errors.permission_denied("this account is banned", "ACCOUNT_BANNED")
     return None
 
@@ -114,3 +120,19 @@ def check_status_reason(reason: str) -> str:
     if has_hidden_characters(reason):
         raise errors.invalid_argument(("reason", "must not contain invisible or control characters"))
     return reason
+
+
+MAX_SUSPENSION = dt.timedelta(days=3653)
+
+
+def check_suspension_end(end: dt.datetime | None, *, status: str, now: dt.datetime) -> dt.datetime | None:
+    """The end time of a status change: only a suspension has one, in the future and at most ten years away."""
+    if end is None:
+        return None
+    if status != "suspended":
+        raise errors.invalid_argument(("end_time", "only a suspension ends by itself"))
+    if end <= now:
+        raise errors.invalid_argument(("end_time", "must be in the future"))
+    if end > now + MAX_SUSPENSION:
+        raise errors.invalid_argument(("end_time", "at most ten years away; leave it unset for no end"))
+    return end

@@ -2,6 +2,7 @@
 the event, all in the caller's transaction."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mesh import client_address, principal
 from mesh.cache import Cache
 from mesh.events import emit
+from mesh.resources import timestamp
 from mesh.sql import Row, utcnow
 from petplatform.auth.v1 import events_pb2 as auth_events
 from services.auth import domain, store
@@ -28,19 +30,30 @@ async def end_sessions(s: AsyncSession, cache: Cache, account_id: str, *, access
 
 
 async def change_status(s: AsyncSession, cache: Cache, account: Row, *, status: str, reason: str, actor: str,
-                        case: str, access_token_ttl: int) -> bool:
+                        case: str, access_token_ttl: int, end_time: dt.datetime | None = None) -> bool:
     """Sets an account's status (the row locked by the caller) and emits user.status_changed; a suspension or
-    ban ends its sessions. False, changing nothing, when it has that status already (a replay, a repeat)."""
-    if account.status == status:
+    ban ends its sessions. `end_time`: when a suspension ends by itself. False, changing nothing, when it has
+    that status (and end) already (a replay, a repeat)."""
+    if account.status == status and account.status_end_time == end_time:
         return False
     await store.set_status(s, account.id, status=status, reason="" if status == "active" else reason,
-                           case=case or None, now=utcnow())
+                           case=case or None, now=utcnow(), end_time=end_time)
     if status != "active":
         await end_sessions(s, cache, account.id, access_token_ttl=access_token_ttl)
     await emit(s, auth_events.UserStatusChanged(
         user=f"users/{account.id}", status=domain.STATUSES[status], previous_status=domain.STATUSES[account.status],
-        reason=reason, actor=actor, case=case))
+        reason=reason, actor=actor, case=case, end_time=timestamp(end_time)))
     return True
+
+
+async def end_lapsed_suspension(s: AsyncSession, cache: Cache, account_id: str, *, access_token_ttl: int) -> bool:
+    """Reinstates an account whose suspension has reached its end time (and tells, in user.status_changed, so
+    that the pets held for it come back); False when it is not, or no longer, such an account."""
+    account = await store.lock_account(s, account_id)
+    if account is None or not domain.suspension_lapsed(account, utcnow()):
+        return False
+    return await change_status(s, cache, account, status="active", reason="the suspension ended", actor="",
+                               case="", access_token_ttl=access_token_ttl)
 
 
 async def security_event(s: AsyncSession, kind: int, *, user_id: str | None,

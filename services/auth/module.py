@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +20,10 @@ from services.auth.api import AuthServicer, new_verification_email
 from services.auth import moderation, store
 from services.auth.keys import SigningKeys
 from services.auth.providers import Providers
+from services.auth.secret_box import SecretBox, SecretUnreadable
+
+
+log = logging.getLogger(__name__)
 
 
 class AuthModule(ServiceModule):
@@ -27,10 +34,12 @@ class AuthModule(ServiceModule):
         self.keys = SigningKeys(rt.settings)
         self.mailer = Mailer(rt.settings)
         self.providers = Providers(rt.settings)
+        self.secret_box = SecretBox(rt.settings)
+        self._sweeper: asyncio.Task | None = None
 
     def servicers(self) -> Mapping[str, object]:
         return {"petplatform.auth.v1.AuthService": AuthServicer(self.db, self.rt.cache, self.rt.settings, self.keys,
-                                                                  self.providers)}
+                                                                  self.providers, self.secret_box)}
 
     def consumers(self) -> Mapping[str, Effects]:
         settings = self.rt.settings
@@ -82,8 +91,63 @@ class AuthModule(ServiceModule):
                 await moderation.security_event(
                     s, events_pb2.SecurityEventRecorded.KIND_SIGNING_KEY_ROTATED, user_id=None,
                     detail=f"access tokens are now signed with key {self.keys.kid}")
+        await self._reseal_mfa_secrets()
         await super().start()
+        self._sweeper = asyncio.create_task(self._sweep_suspensions(), name="auth:suspensions")
+
+    async def _sweep_suspensions(self) -> None:
+        """Reinstates suspensions past their end time, so that the event saying so goes out (the pets held for
+        the suspension come back) even for accounts that do not sign in; sign-in checks the end time itself."""
+        while True:
+            try:
+                await self.end_lapsed_suspensions()
+            except Exception:
+                log.exception("ending lapsed suspensions failed; trying again")
+            await asyncio.sleep(self.rt.settings.suspension_sweep_seconds)
+
+    async def end_lapsed_suspensions(self) -> int:
+        ended = 0
+        while True:
+            async with self.db.read() as s:
+                due = await store.lapsed_suspensions(s, utcnow(), limit=100)
+            for account_id in due:
+                async with self.db.transaction() as s:
+                    ended += await moderation.end_lapsed_suspension(
+                        s, self.rt.cache, account_id, access_token_ttl=self.rt.settings.access_token_ttl_seconds)
+            if len(due) < 100:
+                return ended
+
+    async def _reseal_mfa_secrets(self) -> None:
+        """Seals with the current key every TOTP secret still in plaintext (from before they were encrypted)
+        or sealed with a previous key, so that a previous key can be dropped once a start reports none left.
+        Replicas starting together do the same work; each row changes only if it is still what was read."""
+        after, resealed, unreadable = "", 0, 0
+        while True:
+            async with self.db.transaction() as s:
+                rows = await store.mfa_secrets_to_reseal(s, self.secret_box.key_id, after=after, limit=500)
+                for row in rows:
+                    try:
+                        secret = self.secret_box.open(account_id=row.account_id, key_id=row.secret_key_id,
+                                                      stored=row.secret)
+                    except SecretUnreadable as e:
+                        unreadable += 1
+                        log.error("TOTP secret of users/%s unreadable: %s", row.account_id, e)
+                        continue
+                    key_id, sealed = self.secret_box.seal(account_id=row.account_id, secret=secret)
+                    await store.reseal_mfa_secret(s, row.account_id, was_key_id=row.secret_key_id, sealed=sealed,
+                                                  key_id=key_id)
+                    resealed += 1
+            if not rows:
+                break
+            after = rows[-1].account_id
+        if resealed or unreadable:
+            log.warning("TOTP secrets: %d sealed with key %s, %d unreadable with the configured keys",
+                        resealed, self.secret_box.key_id, unreadable)
 
     async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.providers.http.close()
         await super().stop()

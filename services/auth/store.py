@@ -29,6 +29,7 @@ accounts = sa.Table(
     sa.Column("status_reason", sa.String(500), nullable=False, server_default=""),
     sa.Column("status_case", sa.String(64), nullable=True),
     sa.Column("status_update_time", UtcDateTime, nullable=True),
+    sa.Column("status_end_time", UtcDateTime, nullable=True, index=True),  # a suspension that ends by itself
 )
 
 # Each token-signing key the service has signed with (its RFC 7638 kid): a kid not seen before, when
@@ -81,11 +82,13 @@ verification_tokens = sa.Table(
 )
 
 # A TOTP secret; active once confirmed. last_step: the time step of the last code accepted, so no code
-# (nor an older one) is accepted twice.
+# (nor an older one) is accepted twice. The secret is sealed (secret_box.py) with the key `secret_key_id`;
+# None: a plaintext row from before secrets were encrypted, sealed when auth next starts.
 mfa_factors = sa.Table(
     "mfa_factors", metadata,
     sa.Column("account_id", sa.String(32), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("secret", sa.String(64), nullable=False),
+    sa.Column("secret", sa.String(255), nullable=False),
+    sa.Column("secret_key_id", sa.String(32), nullable=True),
     sa.Column("create_time", UtcDateTime, nullable=False),
     sa.Column("confirm_time", UtcDateTime, nullable=True),
     sa.Column("last_step", sa.BigInteger, nullable=True),
@@ -158,9 +161,15 @@ async def set_role(s: AsyncSession, account_id: str, role: str) -> None:
 
 
 async def set_status(s: AsyncSession, account_id: str, *, status: str, reason: str, case: str | None,
-                     now: dt.datetime) -> None:
+                     now: dt.datetime, end_time: dt.datetime | None = None) -> None:
     await s.execute(accounts.update().where(accounts.c.id == account_id).values(
-        status=status, status_reason=reason, status_case=case, status_update_time=now))
+        status=status, status_reason=reason, status_case=case, status_update_time=now, status_end_time=end_time))
+
+
+async def lapsed_suspensions(s: AsyncSession, now: dt.datetime, *, limit: int) -> list[str]:
+    """Accounts whose suspension has ended but which are still marked suspended."""
+    return list((await s.execute(sa.select(accounts.c.id).where(
+        accounts.c.status == "suspended", accounts.c.status_end_time <= now).limit(limit))).scalars().all())
 
 
 async def list_accounts(s: AsyncSession, *, email: str | None, role: str | None, status: str | None,
@@ -245,11 +254,22 @@ async def set_session_amr(s: AsyncSession, session_id: str, amr: str) -> None:
     await s.execute(sessions.update().where(sessions.c.id == session_id).values(amr=amr))
 
 
+def _live_sessions(account_id: str, now: dt.datetime) -> sa.Select:
+    return sa.select(sessions).where(
+        sessions.c.account_id == account_id, sessions.c.revoke_time.is_(None), sessions.c.expire_time > now)
+
+
 async def live_sessions(s: AsyncSession, account_id: str, now: dt.datetime) -> list[Row]:
     """An account's sessions neither revoked nor expired, newest first."""
-    return list((await s.execute(sa.select(sessions).where(
-        sessions.c.account_id == account_id, sessions.c.revoke_time.is_(None), sessions.c.expire_time > now,
-    ).order_by(sessions.c.create_time.desc(), sessions.c.id))).all())
+    return list((await s.execute(_live_sessions(account_id, now).order_by(
+        sessions.c.create_time.desc(), sessions.c.id.desc()))).all())
+
+
+async def live_sessions_page(s: AsyncSession, account_id: str, now: dt.datetime, *,
+                             after: tuple[dt.datetime, str] | None, size: int) -> list[Row]:
+    """A page of live_sessions past `after`, one row more than a page."""
+    return list((await s.execute(select_page(_live_sessions(account_id, now), after, sessions.c.create_time,
+                                             sessions.c.id, descending=True, size=size))).all())
 
 
 async def known_device(s: AsyncSession, account_id: str, *, user_agent: str, platform: str) -> bool | None:
@@ -268,11 +288,27 @@ async def find_mfa(s: AsyncSession, account_id: str) -> Row | None:
     return (await s.execute(sa.select(mfa_factors).where(mfa_factors.c.account_id == account_id))).first()
 
 
-async def put_pending_mfa(s: AsyncSession, account_id: str, secret: str, now: dt.datetime) -> None:
+async def put_pending_mfa(s: AsyncSession, account_id: str, *, sealed: str, key_id: str, now: dt.datetime) -> None:
     """A new, unconfirmed secret (replacing an unconfirmed one)."""
     await s.execute(mfa_factors.delete().where(mfa_factors.c.account_id == account_id,
                                                mfa_factors.c.confirm_time.is_(None)))
-    await s.execute(mfa_factors.insert().values(account_id=account_id, secret=secret, create_time=now))
+    await s.execute(mfa_factors.insert().values(account_id=account_id, secret=sealed, secret_key_id=key_id,
+                                                create_time=now))
+
+
+async def mfa_secrets_to_reseal(s: AsyncSession, current_key_id: str, *, after: str, limit: int) -> list[Row]:
+    """Factors whose secret is plaintext or sealed with another key than the current, by account id."""
+    return list((await s.execute(sa.select(mfa_factors).where(
+        sa.or_(mfa_factors.c.secret_key_id.is_(None), mfa_factors.c.secret_key_id != current_key_id),
+        mfa_factors.c.account_id > after).order_by(mfa_factors.c.account_id).limit(limit))).all())
+
+
+async def reseal_mfa_secret(s: AsyncSession, account_id: str, *, was_key_id: str | None, sealed: str,
+                            key_id: str) -> None:
+    # Only if the row is still what was read: a new enrollment meanwhile is already sealed.
+    was = mfa_factors.c.secret_key_id.is_(None) if was_key_id is None else mfa_factors.c.secret_key_id == was_key_id
+    await s.execute(mfa_factors.update().where(mfa_factors.c.account_id == account_id, was).values(
+        secret=sealed, secret_key_id=key_id))
 
 
 async def use_mfa_step(s: AsyncSession, account_id: str, step: int) -> bool:

@@ -1,6 +1,7 @@
 """Notification rules on values: pure functions, unit-tested without a server."""
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -105,9 +106,16 @@ def moderation_notice(action: int, *, reversal: bool, reason: str) -> tuple[str,
     return title, _with_reason(body, reason)
 
 
-def status_notice(status: int, *, reason: str) -> tuple[str, str] | None:
+def status_notice(status: int, *, reason: str, end_time: dt.datetime | None = None) -> tuple[str, str] | None:
+    """(title, body) of a status change staff made; a suspension that ends by itself says when."""
     texts = _STATUSES.get(status)
-    return None if texts is None else (texts[0], _with_reason(texts[1], reason))
+    if texts is None:
+        return None
+    title, body = texts
+    if end_time is not None and status == auth_pb2.ACCOUNT_STATUS_SUSPENDED:
+        until = f" until {end_time:%Y-%m-%d %H:%M} UTC"
+        title, body = title + until, body + until
+    return title, _with_reason(body, reason)
 
 
 def _with_reason(body: str, reason: str) -> str:

@@ -2,6 +2,7 @@
 requests, the delivery consumer that turns those into provider calls, and the dispatcher making them."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -163,7 +164,8 @@ class NotificationModule(ServiceModule):
         moderation.action_taken."""
         if event.case:
             return
-        notice = domain.status_notice(event.status, reason=event.reason)
+        end_time = event.end_time.ToDatetime(tzinfo=dt.timezone.utc) if event.HasField("end_time") else None
+        notice = domain.status_notice(event.status, reason=event.reason, end_time=end_time)
         if notice is not None:
             await self._notify(s, user=user_id(event.user), kind=pb.KIND_MODERATION, title=notice[0],
                                body=notice[1], target="")

@@ -32,9 +32,10 @@ MAX_RETRY = dt.timedelta(minutes=10)
 
 
 OPEN_STATES = (P.STATE_PENDING, P.STATE_PROCESSING, P.STATE_REQUIRES_ACTION)
-# A payout's bank transfer only moves forward: in transit, then paid, then (a bank returning it) failed.
-BANK_RANK: dict[int, int] = {P.BANK_PAYOUT_UNSPECIFIED: 0, P.BANK_PAYOUT_IN_TRANSIT: 1, P.BANK_PAYOUT_PAID: 2,
-                             P.BANK_PAYOUT_FAILED: 3, P.BANK_PAYOUT_CANCELLED: 3}
+# A payout's bank transfer only moves forward: in transit, (PayPal) unclaimed, then paid, then (a bank
+# returning it, or PayPal returning an item unclaimed for 30 days) failed.
+BANK_RANK: dict[int, int] = {P.BANK_PAYOUT_UNSPECIFIED: 0, P.BANK_PAYOUT_IN_TRANSIT: 1, P.BANK_PAYOUT_UNCLAIMED: 2,
+                             P.BANK_PAYOUT_PAID: 3, P.BANK_PAYOUT_FAILED: 4, P.BANK_PAYOUT_CANCELLED: 4}
 
 
 def payment_message(r: Row, *, payer: bool = False) -> P:
@@ -186,6 +187,12 @@ class Flows:
         if state == P.BANK_PAYOUT_FAILED:
             values["failure_reason"] = failure[:200] or "bank_payout_failed"
         await store.update(s, row.id, **values)
+
+    async def resume(self, s: AsyncSession, row: Row) -> None:
+        """The payer did what a locked charge waited on: it is due again, and the worker's retry
+        (same idempotency key) finishes it. Only from REQUIRES_ACTION: a late approval changes nothing."""
+        if row.kind == P.KIND_CHARGE and row.state == P.STATE_REQUIRES_ACTION:
+            await store.update(s, row.id, state=P.STATE_PENDING, next_attempt_time=self.now(), update_time=self.now())
 
     async def apply(self, s: AsyncSession, row: Row, outcome: Outcome) -> None:
         """Applies a provider's answer (from our call or a webhook) to a locked payment: once. An

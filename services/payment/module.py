@@ -38,7 +38,7 @@ class PaymentModule(ServiceModule):
         if s.stripe_webhook_secret:
             self.secrets["stripe"] = s.stripe_webhook_secret.get_secret_value().encode()
         # The local provider always takes its own webhooks (development, tests); the one that moves
-        # money is chosen by settings. PayPal's webhooks are not verified yet (no secret: refused).
+        # money is chosen by settings. PayPal's are verified by PayPal itself (no shared secret).
         self.secrets["local"] = local
         self.local = LocalProvider(local, self._deliver_local, clock=lambda: self.now().timestamp())
         self.stripe: StripeProvider | None = None
@@ -57,7 +57,9 @@ class PaymentModule(ServiceModule):
         self.flows = Flows(self._db, provider, self.now, hold=dt.timedelta(seconds=s.payment_hold_seconds),  # type: ignore[arg-type]
                            fee_percent=s.payment_platform_fee_percent,
                            retry=dt.timedelta(seconds=s.payment_retry_seconds))
-        self.servicer = PaymentServicer(self.db, flows=self.flows, secrets=self.secrets)
+        self.servicer = PaymentServicer(self.db, flows=self.flows, secrets=self.secrets,
+                                        paypal=(self.paypal, s.paypal_webhook_id)
+                                        if self.paypal and s.paypal_webhook_id else None)
         self._worker: asyncio.Task | None = None
         self._wake = Wakeup()
 

@@ -6,16 +6,21 @@ not be pointed at a local stand-in. The REST calls are few and documented:
   - an OAuth2 client-credentials token, kept until shortly before it expires;
   - charges: an Orders v2 order (intent CAPTURE) paid with the owner's vaulted payment source
     (`payment_method` is its vault id), then captured; an order that needs the payer (3-D Secure,
-    a consent) is PAYER_ACTION_REQUIRED with a `payer-action` link: requires_action with that URL;
+    a consent) is PAYER_ACTION_REQUIRED with a `payer-action` link: requires_action with that URL,
+    and once the payer approved it (CHECKOUT.ORDER.APPROVED), the retry finds it APPROVED and captures;
   - refunds: a refund of the capture (the charge's reference is the capture id);
   - payouts: a Payouts batch of one item to the business's PayPal account (`payout_account` is its
     PayPal payer id).
+Webhooks are checked by PayPal's verify-webhook-signature API (PayPal signs them with its own
+certificate, not a secret shared with us), with the event sent back verbatim.
 Every POST carries the flow's idempotency key as PayPal-Request-Id (PayPal's idempotency header:
 a retry returns the first answer), the capture `<key>:capture`. An outage (no answer, 5xx, 429, a
 token refused mid-way) is ProviderDown; the worker retries with the same keys."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
+import json
 import logging
 import time
 from typing import Any
@@ -33,6 +38,10 @@ REFUND_STATES: dict[str, State] = {"COMPLETED": "succeeded", "PENDING": "process
                                    "CANCELLED": "failed"}
 DECLINES = {"INSTRUMENT_DECLINED", "TRANSACTION_REFUSED", "PAYER_CANNOT_PAY", "PAYEE_BLOCKED_TRANSACTION"}
 TOKEN_MARGIN_SECONDS = 60
+# What verify-webhook-signature needs of a webhook's headers: (header, field of the request).
+WEBHOOK_HEADERS = (("paypal-auth-algo", "auth_algo"), ("paypal-cert-url", "cert_url"),
+                   ("paypal-transmission-id", "transmission_id"), ("paypal-transmission-sig", "transmission_sig"),
+                   ("paypal-transmission-time", "transmission_time"))
 
 
 def money(minor: int, currency: str) -> dict[str, str]:
@@ -103,6 +112,33 @@ class PayPalProvider:
             raise ProviderDown("paypal: 401, access token refused")
         return status, answer
 
+    async def _get(self, path: str) -> tuple[int, dict]:
+        token = await self._access_token()
+        status, answer = await self._send("GET", path, headers={"Authorization": f"Bearer {token}"})
+        if status == 401:
+            self._token = ""
+            raise ProviderDown("paypal: 401, access token refused")
+        return status, answer
+
+    async def verify_webhook(self, *, webhook_id: str, headers: Mapping[str, str], body: bytes) -> bool:
+        """Whether PayPal says it sent `body` with these (lowercased) headers to the webhook
+        `webhook_id`. The event goes into the request as received, not parsed and serialized
+        again: PayPal's signature covers a CRC32 of its own bytes. ProviderDown when PayPal cannot
+        answer (the webhook is refused as unavailable, and PayPal sends it again)."""
+        if any(not headers.get(h) for h, _ in WEBHOOK_HEADERS):
+            return False
+        fields = {name: headers[h] for h, name in WEBHOOK_HEADERS} | {"webhook_id": webhook_id}
+        request = json.dumps(fields)[:-1].encode() + b', "webhook_event": ' + body + b"}"
+        status, answer = await self._send("POST", "/v1/notifications/verify-webhook-signature", data=request,
+                                          headers={"Authorization": f"Bearer {await self._access_token()}",
+                                                   "Content-Type": "application/json"})
+        if status == 401:
+            self._token = ""
+            raise ProviderDown("paypal: 401, access token refused")
+        if status != 200:
+            log.warning("paypal: verify-webhook-signature answered %s %s", status, issue_of(answer))
+        return status == 200 and answer.get("verification_status") == "SUCCESS"
+
     async def charge(self, *, key: str, amount: int, currency: str, payment_method: str,
                      metadata: dict[str, str]) -> Outcome:
         status, order = await self._post("/v2/checkout/orders", key=key, body={
@@ -115,6 +151,12 @@ class PayPalProvider:
         if status not in (200, 201):
             raise ProviderRefused(f"paypal: {status} {issue_of(order)}: order refused")
         order_id = str(order.get("id") or "")
+        if order.get("status") in ("PAYER_ACTION_REQUIRED", "CREATED") and order_id:
+            # The request id replays the order as first made: the payer may have approved it since
+            # (CHECKOUT.ORDER.APPROVED puts the charge back in the worker's hands), so ask.
+            status, now = await self._get(f"/v2/checkout/orders/{order_id}")
+            if status == 200 and now.get("status") in ("APPROVED", "COMPLETED"):
+                order = now
         if order.get("status") in ("PAYER_ACTION_REQUIRED", "CREATED"):
             link = next((x.get("href") for x in order.get("links") or ()
                          if isinstance(x, dict) and x.get("rel") in ("payer-action", "approve")), "")
@@ -161,5 +203,5 @@ class PayPalProvider:
         if header.get("batch_status") in ("DENIED", "CANCELED"):
             return Outcome("failed", str(header.get("payout_batch_id") or ""), str(header.get("batch_status")))
         # Accepted: PayPal has taken the amount from the platform's balance for the business (its
-        # item's later fate, e.g. unclaimed, comes by PAYMENT.PAYOUTS-ITEM webhooks, not read yet).
+        # item's later fate, e.g. unclaimed, comes by PAYMENT.PAYOUTS-ITEM webhooks: bank_payout).
         return Outcome("succeeded", str(header.get("payout_batch_id") or ""))

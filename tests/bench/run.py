@@ -15,6 +15,7 @@ them); BENCH_EVENT_LOOP=asyncio (or uvloop) the platform's event loop."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -270,6 +271,7 @@ def platform_env(profile: str, data_dir: Path, ports: Ports, s3_endpoint: str | 
             "PETPLATFORM_S3_ENDPOINT": str(s3_endpoint), "PETPLATFORM_S3_SECURE": "false",
             "PETPLATFORM_S3_ACCESS_KEY": "test", "PETPLATFORM_S3_SECRET_KEY": "test",
             "PETPLATFORM_EDGE_KEY": secrets.token_hex(32), "PETPLATFORM_PAGE_TOKEN_KEY": secrets.token_hex(32),
+            "PETPLATFORM_MFA_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
             "PETPLATFORM_SCHEMA_PREFIX": f"bench{uuid.uuid4().hex[:10]}_",
         })
     return env

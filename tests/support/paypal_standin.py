@@ -1,19 +1,28 @@
 """A local HTTP stand-in of the parts of PayPal's REST API the adapter calls (OAuth2 client
-credentials, Orders v2 create and capture, capture refunds, Payouts), answering as PayPal does:
+credentials, Orders v2 create and capture, capture refunds, Payouts, verify-webhook-signature),
+answering as PayPal does:
 JSON bodies, PayPal-Request-Id replaying the first answer, declines as 422 UNPROCESSABLE_ENTITY
 with the issue, orders that need the payer as PAYER_ACTION_REQUIRED with a payer-action link. It
 checks what it receives (the client credentials, a bearer token it issued on every call, a
 PayPal-Request-Id on every POST, amounts as decimal strings with the currency's own decimals) and
-records every request for the tests."""
+records every request for the tests.
+
+Webhooks: `webhook()` makes an event with PayPal's transmission headers, signed by the stand-in
+(HMAC of "<transmission id>|<time>|<webhook id>|<CRC32 of the event>", where PayPal signs the same
+string with its certificate's key); its verify-webhook-signature answers SUCCESS only for an event
+and headers it signed, for its webhook id, with the algorithm and certificate URL it gave."""
 from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+import hmac
 import itertools
 import json
 import re
 import secrets
 from typing import Any
+import zlib
 
 from aiohttp import web
 
@@ -22,6 +31,10 @@ DECLINED_VAULTS = {"vault_declined": "INSTRUMENT_DECLINED"}
 PAYER_ACTION_VAULTS = {"vault_payer_action"}
 UNKNOWN_RECEIVERS = {"NOSUCHPAYER00"}
 DECIMALS = {"JPY": 0, "KRW": 0}
+WEBHOOK_ID = "8PT597110X687430LKGECATA"
+CERT_URL = "https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270"
+AUTH_ALGO = "SHA256withRSA"
+VERIFY_FIELDS = ("auth_algo", "cert_url", "transmission_id", "transmission_sig", "transmission_time", "webhook_id")
 
 
 @dataclasses.dataclass
@@ -44,14 +57,17 @@ class PayPalStandIn:
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self._signing_key = secrets.token_bytes(32)
 
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/v1/oauth2/token", self._token)
         app.router.add_post("/v2/checkout/orders", self._handle)
         app.router.add_post("/v2/checkout/orders/{id}/capture", self._handle)
+        app.router.add_get("/v2/checkout/orders/{id}", self._order)
         app.router.add_post("/v2/payments/captures/{id}/refund", self._handle)
         app.router.add_post("/v1/payments/payouts", self._handle)
+        app.router.add_post("/v1/notifications/verify-webhook-signature", self._verify)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -85,6 +101,87 @@ class PayPalStandIn:
         token = secrets.token_hex(12)
         self.tokens.add(token)
         return web.json_response({"access_token": token, "token_type": "Bearer", "expires_in": 32400})
+
+    # --- webhooks ---
+
+    def _signature(self, event: Any, transmission_id: str, transmission_time: str, webhook_id: str) -> str:
+        crc = zlib.crc32(json.dumps(event, sort_keys=True, separators=(",", ":")).encode())
+        mac = hmac.new(self._signing_key, f"{transmission_id}|{transmission_time}|{webhook_id}|{crc}".encode(),
+                       hashlib.sha256)
+        return base64.b64encode(mac.digest()).decode()
+
+    def webhook(self, event_type: str, resource: dict, *, event_id: str = "") -> tuple[bytes, dict[str, str]]:
+        """A webhook as PayPal sends it to WEBHOOK_ID: its body and headers."""
+        event = {"id": event_id or self._id("WH-"), "event_version": "1.0", "create_time": "2026-11-26T12:00:00Z",
+                 "resource_type": event_type.split(".")[1].lower(), "event_type": event_type,
+                 "summary": event_type, "resource": resource}
+        tid, sent = secrets.token_hex(8), "2026-11-26T12:00:01Z"
+        return json.dumps(event).encode(), {
+            "PAYPAL-TRANSMISSION-ID": tid, "PAYPAL-TRANSMISSION-TIME": sent, "PAYPAL-AUTH-ALGO": AUTH_ALGO,
+            "PAYPAL-CERT-URL": CERT_URL, "PAYPAL-TRANSMISSION-SIG": self._signature(event, tid, sent, WEBHOOK_ID)}
+
+    def approve(self, order_id: str) -> dict:
+        """The payer completes an order's payer action: the order is APPROVED, ours to capture; the
+        order as CHECKOUT.ORDER.APPROVED carries it."""
+        order = self.created[order_id]
+        order["status"] = "APPROVED"
+        return {k: v for k, v in order.items() if k != "vault_id"}
+
+    def captured(self, order_id: str, *, succeed: bool = True) -> dict:
+        """An order's capture done (or denied) at PayPal without our call: the capture, as
+        PAYMENT.CAPTURE.COMPLETED (or DENIED) carries it (webhooks come in any order)."""
+        order = self.created[order_id]
+        unit = order["purchase_units"][0]
+        capture = {"id": self._id("CAP"), "status": "COMPLETED" if succeed else "DECLINED",
+                   "amount": unit["amount"], "custom_id": unit.get("custom_id", ""), "refunded": 0,
+                   "supplementary_data": {"related_ids": {"order_id": order_id}}}
+        if not succeed:
+            capture["status_details"] = {"reason": "DECLINED_BY_RISK_FRAUD_FILTERS"}
+        self.created[capture["id"]] = capture
+        order["status"] = "COMPLETED"
+        return {k: v for k, v in capture.items() if k != "refunded"}
+
+    def payout_item(self, batch_id: str, status: str) -> dict:
+        """The item of a one-item batch, as PAYMENT.PAYOUTS-ITEM.* carries it."""
+        batch = self.created[batch_id]
+        batch.setdefault("item_id", self._id("ITEM"))
+        return {"payout_item_id": batch["item_id"], "transaction_status": status, "payout_batch_id": batch_id,
+                "payout_item": batch["item"], **({"errors": {"name": "RECEIVER_UNCONFIRMED"}}
+                                                 if status in ("FAILED", "RETURNED") else {})}
+
+    async def _order(self, request: web.Request) -> web.Response:
+        self.received.append(Received(request.path, dict(request.headers), {}))
+        if request.headers.get("Authorization", "").removeprefix("Bearer ") not in self.tokens:
+            status, answer = self._error(401, "AUTHENTICATION_FAILURE")
+        elif (order := self.created.get(request.match_info["id"])) is None or "intent" not in order:
+            status, answer = self._error(404, "RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID")
+        else:
+            status, answer = 200, {k: v for k, v in order.items() if k != "vault_id"}
+        return web.json_response(answer, status=status)
+
+    async def _verify(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            body = None
+        got = Received(request.path, dict(request.headers), body if isinstance(body, dict) else {})
+        self.received.append(got)
+        if request.headers.get("Authorization", "").removeprefix("Bearer ") not in self.tokens:
+            status, answer = self._error(401, "AUTHENTICATION_FAILURE")
+        elif self.fail_next:
+            self.fail_next -= 1
+            status, answer = self._error(503, "SERVICE_UNAVAILABLE")
+        elif not isinstance(body, dict) or not all(isinstance(body.get(f), str) and body[f] for f in VERIFY_FIELDS) \
+                or not isinstance(body.get("webhook_event"), dict):
+            status, answer = self._error(400, "VALIDATION_ERROR", "MISSING_REQUIRED_PARAMETER")
+        else:
+            expected = self._signature(body["webhook_event"], body["transmission_id"], body["transmission_time"],
+                                       WEBHOOK_ID)
+            ok = (body["webhook_id"] == WEBHOOK_ID and body["auth_algo"] == AUTH_ALGO and body["cert_url"] == CERT_URL
+                  and hmac.compare_digest(expected, body["transmission_sig"]))
+            status, answer = 200, {"verification_status": "SUCCESS" if ok else "FAILURE"}
+        got.status = status
+        return web.json_response(answer, status=status)
 
     async def _handle(self, request: web.Request) -> web.Response:
         try:

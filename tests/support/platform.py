@@ -88,6 +88,7 @@ def real_settings(tmp_path, smtp_sink, s3_endpoint, **overrides):
         s3_endpoint=s3_endpoint, s3_secure=False, s3_access_key="test", s3_secret_key="test",
         edge_key="test-edge-key-of-at-least-32-characters",
         page_token_key="test-page-token-key-of-32-characters",
+        mfa_encryption_key="dGVzdC1tZmEta2V5LW9mLTMyLWJ5dGVzLWV4YWN0bHk=",
         # Small pools: a run starts many platforms (replicas, one per test module) on one PostgreSQL.
         **{"schema_prefix": prefix, "amqp_exchange": f"{prefix}events", "database_pool_size": 2,
            "database_max_overflow": 8, **overrides})

@@ -3,6 +3,7 @@ lifetimes."""
 from __future__ import annotations
 
 import datetime as dt
+import types
 
 from hypothesis import given, strategies as st
 import pyotp
@@ -154,3 +155,24 @@ def test_recovery_codes_are_random_and_compared_loosely():
     assert len(set(codes)) == 10 and all(len(c) == 11 and c[5] == "-" for c in codes)
     assert mfa.recovery_code_hash(codes[0]) == mfa.recovery_code_hash(codes[0].upper().replace("-", " "))
     assert mfa.recovery_code_hash(codes[0]) != mfa.recovery_code_hash(codes[1])
+
+
+def test_a_suspension_with_an_end_stops_counting_at_its_end():
+    now = dt.datetime(2026, 11, 26, 12, tzinfo=dt.timezone.utc)
+
+    def account(status, end=None):
+        return types.SimpleNamespace(status=status, status_end_time=end)
+    assert domain.sign_in_refused(account("suspended", now + dt.timedelta(seconds=1)), now).reason == \
+        "ACCOUNT_SUSPENDED"
+    assert domain.sign_in_refused(account("suspended", now), now) is None  # at the end it is over
+    assert domain.suspension_lapsed(account("suspended", now), now)
+    assert domain.sign_in_refused(account("suspended"), now).reason == "ACCOUNT_SUSPENDED"  # no end: until lifted
+    assert not domain.suspension_lapsed(account("suspended"), now)
+    assert domain.sign_in_refused(account("banned", now), now).reason == "ACCOUNT_BANNED"  # a ban has no end
+    assert domain.sign_in_refused(account("active"), now) is None
+    assert domain.check_suspension_end(None, status="banned", now=now) is None
+    assert domain.check_suspension_end(now + dt.timedelta(days=1), status="suspended", now=now)
+    for end, status in ((now, "suspended"), (now + dt.timedelta(days=3654), "suspended"),
+                        (now + dt.timedelta(days=1), "banned"), (now + dt.timedelta(days=1), "active")):
+        with pytest.raises(errors.ApiError):
+            domain.check_suspension_end(end, status=status, now=now)

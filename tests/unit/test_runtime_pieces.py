@@ -113,7 +113,8 @@ def test_page_tokens_are_signed(tmp_path):
     assert embedded == page_token_key(load_settings(data_dir=tmp_path)) != page_token_key(
         load_settings(data_dir=tmp_path / "elsewhere"))
     assert (tmp_path / "page-token-key").stat().st_mode & 0o077 == 0
-    real = dict(profile="real", database_url="x", amqp_url="x", redis_url="x", s3_endpoint="x", edge_key="e" * 32)
+    real = dict(profile="real", database_url="x", amqp_url="x", redis_url="x", s3_endpoint="x", edge_key="e" * 32,
+                mfa_encryption_key="A" * 43 + "=")
     with pytest.raises(ConfigError, match="PETPLATFORM_PAGE_TOKEN_KEY"):  # replicas must share it
         load_settings(**real)
     with pytest.raises(ConfigError):

@@ -94,6 +94,40 @@ async def test_other_peoples_sessions_are_out_of_reach(api: Api):
     await expect(grpc.StatusCode.UNAUTHENTICATED, api.auth.ListSessions(auth_pb2.ListSessionsRequest(parent=me.name)))
 
 
+def listed(api: Api, who: Session, parent: str, **paging):
+    return api.auth.ListSessions(auth_pb2.ListSessionsRequest(parent=parent, **paging), metadata=who.md)
+
+
+async def test_sessions_come_in_pages_and_page_tokens_cannot_be_forged(api: Api):
+    s = await api.signup()
+    devices = [await login(api, s.email, agent=f"Device {i}") for i in range(7)]
+    pages, token = [], ""
+    while True:
+        answer = await listed(api, s, s.name, page_size=3, page_token=token)
+        pages.append([x.name for x in answer.sessions])
+        token = answer.next_page_token
+        if not token:
+            break
+        if len(pages) == 1:  # a sign-in meanwhile goes to the front: the pages after it do not shift
+            await login(api, s.email, agent="Meanwhile")
+    names = [n for p in pages for n in p]
+    assert [len(p) for p in pages] == [3, 3, 2]
+    assert names == [f"{s.name}/sessions/{sid(d)}" for d in reversed([s, *devices])]  # newest first, once each
+    everything = (await listed(api, s, s.name)).sessions  # default page size 20: all nine on one page
+    assert len(everything) == 9 and not (await listed(api, s, s.name)).next_page_token
+    # Tokens: only this service's, only for this listing.
+    token = (await listed(api, s, s.name, page_size=2)).next_page_token
+    assert token and (await listed(api, s, s.name, page_size=5, page_token=token)).sessions  # size may change
+    payload, _ = token.split(".")
+    them = await api.signup()
+    for forged in (token[:-2] + ("AA" if not token.endswith("AA") else "BB"), f"{payload}.", "garbage", "a.b.c",
+                   "x" * 5000):
+        await expect(grpc.StatusCode.INVALID_ARGUMENT, listed(api, s, s.name, page_token=forged))
+    # Another account's listing does not take my token (nor I theirs).
+    await expect(grpc.StatusCode.INVALID_ARGUMENT, listed(api, them, them.name, page_token=token))
+    await expect(grpc.StatusCode.INVALID_ARGUMENT, listed(api, s, s.name, page_size=-1))
+
+
 async def test_a_sign_in_from_a_new_device_is_told_by_email(api: Api):
     s = await api.signup()
     await login(api, s.email, agent="Strange Browser/1.0")

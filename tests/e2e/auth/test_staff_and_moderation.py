@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 
 import grpc
@@ -16,7 +17,8 @@ from petplatform.auth.v1 import auth_pb2
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.common.v1 import event_pb2
 from petplatform.pet.v1 import pet_pb2
-from tests.support.errors import expect
+from services.auth import store as auth_store
+from tests.support.errors import expect, status_of
 from tests.support.events import Producer
 from tests.support.matching import until
 from tests.support.pets import create, dog
@@ -33,8 +35,9 @@ Kind = auth_events.SecurityEventRecorded
 
 @pytest.fixture(scope="module")
 async def api(tmp_path_factory, smtp_sink):
+    # The suspension sweep runs at start and then not within the tests: they run it when they mean to.
     platform = await start_platform(embedded_settings(tmp_path_factory.mktemp("data"), smtp_sink,
-                                                      admin_emails=ADMINS))
+                                                      admin_emails=ADMINS, suspension_sweep_seconds=3600))
     client = Api(platform, smtp_sink)
     yield client
     await client.channel.close()
@@ -164,6 +167,93 @@ async def test_a_suspension_ends_every_session_at_once_and_refuses_sign_in(api: 
     assert [e.status for e in await emitted(api, auth_events.UserStatusChanged, s.name)] == [
         auth_pb2.ACCOUNT_STATUS_SUSPENDED, auth_pb2.ACCOUNT_STATUS_ACTIVE]
     assert (await api.auth.Login(auth_pb2.LoginRequest(email=s.email, password=PASSWORD))).access_token
+
+
+def suspend_until(api: Api, who: Session, target: str, end: dt.datetime | None,
+                  status=auth_pb2.ACCOUNT_STATUS_SUSPENDED):
+    request = auth_pb2.SetAccountStatusRequest(name=target, status=status, reason="a week off")
+    if end is not None:
+        request.end_time.FromDatetime(end)
+    return api.auth.SetAccountStatus(request, metadata=who.md)
+
+
+async def let_time_pass(api: Api, target: Session) -> None:
+    """The suspension's end comes: moved into the past (the service reads the wall clock, and has no other)."""
+    async with module_of(api, "auth").db.transaction() as tx:
+        await tx.execute(auth_store.accounts.update().where(auth_store.accounts.c.id == target.user_id).values(
+            status_end_time=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)))
+
+
+async def test_a_suspension_with_an_end_time_ends_by_itself(api: Api):
+    admin = await new_admin(api)
+    moderator = await staff(api, admin, auth_pb2.ROLE_MODERATOR)
+    s, other = await api.signup("Hothead"), await api.signup("Spammer")
+    end = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(days=7)
+    answer = await suspend_until(api, moderator, s.name, end)
+    assert answer.account.status == auth_pb2.ACCOUNT_STATUS_SUSPENDED
+    assert answer.account.status_end_time.ToDatetime(tzinfo=dt.timezone.utc) == end
+    err = await expect(grpc.StatusCode.PERMISSION_DENIED, api.auth.Login(
+        auth_pb2.LoginRequest(email=s.email, password=PASSWORD)), "ACCOUNT_SUSPENDED")
+    assert f"until {end:%Y-%m-%d %H:%M} UTC" in err.details()
+    # Again with the same end: nothing; with another: the end moves, and the event says so.
+    await suspend_until(api, moderator, s.name, end)
+    later = end + dt.timedelta(days=7)
+    await suspend_until(api, moderator, s.name, later)
+    events = await emitted(api, auth_events.UserStatusChanged, s.name)
+    assert [(e.status, e.end_time.ToDatetime(tzinfo=dt.timezone.utc)) for e in events] == [
+        (auth_pb2.ACCOUNT_STATUS_SUSPENDED, end), (auth_pb2.ACCOUNT_STATUS_SUSPENDED, later)]
+
+    # The end comes. The first sign-in lets them in and lifts the suspension (the sweep has not run yet)...
+    await let_time_pass(api, s)
+    assert (await api.auth.Login(auth_pb2.LoginRequest(email=s.email, password=PASSWORD))).access_token
+    seen = (await get_account(api, moderator, s.name)).account
+    assert (seen.status, seen.status_reason, seen.HasField("status_end_time")) == (
+        auth_pb2.ACCOUNT_STATUS_ACTIVE, "", False)
+    lifted = (await emitted(api, auth_events.UserStatusChanged, s.name))[-1]
+    assert (lifted.status, lifted.previous_status, lifted.reason, lifted.actor, lifted.case) == (
+        auth_pb2.ACCOUNT_STATUS_ACTIVE, auth_pb2.ACCOUNT_STATUS_SUSPENDED, "the suspension ended", "", "")
+
+    # ...and the sweep lifts those who do not sign in, once; the pets held for the suspension come back.
+    pet = await create(api, other, dog("Biscuit"))
+    await suspend_until(api, moderator, other.name, end)
+
+    async def pet_visible() -> bool:
+        try:
+            return bool(await api.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name)))
+        except grpc.aio.AioRpcError as e:
+            assert e.code() == grpc.StatusCode.NOT_FOUND
+            return False
+
+    async def pet_held() -> bool:
+        return not await pet_visible()
+    await until(pet_held, what="the suspended owner's pet held")
+    await let_time_pass(api, other)
+    auth = module_of(api, "auth")
+    assert await auth.end_lapsed_suspensions() >= 1 and await auth.end_lapsed_suspensions() == 0
+    assert (await get_account(api, moderator, other.name)).account.status == auth_pb2.ACCOUNT_STATUS_ACTIVE
+    await until(pet_visible, what="the pet shown again when the suspension ended")
+    assert [e.status for e in await emitted(api, auth_events.UserStatusChanged, other.name)] == [
+        auth_pb2.ACCOUNT_STATUS_SUSPENDED, auth_pb2.ACCOUNT_STATUS_ACTIVE]
+    assert (await api.auth.Login(auth_pb2.LoginRequest(email=other.email, password=PASSWORD))).access_token
+
+
+async def test_suspension_end_times_are_checked(api: Api):
+    admin = await new_admin(api)
+    s = await api.signup("Target")
+    now = dt.datetime.now(dt.timezone.utc)
+    for end, status in ((now - dt.timedelta(minutes=1), auth_pb2.ACCOUNT_STATUS_SUSPENDED),
+                        (now + dt.timedelta(days=3700), auth_pb2.ACCOUNT_STATUS_SUSPENDED),
+                        (now + dt.timedelta(days=1), auth_pb2.ACCOUNT_STATUS_BANNED),
+                        (now + dt.timedelta(days=1), auth_pb2.ACCOUNT_STATUS_ACTIVE)):
+        err = await expect(grpc.StatusCode.INVALID_ARGUMENT, suspend_until(api, admin, s.name, end, status))
+        assert "end_time" in str(status_of(err))
+    # A ban or an open-ended suspension has no end time; a timed suspension made open-ended loses it.
+    await suspend_until(api, admin, s.name, now + dt.timedelta(days=1))
+    open_ended = await suspend_until(api, admin, s.name, None)
+    assert not open_ended.account.HasField("status_end_time")
+    assert await module_of(api, "auth").end_lapsed_suspensions() == 0
+    await expect(grpc.StatusCode.PERMISSION_DENIED, api.auth.Login(
+        auth_pb2.LoginRequest(email=s.email, password=PASSWORD)), "ACCOUNT_SUSPENDED")
 
 
 async def test_who_may_ban_and_lift_a_ban(api: Api):

@@ -2,7 +2,9 @@
 it gets and keeps, what it sends (PayPal-Request-Id, amounts in the currency's decimals, a vaulted
 payment source, the capture, the refund of the capture, a one-item Payouts batch) and how it reads
 PayPal's answers (a decline, a payer action, an outage, an expired token, a request id reused with
-other parameters); then a platform with payment_provider=paypal running the booking flows."""
+other parameters), and how it has PayPal verify a webhook; then a platform with
+payment_provider=paypal running the booking flows, and PayPal's webhooks through the edge over HTTP
+(forged, replayed, out of order: a payer action completed or denied, payout items)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -15,10 +17,11 @@ from services.payment.paypal_provider import PayPalProvider, money
 from services.payment.providers import Outcome, ProviderDown, ProviderRefused
 from tests.e2e.marketplace.conftest import OPTIONS, admin_session
 from tests.support.market import (
-    B, P, a_slot, balanced, book, booking_reaches, business, owner_with_dog, payment_reaches,
+    B, P, a_slot, balanced, book, booking_reaches, business, owner_with_dog, payment_reaches, payments,
 )
-from tests.support.paypal_standin import CLIENT_ID, CLIENT_SECRET, PayPalStandIn
-from tests.support.platform import Api, embedded_settings, module_of, start_platform
+from tests.support.matching import until
+from tests.support.paypal_standin import CLIENT_ID, CLIENT_SECRET, WEBHOOK_ID, PayPalStandIn
+from tests.support.platform import Api, EdgeClient, embedded_settings, module_of, start_edge, start_platform
 
 META = {"booking": "bookings/b1", "payment": "payments/p1"}
 CAPTURE = r"/v2/checkout/orders/[^/]+/capture"
@@ -144,11 +147,47 @@ async def test_a_payout_is_a_one_item_batch_to_the_business_paypal_account(paypa
 def test_the_paypal_provider_needs_its_credentials(tmp_path):
     with pytest.raises(ConfigError, match="PAYPAL_CLIENT_ID"):
         load_settings(data_dir=tmp_path, payment_provider="paypal")
+    with pytest.raises(ConfigError, match="PAYPAL_WEBHOOK_ID"):
+        load_settings(data_dir=tmp_path, payment_provider="paypal", paypal_client_id="id", paypal_client_secret="s")
     with pytest.raises(ConfigError):
         load_settings(data_dir=tmp_path, payment_provider="paypal", paypal_client_id="id",
-                      paypal_client_secret="s", paypal_api_base="ftp://x")
+                      paypal_client_secret="s", paypal_webhook_id="w", paypal_api_base="ftp://x")
     assert load_settings(data_dir=tmp_path, payment_provider="paypal", paypal_client_id="id",
-                         paypal_client_secret="s").payment_provider == "paypal"
+                         paypal_client_secret="s", paypal_webhook_id="w").payment_provider == "paypal"
+
+
+async def test_a_webhook_is_verified_by_paypal_with_the_event_sent_back_verbatim(paypal, standin):
+    body, headers = standin.webhook("PAYMENT.CAPTURE.COMPLETED", {"id": "CAP1", "status": "COMPLETED"})
+    lowered = {k.lower(): v for k, v in headers.items()}
+    assert await paypal.verify_webhook(webhook_id=WEBHOOK_ID, headers=lowered, body=body)
+    (sent,) = standin.posts("/v1/notifications/verify-webhook-signature")
+    assert sent.headers["Authorization"].startswith("Bearer ")
+    assert sent.body["webhook_id"] == WEBHOOK_ID and sent.body["webhook_event"]["resource"]["id"] == "CAP1"
+    assert sent.body["transmission_sig"] == headers["PAYPAL-TRANSMISSION-SIG"]
+    # Another body under these headers, another webhook id, a header missing: not verified.
+    tampered = body.replace(b"CAP1", b"CAP2")
+    assert not await paypal.verify_webhook(webhook_id=WEBHOOK_ID, headers=lowered, body=tampered)
+    assert not await paypal.verify_webhook(webhook_id="WH-OTHER", headers=lowered, body=body)
+    calls = len(standin.received)
+    del lowered["paypal-cert-url"]
+    assert not await paypal.verify_webhook(webhook_id=WEBHOOK_ID, headers=lowered, body=body)
+    assert len(standin.received) == calls  # refused without asking PayPal
+    # PayPal unavailable, or our token expired: it cannot say (the webhook comes again).
+    lowered["paypal-cert-url"] = headers["PAYPAL-CERT-URL"]
+    standin.fail_next = 1
+    with pytest.raises(ProviderDown):
+        await paypal.verify_webhook(webhook_id=WEBHOOK_ID, headers=lowered, body=body)
+    standin.expire_tokens = True
+    standin.tokens.clear()
+    with pytest.raises(ProviderDown, match="401"):
+        await paypal.verify_webhook(webhook_id=WEBHOOK_ID, headers=lowered, body=body)
+    assert await paypal.verify_webhook(webhook_id=WEBHOOK_ID, headers=lowered, body=body)
+    wrong = PayPalProvider(client_id=CLIENT_ID, client_secret="wrong", api_base=standin.url)
+    try:
+        with pytest.raises(ProviderRefused, match="401"):
+            await wrong.verify_webhook(webhook_id=WEBHOOK_ID, headers=lowered, body=body)
+    finally:
+        await wrong.close()
 
 
 # --- a platform on PayPal ---
@@ -159,7 +198,7 @@ async def on_paypal(tmp_path_factory, smtp_sink):
     await standin.start()
     settings = embedded_settings(tmp_path_factory.mktemp("data"), smtp_sink, **{
         **OPTIONS, "payment_provider": "paypal", "paypal_client_id": CLIENT_ID, "paypal_client_secret": CLIENT_SECRET,
-        "paypal_api_base": standin.url})
+        "paypal_api_base": standin.url, "paypal_webhook_id": WEBHOOK_ID})
     platform = await start_platform(settings)
     api = Api(platform, smtp_sink)
     api.admin = await admin_session(api)
@@ -222,3 +261,173 @@ async def test_on_paypal_a_declined_source_cancels_and_a_payer_action_waits(on_p
     assert waiting.action_url.endswith(f"token={waiting.provider_reference}")
     await booking_reaches(api, owner, b2.name, payment_status=B.PAYMENT_STATUS_REQUIRES_ACTION)
     await balanced(api, api.admin)
+
+
+# --- PayPal's webhooks through the edge ---
+
+@pytest.fixture(scope="module")
+async def paypal_edge(on_paypal: Api):
+    import aiohttp
+    e = await start_edge(on_paypal.platform)
+    async with aiohttp.ClientSession() as http:
+        yield EdgeClient(on_paypal, e, http)
+    await e.stop(grace=1)
+
+
+async def deliver(edge: EdgeClient, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    async with edge.http.post(f"{edge.url}/v1/webhooks/paypal", data=body,
+                              headers={**headers, "Content-Type": "application/json"}) as r:
+        return r.status, await r.json()
+
+
+async def charge_waiting(api: Api, days_ahead: int = 7):
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller, payout_account="PAYERID000044")
+    owner, pet = await owner_with_dog(api)
+    b = await book(api, owner, svc.name, (await a_slot(api, svc.name, days_ahead=days_ahead)).start_time, [pet],
+                   pm="vault_payer_action")
+    await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b.name), metadata=seller.md)
+    charge = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_REQUIRES_ACTION)
+    return owner, b, charge
+
+
+async def test_paypal_webhooks_forged_malformed_or_unverifiable_are_refused(paypal_edge: EdgeClient):
+    api, standin = paypal_edge.api, paypal_edge.api.standin  # type: ignore[attr-defined]
+    owner, b, charge = await charge_waiting(api)
+    capture = standin.captured(charge.provider_reference)
+    body, headers = standin.webhook("PAYMENT.CAPTURE.COMPLETED", capture)
+    other, other_headers = standin.webhook("PAYMENT.CAPTURE.COMPLETED", {**capture, "id": "CAP-FORGED"})
+    forged = {**headers, "PAYPAL-TRANSMISSION-SIG": other_headers["PAYPAL-TRANSMISSION-SIG"]}
+    unsigned = {k: v for k, v in headers.items() if k != "PAYPAL-TRANSMISSION-SIG"}
+    for sent, with_headers in ((body, forged), (body, unsigned), (other, headers), (body, {})):
+        status, answer = await deliver(paypal_edge, sent, with_headers)
+        assert (status, answer["details"][0]["reason"]) == (403, "INVALID_SIGNATURE"), answer
+    status, answer = await deliver(paypal_edge, b"not json", headers)
+    assert status == 400
+    status, answer = await deliver(paypal_edge, b'{"id": "WH-1", "event_type": "X"}', headers)
+    assert status == 400
+    standin.fail_next = 1  # PayPal cannot verify now: 503, and PayPal sends it again later
+    status, answer = await deliver(paypal_edge, body, headers)
+    assert (status, answer["details"][0]["reason"]) == (503, "PROVIDER_UNAVAILABLE")
+    waiting = next(x for x in await payments(api, owner, b.name) if x.kind == P.KIND_CHARGE)
+    assert waiting.state == P.STATE_REQUIRES_ACTION  # nothing changed
+    # The same event, verified: applied.
+    assert await deliver(paypal_edge, body, headers) == (200, {"received": True, "duplicate": False})
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_PAID)
+
+
+async def test_a_payer_action_completes_by_webhook_once_whatever_the_order(paypal_edge: EdgeClient):
+    api, standin = paypal_edge.api, paypal_edge.api.standin  # type: ignore[attr-defined]
+    owner, b, charge = await charge_waiting(api)
+    capture = standin.captured(charge.provider_reference)
+    pending, pending_headers = standin.webhook("PAYMENT.CAPTURE.PENDING", {**capture, "status": "PENDING"})
+    body, headers = standin.webhook("PAYMENT.CAPTURE.COMPLETED", capture)
+    assert await deliver(paypal_edge, body, headers) == (200, {"received": True, "duplicate": False})
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_PAID)
+    # Replayed, then an older PENDING and a DENIED arriving late: nothing moves.
+    assert (await deliver(paypal_edge, body, headers))[1]["duplicate"] is True
+    assert (await deliver(paypal_edge, pending, pending_headers))[1]["duplicate"] is False
+    denied, denied_headers = standin.webhook("PAYMENT.CAPTURE.DENIED", {**capture, "status": "DECLINED"})
+    assert (await deliver(paypal_edge, denied, denied_headers))[0] == 200
+    (paid,) = [x for x in await payments(api, owner, b.name) if x.kind == P.KIND_CHARGE]
+    assert (paid.state, paid.provider_reference, paid.action_url) == (P.STATE_SUCCEEDED, capture["id"], "")
+    await balanced(api, api.admin)
+    # The capture id is the charge's reference: a cancellation refunds that capture.
+    await api.marketplace.CancelBooking(m.CancelBookingRequest(name=b.name), metadata=owner.md)
+    refund = await payment_reaches(api, owner, b.name, P.KIND_REFUND, P.STATE_SUCCEEDED)
+    assert standin.created[refund.provider_reference]["capture"] == capture["id"]
+    # PayPal's REFUNDED for it comes after our call's answer: already applied, nothing moves.
+    body, headers = standin.webhook("PAYMENT.CAPTURE.REFUNDED", {
+        "id": refund.provider_reference, "status": "COMPLETED", "custom_id": f"{b.name}:refund"})
+    assert (await deliver(paypal_edge, body, headers))[0] == 200
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_REFUNDED)
+    await balanced(api, api.admin)
+
+
+async def test_an_approved_order_is_captured_by_the_worker_once(paypal_edge: EdgeClient):
+    """PayPal's order of events: the payer approves (CHECKOUT.ORDER.APPROVED), our worker's retry
+    finds the order APPROVED and captures it with `<key>:capture`; PAYMENT.CAPTURE.COMPLETED for it
+    then changes nothing."""
+    api, standin = paypal_edge.api, paypal_edge.api.standin  # type: ignore[attr-defined]
+    owner, b, charge = await charge_waiting(api, days_ahead=14)
+    order = standin.approve(charge.provider_reference)
+    body, headers = standin.webhook("CHECKOUT.ORDER.APPROVED", order)
+    assert await deliver(paypal_edge, body, headers) == (200, {"received": True, "duplicate": False})
+    paid = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_SUCCEEDED)
+    assert paid.provider_reference.startswith("CAP") and paid.action_url == ""
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_PAID)
+    (capture,) = standin.posts(f"/v2/checkout/orders/{charge.provider_reference}/capture")
+    assert capture.headers["PayPal-Request-Id"] == f"{b.name}:charge:capture"
+    assert (await deliver(paypal_edge, body, headers))[1]["duplicate"] is True
+    again, again_headers = standin.webhook("CHECKOUT.ORDER.APPROVED", order)  # a new event id, late
+    completed, completed_headers = standin.webhook("PAYMENT.CAPTURE.COMPLETED", {
+        **standin.created[paid.provider_reference], "custom_id": f"{b.name}:charge"})
+    for sent, with_headers in ((again, again_headers), (completed, completed_headers)):
+        assert (await deliver(paypal_edge, sent, with_headers))[0] == 200
+    assert len(standin.posts(f"/v2/checkout/orders/{charge.provider_reference}/capture")) == 1
+    (still,) = [x for x in await payments(api, owner, b.name) if x.kind == P.KIND_CHARGE]
+    assert (still.state, still.provider_reference) == (P.STATE_SUCCEEDED, paid.provider_reference)
+    await balanced(api, api.admin)
+
+
+async def test_a_payer_action_denied_by_webhook_fails_the_charge(paypal_edge: EdgeClient):
+    api, standin = paypal_edge.api, paypal_edge.api.standin  # type: ignore[attr-defined]
+    owner, b, charge = await charge_waiting(api, days_ahead=12)
+    capture = standin.captured(charge.provider_reference, succeed=False)
+    body, headers = standin.webhook("PAYMENT.CAPTURE.DENIED", capture)
+    assert (await deliver(paypal_edge, body, headers))[0] == 200
+    failed = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_FAILED)
+    assert failed.failure_reason == "DECLINED_BY_RISK_FRAUD_FILTERS"
+    await booking_reaches(api, owner, b.name, state=B.STATE_CANCELLED, payment_status=B.PAYMENT_STATUS_FAILED)
+    # A COMPLETED for it after all (out of order, or forged with another id): the charge stays failed.
+    late, late_headers = standin.webhook("PAYMENT.CAPTURE.COMPLETED", {**capture, "status": "COMPLETED"})
+    assert (await deliver(paypal_edge, late, late_headers))[0] == 200
+    assert (await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_FAILED)).failure_reason == \
+        "DECLINED_BY_RISK_FRAUD_FILTERS"
+    await balanced(api, api.admin)
+
+
+async def test_payout_items_move_the_bank_state_forward_only(paypal_edge: EdgeClient):
+    api, standin = paypal_edge.api, paypal_edge.api.standin  # type: ignore[attr-defined]
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller, payout_account="PAYERID000045")
+    owner, pet = await owner_with_dog(api)
+    b = await book(api, owner, svc.name, (await a_slot(api, svc.name, days_ahead=13)).start_time, [pet],
+                   pm="vault_ok")
+    await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b.name), metadata=seller.md)
+    await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_SUCCEEDED)
+    await api.marketplace.StartBooking(m.StartBookingRequest(name=b.name), metadata=seller.md)
+    await api.marketplace.CompleteBooking(m.CompleteBookingRequest(name=b.name), metadata=seller.md)
+    await payment_reaches(api, seller, b.name, P.KIND_PAYOUT, P.STATE_PENDING)  # its hold counted from now
+    payment = module_of(api, "payment")
+    base = payment.clock
+    payment.clock = lambda: base() + dt.timedelta(hours=48, minutes=1)
+    try:
+        payout = await payment_reaches(api, seller, b.name, P.KIND_PAYOUT, P.STATE_SUCCEEDED)
+    finally:
+        payment.clock = base
+    assert payout.bank_payout == P.BANK_PAYOUT_UNSPECIFIED
+
+    async def item(kind: str, status: str, **changes) -> None:
+        body, headers = standin.webhook(f"PAYMENT.PAYOUTS-ITEM.{kind}",
+                                        {**standin.payout_item(payout.provider_reference, status), **changes})
+        assert (await deliver(paypal_edge, body, headers))[0] == 200
+
+    async def bank(state: int):
+        async def check():
+            (x,) = [x for x in await payments(api, seller, b.name) if x.kind == P.KIND_PAYOUT]
+            return x if x.bank_payout == state else None
+        return await until(check, what=f"the payout item in {P.BankPayout.Name(state)}")
+
+    # Someone else's receiver named on our payment: ignored.
+    await item("SUCCEEDED", "SUCCESS", payout_item={"receiver": "PAYERID000099", "sender_item_id": payout.name})
+    await item("UNCLAIMED", "UNCLAIMED")
+    unclaimed = await bank(P.BANK_PAYOUT_UNCLAIMED)
+    assert unclaimed.bank_payout_reference.startswith("ITEM")
+    await item("HELD", "ONHOLD")  # older: stays unclaimed
+    await item("SUCCEEDED", "SUCCESS")
+    await bank(P.BANK_PAYOUT_PAID)
+    await item("UNCLAIMED", "UNCLAIMED")  # late: stays paid
+    assert (await bank(P.BANK_PAYOUT_PAID)).failure_reason == ""
+    await item("RETURNED", "RETURNED")
+    assert (await bank(P.BANK_PAYOUT_FAILED)).failure_reason == "RECEIVER_UNCONFIRMED"
