@@ -3,19 +3,25 @@
 Each score is logged (logs.py) with the event `rpc:<Method>`."""
 from __future__ import annotations
 
+import datetime as dt
+
+from google.protobuf import timestamp_pb2
 import grpc
 
 from mesh import errors, principal
-from mesh.resources import parse_name
+from mesh import pagination
+from mesh.resources import decode_page_token, parse_name
 from ml.fraud import model, signals, store
 from ml.fraud.engine import Draft, Engine, factors_of
+from ml.fraud.logs import LogEntry
 from petplatform.common.v1 import access_pb2, animal_pb2
-from petplatform.fraud.v1 import fraud_pb2, fraud_pb2_grpc
+from petplatform.fraud.v1 import fraud_pb2, fraud_pb2_grpc, risk_pb2
 from petplatform.pet.v1 import pet_pb2
 
 ACTIONS = {"none": fraud_pb2.RISK_ACTION_NONE, "review": fraud_pb2.RISK_ACTION_REVIEW,
            "hold": fraud_pb2.RISK_ACTION_HOLD}
 MAX_TEXT = 4000
+DEFAULT_PAGE, MAX_PAGE = 50, 100
 N_SPECIES = len(animal_pb2.Species.values())
 
 
@@ -107,3 +113,32 @@ class FraudServicer(fraud_pb2_grpc.FraudServiceServicer):
         await self.engine.log(user_id=sender_id, subject=request.message, event="rpc:ScoreMessage", assessment=a)
         return fraud_pb2.ScoreMessageResponse(assessment=assessment(a, subject=request.message, user_id=sender_id,
                                                                     staff=staff))
+
+    async def ListRiskHistory(self, request: fraud_pb2.ListRiskHistoryRequest,
+                              context: grpc.aio.ServicerContext) -> fraud_pb2.ListRiskHistoryResponse:
+        principal.require()  # ACCESS_SUPPORT: the interceptor admitted staff only
+        user_id = parse_name(request.user, "users/{}", "user")[0]
+        if not 0 <= request.page_size <= MAX_PAGE:
+            raise errors.invalid_argument(("page_size", f"must be between 1 and {MAX_PAGE} (0: {DEFAULT_PAGE})"))
+        size = request.page_size or DEFAULT_PAGE
+        position = decode_page_token(request.page_token, request)
+        after = None
+        if position is not None:
+            try:
+                after = (dt.datetime.fromisoformat(position[0]), str(position[1]))
+            except (TypeError, ValueError, IndexError):
+                raise errors.invalid_argument(("page_token", "malformed page token")) from None
+        entries = await self.engine.logs.of_user(f"users/{user_id}", limit=size + 1, after=after)
+        shown, token = pagination.page(entries, size, lambda e: [e.create_time.isoformat(), e.id], request)
+        return fraud_pb2.ListRiskHistoryResponse(records=[record(e) for e in shown], next_page_token=token)
+
+
+def record(e: LogEntry) -> fraud_pb2.RiskRecord:
+    when = timestamp_pb2.Timestamp()
+    when.FromDatetime(e.create_time)
+    return fraud_pb2.RiskRecord(
+        assessment=fraud_pb2.RiskAssessment(
+            subject=e.subject, user=e.user, score=e.score, action=ACTIONS[e.action], model=e.model,
+            factors=[risk_pb2.RiskFactor(code=f["code"], description=f["description"],
+                                         contribution=f["contribution"]) for f in e.factors]),
+        event=e.event, reviewed=e.reviewed, create_time=when)

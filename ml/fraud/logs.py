@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from mesh import pagination
+from mesh.pagination import Position
 from mesh.sql import Database
 from ml.fraud import store
 
@@ -36,8 +38,8 @@ class LogEntry:
 class FraudLogs(Protocol):
     async def append(self, entry: LogEntry) -> None: ...
 
-    async def of_user(self, user: str, *, limit: int = 50) -> list[LogEntry]:
-        """The user's entries, newest first."""
+    async def of_user(self, user: str, *, limit: int = 50, after: Position | None = None) -> list[LogEntry]:
+        """The user's entries, newest first (by time, then id), from after `after` (a page's last entry)."""
 
     async def mark_reviewed(self, subject: str) -> int:
         """Marks the subject's entries reviewed (a moderator decided on it); how many were."""
@@ -51,11 +53,12 @@ class RelationalLogs:
         async with self.db.transaction() as s:
             await s.execute(store.fraud_logs.insert().values(store.log_values(dataclasses.asdict(entry))))
 
-    async def of_user(self, user: str, *, limit: int = 50) -> list[LogEntry]:
+    async def of_user(self, user: str, *, limit: int = 50, after: Position | None = None) -> list[LogEntry]:
         t = store.fraud_logs
+        query = pagination.select_page(sa.select(t).where(t.c.user == user), after, t.c.create_time, t.c.id,
+                                       descending=True, size=limit - 1)  # select_page fetches size + 1
         async with self.db.read() as s:
-            rows = (await s.execute(sa.select(t).where(t.c.user == user)
-                                    .order_by(t.c.create_time.desc(), t.c.id.desc()).limit(limit))).all()
+            rows = (await s.execute(query)).all()
         return [LogEntry(**{**r._asdict(), "factors": json.loads(r.factors)}) for r in rows]
 
     async def mark_reviewed(self, subject: str) -> int:
@@ -85,8 +88,12 @@ class MongoLogs:
         doc["_id"] = doc.pop("id")
         await self._logs.insert_one(doc)
 
-    async def of_user(self, user: str, *, limit: int = 50) -> list[LogEntry]:
-        cursor = self._logs.find({"user": user}).sort([("create_time", -1), ("_id", -1)]).limit(limit)
+    async def of_user(self, user: str, *, limit: int = 50, after: Position | None = None) -> list[LogEntry]:
+        query: dict[str, Any] = {"user": user}
+        if after is not None:
+            when, last = after
+            query["$or"] = [{"create_time": {"$lt": when}}, {"create_time": when, "_id": {"$lt": last}}]
+        cursor = self._logs.find(query).sort([("create_time", -1), ("_id", -1)]).limit(limit)
         out = []
         async for doc in cursor:
             doc["id"] = doc.pop("_id")

@@ -54,3 +54,14 @@ async def test_a_decision_marks_the_subjects_entries_reviewed_once(logs):
     assert await logs.mark_reviewed("pets/1") == 0
     reviewed = {(e.subject, e.reviewed) for e in await logs.of_user("users/a")}
     assert reviewed == {("pets/1", True), ("pets/2", False)}
+
+
+async def test_pages_follow_each_other_without_gaps_or_repeats(logs):
+    written = [entry("users/a", f"pets/{i}", i % 3) for i in range(7)]  # equal times: the id breaks the tie
+    for e in written:
+        await logs.append(e)
+    seen, after = [], None
+    while page := await logs.of_user("users/a", limit=3, after=after):
+        seen += page
+        after = (page[-1].create_time, page[-1].id)
+    assert [e.id for e in seen] == [e.id for e in sorted(written, key=lambda e: (e.create_time, e.id), reverse=True)]

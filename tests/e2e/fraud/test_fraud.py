@@ -221,3 +221,30 @@ async def test_on_postgresql_rabbitmq_and_s3(real_api: Api, tmp_path):
         async with module_of(real_api, "fraud").db.read() as s:
             return await store.reused_counts(s, [listing.name.split("/")[1]])
     assert await until(reused, timeout=30, what="the photo hashed") == {listing.name.split("/")[1]: 1}
+
+
+async def test_staff_read_an_accounts_risk_history_page_by_page(api: Api, people):
+    honest, scammer, admin = people
+    module = module_of(api, "fraud")
+    await module.engine.settle()
+    request = fraud_pb2.ListRiskHistoryRequest(user=f"users/{scammer.user_id}", page_size=2)
+    first = await api.fraud.ListRiskHistory(request, metadata=admin.md)
+    assert len(first.records) == 2 and first.next_page_token
+    assert first.records[0].create_time.ToDatetime() >= first.records[1].create_time.ToDatetime()
+    records = list(first.records)
+    token = first.next_page_token
+    while token:
+        page = await api.fraud.ListRiskHistory(fraud_pb2.ListRiskHistoryRequest(
+            user=request.user, page_size=2, page_token=token), metadata=admin.md)
+        records += page.records
+        token = page.next_page_token
+    assert len({(r.create_time.ToNanoseconds(), r.event, r.assessment.subject) for r in records}) == len(records)
+    held = [r for r in records if r.assessment.action == fraud_pb2.RISK_ACTION_HOLD and r.assessment.factors]
+    assert held and all(r.assessment.user == f"users/{scammer.user_id}" for r in records)
+    assert any(r.event == "rpc:ScoreListing" for r in records)
+
+    await expect(grpc.StatusCode.PERMISSION_DENIED, api.fraud.ListRiskHistory(request, metadata=scammer.md))
+    for bad in (fraud_pb2.ListRiskHistoryRequest(user=request.user, page_size=101),
+                fraud_pb2.ListRiskHistoryRequest(user=request.user, page_token="forged.token"),
+                fraud_pb2.ListRiskHistoryRequest(user=f"users/{honest.user_id}", page_token=first.next_page_token)):
+        await expect(grpc.StatusCode.INVALID_ARGUMENT, api.fraud.ListRiskHistory(bad, metadata=admin.md))
