@@ -5,8 +5,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 GENSTAMP := petplatform/__init__.py
 PROTOS := $(shell find proto third_party -name '*.proto')
+# The browser side (clients/): npm workspaces with one lockfile; TypeScript stubs generated from proto/ like
+# the Python ones (gitignored, never edited); the web app's static build, served on 3100 by `make up`.
+NPMSTAMP := clients/node_modules/.installed
+TSGENSTAMP := clients/proto-ts/gen/.generated
+WEBBUILD := clients/web/dist/index.html
+WEBSRC := $(shell find clients/web/src clients/web/public -type f) clients/web/index.html clients/web/vite.config.ts clients/web/tsconfig.json
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint gen install bench bench-short eval envoy contract-baseline clean
+.PHONY: up test lint gen install web chromium bench bench-short eval envoy contract-baseline clean
 
 # The demo data's admin account (app/demo.py) registers as an admin; an environment value wins.
 up: export PETPLATFORM_ADMIN_EMAILS ?= ["admin@demo.petplatform.local"]
@@ -14,11 +21,13 @@ up: export PETPLATFORM_ADMIN_EMAILS ?= ["admin@demo.petplatform.local"]
 up: export PETPLATFORM_DEV_OIDC ?= true
 # Payouts of the demo's completed bookings after two minutes, not the 48 hours of production.
 up: export PETPLATFORM_PAYMENT_HOLD_SECONDS ?= 120
-up: $(GENSTAMP)
+up: $(GENSTAMP) $(WEBBUILD)
 	$(BIN)/petplatform migrate
 	$(BIN)/petplatform run --target=all --demo-data
 
-test: $(GENSTAMP) lint
+# The browser test (tests/e2e/web) drives Debian's chromium: installed here when missing.
+test: $(GENSTAMP) lint $(WEBBUILD) chromium
+	$(BIN)/python tools/check_ts_stubs.py
 	$(BIN)/pytest -q -p no:cacheprovider -m "not bench"
 
 # Load generator, platform (as `make up` runs it) and a bare grpc.aio baseline in three processes; embedded and
@@ -49,7 +58,27 @@ lint: $(GENSTAMP)
 	$(BIN)/mypy
 	$(BIN)/buf breaking --against contract-baseline.tar.gz
 
-gen: $(GENSTAMP)
+gen: $(GENSTAMP) $(TSGENSTAMP)
+
+# The web app's static build; `npm run build` type-checks it against the generated stubs first, so a contract
+# change that breaks the app fails here.
+web: $(WEBBUILD)
+
+$(WEBBUILD): $(TSGENSTAMP) $(WEBSRC)
+	cd clients/web && npm run build --silent
+
+$(TSGENSTAMP): $(STAMP) $(NPMSTAMP) $(PROTOS) buf.gen.ts.yaml
+	$(BIN)/buf generate --template buf.gen.ts.yaml
+	touch $@
+
+$(NPMSTAMP): clients/package-lock.json clients/package.json clients/proto-ts/package.json clients/web/package.json
+	cd clients && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian's browser for the browser test (Playwright is pointed at it; it downloads none of its own).
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 
 # `make lint` checks the contracts against this snapshot of them, not against the last commit, so a
 # break cannot pass by being spread over two commits. Remake it only for a deliberate, reviewed break
@@ -64,7 +93,7 @@ envoy: $(GENSTAMP)
 $(GENSTAMP): $(STAMP) $(PROTOS) tools/gen.py
 	$(BIN)/python tools/gen.py
 
-install: $(STAMP)
+install: $(STAMP) $(NPMSTAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,4 +105,4 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) petplatform build data
+	rm -rf $(VENV) petplatform build data clients/node_modules clients/proto-ts/gen clients/web/dist

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import functools
 import logging
 import os
 import signal
@@ -14,6 +16,7 @@ import prometheus_client
 
 from app import scaffold, wiring
 from app.registry import REGISTRY
+from gateway.webapp import WebApp, web_app
 from mesh import logs, tracing
 from mesh.config import ConfigError, Settings, load_settings
 from mesh.registry import peer_addresses
@@ -97,6 +100,15 @@ def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop]
     return uvloop.new_event_loop
 
 
+def _die_with_parent(parent: int) -> None:
+    """In each worker, before it runs: the kernel sends it SIGTERM when the parent dies, even by SIGKILL,
+    so no worker is left serving (and holding database connections) with no one to stop it."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request above took effect
+        os._exit(1)
+
+
 def _run_workers(args: argparse.Namespace, settings: Settings) -> int:
     """`run --workers N`: migrations once, then N processes serving the target on the same ports (the kernel
     spreads connections over them); SIGINT or SIGTERM stops them all, as does the death of one."""
@@ -121,7 +133,8 @@ def _run_workers(args: argparse.Namespace, settings: Settings) -> int:
     if args.port is not None:
         command.append(f"--port={args.port}")
     env = {**os.environ, "PETPLATFORM_REUSE_PORT": "true"}
-    workers = [subprocess.Popen(command + (["--demo-data"] if args.demo_data and i == 0 else []), env=env)
+    workers = [subprocess.Popen(command + (["--demo-data"] if args.demo_data and i == 0 else []), env=env,
+                                preexec_fn=functools.partial(_die_with_parent, os.getpid()))
                for i in range(args.workers)]
     stopping = False
 
@@ -187,9 +200,12 @@ async def _serve(settings: Settings, target: str, port: int, demo: bool, migrate
         await platform.migrate()
     await platform.start()
     edge = None
+    web: WebApp | None = None
     if target == "all":
         edge = wiring.edge(platform.rt)
         await edge.start()
+        if web := web_app(settings, edge.http_port):
+            await web.start()
     if demo:
         from app.demo import load_demo_data
         await load_demo_data(platform.address, settings.data_dir)
@@ -197,7 +213,11 @@ async def _serve(settings: Settings, target: str, port: int, demo: bool, migrate
     if edge:
         print(f"Edge: REST and gRPC-Web on http://{settings.host}:{edge.http_port} (docs: /docs, /openapi.json, "
               f"/asyncapi.json), gRPC pass-through on {settings.host}:{edge.grpc_port}. Ctrl-C stops.", flush=True)
+    if web:
+        print(f"Web app: http://{settings.host}:{web.port}", flush=True)
     await _until_signalled()
+    if web:
+        await web.stop()
     if edge:
         await edge.stop()
     await platform.stop()

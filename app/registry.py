@@ -4,8 +4,9 @@ document and the tests. Adding a service is its proto, its package and one entry
 from __future__ import annotations
 
 from mesh.registry import Registry, ServiceSpec
+from petplatform.admin.v1 import admin_pb2  # noqa: F401  (registers the contract for the registry's check)
 from petplatform.admin.v1 import events_pb2 as admin_events
-from petplatform.auth.v1 import auth_pb2  # noqa: F401  (registers the contract for the registry's check)
+from petplatform.auth.v1 import auth_pb2  # noqa: F401
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.chat.v1 import chat_pb2  # noqa: F401
 from petplatform.chat.v1 import events_pb2 as chat_events
@@ -30,8 +31,10 @@ REGISTRY = Registry([
     ServiceSpec(
         name="auth", module="services.auth.module:AuthModule", port=3001,
         contracts=("petplatform.auth.v1.AuthService",),
-        emits=(auth_events.UserCreated, auth_events.UserEmailVerified, event_pb2.EmailRequested),
-        consumes=(auth_events.UserCreated, event_pb2.EmailRequested),
+        emits=(auth_events.UserCreated, auth_events.UserEmailVerified, event_pb2.EmailRequested,
+               auth_events.UserRoleChanged, auth_events.UserStatusChanged, auth_events.SecurityEventRecorded),
+        consumes=(auth_events.UserCreated, event_pb2.EmailRequested,
+                  admin_events.ModerationActionTaken),  # suspensions and bans decided in cases
     ),
     ServiceSpec(
         name="user", module="services.user.module:UserModule", port=3002,
@@ -44,7 +47,9 @@ REGISTRY = Registry([
         contracts=("petplatform.pet.v1.PetService",), peers=("auth",),
         emits=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted),
         consumes=(pet_events.PetCreated, pet_events.PetUpdated, pet_events.PetDeleted,  # WatchPets, live
-                  matching_events.AdoptionCompleted),  # the pet becomes adopted
+                  matching_events.AdoptionCompleted,  # the pet becomes adopted
+                  admin_events.ModerationActionTaken,  # listings held or hidden
+                  auth_events.UserStatusChanged),  # a suspended owner's listings held
     ),
     ServiceSpec(
         name="matching", module="services.matching.module:MatchingModule", port=3004,
@@ -68,13 +73,13 @@ REGISTRY = Registry([
                marketplace_events.BookingCancelled, marketplace_events.BookingCompleted,
                marketplace_events.BookingReviewPublished),
         consumes=(payment_events.PaymentProcessed, payment_events.PaymentFailed,  # the booking's payment status
-                  payment_events.RefundProcessed),
+                  payment_events.PaymentActionRequired, payment_events.RefundProcessed),
     ),
     ServiceSpec(
         name="payment", module="services.payment.module:PaymentModule", port=3009,
         contracts=("petplatform.payment.v1.PaymentService",), peers=("auth",),
-        emits=(payment_events.PaymentProcessed, payment_events.PaymentFailed, payment_events.RefundProcessed,
-               payment_events.PayoutSent),
+        emits=(payment_events.PaymentProcessed, payment_events.PaymentFailed, payment_events.PaymentActionRequired,
+               payment_events.RefundProcessed, payment_events.PayoutSent),
         consumes=(marketplace_events.BookingAccepted, marketplace_events.BookingCancelled,  # charges, refunds
                   marketplace_events.BookingCompleted),  # and payouts of bookings
     ),
@@ -98,6 +103,17 @@ REGISTRY = Registry([
         contracts=("petplatform.notification.v1.NotificationService",), peers=("auth",),
         emits=(notification_events.NotificationRequested, event_pb2.EmailRequested),
         consumes=(chat_events.MessageSent, matching_events.MatchCreated, matching_events.AdoptionCompleted,
-                  auth_events.UserCreated, notification_events.NotificationRequested),
+                  auth_events.UserCreated, notification_events.NotificationRequested,
+                  admin_events.ModerationActionTaken, auth_events.UserStatusChanged),  # the affected user told
+    ),
+    ServiceSpec(
+        name="admin", module="services.admin.module:AdminModule", port=3007,
+        contracts=("petplatform.admin.v1.AdminService",), peers=("auth", "marketplace"),  # who owns a business
+        emits=(admin_events.ModerationActionTaken, user_events.UserReported),
+        consumes=(auth_events.UserCreated, auth_events.UserRoleChanged, auth_events.UserStatusChanged,  # records,
+                  auth_events.SecurityEventRecorded,  # the audit log
+                  pet_events.PetCreated, chat_events.MessageSent,  # who is behind a report; and daily counts of
+                  matching_events.MatchCreated, matching_events.AdoptionCompleted, marketplace_events.BookingRequested,
+                  fraud_events.FraudDetected),  # cases and the automatic hold
     ),
 ])

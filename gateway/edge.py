@@ -39,6 +39,14 @@ def bound_port(site: web.TCPSite) -> int:
     return int(sockets[0].getsockname()[1])
 
 
+# What this edge serves besides the contracts' routes, as path prefixes. Behind Envoy (production) it
+# serves exactly these: tools/envoy_config.py routes them here. /readyz is this process's own probe; the
+# demo provider (DEV_OIDC_PATH) is refused in the real profile.
+PAGE_PREFIXES = ("/openapi.json", "/docs", "/asyncapi.json", "/.well-known/jwks.json", "/verify-email",
+                 "/v1/auth/oauth/", webhooks.PATH.split("{")[0], "/v1/blobs/")
+LOCAL_ONLY_PATHS = ("/readyz", "/healthz", oauth.DEV_OIDC_PATH)
+
+
 class Edge:
     """routes: full gRPC service name -> the peer serving it (the edge knows contracts, not services).
     asyncapi: the events document served at /asyncapi.json."""

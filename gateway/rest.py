@@ -176,6 +176,9 @@ class RestEdge:
             data, content_type = await self.blobs.get(request.match_info["key"])
         except (BlobNotFound, ValueError):
             raise errors.not_found("blob", request.match_info["key"]) from None
+        # Public photos are shown by the web app, whose origin (port 3100, or its own host) is not the edge's:
+        # Chromium refused them under the edge's `same-site` policy even from 127.0.0.1 to 127.0.0.1.
+        request[EDGE_HEADERS]["Cross-Origin-Resource-Policy"] = "cross-origin"  # this request's own dict
         return web.Response(body=data, content_type=content_type,
                             headers={"Cache-Control": "public, max-age=3600"})
 

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     http_port: int = Field(3000, ge=0, le=65535)  # the edge: REST/JSON and gRPC-Web
     edge_grpc_port: int = Field(3443, ge=0, le=65535)  # the edge: gRPC pass-through for mobile apps
     cors_allowed_origins: list[str] = ["http://localhost:3100", "http://127.0.0.1:3100"]  # "*" allows any
+    # The web app (clients/web, built into web_dir by `make web`), served by `run --target=all` when built.
+    web_port: int = Field(3100, ge=0, le=65535)
+    web_dir: Path = Path("clients/web/dist")
+    # Where the web app calls the edge; unset: the edge's HTTP port on the host the page was loaded from.
+    web_edge_url: str | None = None
     rate_limit_per_minute: int = Field(100, ge=1)  # per client: the user when signed in, else the IP
     rate_limit_window_seconds: int = Field(60, ge=1)  # the budget above is per this window
     max_streams_per_client: int = Field(20, ge=1)  # open server streams per client on one edge replica
@@ -153,7 +158,7 @@ class Settings(BaseSettings):
     # Payments: the provider adapter; payouts wait this long after completion and keep this share as
     # the platform's fee; how often due work is looked for, and the first retry delay after a
     # provider outage (doubled per attempt, up to 10 minutes).
-    payment_provider: Literal["local", "stripe"] = "local"
+    payment_provider: Literal["local", "stripe", "paypal"] = "local"
     payment_hold_seconds: float = Field(48 * 3600, ge=0)
     payment_platform_fee_percent: float = Field(10, ge=0, le=100)
     payment_poll_seconds: float = Field(1, gt=0)
@@ -165,6 +170,11 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr | None = None
     stripe_api_base: str | None = Field(None, pattern=r"^https?://")
     stripe_manual_payouts: bool = False
+    # payment_provider=paypal: the REST app's client id and secret, and the API's address (unset:
+    # PayPal's live API; https://api-m.sandbox.paypal.com for the sandbox; tests point it at a stand-in).
+    paypal_client_id: str | None = None
+    paypal_client_secret: SecretStr | None = None
+    paypal_api_base: str | None = Field(None, pattern=r"^https?://")
     # Signs the local provider's webhooks (generated under the data dir when unset).
     local_payment_webhook_secret: SecretStr | None = Field(None, min_length=16)
     metrics_port: int | None = Field(None, ge=0, le=65535)  # Prometheus /metrics; unset: not served
@@ -201,6 +211,9 @@ class Settings(BaseSettings):
         if self.payment_provider == "stripe" and not (self.stripe_api_key and self.stripe_webhook_secret):
             raise ValueError("payment_provider 'stripe' needs PETPLATFORM_STRIPE_API_KEY and "
                              "PETPLATFORM_STRIPE_WEBHOOK_SECRET")
+        if self.payment_provider == "paypal" and not (self.paypal_client_id and self.paypal_client_secret):
+            raise ValueError("payment_provider 'paypal' needs PETPLATFORM_PAYPAL_CLIENT_ID and "
+                             "PETPLATFORM_PAYPAL_CLIENT_SECRET")
         return self
 
 

@@ -109,7 +109,10 @@ class Database:
             writes, reads = (engine.execution_options(sqlite_begin="IMMEDIATE"),
                              engine.execution_options(sqlite_begin="DEFERRED"))
         else:
-            writes, reads = engine, engine.execution_options(postgresql_readonly=True)
+            # REPEATABLE READ: a read transaction sees one snapshot (under READ COMMITTED each statement
+            # takes its own); read-only, it can never fail to serialize. Set in its BEGIN: no extra round trip.
+            writes, reads = engine, engine.execution_options(postgresql_readonly=True,
+                                                             isolation_level="REPEATABLE READ")
         self.engine: AsyncEngine = engine
         self._writer = asyncio.Lock() if url.startswith("sqlite") else None
         # SQLite reads through reading() run on the event loop's own thread (see reading()).

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -22,7 +23,17 @@ log = logging.getLogger(__name__)
 
 # (session of the inbox transaction, the event payload): the effect commits with the inbox row.
 Effect = Callable[[AsyncSession, Any], Awaitable[None]]
-Effects = Mapping[type[Message], Effect]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outside:
+    """An effect on the world outside the database (an email sent, a provider called): it runs before its
+    inbox row is written, not inside that transaction, so no connection, and on SQLite no writer's turn,
+    is held while the network answers. At least once: a crash or a failed commit after it runs it again."""
+    effect: Callable[[Any], Awaitable[None]]
+
+
+Effects = Mapping[type[Message], Effect | Outside]
 
 _current: contextvars.ContextVar[event_pb2.EventEnvelope | None] = contextvars.ContextVar("event", default=None)
 
@@ -45,21 +56,37 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
                 "messaging.message.id": envelope.id, "messaging.consumer.group.name": consumer}):
             await apply(envelope)
 
+    async def seen(s: AsyncSession, envelope: event_pb2.EventEnvelope) -> bool:
+        if await s.scalar(sa.select(sa.func.count()).select_from(inbox).where(
+                inbox.c.consumer == consumer, inbox.c.event_id == envelope.id)):
+            log.info("%s: duplicate event %s ignored", consumer, envelope.id)
+            return True
+        return False
+
+    async def record(s: AsyncSession, envelope: event_pb2.EventEnvelope) -> None:
+        # A concurrent duplicate fails on the primary key here and is redelivered, then skipped.
+        await s.execute(inbox.insert().values(consumer=consumer, event_id=envelope.id, process_time=utcnow()))
+
     async def apply(envelope: event_pb2.EventEnvelope) -> None:
         payload = unpack(envelope, effects)
-        async with db.transaction() as s:
-            seen = await s.scalar(sa.select(sa.func.count()).select_from(inbox).where(
-                inbox.c.consumer == consumer, inbox.c.event_id == envelope.id))
-            if seen:
-                log.info("%s: duplicate event %s ignored", consumer, envelope.id)
+        effect = by_type[envelope.type]
+        token = _current.set(envelope)
+        try:
+            if isinstance(effect, Outside):
+                if await db.reading(lambda s: seen(s, envelope)):
+                    return
+                await effect.effect(payload)
+                async with db.transaction() as s:
+                    if not await seen(s, envelope):  # a concurrent duplicate may have run and recorded it
+                        await record(s, envelope)
                 return
-            # A concurrent duplicate fails on the primary key here and is redelivered, then skipped.
-            await s.execute(inbox.insert().values(consumer=consumer, event_id=envelope.id, process_time=utcnow()))
-            token = _current.set(envelope)
-            try:
-                await by_type[envelope.type](s, payload)
-            finally:
-                _current.reset(token)
+            async with db.transaction() as s:
+                if await seen(s, envelope):
+                    return
+                await record(s, envelope)
+                await effect(s, payload)
+        finally:
+            _current.reset(token)
 
     return handle
 

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import secrets
 import types
+from collections.abc import Mapping
 from typing import Any, cast
 
 import grpc
@@ -13,16 +14,16 @@ import jwt
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh import client_address, errors, principal
+from mesh import client_address, errors, pagination, principal
 from mesh.cache import Cache
 from mesh.config import Settings
 from mesh.events import emit
-from mesh.resources import check_display_name, new_id, parse_name, timestamp
+from mesh.resources import check_display_name, decode_page_token, new_id, page_size, parse_name, timestamp
 from mesh.sql import Database, Row, utcnow
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
 from petplatform.auth.v1 import events_pb2 as auth_events
-from petplatform.common.v1 import event_pb2
-from services.auth import domain, mfa, passwords, store
+from petplatform.common.v1 import access_pb2, event_pb2
+from services.auth import domain, mfa, moderation, passwords, store
 from services.auth.keys import SigningKeys
 from services.auth.providers import Identity, Provider, Providers
 from services.auth.throttle import LoginThrottle
@@ -32,12 +33,14 @@ PLATFORM_NAMES: dict[int, str] = {auth_pb2.CLIENT_PLATFORM_WEB: "web", auth_pb2.
                   auth_pb2.CLIENT_PLATFORM_ANDROID: "android"}
 PLATFORMS: dict[str, int] = {v: k for k, v in PLATFORM_NAMES.items()}
 MAX_USER_AGENT = 256
+SecurityKind = auth_events.SecurityEventRecorded.Kind
 
 
 def account_message(row: Row | types.SimpleNamespace) -> auth_pb2.Account:
     return auth_pb2.Account(name=f"users/{row.id}", email=row.email or "", display_name=row.display_name,
                             email_verified=row.email_verified, role=domain.ROLES[row.role],
-                            create_time=timestamp(row.create_time))
+                            create_time=timestamp(row.create_time),
+                            status=domain.STATUSES[row.status], status_reason=row.status_reason)
 
 
 async def new_verification_email(session: AsyncSession, settings: Settings, account_id: str, email_addr: str) -> None:
@@ -75,7 +78,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         password_hash = await passwords.hash_password(request.password, self.s.bcrypt_rounds)
         account = types.SimpleNamespace(id=new_id(), email=email_addr, display_name=display_name,
                                         role=domain.role_for(email_addr, self._admins), email_verified=False,
-                                        create_time=utcnow())
+                                        create_time=utcnow(), status="active", status_reason="")
         try:
             async with self.db.transaction() as s:
                 await store.add_account(s, account_id=account.id, email=email_addr, password_hash=password_hash,
@@ -99,6 +102,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         ok = await passwords.check_password(request.password, row.password_hash if row and has_password
                                             else await self._dummy())
         if not row or not ok or not has_password:
+            # One outbox row per refused guess, and only for guesses the throttle let through: an attacker
+            # writes no faster than the throttle lets them guess.
+            async with self.db.transaction() as s:
+                await moderation.security_event(
+                    s, SecurityKind.KIND_SIGN_IN_FAILED, user_id=row.id if row else None,
+                    detail="unknown email" if not row else "wrong password" if has_password else
+                    "password sign-in to an account without a password")
             raise errors.unauthenticated("wrong email or password", "INVALID_CREDENTIALS")  # the slots stay taken
         await self.throttle.succeeded(attempt)
         return auth_pb2.LoginResponse(**await self._sign_in(row, amr=["pwd"], method="password",
@@ -109,6 +119,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         now = utcnow()
         async with self.db.transaction() as s:
             token = await store.find_refresh_token(s, domain.sha256(request.refresh_token))
+            if token is not None:
+                # A suspension revoked the token too; its holder is told why rather than that it is invalid.
+                refused = domain.sign_in_refused((await store.get_account(s, token.account_id)).status)
+                if refused:
+                    raise refused
             if token is None or not domain.refresh_token_usable(revoke_time=token.revoke_time,
                                                                 expire_time=token.expire_time, now=now):
                 raise errors.unauthenticated("refresh token is invalid, expired or revoked", "REFRESH_TOKEN_INVALID")
@@ -124,6 +139,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if reused:
             # A spent token came back: it was stolen or replayed. End every session of this login.
             await self._revoke_family(token.family_id)
+            async with self.db.transaction() as s:
+                await moderation.security_event(s, SecurityKind.KIND_REFRESH_TOKEN_REUSED, user_id=token.account_id,
+                                                detail=f"session {token.family_id} revoked")
             raise errors.unauthenticated("refresh token was already used; the session has been revoked",
                                          "REFRESH_TOKEN_REUSED")
         return auth_pb2.RefreshTokenResponse(**self._tokens(access, refresh))
@@ -204,6 +222,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                        context: grpc.aio.ServicerContext) -> dict[str, Any]:
         """A first factor passed: with two-factor authentication on, a challenge for VerifyMfa; else a new
         session and its tokens."""
+        await self._refuse_inactive(account.id, account.status)
         device = {"user_agent": user_agent(context), "platform": PLATFORM_NAMES.get(platform, "unspecified"),
                   "client_address": client_address.current()}
         async with self.db.read() as s:
@@ -239,6 +258,15 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if account.email:
             await emit(s, event_pb2.EmailRequested(to=account.email, subject=subject, text_body=text + "\n"))
 
+    async def _refuse_inactive(self, account_id: str, status: str) -> None:
+        """A suspended or banned account proved its first factor: the sign-in is refused, and recorded."""
+        refused = domain.sign_in_refused(status)
+        if refused:
+            async with self.db.transaction() as s:
+                await moderation.security_event(s, SecurityKind.KIND_SIGN_IN_FAILED, user_id=account_id,
+                                                detail=f"account {status}")
+            raise refused
+
     def _tokens(self, access: str, refresh: str) -> dict[str, Any]:
         return {"access_token": access, "refresh_token": refresh, "token_type": "Bearer",
                 "expires_in": self.s.access_token_ttl_seconds, "refresh_expires_in": self.s.refresh_token_ttl_seconds}
@@ -264,7 +292,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                            context: grpc.aio.ServicerContext) -> auth_pb2.ListSessionsResponse:
         caller = principal.require()
         (user_id,) = parse_name(request.parent, "users/{}", "parent")
-        if user_id != caller.user_id:
+        if user_id != caller.user_id and not caller.admitted(access_pb2.ACCESS_SUPPORT):
             raise errors.permission_denied("you can only list your own sessions")
         async with self.db.read() as s:
             rows = await store.live_sessions(s, user_id, utcnow())
@@ -324,6 +352,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             session = await store.find_session(s, caller.session_id)
             if session is not None:
                 await store.set_session_amr(s, session.id, " ".join(with_mfa(session.amr.split(), "otp")))
+            await moderation.security_event(s, SecurityKind.KIND_MFA_CHANGED, user_id=account.id,
+                                            detail="two-factor authentication turned on")
             await self._security_email(s, account, "Two-factor authentication is on", (
                 "Two-factor authentication was turned on for your Pet Platform account: signing in now needs a "
                 "code from your authenticator app. Keep your recovery codes somewhere safe.\n\n"
@@ -341,6 +371,24 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         pending = json.loads(raw)
         account_id = pending["account"]
         attempt = await self._admit_code(account_id)
+        try:
+            access, refresh, used_recovery, left = await self._second_factor(request, pending, account_id)
+        except errors.ApiError as e:
+            if e.reason in ("MFA_CODE_INVALID", "MFA_CODE_USED"):
+                async with self.db.transaction() as s:
+                    await moderation.security_event(s, SecurityKind.KIND_SIGN_IN_FAILED, user_id=account_id,
+                                                    detail="wrong second factor")
+            raise
+        await self.cache.delete(key)
+        await self.throttle.succeeded(attempt)
+        return auth_pb2.VerifyMfaResponse(**self._tokens(access, refresh), recovery_code_used=used_recovery,
+                                          recovery_codes_left=left)
+
+    async def _second_factor(self, request: auth_pb2.VerifyMfaRequest, pending: dict[str, Any],
+                             account_id: str) -> tuple[str, str, bool, int]:
+        """Checks the code of a pending sign-in and opens its session: (access, refresh, recovery code used,
+        recovery codes left)."""
+        key = challenge_key(request.mfa_challenge)
         now = utcnow()
         async with self.db.transaction() as s:
             factor = await store.find_mfa(s, account_id)
@@ -358,15 +406,15 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             if claimed != 1:
                 raise errors.unauthenticated("the sign-in challenge was already completed", "MFA_CHALLENGE_INVALID")
             account = await store.get_account(s, account_id)
+            refused = domain.sign_in_refused(account.status)  # suspended since the password was checked
+            if refused:
+                raise refused
             access, refresh = await self._new_session(
                 s, account, amr=with_mfa(pending["amr"], "otp"), method=pending["method"],
                 user_agent=pending["user_agent"], platform=pending["platform"],
                 client_address=pending["client_address"])
             left = await store.recovery_codes_left(s, account_id)
-        await self.cache.delete(key)
-        await self.throttle.succeeded(attempt)
-        return auth_pb2.VerifyMfaResponse(**self._tokens(access, refresh), recovery_code_used=used_recovery,
-                                          recovery_codes_left=left)
+        return access, refresh, used_recovery, left
 
     async def DisableMfa(self, request: auth_pb2.DisableMfaRequest,
                          context: grpc.aio.ServicerContext) -> auth_pb2.DisableMfaResponse:
@@ -382,6 +430,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 raise errors.failed_precondition("two-factor authentication is not on", "MFA_NOT_ENABLED")
             await self._check_totp(s, caller.user_id, factor.secret, request.code)
             await store.delete_mfa(s, caller.user_id)
+            await moderation.security_event(s, SecurityKind.KIND_MFA_CHANGED, user_id=account.id,
+                                            detail="two-factor authentication turned off")
             await self._security_email(s, account, "Two-factor authentication is off", (
                 "Two-factor authentication was turned off for your Pet Platform account: signing in needs only "
                 "your password again.\n\nIf this was not you, change your password and turn it back on."))
@@ -420,6 +470,88 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if row is None:
             raise errors.not_found("auth.petplatform.dev/Account", caller.resource_name)
         return row
+
+    # --- staff: accounts, roles, status ---
+
+    async def GetAccount(self, request: auth_pb2.GetAccountRequest,
+                         context: grpc.aio.ServicerContext) -> auth_pb2.GetAccountResponse:
+        caller = principal.require()
+        (user_id,) = parse_name(request.name, "users/{}")
+        if user_id != caller.user_id and not caller.admitted(access_pb2.ACCESS_SUPPORT):
+            raise errors.permission_denied("only the account's owner and staff can read it", "STAFF_ONLY")
+        async with self.db.read() as s:
+            row = await store.find_account(s, user_id)
+            if row is None:
+                raise errors.not_found("auth.petplatform.dev/Account", request.name)
+            account = account_message(row)
+            account.mfa_enabled = await store.mfa_enabled(s, user_id)
+        return auth_pb2.GetAccountResponse(account=account)
+
+    async def ListAccounts(self, request: auth_pb2.ListAccountsRequest,
+                           context: grpc.aio.ServicerContext) -> auth_pb2.ListAccountsResponse:
+        size = page_size(request.page_size)
+        position = decode_page_token(request.page_token, request)
+        role = self._named(domain.ROLE_NAMES, request.role, "role") if request.role else None
+        status = self._named(domain.STATUS_NAMES, request.status, "status") if request.status else None
+        after = (dt.datetime.fromisoformat(position[0]), position[1]) if position else None
+        async with self.db.read() as s:
+            found = await store.list_accounts(s, email=domain.normalise_email(request.email) if request.email else None,
+                                             role=role, status=status, after=after, size=size)
+        rows, token = pagination.page(found, size, lambda r: [r.create_time.isoformat(), r.id], request)
+        return auth_pb2.ListAccountsResponse(accounts=[account_message(r) for r in rows], next_page_token=token)
+
+    async def SetAccountRole(self, request: auth_pb2.SetAccountRoleRequest,
+                             context: grpc.aio.ServicerContext) -> auth_pb2.SetAccountRoleResponse:
+        caller = principal.require()
+        (user_id,) = parse_name(request.name, "users/{}")
+        role = self._named(domain.ROLE_NAMES, request.role, "role")
+        async with self.db.transaction() as s:
+            admins = await store.lock_admins(s)
+            account = await store.lock_account(s, user_id)
+            if account is None:
+                raise errors.not_found("auth.petplatform.dev/Account", request.name)
+            if account.role != role:
+                if account.role == "admin" and not [a for a in admins if a != user_id]:
+                    raise errors.failed_precondition("the last admin cannot stop being one; make another admin "
+                                                     "first", "LAST_ADMIN")
+                await store.set_role(s, user_id, role)
+                # Tokens carry the role: the account signs in again to act with the new one.
+                await moderation.end_sessions(s, self.cache, user_id, access_token_ttl=self.s.access_token_ttl_seconds)
+                await emit(s, auth_events.UserRoleChanged(user=request.name, role=domain.ROLES[role],
+                                                          previous_role=domain.ROLES[account.role],
+                                                          actor=caller.resource_name))
+            row = await store.get_account(s, user_id)
+        return auth_pb2.SetAccountRoleResponse(account=account_message(row))
+
+    async def SetAccountStatus(self, request: auth_pb2.SetAccountStatusRequest,
+                               context: grpc.aio.ServicerContext) -> auth_pb2.SetAccountStatusResponse:
+        caller = principal.require()
+        (user_id,) = parse_name(request.name, "users/{}")
+        status = self._named(domain.STATUS_NAMES, request.status, "status")
+        reason = domain.check_status_reason(request.reason)
+        if user_id == caller.user_id:
+            raise errors.permission_denied("you cannot change your own account's status", "OWN_ACCOUNT")
+        async with self.db.transaction() as s:
+            account = await store.lock_account(s, user_id)
+            if account is None:
+                raise errors.not_found("auth.petplatform.dev/Account", request.name)
+            if not caller.is_admin:
+                if account.role in domain.STAFF_ROLES:
+                    raise errors.permission_denied("only admins change a staff account's status", "ADMIN_ONLY")
+                if account.status == "banned" and status != "banned":
+                    raise errors.permission_denied("only admins lift a ban", "ADMIN_ONLY")
+            await moderation.change_status(s, self.cache, account, status=status, reason=reason,
+                                           actor=caller.resource_name, case="",
+                                           access_token_ttl=self.s.access_token_ttl_seconds)
+            row = await store.get_account(s, user_id)
+        return auth_pb2.SetAccountStatusResponse(account=account_message(row))
+
+    @staticmethod
+    def _named(names: Mapping[Any, str], value: int, field: str) -> str:
+        """The stored name of an enum value of the request, INVALID_ARGUMENT for an unset or unknown one."""
+        if value not in names:
+            raise errors.invalid_argument((field, f"must be one of {', '.join(sorted(names.values()))}"))
+        return names[value]
 
     # --- identity providers ---
 

@@ -17,8 +17,16 @@ from services.auth import passwords
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 MAX_EMAIL_LENGTH = 254
-# Stored role -> the Account message's.
-ROLES = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
+# Stored role -> the Account message's (the token's `role` claim is the stored one: mesh.principal.ROLE_*).
+ROLES = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN, "moderator": auth_pb2.ROLE_MODERATOR,
+         "support": auth_pb2.ROLE_SUPPORT}
+ROLE_NAMES = {v: k for k, v in ROLES.items()}
+STAFF_ROLES = frozenset({"admin", "moderator", "support"})
+# Stored status -> the Account message's.
+STATUSES = {"active": auth_pb2.ACCOUNT_STATUS_ACTIVE, "suspended": auth_pb2.ACCOUNT_STATUS_SUSPENDED,
+            "banned": auth_pb2.ACCOUNT_STATUS_BANNED}
+STATUS_NAMES = {v: k for k, v in STATUSES.items()}
+MAX_STATUS_REASON = 500
 # Emails a caller may have sent in an hour: verification links they ask for, and the notice to the owner of
 # an email someone tried to register again (so Register cannot flood a mailbox).
 MAX_VERIFICATION_EMAILS_PER_HOUR = 5
@@ -84,3 +92,25 @@ def check_verification_token(*, use_time: dt.datetime | None, expire_time: dt.da
     if expire_time <= now:
         raise errors.failed_precondition("this verification link has expired; ask for a new one",
                                          "VERIFICATION_TOKEN_EXPIRED")
+
+
+def sign_in_refused(status: str) -> errors.ApiError | None:
+    """Why an account of this status may not sign in or refresh its tokens; None when it may. Told only to
+    whoever proved they hold the account (a right password, a valid token): no one else learns its status."""
+    if status == "suspended":
+        return errors.permission_denied("this account is suspended", "ACCOUNT_SUSPENDED")
+    if status == "banned":
+        return errors.permission_denied("this account is banned", "ACCOUNT_BANNED")
+    return None
+
+
+def check_status_reason(reason: str) -> str:
+    """The reason of a status change, stripped: 1 to MAX_STATUS_REASON characters, no hidden characters."""
+    reason = reason.strip()
+    if not reason:
+        raise errors.invalid_argument(("reason", "required: it is shown to the account's owner"))
+    if len(reason) > MAX_STATUS_REASON:
+        raise errors.invalid_argument(("reason", f"at most {MAX_STATUS_REASON} characters"))
+    if has_hidden_characters(reason):
+        raise errors.invalid_argument(("reason", "must not contain invisible or control characters"))
+    return reason

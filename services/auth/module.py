@@ -3,14 +3,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from mesh.events import Effects
+from mesh.errors import ApiError
+from mesh.events import Effects, Outside, PoisonEvent
 from mesh.mail import Mailer
 from mesh.runtime import Runtime, ServiceModule
 from mesh.registry import ServiceSpec
+from mesh.resources import parse_name
+from mesh.sql import utcnow
+from petplatform.admin.v1 import events_pb2 as admin_events
 from petplatform.auth.v1 import events_pb2
 from petplatform.common.v1 import event_pb2
 from services.auth.api import AuthServicer, new_verification_email
-from services.auth import store
+from services.auth import moderation, store
 from services.auth.keys import SigningKeys
 from services.auth.providers import Providers
 
@@ -37,12 +41,48 @@ class AuthModule(ServiceModule):
                 return  # a provider vouched for the email, or gave none
             await new_verification_email(session, settings, event.user.removeprefix("users/"), event.email)
 
-        async def send_email(session, event: event_pb2.EmailRequested) -> None:
-            # Sent inside the inbox transaction: if the commit fails the email may go twice, never zero times.
+        async def send_email(event: event_pb2.EmailRequested) -> None:
+            # Outside the inbox transaction: no writer waits on the mail server. At least once: if recording
+            # the event fails after the send, the email may go twice, never zero times.
             await self.mailer.send(event.to, event.subject, event.text_body)
 
         return {"auth.verification": {events_pb2.UserCreated: send_verification},
-                "auth.mailer": {event_pb2.EmailRequested: send_email}}
+                "auth.mailer": {event_pb2.EmailRequested: Outside(send_email)},
+                "auth.moderation": {admin_events.ModerationActionTaken: self._on_moderation}}
+
+    async def _on_moderation(self, s, event: admin_events.ModerationActionTaken) -> None:
+        """A suspension or ban decided in a case takes effect here (sessions end at once); its reversal
+        reinstates the account, unless a later decision (another case, a staff RPC) set its status since.
+        Repeats change nothing: the status is already what they say."""
+        Action = admin_events.ModerationActionTaken
+        if event.action not in (Action.ACTION_SUSPEND_USER, Action.ACTION_BAN_USER):
+            return
+        try:
+            (user_id,) = parse_name(event.user, "users/{}", "user")
+        except ApiError:
+            raise PoisonEvent(f"moderation.action_taken of {event.case} names no user: {event.user!r}") from None
+        account = await store.lock_account(s, user_id)
+        if account is None:
+            return  # deleted meanwhile
+        if event.reversal:
+            if account.status_case != event.case:
+                return
+            status = "active"
+        else:
+            status = "banned" if event.action == Action.ACTION_BAN_USER else "suspended"
+            if account.status == "banned":
+                return  # a ban outweighs a suspension, and is lifted only by its own reversal or an admin
+        await moderation.change_status(s, self.rt.cache, account, status=status, reason=event.reason, actor="",
+                                       case=event.case, access_token_ttl=self.rt.settings.access_token_ttl_seconds)
+
+    async def start(self) -> None:
+        # The key is the settings': a kid never signed with before, after others were, is a rotation.
+        async with self.db.transaction() as s:
+            if await store.record_signing_key(s, self.keys.kid, utcnow()):
+                await moderation.security_event(
+                    s, events_pb2.SecurityEventRecorded.KIND_SIGNING_KEY_ROTATED, user_id=None,
+                    detail=f"access tokens are now signed with key {self.keys.kid}")
+        await super().start()
 
     async def stop(self) -> None:
         await self.providers.http.close()

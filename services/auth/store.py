@@ -7,6 +7,9 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mesh.pagination import select_page
 from mesh.sql import Row, UtcDateTime, rows_changed
 
 metadata = sa.MetaData()
@@ -20,7 +23,20 @@ accounts = sa.Table(
     sa.Column("display_name", sa.String(64), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("email_verified", sa.Boolean, nullable=False, default=False),
-    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Column("create_time", UtcDateTime, nullable=False, index=True),
+    # active, suspended or banned (domain.STATUSES); why, and the moderation case that set it, if one did.
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("status_reason", sa.String(500), nullable=False, server_default=""),
+    sa.Column("status_case", sa.String(64), nullable=True),
+    sa.Column("status_update_time", UtcDateTime, nullable=True),
+)
+
+# Each token-signing key the service has signed with (its RFC 7638 kid): a kid not seen before, when
+# others were, is a key rotation (security.event_recorded).
+signing_keys = sa.Table(
+    "signing_keys", metadata,
+    sa.Column("kid", sa.String(64), primary_key=True),
+    sa.Column("first_use_time", UtcDateTime, nullable=False),
 )
 
 # One session per sign-in: its id is the refresh token family's and the access tokens' `sid`.
@@ -122,6 +138,57 @@ async def find_account_by_email(s: AsyncSession, email: str) -> Row | None:
 
 async def mark_email_verified(s: AsyncSession, account_id: str) -> None:
     await s.execute(accounts.update().where(accounts.c.id == account_id).values(email_verified=True))
+
+
+async def lock_account(s: AsyncSession, account_id: str) -> Row | None:
+    """An account, its row locked until the transaction ends (PostgreSQL; SQLite serialises writers)."""
+    return (await s.execute(sa.select(accounts).where(accounts.c.id == account_id).with_for_update())).first()
+
+
+async def lock_admins(s: AsyncSession) -> list[str]:
+    """The active admins' ids, every admin row locked: two admins demoting each other at once cannot leave
+    none."""
+    rows = (await s.execute(sa.select(accounts.c.id, accounts.c.status).where(accounts.c.role == "admin")
+                            .order_by(accounts.c.id).with_for_update())).all()
+    return [r.id for r in rows if r.status == "active"]
+
+
+async def set_role(s: AsyncSession, account_id: str, role: str) -> None:
+    await s.execute(accounts.update().where(accounts.c.id == account_id).values(role=role))
+
+
+async def set_status(s: AsyncSession, account_id: str, *, status: str, reason: str, case: str | None,
+                     now: dt.datetime) -> None:
+    await s.execute(accounts.update().where(accounts.c.id == account_id).values(
+        status=status, status_reason=reason, status_case=case, status_update_time=now))
+
+
+async def list_accounts(s: AsyncSession, *, email: str | None, role: str | None, status: str | None,
+                        after: tuple[dt.datetime, str] | None, size: int) -> list[Row]:
+    """Accounts matching the filters, newest first, one row more than a page."""
+    query = sa.select(accounts)
+    if email is not None:
+        query = query.where(accounts.c.email == email)
+    if role is not None:
+        query = query.where(accounts.c.role == role)
+    if status is not None:
+        query = query.where(accounts.c.status == status)
+    return list((await s.execute(select_page(query, after, accounts.c.create_time, accounts.c.id,
+                                             descending=True, size=size))).all())
+
+
+async def mfa_enabled(s: AsyncSession, account_id: str) -> bool:
+    return await s.scalar(sa.select(sa.func.count()).select_from(mfa_factors).where(
+        mfa_factors.c.account_id == account_id, mfa_factors.c.confirm_time.is_not(None))) == 1
+
+
+async def record_signing_key(s: AsyncSession, kid: str, now: dt.datetime) -> bool:
+    """Records a signing key's first use: True when it is new and another key was used before it (a rotation).
+    Of replicas starting together with the new key, only one inserts it."""
+    others = await s.scalar(sa.select(sa.func.count()).select_from(signing_keys).where(signing_keys.c.kid != kid))
+    insert = (postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert)(signing_keys)
+    added = await rows_changed(s, insert.values(kid=kid, first_use_time=now).on_conflict_do_nothing()) == 1
+    return added and bool(others)
 
 
 # --- refresh tokens ---

@@ -7,6 +7,7 @@ acts on, and its payment.processed / payment.failed / refund.processed move the 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+import asyncio
 import datetime as dt
 import logging
 from typing import TypeVar
@@ -16,7 +17,8 @@ import grpc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh import errors, pagination, principal
+from mesh import errors, media, pagination, principal
+from mesh.blobs import BlobStore
 from mesh.events import emit
 from mesh.money import from_minor
 from mesh.principal import Principal
@@ -26,7 +28,7 @@ from petplatform.marketplace.v1 import events_pb2 as ev
 from petplatform.marketplace.v1 import marketplace_pb2 as m
 from petplatform.marketplace.v1 import marketplace_pb2_grpc
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
-from services.marketplace import calendar, domain, policy, reviews, store
+from services.marketplace import calendar, domain, photos, policy, reviews, store
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,11 @@ ATTEMPTS = 3
 B = m.Booking
 M = TypeVar("M", bound=Message)
 OPEN = (B.STATE_REQUESTED, B.STATE_ACCEPTED)  # states that hold places
+LIVE = (*OPEN, B.STATE_IN_PROGRESS)  # states a service's changes must not pull the slot from under
 
 
-def business_message(r: Row, kinds: list[int], *, private: bool, km: float | None = None) -> m.Business:
+def business_message(r: Row, kinds: list[int], *, private: bool, km: float | None = None,
+                     pictures: list[m.BusinessPhoto] | None = None) -> m.Business:
     return m.Business(
         name=f"businesses/{r.id}", owner=f"users/{r.owner_id}", display_name=r.display_name,
         description=r.description, kinds=kinds,  # type: ignore[arg-type]  # enum values as ints
@@ -49,7 +53,7 @@ def business_message(r: Row, kinds: list[int], *, private: bool, km: float | Non
         service_radius_km=r.service_radius_km, time_zone=r.time_zone, verified=r.verified,
         payout_account=r.payout_account if private else "", distance_km=round(km, 3) if km is not None else 0,
         rating=round(r.rating_sum / r.rating_count, 2) if r.rating_count else 0, review_count=r.rating_count,
-        create_time=timestamp(r.create_time), update_time=timestamp(r.update_time))
+        create_time=timestamp(r.create_time), update_time=timestamp(r.update_time), photos=pictures or [])
 
 
 def service_message(r: Row) -> m.Service:
@@ -58,7 +62,7 @@ def service_message(r: Row) -> m.Service:
         price=from_minor(r.price_minor, r.currency), duration_minutes=r.duration_minutes, capacity=r.capacity,
         species=domain.uncsv(r.species), sizes=domain.uncsv(r.sizes),  # type: ignore[arg-type]
         cancellation_policy=r.cancellation_policy,
-        create_time=timestamp(r.create_time))
+        create_time=timestamp(r.create_time), update_time=timestamp(r.update_time or r.create_time))
 
 
 def booking_message(r: Row) -> m.Booking:
@@ -87,9 +91,10 @@ def hours_of(rows) -> list[calendar.Hours]:
 
 
 class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
-    def __init__(self, db: Database, *, pets: Callable[[], grpc.aio.Channel], now: Callable[[], dt.datetime],
-                 request_ttl: dt.timedelta):
+    def __init__(self, db: Database, *, blobs: BlobStore, pets: Callable[[], grpc.aio.Channel],
+                 now: Callable[[], dt.datetime], request_ttl: dt.timedelta):
         self.db = db
+        self.blobs = blobs
         self.pets = pets
         self.now = now
         self.request_ttl = request_ttl
@@ -132,9 +137,14 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
     def _owns(caller: Principal | None, business: Row) -> bool:
         return caller is not None and (caller.user_id == business.owner_id or caller.is_admin)
 
+    async def _photos(self, s: AsyncSession, business_ids: list[str]) -> dict[str, list[m.BusinessPhoto]]:
+        rows = await store.business_photos_of(s, business_ids)
+        return {b: [await photos.message(self.blobs, r) for r in rs] for b, rs in rows.items()}
+
     async def _business_out(self, s: AsyncSession, row: Row, caller: Principal | None) -> m.Business:
         kinds = (await store.business_kinds(s, [row.id])).get(row.id, [])
-        return business_message(row, kinds, private=self._owns(caller, row))
+        pictures = (await self._photos(s, [row.id])).get(row.id, [])
+        return business_message(row, kinds, private=self._owns(caller, row), pictures=pictures)
 
     async def CreateBusiness(self, request: m.CreateBusinessRequest, context) -> m.CreateBusinessResponse:
         caller = principal.require()
@@ -167,6 +177,14 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
             row = await self._business(s, b.name, "business.name", lock=True)
             if not self._owns(caller, row):
                 raise errors.permission_denied("only the business's owner may change it")
+            if "time_zone" in fields and b.time_zone != row.time_zone:
+                # Slots are wall-clock times in the zone: a new zone moves them under open bookings
+                # (which keep the zone copied onto them for their cancellation cut-offs).
+                open_count = await store.open_bookings_of_business(s, row.id, states=LIVE)
+                if open_count:
+                    raise errors.failed_precondition(
+                        f"the business has {open_count} open booking(s): its slots cannot move to another time zone",
+                        "BUSINESS_HAS_OPEN_BOOKINGS", open_bookings=open_count)
             values: dict = {"update_time": now}
             for f in fields:
                 if f == "location":
@@ -216,18 +234,21 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
                 found = [(km, r) for km, r in found if (km, r.id) > (position[0], position[1])]
             page = found[:size]
             kinds = await store.business_kinds(s, [r.id for _, r in page])
+            pictures = await self._photos(s, [r.id for _, r in page])
         caller = principal.current()
         return m.SearchBusinessesResponse(
-            businesses=[business_message(r, kinds.get(r.id, []), private=self._owns(caller, r), km=km)
-                        for km, r in page],
+            businesses=[business_message(r, kinds.get(r.id, []), private=self._owns(caller, r), km=km,
+                                         pictures=pictures.get(r.id)) for km, r in page],
             next_page_token=encode_page_token([page[-1][0], page[-1][1].id], request) if len(found) > size else "")
 
     # --- services and hours ---
 
-    async def _service(self, s: AsyncSession, name: str, field: str = "name") -> tuple[Row, Row]:
+    async def _service(self, s: AsyncSession, name: str, field: str = "name", *,
+                       lock: store.Lock = None) -> tuple[Row, Row]:
+        """A service that has not been withdrawn, and its business."""
         business_id, service_id = parse_name(name, "businesses/{}/services/{}", field)
-        row = await store.find_service(s, service_id)
-        if row is None or row.business_id != business_id:
+        row = await store.find_service(s, service_id, lock=lock)
+        if row is None or row.business_id != business_id or row.delete_time is not None:
             raise errors.not_found(SERVICE_TYPE, name)
         business = await store.find_business(s, business_id)
         assert business is not None  # a service's business is never deleted
@@ -267,6 +288,126 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
             rows = await store.list_services(s, business.id, after=after, size=size)
         rows, token = pagination.page(rows, size, lambda r: [r.create_time.isoformat(), r.id], request)
         return m.ListServicesResponse(services=[service_message(r) for r in rows], next_page_token=token)
+
+    async def UpdateService(self, request: m.UpdateServiceRequest, context) -> m.UpdateServiceResponse:
+        caller = principal.require()
+        fields = check_mask(request.update_mask, domain.SERVICE_WRITABLE)
+        price, currency = domain.check_service(request.service, fields)
+        svc = request.service
+
+        async def work(s: AsyncSession, now: dt.datetime) -> m.UpdateServiceResponse:
+            # FOR UPDATE: a booking being made holds the service FOR SHARE, so it sees either all
+            # of this change or none of it.
+            row, business = await self._service(s, svc.name, "service.name", lock="update")
+            if not self._owns(caller, business):
+                raise errors.permission_denied("only the business's owner may change its services")
+            values: dict = {"update_time": now}
+            if "display_name" in fields:
+                values["display_name"] = svc.display_name.strip()
+            if "kind" in fields:
+                values["kind"] = svc.kind
+            if "price" in fields:
+                values.update(price_minor=price, currency=currency)
+            if "species" in fields:
+                values["species"] = domain.csv(sorted(set(svc.species)))
+            if "sizes" in fields:
+                values["sizes"] = domain.csv(sorted(set(svc.sizes)))
+            if fields & {"kind", "cancellation_policy"}:
+                asked = svc.cancellation_policy if "cancellation_policy" in fields else row.cancellation_policy
+                values["cancellation_policy"] = policy.effective(values.get("kind", row.kind), asked)
+            if "duration_minutes" in fields and svc.duration_minutes != row.duration_minutes:
+                await self._no_open_bookings(s, row, "its slots cannot change length")
+                await store.forget_empty_slots(s, row.id, after=now)
+                values["duration_minutes"] = svc.duration_minutes
+            if "capacity" in fields and svc.capacity != row.capacity:
+                if not await store.set_future_capacity(s, row.id, capacity=svc.capacity, after=now):
+                    raise errors.failed_precondition(
+                        "a future slot already holds more pets than that; cancel or move those bookings first",
+                        "CAPACITY_BELOW_BOOKINGS", capacity=svc.capacity)
+                values["capacity"] = svc.capacity
+            await store.update_service(s, row.id, **values)
+            return m.UpdateServiceResponse(service=service_message(await store.get_service(s, row.id)))
+        return await self.once(caller, "UpdateService", request.request_id, m.UpdateServiceResponse, work)
+
+    @staticmethod
+    async def _no_open_bookings(s: AsyncSession, service: Row, why: str) -> None:
+        open_count = await store.open_bookings_of(s, service.id, states=LIVE)
+        if open_count:
+            raise errors.failed_precondition(f"the service has {open_count} open booking(s): {why}",
+                                             "SERVICE_HAS_OPEN_BOOKINGS", open_bookings=open_count)
+
+    async def DeleteService(self, request: m.DeleteServiceRequest, context) -> m.DeleteServiceResponse:
+        caller = principal.require()
+
+        async def work(s: AsyncSession, now: dt.datetime) -> m.DeleteServiceResponse:
+            row, business = await self._service(s, request.name, lock="update")
+            if not self._owns(caller, business):
+                raise errors.permission_denied("only the business's owner may withdraw its services")
+            await self._no_open_bookings(s, row, "finish, decline or cancel them first")
+            # Kept as a row (its bookings name it); without hours it offers no slots.
+            await store.replace_hours(s, row.id, hours=[], closed=[])
+            await store.forget_empty_slots(s, row.id, after=now)
+            await store.update_service(s, row.id, delete_time=now, update_time=now)
+            return m.DeleteServiceResponse()
+        return await self.once(caller, "DeleteService", request.request_id, m.DeleteServiceResponse, work)
+
+    # --- business photos ---
+
+    async def _own_business(self, s: AsyncSession, name: str, caller: Principal, *, lock: bool = False) -> Row:
+        row = await self._business(s, name, "parent", lock=lock)
+        if not self._owns(caller, row):
+            raise errors.permission_denied("only the business's owner may change its photos")
+        return row
+
+    async def UploadBusinessPhoto(self, request: m.UploadBusinessPhotoRequest,
+                                  context) -> m.UploadBusinessPhotoResponse:
+        caller = principal.require()
+        async with self.db.read() as s:
+            business = await self._own_business(s, request.parent, caller)
+            if len((await store.business_photos_of(s, [business.id])).get(business.id, [])) \
+                    >= photos.MAX_PHOTOS_PER_BUSINESS:  # early, so a full business costs no decoding
+                raise photos.too_many()
+        content_type, width, height = await asyncio.get_running_loop().run_in_executor(
+            media.decoders, photos.check, request.content)
+        photo_id = new_id()
+        key = photos.key(business.id, photo_id)
+        await self.blobs.put(key, request.content, content_type)
+        try:
+            async with self.db.transaction() as s:
+                # The business's row lock makes the count and the insert one step, however many race.
+                await self._own_business(s, request.parent, caller, lock=True)
+                if len((await store.business_photos_of(s, [business.id])).get(business.id, [])) \
+                        >= photos.MAX_PHOTOS_PER_BUSINESS:
+                    raise photos.too_many()
+                now = self.now()
+                await store.add_business_photo(s, id=photo_id, business_id=business.id, content_type=content_type,
+                                               size_bytes=len(request.content), width=width, height=height,
+                                               create_time=now)
+                await store.update_business(s, business.id, update_time=now)
+                row = next(r for r in (await store.business_photos_of(s, [business.id]))[business.id]
+                           if r.id == photo_id)
+        except BaseException:
+            await self._drop_blob(key)  # no row, no blob
+            raise
+        return m.UploadBusinessPhotoResponse(photo=await photos.message(self.blobs, row))
+
+    async def DeleteBusinessPhoto(self, request: m.DeleteBusinessPhotoRequest,
+                                  context) -> m.DeleteBusinessPhotoResponse:
+        caller = principal.require()
+        business_id, photo_id = parse_name(request.name, "businesses/{}/photos/{}")
+        async with self.db.transaction() as s:
+            await self._own_business(s, f"businesses/{business_id}", caller, lock=True)
+            if not await store.delete_business_photo(s, business_id=business_id, photo_id=photo_id):
+                raise errors.not_found(photos.PHOTO_TYPE, request.name)
+            await store.update_business(s, business_id, update_time=self.now())
+        await self._drop_blob(photos.key(business_id, photo_id))
+        return m.DeleteBusinessPhotoResponse()
+
+    async def _drop_blob(self, key: str) -> None:
+        try:
+            await self.blobs.delete(key)
+        except Exception:  # an orphaned blob is harmless; a failed delete must not fail the RPC
+            log.warning("could not delete blob %s", key, exc_info=True)
 
     async def _availability(self, s: AsyncSession, service: Row, business: Row) -> m.Availability:
         hours, closed = await store.hours_of(s, service.id)
@@ -316,8 +457,9 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
         out = []
         for start, end in slots:
             left = service.capacity - booked.get(start, 0)
-            if start > now and left >= wanted:
-                out.append(m.Slot(start_time=timestamp(start), end_time=timestamp(end), remaining_capacity=left))
+            if start > now and left >= wanted:  # slots are whole minutes: whole seconds since the epoch
+                out.append(m.Slot(start_time={"seconds": int(start.timestamp())},
+                                  end_time={"seconds": int(end.timestamp())}, remaining_capacity=left))
         return m.ListAvailableSlotsResponse(slots=out, time_zone=business.time_zone)
 
     # --- bookings ---
@@ -357,6 +499,9 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
         await self._check_pets(pet_ids, service, caller, authorization(context))
 
         async def work(s: AsyncSession, now: dt.datetime) -> m.CreateBookingResponse:
+            # Read again under a share lock: an UpdateService or DeleteService committing meanwhile
+            # must not leave this booking with the old capacity, price, duration or policy.
+            service, business = await self._service(s, b.service, "booking.service", lock="share")
             cal = await self._calendar(s, service, business)
             slot = calendar.is_slot(start, **cal)
             if slot is None:
@@ -500,7 +645,8 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
             by_business = caller.user_id == row.business_owner_id
             if not by_business and caller.user_id != row.owner_id:
                 raise errors.permission_denied("only the booking's parties may cancel it")
-            charged = row.payment_status in (B.PAYMENT_STATUS_PENDING, B.PAYMENT_STATUS_PAID)
+            charged = row.payment_status in (B.PAYMENT_STATUS_PENDING, B.PAYMENT_STATUS_REQUIRES_ACTION,
+                                             B.PAYMENT_STATUS_PAID)
             refund = policy.refund(row.cancellation_policy, paid=row.price_minor, start=row.start_time, now=now,
                                    tz=calendar.zone(row.time_zone), by_business=by_business) if charged else 0
             await store.free_places(s, service_id=row.service_id, start=row.start_time, pets=row.pet_count)

@@ -57,28 +57,35 @@ def check_business(b: m.Business, fields: set[str], prefix: str = "business") ->
         raise errors.invalid_argument(*v)
 
 
-def check_service(svc: m.Service) -> tuple[int, str]:
-    """The price as (minor units, currency), once the service is valid."""
+SERVICE_WRITABLE = {"display_name", "kind", "price", "duration_minutes", "capacity", "species", "sizes",
+                    "cancellation_policy"}
+
+
+def check_service(svc: m.Service, fields: set[str] = SERVICE_WRITABLE) -> tuple[int, str]:
+    """The price as (minor units, currency) once the `fields` of the service are valid ((0, "")
+    when the price is not one of them)."""
     v: list[tuple[str, str]] = []
-    check_display_name(v, "service.display_name", svc.display_name)
-    if svc.kind == 0 or svc.kind not in m.ServiceKind.values():
+    if "display_name" in fields:
+        check_display_name(v, "service.display_name", svc.display_name)
+    if "kind" in fields and (svc.kind == 0 or svc.kind not in m.ServiceKind.values()):
         v.append(("service.kind", "must be a defined, specified kind"))
     price: tuple[int, str] = (0, "")
-    try:
-        price = to_minor(svc.price)
-        if price[0] <= 0:
-            v.append(("service.price", "must be more than zero"))
-    except MoneyError as e:
-        v.append(("service.price", str(e)))
-    if not 15 <= svc.duration_minutes <= 1440:
+    if "price" in fields:
+        try:
+            price = to_minor(svc.price)
+            if price[0] <= 0:
+                v.append(("service.price", "must be more than zero"))
+        except MoneyError as e:
+            v.append(("service.price", str(e)))
+    if "duration_minutes" in fields and not 15 <= svc.duration_minutes <= 1440:
         v.append(("service.duration_minutes", "must be between 15 and 1440"))
-    if not 1 <= svc.capacity <= 50:
+    if "capacity" in fields and not 1 <= svc.capacity <= 50:
         v.append(("service.capacity", "must be between 1 and 50"))
-    if any(s == 0 or s not in animal_pb2.Species.values() for s in svc.species):
+    if "species" in fields and any(s == 0 or s not in animal_pb2.Species.values() for s in svc.species):
         v.append(("service.species", "must hold only defined, specified species"))
-    if any(s == 0 or s not in animal_pb2.PetSize.values() for s in svc.sizes):
+    if "sizes" in fields and any(s == 0 or s not in animal_pb2.PetSize.values() for s in svc.sizes):
         v.append(("service.sizes", "must hold only defined, specified sizes"))
-    if svc.cancellation_policy not in m.CancellationPolicy.values():
+    if "cancellation_policy" in fields and svc.cancellation_policy not in m.CancellationPolicy.values():
         v.append(("service.cancellation_policy", "unknown policy"))
     if v:
         raise errors.invalid_argument(*v)

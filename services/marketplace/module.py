@@ -29,16 +29,26 @@ def booking_id(name: str) -> str:
     return name.removeprefix("bookings/")
 
 
-async def on_charged(s: AsyncSession, event: pay_events.PaymentProcessed) -> None:
+CHARGING = (B.PAYMENT_STATUS_PENDING, B.PAYMENT_STATUS_REQUIRES_ACTION)  # a charge under way
+
+
+async def on_action_required(s: AsyncSession, event: pay_events.PaymentActionRequired) -> None:
+    """The owner must authenticate the charge (3-D Secure): the booking says so until the charge ends."""
     row = await store.find_booking(s, booking_id(event.payment.booking), lock=True)
     if row is not None and row.payment_status == B.PAYMENT_STATUS_PENDING:
+        await store.update_booking(s, row.id, payment_status=B.PAYMENT_STATUS_REQUIRES_ACTION, update_time=utcnow())
+
+
+async def on_charged(s: AsyncSession, event: pay_events.PaymentProcessed) -> None:
+    row = await store.find_booking(s, booking_id(event.payment.booking), lock=True)
+    if row is not None and row.payment_status in CHARGING:
         await store.update_booking(s, row.id, payment_status=B.PAYMENT_STATUS_PAID, update_time=utcnow())
 
 
 async def on_charge_failed(s: AsyncSession, event: pay_events.PaymentFailed) -> None:
     """A declined card: the accepted booking is cancelled by the platform and its places freed."""
     row = await store.find_booking(s, booking_id(event.payment.booking), lock=True)
-    if row is None or row.payment_status != B.PAYMENT_STATUS_PENDING:
+    if row is None or row.payment_status not in CHARGING:
         return
     values: dict = {"payment_status": B.PAYMENT_STATUS_FAILED, "update_time": utcnow()}
     if row.state == B.STATE_ACCEPTED:
@@ -72,11 +82,13 @@ class MarketplaceModule(ServiceModule):
 
     def servicers(self) -> Mapping[str, object]:
         return {"petplatform.marketplace.v1.MarketplaceService": MarketplaceServicer(
-            self.db, pets=lambda: self.rt.channel("pet"), now=self.now, request_ttl=self.request_ttl)}
+            self.db, blobs=self.rt.blobs, pets=lambda: self.rt.channel("pet"), now=self.now,
+            request_ttl=self.request_ttl)}
 
     def consumers(self) -> Mapping[str, Effects]:
         return {"marketplace.payments": {pay_events.PaymentProcessed: on_charged,
                                          pay_events.PaymentFailed: on_charge_failed,
+                                         pay_events.PaymentActionRequired: on_action_required,
                                          pay_events.RefundProcessed: on_refunded}}
 
     async def start(self) -> None:

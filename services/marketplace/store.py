@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -53,8 +53,23 @@ services = sa.Table(
     sa.Column("sizes", sa.String(64), nullable=False, server_default=""),
     sa.Column("cancellation_policy", sa.SmallInteger, nullable=False),
     sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Column("update_time", UtcDateTime, nullable=True),  # NULL: never changed since create_time
+    sa.Column("delete_time", UtcDateTime, nullable=True),  # withdrawn (DeleteService): kept for its bookings
     sa.Index("ix_services_business", "business_id", "create_time"),
     sa.Index("ix_services_kind", "kind", "business_id"),
+)
+
+# Photos of businesses; their bytes live in the blob port under businesses/{id}/photos/{id}.
+business_photos = sa.Table(
+    "business_photos", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("business_id", sa.String(32), sa.ForeignKey("businesses.id"), nullable=False),
+    sa.Column("content_type", sa.String(32), nullable=False),
+    sa.Column("size_bytes", sa.Integer, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("create_time", UtcDateTime, nullable=False),
+    sa.Index("ix_business_photos_business", "business_id", "create_time"),
 )
 
 opening_hours = sa.Table(
@@ -180,7 +195,7 @@ async def update_business(s: AsyncSession, business_id: str, **values: Any) -> N
 
 async def business_kinds(s: AsyncSession, business_ids: Sequence[str]) -> dict[str, list[int]]:
     rows = (await s.execute(sa.select(services.c.business_id, services.c.kind).distinct().where(
-        services.c.business_id.in_(business_ids)))).all()
+        services.c.business_id.in_(business_ids), services.c.delete_time.is_(None)))).all()
     out: dict[str, list[int]] = {}
     for r in rows:
         out.setdefault(r.business_id, []).append(r.kind)
@@ -192,7 +207,8 @@ async def businesses_offering(s: AsyncSession, *, kind: int, min_lat: float, max
     """Businesses with a service of `kind` within a band of latitudes (the caller filters by distance)."""
     q = sa.select(businesses).where(
         businesses.c.latitude.between(min_lat, max_lat),
-        businesses.c.id.in_(sa.select(services.c.business_id).where(services.c.kind == kind)))
+        businesses.c.id.in_(sa.select(services.c.business_id).where(services.c.kind == kind,
+                                                                    services.c.delete_time.is_(None))))
     if verified_only:
         q = q.where(businesses.c.verified.is_(True))
     return (await s.execute(q)).all()
@@ -202,8 +218,16 @@ async def add_service(s: AsyncSession, **values: Any) -> None:
     await s.execute(services.insert().values(**values))
 
 
-async def find_service(s: AsyncSession, service_id: str) -> Row | None:
-    return (await s.execute(sa.select(services).where(services.c.id == service_id))).first()
+Lock = Literal["share", "update"] | None
+
+
+async def find_service(s: AsyncSession, service_id: str, *, lock: Lock = None) -> Row | None:
+    """`lock`: "share" (FOR SHARE) keeps it from changing until the transaction ends, "update" (FOR
+    UPDATE) while this transaction changes it. SQLite ignores both (its writers take turns)."""
+    q = sa.select(services).where(services.c.id == service_id)
+    if lock is not None:
+        q = q.with_for_update(read=lock == "share")
+    return (await s.execute(q)).first()
 
 
 async def get_service(s: AsyncSession, service_id: str) -> Row:
@@ -215,9 +239,62 @@ async def get_service(s: AsyncSession, service_id: str) -> Row:
 async def list_services(s: AsyncSession, business_id: str, *, after: tuple[dt.datetime, str] | None,
                         size: int) -> Sequence[Row]:
     from mesh import pagination
-    q = pagination.select_page(sa.select(services).where(services.c.business_id == business_id), after,
+    q = pagination.select_page(sa.select(services).where(services.c.business_id == business_id,
+                                                         services.c.delete_time.is_(None)), after,
                                services.c.create_time, services.c.id, descending=False, size=size)
     return (await s.execute(q)).all()
+
+
+async def update_service(s: AsyncSession, service_id: str, **values: Any) -> None:
+    await s.execute(services.update().where(services.c.id == service_id).values(**values))
+
+
+async def open_bookings_of(s: AsyncSession, service_id: str, *, states: Sequence[int]) -> int:
+    return int(await s.scalar(sa.select(sa.func.count()).select_from(bookings).where(
+        bookings.c.service_id == service_id, bookings.c.state.in_(states))) or 0)
+
+
+async def open_bookings_of_business(s: AsyncSession, business_id: str, *, states: Sequence[int]) -> int:
+    return int(await s.scalar(sa.select(sa.func.count()).select_from(bookings).where(
+        bookings.c.business_id == business_id, bookings.c.state.in_(states))) or 0)
+
+
+async def set_future_capacity(s: AsyncSession, service_id: str, *, capacity: int, after: dt.datetime) -> bool:
+    """Gives the ledger rows of slots starting after `after` the new capacity, under their locks;
+    False (nothing changed) when one of them already holds more pets than that."""
+    future = sa.and_(slot_load.c.service_id == service_id, slot_load.c.start_time > after)
+    over = (await s.execute(sa.select(slot_load.c.start_time).where(future, slot_load.c.booked > capacity)
+                            .limit(1).with_for_update())).first()
+    if over is not None:
+        return False
+    await s.execute(slot_load.update().where(future).values(capacity=capacity))
+    return True
+
+
+async def forget_empty_slots(s: AsyncSession, service_id: str, *, after: dt.datetime) -> None:
+    """Drops the empty ledger rows of future slots (their start times may no longer be slots)."""
+    await s.execute(slot_load.delete().where(slot_load.c.service_id == service_id, slot_load.c.start_time > after,
+                                             slot_load.c.booked == 0))
+
+
+# --- business photos ---
+
+async def add_business_photo(s: AsyncSession, **values: Any) -> None:
+    await s.execute(business_photos.insert().values(**values))
+
+
+async def business_photos_of(s: AsyncSession, business_ids: Sequence[str]) -> dict[str, list[Row]]:
+    rows = (await s.execute(sa.select(business_photos).where(business_photos.c.business_id.in_(business_ids))
+                            .order_by(business_photos.c.create_time, business_photos.c.id))).all()
+    out: dict[str, list[Row]] = {}
+    for r in rows:
+        out.setdefault(r.business_id, []).append(r)
+    return out
+
+
+async def delete_business_photo(s: AsyncSession, *, business_id: str, photo_id: str) -> bool:
+    return await rows_changed(s, business_photos.delete().where(business_photos.c.business_id == business_id,
+                                                                business_photos.c.id == photo_id)) == 1
 
 
 async def hours_of(s: AsyncSession, service_id: str) -> tuple[Sequence[Row], list[dt.date]]:

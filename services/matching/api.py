@@ -226,7 +226,7 @@ class MatchingServicer(matching_pb2_grpc.MatchingServiceServicer):
         if existing is not None:
             return await self._swipe_result(s, existing)
         pet = locked.get(pet_id)
-        if pet is None or pet.deleted or await store.is_blocked(s, caller.user_id, pet.owner_id):
+        if pet is None or pet.deleted or pet.hidden or await store.is_blocked(s, caller.user_id, pet.owner_id):
             raise errors.not_found(PET_TYPE, request.pet)
         if pet.owner_id == caller.user_id:
             raise errors.invalid_argument(("pet", "you cannot swipe your own pet"), reason="OWN_PET")
@@ -367,7 +367,8 @@ class MatchingServicer(matching_pb2_grpc.MatchingServiceServicer):
         out = matching_pb2.RespondToInterestResponse()
         if accept:
             pet = (await store.lock_pets(s, [row.pet_id])).get(row.pet_id)
-            if pet is None or pet.deleted or pet.adopted or pet.status == pet_pb2.Pet.STATUS_ADOPTED:
+            if (pet is None or pet.deleted or pet.hidden or pet.adopted
+                    or pet.status == pet_pb2.Pet.STATUS_ADOPTED):
                 raise errors.failed_precondition("this pet is no longer listed", "PET_UNAVAILABLE")
             match = await self._new_match(s, kind=Match.KIND_ADOPTION, users=(row.owner_id, row.user_id),
                                           pets=(row.pet_id,), interest_id=interest_id,

@@ -29,7 +29,8 @@ def pet_columns(pet: pet_pb2.Pet) -> dict[str, Any]:
             "birth_date": birth, "listing": pet.listing or pet_pb2.Pet.LISTING_ADOPTION, "status": pet.status,
             "latitude": pet.location.latitude if located else None,
             "longitude": pet.location.longitude if located else None,
-            "create_time": pet.create_time.ToDatetime(tzinfo=dt.timezone.utc), "message": pet.SerializeToString()}
+            "create_time": pet.create_time.ToDatetime(tzinfo=dt.timezone.utc), "message": pet.SerializeToString(),
+            "hidden": pet.moderation in (pet_pb2.Pet.MODERATION_HELD, pet_pb2.Pet.MODERATION_HIDDEN)}
 
 
 def version(pet: pet_pb2.Pet) -> dt.datetime:

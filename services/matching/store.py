@@ -40,6 +40,8 @@ pets = sa.Table(
     # Set by CompleteAdoption here, apart from `status` (the pet service's, which its event brings later).
     sa.Column("adopted", sa.Boolean, nullable=False, default=False),
     sa.Column("likes", sa.Integer, nullable=False, server_default="0"),  # active likes: the fallback's popularity
+    # Held or hidden by moderation (the pet's `moderation`): out of feeds, not to be swiped.
+    sa.Column("hidden", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("message", sa.LargeBinary, nullable=False),  # the Pet as its last event had it, for the cards
     sa.Index("ix_pets_feed", "listing", "species"),
     sa.Index("ix_pets_owner", "owner_id"),
@@ -167,13 +169,13 @@ async def feed_candidates(s: AsyncSession, *, user_id: str, listing: int, acting
                           species: Sequence[int], sizes: Sequence[int], born_after: dt.date | None,
                           born_on_or_before: dt.date | None, box: tuple[float, float] | None,
                           as_of: dt.datetime, limit: int) -> Sequence[Row]:
-    """The pets a feed may show (distance, ranking and paging aside): listed so, not adopted or deleted,
+    """The pets a feed may show (distance, ranking and paging aside): listed so, not adopted, deleted or hidden,
     not the user's, not of a user blocked either way, not swiped for this acting pet before `as_of`
     (undone swipes aside), not listed after `as_of`. `box`: the latitudes the radius allows."""
     swiped = sa.select(swipes.c.pet_id).where(swipes.c.user_id == user_id, swipes.c.acting_pet_id == acting_pet_id,
                                               swipes.c.undone == "", swipes.c.create_time <= as_of)
     q = sa.select(pets.c.id, pets.c.owner_id, pets.c.latitude, pets.c.longitude, pets.c.likes, pets.c.message).where(
-        pets.c.listing == listing, pets.c.deleted.is_(False), pets.c.adopted.is_(False),
+        pets.c.listing == listing, pets.c.deleted.is_(False), pets.c.adopted.is_(False), pets.c.hidden.is_(False),
         pets.c.status != pet_pb2.Pet.STATUS_ADOPTED, pets.c.owner_id != user_id,
         pets.c.owner_id.not_in(blocked_with(user_id)), pets.c.id.not_in(swiped),
         pets.c.create_time <= as_of)

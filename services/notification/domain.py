@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterable, Mapping
 
 from mesh import errors
+from petplatform.admin.v1 import events_pb2 as admin_events
+from petplatform.auth.v1 import auth_pb2
 from petplatform.notification.v1 import notification_pb2 as pb
 
 KINDS = [k for k in pb.Kind.values() if k != pb.KIND_UNSPECIFIED]
@@ -17,6 +19,7 @@ DEFAULT_CHANNELS: Mapping[int, tuple[int, ...]] = {
     pb.KIND_MATCH: (pb.CHANNEL_PUSH, pb.CHANNEL_EMAIL),
     pb.KIND_ADOPTION: (pb.CHANNEL_PUSH, pb.CHANNEL_EMAIL),
     pb.KIND_WELCOME: (),
+    pb.KIND_MODERATION: (pb.CHANNEL_PUSH, pb.CHANNEL_EMAIL),  # a suspended account cannot open its inbox
 }
 MAX_TOKEN = 4096
 MAX_PREVIEW = 120  # characters of a chat message shown in its notification
@@ -66,3 +69,45 @@ def check_phone(number: str, field: str = "settings.phone_number") -> None:
 def preview(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MAX_PREVIEW else text[:MAX_PREVIEW - 1] + "…"
+
+
+_Action = admin_events.ModerationActionTaken
+# (title, body before the reason) of a decision told to the person it affects, and of its reversal.
+_DECISIONS: Mapping[int, tuple[tuple[str, str], tuple[str, str]]] = {
+    _Action.ACTION_WARN: (("A warning from our moderators", "After a review, our moderators warn you"),
+                          ("A warning was withdrawn", "A warning you were given was withdrawn")),
+    _Action.ACTION_HIDE_LISTING: (("Your listing was hidden", "After a review, one of your listings was hidden"),
+                                  ("Your listing is visible again", "Your listing is shown again")),
+    _Action.ACTION_HOLD_LISTING: (("Your listing is on hold", "One of your listings is held until a moderator "
+                                   "reviews it"),
+                                  ("Your listing is visible again", "Your listing is shown again")),
+    _Action.ACTION_SUSPEND_USER: (("Your account is suspended", "After a review, your account is suspended"),
+                                  ("Your account is reinstated", "Your account was reinstated")),
+    _Action.ACTION_BAN_USER: (("Your account is banned", "After a review, your account is banned"),
+                              ("Your account is reinstated", "Your account was reinstated")),
+}
+_STATUSES: Mapping[int, tuple[str, str]] = {
+    auth_pb2.ACCOUNT_STATUS_SUSPENDED: ("Your account is suspended", "Your account is suspended"),
+    auth_pb2.ACCOUNT_STATUS_BANNED: ("Your account is banned", "Your account is banned"),
+    auth_pb2.ACCOUNT_STATUS_ACTIVE: ("Your account is reinstated", "Your account was reinstated"),
+}
+
+
+def moderation_notice(action: int, *, reversal: bool, reason: str) -> tuple[str, str] | None:
+    """(title, body) telling the affected person of a moderation decision; None for a dismissal (or an
+    unknown action): nobody is told. Only the decision and its reason: never who reported."""
+    texts = _DECISIONS.get(action)
+    if texts is None:
+        return None
+    title, body = texts[1 if reversal else 0]
+    return title, _with_reason(body, reason)
+
+
+def status_notice(status: int, *, reason: str) -> tuple[str, str] | None:
+    texts = _STATUSES.get(status)
+    return None if texts is None else (texts[0], _with_reason(texts[1], reason))
+
+
+def _with_reason(body: str, reason: str) -> str:
+    reason = " ".join(reason.split())
+    return f"{body}: {reason}" if reason else f"{body}."

@@ -15,6 +15,7 @@ from mesh.registry import ServiceSpec
 from mesh.resources import new_id, parse_name, timestamp
 from mesh.runtime import Runtime, ServiceModule
 from mesh.sql import utcnow
+from petplatform.admin.v1 import events_pb2 as admin_events
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.chat.v1 import events_pb2 as chat_events
 from petplatform.common.v1 import event_pb2
@@ -66,7 +67,9 @@ class NotificationModule(ServiceModule):
             "notification.worker": {chat_events.MessageSent: self._message_sent,
                                     matching_events.MatchCreated: self._match_created,
                                     matching_events.AdoptionCompleted: self._adoption_completed,
-                                    auth_events.UserCreated: self._user_created},
+                                    auth_events.UserCreated: self._user_created,
+                                    admin_events.ModerationActionTaken: self._moderated,
+                                    auth_events.UserStatusChanged: self._status_changed},
             "notification.delivery": {notification_events.NotificationRequested: self._requested},
         }
 
@@ -143,6 +146,27 @@ class NotificationModule(ServiceModule):
                                                      display_name=event.display_name))
         await self._notify(s, user=user, kind=pb.KIND_WELCOME, title="Welcome to Pet Platform",
                            body=f"Hello {event.display_name}: find a friend, or a home for one.", target="")
+
+    async def _moderated(self, s: AsyncSession, event: admin_events.ModerationActionTaken) -> None:
+        """The affected user hears of a decision (and of its reversal); a dismissal tells nobody. The event
+        names no reporter, and neither does the notice."""
+        notice = domain.moderation_notice(event.action, reversal=event.reversal, reason=event.reason)
+        if notice is None:
+            return
+        title, body = notice
+        target = event.subject if event.subject.startswith("pets/") else ""
+        await self._notify(s, user=user_id(event.user), kind=pb.KIND_MODERATION, title=title, body=body,
+                           target=target)
+
+    async def _status_changed(self, s: AsyncSession, event: auth_events.UserStatusChanged) -> None:
+        """A suspension, ban or reinstatement by staff directly; one decided in a case was told by its
+        moderation.action_taken."""
+        if event.case:
+            return
+        notice = domain.status_notice(event.status, reason=event.reason)
+        if notice is not None:
+            await self._notify(s, user=user_id(event.user), kind=pb.KIND_MODERATION, title=notice[0],
+                               body=notice[1], target="")
 
     # --- delivery requests -> provider calls (made by the dispatcher) ---
 

@@ -31,12 +31,22 @@ LEASE = dt.timedelta(seconds=60)
 MAX_RETRY = dt.timedelta(minutes=10)
 
 
-def payment_message(r: Row) -> P:
+OPEN_STATES = (P.STATE_PENDING, P.STATE_PROCESSING, P.STATE_REQUIRES_ACTION)
+# A payout's bank transfer only moves forward: in transit, then paid, then (a bank returning it) failed.
+BANK_RANK: dict[int, int] = {P.BANK_PAYOUT_UNSPECIFIED: 0, P.BANK_PAYOUT_IN_TRANSIT: 1, P.BANK_PAYOUT_PAID: 2,
+                             P.BANK_PAYOUT_FAILED: 3, P.BANK_PAYOUT_CANCELLED: 3}
+
+
+def payment_message(r: Row, *, payer: bool = False) -> P:
+    """`payer`: with what the payer's app needs to authenticate a charge (nobody else sees it, nor
+    do events carry it)."""
     return P(name=f"payments/{r.id}", kind=r.kind, booking=f"bookings/{r.booking_id}",
              amount=from_minor(r.amount_minor, r.currency), fee=from_minor(r.fee_minor, r.currency), state=r.state,
              provider=r.provider, provider_reference=r.provider_reference, idempotency_key=r.idempotency_key,
              failure_reason=r.failure_reason, attempts=r.attempts, due_time=timestamp(r.due_time),
-             create_time=timestamp(r.create_time), update_time=timestamp(r.update_time))
+             create_time=timestamp(r.create_time), update_time=timestamp(r.update_time),
+             client_secret=r.client_secret if payer else "", action_url=r.action_url if payer else "",
+             bank_payout=r.bank_payout, bank_payout_reference=r.bank_payout_reference)
 
 
 def fee_of(amount: int, percent: float) -> int:
@@ -161,23 +171,42 @@ class Flows:
                                               payment_method=row.payment_method, metadata=metadata)
         if row.kind == P.KIND_REFUND:
             return await self.provider.refund(key=row.idempotency_key, charge=charge_reference, amount=row.amount_minor,
-                                              metadata=metadata)
+                                              currency=row.currency, metadata=metadata)
         return await self.provider.payout(key=row.idempotency_key, account=row.payout_account,
                                           amount=row.amount_minor, currency=row.currency, metadata=metadata)
+
+    async def bank_payout(self, s: AsyncSession, row: Row, *, reference: str, state: int, failure: str = "") -> None:
+        """Records where a locked payout's bank transfer stands, moving only forward, whatever
+        order the answer and the webhooks arrive in."""
+        if row.kind != P.KIND_PAYOUT or (row.bank_payout_reference and row.bank_payout_reference != reference):
+            return
+        if BANK_RANK[state] <= BANK_RANK[row.bank_payout]:
+            return
+        values: dict = {"bank_payout": state, "bank_payout_reference": reference, "update_time": self.now()}
+        if state == P.BANK_PAYOUT_FAILED:
+            values["failure_reason"] = failure[:200] or "bank_payout_failed"
+        await store.update(s, row.id, **values)
 
     async def apply(self, s: AsyncSession, row: Row, outcome: Outcome) -> None:
         """Applies a provider's answer (from our call or a webhook) to a locked payment: once. An
         answer for a payment already final, or older than what is known, changes nothing."""
-        if row.state not in (P.STATE_PENDING, P.STATE_PROCESSING):
+        if row.state not in OPEN_STATES:
             return
         now = self.now()
         reference = outcome.reference or row.provider_reference
+        if outcome.state == "requires_action":
+            if row.kind != P.KIND_CHARGE or row.state == P.STATE_REQUIRES_ACTION:
+                return  # said before (a second webhook, or our call's answer after the webhook)
+            await store.update(s, row.id, state=P.STATE_REQUIRES_ACTION, provider_reference=reference,
+                               client_secret=outcome.client_secret, action_url=outcome.action_url, update_time=now)
+            await emit(s, ev.PaymentActionRequired(payment=payment_message(await store.get(s, row.id))))
+            return
         if outcome.state == "processing":
             await store.update(s, row.id, state=P.STATE_PROCESSING, provider_reference=reference, update_time=now)
             return
         if outcome.state == "failed":
             await store.update(s, row.id, state=P.STATE_FAILED, provider_reference=reference,
-                               failure_reason=outcome.failure, update_time=now)
+                               failure_reason=outcome.failure, client_secret="", action_url="", update_time=now)
             if row.kind == P.KIND_CHARGE:
                 await emit(s, ev.PaymentFailed(payment=payment_message(await store.get(s, row.id))))
             return
@@ -189,7 +218,11 @@ class Flows:
         else:
             entries = {f"business/{row.business_id}": row.amount_minor, "cash": -row.amount_minor}
         await store.post(s, posting=posting, payment_id=row.id, currency=row.currency, entries=entries, now=now)
-        await store.update(s, row.id, state=P.STATE_SUCCEEDED, provider_reference=reference, update_time=now)
+        await store.update(s, row.id, state=P.STATE_SUCCEEDED, provider_reference=reference, client_secret="",
+                           action_url="", update_time=now)
+        if outcome.bank_payout:
+            await self.bank_payout(s, await store.get(s, row.id), reference=outcome.bank_payout,
+                                   state=P.BANK_PAYOUT_IN_TRANSIT)
         done = payment_message(await store.get(s, row.id))
         await emit(s, {P.KIND_CHARGE: ev.PaymentProcessed, P.KIND_REFUND: ev.RefundProcessed,
                        P.KIND_PAYOUT: ev.PayoutSent}[row.kind](payment=done))

@@ -18,6 +18,7 @@ from mesh.wakeup import Wakeup
 from petplatform.marketplace.v1 import events_pb2 as market
 from services.payment.api import PaymentServicer
 from services.payment.flows import Flows
+from services.payment.paypal_provider import PayPalProvider
 from services.payment.providers import LocalProvider, Provider
 from services.payment.stripe_provider import StripeProvider
 
@@ -37,16 +38,22 @@ class PaymentModule(ServiceModule):
         if s.stripe_webhook_secret:
             self.secrets["stripe"] = s.stripe_webhook_secret.get_secret_value().encode()
         # The local provider always takes its own webhooks (development, tests); the one that moves
-        # money is chosen by settings. PayPal's adapter is not written yet.
+        # money is chosen by settings. PayPal's webhooks are not verified yet (no secret: refused).
         self.secrets["local"] = local
         self.local = LocalProvider(local, self._deliver_local, clock=lambda: self.now().timestamp())
         self.stripe: StripeProvider | None = None
+        self.paypal: PayPalProvider | None = None
         provider: Provider = self.local
         if s.payment_provider == "stripe":
             assert s.stripe_api_key is not None  # the settings say so
             provider = self.stripe = StripeProvider(api_key=s.stripe_api_key.get_secret_value(),
                                                     api_base=s.stripe_api_base,
                                                     manual_payouts=s.stripe_manual_payouts)
+        elif s.payment_provider == "paypal":
+            assert s.paypal_client_id and s.paypal_client_secret is not None  # the settings say so
+            provider = self.paypal = PayPalProvider(client_id=s.paypal_client_id,
+                                                    client_secret=s.paypal_client_secret.get_secret_value(),
+                                                    api_base=s.paypal_api_base or "https://api-m.paypal.com")
         self.flows = Flows(self._db, provider, self.now, hold=dt.timedelta(seconds=s.payment_hold_seconds),  # type: ignore[arg-type]
                            fee_percent=s.payment_platform_fee_percent,
                            retry=dt.timedelta(seconds=s.payment_retry_seconds))
@@ -95,4 +102,6 @@ class PaymentModule(ServiceModule):
                 await self._worker
         if self.stripe:
             await self.stripe.close()
+        if self.paypal:
+            await self.paypal.close()
         await super().stop()

@@ -19,7 +19,7 @@ from services.payment import webhooks
 
 log = logging.getLogger(__name__)
 
-State = Literal["succeeded", "processing", "failed"]
+State = Literal["succeeded", "processing", "failed", "requires_action"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +27,11 @@ class Outcome:
     state: State
     reference: str  # the provider's id of the movement
     failure: str = ""
+    # "requires_action" (a charge the payer must authenticate, 3-D Secure): what their app needs.
+    client_secret: str = ""
+    action_url: str = ""
+    # A payout the provider also sent on to the business's bank: its id there (e.g. po_...).
+    bank_payout: str = ""
 
 
 class ProviderDown(Exception):
@@ -43,7 +48,8 @@ class Provider(Protocol):
     async def charge(self, *, key: str, amount: int, currency: str, payment_method: str,
                      metadata: dict[str, str]) -> Outcome: ...
 
-    async def refund(self, *, key: str, charge: str, amount: int, metadata: dict[str, str]) -> Outcome: ...
+    async def refund(self, *, key: str, charge: str, amount: int, currency: str,
+                     metadata: dict[str, str]) -> Outcome: ...
 
     async def payout(self, *, key: str, account: str, amount: int, currency: str,
                      metadata: dict[str, str]) -> Outcome: ...
@@ -53,6 +59,8 @@ class Provider(Protocol):
 DECLINED = {"pm_card_chargeDeclined": "card_declined", "pm_card_visa_chargeDeclinedInsufficientFunds":
             "insufficient_funds", "tok_chargeDeclined": "card_declined"}
 ASYNC = {"pm_card_async"}  # answered "processing"; a webhook says succeeded later
+# Stripe's test cards that need 3-D Secure: answered "requires_action" until authenticate().
+AUTHENTICATE = {"pm_card_authenticationRequired", "pm_card_threeDSecure2Required"}
 FAILING_ACCOUNTS = {"acct_invalid"}
 
 Deliver = Callable[[bytes, str], Awaitable[None]]
@@ -126,25 +134,43 @@ class LocalProvider:
                                                         "amount": request[0], "status": "succeeded",
                                                         "metadata": dict(request[-1])})
 
+    async def authenticate(self, reference: str, *, succeed: bool = True) -> None:
+        """The payer completes (or fails) a charge's 3-D Secure step: its webhook goes out, as
+        Stripe's would after Stripe.js handled the action."""
+        for request, outcome in self.done.values():
+            if outcome.reference == reference and outcome.state == "requires_action":
+                obj = {"id": reference, "object": "payment_intent", "amount": request[0], "metadata": dict(request[-1])}
+                if succeed:
+                    self._send("payment_intent.succeeded", {**obj, "status": "succeeded"})
+                else:
+                    self._send("payment_intent.payment_failed", {
+                        **obj, "status": "requires_payment_method",
+                        "last_payment_error": {"code": "payment_intent_authentication_failure"}})
+
     async def charge(self, *, key: str, amount: int, currency: str, payment_method: str,
                      metadata: dict[str, str]) -> Outcome:
         def act() -> Outcome:
             ref = self._id("pi")
             if payment_method in DECLINED:
                 return Outcome("failed", ref, DECLINED[payment_method])
+            if payment_method in AUTHENTICATE:
+                return Outcome("requires_action", ref, client_secret=f"{ref}_secret_{secrets.token_hex(12)}")
             return Outcome("processing" if payment_method in ASYNC else "succeeded", ref)
 
         def event(o: Outcome) -> tuple[str, dict]:
             kind = {"succeeded": "payment_intent.succeeded", "failed": "payment_intent.payment_failed",
-                    "processing": "payment_intent.processing"}[o.state]
+                    "processing": "payment_intent.processing",
+                    "requires_action": "payment_intent.requires_action"}[o.state]
             return kind, {"id": o.reference, "object": "payment_intent", "amount": amount, "currency": currency.lower(),
                           "status": o.state, "metadata": {**metadata, "idempotency_key": key},
+                          "client_secret": o.client_secret or None,
                           "last_payment_error": {"code": o.failure} if o.failure else None}
         return await self._once("charge", key, (amount, currency, payment_method,
                                                 tuple(sorted({**metadata, "idempotency_key": key}.items()))),
                                 act, event)
 
-    async def refund(self, *, key: str, charge: str, amount: int, metadata: dict[str, str]) -> Outcome:
+    async def refund(self, *, key: str, charge: str, amount: int, currency: str,
+                     metadata: dict[str, str]) -> Outcome:
         def event(o: Outcome) -> tuple[str, dict]:
             return "refund.updated", {"id": o.reference, "object": "refund", "amount": amount, "status": o.state,
                                       "payment_intent": charge, "metadata": {**metadata, "idempotency_key": key}}

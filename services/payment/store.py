@@ -39,9 +39,16 @@ payments = sa.Table(
     sa.Column("earned", sa.Boolean, nullable=False, server_default=sa.false()),  # a payout's escrow released
     sa.Column("create_time", UtcDateTime, nullable=False),
     sa.Column("update_time", UtcDateTime, nullable=False),
+    # A charge awaiting the payer's authentication (3-D Secure): what their app completes it with.
+    sa.Column("client_secret", sa.String(255), nullable=False, server_default=""),
+    sa.Column("action_url", sa.String(2048), nullable=False, server_default=""),
+    # A payout's bank transfer (Payment.BankPayout) and the provider's id of it.
+    sa.Column("bank_payout", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("bank_payout_reference", sa.String(128), nullable=False, server_default=""),
     sa.Index("ix_payments_booking", "booking_id", "create_time"),
     sa.Index("ix_payments_work", "state", "next_attempt_time"),
     sa.Index("ix_payments_reference", "provider_reference"),
+    sa.Index("ix_payments_bank_payout", "bank_payout_reference"),
 )
 
 webhook_events = sa.Table(
@@ -94,6 +101,11 @@ async def find_by_key(s: AsyncSession, key: str, *, lock: bool = False) -> Row |
 
 async def find_by_reference(s: AsyncSession, reference: str, *, lock: bool = False) -> Row | None:
     q = sa.select(payments).where(payments.c.provider_reference == reference)
+    return (await s.execute(q.with_for_update() if lock else q)).first()
+
+
+async def find_by_bank_payout(s: AsyncSession, reference: str, *, lock: bool = False) -> Row | None:
+    q = sa.select(payments).where(payments.c.bank_payout_reference == reference)
     return (await s.execute(q.with_for_update() if lock else q)).first()
 
 

@@ -17,13 +17,24 @@ from services.payment.providers import Outcome, ProviderDown, ProviderRefused, S
 log = logging.getLogger(__name__)
 
 # A PaymentIntent's status -> our outcome. requires_action (3-D Secure) cannot be completed by a
-# server-side confirm; it stays processing until a webhook says how it ended.
+# server-side confirm: the payer's app completes it with the intent's client secret, and a webhook
+# says how it ended.
 INTENT_STATES: dict[str, State] = {
-    "succeeded": "succeeded", "processing": "processing", "requires_action": "processing",
+    "succeeded": "succeeded", "processing": "processing", "requires_action": "requires_action",
     "requires_capture": "processing", "requires_confirmation": "processing",
     "requires_payment_method": "failed", "canceled": "failed"}
 REFUND_STATES: dict[str, State] = {"succeeded": "succeeded", "pending": "processing",
                                    "requires_action": "processing", "failed": "failed", "canceled": "failed"}
+
+
+def action_url(next_action: object) -> str:
+    """The URL of a redirect-type next action (a PaymentIntent's `next_action`, as a dict); none for
+    `use_stripe_sdk`, which Stripe.js handles with the client secret."""
+    if not isinstance(next_action, dict) or next_action.get("type") != "redirect_to_url":
+        return ""
+    redirect = next_action.get("redirect_to_url")
+    url = redirect.get("url") if isinstance(redirect, dict) else None
+    return url if isinstance(url, str) else ""
 
 
 class StripeProvider:
@@ -75,9 +86,14 @@ class StripeProvider:
         if state == "failed":
             last = intent.last_payment_error
             failure = (last.decline_code or last.code or "") if last else intent.status
+        if state == "requires_action":
+            return Outcome(state, intent.id, client_secret=intent.client_secret or "",
+                           action_url=action_url(intent.to_dict().get("next_action")))
         return Outcome(state, intent.id, failure or "")
 
-    async def refund(self, *, key: str, charge: str, amount: int, metadata: dict[str, str]) -> Outcome:
+    async def refund(self, *, key: str, charge: str, amount: int, currency: str,
+                     metadata: dict[str, str]) -> Outcome:
+        # Stripe refunds in the PaymentIntent's own currency: `currency` is not sent.
         params: Any = {"payment_intent": charge, "amount": amount, "metadata": {**metadata, "idempotency_key": key}}
         refund = await self._call(self.client.v1.refunds.create_async(params, {"idempotency_key": key}))
         state = REFUND_STATES.get(refund.status or "", "processing")
@@ -101,8 +117,9 @@ class StripeProvider:
         params = {"amount": amount, "currency": currency.lower(),
                   "metadata": {**metadata, "idempotency_key": payout_key, "transfer": transfer.id}}
         try:
-            await self._call(self.client.v1.payouts.create_async(
+            payout = await self._call(self.client.v1.payouts.create_async(
                 params, {"idempotency_key": payout_key, "stripe_account": account}))
         except ProviderRefused:
             log.exception("stripe: transfer %s to %s done, its payout refused", transfer.id, account)
-        return Outcome("succeeded", transfer.id)
+            return Outcome("succeeded", transfer.id)
+        return Outcome("succeeded", transfer.id, bank_payout=payout.id)

@@ -93,10 +93,13 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         cached = self.cache.get(pet_id)
         # Those who may change the pet always read it (services/pet/cache.py: read-your-writes).
         if cached is not None and not self._may_change(cached.pet):
-            return cached
-        ticket = self.cache.ticket()
-        answer = pet_pb2.GetPetResponse(pet=await self._get(pet_id))
-        self.cache.put(pet_id, answer, ticket)
+            answer = cached
+        else:
+            ticket = self.cache.ticket()
+            answer = pet_pb2.GetPetResponse(pet=await self._get(pet_id))
+            self.cache.put(pet_id, answer, ticket)
+        if not domain.visible_to(answer.pet, principal.current()):  # held or hidden: as if it were not there
+            raise errors.not_found(PET_TYPE, request.name)
         return answer
 
     async def UpdatePet(self, request: pet_pb2.UpdatePetRequest,
@@ -133,6 +136,9 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         position = decode_page_token(request.page_token, request)
         search.check(request)
         query, key, descending = search.sql(request, today())
+        visible = search.visible_sql(principal.current())
+        if visible is not None:
+            query = query.where(visible)
         # The position's key in the token: the distance as a number, or the ISO create_time.
         by_distance = request.order_by == "distance"
         after = None
@@ -156,14 +162,16 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         # a ListPetsRequest on the wire, checked the same way; changes are matched in memory (search.py).
         r = pet_pb2.ListPetsRequest.FromString(request.SerializeToString())
         search.check(r)
+        caller = principal.current()
         async with self.hub.watch() as changes:
             await send_headers(context)  # accepted: the client now knows the stream is open
             async for before, after in changes:
                 now = today()
                 # Ages drift by the day: whether it matched before is judged without them, so a pet
                 # that aged out of the search since it was shown is still taken back.
-                shown = before if before is not None and search.matches(r, before, now, ages=False) else None
-                if after is not None and search.matches(r, after, now):
+                shown = before if (before is not None and domain.visible_to(before, caller)
+                                   and search.matches(r, before, now, ages=False)) else None
+                if after is not None and domain.visible_to(after, caller) and search.matches(r, after, now):
                     pet = pet_pb2.Pet()
                     pet.CopyFrom(after)
                     if r.HasField("near"):
@@ -181,6 +189,43 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         previous = await self._message(s, pet_id)
         if previous.status != pet_pb2.Pet.STATUS_ADOPTED:
             await self._changed(s, previous, ["status"], {"status": pet_pb2.Pet.STATUS_ADOPTED})
+
+    # --- moderation ---
+
+    async def hide(self, s: AsyncSession, pet_id: str, *, moderation: int, reason: str, source: str) -> None:
+        """Holds or hides a pet for `source` (a case, or the owner's suspended account), once; a hidden pet is not
+        held back down. Its pet.updated takes it out of feeds and watches, and out of every replica's cache."""
+        if await store.find_pet_owner(s, pet_id, lock=True) is None:
+            return  # deleted meanwhile
+        previous = await self._message(s, pet_id)
+        if previous.moderation == pet_pb2.Pet.MODERATION_HIDDEN and moderation == pet_pb2.Pet.MODERATION_HELD:
+            return
+        if previous.moderation == moderation and await store.moderation_case(s, pet_id) == source:
+            return
+        await self._changed(s, previous, ["moderation", "moderation_reason"],
+                            {"moderation": moderation, "moderation_reason": reason, "moderation_case": source})
+
+    async def show(self, s: AsyncSession, pet_id: str, *, source: str) -> None:
+        """Shows a pet again, if what held or hid it was `source` (a later decision stands)."""
+        if await store.find_pet_owner(s, pet_id, lock=True) is None:
+            return
+        if await store.moderation_case(s, pet_id) != source:
+            return
+        previous = await self._message(s, pet_id)
+        await self._changed(s, previous, ["moderation", "moderation_reason"],
+                            {"moderation": pet_pb2.Pet.MODERATION_VISIBLE, "moderation_reason": "",
+                             "moderation_case": None})
+
+    async def hold_pets_of(self, s: AsyncSession, owner_id: str, reason: str) -> None:
+        """A suspended or banned owner's visible pets are held until the account is reinstated."""
+        for pet_id in await store.find_pets_of_owner(s, owner_id):
+            if await store.moderation_case(s, pet_id) is None:
+                await self.hide(s, pet_id, moderation=pet_pb2.Pet.MODERATION_HELD, reason=reason,
+                                source=f"users/{owner_id}")
+
+    async def release_pets_of(self, s: AsyncSession, owner_id: str) -> None:
+        for pet_id in await store.find_pets_of_owner(s, owner_id):
+            await self.show(s, pet_id, source=f"users/{owner_id}")
 
     # --- photos ---
 
@@ -351,7 +396,8 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 name=f"pets/{r.id}", display_name=r.display_name, species=r.species, breed=r.breed, sex=r.sex,
                 size=r.size, description=r.description, status=r.status, good_with_children=r.good_with_children,
                 good_with_dogs=r.good_with_dogs, good_with_cats=r.good_with_cats, owner=f"users/{r.owner_id}",
-                listing=r.listing, energy=r.energy,
+                listing=r.listing, energy=r.energy, moderation=r.moderation,
+                moderation_reason=r.moderation_reason,
                 create_time=timestamp(r.create_time), update_time=timestamp(r.update_time))
             if r.birth_date:
                 pet.birth_date.CopyFrom(domain.from_date(r.birth_date, r.birth_day_known))

@@ -9,7 +9,7 @@ from google.type import date_pb2
 from mesh import errors, media
 from mesh.principal import Principal
 from mesh.resources import check_text
-from petplatform.common.v1 import animal_pb2
+from petplatform.common.v1 import access_pb2, animal_pb2
 from petplatform.pet.v1 import pet_pb2
 
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
@@ -22,6 +22,17 @@ MAX_REQUEST_ID_LENGTH = 64
 def may_change(caller: Principal, owner_id: str) -> bool:
     """Who may change a pet, its photos and health records, and read those records: its owner, and admins."""
     return caller.user_id == owner_id or caller.is_admin
+
+
+def sees_hidden(caller: Principal | None, owner_id: str) -> bool:
+    """Who sees a pet moderation held or hid: its owner (who is told why) and staff (support and up)."""
+    return caller is not None and (caller.user_id == owner_id or caller.admitted(access_pb2.ACCESS_SUPPORT))
+
+
+def visible_to(pet: pet_pb2.Pet, caller: Principal | None) -> bool:
+    """Whether the caller may see this pet at all (GetPet, ListPets, WatchPets)."""
+    return (pet.moderation in (pet_pb2.Pet.MODERATION_UNSPECIFIED, pet_pb2.Pet.MODERATION_VISIBLE)
+            or sees_hidden(caller, pet.owner.removeprefix("users/")))
 
 
 def listing(value: int) -> int:

@@ -10,7 +10,9 @@ from google.type import latlng_pb2
 import sqlalchemy as sa
 
 from mesh import errors
+from mesh.principal import Principal
 from mesh.resources import check_text, parse_name
+from petplatform.common.v1 import access_pb2
 from petplatform.pet.v1 import pet_pb2
 from services.pet import domain
 from services.pet.store import pets
@@ -120,6 +122,14 @@ def sql(r: pet_pb2.ListPetsRequest,
     if r.order_by == "distance":
         return q, dist, False
     return q, pets.c.create_time, True
+
+
+def visible_sql(caller: Principal | None) -> sa.ColumnElement[bool] | None:
+    """The pets a caller may list: visible ones, and their own held or hidden ones; staff see all (None)."""
+    if caller is not None and caller.admitted(access_pb2.ACCESS_SUPPORT):
+        return None
+    visible = pets.c.moderation == pet_pb2.Pet.MODERATION_VISIBLE
+    return sa.or_(visible, pets.c.owner_id == caller.user_id) if caller is not None else visible
 
 
 # --- in memory, for WatchPets ---

@@ -40,6 +40,11 @@ pets = sa.Table(
     sa.Column("search_text", sa.Text, nullable=False, server_default=""),
     # Rows in photos, kept in step by the photo RPCs: the per-pet limit is one conditional UPDATE of it.
     sa.Column("photo_count", sa.Integer, nullable=False, server_default="0"),
+    # Pet.Moderation (1: visible); why it is held or hidden, and what did it: a case (`cases/{id}`) or the
+    # owner's suspension (`users/{id}`), so that only its own reversal shows the pet again.
+    sa.Column("moderation", sa.SmallInteger, nullable=False, server_default="1"),
+    sa.Column("moderation_reason", sa.String(500), nullable=False, server_default=""),
+    sa.Column("moderation_case", sa.String(64), nullable=True),
     sa.Column("create_time", UtcDateTime, nullable=False),
     sa.Column("update_time", UtcDateTime, nullable=False),
     sa.UniqueConstraint("owner_id", "request_id", name="uq_pets_owner_request"),
@@ -121,6 +126,17 @@ async def find_pets(s: AsyncSession, query: sa.Select[*tuple[Any, ...]], *, key:
     the last pet seen."""
     return (await s.execute(pagination.select_page(query, after, key, pets.c.id, descending=descending,
                                                    size=size))).all()
+
+
+async def find_pets_of_owner(s: AsyncSession, owner_id: str) -> Sequence[str]:
+    """The ids of an owner's pets, their rows locked until the transaction ends."""
+    return (await s.execute(sa.select(pets.c.id).where(pets.c.owner_id == owner_id).order_by(pets.c.id)
+                            .with_for_update())).scalars().all()
+
+
+async def moderation_case(s: AsyncSession, pet_id: str) -> str | None:
+    """What holds or hides a pet (a case, or `users/{id}` for its owner's suspension); None when visible."""
+    return await s.scalar(sa.select(pets.c.moderation_case).where(pets.c.id == pet_id))
 
 
 async def update_pet(s: AsyncSession, pet_id: str, values: Mapping[str, Any]) -> None:

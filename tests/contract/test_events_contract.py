@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from mesh.events import Relay, UndeclaredEvent, emit, event_type, inbox_handler, subscribe
+from mesh.events import Outside, Relay, UndeclaredEvent, emit, event_type, inbox_handler, subscribe
 from mesh.events.bus import MAX_DELIVERIES
-from mesh.events.outbox import outbox
+from mesh.events.outbox import inbox, outbox
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.common.v1 import event_pb2
 from tests.support.databases import drop_database
@@ -106,14 +106,18 @@ async def test_outbox_publishes_committed_events_only(db, bus):
         await eventually(lambda: asyncio.sleep(0, len(got) == 1))
         async with db.transaction() as s:
             await emit(s, email("second@ok"))
-        await eventually(lambda: asyncio.sleep(0, len(got) == 2), timeout=5)
+        await eventually(lambda: asyncio.sleep(0, len(got) == 2), timeout=30)
+
+        async def both_marked() -> bool:
+            # A consumer may hold an event before the relay has marked its row (it marks once confirmed).
+            async with db.transaction() as s:
+                rows = (await s.execute(sa.select(outbox.c.publish_time))).scalars().all()
+            return len(rows) == 2 and all(rows)
+        await eventually(both_marked, timeout=30)
     finally:
         await relay.stop()
     payload = event_pb2.EmailRequested()
     assert got[0].id == event_id and got[0].payload.Unpack(payload) and payload.to == "kept@ok"
-    async with db.transaction() as s:
-        rows = (await s.execute(sa.select(outbox.c.publish_time))).scalars().all()
-    assert len(rows) == 2 and all(rows)
 
 
 async def test_inbox_applies_a_replayed_event_once(db, bus):
@@ -213,3 +217,37 @@ async def test_a_service_emits_only_what_its_registry_entry_declares(tmp_path):
         await bare.dispose()
     finally:
         await drop_database(db)
+
+
+async def test_an_outside_effect_runs_with_no_transaction_open_and_once(db, bus):
+    # An email sent inside the inbox transaction held SQLite's one writer while the mail server answered:
+    # every other write of the service queued behind it.
+    sent = []
+
+    async def send(event: auth_events.UserCreated) -> None:
+        async with asyncio.timeout(10):  # inside a writing transaction on SQLite this would wait for ever
+            async with db.transaction() as s:
+                await s.execute(applied.insert().values(event_id=f"{event.user}#{len(sent)}"))
+        sent.append(event.user)
+        if len(sent) == 1:
+            raise ConnectionError("the mail server hung up")  # not recorded: delivered again
+
+    await subscribe(bus, db, "c.outside", {auth_events.UserCreated: Outside(send)})
+    async with db.transaction() as s:
+        event_id = await emit(s, auth_events.UserCreated(user="users/u9"))
+        body = (await s.execute(sa.select(outbox.c.body))).scalar_one()
+    await bus.publish("user.created", body, event_id)
+    await eventually(lambda: asyncio.sleep(0, len(sent) == 2), timeout=30)  # failed once, then done
+
+    async def recorded() -> bool:
+        async with db.transaction() as s:
+            return bool(await s.scalar(sa.select(sa.func.count()).select_from(inbox).where(
+                inbox.c.consumer == "c.outside", inbox.c.event_id == event_id)))
+    await eventually(recorded, timeout=30)
+    await bus.publish("user.created", body, event_id)  # a replay after it was recorded
+    async with db.transaction() as s:  # ... is dropped: a marker published after it arrives after it
+        marker_id = await emit(s, auth_events.UserCreated(user="users/marker"))
+        marker = (await s.execute(sa.select(outbox.c.body).where(outbox.c.event_id == marker_id))).scalar_one()
+    await bus.publish("user.created", marker, marker_id)
+    await eventually(lambda: asyncio.sleep(0, "users/marker" in sent), timeout=30)
+    assert sent == ["users/u9", "users/u9", "users/marker"]

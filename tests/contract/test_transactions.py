@@ -50,6 +50,17 @@ async def test_a_read_sees_one_snapshot_and_writes_nothing_on_postgresql(db: Dat
         assert await s.scalar(sa.select(counter.c.value)) == 0
 
 
+async def test_a_read_does_not_see_what_commits_while_it_runs(db: Database):
+    # A page and its next-page token, a row and its children: read() answers from one snapshot.
+    async with db.read() as s:
+        assert await s.scalar(sa.select(counter.c.value)) == 0
+        async with db.transaction() as w:
+            await w.execute(counter.update().values(value=9))
+        assert await s.scalar(sa.select(counter.c.value)) == 0, "the same snapshot throughout"
+    async with db.read() as s:
+        assert await s.scalar(sa.select(counter.c.value)) == 9
+
+
 async def test_reading_sees_a_committed_write_and_leaves_nothing_behind(db: Database):
     async with db.transaction() as s:
         await s.execute(counter.update().values(value=7))

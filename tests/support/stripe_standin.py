@@ -3,12 +3,19 @@ transfers, payouts), answering as Stripe does: form-encoded requests with bracke
 Idempotency-Key header replaying the first answer (and refusing a key reused with other
 parameters), card declines as 402 card_error with the failed PaymentIntent, unknown connected
 accounts as 400. It checks what it receives (the secret key, an Idempotency-Key on every POST,
-a positive integer amount, a lower-case ISO currency) and records every request for the tests."""
+a positive integer amount, a lower-case ISO currency) and records every request for the tests.
+
+It also plays the rest of Stripe's side: cards that need 3-D Secure answer `requires_action` with a
+client secret and a `use_stripe_sdk` next action; `authenticate` is the payer completing (or
+failing) it in Stripe.js; `settle_payout` is the bank paying (or returning) a connected account's
+payout. Each returns the Stripe event that would follow, for the test to sign and deliver."""
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import json
+import secrets
+import time
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +24,7 @@ API_KEY = "sk_test_standin"
 DECLINES = {"pm_card_chargeDeclined": ("card_declined", "generic_decline"),
             "pm_card_visa_chargeDeclinedInsufficientFunds": ("card_declined", "insufficient_funds")}
 UNKNOWN_ACCOUNTS = {"acct_invalid"}
+AUTHENTICATE = {"pm_card_authenticationRequired", "pm_card_threeDSecure2Required"}
 
 
 @dataclasses.dataclass
@@ -33,6 +41,7 @@ class StripeStandIn:
         self.received: list[Received] = []
         self.fail_next = 0  # answer this many next requests with a 500 api_error
         self.created: dict[str, dict[str, Any]] = {}  # id -> object
+        self.accounts: dict[str, str] = {}  # id -> the connected account it was made on
         self._answers: dict[str, tuple[dict[str, str], int, dict]] = {}  # key -> (form, status, body)
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -53,6 +62,38 @@ class StripeStandIn:
     async def stop(self) -> None:
         if self._runner:
             await self._runner.cleanup()
+
+    def event(self, kind: str, obj: dict, *, account: str | None = None) -> bytes:
+        """A Stripe event about `obj` (from a connected `account`, for Connect events), as its
+        webhook body."""
+        event = {"id": self._id("evt"), "object": "event", "type": kind, "created": int(time.time()),
+                 "livemode": False, "data": {"object": json.loads(json.dumps(obj))}}
+        if account:
+            event["account"] = account
+        return json.dumps(event).encode()
+
+    def authenticate(self, intent_id: str, *, succeed: bool = True) -> bytes:
+        """The payer's 3-D Secure step, done in their app: the intent succeeds, or goes back to
+        requires_payment_method with an authentication failure. The event Stripe sends next."""
+        intent = self.created[intent_id]
+        assert intent["status"] == "requires_action", intent
+        intent["next_action"] = None
+        if succeed:
+            intent["status"] = "succeeded"
+            return self.event("payment_intent.succeeded", intent)
+        intent.update(status="requires_payment_method", last_payment_error={
+            "type": "card_error", "code": "payment_intent_authentication_failure",
+            "message": "We are unable to authenticate your payment method."})
+        return self.event("payment_intent.payment_failed", intent)
+
+    def settle_payout(self, payout_id: str, *, paid: bool = True, failure_code: str = "account_closed") -> bytes:
+        """The bank takes (payout.paid) or returns (payout.failed) a connected account's payout."""
+        payout = self.created[payout_id]
+        if paid:
+            payout["status"] = "paid"
+        else:
+            payout.update(status="failed", failure_code=failure_code)
+        return self.event(f"payout.{payout['status']}", payout, account=self.accounts[payout_id])
 
     def posts(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path == path]
@@ -119,9 +160,15 @@ class StripeStandIn:
         if path == "/v1/payment_intents":
             if f.get("confirm") != "true" or not f.get("payment_method"):
                 return self._error(400, "invalid_request_error", "the stand-in expects a confirmed intent")
-            intent = {"id": self._id("pi"), "object": "payment_intent", "amount": int(amount), "amount_refunded": 0,
+            intent_id = self._id("pi")
+            intent = {"id": intent_id, "object": "payment_intent", "amount": int(amount), "amount_refunded": 0,
                       "currency": currency, "status": "succeeded", "payment_method": f["payment_method"],
+                      "client_secret": f"{intent_id}_secret_{secrets.token_hex(8)}", "next_action": None,
                       "metadata": metadata, "last_payment_error": None}
+            if f["payment_method"] in AUTHENTICATE:
+                intent.update(status="requires_action", next_action={
+                    "type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect",
+                                                                 "stripe_js": "https://hooks.stripe.test/3ds"}})
             if f["payment_method"] in DECLINES:
                 code, decline = DECLINES[f["payment_method"]]
                 intent.update(status="requires_payment_method", last_payment_error={
@@ -138,8 +185,11 @@ class StripeStandIn:
         if not got.headers.get("Stripe-Account", "").startswith("acct_"):
             return self._error(400, "invalid_request_error", "the stand-in pays out connected accounts only")
         return 200, self._save({"id": self._id("po"), "object": "payout", "amount": int(amount),
-                                "currency": currency, "status": "pending", "metadata": metadata})
+                                "currency": currency, "status": "pending", "metadata": metadata,
+                                "failure_code": None}, account=got.headers["Stripe-Account"])
 
-    def _save(self, obj: dict) -> dict:
+    def _save(self, obj: dict, *, account: str = "") -> dict:
         self.created[obj["id"]] = obj
+        if account:
+            self.accounts[obj["id"]] = account
         return json.loads(json.dumps(obj))  # the answer is a copy: later refunds do not change it

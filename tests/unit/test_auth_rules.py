@@ -93,7 +93,8 @@ def test_admins_by_email_and_roles_in_messages():
     admins = {domain.normalise_email("Boss@Example.com")}
     assert domain.role_for("boss@example.com", admins) == "admin"
     assert domain.role_for("staff@example.com", admins) == "user"
-    assert domain.ROLES == {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
+    assert domain.ROLES == {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN,
+                            "moderator": auth_pb2.ROLE_MODERATOR, "support": auth_pb2.ROLE_SUPPORT}
 
 
 def test_tokens_are_stored_as_their_sha256():

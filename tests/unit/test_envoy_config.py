@@ -11,6 +11,7 @@ from mesh.client_address import CLIENT_ADDRESS_HEADER, EDGE_KEY_HEADER
 
 # Registers the types the config's typed_config fields name.
 from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.config.route.v3 import route_components_pb2 as route_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401
 from envoy.extensions.filters.http.cors.v3 import cors_pb2  # noqa: F401
 from envoy.extensions.filters.http.grpc_json_transcoder.v3 import transcoder_pb2
@@ -23,6 +24,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
 
 from app.registry import REGISTRY
+from gateway.edge import PAGE_PREFIXES
 from mesh.interceptor import method_access
 from petplatform.common.v1 import access_pb2
 from tools import envoy_config
@@ -146,3 +148,16 @@ def test_rate_limit_counts_the_user_else_the_address_and_clients_cannot_pose_as_
             match, address = anonymous.actions
             assert not match.header_value_match.expect_match.value and match.header_value_match.headers[0].name == \
                 user_header and address.HasField("remote_address"), "the address counts only without a user"
+
+
+def test_pages_go_to_the_python_edge_untranscoded():
+    b = bootstrap()
+    browser_listener = managers(b)[0]
+    routes = {r.match.prefix: r for r in browser_listener.route_config.virtual_hosts[0].routes if r.match.prefix}
+    for prefix in PAGE_PREFIXES:
+        route = routes[prefix]
+        assert route.route.cluster == envoy_config.PAGES_CLUSTER and route.route.rate_limits
+        disabled = route_pb2.FilterConfig()
+        assert route.typed_per_filter_config["envoy.filters.http.grpc_json_transcoder"].Unpack(disabled)
+        assert disabled.disabled
+    assert envoy_config.PAGES_CLUSTER in {c.name for c in b.static_resources.clusters}

@@ -45,6 +45,31 @@ def test_skipped_hours_have_no_slots_and_repeated_hours_have_two():
     assert len(set(autumn)) == 4
 
 
+@pytest.mark.parametrize("zone, year", [
+    ("Europe/Berlin", 2026), ("America/New_York", 2026), ("Australia/Lord_Howe", 2026),  # 30-minute DST
+    ("America/Sao_Paulo", 2018), ("America/Havana", 2026), ("Asia/Tehran", 2021),  # changes at midnight
+])
+def test_slots_of_days_with_one_offset_match_the_zones_own_answer_for_each_slot(zone, year):
+    """The fast path (one offset for a day without a change) gives what asking the zone about every
+    slot gives, over a whole year of 30-minute slots around the clock."""
+    tz = ZoneInfo(zone)
+    hours = [calendar.Hours(d, dt.time(0), dt.time(23, 30)) for d in range(7)]
+    first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
+    fast = list(calendar.slot_starts(hours=hours, closed=[], tz=tz, first=first, last=last, minutes=30))
+    step = dt.timedelta(minutes=30)
+    slow = []
+    day = first
+    while day <= last:
+        wall = dt.datetime.combine(day, dt.time(0))
+        out = []
+        while wall + step <= dt.datetime.combine(day, dt.time(23, 30)):
+            out += [(i, i + step) for i in calendar.instants(wall.replace(tzinfo=tz))]
+            wall += step
+        slow += sorted(out)
+        day += dt.timedelta(days=1)
+    assert fast == slow
+
+
 def test_closed_dates_and_is_slot():
     hours = every_day(dt.time(9), dt.time(11))
     cal = dict(hours=hours, closed=[dt.date(2025, 5, 2)], tz=BERLIN, minutes=30)

@@ -12,10 +12,13 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.dev_oidc import LocalOpenIdProvider
+from petplatform.admin.v1 import events_pb2 as admin_events
 from petplatform.auth.v1 import auth_pb2
 from petplatform.user.v1 import user_pb2
 from services.auth.store import accounts, provider_links
-from tests.support.errors import expect
+from tests.support.errors import error_reason, expect
+from tests.support.events import Producer
+from tests.support.matching import until
 from tests.support.platform import PASSWORD, Api, embedded_settings, module_of, start_platform, totp_code
 
 GOOGLE = "https://accounts.google.com"
@@ -268,3 +271,24 @@ async def test_provider_bad_input(api: Api, local_idp):
         nonce="n")), "AUTHORIZATION_CODE_INVALID")
     await expect(grpc.StatusCode.UNAUTHENTICATED, api.auth.LinkProvider(auth_pb2.LinkProviderRequest(
         provider="google", id_token="x")))
+
+
+async def test_a_suspended_account_cannot_sign_in_with_its_provider(api: Api, local_idp, tmp_path):
+    who = person()
+    first = await sign_in(api, "google", google(local_idp, who))
+    md = (("authorization", f"Bearer {first.access_token}"),)
+    producer = await Producer.open("admin", api.platform.rt.bus, tmp_path)
+    Action = admin_events.ModerationActionTaken
+    await producer.emit(Action(case="cases/p1", subject=first.account.name, user=first.account.name,
+                               action=Action.ACTION_SUSPEND_USER, reason="scam"))
+    await producer.close()
+
+    async def revoked() -> bool:
+        try:
+            await api.auth.ListSessions(auth_pb2.ListSessionsRequest(parent=first.account.name), metadata=md)
+            return False
+        except grpc.aio.AioRpcError as e:
+            return error_reason(e) == "SESSION_REVOKED"
+    await until(revoked, what="the suspension ending the provider session")
+    await expect(grpc.StatusCode.PERMISSION_DENIED, sign_in(api, "google", google(local_idp, who, nonce="n-3"),
+                                                            nonce="n-3"), "ACCOUNT_SUSPENDED")

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from gateway.edge import LOCAL_ONLY_PATHS, PAGE_PREFIXES
 from tests.support.platform import EdgeClient, embedded_settings, start_edge, start_platform
 from tests.support.web import call, signup
 
@@ -161,3 +162,11 @@ async def test_a_patch_body_may_repeat_the_name_from_the_path(edge: EdgeClient):
     status, err, _ = await call(edge, "PATCH", f"/v1/{pet['name']}", {"displayName": "X", "name": pet["name"]},
                                 token, updateMask="displayName")
     assert status == 200
+
+
+async def test_behind_envoy_every_page_of_this_edge_is_routed_to_it(edge: EdgeClient):
+    # Envoy serves the contracts itself; whatever else this edge serves must be routed here by envoy.yaml
+    # (tools/envoy_config.py reads PAGE_PREFIXES), or it is unreachable in production.
+    paths = {r.resource.canonical for r in edge.edge.runner.app.router.routes() if r.resource is not None}
+    served = {p for p in paths if p != "/{tail}" and not p.startswith(LOCAL_ONLY_PATHS)}
+    assert served and not {p for p in served if not p.startswith(PAGE_PREFIXES)}, "add it to PAGE_PREFIXES"

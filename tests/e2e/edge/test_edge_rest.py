@@ -164,6 +164,23 @@ async def test_cors_preflight(edge: EdgeClient):
         assert r.status == 403 and "Access-Control-Allow-Origin" not in r.headers
 
 
+async def test_public_photos_may_be_embedded_by_other_origins(edge: EdgeClient, people):
+    """The web app (another origin) shows them in <img>; the API's own answers stay same-site."""
+    _, token = people[0]
+    _, pet, _ = await call(edge, "POST", "/v1/pets", {"displayName": "Pic", "species": "SPECIES_CAT"}, token)
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), "orange").save(png, "PNG")
+    status, photo, _ = await call(edge, "POST", f"/v1/{pet['name']}/photos",
+                                  {"content": base64.b64encode(png.getvalue()).decode()}, token)
+    assert status == 200
+    async with edge.http.get(edge.url + photo["uri"], headers={"Origin": "http://localhost:3100"}) as r:
+        assert r.status == 200 and r.content_type == "image/png"
+        assert r.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+    async with edge.http.get(edge.url + f"/v1/{pet['name']}") as r:
+        assert r.status == 200 and r.headers["Cross-Origin-Resource-Policy"] == "same-site"
+
+
 async def test_edge_endpoints(edge: EdgeClient):
     async with edge.http.get(edge.url + "/openapi.json") as r:
         spec = await r.json()

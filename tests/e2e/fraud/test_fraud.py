@@ -149,8 +149,9 @@ async def test_synchronous_checks_answer_owners_without_factors_and_staff_with_t
 
 async def test_refusals_are_client_errors(api: Api, people):
     honest, scammer, admin = people
-    pets = (await api.pet.ListPets(pet_pb2.ListPetsRequest(page_size=50))).pets
-    theirs = next(p for p in pets if p.owner == f"users/{scammer.user_id}")
+    # The scammer's listing is held by now (admin acts on the fraud score): only its owner still lists it.
+    theirs = (await api.pet.ListPets(pet_pb2.ListPetsRequest(owner=f"users/{scammer.user_id}", page_size=50),
+                                     metadata=scammer.md)).pets[0]
     await expect(grpc.StatusCode.PERMISSION_DENIED, api.fraud.ScoreListing(
         fraud_pb2.ScoreListingRequest(listing=pet_pb2.Pet(name=theirs.name, display_name="x", species=1)),
         metadata=honest.md))

@@ -63,3 +63,32 @@ async def test_both_sides_reviewing_at_once_publish_both_once(real_market: Api):
         u = await profile(api, owner, owner.user_id)
         return u if u.review_count == 1 else None
     assert (await until(counted, what="the owner's booking rating over RabbitMQ")).average_rating == 5.0
+
+
+async def test_a_capacity_cut_racing_bookings_never_overfills_a_slot(real_market: Api):
+    """UpdateService holds the service FOR UPDATE and each booking holds it FOR SHARE: a booking sees
+    the old capacity or the new one, never a mix, so the slot never holds more than the capacity
+    that was in force when its last pet came in."""
+    from google.protobuf import field_mask_pb2
+    api = real_market
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller, kind=m.SERVICE_KIND_DAY_CARE, capacity=10)
+    owner = await api.signup("Pack")
+    pets = [(await create(api, owner, dog(f"P{i}"))).name for i in range(10)]
+    slot = await a_slot(api, svc.name)
+    cut = api.marketplace.UpdateService(m.UpdateServiceRequest(
+        service=m.Service(name=svc.name, capacity=2), update_mask=field_mask_pb2.FieldMask(paths=["capacity"])),
+        metadata=seller.md)
+    results = await asyncio.gather(cut, *(book(api, owner, svc.name, slot.start_time, [p]) for p in pets),
+                                   return_exceptions=True)
+    won = [r for r in results[1:] if isinstance(r, m.Booking)]
+    if isinstance(results[0], m.UpdateServiceResponse):  # the cut went in while at most two were booked
+        assert len(won) <= 2, results
+    else:  # refused: more than two were already in
+        assert isinstance(results[0], grpc.aio.AioRpcError), results[0]
+        assert results[0].code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert len(won) == 10  # and nothing stopped the rest
+    day = slot.start_time.ToDatetime().date()
+    left = {s.start_time.ToDatetime(): s.remaining_capacity for s in await slots(api, svc.name, day, day)}
+    capacity = (await api.marketplace.GetService(m.GetServiceRequest(name=svc.name))).service.capacity
+    assert left.get(slot.start_time.ToDatetime(), 0) == max(capacity - len(won), 0)

@@ -6,16 +6,20 @@ flows through it."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
 
+import grpc
 import pytest
 
 from mesh.config import ConfigError, load_settings
 from petplatform.marketplace.v1 import marketplace_pb2 as m
 from services.payment.providers import Outcome, ProviderDown, ProviderRefused
 from services.payment.stripe_provider import StripeProvider
-from tests.e2e.marketplace.conftest import OPTIONS, admin_session
-from tests.support.market import B, P, a_slot, balanced, book, booking_reaches, business, owner_with_dog, \
-    payment_reaches
+from tests.e2e.marketplace.conftest import OPTIONS, STRIPE_SECRET, admin_session
+from tests.support.errors import expect
+from tests.support.market import B, P, a_slot, balanced, book, booking, booking_reaches, business, owner_with_dog, \
+    payment_reaches, payments
 from tests.support.platform import Api, embedded_settings, module_of, start_platform
 from tests.support.stripe_standin import API_KEY, StripeStandIn
 
@@ -104,7 +108,7 @@ async def test_a_key_reused_with_other_parameters_or_a_wrong_api_key_is_refused(
 async def test_a_refund_of_the_payment_intent_carries_its_key_and_amount(stripe, standin):
     charge = await stripe.charge(key="b:charge", amount=3000, currency="EUR", payment_method="pm_card_visa",
                                  metadata=META)
-    out = await stripe.refund(key="b:refund", charge=charge.reference, amount=1500, metadata=META)
+    out = await stripe.refund(key="b:refund", charge=charge.reference, amount=1500, currency="EUR", metadata=META)
     assert out.state == "succeeded" and out.reference.startswith("re_")
     (sent,) = standin.posts("/v1/refunds")
     assert sent.headers["Idempotency-Key"] == "b:refund"
@@ -112,7 +116,7 @@ async def test_a_refund_of_the_payment_intent_carries_its_key_and_amount(stripe,
     assert standin.created[charge.reference]["amount_refunded"] == 1500
     # More than what is left is Stripe refusing the request, not an outage.
     with pytest.raises(ProviderRefused):
-        await stripe.refund(key="b:refund-2", charge=charge.reference, amount=2000, metadata=META)
+        await stripe.refund(key="b:refund-2", charge=charge.reference, amount=2000, currency="EUR", metadata=META)
 
 
 async def test_a_payout_is_a_connect_transfer_to_the_account(stripe, standin):
@@ -134,11 +138,19 @@ async def test_manual_payouts_pay_the_connected_account_out_after_the_transfer(s
         again = await provider.payout(key="b:payout", account="acct_1", amount=2250, currency="EUR", metadata=META)
     finally:
         await provider.close()
-    assert out == again and out.reference.startswith("tr_")
+    assert out == again and out.reference.startswith("tr_") and out.bank_payout.startswith("po_")
     payouts = standin.posts("/v1/payouts")
     assert [(r.headers["Stripe-Account"], r.headers["Idempotency-Key"], r.form["amount"], r.replayed)
             for r in payouts] == [("acct_1", "b:payout:payout", "2250", False), ("acct_1", "b:payout:payout", "2250",
                                                                                  True)]
+
+
+async def test_a_card_needing_3d_secure_is_an_outcome_with_what_the_payers_app_needs(stripe, standin):
+    out = await stripe.charge(key="k8", amount=1000, currency="EUR", payment_method="pm_card_authenticationRequired",
+                              metadata=META)
+    intent = standin.created[out.reference]
+    assert out == Outcome("requires_action", intent["id"], client_secret=intent["client_secret"])
+    assert out.client_secret.startswith(f"{intent['id']}_secret_")
 
 
 def test_the_stripe_provider_needs_its_keys(tmp_path):
@@ -158,7 +170,8 @@ async def on_stripe(tmp_path_factory, smtp_sink):
     standin = StripeStandIn()
     await standin.start()
     settings = embedded_settings(tmp_path_factory.mktemp("data"), smtp_sink, **{
-        **OPTIONS, "payment_provider": "stripe", "stripe_api_key": API_KEY, "stripe_api_base": standin.url})
+        **OPTIONS, "payment_provider": "stripe", "stripe_api_key": API_KEY, "stripe_api_base": standin.url,
+        "stripe_manual_payouts": True})
     platform = await start_platform(settings)
     api = Api(platform, smtp_sink)
     api.admin = await admin_session(api)
@@ -221,3 +234,125 @@ async def test_on_stripe_a_declined_card_fails_the_booking_payment(on_stripe: Ap
     assert failed.failure_reason == "generic_decline"
     await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_FAILED)
     await balanced(api, api.admin)
+
+
+# --- Stripe's webhooks: 3-D Secure and payouts ---
+
+async def deliver(api: Api, body: bytes, *, secret: str = STRIPE_SECRET, age: int = 0) -> bool:
+    """Posts a Stripe event, signed as Stripe signs it; whether it was a duplicate."""
+    from google.api import httpbody_pb2
+    from petplatform.payment.v1 import payment_pb2 as pay
+    from services.payment import webhooks
+    signature = webhooks.sign(body, secret.encode(), int(time.time()) - age)
+    answer = await api.payment.ReceiveWebhook(pay.ReceiveWebhookRequest(
+        provider="stripe", body=httpbody_pb2.HttpBody(content_type="application/json", data=body),
+        signature=signature))
+    return answer.duplicate
+
+
+async def test_on_stripe_a_3d_secure_charge_waits_for_the_payer_and_a_replay_changes_nothing(on_stripe: Api):
+    api, standin = on_stripe, on_stripe.standin  # type: ignore[attr-defined]
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller, price=2500, payout_account="acct_seller")
+    owner, pet = await owner_with_dog(api)
+    slot = await a_slot(api, svc.name)
+    b = await book(api, owner, svc.name, slot.start_time, [pet], pm="pm_card_authenticationRequired")
+    await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b.name), metadata=seller.md)
+    charge = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_REQUIRES_ACTION)
+    intent = standin.created[charge.provider_reference]
+    # The payer gets the client secret their app completes the step with; the business does not.
+    assert charge.client_secret == intent["client_secret"]
+    (seen_by_business,) = [x for x in await payments(api, seller, b.name) if x.kind == P.KIND_CHARGE]
+    assert seen_by_business.state == P.STATE_REQUIRES_ACTION and not seen_by_business.client_secret
+    got = await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_REQUIRES_ACTION)
+    assert got.state == B.STATE_ACCEPTED
+    await expect(grpc.StatusCode.FAILED_PRECONDITION, api.marketplace.StartBooking(
+        m.StartBookingRequest(name=b.name), metadata=seller.md), "NOT_PAID")
+    # Stripe's own payment_intent.requires_action webhook after our answer: nothing new.
+    assert not await deliver(api, standin.event("payment_intent.requires_action", intent))
+
+    # A forged and a stale signature of the success are refused before anything is read.
+    done = standin.authenticate(charge.provider_reference)
+    await expect(grpc.StatusCode.PERMISSION_DENIED, deliver(api, done, secret="whsec_forged"), "INVALID_SIGNATURE")
+    await expect(grpc.StatusCode.PERMISSION_DENIED, deliver(api, done, age=301), "INVALID_SIGNATURE")
+    assert (await booking(api, owner, b.name)).payment_status == B.PAYMENT_STATUS_REQUIRES_ACTION
+    assert not await deliver(api, done)
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_PAID)
+    settled = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_SUCCEEDED)
+    assert not settled.client_secret  # not needed any more
+    before = await balanced(api, api.admin)
+    assert await deliver(api, done)  # replayed: recognised, nothing moves
+    late = standin.event("payment_intent.requires_action", {**intent, "status": "requires_action"})
+    assert not await deliver(api, late)  # a late, older event: ignored
+    assert await balanced(api, api.admin) == before
+    assert (await booking(api, owner, b.name)).payment_status == B.PAYMENT_STATUS_PAID
+
+
+async def test_on_stripe_a_failed_3d_secure_step_cancels_the_booking(on_stripe: Api):
+    api, standin = on_stripe, on_stripe.standin  # type: ignore[attr-defined]
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller, payout_account="acct_seller")
+    owner, pet = await owner_with_dog(api)
+    slot = await a_slot(api, svc.name)
+    b = await book(api, owner, svc.name, slot.start_time, [pet], pm="pm_card_threeDSecure2Required")
+    await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b.name), metadata=seller.md)
+    charge = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_REQUIRES_ACTION)
+    assert not await deliver(api, standin.authenticate(charge.provider_reference, succeed=False))
+    failed = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_FAILED)
+    assert failed.failure_reason == "payment_intent_authentication_failure"
+    got = await booking_reaches(api, owner, b.name, state=B.STATE_CANCELLED)
+    assert (got.payment_status, got.cancelled_by) == (B.PAYMENT_STATUS_FAILED, B.CANCELLER_PLATFORM)
+    await balanced(api, api.admin)
+
+
+async def test_on_stripe_payout_webhooks_follow_the_bank_transfer_forward_only(on_stripe: Api):
+    api, standin = on_stripe, on_stripe.standin  # type: ignore[attr-defined]
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller, payout_account="acct_banked")
+    owner, pet = await owner_with_dog(api)
+    slot = await a_slot(api, svc.name, days_ahead=12)
+    b = await book(api, owner, svc.name, slot.start_time, [pet])
+    await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b.name), metadata=seller.md)
+    await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_SUCCEEDED)
+    await api.marketplace.StartBooking(m.StartBookingRequest(name=b.name), metadata=seller.md)
+    await api.marketplace.CompleteBooking(m.CompleteBookingRequest(name=b.name), metadata=seller.md)
+    await payment_reaches(api, seller, b.name, P.KIND_PAYOUT, P.STATE_PENDING)
+    payment = module_of(api, "payment")
+    base = payment.clock
+    payment.clock = lambda: base() + dt.timedelta(hours=48, minutes=1)
+    try:
+        payout = await payment_reaches(api, seller, b.name, P.KIND_PAYOUT, P.STATE_SUCCEEDED)
+    finally:
+        payment.clock = base
+    assert payout.bank_payout == P.BANK_PAYOUT_IN_TRANSIT and payout.bank_payout_reference.startswith("po_")
+    po = payout.bank_payout_reference
+
+    async def bank(state: int) -> P:
+        return await payment_reaches_bank(api, seller, b.name, state)
+
+    # From another connected account, the same payout id: not ours, ignored.
+    paid = standin.settle_payout(po)
+    spoofed = json.loads(paid)
+    spoofed.update(id="evt_spoofed", account="acct_someone_else")
+    assert not await deliver(api, json.dumps(spoofed).encode())
+    assert not await deliver(api, paid)
+    await bank(P.BANK_PAYOUT_PAID)
+    assert await deliver(api, paid)  # replayed
+    returned = standin.settle_payout(po, paid=False, failure_code="account_closed")
+    assert not await deliver(api, returned)
+    failed = await bank(P.BANK_PAYOUT_FAILED)
+    assert failed.failure_reason == "account_closed" and failed.state == P.STATE_SUCCEEDED  # the transfer stands
+    # A paid event arriving after the failure (another id, same payout): the failure stands.
+    assert not await deliver(api, standin.event("payout.paid", {**standin.created[po], "status": "paid"},
+                                                account="acct_banked"))
+    assert (await payment_reaches_bank(api, seller, b.name, P.BANK_PAYOUT_FAILED)).bank_payout_reference == po
+    await balanced(api, api.admin)
+
+
+async def payment_reaches_bank(api: Api, who, booking_name: str, state: int) -> P:
+    from tests.support.matching import until
+
+    async def check():
+        return next((x for x in await payments(api, who, booking_name)
+                     if x.kind == P.KIND_PAYOUT and x.bank_payout == state), None)
+    return await until(check, what=f"the payout's bank transfer in {P.BankPayout.Name(state)}")

@@ -1,15 +1,22 @@
 """Webhooks through the edge (`POST /v1/webhooks/{provider}`), verified against the raw body: replayed,
-forged, stale and out of order; and a booking over REST."""
+forged, stale and out of order; 3-D Secure over REST; and a booking over REST and gRPC-Web."""
 from __future__ import annotations
 
 import json
 import time
 
+from google.protobuf import field_mask_pb2
+import grpc
+import pytest
+import sonora.protocol
+
 from petplatform.marketplace.v1 import marketplace_pb2 as m
+from petplatform.marketplace.v1 import marketplace_pb2_grpc
 from services.payment import webhooks
 from tests.e2e.marketplace.conftest import LOCAL_SECRET, STRIPE_SECRET
+from tests.support.web import WebChannel
 from tests.support.market import (
-    B, P, a_slot, balanced, book, booking_reaches, business, owner_with_dog, payment_reaches, payments,
+    B, P, a_slot, balanced, book, booking_reaches, business, eur, owner_with_dog, payment_reaches, payments, slots,
 )
 from tests.support.platform import EdgeClient, module_of
 
@@ -108,3 +115,78 @@ async def test_booking_over_rest(market_edge: EdgeClient):
             "service": svc.name, "pets": [pet], "startTime": slots[0]["startTime"],
             "paymentMethod": "pm_card_visa"}) as r:
         assert r.status == 400 and (await r.json())["details"][0]["reason"] == "SLOT_FULL"
+
+
+async def test_a_3d_secure_charge_over_rest_gives_the_payer_its_client_secret(market_edge: EdgeClient):
+    """The local provider asks for 3-D Secure as Stripe does: the booking says REQUIRES_ACTION, the
+    payer reads the client secret over REST (the business does not), and the payer's step, reported
+    by a webhook, settles the charge once."""
+    api = market_edge.api
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller)
+    owner, pet = await owner_with_dog(api)
+    slot = await a_slot(api, svc.name)
+    b = await book(api, owner, svc.name, slot.start_time, [pet], pm="pm_card_authenticationRequired")
+    await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b.name), metadata=seller.md)
+    charge = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_REQUIRES_ACTION)
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_REQUIRES_ACTION)
+
+    async def over_rest(who) -> dict:
+        async with market_edge.http.get(f"{market_edge.url}/v1/payments", params={"booking": b.name},
+                                        headers={"Authorization": f"Bearer {who.access_token}"}) as r:
+            assert r.status == 200, await r.text()
+            return next(x for x in (await r.json())["payments"] if x["kind"] == "KIND_CHARGE")
+    mine = await over_rest(owner)
+    assert mine["state"] == "STATE_REQUIRES_ACTION"
+    assert mine["clientSecret"] == charge.client_secret and mine["clientSecret"].startswith(charge.provider_reference)
+    assert "clientSecret" not in await over_rest(seller)
+    async with market_edge.http.get(f"{market_edge.url}/v1/{b.name}",
+                                    headers={"Authorization": f"Bearer {owner.access_token}"}) as r:
+        assert (await r.json())["paymentStatus"] == "PAYMENT_STATUS_REQUIRES_ACTION"
+
+    await module_of(api, "payment").local.authenticate(charge.provider_reference)
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_PAID)
+    assert "clientSecret" not in await over_rest(owner)
+    ledger = (await balanced(api, api.admin))["EUR"]
+    assert ledger["cash"] + ledger["escrow"] == 0
+
+
+async def test_booking_over_grpc_web(market_edge: EdgeClient):
+    """The marketplace through the edge's gRPC-Web, with an off-the-shelf client (sonora): free
+    slots, a booking, the business accepting (the local provider charges), a full slot refused as
+    FAILED_PRECONDITION, and a service changed with an update mask."""
+    api = market_edge.api
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller)
+    owner, pet = await owner_with_dog(api)
+    rival, rival_pet = await owner_with_dog(api, "Rival")
+    day = (await a_slot(api, svc.name)).start_time.ToDatetime().date()
+    async with WebChannel(market_edge.url) as channel:
+        market = marketplace_pb2_grpc.MarketplaceServiceStub(channel)
+        free = (await market.ListAvailableSlots(m.ListAvailableSlotsRequest(
+            service=svc.name, start_date={"year": day.year, "month": day.month, "day": day.day},
+            end_date={"year": day.year, "month": day.month, "day": day.day}))).slots
+        assert free == await slots(api, svc.name, day, day)
+        made = (await market.CreateBooking(m.CreateBookingRequest(booking=m.Booking(
+            service=svc.name, pets=[pet], start_time=free[0].start_time, payment_method="pm_card_visa"),
+            request_id="web-1"), metadata=owner.md)).booking
+        assert made.state == B.STATE_REQUESTED and made.price == eur(2500)
+        with pytest.raises(sonora.protocol.WebRpcError) as e:
+            await market.CreateBooking(m.CreateBookingRequest(booking=m.Booking(
+                service=svc.name, pets=[rival_pet], start_time=free[0].start_time, payment_method="pm_card_visa")),
+                metadata=rival.md)
+        # sonora keeps no trailers but grpc-status and grpc-message (the ErrorInfo reason is in the
+        # grpc-status-details-bin trailer, which tests/e2e/edge reads from raw frames).
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "no room left" in e.value.details()
+        accepted = (await market.AcceptBooking(m.AcceptBookingRequest(name=made.name), metadata=seller.md)).booking
+        assert accepted.state == B.STATE_ACCEPTED
+        changed = (await market.UpdateService(m.UpdateServiceRequest(
+            service=m.Service(name=svc.name, price=eur(3000)), update_mask=field_mask_pb2.FieldMask(paths=["price"])),
+            metadata=seller.md)).service
+        assert changed.price == eur(3000)
+        with pytest.raises(sonora.protocol.WebRpcError) as e:
+            await market.UpdateService(m.UpdateServiceRequest(
+                service=m.Service(name=svc.name, price=eur(1)), update_mask=field_mask_pb2.FieldMask(paths=["price"])),
+                metadata=rival.md)
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    await booking_reaches(api, owner, made.name, payment_status=B.PAYMENT_STATUS_PAID, price=eur(2500))

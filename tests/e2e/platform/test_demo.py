@@ -64,6 +64,7 @@ async def test_the_demo_admin_is_an_admin_and_two_demo_users_match_under_make_up
         await demo.load_demo_data(platform.address, tmp_path)
         await two_demo_users_match(api)
         await a_demo_owner_books_the_demo_walker(api)
+        await the_demo_admin_bans_the_scammer(api, (("authorization", f"Bearer {admin.access_token}"),))
     finally:
         await api.channel.close()
         await platform.stop(grace=1)
@@ -118,6 +119,39 @@ async def the_scam_listing_is_held(api: Api) -> None:
             owners = (await s.execute(sa.select(store.photos.c.owner_id).where(store.photos.c.reused))).scalars().all()
         return owners == [scammer.removeprefix("users/")]
     await until(reused, what="the demo pet's photo found reused by the scammer")
+
+
+async def the_demo_admin_bans_the_scammer(api: Api, staff: tuple[tuple[str, str], ...]) -> None:
+    """The held scam listing waits in the moderation queue with its fraud factors; the admin (who may
+    moderate) bans its owner, whose session stops working at once; the audit log shows it and verifies."""
+    from petplatform.admin.v1 import admin_pb2
+    from petplatform.admin.v1 import events_pb2 as admin_events
+    tokens = await api.auth.Login(auth_pb2.LoginRequest(email=demo.SCAMMER[0], password=demo.PASSWORD))
+    scammer = _session(tokens)
+    me = f"users/{jwt.decode(tokens.access_token, options={'verify_signature': False})['sub']}"
+
+    async def queued():
+        cases = (await api.admin.ListCases(admin_pb2.ListCasesRequest(page_size=100), metadata=staff)).cases
+        return next((c for c in cases if c.user == me and c.held), None)
+    case = await until(queued, timeout=60, what="the scam listing's case in the queue")
+    full = (await api.admin.GetCase(admin_pb2.GetCaseRequest(name=case.name), metadata=staff)).case
+    assert full.evidence and full.evidence[0].factors and full.evidence[0].hold
+    await api.admin.ResolveCase(admin_pb2.ResolveCaseRequest(
+        name=case.name, action=admin_events.ModerationActionTaken.ACTION_BAN_USER, reason="gift card scam"),
+        metadata=staff)
+
+    async def refused():
+        try:
+            await api.user.GetUser(user_pb2.GetUserRequest(name="users/me"), metadata=scammer.md)
+        except grpc.aio.AioRpcError as e:
+            return e.code() == grpc.StatusCode.UNAUTHENTICATED
+        return False
+    await until(refused, what="the banned scammer's session ending")
+    entries = (await api.admin.ListAuditEntries(admin_pb2.ListAuditEntriesRequest(page_size=100),
+                                                metadata=staff)).audit_entries
+    actions = {e.action for e in entries}
+    assert {"ACTION_HOLD_LISTING", "ResolveCase"} <= actions
+    assert (await api.admin.VerifyAuditLog(admin_pb2.VerifyAuditLogRequest(), metadata=staff)).intact
 
 
 def _session(tokens):

@@ -26,15 +26,17 @@ async def test_asyncapi_lists_every_event_with_its_producers_and_consumers(edge:
                                     "adoption.completed", "message.sent", "message.deleted", "messages.read",
                                     "booking.requested", "booking.accepted", "booking.declined", "booking.expired",
                                     "booking.cancelled", "booking.completed", "payment.processed", "payment.failed",
+                                    "payment.action_required",
                                     "refund.processed", "payout.sent", "booking.review_published",
-                                    "notification.send", "fraud.detected", "moderation.action_taken"}
+                                    "notification.send", "user.role_changed", "user.status_changed",
+                                    "security.event_recorded", "fraud.detected", "moderation.action_taken"}
     created = doc["channels"]["user.created"]
-    assert created["x-producers"] == ["auth"] and sorted(created["x-consumers"]) == ["auth", "fraud", "notification",
-                                                                                    "user"]
+    assert created["x-producers"] == ["auth"] and sorted(created["x-consumers"]) == ["admin", "auth", "fraud",
+                                                                                      "notification", "user"]
     assert doc["channels"]["fraud.detected"]["x-producers"] == ["fraud"]
     assert created["bindings"]["amqp"]["exchange"] == {"name": "petplatform.events", "type": "topic",
                                                        "durable": True, "autoDelete": False}
-    assert doc["channels"]["user.reported"]["x-producers"] == [], "consumed, produced by nobody yet"
+    assert doc["channels"]["user.reported"]["x-producers"] == ["admin"]
     assert doc["channels"]["swipe.recorded"]["x-consumers"] == ["recommender"]
     reviewed = doc["channels"]["booking.review_published"]
     assert (reviewed["x-producers"], reviewed["x-consumers"]) == (["marketplace"], ["user"])

@@ -87,3 +87,37 @@ async def test_two_workers_share_the_ports_and_stop_together(tmp_path, s3_endpoi
             parent.kill()
             parent.wait()
         await drop_real_state(env)
+
+
+async def test_workers_stop_when_their_parent_is_killed(tmp_path):
+    # SIGKILL gives the parent no chance to stop its workers: the kernel must (PR_SET_PDEATHSIG).
+    env = platform_env("embedded", tmp_path, Ports(), None)
+    parent = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--target=edge", "--workers=2"], cwd=REPO_ROOT,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        for _ in range(600):
+            assert parent.poll() is None, "the workers stopped"
+            if len(workers := children(parent.pid)) == 2:
+                break
+            await asyncio.sleep(0.1)
+        parent.kill()
+        parent.wait()
+        for _ in range(600):  # each worker gets SIGTERM and shuts down gracefully
+            if not [w for w in workers if running(w)]:
+                break
+            await asyncio.sleep(0.1)
+        assert not [w for w in workers if running(w)], "a worker outlived its parent"
+    finally:
+        for w in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w, signal.SIGKILL)
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie is reaped by init, maybe later)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

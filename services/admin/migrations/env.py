@@ -1,0 +1,4 @@
+from mesh.sql import run_migrations_online
+from services.admin.store import metadata
+
+run_migrations_online(metadata)

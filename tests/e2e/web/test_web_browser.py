@@ -1,0 +1,97 @@
+"""The web app (clients/web) in a real browser: Debian's Chromium driven by Playwright (clients/web/e2e/browser.mjs)
+against a platform, its edge and the web app's server started here, the app on an origin of its own (so every
+call is a cross-origin gRPC-Web call, CORS preflight included). Needs `make web` (the build) and `make chromium`;
+`make test` does both. Screenshots land in build/screenshots/."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from app import wiring
+from app.demo import photo
+from gateway.webapp import WebApp
+from petplatform.pet.v1 import pet_pb2
+from tests.support import REPO_ROOT
+from tests.support.pets import TOKYO, cat, create, dog
+from tests.support.platform import PASSWORD, Api, embedded_settings, module_of, start_platform
+from tests.support.tokens import sign_token
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+SCRIPT = REPO_ROOT / "clients" / "web" / "e2e" / "browser.mjs"
+SCREENSHOTS = REPO_ROOT / "build" / "screenshots"
+OSAKA = {"latitude": 34.6937, "longitude": 135.5023}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.timeout(240)  # a ceiling for a loaded CI machine: it takes about 25 s
+async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_sink):
+    """Also signs in with the second factor and with the demo provider (the edge's local OpenID provider), and
+    refreshes an expired access token."""
+    # Missing tools are a failure, not a skip: CI must not pass without having opened a browser.
+    node = shutil.which("node")
+    assert node, "node is not installed (Node.js 20.19 or later)"
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `make chromium` installs Debian's chromium"
+    assert (REPO_ROOT / "clients" / "node_modules" / "playwright-core").is_dir(), "run `make install` (npm ci)"
+    web_port, edge_port = free_port(), free_port()
+    # The demo provider's issuer is public_url's: the auth service fetches its keys and tokens from the edge.
+    settings = embedded_settings(tmp_path, smtp_sink, web_dir=REPO_ROOT / "clients" / "web" / "dist",
+                                 cors_allowed_origins=[f"http://127.0.0.1:{web_port}"], dev_oidc=True,
+                                 public_url=f"http://127.0.0.1:{edge_port}")
+    web = WebApp(settings, edge_port=edge_port)
+    assert web.built(), "the web app is not built: run `make web`"
+    platform = await start_platform(settings)
+    edge = wiring.edge(platform.rt)
+    await edge.start(http_port=edge_port, grpc_port=0)
+    await web.start(port=web_port)
+    api = Api(platform, smtp_sink)
+    try:
+        owner = await api.signup("Shelter")
+        suffix = uuid.uuid4().hex[:6]
+        shown = await create(api, owner, dog(f"Mochi {suffix}", breed="Shiba Inu", location=TOKYO))
+        await api.pet.UploadPetPhoto(pet_pb2.UploadPetPhotoRequest(parent=shown.name, content=photo(7)),
+                                     metadata=owner.md)
+        await create(api, owner, cat(f"Tama {suffix}", location=OSAKA))
+        keys = module_of(api, "auth").keys
+        now = dt.datetime.now(dt.timezone.utc)
+        expired = sign_token({"sub": owner.user_id, "role": "user", "iat": now - dt.timedelta(hours=1),
+                              "exp": now - dt.timedelta(minutes=30)}, keys.private_key, keys.kid)
+        careful = await api.signup("Careful", f"mfa-{suffix}@example.com")
+        secret, _ = await api.enroll_mfa(careful)
+        shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+        env = {**os.environ, "WEB_URL": f"http://127.0.0.1:{web.port}", "SCREENSHOTS": str(SCREENSHOTS),
+               "EMAIL": f"browser-{suffix}@example.com", "PASSWORD": PASSWORD, "DOG": f"Mochi {suffix}",
+               "CAT": f"Tama {suffix}", "MFA_EMAIL": careful.email, "MFA_SECRET": secret,
+               "DEMO_EMAIL": f"demo-{suffix}@example.com", "CHROMIUM": str(CHROMIUM),
+               "EXPIRED_SESSION": json.dumps({"accessToken": expired, "refreshToken": owner.refresh_token,
+                                              "email": owner.email, "expiresAt": 0})}
+        # The platform serves from this event loop: the browser runs in a subprocess awaited here.
+        proc = await asyncio.create_subprocess_exec(node, str(SCRIPT), env=env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        try:
+            async with asyncio.timeout(180):
+                output, _ = await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode == 0, f"the browser test failed (screenshots in {SCREENSHOTS}):\n{output.decode()}"
+        for name in ("signup-errors", "signin-error", "pets", "pet", "pets-phone", "mfa-error"):
+            assert (SCREENSHOTS / f"{name}.png").stat().st_size > 0
+    finally:
+        await api.channel.close()
+        await web.stop()
+        await edge.stop(grace=1)
+        await platform.stop(grace=1)

@@ -1,0 +1,60 @@
+"""The web app's own server (gateway/webapp.py) over real HTTP, on a stand-in build: files, the app's paths
+answered with index.html, nothing outside the build, and /config.json saying where the edge is."""
+from __future__ import annotations
+
+import aiohttp
+
+from gateway.webapp import WebApp, web_app
+from mesh.config import load_settings
+
+
+def built(tmp_path):
+    dist = tmp_path / "dist"
+    (dist / "assets").mkdir(parents=True)
+    (dist / "index.html").write_text("<!doctype html><title>app</title>")
+    (dist / "assets" / "index-abc123.js").write_text("console.log('app')")
+    (tmp_path / "secret.txt").write_text("not for the web")
+    return dist
+
+
+async def test_files_app_paths_and_config(tmp_path):
+    settings = load_settings(data_dir=tmp_path, web_dir=built(tmp_path), dev_oidc=True)
+    web = WebApp(settings, edge_port=3999)
+    await web.start(port=0)
+    base = f"http://127.0.0.1:{web.port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/assets/index-abc123.js") as r:
+                assert r.status == 200 and "immutable" in r.headers["Cache-Control"]
+            for path in ("/", "/pets/abc", "/signin/callback?code=x&state=y"):
+                async with http.get(base + path) as r:
+                    assert r.status == 200 and "<title>app</title>" in await r.text()
+                    assert r.headers["Cache-Control"] == "no-cache"
+                    assert "connect-src 'self' http://127.0.0.1:3999" in r.headers["Content-Security-Policy"]
+            for path in ("/assets/missing.js", "/favicon.ico"):
+                async with http.get(base + path) as r:
+                    assert r.status == 404
+            for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/assets/../../secret.txt"):
+                async with http.get(base + path, allow_redirects=False) as r:
+                    assert "not for the web" not in await r.text()
+            # The edge as the browser reaches it: the page's own host, so localhost stays localhost.
+            async with http.get(base + "/config.json", headers={"Host": f"localhost:{web.port}"}) as r:
+                config = await r.json()
+            assert config["edgeUrl"] == "http://localhost:3999"
+            assert [p["id"] for p in config["providers"]] == ["demo"]
+            assert config["providers"][0]["authorizationEndpoint"].endswith("/dev-oidc/authorize")
+    finally:
+        await web.stop()
+
+
+async def test_a_configured_edge_url_wins_and_no_build_serves_nothing(tmp_path):
+    settings = load_settings(data_dir=tmp_path, web_dir=built(tmp_path), web_edge_url="https://api.example.com/")
+    web = WebApp(settings, edge_port=3000)
+    await web.start(port=0)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{web.port}/config.json") as r:
+                assert (await r.json()) == {"edgeUrl": "https://api.example.com", "providers": []}
+    finally:
+        await web.stop()
+    assert web_app(load_settings(data_dir=tmp_path, web_dir=tmp_path / "nothing"), 3000) is None
