@@ -244,7 +244,7 @@ async def test_staff_read_an_accounts_risk_history_page_by_page(api: Api, people
     assert held and all(r.assessment.user == f"users/{scammer.user_id}" for r in records)
     assert any(r.event == "rpc:ScoreListing" for r in records)
 
-    await expect(grpc.StatusCode.PERMISSION_DENIED, api.fraud.ListRiskHistory(request, metadata=scammer.md))
+    await expect(grpc.StatusCode.PERMISSION_DENIED, api.fraud.ListRiskHistory(request, metadata=honest.md))
     for bad in (fraud_pb2.ListRiskHistoryRequest(user=request.user, page_size=101),
                 fraud_pb2.ListRiskHistoryRequest(user=request.user, page_token="forged.token"),
                 fraud_pb2.ListRiskHistoryRequest(user=f"users/{honest.user_id}", page_token=first.next_page_token)):
