@@ -111,9 +111,9 @@ class Engine:
                      source_event: str) -> None:
         """Keeps the subject's score; emits fraud.detected when its action is above the highest emitted for it
         (a listing edited while under review opens no second case); logs the score once committed."""
-        previous = await store.subject(s, subject)
+        previous = await store.lock_subject(s, subject, user_id=user_id, now=utcnow())
         action = ACTIONS[assessment.action]
-        raised = action > (previous.action if previous else 0)
+        raised = action > previous.action
         if raised:
             await emit(s, fraud_events.FraudDetected(
                 subject=subject, user=f"users/{user_id}", score=assessment.score, factors=factors_of(assessment),

@@ -16,7 +16,7 @@ from google.protobuf import timestamp_pb2
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.blobs import BlobStore
-from mesh.events import Effects, current_event
+from mesh.events import Effects, Outside, current_event
 from mesh.registry import ServiceSpec
 from mesh.runtime import Runtime, ServiceModule
 from mesh.sql import utcnow
@@ -78,21 +78,35 @@ class Extractors:
         if user_id:
             await store.put_account(s, user_id, create_time=event_time())
 
-    async def on_pet_changed(self, s: AsyncSession, event: pet_events.PetCreated | pet_events.PetUpdated) -> None:
+    async def on_pet_changed(self, event: pet_events.PetCreated | pet_events.PetUpdated) -> None:
+        """Run outside the inbox transaction (mesh.events.Outside): new photos are read from the blob store and
+        hashed first, with no connection (or SQLite writer's turn) held, then one transaction keeps the
+        listing, scores it and emits. At least once: run again after a crash, it changes nothing new (the
+        photos are known, the action already emitted) but logs the score once more."""
         pet = event.pet
         pet_id, owner_id = id_of(pet.name, "pets"), id_of(pet.owner, "users")
         if not pet_id or not owner_id:
             log.warning("fraud: skipped %s of %r: not a pet and owner name", type(event).__name__, pet.name)
             return
+        known = await self.engine.db.reading(lambda s: store.photo_names(s, pet_id))
+        hashes = {}
+        for photo in pet.photos:
+            if photo.name.startswith(f"pets/{pet_id}/photos/") and photo.name not in known:
+                hashes[photo.name] = await photos.phash_of(self.blobs, photo.name)
+        async with self.engine.db.transaction() as s:
+            await self._keep_listing(s, pet, pet_id, owner_id, hashes, created=isinstance(event, pet_events.PetCreated))
+
+    async def _keep_listing(self, s: AsyncSession, pet: pet_pb2.Pet, pet_id: str, owner_id: str,
+                            hashes: dict[str, int | None], *, created: bool) -> None:
         changed = await store.put_listing(
             s, pet_id, owner_id=owner_id, species=int(pet.species), breed=pet.breed,
             text=f"{pet.display_name}\n{pet.description}", create_time=_time(pet.create_time, pet, "create_time"),
             update_time=pet.update_time.ToDatetime(dt.timezone.utc) if pet.HasField("update_time") else None)
         if not changed:
             return
-        await self._sync_photos(s, pet, pet_id, owner_id)
+        await self._sync_photos(s, pet, pet_id, owner_id, hashes)
         assessment = await self.engine.assess_listing(s, owner_id=owner_id, pet_id=pet_id, now=event_time())
-        if assessment is not None and isinstance(event, pet_events.PetCreated) and held_on_screening(pet):
+        if assessment is not None and created and held_on_screening(pet):
             # The pet service held it on our ScoreListing: the case that owns that hold must open, whatever
             # this later score says (services/pet/screening.py).
             assessment = dataclasses.replace(assessment, action="hold")
@@ -100,13 +114,16 @@ class Extractors:
             await self.engine.record(s, subject=f"pets/{pet_id}", user_id=owner_id, assessment=assessment,
                                      source_event=event_id())
 
-    async def _sync_photos(self, s: AsyncSession, pet: pet_pb2.Pet, pet_id: str, owner_id: str) -> None:
+    async def _sync_photos(self, s: AsyncSession, pet: pet_pb2.Pet, pet_id: str, owner_id: str,
+                           hashes: dict[str, int | None]) -> None:
+        """The pet's photos as the event lists them: removed ones dropped, new ones (hashed beforehand, None
+        when the blob was gone or undecodable) added."""
         known = await store.photo_names(s, pet_id)
         listed = {p.name for p in pet.photos if p.name.startswith(f"pets/{pet_id}/photos/")}
         await store.remove_photos(s, known - listed)
         for photo in pet.photos:
             if photo.name in listed - known:
-                h = await photos.phash_of(self.blobs, photo.name)
+                h = hashes.get(photo.name)
                 if h is not None:
                     await store.add_photo(s, photo.name, pet_id=pet_id, owner_id=owner_id, phash=h,
                                           create_time=_time(photo.create_time, photo, "create_time"))
@@ -192,9 +209,10 @@ class FraudModule(ServiceModule):
         return {
             # One queue: account, listing and message events in the order they come, so a listing right after
             # sign-up finds its account.
-            "fraud.signals": {auth_events.UserCreated: x.on_user_created, pet_events.PetCreated: x.on_pet_changed,
-                              pet_events.PetUpdated: x.on_pet_changed, pet_events.PetDeleted: x.on_pet_deleted,
-                              chat_events.MessageSent: x.on_message_sent,
+            "fraud.signals": {auth_events.UserCreated: x.on_user_created,
+                              pet_events.PetCreated: Outside(x.on_pet_changed),  # photos: blob reads
+                              pet_events.PetUpdated: Outside(x.on_pet_changed),
+                              pet_events.PetDeleted: x.on_pet_deleted, chat_events.MessageSent: x.on_message_sent,
                               marketplace_events.BookingCancelled: x.on_booking_cancelled},
             "fraud.labels": {admin_events.ModerationActionTaken: x.on_moderation},
         }

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh.sql import Row, UtcDateTime
+from mesh.sql import Row, UtcDateTime, rows_changed
 from ml.fraud import features, signals
 
 metadata = sa.MetaData()
@@ -97,6 +99,18 @@ fraud_logs = sa.Table(
 )
 
 
+def _insert(s: AsyncSession, table: sa.Table) -> Any:
+    """INSERT of the session's dialect, which knows ON CONFLICT: events about one row may be processed
+    concurrently (RabbitMQ delivers a queue's messages to several handlers at once), and the second insert
+    must become the update, not a failure."""
+    return (postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+async def _locked(s: AsyncSession, table: sa.Table, key: sa.ColumnElement[bool]) -> Row | None:
+    """The row, locked until commit on PostgreSQL (SQLite's one writer serialises anyway)."""
+    return (await s.execute(sa.select(table).where(key).with_for_update())).first()
+
+
 def _flags(row: Row) -> dict[str, bool]:
     return {flag: bool(getattr(row, flag)) for flag in signals.FLAGS}
 
@@ -111,12 +125,12 @@ async def put_account(s: AsyncSession, user_id: str, *, create_time: dt.datetime
                       reports: int = 0, cancelled_bookings: int = 0, failed_charges: int = 0) -> None:
     """Creates the account row if needed, sets its creation time if given, adds `reports` (never below 0) and
     the booking counts."""
-    row = await account(s, user_id)
-    if row is None:
-        await s.execute(accounts.insert().values(user_id=user_id, create_time=create_time,
-                                                 upheld_reports=max(0, reports), cancelled_bookings=cancelled_bookings,
-                                                 failed_charges=failed_charges))
+    if await rows_changed(s, _insert(s, accounts).values(
+            user_id=user_id, create_time=create_time, upheld_reports=max(0, reports),
+            cancelled_bookings=cancelled_bookings, failed_charges=failed_charges).on_conflict_do_nothing()) == 1:
         return
+    row = await _locked(s, accounts, accounts.c.user_id == user_id)
+    assert row is not None  # it conflicted: it exists, and rows are never deleted
     values: dict[str, object] = {"upheld_reports": max(0, row.upheld_reports + reports),
                                  "cancelled_bookings": row.cancelled_bookings + cancelled_bookings,
                                  "failed_charges": row.failed_charges + failed_charges}
@@ -155,7 +169,7 @@ async def put_listing(s: AsyncSession, pet_id: str, *, owner_id: str, species: i
                       create_time: dt.datetime, update_time: dt.datetime | None) -> bool:
     """Creates or updates a listing from pet.created/updated; False (nothing changed) for an event older
     than what is stored."""
-    row = await listing(s, pet_id)
+    row = await _locked(s, listings, listings.c.pet_id == pet_id)
     if row is not None and row.update_time and update_time and update_time < row.update_time:
         return False
     fp = signals.simhash(text)
@@ -167,10 +181,14 @@ async def put_listing(s: AsyncSession, pet_id: str, *, owner_id: str, species: i
         **{f"band{i}": b for i, b in enumerate(signals.bands(fp, signals.TEXT_BANDS) if fp is not None
                                                else [None] * signals.TEXT_BANDS)},
         **signals.flags(text))
-    if row is None:
-        await s.execute(listings.insert().values(pet_id=pet_id, create_time=create_time, **values))
-    else:
-        await s.execute(listings.update().where(listings.c.pet_id == pet_id).values(**values))
+    if row is None and await rows_changed(s, _insert(s, listings).values(
+            pet_id=pet_id, create_time=create_time, **values).on_conflict_do_nothing()) == 1:
+        return True
+    if row is None:  # inserted meanwhile by a concurrent event of the same pet: the later one stands
+        row = await _locked(s, listings, listings.c.pet_id == pet_id)
+        if row is not None and row.update_time and update_time and update_time < row.update_time:
+            return False
+    await s.execute(listings.update().where(listings.c.pet_id == pet_id).values(**values))
     return True
 
 
@@ -206,7 +224,7 @@ async def reused_elsewhere(s: AsyncSession, *, owner_id: str, phash: int, before
 async def add_photo(s: AsyncSession, name: str, *, pet_id: str, owner_id: str, phash: int,
                     create_time: dt.datetime) -> None:
     reused = await reused_elsewhere(s, owner_id=owner_id, phash=phash, before=create_time)
-    await s.execute(photos.insert().values(
+    await s.execute(_insert(s, photos).on_conflict_do_nothing().values(
         name=name, pet_id=pet_id, owner_id=owner_id, phash=signals.to_signed(phash), reused=reused,
         create_time=create_time, **{f"band{i}": b for i, b in enumerate(signals.bands(phash, signals.PHOTO_BANDS))}))
 
@@ -225,10 +243,8 @@ async def reused_counts(s: AsyncSession, pet_ids: Sequence[str]) -> dict[str, in
 # --- messages ---
 
 async def put_message(s: AsyncSession, name: str, *, sender_id: str, text: str, create_time: dt.datetime) -> None:
-    if (await s.scalar(sa.select(sa.func.count()).where(messages.c.name == name))):
-        return
-    await s.execute(messages.insert().values(name=name, sender_id=sender_id, create_time=create_time,
-                                             **signals.flags(text)))
+    await s.execute(_insert(s, messages).values(name=name, sender_id=sender_id, create_time=create_time,
+                                                **signals.flags(text)).on_conflict_do_nothing())
 
 
 async def messages_of(s: AsyncSession, sender_id: str, *,
@@ -255,18 +271,24 @@ async def subject(s: AsyncSession, name: str) -> Row | None:
     return (await s.execute(sa.select(subjects).where(subjects.c.subject == name))).first()
 
 
+async def lock_subject(s: AsyncSession, name: str, *, user_id: str, now: dt.datetime) -> Row:
+    """The subject's row, made if new (no features yet, action 0) and locked until commit: two events scoring
+    one subject at once take turns, so one escalation emits one fraud.detected."""
+    await s.execute(_insert(s, subjects).values(subject=name, user_id=user_id, features="[]", score=0.0, action=0,
+                                               label=None, update_time=now).on_conflict_do_nothing())
+    row = await _locked(s, subjects, subjects.c.subject == name)
+    assert row is not None
+    return row
+
+
 async def put_subject(s: AsyncSession, name: str, *, user_id: str, vector: Sequence[float], score: float,
                       action: int | None, now: dt.datetime) -> None:
     """Keeps the subject's latest features and score; `action` (when given) the highest action emitted."""
-    row = await subject(s, name)
+    await lock_subject(s, name, user_id=user_id, now=now)
     values: dict[str, object] = dict(user_id=user_id, features=json.dumps(list(vector)), score=score, update_time=now)
     if action is not None:
         values["action"] = action
-    if row is None:
-        values["action"] = action or 0
-        await s.execute(subjects.insert().values(subject=name, label=None, **values))
-    else:
-        await s.execute(subjects.update().where(subjects.c.subject == name).values(**values))
+    await s.execute(subjects.update().where(subjects.c.subject == name).values(**values))
 
 
 async def set_label(s: AsyncSession, name: str, label: int) -> None:
@@ -275,7 +297,8 @@ async def set_label(s: AsyncSession, name: str, label: int) -> None:
 
 async def training_set(s: AsyncSession) -> list[tuple[list[float], int]]:
     """(features as last scored, label or -1) of every subject."""
-    rows = (await s.execute(sa.select(subjects.c.features, subjects.c.label))).all()
+    rows = (await s.execute(sa.select(subjects.c.features, subjects.c.label)
+                            .where(subjects.c.features != "[]"))).all()  # locked before their first score
     return [(padded(json.loads(r.features)), -1 if r.label is None else int(r.label)) for r in rows]
 
 
