@@ -25,7 +25,7 @@ from google.protobuf.message import Message
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
 
 from mesh.events.bus import Bus
-from mesh.events.outbox import seal
+from mesh.events.outbox import relay_forever, seal
 from mesh.sql import utcnow
 from mesh.wakeup import Wakeup
 
@@ -101,21 +101,7 @@ class DocumentOutbox:
             self._task = None
 
     async def _run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                sent = await self.drain_once()
-                failures = 0
-                if sent:
-                    continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                log.warning("document outbox relay: publish failed, retrying", exc_info=True)
-                await asyncio.sleep(min(5.0, 0.1 * 2 ** failures))
-                continue
-            await self._wakeup.wait(self._poll)
+        await relay_forever(self.drain_once, self._wakeup, self._poll, "document outbox relay")
 
     async def drain_once(self) -> int:
         """Publishes one batch per collection, oldest first; returns how many were sent. An envelope stays

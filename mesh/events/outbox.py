@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from google.protobuf import any_pb2, timestamp_pb2
@@ -112,6 +113,26 @@ async def emit(session: AsyncSession, event: Message, *, traceparent: str = "") 
     return envelope.id
 
 
+async def relay_forever(drain_once: Callable[[], Awaitable[int]], wakeup: Wakeup, poll: float, what: str) -> None:
+    """A relay's loop (the outbox table's, the documents'): batches while there are any, then sleep until
+    rung or `poll` passes; a failed publish backs off, doubling up to 5 s."""
+    failures = 0
+    while True:
+        try:
+            sent = await drain_once()
+            failures = 0
+            if sent:
+                continue
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            failures += 1
+            log.warning("%s: publish failed, retrying", what, exc_info=True)
+            await asyncio.sleep(min(5.0, 0.1 * 2 ** failures))
+            continue
+        await wakeup.wait(poll)
+
+
 class Relay:
     """Publishes a service's pending outbox rows, oldest first, and marks them once confirmed."""
 
@@ -140,21 +161,7 @@ class Relay:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                sent = await self.drain_once()
-                failures = 0
-                if sent:
-                    continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                log.warning("outbox relay: publish failed, retrying", exc_info=True)
-                await asyncio.sleep(min(5.0, 0.1 * 2 ** failures))
-                continue
-            await self._wakeup.wait(self._poll)
+        await relay_forever(self.drain_once, self._wakeup, self._poll, "outbox relay")
 
     async def _purge_periodically(self) -> None:
         # Apart from publishing, so a slow or failing purge never holds events back; jittered, so
