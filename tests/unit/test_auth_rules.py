@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import types
 
+import grpc
 from hypothesis import given, strategies as st
 import pyotp
 import pytest
 
-from mesh import errors
+from mesh import errors, principal
 from petplatform.auth.v1 import auth_pb2
 from services.auth import domain, mfa
 
@@ -96,6 +97,16 @@ def test_admins_by_email_and_roles_in_messages():
     assert domain.role_for("staff@example.com", admins) == "user"
     assert domain.ROLES == {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN,
                             "moderator": auth_pb2.ROLE_MODERATOR, "support": auth_pb2.ROLE_SUPPORT}
+    # The stored names are the token's role claim, which the mesh's staff access levels read.
+    assert domain.STAFF_ROLES == {principal.ROLE_ADMIN, principal.ROLE_MODERATOR, principal.ROLE_SUPPORT}
+
+
+def test_a_status_change_needs_a_plain_reason():
+    assert domain.check_status_reason("  fake puppy ads ") == "fake puppy ads"
+    for bad in ("", "   ", "x" * 501, "a\u202eb"):
+        with pytest.raises(errors.ApiError) as e:
+            domain.check_status_reason(bad)
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_tokens_are_stored_as_their_sha256():
