@@ -87,7 +87,9 @@ class MongoChatStore:
         await self._messages.create_index([("room_id", ASCENDING), ("id", ASCENDING)], unique=True,
                                          name="room_message_id")
         # Only deleted messages: what a resuming stream is sent of the messages at or below its position.
-        await self._messages.create_index([("room_id", ASCENDING), ("sequence", ASCENDING)], name="room_tombstones",
+        # (A key pattern of its own: before 5.0 MongoDB refuses a second index on room_sequence's keys.)
+        await self._messages.create_index([("room_id", ASCENDING), ("sequence", ASCENDING), ("delete_time", ASCENDING)],
+                                          name="room_tombstones",
                                           partialFilterExpression={"delete_time": {"$type": "date"}})
         await self.outbox.create_indexes()
 
