@@ -256,6 +256,10 @@ class Settings(BaseSettings):
         return self
 
 
+# Where the edge serves the local payment provider's bank page (3-D Secure), the `action_url` of its charges.
+LOCAL_BANK_PATH = "/dev-bank/3ds"
+
+
 def local_secret(path: Path) -> bytes:
     """A secret made once under the data dir (embedded profile), so the processes sharing that dir
     agree on it: the first to create the file wins, mode 0600."""

@@ -8,6 +8,7 @@ import { ChatService } from "@petplatform/proto/petplatform/chat/v1/chat_pb";
 import { NotificationService } from "@petplatform/proto/petplatform/notification/v1/notification_pb";
 import { UserService } from "@petplatform/proto/petplatform/user/v1/user_pb";
 import { MarketplaceService } from "@petplatform/proto/petplatform/marketplace/v1/marketplace_pb";
+import { PaymentService } from "@petplatform/proto/petplatform/payment/v1/payment_pb";
 import { ErrorInfoSchema } from "@petplatform/proto/google/rpc/error_details_pb";
 
 export interface Session {
@@ -67,6 +68,7 @@ export interface Api {
   notifications: Client<typeof NotificationService>;
   users: Client<typeof UserService>;
   market: Client<typeof MarketplaceService>;
+  payments: Client<typeof PaymentService>;
 }
 
 /** Where the edge is and which providers it offers: the platform's web server says (/config.json); `vite dev`
@@ -135,7 +137,7 @@ export function makeApi({ edgeUrl: baseUrl, providers }: Config): Api {
     edgeUrl: baseUrl, providers, auth, pets: createClient(PetService, transport),
     matching: createClient(MatchingService, transport), chat: createClient(ChatService, transport),
     notifications: createClient(NotificationService, transport), users: createClient(UserService, transport),
-    market: createClient(MarketplaceService, transport),
+    market: createClient(MarketplaceService, transport), payments: createClient(PaymentService, transport),
   };
 }
 
