@@ -38,6 +38,7 @@ import grpc
 from google.type import latlng_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from app.registry import REGISTRY
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
 from petplatform.common.v1 import animal_pb2
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
@@ -280,7 +281,6 @@ def platform_env(profile: str, data_dir: Path, ports: Ports, s3_endpoint: str | 
 async def drop_real_state(env: dict[str, str]) -> None:
     """The run's PostgreSQL schemas and RabbitMQ queues (the consumers' names come from the modules)."""
     from app import wiring
-    from app.registry import REGISTRY
     from mesh.config import load_settings
     from tests.support import platform
 
@@ -305,12 +305,16 @@ class Row:
 
 BARE, FLOOR, GET, LIST = ("bare grpc.aio health Check", "health Check, our server (floor)", "GetPet direct gRPC",
                           "ListPets(20) direct gRPC")
+# The edge as production deploys it, a process (pod) of its own in front of the services' process, its one core
+# not shared with them: issue 8's edge ratio, measured both ways.
+SPLIT_GET, SPLIT_LIST = "GetPet via own-process edge REST", "ListPets(20) via own-process edge REST"
 BARE_AGAIN = "bare grpc.aio health Check, again (drift)"  # after the others: how much the machine moved meanwhile
 SHORT = {BARE: "bare", GET: "GetPet direct", LIST: "ListPets direct"}
 # call: (the call it is divided by, issue 8's goal for that ratio)
 RATIOS = {
     FLOOR: (BARE, 0.8), GET: (BARE, 0.5), LIST: (BARE, 0.2), "ListPets(20) dogs near, by distance": (BARE, None),
     "GetPet via edge REST": (GET, 0.7), "GetPet via edge gRPC-Web": (GET, None),
+    SPLIT_GET: (GET, 0.7), SPLIT_LIST: (LIST, None),
     "GetPet via edge gRPC pass-through": (GET, None), "ListPets(20) via edge REST": (LIST, None),
     "ListPets(20) via edge gRPC-Web": (LIST, None), "ListPets(20) via edge gRPC pass-through": (LIST, None),
     marketplace.BOOK: (BARE, None), marketplace.SLOTS: (BARE, None), marketplace.SLOTS_ALONE: (BARE, None),
@@ -325,16 +329,25 @@ async def bench_profile(profile: str, tmp: Path, bare: health_pb2_grpc.HealthStu
     env = platform_env(profile, tmp / f"{profile}-{workers}", ports, s3_endpoint)
     base = f"http://127.0.0.1:{ports.http}"
     label = profile if workers == 1 else f"{profile}-{workers}w"
+    # The own-process edge: `run --target=edge` with every service at the platform's port.
+    edge_ports = Ports(grpc=ports.grpc)
+    edge_env = {**platform_env(profile, tmp / f"{profile}-{workers}", edge_ports, s3_endpoint),
+                **{k: v for k, v in env.items() if k.startswith("PETPLATFORM_") and "PORT" not in k},
+                **{f"PETPLATFORM_{name.upper()}_ADDR": f"127.0.0.1:{ports.grpc}" for name in REGISTRY.names}}
     try:
         async with process(f"platform-{label}", ["-m", "app.cli", "run", "--target=all", f"--workers={workers}"],
-                           env, tmp, http_ready(http, base + "/readyz")) as proc:
+                           env, tmp, http_ready(http, base + "/readyz")) as proc, \
+                process(f"edge-{label}", ["-m", "app.cli", "run", "--target=edge"], edge_env, tmp,
+                        http_ready(http, f"http://127.0.0.1:{edge_ports.http}/readyz")) as edge:
             def pids() -> list[int]:
-                return [proc.pid, *map(int, Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split())]
+                children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+                return [proc.pid, *map(int, children), edge.pid]
 
             async def settled() -> None:
                 for pid in pids():
                     await settle(pid)
-            return await bench_calls(label, ports, bare, http, settled, pids, proc.pid if workers == 1 else None)
+            return await bench_calls(label, ports, bare, http, settled, pids, proc.pid if workers == 1 else None,
+                                     split_edge=f"http://127.0.0.1:{edge_ports.http}")
     finally:
         if profile == "real":
             await drop_real_state(env)
@@ -342,7 +355,7 @@ async def bench_profile(profile: str, tmp: Path, bare: health_pb2_grpc.HealthStu
 
 async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthStub, http: aiohttp.ClientSession,
                       settled: Callable[[], Awaitable[None]], pids: Callable[[], list[int]],
-                      pid: int | None = None) -> list[Row]:
+                      pid: int | None = None, split_edge: str = "") -> list[Row]:
     base = f"http://127.0.0.1:{ports.http}"
     async with grpc.aio.insecure_channel(f"127.0.0.1:{ports.grpc}") as ch, \
             grpc.aio.insecure_channel(f"127.0.0.1:{ports.edge_grpc}") as edge_ch:
@@ -366,8 +379,8 @@ async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthSt
             i += 1
             return names[i % len(names)]
 
-        async def rest(path, **params):
-            async with http.get(base + path, params=params) as r:
+        async def rest(path, edge=base, **params):
+            async with http.get(edge + path, params=params) as r:
                 await r.read()
                 if r.status != 200:
                     raise BenchError(f"HTTP {r.status}")
@@ -392,6 +405,8 @@ async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthSt
             ("GetPet via edge gRPC-Web", lambda: web("GetPet", pet_pb2.GetPetRequest(name=next_name()))),
             ("GetPet via edge gRPC pass-through", lambda: edge_pets.GetPet(pet_pb2.GetPetRequest(name=next_name()))),
             ("ListPets(20) via edge REST", lambda: rest("/v1/pets", pageSize="20")),
+            (SPLIT_GET, lambda: rest(f"/v1/{next_name()}", split_edge)),
+            (SPLIT_LIST, lambda: rest("/v1/pets", split_edge, pageSize="20")),
             ("ListPets(20) via edge gRPC-Web", lambda: web("ListPets", list20)),
             ("ListPets(20) via edge gRPC pass-through", lambda: edge_pets.ListPets(list20)),
         ]
@@ -457,8 +472,7 @@ def report(rows: list[Row], load: list[str]) -> None:
     for r in rows:
         m = r.result
         ratio = ""
-        if r.ratio_to:
-            ref = by_call[(r.profile, r.ratio_to)]
+        if (ref := by_call.get((r.profile, r.ratio_to))) is not None:  # None: filtered out by BENCH_CASES
             ratio = f"{m.rps / ref.rps:.2f} × {SHORT[r.ratio_to]}" if ref.rps else "n/a"
             if r.goal is not None:
                 ratio += f" (goal ≥ {r.goal})"
