@@ -295,6 +295,10 @@ class Database:
         tables (and version tables), which this tree's autogenerate leaves alone."""
         async with self.engine.begin() as conn:
             if self.schema:
+                # Replicas starting together (a Deployment's pods) migrate one at a time: the others then find
+                # the schema current. Held until this transaction ends.
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                                   {"key": f"petplatform.migrate.{self.schema}"})
                 await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
                 # Alembic's ALTERs name tables bare, past schema_translate_map: resolve them in the service's schema.
                 await conn.execute(sa.text(f'SET LOCAL search_path TO "{self.schema}"'))
