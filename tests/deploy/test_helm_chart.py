@@ -355,3 +355,15 @@ def test_monitoring_objects_follow_the_prometheus_operator_being_there():
     (monitor,) = kinds(present, "ServiceMonitor").values()
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert kinds(present, "PrometheusRule")
+
+
+def test_notes_say_what_was_installed_and_what_is_missing():
+    chart = helm.Chart.load(CHART)
+
+    def notes(values: dict) -> str:
+        out = chart.render(values, name="petplatform", namespace=NAMESPACE, is_install=True)
+        return out["petplatform/templates/NOTES.txt"]
+    bare = notes({})
+    assert "https://api.petplatform.example" in bare and ", ".join(sorted(REGISTRY.names)) in bare
+    assert "PETPLATFORM_DATABASE_URL" in bare and "edge.ratelimit.redisAddress" in bare
+    assert "WARNING" not in notes(ci_values("self-contained-values.yaml"))
