@@ -189,12 +189,17 @@ async def _train(settings: Settings) -> int:
     return 0
 
 
-async def _until_signalled() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """Set by SIGINT or SIGTERM from now on."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
+
+
+async def _until_signalled(stop: asyncio.Event | None = None) -> None:
+    await (stop or _stop_on_signals()).wait()
     log.info("shutting down")
 
 
@@ -234,9 +239,10 @@ async def _serve_web(settings: Settings) -> int:
     if web is None:
         print(f"no web app to serve: {settings.web_dir} has no index.html (run `make web`)", file=sys.stderr)
         return 2
+    stop = _stop_on_signals()  # before serving: a SIGTERM as soon as it answers still stops it cleanly
     await web.start()
     print(f"Pet Platform web app: http://{settings.host}:{web.port}", flush=True)
-    await _until_signalled()
+    await _until_signalled(stop)
     await web.stop()
     return 0
 
