@@ -13,7 +13,7 @@ WEBBUILD := clients/web/dist/index.html
 WEBSRC := $(shell find clients/web/src clients/web/public -type f) clients/web/index.html clients/web/vite.config.ts clients/web/tsconfig.json
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint gen install web chromium bench bench-short eval envoy contract-baseline clean
+.PHONY: up test lint gen install web chromium bench bench-short eval envoy helm helm-lint image contract-baseline clean
 
 # The demo data's admin account (app/demo.py) registers as an admin; an environment value wins.
 up: export PETPLATFORM_ADMIN_EMAILS ?= ["admin@demo.petplatform.local"]
@@ -26,9 +26,9 @@ up: $(GENSTAMP) $(WEBBUILD)
 	$(BIN)/petplatform run --target=all --demo-data
 
 # The browser test (tests/e2e/web) drives Debian's chromium: installed here when missing.
-test: $(GENSTAMP) lint $(WEBBUILD) chromium
+test: $(GENSTAMP) lint helm-lint $(WEBBUILD) chromium
 	$(BIN)/python tools/check_ts_stubs.py
-	$(BIN)/pytest -q -p no:cacheprovider -m "not bench"
+	$(BIN)/pytest -q -p no:cacheprovider -m "not bench" --ignore=tests/deploy
 
 # Load generator, platform (as `make up` runs it) and a bare grpc.aio baseline in three processes; embedded and
 # real profiles (PostgreSQL, RabbitMQ and Redis must be running). Exits non-zero on any failed call.
@@ -89,6 +89,25 @@ contract-baseline:
 # envoy/envoy.yaml from the contracts; Envoy's transcoder reads build/descriptors.binpb (made by gen).
 envoy: $(GENSTAMP)
 	$(BIN)/python tools/envoy_config.py
+	$(BIN)/python tools/helm_values.py
+
+# The Helm chart's copy of what it must agree with the program on (deploy/helm/petplatform/files/: the registry's
+# services, ports and peers, envoy.yaml, the descriptor set), from app/registry.py and envoy/.
+helm: $(GENSTAMP)
+	$(BIN)/python tools/helm_values.py
+
+# The chart rendered and linted by Helm's own engine (the helm-python-sdk package: no helm binary), with its
+# default values and each ci/*-values.yaml, every object validated against Kubernetes' schemas, and held to the
+# program (tests/deploy). Fails when files/ is stale: run `make helm`.
+helm-lint: $(GENSTAMP)
+	$(BIN)/python tools/helm_values.py --check
+	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
+
+# The one image every Deployment runs, for hosts with a container engine (CONTAINER=docker or podman).
+CONTAINER ?= $(shell command -v podman >/dev/null && echo podman || echo docker)
+IMAGE ?= petplatform:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	$(CONTAINER) build $(CONTAINER_FLAGS) -t $(IMAGE) -f deploy/Dockerfile .
 
 $(GENSTAMP): $(STAMP) $(PROTOS) tools/gen.py
 	$(BIN)/python tools/gen.py

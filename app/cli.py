@@ -1,4 +1,4 @@
-"""`petplatform run --target=all|edge|<service>`, `petplatform migrate` and `petplatform new-service`."""
+"""`petplatform run --target=all|edge|web|<service>`, `petplatform migrate` and `petplatform new-service`."""
 from __future__ import annotations
 
 import argparse
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="petplatform")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve a target")
-    run.add_argument("--target", default="all", choices=["all", "edge", *REGISTRY.names])
+    run.add_argument("--target", default="all", choices=["all", "edge", "web", *REGISTRY.names])
     run.add_argument("--port", type=int, help="gRPC port (default: PETPLATFORM_GRPC_PORT for all, else the seed port)")
     run.add_argument("--demo-data", action="store_true", help="load demo users and pets if not loaded yet")
     run.add_argument("--no-migrate", action="store_true", help="skip migrations at start")
@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.target == "edge":
             runner.run(_serve_edge(settings))
             return 0
+        if args.target == "web":
+            return runner.run(_serve_web(settings))
         port = args.port if args.port is not None else (
             settings.grpc_port if args.target == "all" else REGISTRY[args.target].port)
         runner.run(_serve(settings, args.target, port, args.demo_data, not args.no_migrate))
@@ -112,7 +114,7 @@ def _die_with_parent(parent: int) -> None:
 def _run_workers(args: argparse.Namespace, settings: Settings) -> int:
     """`run --workers N`: migrations once, then N processes serving the target on the same ports (the kernel
     spreads connections over them); SIGINT or SIGTERM stops them all, as does the death of one."""
-    if args.target != "edge" and not settings.amqp_url:
+    if args.target not in ("edge", "web") and not settings.amqp_url:
         # Each worker would have its own in-process bus: watch streams and read caches would miss the
         # changes made through the other workers.
         print("--workers above 1 needs a shared bus: set PETPLATFORM_AMQP_URL", file=sys.stderr)
@@ -121,13 +123,15 @@ def _run_workers(args: argparse.Namespace, settings: Settings) -> int:
         print("--workers above 1 cannot share PETPLATFORM_METRICS_PORT: leave it unset", file=sys.stderr)
         return 2
     ports = [settings.http_port, settings.edge_grpc_port] if args.target in ("all", "edge") else []
-    if args.target != "edge":
+    if args.target in ("all", "web"):
+        ports.append(settings.web_port)
+    if args.target not in ("edge", "web"):
         ports.append(args.port if args.port is not None else (
             settings.grpc_port if args.target == "all" else REGISTRY[args.target].port))
     if 0 in ports:
         print("--workers above 1 needs fixed ports (0 would give each worker its own)", file=sys.stderr)
         return 2
-    if args.target != "edge" and not args.no_migrate:
+    if args.target not in ("edge", "web") and not args.no_migrate:
         asyncio.run(wiring.platform(settings, args.target).migrate())
     command = [sys.executable, "-m", "app.cli", "run", f"--target={args.target}", "--no-migrate"]
     if args.port is not None:
@@ -185,12 +189,17 @@ async def _train(settings: Settings) -> int:
     return 0
 
 
-async def _until_signalled() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """Set by SIGINT or SIGTERM from now on."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
+
+
+async def _until_signalled(stop: asyncio.Event | None = None) -> None:
+    await (stop or _stop_on_signals()).wait()
     log.info("shutting down")
 
 
@@ -221,6 +230,21 @@ async def _serve(settings: Settings, target: str, port: int, demo: bool, migrate
     if edge:
         await edge.stop()
     await platform.stop()
+
+
+async def _serve_web(settings: Settings) -> int:
+    """`run --target=web`: the web app alone (its own Deployment), calling the edge at PETPLATFORM_WEB_EDGE_URL,
+    else at the edge's port on the page's host."""
+    web = web_app(settings, settings.http_port)
+    if web is None:
+        print(f"no web app to serve: {settings.web_dir} has no index.html (run `make web`)", file=sys.stderr)
+        return 2
+    stop = _stop_on_signals()  # before serving: a SIGTERM as soon as it answers still stops it cleanly
+    await web.start()
+    print(f"Pet Platform web app: http://{settings.host}:{web.port}", flush=True)
+    await _until_signalled(stop)
+    await web.stop()
+    return 0
 
 
 async def _serve_edge(settings: Settings) -> None:

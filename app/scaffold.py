@@ -19,7 +19,7 @@ class ScaffoldError(Exception):
 
 def create(name: str, port: int, root: Path = ROOT) -> list[Path]:
     """Writes the new service's files under `root` and adds its registry entry; returns the paths."""
-    if not _NAME.match(name) or name in ("all", "edge", "common") or keyword.iskeyword(name):
+    if not _NAME.match(name) or name in ("all", "edge", "web", "common") or keyword.iskeyword(name):
         raise ScaffoldError(f"{name!r}: a service name is 2-31 lower-case letters or digits, starting with a letter")
     registry = root / "app" / "registry.py"
     text = registry.read_text()

@@ -60,8 +60,8 @@ class Registry:
                 raise ValueError(f"routing key {event_type(e)!r} names two messages: {messages[event_type(e)]} "
                                  f"and {e.DESCRIPTOR.full_name}")
         for s in self._specs.values():
-            if s.name in ("all", "edge") or not s.name.isidentifier() or s.name != s.name.lower():
-                raise ValueError(f"service name {s.name!r}: lower-case identifier, not 'all' or 'edge'")
+            if s.name in ("all", "edge", "web") or not s.name.isidentifier() or s.name != s.name.lower():
+                raise ValueError(f"service name {s.name!r}: lower-case identifier, not 'all', 'edge' or 'web'")
             for p in s.peers:
                 if p not in self._specs:
                     raise ValueError(f"{s.name}: unknown peer {p!r}")

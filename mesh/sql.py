@@ -8,13 +8,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import contextlib
+import weakref
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -82,6 +86,41 @@ async def rows_changed(session: AsyncSession, statement: sa.Executable) -> int:
 SQLITE_BUSY_SECONDS = 30
 
 
+class _PoolCollector(Collector):
+    """The connection pools of this process's databases, read at each scrape: how many connections each
+    service holds busy and idle, against what it may open (pool + overflow)."""
+
+    def __init__(self) -> None:
+        self.databases: weakref.WeakSet[Database] = weakref.WeakSet()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        used: dict[str, float] = {}
+        idle: dict[str, float] = {}
+        most: dict[str, float] = {}
+        for db in list(self.databases):
+            pool = db.engine.sync_engine.pool
+            if not isinstance(pool, sa.pool.QueuePool):
+                continue
+            name = db.service
+            used[name] = used.get(name, 0) + pool.checkedout()
+            idle[name] = idle.get(name, 0) + pool.checkedin()
+            most[name] = most.get(name, 0) + pool.size() + max(0, getattr(pool, "_max_overflow", 0))
+        connections = GaugeMetricFamily("petplatform_db_pool_connections",
+                                        "Database connections of the pool, by state", labels=["service", "state"])
+        limit = GaugeMetricFamily("petplatform_db_pool_max_connections",
+                                  "Connections the pool may open (pool size + overflow)", labels=["service"])
+        for name in sorted(most):
+            connections.add_metric([name, "in_use"], used[name])
+            connections.add_metric([name, "idle"], idle[name])
+            limit.add_metric([name], most[name])
+        yield connections
+        yield limit
+
+
+_POOLS = _PoolCollector()
+REGISTRY.register(_POOLS)
+
+
 class Database:
     def __init__(self, url: str, schema: str | None, *, info: Mapping[str, object] | None = None,
                  pool_size: int = 10, max_overflow: int = 10):
@@ -137,6 +176,17 @@ class Database:
         self._info = dict(info or {})
         self._sessions = async_sessionmaker(writes, expire_on_commit=False, info=dict(info or {}))
         self._reads = async_sessionmaker(reads, expire_on_commit=False)
+        _POOLS.databases.add(self)
+
+    @property
+    def info(self) -> Mapping[str, object]:
+        """What every session's `info` starts with (the producer: see mesh.events.producer)."""
+        return self._info
+
+    @property
+    def service(self) -> str:
+        """Whose database this is, for metrics: the event source, else the schema."""
+        return str(self._info.get("event_source") or self.schema or "unnamed")
 
     @property
     def is_sqlite(self) -> bool:
@@ -245,6 +295,10 @@ class Database:
         tables (and version tables), which this tree's autogenerate leaves alone."""
         async with self.engine.begin() as conn:
             if self.schema:
+                # Replicas starting together (a Deployment's pods) migrate one at a time: the others then find
+                # the schema current. Held until this transaction ends.
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                                   {"key": f"petplatform.migrate.{self.schema}"})
                 await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
                 # Alembic's ALTERs name tables bare, past schema_translate_map: resolve them in the service's schema.
                 await conn.execute(sa.text(f'SET LOCAL search_path TO "{self.schema}"'))

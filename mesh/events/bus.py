@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from prometheus_client import Counter
+
 from mesh.events.types import PoisonEvent
 
 log = logging.getLogger(__name__)
@@ -17,6 +19,9 @@ log = logging.getLogger(__name__)
 # (at once for a PoisonEvent: a body no consumer of that queue can ever take).
 Handler = Callable[[bytes], Awaitable[None]]
 MAX_DELIVERIES = 5
+# Events parked in a consumer's dead-letter queue (`<consumer>.dlq`): each one needs an operator.
+DEAD_LETTERED = Counter("petplatform_events_dead_lettered", "Events parked in a consumer's dead-letter queue",
+                        ["consumer"])
 
 
 class Bus(Protocol):
@@ -85,6 +90,7 @@ class InProcessBus:
                 log.exception("consumer %s failed (attempt %d)", consumer, attempt)
                 if attempt >= MAX_DELIVERIES or isinstance(e, PoisonEvent):  # retrying cannot help a poison
                     self._dlq[consumer].append(body)
+                    DEAD_LETTERED.labels(consumer).inc()
                 else:
                     await asyncio.sleep(self._retry_delay * attempt)
                     queue.put_nowait((body, attempt + 1))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
+from prometheus_client import Gauge
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,6 +59,10 @@ def event_table_names() -> set[str]:
     """The events layer's tables in a service's schema, version table included."""
     return {*event_tables.tables, VERSION_TABLE}
 
+
+# The relay's view of how far behind publishing is: what alerts watch (a broker outage makes it grow).
+OUTBOX_LAG = Gauge("petplatform_outbox_lag_seconds",
+                   "Age of the oldest unpublished event at the relay's last pass (0: none pending)", ["service"])
 
 _relays: set[Relay] = set()
 PURGE_EVERY_SECONDS = 3600
@@ -145,6 +150,7 @@ class Relay:
         self._retention = retention
         self._wakeup = Wakeup()
         self._tasks: list[asyncio.Task] = []
+        self._lag = OUTBOX_LAG.labels(service=str(db.info.get("event_source") or "unnamed"))
 
     def wake(self) -> None:
         self._wakeup.ring()
@@ -204,11 +210,13 @@ class Relay:
         async with self._db.transaction() as s:
             # SKIP LOCKED lets several replicas relay one outbox without publishing a row twice.
             rows = (await s.execute(
-                sa.select(outbox.c.id, outbox.c.event_id, outbox.c.event_type, outbox.c.body)
+                sa.select(outbox.c.id, outbox.c.event_id, outbox.c.event_type, outbox.c.body, outbox.c.create_time)
                 .where(outbox.c.publish_time.is_(None)).order_by(outbox.c.id).limit(self._batch)
                 .with_for_update(skip_locked=True))).all()
             if not rows:
+                self._lag.set(0)
                 return 0
+            self._lag.set(max(0.0, (utcnow() - rows[0].create_time).total_seconds()))
             results = await asyncio.gather(
                 *(self._bus.publish(r.event_type, r.body, r.event_id) for r in rows), return_exceptions=True)
             done = [r.id for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from mesh.events.bus import MAX_DELIVERIES, Handler
+from mesh.events.bus import DEAD_LETTERED, MAX_DELIVERIES, Handler
 from mesh.events.types import PoisonEvent
 
 log = logging.getLogger(__name__)
@@ -72,9 +72,13 @@ class RabbitBus:
             except PoisonEvent:
                 log.exception("consumer %s cannot ever take %s %s", consumer, message.type, message.message_id)
                 await message.reject(requeue=False)  # straight to the dead-letter queue: retrying cannot help
+                DEAD_LETTERED.labels(consumer).inc()
             except Exception:
                 log.exception("consumer %s failed on %s %s", consumer, message.type, message.message_id)
                 await message.nack(requeue=True)  # the broker dead-letters it after x-delivery-limit
+                # x-delivery-count: the earlier failed deliveries; past the limit this failure parks it.
+                if int(message.headers.get("x-delivery-count") or 0) >= MAX_DELIVERIES:  # type: ignore[arg-type]
+                    DEAD_LETTERED.labels(consumer).inc()
             else:
                 await message.ack()
 

@@ -22,9 +22,16 @@ import datetime as dt
 import time
 from collections.abc import Callable
 
+from prometheus_client import Counter
+
 from petplatform.common.v1 import event_pb2
 from petplatform.pet.v1 import pet_pb2
 from services.pet.watch import change_of
+
+LOOKUPS = Counter("petplatform_cache_lookups_total", "Cache lookups, by cache and result (hit or miss)",
+                  ["cache", "result"])
+_ANSWER_HIT, _ANSWER_MISS = LOOKUPS.labels("pet_answers", "hit"), LOOKUPS.labels("pet_answers", "miss")
+_VERSION_HIT, _VERSION_MISS = LOOKUPS.labels("pet_versions", "hit"), LOOKUPS.labels("pet_versions", "miss")
 
 # How many recent drops are remembered one by one; older ones count as one floor (see _dropped_at).
 REMEMBERED_DROPS = 10_000
@@ -51,22 +58,28 @@ class PetCache:
         """The cached answer (shared: not to be changed), if it is there and fresh."""
         entry = self._entries.get(pet_id)
         if entry is None:
+            _ANSWER_MISS.inc()
             return None
         if entry[1] <= self._clock():
             del self._entries[pet_id]
+            _ANSWER_MISS.inc()
             return None
         self._entries.move_to_end(pet_id)
+        _ANSWER_HIT.inc()
         return entry[0]
 
     def version(self, pet_id: str, update_time: dt.datetime) -> pet_pb2.Pet | None:
         """The pet as built at this update_time (shared: copy it, do not change it), if it is kept and fresh."""
         entry = self._versions.get(pet_id)
         if entry is None or entry[0] != update_time:
+            _VERSION_MISS.inc()
             return None
         if entry[2] <= self._clock():
             del self._versions[pet_id]
+            _VERSION_MISS.inc()
             return None
         self._versions.move_to_end(pet_id)
+        _VERSION_HIT.inc()
         return entry[1]
 
     def keep_version(self, pet_id: str, update_time: dt.datetime, pet: pet_pb2.Pet) -> None:

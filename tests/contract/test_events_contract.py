@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import uuid
 
+from prometheus_client import REGISTRY
 import pytest
 import sqlalchemy as sa
 
-from mesh.events import Outside, Relay, UndeclaredEvent, emit, event_type, inbox_handler, subscribe
+from mesh.events import Outside, Relay, UndeclaredEvent, emit, event_type, inbox_handler, producer, subscribe
 from mesh.events.bus import MAX_DELIVERIES
 from mesh.events.outbox import inbox, outbox
 from petplatform.auth.v1 import events_pb2 as auth_events
@@ -38,6 +40,10 @@ async def eventually(check, timeout: float = 10.0):
     raise AssertionError("condition not met in time")
 
 
+def dead_lettered(consumer: str) -> float:
+    return REGISTRY.get_sample_value("petplatform_events_dead_lettered_total", {"consumer": consumer}) or 0.0
+
+
 def email(to: str) -> event_pb2.EmailRequested:
     return event_pb2.EmailRequested(to=to, subject="hi", text_body="hello")
 
@@ -63,12 +69,14 @@ async def test_a_failing_handler_is_retried_then_dead_lettered(bus):
         attempts.append(body)
         raise RuntimeError("cannot handle")
 
+    parked = dead_lettered("c.broken")
     await bus.subscribe("c.broken", ["x.happened"], broken)
     await bus.publish("x.happened", b"poison", "1")
     assert await eventually(lambda: bus.dead_letters("c.broken")) == [b"poison"]
     # RabbitMQ's delivery limit counts redeliveries, so it may make one more attempt than the in-process bus.
     assert MAX_DELIVERIES <= len(attempts) <= MAX_DELIVERIES + 1
     assert await bus.dead_letters("c.broken") == [b"poison"], "looking at dead letters does not consume them"
+    assert dead_lettered("c.broken") == parked + 1, "the metric operators alert on counts it once"
 
 
 async def test_a_transient_failure_is_retried_not_dead_lettered(bus):
@@ -79,11 +87,13 @@ async def test_a_transient_failure_is_retried_not_dead_lettered(bus):
         if len(attempts) == 1:
             raise RuntimeError("database blip")
 
+    parked = dead_lettered("c.flaky")
     await bus.subscribe("c.flaky", ["x.happened"], flaky)
     await bus.publish("x.happened", b"once", "1")
     await eventually(lambda: asyncio.sleep(0, len(attempts) == 2))
     await asyncio.sleep(0.2)
     assert attempts == [b"once", b"once"] and await bus.dead_letters("c.flaky") == []
+    assert dead_lettered("c.flaky") == parked
 
 
 async def test_outbox_publishes_committed_events_only(db, bus):
@@ -146,6 +156,7 @@ async def test_a_payload_of_the_wrong_type_is_dead_lettered(db, bus):
         attempts.append(body)
         await handle(body)
 
+    parked = dead_lettered("c.strict")
     await bus.subscribe("c.strict", ["user.created"], counted)
     async with db.transaction() as s:
         event_id = await emit(s, email("not-a-user@x"))
@@ -153,6 +164,7 @@ async def test_a_payload_of_the_wrong_type_is_dead_lettered(db, bus):
     await bus.publish("user.created", body, event_id)  # an email.send envelope routed as user.created
     assert await eventually(lambda: bus.dead_letters("c.strict")) == [body]
     assert attempts == [body], "a poison is parked at once, not retried"
+    assert dead_lettered("c.strict") == parked + 1
     assert await applied_counts(db) == {}
 
 
@@ -251,3 +263,65 @@ async def test_an_outside_effect_runs_with_no_transaction_open_and_once(db, bus)
     await bus.publish("user.created", marker, marker_id)
     await eventually(lambda: asyncio.sleep(0, "users/marker" in sent), timeout=30)
     assert sent == ["users/u9", "users/u9", "users/marker"]
+
+
+class _Outage:
+    """A bus whose publishing fails while `down`: the broker unreachable."""
+
+    def __init__(self, bus):
+        self.bus = bus
+        self.down = True
+
+    async def publish(self, event_type: str, body: bytes, message_id: str) -> None:
+        if self.down:
+            raise ConnectionError("broker unreachable")
+        await self.bus.publish(event_type, body, message_id)
+
+
+async def test_the_outbox_lag_grows_while_events_cannot_be_published_then_returns_to_zero(tmp_path):
+    source = f"lag{uuid.uuid4().hex[:8]}"
+    db = await make_db("sqlite", tmp_path, info=producer(source, None))
+    inner = await make_bus("inprocess")
+    got = []
+
+    async def collect(body):
+        got.append(body)
+    await inner.subscribe("c.lag", ["email.send"], collect)
+    bus = _Outage(inner)
+    relay = Relay(db, bus, poll_seconds=0.05)  # type: ignore[arg-type]
+
+    def lag() -> float:
+        return REGISTRY.get_sample_value("petplatform_outbox_lag_seconds", {"service": source})
+
+    relay.start()
+    try:
+        await eventually(lambda: asyncio.sleep(0, lag() == 0))  # nothing pending: no lag
+        async with db.transaction() as s:
+            await emit(s, email("waits@ok"))
+        first = await eventually(lambda: asyncio.sleep(0, lag()))
+        await eventually(lambda: asyncio.sleep(0, lag() > first), timeout=15)  # still stuck, and older
+        assert got == []
+        bus.down = False
+        await eventually(lambda: asyncio.sleep(0, len(got) == 1), timeout=15)
+        await eventually(lambda: asyncio.sleep(0, lag() == 0), timeout=15)
+    finally:
+        await relay.stop()
+        await drop_bus(inner)
+        await drop_database(db)
+
+
+async def test_the_connection_pool_is_measured_per_service(tmp_path):
+    db = await make_db("postgres", tmp_path, info=producer(f"pool{uuid.uuid4().hex[:8]}", None))
+
+    def sample(name: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"service": db.service, **labels})
+
+    try:
+        async with db.transaction() as s:
+            await s.execute(sa.text("SELECT 1"))
+            assert sample("petplatform_db_pool_connections", state="in_use") == 1
+        assert sample("petplatform_db_pool_connections", state="in_use") == 0
+        assert sample("petplatform_db_pool_connections", state="idle") == 1
+        assert sample("petplatform_db_pool_max_connections") == 20  # pool_size 10 + max_overflow 10
+    finally:
+        await drop_database(db)

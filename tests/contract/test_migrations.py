@@ -2,6 +2,7 @@
 migrations fill what they promise for rows written before them."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from alembic.autogenerate import compare_metadata
@@ -103,3 +104,19 @@ async def test_photo_counts_are_filled_for_pets_listed_before_them(database: Dat
     async with database.engine.connect() as conn:
         counts = dict((await conn.execute(sa.text(f"SELECT id, photo_count FROM {prefix}pets"))).all())
     assert counts == {"p1": 3, "p2": 0}
+
+
+async def test_replicas_starting_together_migrate_one_at_a_time(tmp_path):
+    """A Deployment's pods migrate their service's schema at start (the chart's self-contained install): four
+    at once on a fresh PostgreSQL schema all succeed, each finding it current after the first."""
+    first = scratch_database("postgres", tmp_path)
+    replicas = [first, *(Database(first.url, first.schema) for _ in range(3))]
+    cls = REGISTRY["pet"].load()
+    try:
+        await asyncio.gather(*(migrate_service(db, cls.migrations) for db in replicas))
+        async with first.engine.connect() as conn:
+            assert (await conn.execute(sa.text(f'SELECT count(*) FROM "{first.schema}".pets'))).scalar() == 0
+    finally:
+        for db in replicas[1:]:
+            await db.dispose()
+        await drop_database(first)

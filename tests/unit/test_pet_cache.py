@@ -125,3 +125,21 @@ def test_a_built_pet_is_kept_by_version_bounded_and_dropped_with_its_answer():
     c.clear()
     assert c.version("c", t2) is None
     PetCache(size=0, ttl_seconds=60).keep_version("a", t1, pet_pb2.Pet())  # size 0 keeps nothing, and fails not
+
+
+def test_hits_and_misses_are_counted_for_the_dashboards():
+    from prometheus_client import REGISTRY
+
+    def count(cache: str, result: str) -> float:
+        return REGISTRY.get_sample_value("petplatform_cache_lookups_total", {"cache": cache, "result": result}) or 0
+    before = {(k, r): count(k, r) for k in ("pet_answers", "pet_versions") for r in ("hit", "miss")}
+    clock = Clock()
+    c = PetCache(size=10, ttl_seconds=60, clock=clock)
+    assert c.get("a") is None
+    c.put("a", answer("a"), c.ticket())
+    assert c.get("a") is not None
+    clock.now += 61
+    assert c.get("a") is None  # expired: a miss
+    assert count("pet_answers", "hit") - before["pet_answers", "hit"] == 1
+    assert count("pet_answers", "miss") - before["pet_answers", "miss"] == 2
+    assert count("pet_versions", "miss") == before["pet_versions", "miss"]

@@ -79,14 +79,14 @@ def test_the_registry_refuses_what_cannot_run():
                      ([spec("a", 1), spec("b", 2)], "contract"),
                      ([spec("a", 1, peers=("b",)), ServiceSpec(name="b", module="x:Y", contracts=(user,), port=2,
                                                                peers=("a",))], "cycle"),
-                     ([spec("all", 1)], "not 'all'")):
+                     ([spec("all", 1)], "not 'all'"), ([spec("web", 1)], "'web'")):  # web: the web app's target
         with pytest.raises((ValueError, Exception), match=why):
             Registry(bad)
     with pytest.raises(KeyError):
         Registry([ServiceSpec(name="a", module="x:Y", contracts=("petplatform.nope.v1.Nope",), port=1)])
-    ordered = Registry([spec("web", 1, peers=("core",)),
+    ordered = Registry([spec("front", 1, peers=("core",)),
                         ServiceSpec(name="core", module="x:Y", contracts=(user,), port=2)]).target("all")
-    assert [s.name for s in ordered] == ["core", "web"], "peers start first"
+    assert [s.name for s in ordered] == ["core", "front"], "peers start first"
 
 
 def test_parse_name():

@@ -61,6 +61,7 @@ def test_the_scaffold_refuses_taken_names_and_ports(tmp_path):
     (tmp_path / "app").mkdir()
     shutil.copy(ROOT / "app" / "registry.py", tmp_path / "app" / "registry.py")
     for name, port, why in (("pet", 3999, "exists"), ("newsvc", 3003, "taken"), ("Bad-Name", 3999, "lower-case"),
-                            ("edge", 3999, "lower-case"), ("import", 3999, "lower-case"), ("ok", 3443, "edge")):
+                            ("edge", 3999, "lower-case"), ("web", 3999, "lower-case"), ("import", 3999, "lower-case"),
+                            ("ok", 3443, "edge")):
         with pytest.raises(scaffold.ScaffoldError, match=why):
             scaffold.create(name, port, root=tmp_path)

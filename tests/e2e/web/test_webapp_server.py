@@ -2,10 +2,16 @@
 answered with index.html, nothing outside the build, and /config.json saying where the edge is."""
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+
 import aiohttp
 
 from gateway.webapp import WebApp, web_app
 from mesh.config import load_settings
+from tests.e2e.platform.test_reflection_and_targets import free_port
 
 
 def built(tmp_path):
@@ -60,3 +66,31 @@ async def test_a_configured_edge_url_wins_and_no_build_serves_nothing(tmp_path):
     finally:
         await web.stop()
     assert web_app(load_settings(data_dir=tmp_path, web_dir=tmp_path / "nothing"), 3000) is None
+
+
+async def test_the_web_target_serves_the_app_alone(tmp_path):
+    """`run --target=web`: the web app's own process (its Deployment in the chart), no gRPC, no edge."""
+    port = free_port()
+    env = {**os.environ, "PETPLATFORM_DATA_DIR": str(tmp_path), "PETPLATFORM_WEB_DIR": str(built(tmp_path)),
+           "PETPLATFORM_WEB_PORT": str(port), "PETPLATFORM_WEB_EDGE_URL": "https://api.example.com"}
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--target=web"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        config = None
+        async with aiohttp.ClientSession() as http:
+            for _ in range(150):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/config.json") as r:
+                        config = await r.json()
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+        assert config == {"edgeUrl": "https://api.example.com", "providers": []}
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0, "SIGTERM is a clean shutdown"
+    # Nothing built: it says so and exits, rather than serving 404s.
+    env["PETPLATFORM_WEB_DIR"] = str(tmp_path / "nothing")
+    failed = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "app.cli", "run", "--target=web"],
+                                     env=env, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 2 and "no web app to serve" in failed.stderr
