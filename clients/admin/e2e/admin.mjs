@@ -4,7 +4,7 @@
 // action; an admin verifies the audit log. Every wait is Playwright's: for an element, a URL or a condition.
 // Environment: ADMIN_URL (the panel, ending in /admin/), SCREENSHOTS, PASSWORD (every account's), MODERATOR_EMAIL
 // and MODERATOR_SECRET, SUPPORT_EMAIL and SUPPORT_SECRET, ADMIN_EMAIL and ADMIN_SECRET (TOTP secrets, base32),
-// PET (the reported listing, pets/{id}), OWNER_NAME (its owner's display name), FACTOR (a fraud factor's words).
+// PET (the reported listing, pets/{id}) and PET_NAME (its display name), OWNER_NAME (its owner's display name), FACTOR (a fraud factor's words).
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { env, launch, newPerson, nextTotp } from "@petplatform/kit/e2e/chromium";
@@ -13,6 +13,7 @@ const ADMIN_URL = env("ADMIN_URL");
 const SCREENSHOTS = env("SCREENSHOTS");
 const PASSWORD = env("PASSWORD");
 const PET = env("PET");
+const PET_NAME = env("PET_NAME");
 const OWNER_NAME = env("OWNER_NAME");
 const FACTOR = env("FACTOR");
 mkdirSync(SCREENSHOTS, { recursive: true });
@@ -56,10 +57,12 @@ try {
   if (await nav.getByRole("link", { name: "Audit log" }).count()) throw new Error("a moderator is offered the audit log");
   const row = mod.getByRole("row").filter({ has: mod.getByRole("link", { name: PET }) });
   await row.getByRole("cell", { name: "0.82" }).waitFor(); // the fraud score's risk
+  await row.getByText(PET_NAME).waitFor(); // the listing by its name, not only its resource name
+  await row.getByText(`${OWNER_NAME} <`).waitFor();
   await shot(mod, "queue");
   await row.getByRole("link", { name: PET }).click();
   await mod.waitForURL(/\/admin\/cases\/[^/]+$/);
-  await heading(mod, /^Case /);
+  await heading(mod, /^Case: /);
   const caseUrl = mod.url();
 
   step("the case shows the report and the fraud factors");

@@ -76,7 +76,8 @@ async def test_a_moderator_handles_a_reported_listing_in_chromium(tmp_path, smtp
 
         owner_name = f"Owner {suffix}"
         owner = await api.signup(owner_name)
-        pet = await create(api, owner, dog(f"Rex {suffix}", location=TOKYO))
+        pet_name = f"Rex {suffix}"
+        pet = await create(api, owner, dog(pet_name, location=TOKYO))
         reporter = await api.signup("Careful Adopter")
         await report_when_known(api, reporter, pet.name, reason=a.REPORT_REASON_SCAM,
                                 details="asks to pay by gift card before meeting")
@@ -94,7 +95,8 @@ async def test_a_moderator_handles_a_reported_listing_in_chromium(tmp_path, smtp
 
         shutil.rmtree(SCREENSHOTS, ignore_errors=True)
         env = {**os.environ, "ADMIN_URL": f"http://127.0.0.1:{web.port}/admin/", "SCREENSHOTS": str(SCREENSHOTS),
-               "PASSWORD": PASSWORD, "CHROMIUM": chromium, "PET": pet.name, "OWNER_NAME": owner_name, "FACTOR": FACTOR,
+               "PASSWORD": PASSWORD, "CHROMIUM": chromium, "PET": pet.name, "PET_NAME": pet_name,
+               "OWNER_NAME": owner_name, "FACTOR": FACTOR,
                "MODERATOR_EMAIL": moderator.email, "MODERATOR_SECRET": moderator_secret,
                "SUPPORT_EMAIL": support.email, "SUPPORT_SECRET": support_secret,
                "ADMIN_EMAIL": ADMIN, "ADMIN_SECRET": admin_secret}

@@ -6,6 +6,7 @@ import { ProblemBanner } from "@petplatform/kit/form";
 import type { Api } from "../api";
 import { kindName, when } from "../labels";
 import { useLoad } from "../load";
+import { Named, useNames } from "../names";
 
 export function Audit({ api }: { api: Api }) {
   const [more, setMore] = useState<{ entries: AuditEntry[]; token: string }>({ entries: [], token: "" });
@@ -39,6 +40,7 @@ export function Audit({ api }: { api: Api }) {
     }
   };
   const entries = [...(first.data ?? []), ...more.entries];
+  const names = useNames(api, entries.map((e) => e.actor));
   return (
     <section>
       <h1 tabIndex={-1}>Audit log</h1>
@@ -66,8 +68,8 @@ export function Audit({ api }: { api: Api }) {
             {entries.map((e) => (
               <tr key={e.name}>
                 <th scope="row" className="num">{String(e.sequence)}</th>
-                <td>{when(e.createTime)}</td><td>{kindName(e.kind)}</td><td>{e.actor || "system"}</td>
-                <td>{e.action}</td><td>{e.target}</td><td className="detail">{e.detail}</td>
+                <td>{when(e.createTime)}</td><td>{kindName(e.kind)}</td><td>{e.actor ? <Named name={e.actor} names={names} /> : "system"}</td>
+                <td>{e.action}</td><td className="id">{e.target}</td><td className="detail">{e.detail}</td>
               </tr>
             ))}
           </tbody>

@@ -10,13 +10,7 @@ import { userOf } from "@petplatform/kit/session";
 import { loadSession, type Api, type Powers } from "../api";
 import { actionName, decisionsFor, reasonName, stateName, userPath, when } from "../labels";
 import { useLoad } from "../load";
-
-function Listing({ api, subject }: { api: Api; subject: string }) {
-  // Staff see a held or hidden listing too; a listing that cannot be read is only named.
-  const pet = useLoad(() => api.pets.getPet({ name: subject }).then((r) => r.pet ?? null), subject);
-  if (!pet.data) return <>{subject}</>;
-  return <>{pet.data.displayName} <span className="muted">({subject})</span></>;
-}
+import { Named, useNames } from "../names";
 
 function Decide({ api, c, onDone }: { api: Api; c: Case; onDone: () => void }) {
   const [problem, setProblem] = useState<Problem | null>(null);
@@ -102,6 +96,8 @@ export function CasePage({ api, powers, name }: { api: Api; powers: Powers; name
     loaded.reload();
   };
   const c = loaded.data;
+  const names = useNames(api, c ? [c.subject, c.user, c.assignee, ...c.reports.map((r) => r.reporter),
+                                  ...c.actions.map((a) => a.actor)] : []);
 
   const claim = async () => {
     setClaimProblem(null);
@@ -126,12 +122,13 @@ export function CasePage({ api, powers, name }: { api: Api; powers: Powers; name
   return (
     <section>
       <p><a href="/admin/cases" onClick={follow}>← Moderation queue</a></p>
-      <h1 tabIndex={-1}>Case {c.name.split("/")[1]}: <span className="subject">{c.subject}</span></h1>
+      <h1 tabIndex={-1}>Case: {names[c.subject] ?? c.subject}</h1>
       {notice && <p role="status" className="notice">{notice}</p>}
       <dl className="facts">
-        <dt>Subject</dt><dd>{c.subject.startsWith("pets/") ? <Listing api={api} subject={c.subject} /> : c.subject}</dd>
-        <dt>Account</dt><dd>{c.user ? <a href={userPath(c.user)} onClick={follow}>{c.user}</a> : "unknown"}</dd>
-        <dt>State</dt><dd>{stateName(c.state)}{c.assignee && ` (${c.assignee === me ? "you" : c.assignee})`}</dd>
+        <dt>Case</dt><dd className="id">{c.name}</dd>
+        <dt>Subject</dt><dd><Named name={c.subject} names={names} /></dd>
+        <dt>Account</dt><dd>{c.user ? <a href={userPath(c.user)} onClick={follow}><Named name={c.user} names={names} /></a> : "unknown"}</dd>
+        <dt>State</dt><dd>{stateName(c.state)}{c.assignee && <> ({c.assignee === me ? "you" : <Named name={c.assignee} names={names} />})</>}</dd>
         <dt>Decision</dt><dd>{c.resolution ? actionName(c.resolution) : "none yet"}</dd>
         <dt>Priority</dt><dd>{c.priority}</dd>
         <dt>Reports</dt><dd>{c.reportCount}</dd>
@@ -152,7 +149,7 @@ export function CasePage({ api, powers, name }: { api: Api; powers: Powers; name
           {c.reports.map((r) => (
             <li key={r.name}>
               <p><strong>{reasonName(r.reason)}</strong> by{" "}
-                <a href={userPath(r.reporter)} onClick={follow}>{r.reporter}</a>, {when(r.createTime)}</p>
+                <a href={userPath(r.reporter)} onClick={follow}><Named name={r.reporter} names={names} /></a>, {when(r.createTime)}</p>
               {r.details && <blockquote>{r.details}</blockquote>}
             </li>
           ))}
@@ -189,7 +186,7 @@ export function CasePage({ api, powers, name }: { api: Api; powers: Powers; name
           {c.actions.map((a, i) => (
             <li key={i}>
               {when(a.createTime)}: {a.reversal ? "reversed " : ""}<strong>{actionName(a.action)}</strong>
-              {" "}by {a.actor || "the automatic hold"}{a.reason && <>: “{a.reason}”</>}
+              {" "}by {a.actor ? <Named name={a.actor} names={names} /> : "the automatic hold"}{a.reason && <>: “{a.reason}”</>}
             </li>
           ))}
         </ol>

@@ -7,6 +7,7 @@ import { follow } from "@petplatform/kit/router";
 import type { Api } from "../api";
 import { actionName, stateName, userPath, when } from "../labels";
 import { useLoad } from "../load";
+import { Named, useNames } from "../names";
 
 const VIEWS: { id: string; label: string; states: Case_State[] }[] = [
   { id: "waiting", label: "Open and in review", states: [] },
@@ -35,6 +36,7 @@ export function Queue({ api }: { api: Api }) {
     }
   };
   const cases = [...(first.data ?? []), ...more.cases];
+  const names = useNames(api, cases.flatMap((c) => [c.subject, c.user, c.assignee]));
 
   return (
     <section>
@@ -63,7 +65,7 @@ export function Queue({ api }: { api: Api }) {
             {cases.map((c) => (
               <tr key={c.name}>
                 <th scope="row">
-                  <a href={`/admin/${c.name}`} onClick={follow}>{c.subject}</a>
+                  <a href={`/admin/${c.name}`} onClick={follow}><Named name={c.subject} names={names} /></a>
                   {c.held && <span className="tag warn">held</span>}
                   {c.state === Case_State.RESOLVED && <span className="tag">{actionName(c.resolution)}</span>}
                 </th>
@@ -71,8 +73,8 @@ export function Queue({ api }: { api: Api }) {
                 <td className="num">{c.priority}</td>
                 <td className="num">{c.reportCount}</td>
                 <td className="num">{c.riskScore ? c.riskScore.toFixed(2) : "–"}</td>
-                <td>{c.user ? <a href={userPath(c.user)} onClick={follow}>{c.user}</a> : "unknown"}</td>
-                <td>{c.assignee || "–"}</td>
+                <td>{c.user ? <a href={userPath(c.user)} onClick={follow}><Named name={c.user} names={names} /></a> : "unknown"}</td>
+                <td>{c.assignee ? <Named name={c.assignee} names={names} /> : "–"}</td>
                 <td>{when(c.createTime)}</td>
               </tr>
             ))}
