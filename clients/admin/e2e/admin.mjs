@@ -131,9 +131,16 @@ try {
   await heading(support, "Not available to you");
   if (await support.getByRole("button", { name: "Take action" }).count()) throw new Error("support is offered an action");
 
-  step("admin: the audit log has the decision, and its hash chain verifies");
+  step("admin: the accounts with the moderator role (auth's ListAccounts)");
   const admin = await newPerson(browser, "admin", pageErrors);
   await signIn(admin, env("ADMIN_EMAIL"), env("ADMIN_SECRET"));
+  await admin.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Users" }).click();
+  await heading(admin, "Users");
+  await admin.getByLabel("Role", { exact: true }).selectOption({ label: "Moderator" });
+  await admin.getByRole("button", { name: "List" }).click();
+  await admin.getByRole("row").filter({ hasText: env("MODERATOR_EMAIL") })
+    .getByRole("cell", { name: "Moderator", exact: true }).waitFor();
+  step("admin: the audit log has the decision, and its hash chain verifies");
   await admin.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Audit log" }).click();
   await heading(admin, "Audit log");
   await admin.getByRole("row").filter({ hasText: "ResolveCase" }).filter({ hasText: "ACTION_HIDE_LISTING" }).first().waitFor();

@@ -85,6 +85,14 @@ function Reverse({ api, c, onDone }: { api: Api; c: Case; onDone: () => void }) 
   );
 }
 
+/** What a case is about, in words, while (or when) its subject has no name to show. */
+function subjectKind(subject: string): string {
+  if (subject.startsWith("pets/")) return "a pet listing";
+  if (subject.startsWith("users/")) return "an account";
+  if (subject.startsWith("businesses/")) return "a business";
+  return subject.includes("/messages/") ? "a chat message" : subject;
+}
+
 export function CasePage({ api, powers, name }: { api: Api; powers: Powers; name: string }) {
   const loaded = useLoad(() => api.admin.getCase({ name }).then((r) => r.case!), name);
   const [claimProblem, setClaimProblem] = useState<Problem | null>(null);
@@ -122,7 +130,7 @@ export function CasePage({ api, powers, name }: { api: Api; powers: Powers; name
   return (
     <section>
       <p><a href="/admin/cases" onClick={follow}>← Moderation queue</a></p>
-      <h1 tabIndex={-1}>Case: {names[c.subject] ?? c.subject}</h1>
+      <h1 tabIndex={-1}>Case: {names[c.subject] ?? subjectKind(c.subject)}</h1>
       {notice && <p role="status" className="notice">{notice}</p>}
       <dl className="facts">
         <dt>Case</dt><dd className="id">{c.name}</dd>

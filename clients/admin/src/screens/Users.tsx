@@ -11,6 +11,62 @@ import type { Api, Powers } from "../api";
 import { actionName, roleName, ROLES, stateName, statusName, STATUSES, userPath, when } from "../labels";
 import { useLoad } from "../load";
 
+/** Auth's ListAccounts: accounts by role and status (staff, suspended ones...), newest first. */
+function ByRoleAndStatus({ api }: { api: Api }) {
+  const [filter, setFilter] = useState<{ role: Role; status: AccountStatus } | null>(null);
+  const listed = useLoad(
+    () => (filter ? api.auth.listAccounts({ ...filter, pageSize: 50 }).then((r) => r.accounts) : Promise.resolve(null)),
+    filter ? `${filter.role}/${filter.status}` : "");
+  const list = (event: FormEvent<HTMLFormElement>) => {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget);
+    setFilter({ role: Number(form.get("role")) as Role, status: Number(form.get("status")) as AccountStatus });
+  };
+  return (
+    <>
+      <h2>Accounts by role and status</h2>
+      <form onSubmit={list} className="toolbar" noValidate aria-label="Accounts by role and status">
+        <div className="field">
+          <label htmlFor="list-role">Role</label>
+          <select id="list-role" name="role" defaultValue={Role.UNSPECIFIED}>
+            <option value={Role.UNSPECIFIED}>Any role</option>
+            {ROLES.map(([r, label]) => <option key={r} value={r}>{label}</option>)}
+          </select>
+        </div>
+        <div className="field">
+          <label htmlFor="list-status">Status</label>
+          <select id="list-status" name="status" defaultValue={AccountStatus.UNSPECIFIED}>
+            <option value={AccountStatus.UNSPECIFIED}>Any status</option>
+            {STATUSES.map(([st, label]) => <option key={st} value={st}>{label}</option>)}
+          </select>
+        </div>
+        <button type="submit" className="secondary">List</button>
+      </form>
+      <ProblemBanner problem={listed.problem} />
+      {listed.data && listed.data.length === 0 && <p role="status">No account has that role and status.</p>}
+      {listed.data && listed.data.length > 0 && (
+        <table className="grid">
+          <caption className="visually-hidden">Accounts with that role and status, newest first</caption>
+          <thead>
+            <tr><th scope="col">Name</th><th scope="col">Email</th><th scope="col">Role</th>
+              <th scope="col">Status</th><th scope="col">Registered</th></tr>
+          </thead>
+          <tbody>
+            {listed.data.map((u) => (
+              <tr key={u.name}>
+                <th scope="row"><a href={userPath(u.name)} onClick={follow}>{u.displayName || u.name}</a></th>
+                <td>{u.email}</td><td>{roleName(u.role)}</td>
+                <td>{statusName(u.status)}{u.statusReason && <>: “{u.statusReason}”</>}</td>
+                <td>{when(u.createTime)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
+  );
+}
+
 export function Users({ api, query }: { api: Api; query: string }) {
   const found = useLoad(
     () => (query ? api.admin.searchUserRecords({ query, pageSize: 50 }).then((r) => r.userRecords)
@@ -52,6 +108,7 @@ export function Users({ api, query }: { api: Api; query: string }) {
           </tbody>
         </table>
       )}
+      <ByRoleAndStatus api={api} />
     </section>
   );
 }
