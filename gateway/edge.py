@@ -18,6 +18,7 @@ from mesh import limits, oauth
 from gateway.connections import EdgeRunner
 from gateway.health import EdgeHealth
 from gateway.http_rules import bindings
+from gateway.dev_bank import LocalBank
 from gateway.dev_oidc import LocalOpenIdProvider
 from gateway.oauth_flow import OAuthFlow
 from gateway.pages import VerifyEmailPage
@@ -25,6 +26,7 @@ from gateway.passthrough import PassThrough
 from gateway.policy import EdgePolicy
 from gateway.rest import DOCS_CSP, RestEdge
 from gateway.upstream import OpenStreams
+from mesh.config import LOCAL_BANK_PATH, local_secret
 from mesh.runtime import Runtime, server_options
 from petplatform.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -41,10 +43,11 @@ def bound_port(site: web.TCPSite) -> int:
 
 # What this edge serves besides the contracts' routes, as path prefixes. Behind Envoy (production) it
 # serves exactly these: tools/envoy_config.py routes them here. /readyz is this process's own probe; the
-# demo provider (DEV_OIDC_PATH) is refused in the real profile.
+# demo provider (DEV_OIDC_PATH) is refused in the real profile, and the local payment provider's bank page
+# (LOCAL_BANK_PATH) is served only while that provider moves the (pretend) money.
 PAGE_PREFIXES = ("/openapi.json", "/docs", "/asyncapi.json", "/.well-known/jwks.json", "/verify-email",
                  "/v1/auth/oauth/", webhooks.PATH.split("{")[0], "/v1/blobs/")
-LOCAL_ONLY_PATHS = ("/readyz", "/healthz", oauth.DEV_OIDC_PATH)
+LOCAL_ONLY_PATHS = ("/readyz", "/healthz", oauth.DEV_OIDC_PATH, LOCAL_BANK_PATH)
 
 
 class Edge:
@@ -67,6 +70,12 @@ class Edge:
         # The demo provider (PETPLATFORM_DEV_OIDC): development and the demo only, refused in the real profile.
         self.dev_oidc = LocalOpenIdProvider(oauth.dev_oidc_issuer(self.s)) if self.s.dev_oidc else None
 
+    def local_bank(self) -> LocalBank:
+        s = self.s
+        secret = (s.local_payment_webhook_secret.get_secret_value().encode() if s.local_payment_webhook_secret
+                  else local_secret(s.data_dir / "local-payment-webhook-secret"))
+        return LocalBank(self.channel_for, self.policy, secret)
+
     async def start(self, http_port: int | None = None, grpc_port: int | None = None) -> None:
         verify = VerifyEmailPage(self.channel_for, self.policy)
         rest = RestEdge(self.s, self.bindings, self.policy, self.relay_channel_for, self.rt.blobs, self.streams,
@@ -76,7 +85,8 @@ class Edge:
                          ("GET", "/.well-known/jwks.json", self.jwks),
                          ("GET", "/verify-email", verify.show), ("POST", "/verify-email", verify.confirm),
                          *OAuthFlow(self.s, self.rt.cache, self.policy, self.channel_for).routes(),
-                         *(self.dev_oidc.routes(oauth.DEV_OIDC_PATH) if self.dev_oidc else ())])
+                         *(self.dev_oidc.routes(oauth.DEV_OIDC_PATH) if self.dev_oidc else ()),
+                         *(self.local_bank().routes() if self.s.payment_provider == "local" else ())])
         rest.extras.append(("POST", webhooks.PATH, webhooks.Webhooks(rest).receive))
         # handler_cancellation: a client that disconnects cancels its handler, and so its upstream call.
         # shutdown_timeout: what a handler still running at stop gets (streams were ended before).

@@ -17,8 +17,9 @@ from mesh.config import Settings
 
 log = logging.getLogger(__name__)
 
-# Photos may come from the edge or, in the real profile, from the object store's presigned URLs.
-_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: http: https:; "
+# Photos may come from the edge or, in the real profile, from the object store's presigned URLs; blob: for
+# what the app fetched over gRPC-Web itself (chat attachments, the two-factor QR code).
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: http: https:; "
         "connect-src 'self' {edge}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 _HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 

@@ -124,7 +124,9 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(900, ge=60, le=3600)
     refresh_token_ttl_seconds: int = Field(7 * 24 * 3600, ge=3600)
     verification_token_ttl_seconds: int = Field(48 * 3600, ge=600)
-    bcrypt_rounds: int = Field(12, ge=12, le=16)
+    # bcrypt cost. The embedded profile (development, tests) may go down to 4, a millisecond a hash instead of
+    # about 300: half the test suite's CPU was password hashing. Profile 'real' refuses less than 12.
+    bcrypt_rounds: int = Field(12, ge=4, le=16)
     # Sign-in throttling (services/auth/throttle.py). Failures count for a window. Past a ceiling, strangers
     # to the account (addresses it has not signed in from) get one attempt per slow interval: slowed, not locked.
     login_max_failures_per_account: int = Field(20, ge=1)  # from every address together
@@ -235,6 +237,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"profile 'real' needs {', '.join(missing)}")
             if self.dev_oidc:
                 raise ValueError("PETPLATFORM_DEV_OIDC lets anyone sign in as anyone: not in profile 'real'")
+            if self.bcrypt_rounds < 12:
+                raise ValueError("PETPLATFORM_BCRYPT_ROUNDS below 12 is for the embedded profile only")
         if self.chat_store == "mongodb" and not self.mongodb_url:
             raise ValueError("chat_store 'mongodb' needs PETPLATFORM_MONGODB_URL")
         needs = {"fcm": ("fcm_project_id", "fcm_service_account_file"),
@@ -252,6 +256,10 @@ class Settings(BaseSettings):
             raise ValueError("payment_provider 'paypal' needs PETPLATFORM_PAYPAL_CLIENT_ID, "
                              "PETPLATFORM_PAYPAL_CLIENT_SECRET and PETPLATFORM_PAYPAL_WEBHOOK_ID")
         return self
+
+
+# Where the edge serves the local payment provider's bank page (3-D Secure), the `action_url` of its charges.
+LOCAL_BANK_PATH = "/dev-bank/3ds"
 
 
 def local_secret(path: Path) -> bytes:

@@ -78,11 +78,14 @@ def routes(services: list[str]) -> dict:
             "name": "petplatform", "domains": ["*"],
             "request_headers_to_remove": [USER_HEADER],  # for the rate limit only: services read the token
             "response_headers_to_add": [
-                {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
-                for k, v in (("strict-transport-security", "max-age=63072000; includeSubDomains"),
-                             ("x-content-type-options", "nosniff"),
-                             ("x-frame-options", "DENY"),
-                             ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"))],
+                *({"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+                  for k, v in (("strict-transport-security", "max-age=63072000; includeSubDomains"),
+                               ("x-content-type-options", "nosniff"),
+                               ("x-frame-options", "DENY"))),
+                # The API's policy, unless the Python edge's pages (verify-email, /docs, the OAuth pages) set
+                # their own: overwriting it stripped the inline styles those pages are allowed.
+                {"header": {"key": "content-security-policy", "value": "default-src 'none'; frame-ancestors 'none'"},
+                 "append_action": "ADD_IF_ABSENT"}],
             "typed_per_filter_config": {"envoy.filters.http.cors": {
                 "@type": f"{T}.filters.http.cors.v3.CorsPolicy",
                 "allow_origin_string_match": [{"exact": "https://app.petplatform.example"}],

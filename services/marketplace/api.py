@@ -547,14 +547,15 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
         after = (dt.datetime.fromisoformat(position[0]), position[1]) if position else None
         async with self.db.read() as s:
             business_id = None
-            if request.business:
+            every = request.business == "businesses/-"  # AIP-159: the bookings of all the caller's businesses
+            if request.business and not every:
                 business = await self._business(s, request.business, "business")
                 if not self._owns(caller, business):
                     raise errors.permission_denied("only the business's owner may list its bookings")
                 business_id = business.id
-            rows = await store.list_bookings(s, owner_id=None if business_id else caller.user_id,
+            rows = await store.list_bookings(s, owner_id=None if business_id or every else caller.user_id,
                                              business_id=business_id, states=list(request.states), after=after,
-                                             size=size)
+                                             size=size, business_owner_id=caller.user_id if every else None)
         rows, token = pagination.page(rows, size, lambda r: [r.create_time.isoformat(), r.id], request)
         return m.ListBookingsResponse(bookings=[booking_message(r) for r in rows], next_page_token=token)
 

@@ -366,11 +366,14 @@ async def update_booking(s: AsyncSession, booking_id: str, **values: Any) -> Non
 
 
 async def list_bookings(s: AsyncSession, *, owner_id: str | None, business_id: str | None, states: Sequence[int],
-                        after: tuple[dt.datetime, str] | None, size: int) -> Sequence[Row]:
+                        after: tuple[dt.datetime, str] | None, size: int,
+                        business_owner_id: str | None = None) -> Sequence[Row]:
     from mesh import pagination
     q = sa.select(bookings)
     if owner_id is not None:
         q = q.where(bookings.c.owner_id == owner_id)
+    if business_owner_id is not None:
+        q = q.where(bookings.c.business_owner_id == business_owner_id)
     if business_id is not None:
         q = q.where(bookings.c.business_id == business_id)
     if states:

@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from mesh.config import local_secret
+from mesh.config import LOCAL_BANK_PATH, local_secret
 from mesh.events import Effects
 from mesh.registry import ServiceSpec
 from mesh.runtime import Runtime, ServiceModule
@@ -40,7 +40,10 @@ class PaymentModule(ServiceModule):
         # The local provider always takes its own webhooks (development, tests); the one that moves
         # money is chosen by settings. PayPal's are verified by PayPal itself (no shared secret).
         self.secrets["local"] = local
-        self.local = LocalProvider(local, self._deliver_local, clock=lambda: self.now().timestamp())
+        # The edge serves the local provider's bank page while the local provider moves the money.
+        bank = f"{s.public_url.rstrip('/')}{LOCAL_BANK_PATH}" if s.payment_provider == "local" else ""
+        self.local = LocalProvider(local, self._deliver_local, clock=lambda: self.now().timestamp(),
+                                   bank_url=bank)
         self.stripe: StripeProvider | None = None
         self.paypal: PayPalProvider | None = None
         provider: Provider = self.local

@@ -74,8 +74,12 @@ class LocalProvider:
 
     name = "local"
 
-    def __init__(self, secret: bytes, deliver: Deliver | None = None, *, clock: Callable[[], float] = time.time):
+    def __init__(self, secret: bytes, deliver: Deliver | None = None, *, clock: Callable[[], float] = time.time,
+                 bank_url: str = ""):
+        """bank_url: where payers confirm a charge that needs 3-D Secure (the edge's page, gateway/dev_bank.py),
+        given as each such charge's action_url; none: only authenticate() completes them."""
         self.secret = secret
+        self.bank_url = bank_url.rstrip("/")
         self.clock = clock
         self.deliver = deliver
         self.done: dict[str, tuple[tuple, Outcome]] = {}  # idempotency key -> (request, outcome)
@@ -154,7 +158,8 @@ class LocalProvider:
             if payment_method in DECLINED:
                 return Outcome("failed", ref, DECLINED[payment_method])
             if payment_method in AUTHENTICATE:
-                return Outcome("requires_action", ref, client_secret=f"{ref}_secret_{secrets.token_hex(12)}")
+                return Outcome("requires_action", ref, client_secret=f"{ref}_secret_{secrets.token_hex(12)}",
+                               action_url=f"{self.bank_url}/{ref}" if self.bank_url else "")
             return Outcome("processing" if payment_method in ASYNC else "succeeded", ref)
 
         def event(o: Outcome) -> tuple[str, dict]:
@@ -164,6 +169,8 @@ class LocalProvider:
             return kind, {"id": o.reference, "object": "payment_intent", "amount": amount, "currency": currency.lower(),
                           "status": o.state, "metadata": {**metadata, "idempotency_key": key},
                           "client_secret": o.client_secret or None,
+                          "next_action": {"type": "redirect_to_url", "redirect_to_url": {"url": o.action_url}}
+                          if o.action_url else None,
                           "last_payment_error": {"code": o.failure} if o.failure else None}
         return await self._once("charge", key, (amount, currency, payment_method,
                                                 tuple(sorted({**metadata, "idempotency_key": key}.items()))),

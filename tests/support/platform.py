@@ -75,7 +75,8 @@ class SmtpSink:
 def embedded_settings(tmp_path, smtp_sink, **overrides):
     # A sign-in back-off gate that outlives any test on a loaded machine: with the default 1 s, a gate
     # could reopen while 20 parallel wrong logins are still arriving, and their counted outcomes drift.
-    defaults = dict(login_backoff_base_seconds=120)
+    # bcrypt at cost 4: hashing at 12 was half the suite's CPU (the real profile keeps 12, as it must).
+    defaults = dict(login_backoff_base_seconds=120, bcrypt_rounds=4)
     return load_settings(data_dir=tmp_path, grpc_port=0, smtp_host="127.0.0.1", smtp_port=smtp_sink.port,
                          log_json=False, outbox_poll_seconds=0.2, **{**defaults, **overrides})
 
@@ -86,7 +87,7 @@ def real_settings(tmp_path, smtp_sink, s3_endpoint, **overrides):
     return embedded_settings(
         tmp_path, smtp_sink, profile="real", database_url=POSTGRES_URL, amqp_url=AMQP_URL, redis_url=REDIS_URL,
         s3_endpoint=s3_endpoint, s3_secure=False, s3_access_key="test", s3_secret_key="test",
-        edge_key="test-edge-key-of-at-least-32-characters",
+        edge_key="test-edge-key-of-at-least-32-characters", bcrypt_rounds=12,
         page_token_key="test-page-token-key-of-32-characters",
         mfa_encryption_key="dGVzdC1tZmEta2V5LW9mLTMyLWJ5dGVzLWV4YWN0bHk=",
         # Small pools: a run starts many platforms (replicas, one per test module) on one PostgreSQL.

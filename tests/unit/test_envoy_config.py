@@ -13,7 +13,8 @@ from mesh.client_address import CLIENT_ADDRESS_HEADER, EDGE_KEY_HEADER
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.route.v3 import route_components_pb2 as route_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401
-from envoy.extensions.filters.http.cors.v3 import cors_pb2  # noqa: F401
+from envoy.config.core.v3 import base_pb2 as core_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.grpc_json_transcoder.v3 import transcoder_pb2
 from envoy.extensions.filters.http.grpc_web.v3 import grpc_web_pb2  # noqa: F401
 from envoy.extensions.filters.http.header_mutation.v3 import header_mutation_pb2
@@ -161,3 +162,20 @@ def test_pages_go_to_the_python_edge_untranscoded():
         assert route.typed_per_filter_config["envoy.filters.http.grpc_json_transcoder"].Unpack(disabled)
         assert disabled.disabled
     assert envoy_config.PAGES_CLUSTER in {c.name for c in b.static_resources.clusters}
+
+
+def test_the_pages_keep_their_own_content_security_policy():
+    """The API's CSP is added where a response has none; the Python edge's pages (their inline styles, their
+    forms) keep theirs. The headers the web app needs across origins (gRPC-Web's status and its details, the
+    rate limit's) are exposed to it, and photos keep the edge's cross-origin resource policy (not overwritten)."""
+    host = managers(bootstrap())[0].route_config.virtual_hosts[0]
+    added = {h.header.key: h.append_action for h in host.response_headers_to_add}
+    assert added["content-security-policy"] == core_pb2.HeaderValueOption.ADD_IF_ABSENT
+    assert added["x-frame-options"] == core_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+    assert "cross-origin-resource-policy" not in added
+    cors = cors_pb2.CorsPolicy()
+    assert host.typed_per_filter_config["envoy.filters.http.cors"].Unpack(cors)
+    exposed = {h.strip() for h in cors.expose_headers.split(",")}
+    assert {"grpc-status", "grpc-message", "grpc-status-details-bin"} <= exposed
+    allowed = {h.strip() for h in cors.allow_headers.split(",")}
+    assert {"authorization", "content-type", "x-grpc-web", "x-user-agent", "grpc-timeout"} <= allowed

@@ -33,9 +33,15 @@ def test_real_profile_names_every_missing_url():
     assert "PETPLATFORM_DATABASE_URL" not in str(e.value)
 
 
-def test_bcrypt_cost_below_12_is_refused():
+def test_bcrypt_cost_below_12_is_refused_in_the_real_profile():
+    real = dict(profile="real", database_url="postgresql+asyncpg://x/y", amqp_url="amqp://x", redis_url="redis://x",
+                s3_endpoint="x:9000", edge_key="k" * 32, page_token_key="p" * 32, mfa_encryption_key="A" * 43 + "=")
+    assert load_settings(**real).bcrypt_rounds == 12
     with pytest.raises(ConfigError, match="PETPLATFORM_BCRYPT_ROUNDS"):
-        load_settings(bcrypt_rounds=10)
+        load_settings(**real, bcrypt_rounds=11)
+    with pytest.raises(ConfigError, match="PETPLATFORM_BCRYPT_ROUNDS"):
+        load_settings(bcrypt_rounds=3)
+    assert load_settings(bcrypt_rounds=4).bcrypt_rounds == 4  # embedded: development and tests
 
 
 def test_cli_reports_bad_configuration_without_a_traceback():

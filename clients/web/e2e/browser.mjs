@@ -4,7 +4,9 @@
 // (display names of two seeded pets: a dog with a photo near Tokyo, a cat in Osaka), MFA_EMAIL and MFA_SECRET
 // (an account with the second factor on, its password PASSWORD), DEMO_EMAIL (whom to be at the demo provider),
 // EXPIRED_SESSION (a stored session, as JSON, whose access token has expired), OWNER_EMAIL (the seeded owner
-// of DOG and CAT, password PASSWORD).
+// of DOG and CAT, password PASSWORD), WALKER_EMAIL (the owner of the business "Happy Paws"), HELD_PET (a listing of
+// OWNER_EMAIL's held by moderation), NEW_PET (a name for the pet the owner lists through the form), PHOTO (a JPEG
+// file, uploaded as its photo and sent as a chat attachment).
 import { createHmac } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -26,6 +28,10 @@ const MFA_SECRET = env("MFA_SECRET");
 const DEMO_EMAIL = env("DEMO_EMAIL");
 const EXPIRED = JSON.parse(env("EXPIRED_SESSION")); // an expired access token with a good refresh token
 const OWNER_EMAIL = env("OWNER_EMAIL");
+const WALKER_EMAIL = env("WALKER_EMAIL");
+const HELD_PET = env("HELD_PET");
+const NEW_PET = env("NEW_PET");
+const PHOTO = env("PHOTO");
 mkdirSync(SCREENSHOTS, { recursive: true });
 
 const browser = await chromium.launch({
@@ -47,13 +53,13 @@ async function newPerson(who) {
 }
 const page = await newPerson("first");
 
-/** RFC 6238 code of the next 30-second step: the one enrolling used the current step, which is spent. */
-function nextTotp(secret) {
+/** RFC 6238 code of the 30-second step `ahead` of the current one. */
+function totp(secret, ahead) {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
   const bits = [...secret.replace(/=+$/, "").toUpperCase()].map((c) => alphabet.indexOf(c).toString(2).padStart(5, "0")).join("");
   const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
   const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000) + 1));
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000) + ahead));
   const mac = createHmac("sha1", key).update(counter).digest();
   const offset = mac[mac.length - 1] & 15;
   return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, "0");
@@ -63,6 +69,12 @@ const shot = (name, on = page) => on.screenshot({ path: join(SCREENSHOTS, `${nam
 const heading = (name, on = page) => on.getByRole("heading", { level: 1, name }).waitFor();
 let adopter = null;
 let owner = null;
+let walker = null;
+/** A link of the main navigation. */
+const nav = (on, name) => on.getByRole("navigation", { name: "Main" }).getByRole("link", { name, exact: true });
+/** An image on the page has loaded (its bytes arrived and decoded). */
+const loaded = async (img, on = page) =>
+  on.waitForFunction((el) => el.complete && el.naturalWidth > 0, await img.elementHandle());
 
 async function signIn(on, email) {
   await on.goto(`${WEB_URL}/signin`);
@@ -147,7 +159,8 @@ try {
   await page.getByRole("button", { name: "Verify" }).click();
   await page.getByRole("alert").filter({ hasText: "code is not right" }).waitFor();
   await shot("mfa-error");
-  await page.getByLabel("Code").fill(nextTotp(MFA_SECRET));
+  // The next step's code: enrolling used the current step's, which is spent.
+  await page.getByLabel("Code").fill(totp(MFA_SECRET, 1));
   await page.getByRole("button", { name: "Verify" }).click();
   await heading("Find a pet");
   await page.getByText(MFA_EMAIL).waitFor();
@@ -262,6 +275,148 @@ try {
   await owner.getByRole("list", { name: "Your bookings" }).getByText(DOG).waitFor();
   await shot("bookings", owner);
 
+  step("the owner's pets: a held listing says so, to its owner only");
+  await nav(owner, "My pets").click();
+  await heading("Your pets", owner);
+  const heldRow = owner.getByRole("list", { name: "Your pets" }).getByRole("listitem").filter({ hasText: HELD_PET });
+  await heldRow.getByText("Held for review").waitFor();
+  await shot("my-pets", owner);
+  await heldRow.getByRole("link", { name: HELD_PET }).click();
+  await heading(`Edit ${HELD_PET}`, owner);
+  await owner.getByRole("status").filter({ hasText: "Only you can see this listing" }).waitFor();
+  await shot("pet-held", owner);
+
+  step("the owner lists a pet through the form, with a photo");
+  await owner.getByRole("link", { name: "← Your pets" }).click();
+  await owner.getByRole("link", { name: "List a pet" }).click();
+  await heading("List a pet", owner);
+  await owner.getByLabel("Name").fill(NEW_PET);
+  await owner.getByLabel("Species").selectOption({ label: "Dog" });
+  await owner.getByLabel("Breed").fill("Kai Ken");
+  await owner.getByLabel("Where").selectOption({ label: "Tokyo" });
+  await owner.getByLabel("Children").check();
+  await owner.getByLabel("Description").fill("A calm brindle dog who loves long walks and naps in the sun.");
+  await owner.getByRole("button", { name: "List this pet" }).click();
+  await heading(`Edit ${NEW_PET}`, owner);
+  await owner.getByText(`${NEW_PET} is listed.`).waitFor();
+  await owner.getByLabel("Add photos").setInputFiles(PHOTO);
+  await owner.getByText("The photo was added.").waitFor();
+  await loaded(owner.getByRole("img", { name: `${NEW_PET}, photo 1 of 1` }), owner);
+  await shot("pet-form", owner);
+
+  step("the owner books again, with a card that asks for 3-D Secure");
+  await nav(owner, "Services").click();
+  await heading("Pet services nearby", owner);
+  await owner.getByRole("list", { name: "Businesses" }).getByRole("link", { name: "Happy Paws" }).click();
+  await heading("Happy Paws", owner);
+  await owner.getByRole("radio").first().waitFor();
+  await owner.getByRole("checkbox", { name: DOG }).check();
+  await owner.getByLabel("Payment").selectOption({ label: "Test card: asks for 3-D Secure" });
+  await owner.getByRole("button", { name: "Request booking" }).click();
+  await owner.getByRole("status").filter({ hasText: "Booked: Walk" }).waitFor();
+
+  step("the business accepts both bookings, then starts and completes the paid one");
+  walker = await newPerson("walker");
+  await signIn(walker, WALKER_EMAIL);
+  await nav(walker, "My business").click();
+  await heading("Your business's bookings", walker);
+  const incoming = walker.getByRole("list", { name: "Incoming bookings" });
+  const accept = incoming.getByRole("button", { name: /^Accept:/ });
+  await accept.nth(1).waitFor(); // both requests
+  await accept.first().click();
+  await accept.nth(1).waitFor({ state: "detached" });
+  await accept.click();
+  await accept.waitFor({ state: "detached" });
+  await incoming.getByRole("button", { name: /^Start:/ }).click(); // shown once the visa charge is paid
+  await walker.getByRole("status").filter({ hasText: "Started." }).waitFor();
+  await incoming.getByRole("button", { name: /^Complete:/ }).click();
+  await walker.getByRole("status").filter({ hasText: "Completed" }).waitFor();
+  await incoming.getByText("Done").waitFor();
+  await shot("incoming", walker);
+
+  step("the owner confirms the other charge at the bank (3-D Secure), then cancels it with the policy's refund");
+  await nav(owner, "Bookings").click();
+  await heading("Your bookings", owner);
+  const toConfirm = owner.getByRole("group", { name: "Payment to confirm" });
+  await toConfirm.getByRole("link", { name: "Confirm with your bank" }).waitFor();
+  await shot("3ds", owner);
+  const [bank] = await Promise.all([owner.context().waitForEvent("page"),
+                                    toConfirm.getByRole("link", { name: "Confirm with your bank" }).click()]);
+  await bank.getByRole("heading", { name: "Confirm your payment" }).waitFor();
+  await shot("bank", bank);
+  await bank.getByRole("button", { name: "Confirm payment" }).click();
+  await bank.getByRole("heading", { name: "Payment confirmed" }).waitFor();
+  await bank.close();
+  await toConfirm.waitFor({ state: "detached" }); // the app saw the bank's answer
+  const bookingsList = owner.getByRole("list", { name: "Your bookings" });
+  const confirmed = bookingsList.getByRole("listitem").filter({ hasText: "Accepted" });
+  await confirmed.getByText(/· Paid/).waitFor();
+  await confirmed.getByRole("button", { name: "Cancel booking…" }).click();
+  await owner.getByRole("group", { name: "Cancel this booking" }).getByText(/back in full/).waitFor();
+  await shot("cancel", owner);
+  await owner.getByRole("button", { name: "Yes, cancel it" }).click();
+  await owner.getByRole("status").filter({ hasText: /The booking is cancelled\. You get .* back in full/ }).waitFor();
+  await bookingsList.getByRole("listitem").filter({ hasText: "cancelled by you" }).getByText(/Refunded in full/).waitFor();
+
+  step("reviews, double-blind: the owner reviews the walk, then the business reviews the owner and both show");
+  await bookingsList.getByRole("form", { name: "Review Happy Paws" }).waitFor();
+  await owner.getByLabel("5 stars").check();
+  await owner.getByLabel("Your review").fill("Punctual and kind; Mochi came back happy.");
+  await owner.getByRole("button", { name: "Publish review" }).click();
+  await owner.getByText(/will see it once they have reviewed you too/).waitFor();
+  await shot("review", owner);
+  await walker.reload();
+  await heading("Your business's bookings", walker);
+  await walker.getByRole("form", { name: /^Review / }).waitFor();
+  await walker.getByLabel("4 stars").check();
+  await walker.getByRole("button", { name: "Publish review" }).click();
+  await walker.getByText(/'s review of you:/).waitFor(); // both have written: the owner's is published
+  await owner.reload();
+  await heading("Your bookings", owner);
+  await owner.getByText("Happy Paws's review of you:").waitFor();
+
+  step("the one who signed up turns on two-factor authentication from a QR code");
+  await nav(adopter, "Security").click();
+  await heading("Two-factor authentication", adopter);
+  await adopter.getByRole("button", { name: "Set up two-factor authentication" }).click();
+  await loaded(adopter.getByRole("img", { name: /QR code/ }), adopter);
+  const enrolSecret = await adopter.locator("code[aria-label='Secret key']").innerText();
+  await shot("mfa-enrol", adopter);
+  await adopter.getByLabel("Code").fill(totp(enrolSecret, 0));
+  await adopter.getByRole("button", { name: "Turn on" }).click();
+  await adopter.getByRole("list", { name: "Recovery codes" }).waitFor();
+  await adopter.getByText("Two-factor authentication is on.").waitFor();
+
+  step("a photo sent in the chat reaches the owner, fetched by a member only");
+  await nav(adopter, "Chats").click();
+  await heading("Chats", adopter);
+  await adopter.getByRole("list", { name: "Your chats" }).getByRole("link").first().click();
+  await heading(/^Chat with/, adopter);
+  await nav(owner, "Chats").click();
+  await heading("Chats", owner);
+  await owner.getByRole("list", { name: "Your chats" }).getByRole("link", { name: "Browser Tester" }).click();
+  await heading("Chat with Browser Tester", owner);
+  await adopter.getByLabel("Attach files").setInputFiles(PHOTO);
+  await adopter.getByText("1 file ready").waitFor();
+  await adopter.getByRole("textbox", { name: "Message" }).fill("Here is Kuro, by the way.");
+  await adopter.getByRole("button", { name: "Send" }).click();
+  await loaded(owner.getByRole("img", { name: /^Image sent:/ }), owner);
+  await shot("chat-attachment", owner);
+
+  step("the owner unmatches the other match; the one who signed up blocks the owner from the chat");
+  await nav(owner, "Matches").click();
+  await heading("Matches and interests", owner);
+  await owner.getByRole("button", { name: "Unmatch with Careful" }).click();
+  await owner.getByRole("button", { name: "Yes, unmatch" }).click();
+  await owner.getByText("You unmatched with Careful.").waitFor();
+  await owner.getByRole("button", { name: "Unmatch with Careful" }).waitFor({ state: "detached" });
+  await shot("unmatch", owner);
+  await adopter.getByRole("button", { name: "Block Shelter" }).click();
+  await adopter.getByRole("button", { name: "Yes, block" }).click();
+  await adopter.getByText("You blocked Shelter.").waitFor();
+  await adopter.getByText("This chat is closed").waitFor(); // the room's own event closes it
+  await shot("blocked", adopter);
+
   step("the owner ends their other sessions");
   await owner.getByRole("link", { name: "Sessions" }).click();
   await heading("Where you are signed in", owner);
@@ -277,6 +432,7 @@ try {
   await shot("failure").catch(() => {});
   if (adopter) await shot("failure-adopter", adopter).catch(() => {});
   if (owner) await shot("failure-owner", owner).catch(() => {});
+  if (walker) await shot("failure-walker", walker).catch(() => {});
   console.error(`browser test failed at ${page.url()}: ${error.stack ?? error}`);
   if (pageErrors.length) console.error(`page errors:\n${pageErrors.join("\n")}`);
   process.exitCode = 1;

@@ -1,10 +1,13 @@
 import { useEffect, useRef, useState, type ReactNode } from "react";
 import { loadSession, saveSession, SESSION_EVENT, type Api, type Session } from "./api";
 import { follow, navigate, usePath } from "./router";
-import { BusinessPage, Bookings, Businesses } from "./screens/Businesses";
+import { BusinessPage, Businesses } from "./screens/Businesses";
+import { Bookings, IncomingBookings } from "./screens/Bookings";
 import { ChatRoom, Rooms } from "./screens/Chat";
 import { Feed } from "./screens/Feed";
 import { Matches } from "./screens/Matches";
+import { MyPets, PetForm } from "./screens/MyPets";
+import { Security } from "./screens/Security";
 import { Notifications, Sessions } from "./screens/Mine";
 import { PetPage } from "./screens/PetPage";
 import { Pets } from "./screens/Pets";
@@ -13,8 +16,9 @@ import { SignUp } from "./screens/SignUp";
 
 // The signed-in person's own screens: path -> its name in the navigation.
 const MINE: [string, string][] = [
-  ["/feed", "Feed"], ["/matches", "Matches"], ["/chat", "Chats"], ["/businesses", "Services"],
-  ["/bookings", "Bookings"], ["/notifications", "Notifications"], ["/sessions", "Sessions"],
+  ["/feed", "Feed"], ["/mypets", "My pets"], ["/matches", "Matches"], ["/chat", "Chats"], ["/businesses", "Services"],
+  ["/bookings", "Bookings"], ["/incoming", "My business"], ["/notifications", "Notifications"],
+  ["/sessions", "Sessions"], ["/security", "Security"],
 ];
 
 function SignInFirst() {
@@ -66,13 +70,20 @@ export function App({ api }: { api: Api }) {
   else if (pathname.startsWith("/pets/")) screen = <PetPage api={api} name={pathname.slice(1)} />;
   else if (MINE.some(([p]) => p === pathname || pathname.startsWith(p + "/"))) {
     if (!session) screen = <SignInFirst />;
-    else if (pathname === "/feed") screen = <Feed api={api} />;
+    else if (pathname === "/feed") screen = <Feed api={api} session={session} />;
     else if (pathname === "/matches") screen = <Matches api={api} session={session} />;
     else if (pathname === "/businesses") screen = <Businesses api={api} />;
     else if (pathname.startsWith("/businesses/")) {
       screen = <BusinessPage key={pathname} api={api} session={session} name={pathname.slice(1)} />;
     }
     else if (pathname === "/bookings") screen = <Bookings api={api} />;
+    else if (pathname === "/incoming") screen = <IncomingBookings api={api} />;
+    else if (pathname === "/mypets") screen = <MyPets api={api} session={session} />;
+    else if (pathname.startsWith("/mypets/")) {
+      const id = pathname.slice("/mypets/".length);
+      screen = <PetForm key={pathname} api={api} id={id === "new" ? "" : id} />;
+    }
+    else if (pathname === "/security") screen = <Security api={api} session={session} />;
     else if (pathname === "/notifications") screen = <Notifications api={api} />;
     else if (pathname === "/sessions") screen = <Sessions api={api} session={session} />;
     else if (pathname === "/chat") screen = <Rooms api={api} session={session} />;

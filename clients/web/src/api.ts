@@ -8,6 +8,7 @@ import { ChatService } from "@petplatform/proto/petplatform/chat/v1/chat_pb";
 import { NotificationService } from "@petplatform/proto/petplatform/notification/v1/notification_pb";
 import { UserService } from "@petplatform/proto/petplatform/user/v1/user_pb";
 import { MarketplaceService } from "@petplatform/proto/petplatform/marketplace/v1/marketplace_pb";
+import { PaymentService } from "@petplatform/proto/petplatform/payment/v1/payment_pb";
 
 // The session, the transport and the config are shared with the admin panel (@petplatform/kit/session).
 export { loadConfig, SESSION_EVENT, sessionOf, userOf, type Config, type Provider, type Session } from "@petplatform/kit/session";
@@ -26,6 +27,7 @@ export interface Api {
   notifications: Client<typeof NotificationService>;
   users: Client<typeof UserService>;
   market: Client<typeof MarketplaceService>;
+  payments: Client<typeof PaymentService>;
 }
 
 export function makeApi({ edgeUrl: baseUrl, providers }: Config): Api {
@@ -35,7 +37,7 @@ export function makeApi({ edgeUrl: baseUrl, providers }: Config): Api {
     edgeUrl: baseUrl, providers, auth, pets: createClient(PetService, transport),
     matching: createClient(MatchingService, transport), chat: createClient(ChatService, transport),
     notifications: createClient(NotificationService, transport), users: createClient(UserService, transport),
-    market: createClient(MarketplaceService, transport),
+    market: createClient(MarketplaceService, transport), payments: createClient(PaymentService, transport),
   };
 }
 

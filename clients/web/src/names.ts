@@ -10,6 +10,10 @@ function lookUp(api: Api, name: string): Promise<string> {
   if (!found) {
     const call = name.startsWith("pets/")
       ? api.pets.getPet({ name }).then((r) => r.pet?.displayName ?? "")
+      : name.includes("/services/")
+      ? api.market.getService({ name }).then((r) => r.service?.displayName ?? "")
+      : name.startsWith("businesses/")
+      ? api.market.getBusiness({ name }).then((r) => r.business?.displayName ?? "")
       : api.users.getUser({ name }).then((r) => r.user?.displayName ?? "");
     // A name that cannot be read (a removed pet, a blocked person) stays unnamed, and is asked again later.
     found = call.catch(() => {

@@ -314,3 +314,24 @@ async def test_search_finds_nearby_businesses_by_kind_nearest_first(market: Api)
     page2 = await api.marketplace.SearchBusinesses(m.SearchBusinessesRequest(
         kind=m.SERVICE_KIND_WALKING, near=here, radius_km=50, page_size=1, page_token=page1.next_page_token))
     assert [b.name for b in (*page1.businesses, *page2.businesses)] == [near.name, far.name]
+
+
+async def test_a_seller_lists_the_bookings_of_all_their_businesses_with_the_wildcard(market: Api):
+    """`businesses/-`: the incoming bookings of every business the caller owns, not their own as an owner, and
+    nobody else's."""
+    api = market
+    seller = await api.signup("Two shops")
+    _, walks = await business(api, seller)
+    _, sits = await business(api, seller)
+    owner, pet = await owner_with_dog(api)
+    first = await book(api, owner, walks.name, (await a_slot(api, walks.name)).start_time, [pet])
+    second = await book(api, owner, sits.name, (await a_slot(api, sits.name, days_ahead=3)).start_time, [pet])
+    other_seller = await api.signup("Other shop")
+    _, elsewhere = await business(api, other_seller)
+    await book(api, owner, elsewhere.name, (await a_slot(api, elsewhere.name, days_ahead=5)).start_time, [pet])
+    every = m.ListBookingsRequest(business="businesses/-")
+    assert [b.name for b in (await api.marketplace.ListBookings(every, metadata=seller.md)).bookings] == \
+        [second.name, first.name]
+    assert (await api.marketplace.ListBookings(every, metadata=owner.md)).bookings == []
+    accepted = m.ListBookingsRequest(business="businesses/-", states=[B.STATE_ACCEPTED])
+    assert (await api.marketplace.ListBookings(accepted, metadata=seller.md)).bookings == []

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import urlsplit
 
 from google.protobuf import field_mask_pb2
 import grpc
 import pytest
 import sonora.protocol
 
+from mesh.config import LOCAL_BANK_PATH
 from petplatform.marketplace.v1 import marketplace_pb2 as m
 from petplatform.marketplace.v1 import marketplace_pb2_grpc
 from services.payment import webhooks
@@ -190,3 +192,34 @@ async def test_booking_over_grpc_web(market_edge: EdgeClient):
                 metadata=rival.md)
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
     await booking_reaches(api, owner, made.name, payment_status=B.PAYMENT_STATUS_PAID, price=eur(2500))
+
+
+async def test_3d_secure_at_the_local_providers_bank_page(market_edge: EdgeClient):
+    """A charge the local provider answers `requires_action` has an action_url on the edge's bank page: the
+    payer confirms there and the booking is paid; refusing fails the charge and cancels the booking. A
+    reference that is not a payment intent's is no page."""
+    api = market_edge.api
+    seller = await api.signup("Seller")
+    _, svc = await business(api, seller)
+    owner, pet = await owner_with_dog(api)
+    outcomes = {}
+    for decision, days in (("approve", 10), ("refuse", 11)):
+        b = await book(api, owner, svc.name, (await a_slot(api, svc.name, days_ahead=days)).start_time, [pet],
+                       pm="pm_card_threeDSecure2Required")
+        await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b.name), metadata=seller.md)
+        charge = await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_REQUIRES_ACTION)
+        path = urlsplit(charge.action_url).path
+        assert path == f"{LOCAL_BANK_PATH}/{charge.provider_reference}"
+        async with market_edge.http.get(f"{market_edge.url}{path}") as r:
+            assert r.status == 200 and "Confirm payment" in await r.text()
+        async with market_edge.http.post(f"{market_edge.url}{path}", data={"decision": decision}) as r:
+            assert r.status == 200, await r.text()
+        outcomes[decision] = b
+    await booking_reaches(api, owner, outcomes["approve"].name, payment_status=B.PAYMENT_STATUS_PAID)
+    await booking_reaches(api, owner, outcomes["refuse"].name, state=B.STATE_CANCELLED,
+                          payment_status=B.PAYMENT_STATUS_FAILED)
+    async with market_edge.http.get(f"{market_edge.url}{LOCAL_BANK_PATH}/not-a-reference") as r:
+        assert r.status == 404
+    async with market_edge.http.post(f"{market_edge.url}{LOCAL_BANK_PATH}/pi_0123456789abcdef1",
+                                     data={"decision": "maybe"}) as r:
+        assert r.status == 400

@@ -18,10 +18,13 @@ import pytest
 from app import wiring
 from app.demo import photo
 from gateway.webapp import WebApp
+from petplatform.matching.v1 import matching_pb2
 from petplatform.pet.v1 import pet_pb2
 from tests.support import REPO_ROOT
+from tests.support.admin import fraud_detected
+from tests.support.events import Producer
 from tests.support.market import business
-from tests.support.matching import synced
+from tests.support.matching import synced, until
 from tests.support.pets import TOKYO, cat, create, dog
 from tests.support.platform import PASSWORD, Api, embedded_settings, module_of, start_platform
 from tests.support.tokens import sign_token
@@ -38,7 +41,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.timeout(240)  # a ceiling for a loaded CI machine: it takes about 25 s
+@pytest.mark.timeout(420)  # a ceiling for a loaded CI machine: it takes about 45 s
 async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_sink):
     """Also signs in with the second factor and with the demo provider (the edge's local OpenID provider), and
     refreshes an expired access token. Then two people, each in a browser context of their own: the one who
@@ -77,19 +80,41 @@ async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_
                               "exp": now - dt.timedelta(minutes=30)}, keys.private_key, keys.kid)
         careful = await api.signup("Careful", f"mfa-{suffix}@example.com")
         secret, _ = await api.enroll_mfa(careful)
+        # A second match of the owner's, with the careful one over the cat: the owner unmatches it in the browser.
+        swiped = await api.matching.Swipe(
+            matching_pb2.SwipeRequest(pet=tama.name, action=matching_pb2.SWIPE_ACTION_LIKE), metadata=careful.md)
+        await api.matching.RespondToInterest(matching_pb2.RespondToInterestRequest(
+            name=swiped.interest.name, decision=matching_pb2.RespondToInterestRequest.DECISION_ACCEPT),
+            metadata=owner.md)
+        # A listing of the owner's held by moderation (the fraud service's hold, as its event makes it): the owner
+        # alone sees it, and is told why.
+        held = await create(api, owner, dog(f"Rex {suffix}", location=TOKYO))
+        fraud = await Producer.open("fraud", platform.rt.bus, tmp_path)
+        try:
+            await fraud.emit(fraud_detected(held.name, owner.name, 0.93, hold=True))
+
+            async def held_now() -> bool:
+                got = (await api.pet.GetPet(pet_pb2.GetPetRequest(name=held.name), metadata=owner.md)).pet
+                return got.moderation == pet_pb2.Pet.MODERATION_HELD
+            await until(held_now, what="the owner's listing held")
+        finally:
+            await fraud.close()
+        (tmp_path / "kuro.jpg").write_bytes(photo(11))
         for old in SCREENSHOTS.glob("*.png"):  # its own: the admin panel's test keeps its own in admin/
             old.unlink()
         env = {**os.environ, "WEB_URL": f"http://127.0.0.1:{web.port}", "SCREENSHOTS": str(SCREENSHOTS),
                "EMAIL": f"browser-{suffix}@example.com", "PASSWORD": PASSWORD, "DOG": f"Mochi {suffix}",
                "CAT": f"Tama {suffix}", "OWNER_EMAIL": owner.email, "MFA_EMAIL": careful.email, "MFA_SECRET": secret,
                "DEMO_EMAIL": f"demo-{suffix}@example.com", "CHROMIUM": str(CHROMIUM),
+               "WALKER_EMAIL": walker.email, "HELD_PET": f"Rex {suffix}", "NEW_PET": f"Kuro {suffix}",
+               "PHOTO": str(tmp_path / "kuro.jpg"),
                "EXPIRED_SESSION": json.dumps({"accessToken": expired, "refreshToken": owner.refresh_token,
                                               "email": owner.email, "expiresAt": 0})}
         # The platform serves from this event loop: the browser runs in a subprocess awaited here.
         proc = await asyncio.create_subprocess_exec(node, str(SCRIPT), env=env, stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.STDOUT)
         try:
-            async with asyncio.timeout(180):
+            async with asyncio.timeout(360):
                 output, _ = await proc.communicate()
         finally:
             if proc.returncode is None:
@@ -97,7 +122,9 @@ async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_
                 await proc.wait()
         assert proc.returncode == 0, f"the browser test failed (screenshots in {SCREENSHOTS}):\n{output.decode()}"
         for name in ("signup-errors", "signin-error", "pets", "pet", "pets-phone", "mfa-error", "feed", "matches",
-                     "chats", "chat", "notifications", "business", "bookings", "sessions"):
+                     "chats", "chat", "notifications", "business", "bookings", "sessions", "my-pets", "pet-form",
+                     "pet-held", "incoming", "review", "3ds", "bank", "cancel", "mfa-enrol", "chat-attachment",
+                     "unmatch", "blocked"):
             assert (SCREENSHOTS / f"{name}.png").stat().st_size > 0
     finally:
         await api.channel.close()

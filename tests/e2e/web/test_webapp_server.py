@@ -31,6 +31,8 @@ async def test_files_app_paths_and_config(tmp_path):
                     assert r.status == 200 and "<title>app</title>" in await r.text()
                     assert r.headers["Cache-Control"] == "no-cache"
                     assert "connect-src 'self' http://127.0.0.1:3999" in r.headers["Content-Security-Policy"]
+                    # Images the app fetched over gRPC-Web (chat attachments, the QR code) are shown as blob: URLs.
+                    assert "blob:" in r.headers["Content-Security-Policy"].split("img-src")[1].split(";")[0]
             for path in ("/assets/missing.js", "/favicon.ico"):
                 async with http.get(base + path) as r:
                     assert r.status == 404

@@ -8,7 +8,6 @@ import { userOf, type Api, type Session } from "../api";
 import { describe, type Problem } from "../errors";
 import { ProblemBanner } from "../Form";
 import { PLACES } from "../labels";
-import { useNames } from "../names";
 import { follow } from "../router";
 
 const KINDS: [ServiceKind, string][] = [
@@ -16,20 +15,20 @@ const KINDS: [ServiceKind, string][] = [
   [ServiceKind.DAY_CARE, "Day care"], [ServiceKind.GROOMING, "Grooming"],
 ];
 
-const BOOKING_STATE: Record<number, string> = {
+export const BOOKING_STATE: Record<number, string> = {
   [Booking_State.REQUESTED]: "Waiting for the business", [Booking_State.ACCEPTED]: "Accepted",
   [Booking_State.IN_PROGRESS]: "Under way", [Booking_State.COMPLETED]: "Done",
   [Booking_State.DECLINED]: "Declined", [Booking_State.CANCELLED]: "Cancelled",
   [Booking_State.EXPIRED]: "No answer in time",
 };
 
-function money(m: { currencyCode: string; units: bigint; nanos: number } | undefined): string {
+export function money(m: { currencyCode: string; units: bigint; nanos: number } | undefined): string {
   if (!m) return "";
   const amount = Number(m.units) + m.nanos / 1e9;
   return new Intl.NumberFormat(undefined, { style: "currency", currency: m.currencyCode }).format(amount);
 }
 
-function slotText(t: Timestamp | undefined, timeZone: string): string {
+export function slotText(t: Timestamp | undefined, timeZone: string): string {
   if (!t) return "";
   return new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", timeZone: timeZone || undefined })
     .format(timestampDate(t));
@@ -99,6 +98,7 @@ export function Businesses({ api }: { api: Api }) {
 // Payment methods this deployment's test payment provider takes: a real deployment collects a card with its
 // provider's own form (e.g. Stripe Elements) and passes the token it gives.
 const TEST_CARDS: [string, string][] = [["pm_card_visa", "Test card: Visa (succeeds)"],
+                                        ["pm_card_threeDSecure2Required", "Test card: asks for 3-D Secure"],
                                         ["pm_card_chargeDeclined", "Test card: declined"]];
 
 function isoDate(d: Date): { year: number; month: number; day: number } {
@@ -227,37 +227,6 @@ export function BusinessPage({ api, session, name }: { api: Api; session: Sessio
           </div>
           <button type="submit" disabled={!slots?.length || pets.length === 0}>Request booking</button>
         </form>
-      )}
-    </section>
-  );
-}
-
-/** The person's bookings, newest first. */
-export function Bookings({ api }: { api: Api }) {
-  const [bookings, setBookings] = useState<Booking[] | null>(null);
-  const [problem, setProblem] = useState<Problem | null>(null);
-  useEffect(() => {
-    api.market.listBookings({ pageSize: 50 }).then((r) => setBookings(r.bookings), (e) => setProblem(describe(e)));
-  }, [api]);
-  const names = useNames(api, (bookings ?? []).flatMap((b) => b.pets));
-  return (
-    <section>
-      <h1 tabIndex={-1}>Your bookings</h1>
-      <ProblemBanner problem={problem} />
-      {bookings === null ? <p aria-live="polite">Loading…</p> : bookings.length === 0 ? (
-        <p>No bookings yet. <a href="/businesses" onClick={follow}>Find a pet service nearby</a>.</p>
-      ) : (
-        <ul className="rows" aria-label="Your bookings">
-          {bookings.map((b) => (
-            <li key={b.name}>
-              <span>
-                <strong>{slotText(b.startTime, b.timeZone)}</strong>
-                <span className="muted"> · {b.pets.map((p) => names[p] ?? "a pet").join(", ")} · {money(b.price)}</span>
-              </span>
-              <span>{BOOKING_STATE[b.state] ?? ""}</span>
-            </li>
-          ))}
-        </ul>
       )}
     </section>
   );

@@ -1,11 +1,14 @@
 import { useCallback, useEffect, useRef, useState, type FormEvent } from "react";
-import { Room_State, type ChatEvent, type Message, type Room } from "@petplatform/proto/petplatform/chat/v1/chat_pb";
+import {
+  Room_State, type Attachment, type ChatEvent, type Message, type Room,
+} from "@petplatform/proto/petplatform/chat/v1/chat_pb";
 import { userOf, type Api, type Session } from "../api";
 import { useChatEvents } from "../chatEvents";
 import { describe, type Problem } from "../errors";
 import { ProblemBanner } from "../Form";
 import { useNames } from "../names";
 import { follow } from "../router";
+import { EndMatch } from "./EndMatch";
 
 function otherOf(room: Room, me: string): string {
   return room.members.find((m) => m !== me) ?? "";
@@ -73,6 +76,37 @@ function newMessageId(): string {
   return crypto.randomUUID().replace(/-/g, "");
 }
 
+// At most this many files with one message, as SendMessage takes them.
+const MAX_ATTACHMENTS = 4;
+
+/** An attachment, fetched through GetAttachment (members only: there is no public address for it). Images are
+ * shown; other files are offered for download. */
+function AttachmentView({ api, attachment }: { api: Api; attachment: Attachment }) {
+  const [url, setUrl] = useState("");
+  const [failed, setFailed] = useState(false);
+  useEffect(() => {
+    let made = "";
+    api.chat.getAttachment({ name: attachment.name }).then((r) => {
+      made = URL.createObjectURL(new Blob([r.content as Uint8Array<ArrayBuffer>], { type: attachment.contentType }));
+      setUrl(made);
+    }, () => setFailed(true));
+    return () => { if (made) URL.revokeObjectURL(made); };
+  }, [api, attachment.name, attachment.contentType]);
+  const label = attachment.filename || "attachment";
+  if (failed) return <span className="muted">({label} could not be loaded)</span>;
+  if (!url) return <span className="muted">Loading {label}…</span>;
+  if (attachment.contentType.startsWith("image/")) {
+    return <img className="attachment" src={url} alt={`Image sent: ${label}`} width={attachment.width || undefined}
+                height={attachment.height || undefined} />;
+  }
+  return <a href={url} download={label}>Download {label}</a>;
+}
+
+function lastSeenText(when: Date | undefined): string {
+  if (!when) return "";
+  return `last seen ${when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`;
+}
+
 /** One room: its history (older pages on demand), live messages, read receipts and typing. */
 export function ChatRoom({ api, session, id }: { api: Api; session: Session; id: string }) {
   const me = userOf(session);
@@ -84,11 +118,19 @@ export function ChatRoom({ api, session, id }: { api: Api; session: Session; id:
   const [text, setText] = useState("");
   const [theirRead, setTheirRead] = useState(0n);
   const [theyType, setTheyType] = useState(false);
+  // Presence from the stream's events: online now, or when they were last seen going offline on this page.
+  const [online, setOnline] = useState<boolean | null>(null);
+  const [lastSeen, setLastSeen] = useState<Date | undefined>(undefined);
+  const [files, setFiles] = useState<File[]>([]);
+  const [status, setStatus] = useState("");
+  const fileInput = useRef<HTMLInputElement>(null);
   const typingSent = useRef(false);
   const idle = useRef<ReturnType<typeof setTimeout>>(undefined);
   const newest = useRef(0n);
 
   const other = room ? otherOf(room, me) : "";
+  const otherRef = useRef(other);
+  otherRef.current = other;
   const names = useNames(api, other ? [other] : []);
   const who = names[other] ?? "Your match";
 
@@ -143,6 +185,9 @@ export function ChatRoom({ api, session, id }: { api: Api; session: Session; id:
       setTheyType(kind.value.typing);
     } else if (kind.case === "room" && kind.value.name === roomName) {
       setRoom(kind.value);
+    } else if (kind.case === "presence" && kind.value.user === otherRef.current) {
+      setOnline(kind.value.online);
+      if (!kind.value.online) setLastSeen(new Date());
     }
   }, () => (newest.current ? { [roomName]: newest.current } : {}));
 
@@ -173,16 +218,34 @@ export function ChatRoom({ api, session, id }: { api: Api; session: Session; id:
 
   const send = async (event: FormEvent) => {
     event.preventDefault();
-    if (!text.trim()) return;
+    if (!text.trim() && files.length === 0) return;
     setProblem(null);
     clearTimeout(idle.current);
     try {
-      const reply = await api.chat.sendMessage({ parent: roomName, messageId: newMessageId(), message: { text } });
+      // The chat service judges each file by its bytes (type, size): the browser's type is only a claim.
+      const attachments = await Promise.all(files.map(async (f) => ({
+        content: new Uint8Array(await f.arrayBuffer()), contentType: f.type || "application/octet-stream",
+        filename: f.name })));
+      const reply = await api.chat.sendMessage({ parent: roomName, messageId: newMessageId(), message: { text },
+                                                 attachments });
       if (reply.message) merge([reply.message]);
       setText("");
+      setFiles([]);
+      if (fileInput.current) fileInput.current.value = "";
       typingSent.current = false; // the server ends typing with the message
     } catch (e) {
       setProblem(describe(e));
+    }
+  };
+
+  const choose = (list: FileList | null) => {
+    const chosen = [...(list ?? [])];
+    if (chosen.length > MAX_ATTACHMENTS) {
+      setProblem({ message: `Send at most ${MAX_ATTACHMENTS} files with one message.`, fields: {} });
+      setFiles(chosen.slice(0, MAX_ATTACHMENTS));
+    } else {
+      setProblem(null);
+      setFiles(chosen);
     }
   };
 
@@ -192,6 +255,15 @@ export function ChatRoom({ api, session, id }: { api: Api; session: Session; id:
     <section className="chat">
       <p><a href="/chat" onClick={follow}>← All chats</a></p>
       <h1 tabIndex={-1}>Chat with {who}</h1>
+      <p className="presence" aria-live="polite">
+        {online ? <><span className="dot online" aria-hidden="true" /> {who} is online</>
+          : online === false ? <><span className="dot" aria-hidden="true" /> {who} is offline{lastSeen ? `, ${lastSeenText(lastSeen)}` : ""}</>
+          : ""}
+      </p>
+      {room && room.state !== Room_State.CLOSED && (
+        <EndMatch api={api} match={room.match} other={other} who={who} onEnded={setStatus} />
+      )}
+      <p role="status" className="status">{status}</p>
       <ProblemBanner problem={problem} />
       {older && <button type="button" className="secondary" onClick={() => void showOlder()}>Show older messages</button>}
       <ol className="messages" aria-label="Messages" aria-live="polite" aria-relevant="additions">
@@ -199,6 +271,11 @@ export function ChatRoom({ api, session, id }: { api: Api; session: Session; id:
           <li key={String(m.sequence)} className={m.sender === me ? "mine" : "theirs"}>
             <span className="sender">{m.sender === me ? "You" : who}:</span>{" "}
             {m.deleteTime ? <em>This message was deleted.</em> : m.text}
+            {!m.deleteTime && m.attachments.length > 0 && (
+              <span className="attachments">
+                {m.attachments.map((a) => <AttachmentView key={a.name} api={api} attachment={a} />)}
+              </span>
+            )}
             {m === lastMine && theirRead >= m.sequence && <span className="receipt"> · Seen</span>}
           </li>
         ))}
@@ -210,7 +287,15 @@ export function ChatRoom({ api, session, id }: { api: Api; session: Session; id:
           <label htmlFor="message">Message</label>
           <input id="message" value={text} maxLength={4000} autoComplete="off"
                  onChange={(e) => onInput(e.target.value)} onBlur={() => typing(false)} />
-          <button type="submit" disabled={!text.trim()}>Send</button>
+          <label className="attach" htmlFor="attach">Attach files</label>
+          <input id="attach" ref={fileInput} type="file" multiple aria-describedby="attach-hint"
+                 accept="image/jpeg,image/png,image/webp,application/pdf,text/plain"
+                 onChange={(e) => choose(e.target.files)} />
+          <button type="submit" disabled={!text.trim() && files.length === 0}>Send</button>
+          <p id="attach-hint" className="hint">
+            {files.length ? `${files.length} file${files.length === 1 ? "" : "s"} ready: ${files.map((f) => f.name).join(", ")}`
+              : "Photos (JPEG, PNG, WebP) up to 5 MB, PDF or text files up to 1 MB; up to 4 at a time."}
+          </p>
         </form>
       )}
     </section>

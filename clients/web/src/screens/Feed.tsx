@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { SwipeAction, type FeedCard } from "@petplatform/proto/petplatform/matching/v1/matching_pb";
-import { photoUrl, type Api } from "../api";
+import { Pet_Listing, type Pet } from "@petplatform/proto/petplatform/pet/v1/pet_pb";
+import { photoUrl, userOf, type Api, type Session } from "../api";
 import { describe, type Problem } from "../errors";
 import { ProblemBanner } from "../Form";
 import { ageText, PLACES, speciesName } from "../labels";
@@ -13,7 +14,7 @@ const DONE: Record<number, string> = {
 };
 
 /** The swipe feed: pets picked for the person, each with why, and like, super-like or pass (undo the last). */
-export function Feed({ api }: { api: Api }) {
+export function Feed({ api, session }: { api: Api; session: Session }) {
   const [cards, setCards] = useState<FeedCard[] | null>(null);
   const [problem, setProblem] = useState<Problem | null>(null);
   const [last, setLast] = useState<string>("");
@@ -22,6 +23,13 @@ export function Feed({ api }: { api: Api }) {
   const [near, setNear] = useState("");
   // Only the latest request's answer is shown: an earlier, slower one (another place) must not overwrite it.
   const latest = useRef(0);
+  // Playdates: the person's own pet listed for them, the feed then holds playmates for it ("" is adoption).
+  const [acting, setActing] = useState("");
+  const [playmates, setPlaymates] = useState<Pet[]>([]);
+  useEffect(() => {
+    api.pets.listPets({ owner: userOf(session), listings: [Pet_Listing.PLAYDATES], pageSize: 50 }).then(
+      (r) => setPlaymates(r.pets), () => setPlaymates([]));
+  }, [api, session]);
 
   const load = useCallback(async () => {
     const place = PLACES.find((p) => p.id === near);
@@ -29,14 +37,14 @@ export function Feed({ api }: { api: Api }) {
     setProblem(null);
     try {
       const where = place ? { location: { latitude: place.latitude, longitude: place.longitude }, radiusKm: 100 } : {};
-      const reply = await api.matching.getFeed({ pageSize: 20, ...where });
+      const reply = await api.matching.getFeed({ pageSize: 20, actingPet: acting, ...where });
       if (mine === latest.current) setCards(reply.cards);
     } catch (e) {
       if (mine !== latest.current) return;
       setCards([]);
       setProblem(describe(e));
     }
-  }, [api, near]);
+  }, [api, near, acting]);
   useEffect(() => void load(), [load]);
 
   const swipe = async (card: FeedCard, action: SwipeAction) => {
@@ -44,7 +52,7 @@ export function Feed({ api }: { api: Api }) {
     setBusy(true);
     setProblem(null);
     try {
-      const reply = await api.matching.swipe({ pet: pet.name, action });
+      const reply = await api.matching.swipe({ pet: pet.name, action, actingPet: acting });
       setCards((cs) => cs?.filter((c) => c.pet?.name !== pet.name) ?? null);
       const told = reply.interest ? " The owner has been told." : reply.match ? " It's a match!" : "";
       setLast(`${DONE[action]} ${pet.displayName}.${told}`);
@@ -72,7 +80,18 @@ export function Feed({ api }: { api: Api }) {
   return (
     <section>
       <h1 tabIndex={-1}>Your feed</h1>
-      <p className="lead">Pets picked for you, with why. Like one to tell its owner you are interested.</p>
+      <p className="lead">{acting
+        ? "Playmates picked for your pet, with why. When both owners like each other's pets, it's a playdate match."
+        : "Pets picked for you, with why. Like one to tell its owner you are interested."}</p>
+      {playmates.length > 0 && (
+        <div className="field narrow-field">
+          <label htmlFor="feed-for">Looking for</label>
+          <select id="feed-for" value={acting} onChange={(e) => setActing(e.target.value)}>
+            <option value="">A pet to adopt</option>
+            {playmates.map((p) => <option key={p.name} value={p.name}>Playdates for {p.displayName}</option>)}
+          </select>
+        </div>
+      )}
       <div className="field narrow-field">
         <label htmlFor="feed-near">Near</label>
         <select id="feed-near" value={near} onChange={(e) => setNear(e.target.value)}>

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useState } from "react";
 import {
-  Interest_State, ListInterestsRequest_Direction, Match_Kind, RespondToInterestRequest_Decision,
+  Interest_State, ListInterestsRequest_Direction, Match_Kind, Match_State, RespondToInterestRequest_Decision,
   type Interest, type Match,
 } from "@petplatform/proto/petplatform/matching/v1/matching_pb";
 import { userOf, type Api, type Session } from "../api";
@@ -8,6 +8,7 @@ import { describe, type Problem } from "../errors";
 import { ProblemBanner } from "../Form";
 import { useNames } from "../names";
 import { follow } from "../router";
+import { EndMatch } from "./EndMatch";
 
 const STATE: Record<number, string> = {
   [Interest_State.PENDING]: "waiting for the owner",
@@ -68,16 +69,27 @@ export function Matches({ api, session }: { api: Api; session: Session }) {
       <h2>Your matches</h2>
       {matches === null ? <p>Loading…</p> : matches.length === 0 ? <p>No matches yet.</p> : (
         <ul className="rows" aria-label="Your matches">
-          {matches.map((m) => (
-            <li key={m.name}>
-              <span>
-                {m.kind === Match_Kind.PLAYDATE ? "Playdate: " : "Adoption of "}
-                {m.pets.map((p) => name(p, "a pet")).join(" and ")}
-                {" with "}{m.users.filter((u) => u !== me).map((u) => name(u, "someone")).join(" and ")}
-              </span>
-              <a href={`/chat/${m.name.split("/")[1]}`} onClick={follow}>Open chat</a>
-            </li>
-          ))}
+          {matches.map((m) => {
+            const other = m.users.find((u) => u !== me) ?? "";
+            return (
+              <li key={m.name}>
+                <span>
+                  {m.kind === Match_Kind.PLAYDATE ? "Playdate: " : "Adoption of "}
+                  {m.pets.map((p) => name(p, "a pet")).join(" and ")}
+                  {" with "}{name(other, "someone")}
+                  {m.state === Match_State.ENDED && <span className="muted"> · ended</span>}
+                  {m.state === Match_State.ADOPTED && <span className="muted"> · adopted</span>}
+                </span>
+                <span className="actions">
+                  <a href={`/chat/${m.name.split("/")[1]}`} onClick={follow}>Open chat</a>
+                  {m.state === Match_State.ACTIVE && (
+                    <EndMatch api={api} match={m.name} other={other} who={name(other, "them")}
+                              onEnded={(text) => { setStatus(text); void load(); }} />
+                  )}
+                </span>
+              </li>
+            );
+          })}
         </ul>
       )}
 
