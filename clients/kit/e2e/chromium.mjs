@@ -29,14 +29,17 @@ export async function newPerson(browser, who, errors, viewport = { width: 1280, 
   return page;
 }
 
-/** RFC 6238 code of the next 30-second step: the one enrolling used the current step, which is spent. */
-export function nextTotp(secret) {
+/** RFC 6238 code of the 30-second step `ahead` of the current one. */
+export function totp(secret, ahead) {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
   const bits = [...secret.replace(/=+$/, "").toUpperCase()].map((c) => alphabet.indexOf(c).toString(2).padStart(5, "0")).join("");
   const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
   const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000) + 1));
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000) + ahead));
   const mac = createHmac("sha1", key).update(counter).digest();
   const offset = mac[mac.length - 1] & 15;
   return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, "0");
 }
+
+/** The code of the next step: enrolling used the current one, which is spent. */
+export const nextTotp = (secret) => totp(secret, 1);
