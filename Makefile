@@ -6,11 +6,15 @@ STAMP  := $(VENV)/.installed
 GENSTAMP := petplatform/__init__.py
 PROTOS := $(shell find proto third_party -name '*.proto')
 # The browser side (clients/): npm workspaces with one lockfile; TypeScript stubs generated from proto/ like
-# the Python ones (gitignored, never edited); the web app's static build, served on 3100 by `make up`.
+# the Python ones (gitignored, never edited); the static builds of the web app and the admin panel (which share
+# clients/kit), served on 3100 (the panel under /admin/) by `make up`.
 NPMSTAMP := clients/node_modules/.installed
 TSGENSTAMP := clients/proto-ts/gen/.generated
+KITSRC := $(shell find clients/kit/src -type f) clients/kit/package.json
 WEBBUILD := clients/web/dist/index.html
 WEBSRC := $(shell find clients/web/src clients/web/public -type f) clients/web/index.html clients/web/vite.config.ts clients/web/tsconfig.json
+ADMINBUILD := clients/admin/dist/index.html
+ADMINSRC := $(shell find clients/admin/src clients/admin/public -type f) clients/admin/index.html clients/admin/vite.config.ts clients/admin/tsconfig.json
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: up test lint gen install web chromium bench bench-short eval envoy helm helm-lint image contract-baseline clean
@@ -21,12 +25,12 @@ up: export PETPLATFORM_ADMIN_EMAILS ?= ["admin@demo.petplatform.local"]
 up: export PETPLATFORM_DEV_OIDC ?= true
 # Payouts of the demo's completed bookings after two minutes, not the 48 hours of production.
 up: export PETPLATFORM_PAYMENT_HOLD_SECONDS ?= 120
-up: $(GENSTAMP) $(WEBBUILD)
+up: $(GENSTAMP) $(WEBBUILD) $(ADMINBUILD)
 	$(BIN)/petplatform migrate
 	$(BIN)/petplatform run --target=all --demo-data
 
-# The browser test (tests/e2e/web) drives Debian's chromium: installed here when missing.
-test: $(GENSTAMP) lint helm-lint $(WEBBUILD) chromium
+# The browser tests (tests/e2e/web) drive Debian's chromium: installed here when missing.
+test: $(GENSTAMP) lint helm-lint $(WEBBUILD) $(ADMINBUILD) chromium
 	$(BIN)/python tools/check_ts_stubs.py
 	$(BIN)/pytest -q -p no:cacheprovider -m "not bench" --ignore=tests/deploy
 
@@ -60,18 +64,22 @@ lint: $(GENSTAMP)
 
 gen: $(GENSTAMP) $(TSGENSTAMP)
 
-# The web app's static build; `npm run build` type-checks it against the generated stubs first, so a contract
-# change that breaks the app fails here.
-web: $(WEBBUILD)
+# The static builds of the web app and the admin panel; `npm run build` type-checks each against the generated
+# stubs first, so a contract change that breaks either fails here.
+web: $(WEBBUILD) $(ADMINBUILD)
 
-$(WEBBUILD): $(TSGENSTAMP) $(WEBSRC)
+$(WEBBUILD): $(TSGENSTAMP) $(WEBSRC) $(KITSRC)
 	cd clients/web && npm run build --silent
+
+$(ADMINBUILD): $(TSGENSTAMP) $(ADMINSRC) $(KITSRC)
+	cd clients/admin && npm run build --silent
 
 $(TSGENSTAMP): $(STAMP) $(NPMSTAMP) $(PROTOS) buf.gen.ts.yaml
 	$(BIN)/buf generate --template buf.gen.ts.yaml
 	touch $@
 
-$(NPMSTAMP): clients/package-lock.json clients/package.json clients/proto-ts/package.json clients/web/package.json
+$(NPMSTAMP): clients/package-lock.json clients/package.json clients/proto-ts/package.json clients/kit/package.json \
+		clients/web/package.json clients/admin/package.json
 	cd clients && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -124,4 +132,4 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) petplatform build data clients/node_modules clients/proto-ts/gen clients/web/dist
+	rm -rf $(VENV) petplatform build data clients/node_modules clients/proto-ts/gen clients/web/dist clients/admin/dist

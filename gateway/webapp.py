@@ -1,5 +1,6 @@
 """The web app on PETPLATFORM_WEB_PORT: the static build of clients/web (`make web`), index.html for the app's
-own paths (it routes in the browser), and /config.json saying where the edge is. The app calls the edge
+own paths (it routes in the browser), and /config.json saying where the edge is. The admin panel's build
+(clients/admin) is served the same way under /admin/, when built. The app calls the edge
 over gRPC-Web from its own origin, so the edge's CORS list must name this one (it does for port 3100)."""
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class WebApp:
         self.s = settings
         self.edge_port = edge_port  # the edge this process serves; web_edge_url overrides it
         self.root = settings.web_dir.resolve()
+        self.admin_root = settings.admin_dir.resolve()
         self.providers = sign_in_providers(settings)
         self.port = 0
 
@@ -51,9 +53,17 @@ class WebApp:
             return self.s.web_edge_url.rstrip("/")
         return f"{request.scheme}://{request.url.raw_host}:{self.edge_port}"
 
+    def admin_built(self) -> bool:
+        return (self.admin_root / "index.html").is_file()
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/config.json", self.config)
+        if self.admin_built():
+            app.router.add_get("/admin", self.admin_home)
+            app.router.add_get("/admin/{path:.*}", self.admin_file)
+        else:
+            log.warning("admin panel not served: %s has no index.html (run `make web`)", self.s.admin_dir)
         app.router.add_get("/{path:.*}", self.file)
         return app
 
@@ -63,16 +73,24 @@ class WebApp:
                             headers={**_HEADERS, "Cache-Control": "no-store"})
 
     async def file(self, request: web.Request) -> web.StreamResponse:
-        relative = request.match_info["path"]
-        path = (self.root / relative).resolve()
+        return self.serve(request, self.root, request.match_info["path"])
+
+    async def admin_file(self, request: web.Request) -> web.StreamResponse:
+        return self.serve(request, self.admin_root, request.match_info["path"])
+
+    async def admin_home(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPPermanentRedirect("/admin/", headers=_HEADERS)  # the build's relative paths need the slash
+
+    def serve(self, request: web.Request, root: Path, relative: str) -> web.StreamResponse:
+        path = (root / relative).resolve()
         headers = {**_HEADERS, "Content-Security-Policy": _CSP.format(edge=self.edge_url(request))}
-        if relative and path.is_relative_to(self.root) and path.is_file():
+        if relative and path.is_relative_to(root) and path.is_file():
             # Vite names assets by their content hash: they never change under the same name.
             cache = "public, max-age=31536000, immutable" if relative.startswith("assets/") else "no-cache"
             return web.FileResponse(path, headers={**headers, "Cache-Control": cache})
         if relative.startswith("assets/") or "." in relative.rsplit("/", 1)[-1]:
             raise web.HTTPNotFound(headers=_HEADERS)  # a missing file, not a page of the app
-        return web.FileResponse(self.root / "index.html", headers={**headers, "Cache-Control": "no-cache"})
+        return web.FileResponse(root / "index.html", headers={**headers, "Cache-Control": "no-cache"})
 
     async def start(self, port: int | None = None) -> None:
         self.runner = EdgeRunner(self.app(), access_log=None, shutdown_timeout=2,

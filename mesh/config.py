@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # The web app (clients/web, built into web_dir by `make web`), served by `run --target=all` when built.
     web_port: int = Field(3100, ge=0, le=65535)
     web_dir: Path = Path("clients/web/dist")
+    # The admin panel (clients/admin, built into admin_dir by `make web`), served by the same server under /admin/.
+    admin_dir: Path = Path("clients/admin/dist")
     # Where the web app calls the edge; unset: the edge's HTTP port on the host the page was loaded from.
     web_edge_url: str | None = None
     rate_limit_per_minute: int = Field(100, ge=1)  # per client: the user when signed in, else the IP

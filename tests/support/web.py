@@ -2,12 +2,20 @@
 from __future__ import annotations
 
 import base64
+import socket
 import struct
 import uuid
 
 import sonora.aio
 
 from tests.support.platform import PASSWORD, EdgeClient
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a server a test starts on a port it must know in advance."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 async def call(e: EdgeClient, method: str, path: str, body=None, token: str | None = None, raw: bytes | None = None,

@@ -7,16 +7,10 @@
 // of DOG and CAT, password PASSWORD), WALKER_EMAIL (the owner of the business "Happy Paws"), HELD_PET (a listing of
 // OWNER_EMAIL's held by moderation), NEW_PET (a name for the pet the owner lists through the form), PHOTO (a JPEG
 // file, uploaded as its photo and sent as a chat attachment).
-import { createHmac } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { env, launch, newPerson as personIn, totp } from "@petplatform/kit/e2e/chromium";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
 const WEB_URL = env("WEB_URL");
 const SCREENSHOTS = env("SCREENSHOTS");
 const EMAIL = env("EMAIL");
@@ -34,36 +28,12 @@ const NEW_PET = env("NEW_PET");
 const PHOTO = env("PHOTO");
 mkdirSync(SCREENSHOTS, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 // Anything a page logs as an error (a refused CORS call, a CSP violation, an uncaught exception) fails the run.
 const pageErrors = [];
 /** A page in a browser context of its own: its own sessionStorage, so its own signed-in person. */
-async function newPerson(who) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  context.setDefaultTimeout(20000);
-  const p = await context.newPage();
-  p.on("pageerror", (e) => pageErrors.push(`${who}: uncaught: ${e.message}`));
-  p.on("console", (m) => { if (m.type() === "error") pageErrors.push(`${who}: console: ${m.text()}`); });
-  return p;
-}
+const newPerson = (who) => personIn(browser, who, pageErrors);
 const page = await newPerson("first");
-
-/** RFC 6238 code of the 30-second step `ahead` of the current one. */
-function totp(secret, ahead) {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  const bits = [...secret.replace(/=+$/, "").toUpperCase()].map((c) => alphabet.indexOf(c).toString(2).padStart(5, "0")).join("");
-  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000) + ahead));
-  const mac = createHmac("sha1", key).update(counter).digest();
-  const offset = mac[mac.length - 1] & 15;
-  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, "0");
-}
 
 const shot = (name, on = page) => on.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 const heading = (name, on = page) => on.getByRole("heading", { level: 1, name }).waitFor();

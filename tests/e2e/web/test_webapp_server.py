@@ -94,3 +94,37 @@ async def test_the_web_target_serves_the_app_alone(tmp_path):
     failed = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "app.cli", "run", "--target=web"],
                                      env=env, capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2 and "no web app to serve" in failed.stderr
+
+
+async def test_the_admin_panel_under_admin(tmp_path):
+    """Its own build under /admin/ (its paths answered with its own index.html), next to the web app's."""
+    admin = tmp_path / "admin-dist"
+    (admin / "assets").mkdir(parents=True)
+    (admin / "index.html").write_text("<!doctype html><title>panel</title>")
+    (admin / "assets" / "index-def456.js").write_text("console.log('panel')")
+    settings = load_settings(data_dir=tmp_path, web_dir=built(tmp_path), admin_dir=admin)
+    web = WebApp(settings, edge_port=3999)
+    await web.start(port=0)
+    base = f"http://127.0.0.1:{web.port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/admin", allow_redirects=False) as r:
+                assert r.status == 308 and r.headers["Location"] == "/admin/"
+            for path in ("/admin/", "/admin/cases/abc", "/admin/users?q=sam"):
+                async with http.get(base + path) as r:
+                    assert r.status == 200 and "<title>panel</title>" in await r.text()
+                    assert "connect-src 'self' http://127.0.0.1:3999" in r.headers["Content-Security-Policy"]
+            async with http.get(base + "/admin/assets/index-def456.js") as r:
+                assert r.status == 200 and "immutable" in r.headers["Cache-Control"]
+            async with http.get(base + "/admin/assets/index-abc123.js") as r:
+                assert r.status == 404  # the web app's asset is not the panel's
+            for path in ("/admin/../secret.txt", "/admin/%2e%2e/%2e%2e/secret.txt"):
+                async with http.get(base + path, allow_redirects=False) as r:
+                    assert "not for the web" not in await r.text()
+            async with http.get(base + "/pets/abc") as r:
+                assert "<title>app</title>" in await r.text()
+    finally:
+        await web.stop()
+    # Not built: /admin/ is only another path of the web app.
+    unbuilt = WebApp(load_settings(data_dir=tmp_path, web_dir=tmp_path / "dist", admin_dir=tmp_path / "none"), 3999)
+    assert not unbuilt.admin_built()
