@@ -159,12 +159,17 @@ class Flows:
                 log.exception("payment %s: step failed; it is tried again after its lease", payment_id)
         # Charges whose payer never acted, and payouts whose money came back: each claimed by one
         # replica (rows locked SKIP LOCKED, then leased), so two replicas never work the same one.
-        async with self.db.transaction() as s:
-            expired = await store.claim_due(s, store.payments.c.action_deadline, now=now, lease=LEASE,
-                                            where=(store.payments.c.state == P.STATE_REQUIRES_ACTION,))
-            returned = await store.claim_due(s, store.payments.c.next_attempt_time, now=now, lease=LEASE,
-                                             where=(store.payments.c.return_state == RECLAIM,
-                                                    store.payments.c.state == P.STATE_SUCCEEDED))
+        c = store.payments.c
+        sweeps = ((c.action_deadline, (c.state == P.STATE_REQUIRES_ACTION,)),
+                  (c.next_attempt_time, (c.return_state == RECLAIM, c.state == P.STATE_SUCCEEDED)))
+        async with self.db.read() as s:  # most polls find nothing: no writer taken for them (SQLite has one)
+            found = [await store.any_due(s, column, now=now, where=where) for column, where in sweeps]
+        expired: list[str] = []
+        returned: list[str] = []
+        if any(found):
+            async with self.db.transaction() as s:
+                expired, returned = [await store.claim_due(s, column, now=now, lease=LEASE, where=where)
+                                     for column, where in sweeps]
         for payment_id, work in [(i, self.expire_action) for i in expired] + [(i, self.reclaim) for i in returned]:
             try:
                 await work(payment_id)

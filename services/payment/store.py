@@ -60,6 +60,7 @@ payments = sa.Table(
     sa.Index("ix_payments_reference", "provider_reference"),
     sa.Index("ix_payments_bank_payout", "bank_payout_reference"),
     sa.Index("ix_payments_business", "business_id", "kind"),
+    sa.Index("ix_payments_returns", "return_state", "next_attempt_time"),  # the sweep finds few among many
 )
 
 webhook_events = sa.Table(
@@ -141,6 +142,10 @@ async def due(s: AsyncSession, *, pending: int, now: dt.datetime, limit: int = 5
     return list((await s.execute(sa.select(payments.c.id).where(
         payments.c.state == pending, payments.c.next_attempt_time <= now).order_by(
         payments.c.next_attempt_time).limit(limit))).scalars())
+
+
+async def any_due(s: AsyncSession, column: sa.Column, *, now: dt.datetime, where: Sequence[Any]) -> bool:
+    return await s.scalar(sa.select(payments.c.id).where(*where, column <= now).limit(1)) is not None
 
 
 async def claim_due(s: AsyncSession, column: sa.Column, *, now: dt.datetime, lease: dt.timedelta,

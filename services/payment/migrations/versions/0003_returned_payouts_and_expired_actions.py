@@ -30,11 +30,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('action_deadline', mesh.sql.UtcDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('start_time', mesh.sql.UtcDateTime(timezone=True), nullable=True))
         batch_op.create_index('ix_payments_business', ['business_id', 'kind'], unique=False)
+        batch_op.create_index('ix_payments_returns', ['return_state', 'next_attempt_time'], unique=False)
 
 
 def downgrade() -> None:
     op.drop_table('payout_accounts')
     with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.drop_index('ix_payments_returns')
         batch_op.drop_index('ix_payments_business')
         batch_op.drop_column('start_time')
         batch_op.drop_column('action_deadline')
