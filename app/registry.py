@@ -72,7 +72,9 @@ REGISTRY = Registry([
         emits=(marketplace_events.BookingRequested, marketplace_events.BookingAccepted,
                marketplace_events.BookingDeclined, marketplace_events.BookingExpired,
                marketplace_events.BookingCancelled, marketplace_events.BookingCompleted,
-               marketplace_events.BookingReviewPublished),
+               marketplace_events.BookingReviewPublished,
+               marketplace_events.BusinessPayoutAccountChanged,  # payments: payouts go to the new account
+               marketplace_events.BusinessDeleted),
         consumes=(payment_events.PaymentProcessed, payment_events.PaymentFailed,  # the booking's payment status
                   payment_events.PaymentActionRequired, payment_events.RefundProcessed),
     ),
@@ -80,9 +82,10 @@ REGISTRY = Registry([
         name="payment", module="services.payment.module:PaymentModule", port=3009,
         contracts=("petplatform.payment.v1.PaymentService",), peers=("auth",),
         emits=(payment_events.PaymentProcessed, payment_events.PaymentFailed, payment_events.PaymentActionRequired,
-               payment_events.RefundProcessed, payment_events.PayoutSent),
+               payment_events.RefundProcessed, payment_events.PayoutSent, payment_events.PayoutFailed),
         consumes=(marketplace_events.BookingAccepted, marketplace_events.BookingCancelled,  # charges, refunds
-                  marketplace_events.BookingCompleted),  # and payouts of bookings
+                  marketplace_events.BookingCompleted,  # and payouts of bookings
+                  marketplace_events.BusinessPayoutAccountChanged),  # payouts not yet sent, returned ones
     ),
     ServiceSpec(
         name="recommender", module="ml.recommender.module:RecommenderModule", port=8000,
@@ -106,7 +109,8 @@ REGISTRY = Registry([
         emits=(notification_events.NotificationRequested, event_pb2.EmailRequested),
         consumes=(chat_events.MessageSent, matching_events.MatchCreated, matching_events.AdoptionCompleted,
                   auth_events.UserCreated, notification_events.NotificationRequested,
-                  admin_events.ModerationActionTaken, auth_events.UserStatusChanged),  # the affected user told
+                  admin_events.ModerationActionTaken, auth_events.UserStatusChanged,  # the affected user told
+                  payment_events.PayoutFailed),  # the business's owner told
     ),
     ServiceSpec(
         name="admin", module="services.admin.module:AdminModule", port=3007,

@@ -183,7 +183,15 @@ class Settings(BaseSettings):
     payment_platform_fee_percent: float = Field(10, ge=0, le=100)
     payment_poll_seconds: float = Field(1, gt=0)
     payment_retry_seconds: float = Field(2, gt=0)
+    # A charge waiting on its payer (3-D Secure) is cancelled after this long, or at its booking's
+    # start if sooner, and the booking's place freed; a payout whose money came back is paid again
+    # after this long (at once when the business changes its payout account).
+    payment_action_timeout_seconds: float = Field(6 * 3600, gt=0)
+    payment_payout_retry_seconds: float = Field(3 * 24 * 3600, gt=0)
     stripe_webhook_secret: SecretStr | None = None  # verifies POST /v1/webhooks/stripe (Stripe's `whsec_...`)
+    # Stripe Connect signs the events of connected accounts (payouts to their banks) on the Connect
+    # endpoint with its own secret: POST /v1/webhooks/stripe accepts either.
+    stripe_connect_webhook_secret: SecretStr | None = None
     # payment_provider=stripe: the secret key, the API's address (unset: Stripe's; tests point it at
     # a stand-in), and whether payouts are made by us after each transfer (Connect accounts on manual
     # payouts) or by Stripe's schedule.

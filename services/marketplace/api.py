@@ -53,7 +53,8 @@ def business_message(r: Row, kinds: list[int], *, private: bool, km: float | Non
         service_radius_km=r.service_radius_km, time_zone=r.time_zone, verified=r.verified,
         payout_account=r.payout_account if private else "", distance_km=round(km, 3) if km is not None else 0,
         rating=round(r.rating_sum / r.rating_count, 2) if r.rating_count else 0, review_count=r.rating_count,
-        create_time=timestamp(r.create_time), update_time=timestamp(r.update_time), photos=pictures or [])
+        create_time=timestamp(r.create_time), update_time=timestamp(r.update_time), photos=pictures or [],
+        delete_time=timestamp(r.delete_time) if private and r.delete_time else None)
 
 
 def service_message(r: Row) -> m.Service:
@@ -126,10 +127,12 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
 
     # --- businesses ---
 
-    async def _business(self, s: AsyncSession, name: str, field: str = "name", *, lock: bool = False) -> Row:
+    async def _business(self, s: AsyncSession, name: str, field: str = "name", *, lock: bool = False,
+                        deleted: bool = False) -> Row:
+        """`deleted`: a deleted business too (only its owner and admins read it)."""
         (business_id,) = parse_name(name, "businesses/{}", field)
         row = await store.find_business(s, business_id, lock=lock)
-        if row is None:
+        if row is None or (row.delete_time is not None and not (deleted and self._owns(principal.current(), row))):
             raise errors.not_found(BUSINESS_TYPE, name)
         return row
 
@@ -164,7 +167,7 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
 
     async def GetBusiness(self, request: m.GetBusinessRequest, context) -> m.GetBusinessResponse:
         async with self.db.read() as s:
-            row = await self._business(s, request.name)
+            row = await self._business(s, request.name, deleted=True)
             return m.GetBusinessResponse(business=await self._business_out(s, row, principal.current()))
 
     async def UpdateBusiness(self, request: m.UpdateBusinessRequest, context) -> m.UpdateBusinessResponse:
@@ -192,6 +195,9 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
                 else:
                     values[f] = getattr(b, f).strip() if f == "display_name" else getattr(b, f)
             await store.update_business(s, row.id, **values)
+            if "payout_account" in fields and b.payout_account != row.payout_account:
+                await emit(s, ev.BusinessPayoutAccountChanged(business=f"businesses/{row.id}",
+                                                              payout_account=b.payout_account))
             row = await store.get_business(s, row.id)
             return m.UpdateBusinessResponse(business=await self._business_out(s, row, caller))
         return await self.once(caller, "UpdateBusiness", request.request_id, m.UpdateBusinessResponse, work)
@@ -206,6 +212,38 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
                 row = await store.get_business(s, row.id)
             return m.VerifyBusinessResponse(business=await self._business_out(s, row, caller))
         return await self.once(caller, "VerifyBusiness", request.request_id, m.VerifyBusinessResponse, work)
+
+    async def DeleteBusiness(self, request: m.DeleteBusinessRequest, context) -> m.DeleteBusinessResponse:
+        caller = principal.require()
+
+        async def work(s: AsyncSession, now: dt.datetime) -> m.DeleteBusinessResponse:
+            row = await self._business(s, request.name, lock=True)
+            if not self._owns(caller, row):
+                raise errors.permission_denied("only the business's owner may delete it")
+            # Its services locked first: a booking being made (its service read FOR SHARE) either
+            # commits before and is counted here, or finds the service withdrawn after.
+            services = await store.services_of_business(s, row.id)
+            ongoing = await store.open_bookings_of_business(s, row.id, states=(B.STATE_IN_PROGRESS,))
+            upcoming = await store.bookings_of_business(s, row.id, states=OPEN)
+            if ongoing or (upcoming and not request.force):
+                raise errors.failed_precondition(
+                    f"the business has {ongoing + len(upcoming)} open booking(s): finish those in progress"
+                    + ("" if ongoing else "; cancel the others, or delete with force to cancel them"),
+                    "BUSINESS_HAS_OPEN_BOOKINGS", open_bookings=ongoing + len(upcoming),
+                    in_progress=ongoing)
+            for booking_id in upcoming:
+                booking = await store.find_booking(s, booking_id, lock=True)
+                assert booking is not None
+                await self._cancel(s, booking, by_business=True, now=now)
+            for service in services:
+                await store.replace_hours(s, service.id, hours=[], closed=[])
+                await store.forget_empty_slots(s, service.id, after=now)
+                await store.update_service(s, service.id, delete_time=now, update_time=now)
+            await store.update_business(s, row.id, delete_time=now, update_time=now)
+            deleted = await self._business_out(s, await store.get_business(s, row.id), caller)
+            await emit(s, ev.BusinessDeleted(business=deleted))
+            return m.DeleteBusinessResponse(business=deleted)
+        return await self.once(caller, "DeleteBusiness", request.request_id, m.DeleteBusinessResponse, work)
 
     async def SearchBusinesses(self, request: m.SearchBusinessesRequest, context) -> m.SearchBusinessesResponse:
         v: list[tuple[str, str]] = []
@@ -251,7 +289,7 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
         if row is None or row.business_id != business_id or row.delete_time is not None:
             raise errors.not_found(SERVICE_TYPE, name)
         business = await store.find_business(s, business_id)
-        assert business is not None  # a service's business is never deleted
+        assert business is not None  # a business's row stays when it is deleted (its services are withdrawn)
         return row, business
 
     async def CreateService(self, request: m.CreateServiceRequest, context) -> m.CreateServiceResponse:
@@ -362,7 +400,11 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
     async def UploadBusinessPhoto(self, request: m.UploadBusinessPhotoRequest,
                                   context) -> m.UploadBusinessPhotoResponse:
         caller = principal.require()
+        domain.check_request_id(request.request_id)
         async with self.db.read() as s:
+            if request.request_id and (prior := await store.answered(
+                    s, caller_id=caller.user_id, method="UploadBusinessPhoto", request_id=request.request_id)):
+                return m.UploadBusinessPhotoResponse.FromString(prior)  # a retry: not decoded or stored again
             business = await self._own_business(s, request.parent, caller)
             if len((await store.business_photos_of(s, [business.id])).get(business.id, [])) \
                     >= photos.MAX_PHOTOS_PER_BUSINESS:  # early, so a full business costs no decoding
@@ -372,36 +414,44 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
         photo_id = new_id()
         key = photos.key(business.id, photo_id)
         await self.blobs.put(key, request.content, content_type)
+
+        async def work(s: AsyncSession, now: dt.datetime) -> m.UploadBusinessPhotoResponse:
+            # The business's row lock makes the count and the insert one step, however many race.
+            await self._own_business(s, request.parent, caller, lock=True)
+            if len((await store.business_photos_of(s, [business.id])).get(business.id, [])) \
+                    >= photos.MAX_PHOTOS_PER_BUSINESS:
+                raise photos.too_many()
+            await store.add_business_photo(s, id=photo_id, business_id=business.id, content_type=content_type,
+                                           size_bytes=len(request.content), width=width, height=height,
+                                           create_time=now)
+            await store.update_business(s, business.id, update_time=now)
+            row = next(r for r in (await store.business_photos_of(s, [business.id]))[business.id] if r.id == photo_id)
+            return m.UploadBusinessPhotoResponse(photo=await photos.message(self.blobs, row))
         try:
-            async with self.db.transaction() as s:
-                # The business's row lock makes the count and the insert one step, however many race.
-                await self._own_business(s, request.parent, caller, lock=True)
-                if len((await store.business_photos_of(s, [business.id])).get(business.id, [])) \
-                        >= photos.MAX_PHOTOS_PER_BUSINESS:
-                    raise photos.too_many()
-                now = self.now()
-                await store.add_business_photo(s, id=photo_id, business_id=business.id, content_type=content_type,
-                                               size_bytes=len(request.content), width=width, height=height,
-                                               create_time=now)
-                await store.update_business(s, business.id, update_time=now)
-                row = next(r for r in (await store.business_photos_of(s, [business.id]))[business.id]
-                           if r.id == photo_id)
+            response = await self.once(caller, "UploadBusinessPhoto", request.request_id,
+                                       m.UploadBusinessPhotoResponse, work)
         except BaseException:
             await self._drop_blob(key)  # no row, no blob
             raise
-        return m.UploadBusinessPhotoResponse(photo=await photos.message(self.blobs, row))
+        if not response.photo.name.endswith(f"/photos/{photo_id}"):
+            await self._drop_blob(key)  # a concurrent retry stored its photo first: that one is the answer
+        return response
 
     async def DeleteBusinessPhoto(self, request: m.DeleteBusinessPhotoRequest,
                                   context) -> m.DeleteBusinessPhotoResponse:
         caller = principal.require()
         business_id, photo_id = parse_name(request.name, "businesses/{}/photos/{}")
-        async with self.db.transaction() as s:
+
+        async def work(s: AsyncSession, now: dt.datetime) -> m.DeleteBusinessPhotoResponse:
             await self._own_business(s, f"businesses/{business_id}", caller, lock=True)
             if not await store.delete_business_photo(s, business_id=business_id, photo_id=photo_id):
                 raise errors.not_found(photos.PHOTO_TYPE, request.name)
-            await store.update_business(s, business_id, update_time=self.now())
+            await store.update_business(s, business_id, update_time=now)
+            return m.DeleteBusinessPhotoResponse()
+        response = await self.once(caller, "DeleteBusinessPhoto", request.request_id, m.DeleteBusinessPhotoResponse,
+                                   work)
         await self._drop_blob(photos.key(business_id, photo_id))
-        return m.DeleteBusinessPhotoResponse()
+        return response
 
     async def _drop_blob(self, key: str) -> None:
         try:
@@ -646,17 +696,21 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
             by_business = caller.user_id == row.business_owner_id
             if not by_business and caller.user_id != row.owner_id:
                 raise errors.permission_denied("only the booking's parties may cancel it")
-            charged = row.payment_status in (B.PAYMENT_STATUS_PENDING, B.PAYMENT_STATUS_REQUIRES_ACTION,
-                                             B.PAYMENT_STATUS_PAID)
-            refund = policy.refund(row.cancellation_policy, paid=row.price_minor, start=row.start_time, now=now,
-                                   tz=calendar.zone(row.time_zone), by_business=by_business) if charged else 0
-            await store.free_places(s, service_id=row.service_id, start=row.start_time, pets=row.pet_count)
-            await store.update_booking(s, row.id, state=B.STATE_CANCELLED, update_time=now,
-                                       cancelled_by=B.CANCELLER_BUSINESS if by_business else B.CANCELLER_OWNER)
-            await emit(s, ev.BookingCancelled(booking=booking_message(await store.get_booking(s, row.id)),
-                                              refund=from_minor(refund, row.currency),
-                                              payout_account=await self._business_payout_account(s, row)))
+            await self._cancel(s, row, by_business=by_business, now=now)
         return await self._transition("CancelBooking", request, m.CancelBookingResponse, step)
+
+    async def _cancel(self, s: AsyncSession, row: Row, *, by_business: bool, now: dt.datetime) -> None:
+        """Cancels a locked open booking with its policy's refund (all of it when the business cancels)."""
+        charged = row.payment_status in (B.PAYMENT_STATUS_PENDING, B.PAYMENT_STATUS_REQUIRES_ACTION,
+                                         B.PAYMENT_STATUS_PAID)
+        refund = policy.refund(row.cancellation_policy, paid=row.price_minor, start=row.start_time, now=now,
+                               tz=calendar.zone(row.time_zone), by_business=by_business) if charged else 0
+        await store.free_places(s, service_id=row.service_id, start=row.start_time, pets=row.pet_count)
+        await store.update_booking(s, row.id, state=B.STATE_CANCELLED, update_time=now,
+                                   cancelled_by=B.CANCELLER_BUSINESS if by_business else B.CANCELLER_OWNER)
+        await emit(s, ev.BookingCancelled(booking=booking_message(await store.get_booking(s, row.id)),
+                                          refund=from_minor(refund, row.currency),
+                                          payout_account=await self._business_payout_account(s, row)))
 
     # --- reviews ---
 

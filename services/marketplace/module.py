@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.events import Effects, emit
+from mesh.money import from_minor
 from mesh.registry import ServiceSpec
 from mesh.runtime import Runtime, ServiceModule
 from mesh.sql import utcnow
@@ -46,7 +47,8 @@ async def on_charged(s: AsyncSession, event: pay_events.PaymentProcessed) -> Non
 
 
 async def on_charge_failed(s: AsyncSession, event: pay_events.PaymentFailed) -> None:
-    """A declined card: the accepted booking is cancelled by the platform and its places freed."""
+    """A declined card, or a payer who never authenticated in time: the accepted booking is
+    cancelled by the platform, its places freed, and booking.cancelled says so (nothing to refund)."""
     row = await store.find_booking(s, booking_id(event.payment.booking), lock=True)
     if row is None or row.payment_status not in CHARGING:
         return
@@ -55,6 +57,9 @@ async def on_charge_failed(s: AsyncSession, event: pay_events.PaymentFailed) -> 
         await store.free_places(s, service_id=row.service_id, start=row.start_time, pets=row.pet_count)
         values.update(state=B.STATE_CANCELLED, cancelled_by=B.CANCELLER_PLATFORM)
     await store.update_booking(s, row.id, **values)
+    if row.state == B.STATE_ACCEPTED:
+        await emit(s, ev.BookingCancelled(booking=booking_message(await store.get_booking(s, row.id)),
+                                          refund=from_minor(0, row.currency)))
 
 
 async def on_refunded(s: AsyncSession, event: pay_events.RefundProcessed) -> None:

@@ -35,6 +35,7 @@ businesses = sa.Table(
     # Its score: the published ratings of customers' reviews, summed and counted.
     sa.Column("rating_sum", sa.Integer, nullable=False, server_default="0"),
     sa.Column("rating_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("delete_time", UtcDateTime, nullable=True),  # deleted (DeleteBusiness): kept for its history
     sa.Index("ix_businesses_owner", "owner_id"),
     sa.Index("ix_businesses_latitude", "latitude"),
 )
@@ -206,7 +207,7 @@ async def businesses_offering(s: AsyncSession, *, kind: int, min_lat: float, max
                               verified_only: bool) -> Sequence[Row]:
     """Businesses with a service of `kind` within a band of latitudes (the caller filters by distance)."""
     q = sa.select(businesses).where(
-        businesses.c.latitude.between(min_lat, max_lat),
+        businesses.c.latitude.between(min_lat, max_lat), businesses.c.delete_time.is_(None),
         businesses.c.id.in_(sa.select(services.c.business_id).where(services.c.kind == kind,
                                                                     services.c.delete_time.is_(None))))
     if verified_only:
@@ -252,6 +253,18 @@ async def update_service(s: AsyncSession, service_id: str, **values: Any) -> Non
 async def open_bookings_of(s: AsyncSession, service_id: str, *, states: Sequence[int]) -> int:
     return int(await s.scalar(sa.select(sa.func.count()).select_from(bookings).where(
         bookings.c.service_id == service_id, bookings.c.state.in_(states))) or 0)
+
+
+async def services_of_business(s: AsyncSession, business_id: str) -> Sequence[Row]:
+    """Its services not withdrawn, locked FOR UPDATE (a booking reads its service FOR SHARE)."""
+    return (await s.execute(sa.select(services).where(
+        services.c.business_id == business_id, services.c.delete_time.is_(None)).order_by(
+        services.c.id).with_for_update())).all()
+
+
+async def bookings_of_business(s: AsyncSession, business_id: str, *, states: Sequence[int]) -> list[str]:
+    return list((await s.execute(sa.select(bookings.c.id).where(
+        bookings.c.business_id == business_id, bookings.c.state.in_(states)).order_by(bookings.c.id))).scalars())
 
 
 async def open_bookings_of_business(s: AsyncSession, business_id: str, *, states: Sequence[int]) -> int:

@@ -10,6 +10,7 @@ from mesh import errors
 from petplatform.admin.v1 import events_pb2 as admin_events
 from petplatform.auth.v1 import auth_pb2
 from petplatform.notification.v1 import notification_pb2 as pb
+from petplatform.payment.v1 import payment_pb2
 
 KINDS = [k for k in pb.Kind.values() if k != pb.KIND_UNSPECIFIED]
 CHANNELS = [c for c in pb.Channel.values() if c != pb.CHANNEL_UNSPECIFIED]
@@ -21,6 +22,7 @@ DEFAULT_CHANNELS: Mapping[int, tuple[int, ...]] = {
     pb.KIND_ADOPTION: (pb.CHANNEL_PUSH, pb.CHANNEL_EMAIL),
     pb.KIND_WELCOME: (),
     pb.KIND_MODERATION: (pb.CHANNEL_PUSH, pb.CHANNEL_EMAIL),  # a suspended account cannot open its inbox
+    pb.KIND_PAYMENT: (pb.CHANNEL_PUSH, pb.CHANNEL_EMAIL),  # money waiting on them: worth an email
 }
 MAX_TOKEN = 4096
 MAX_PREVIEW = 120  # characters of a chat message shown in its notification
@@ -121,3 +123,14 @@ def status_notice(status: int, *, reason: str, end_time: dt.datetime | None = No
 def _with_reason(body: str, reason: str) -> str:
     reason = " ".join(reason.split())
     return f"{body}: {reason}" if reason else f"{body}."
+
+
+def payout_failed_notice(payout: payment_pb2.Payment, retry: payment_pb2.Payment) -> tuple[str, str]:
+    """(title, body) telling a business's owner a payout came back, and when it is paid again."""
+    amount = f"{payout.amount.units}.{payout.amount.nanos // 10_000_000:02d} {payout.amount.currency_code}"
+    reason = f" ({payout.failure_reason})" if payout.failure_reason else ""
+    when = retry.due_time.ToDatetime() if retry.HasField("due_time") else None
+    later = f" Otherwise we try the same account again on {when:%Y-%m-%d}." if when else ""
+    return ("A payout could not reach your account",
+            f"A payout of {amount} came back from your payout account{reason}. Update your payout account "
+            f"and we pay it again at once.{later}")

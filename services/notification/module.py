@@ -23,6 +23,7 @@ from petplatform.common.v1 import event_pb2
 from petplatform.matching.v1 import events_pb2 as matching_events
 from petplatform.notification.v1 import events_pb2 as notification_events
 from petplatform.notification.v1 import notification_pb2 as pb
+from petplatform.payment.v1 import events_pb2 as payment_events
 from services.notification import domain
 from services.notification.api import NotificationServicer
 from services.notification.channels import FcmPush, LocalSink, PushProvider, SmsProvider, TwilioSms
@@ -70,7 +71,8 @@ class NotificationModule(ServiceModule):
                                     matching_events.AdoptionCompleted: self._adoption_completed,
                                     auth_events.UserCreated: self._user_created,
                                     admin_events.ModerationActionTaken: self._moderated,
-                                    auth_events.UserStatusChanged: self._status_changed},
+                                    auth_events.UserStatusChanged: self._status_changed,
+                                    payment_events.PayoutFailed: self._payout_failed},
             "notification.delivery": {notification_events.NotificationRequested: self._requested},
         }
 
@@ -139,6 +141,11 @@ class NotificationModule(ServiceModule):
                            target=event.match.name)
         await self._notify(s, user=adopter, kind=pb.KIND_ADOPTION, title="Adoption completed",
                            body="Congratulations on your new companion!", target=event.match.name)
+
+    async def _payout_failed(self, s: AsyncSession, event: payment_events.PayoutFailed) -> None:
+        title, body = domain.payout_failed_notice(event.payment, event.retry)
+        await self._notify(s, user=user_id(event.business_owner), kind=pb.KIND_PAYMENT, title=title, body=body,
+                           target=event.business)
 
     async def _user_created(self, s: AsyncSession, event: auth_events.UserCreated) -> None:
         user = user_id(event.user)

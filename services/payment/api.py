@@ -73,9 +73,9 @@ def stripe_report(kind: str, obj: dict, account: str) -> PaymentReport | Approva
 
 
 class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
-    def __init__(self, db: Database, *, flows: Flows, secrets: Mapping[str, bytes],
+    def __init__(self, db: Database, *, flows: Flows, secrets: Mapping[str, tuple[bytes, ...]],
                  paypal: tuple[PayPalProvider, str] | None = None):
-        """secrets: webhook signing secret per provider name that takes webhooks signed Stripe's way;
+        """secrets: webhook signing secrets per provider name that takes webhooks signed Stripe's way;
         paypal: the adapter and webhook id that verify PayPal's webhooks, when PayPal moves the money."""
         self.db = db
         self.flows = flows
@@ -88,6 +88,11 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         return caller.is_admin or caller.user_id in (r.owner_id, r.business_owner_id)
 
     @staticmethod
+    def _payee(r: Row) -> bool:
+        caller = principal.require()
+        return caller.is_admin or caller.user_id == r.business_owner_id
+
+    @staticmethod
     def _payer(r: Row) -> bool:
         return principal.require().user_id == r.owner_id
 
@@ -97,13 +102,13 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             row = await store.find(s, payment_id)
         if row is None or not self._visible(row):
             raise errors.not_found(PAYMENT_TYPE, request.name)
-        return p.GetPaymentResponse(payment=payment_message(row, payer=self._payer(row)))
+        return p.GetPaymentResponse(payment=payment_message(row, payer=self._payer(row), payee=self._payee(row)))
 
     async def ListPayments(self, request: p.ListPaymentsRequest, context) -> p.ListPaymentsResponse:
         (booking_id,) = parse_name(request.booking, "bookings/{}", "booking")
         async with self.db.read() as s:
             rows = await store.of_booking(s, booking_id)
-        return p.ListPaymentsResponse(payments=[payment_message(r, payer=self._payer(r))
+        return p.ListPaymentsResponse(payments=[payment_message(r, payer=self._payer(r), payee=self._payee(r))
                                                 for r in rows if self._visible(r)])
 
     async def GetLedgerReport(self, request: p.GetLedgerReportRequest, context) -> p.GetLedgerReportResponse:
@@ -135,7 +140,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             header = request.signature or next((v for k, v in context.invocation_metadata() or ()
                                                 if k == "stripe-signature" and isinstance(v, str)), "")
             try:
-                webhooks.verify(body, header, self.secrets[provider], now=self.flows.now().timestamp())
+                webhooks.verify(body, header, *self.secrets[provider], now=self.flows.now().timestamp())
             except webhooks.BadSignature as e:
                 log.warning("%s webhook refused: %s", provider, e)
                 raise errors.permission_denied(f"webhook signature refused: {e}", "INVALID_SIGNATURE") from None

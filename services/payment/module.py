@@ -32,14 +32,16 @@ class PaymentModule(ServiceModule):
         super().__init__(rt, spec)
         s = rt.settings
         self.clock: Callable[[], dt.datetime] = utcnow  # tests move it
-        self.secrets: dict[str, bytes] = {}
+        self.secrets: dict[str, tuple[bytes, ...]] = {}
         local = (s.local_payment_webhook_secret.get_secret_value().encode() if s.local_payment_webhook_secret
                  else local_secret(s.data_dir / "local-payment-webhook-secret"))
-        if s.stripe_webhook_secret:
-            self.secrets["stripe"] = s.stripe_webhook_secret.get_secret_value().encode()
+        stripe_secrets = tuple(secret.get_secret_value().encode() for secret in (
+            s.stripe_webhook_secret, s.stripe_connect_webhook_secret) if secret)
+        if stripe_secrets:
+            self.secrets["stripe"] = stripe_secrets
         # The local provider always takes its own webhooks (development, tests); the one that moves
         # money is chosen by settings. PayPal's are verified by PayPal itself (no shared secret).
-        self.secrets["local"] = local
+        self.secrets["local"] = (local,)
         # The edge serves the local provider's bank page while the local provider moves the money.
         bank = f"{s.public_url.rstrip('/')}{LOCAL_BANK_PATH}" if s.payment_provider == "local" else ""
         self.local = LocalProvider(local, self._deliver_local, clock=lambda: self.now().timestamp(),
@@ -59,7 +61,9 @@ class PaymentModule(ServiceModule):
                                                     api_base=s.paypal_api_base or "https://api-m.paypal.com")
         self.flows = Flows(self._db, provider, self.now, hold=dt.timedelta(seconds=s.payment_hold_seconds),  # type: ignore[arg-type]
                            fee_percent=s.payment_platform_fee_percent,
-                           retry=dt.timedelta(seconds=s.payment_retry_seconds))
+                           retry=dt.timedelta(seconds=s.payment_retry_seconds),
+                           action_timeout=dt.timedelta(seconds=s.payment_action_timeout_seconds),
+                           payout_retry=dt.timedelta(seconds=s.payment_payout_retry_seconds))
         self.servicer = PaymentServicer(self.db, flows=self.flows, secrets=self.secrets,
                                         paypal=(self.paypal, s.paypal_webhook_id)
                                         if self.paypal and s.paypal_webhook_id else None)
@@ -72,7 +76,7 @@ class PaymentModule(ServiceModule):
     async def _deliver_local(self, body: bytes, header: str) -> None:
         """The local provider's webhooks take the path the edge's do: verified, then applied once."""
         from services.payment import webhooks
-        webhooks.verify(body, header, self.secrets["local"], now=self.now().timestamp())
+        webhooks.verify(body, header, *self.secrets["local"], now=self.now().timestamp())
         await self.servicer.receive("local", body)
 
     def servicers(self) -> Mapping[str, object]:
@@ -87,7 +91,8 @@ class PaymentModule(ServiceModule):
         return {"payment.bookings": {
             market.BookingAccepted: lambda s, e: woken(f.on_accepted, s, e),
             market.BookingCancelled: lambda s, e: woken(f.on_cancelled, s, e),
-            market.BookingCompleted: lambda s, e: woken(f.on_completed, s, e)}}
+            market.BookingCompleted: lambda s, e: woken(f.on_completed, s, e),
+            market.BusinessPayoutAccountChanged: lambda s, e: woken(f.on_payout_account_changed, s, e)}}
 
     async def start(self) -> None:
         self._worker = asyncio.create_task(self._work(), name="payment:worker")

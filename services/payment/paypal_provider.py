@@ -205,3 +205,14 @@ class PayPalProvider:
         # Accepted: PayPal has taken the amount from the platform's balance for the business (its
         # item's later fate, e.g. unclaimed, comes by PAYMENT.PAYOUTS-ITEM webhooks: bank_payout).
         return Outcome("succeeded", str(header.get("payout_batch_id") or ""))
+
+    async def cancel_charge(self, *, key: str, charge: str, metadata: dict[str, str]) -> Outcome:
+        # An order waiting on the payer's approval has no cancel call: it is never captured (a late
+        # approval finds the charge cancelled and nothing resumes it), and PayPal voids it itself.
+        return Outcome("failed", charge, "payer_action_expired")
+
+    async def reclaim_payout(self, *, key: str, payout: str, account: str, amount: int, currency: str,
+                             metadata: dict[str, str]) -> Outcome:
+        # A returned, refused or cancelled payout item is credited back to the platform's PayPal
+        # balance by PayPal itself: nothing to call.
+        return Outcome("succeeded", payout)

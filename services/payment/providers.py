@@ -54,6 +54,17 @@ class Provider(Protocol):
     async def payout(self, *, key: str, account: str, amount: int, currency: str,
                      metadata: dict[str, str]) -> Outcome: ...
 
+    async def cancel_charge(self, *, key: str, charge: str, metadata: dict[str, str]) -> Outcome:
+        """Cancels a charge still waiting on its payer: "failed" once cancelled, or how it ended if
+        the payer finished first ("succeeded", ...)."""
+        ...
+
+    async def reclaim_payout(self, *, key: str, payout: str, account: str, amount: int, currency: str,
+                             metadata: dict[str, str]) -> Outcome:
+        """Brings a payout's money back to the platform after its bank transfer came back to the
+        provider: "succeeded" when the platform holds it again."""
+        ...
+
 
 # Magic payment method tokens of the local provider, after Stripe's test cards.
 DECLINED = {"pm_card_chargeDeclined": "card_declined", "pm_card_visa_chargeDeclinedInsufficientFunds":
@@ -84,8 +95,11 @@ class LocalProvider:
         self.deliver = deliver
         self.done: dict[str, tuple[tuple, Outcome]] = {}  # idempotency key -> (request, outcome)
         self.moved: list[tuple[str, str, int]] = []  # (kind, reference, amount) each time money moved
+        self.calls: list[tuple[str, str]] = []  # (kind, idempotency key) of every call answered
         self.down_before = 0
         self.down_after = 0
+        self.authenticated: set[str] = set()  # charges whose payer acted (3-D Secure done)
+        self.cancelled: set[str] = set()  # charges cancelled while waiting on the payer
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
 
@@ -97,6 +111,7 @@ class LocalProvider:
         if self.down_before:
             self.down_before -= 1
             raise ProviderDown("local provider unavailable")
+        self.calls.append((kind, key))
         if key in self.done:
             first, outcome = self.done[key]
             if first != request:
@@ -113,11 +128,19 @@ class LocalProvider:
             raise ProviderDown("local provider answer lost")
         return outcome
 
-    def _send(self, event_type: str, obj: dict) -> None:
+    async def drain(self) -> None:
+        """Waits until the webhooks sent so far are delivered (and applied)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _send(self, event_type: str, obj: dict, *, account: str = "") -> None:
         if self.deliver is None:
             return
-        body = json.dumps({"id": self._id("evt"), "object": "event", "type": event_type, "created": int(self.clock()),
-                           "data": {"object": obj}}).encode()
+        event = {"id": self._id("evt"), "object": "event", "type": event_type, "created": int(self.clock()),
+                 "data": {"object": obj}}
+        if account:
+            event["account"] = account  # a connected account's event, as Stripe Connect sends it
+        body = json.dumps(event).encode()
         header = webhooks.sign(body, self.secret, int(self.clock()))
         task = asyncio.create_task(self._deliver(body, header))
         self._tasks.add(task)
@@ -142,7 +165,9 @@ class LocalProvider:
         """The payer completes (or fails) a charge's 3-D Secure step: its webhook goes out, as
         Stripe's would after Stripe.js handled the action."""
         for request, outcome in self.done.values():
-            if outcome.reference == reference and outcome.state == "requires_action":
+            if outcome.reference == reference and outcome.state == "requires_action" \
+                    and reference not in self.cancelled | self.authenticated:
+                self.authenticated.add(reference)
                 obj = {"id": reference, "object": "payment_intent", "amount": request[0], "metadata": dict(request[-1])}
                 if succeed:
                     self._send("payment_intent.succeeded", {**obj, "status": "succeeded"})
@@ -191,3 +216,30 @@ class LocalProvider:
             return Outcome("failed", ref, "invalid_account") if account in FAILING_ACCOUNTS \
                 else Outcome("succeeded", ref)
         return await self._once("payout", key, (amount, account, currency, tuple(sorted(metadata.items()))), act, None)
+
+    async def cancel_charge(self, *, key: str, charge: str, metadata: dict[str, str]) -> Outcome:
+        def act() -> Outcome:
+            if charge in self.authenticated:
+                return Outcome("succeeded", charge)  # the payer finished first
+            self.cancelled.add(charge)
+            return Outcome("failed", charge, "payer_action_expired")
+        return await self._once("cancel", key, (0, charge), act, None)
+
+    async def reclaim_payout(self, *, key: str, payout: str, account: str, amount: int, currency: str,
+                             metadata: dict[str, str]) -> Outcome:
+        # As a Stripe transfer reversal: the connected account's balance gives the money back.
+        return await self._once("reclaim", key, (amount, payout, account, currency),
+                                lambda: Outcome("succeeded", self._id("trr")), None)
+
+    def return_payout(self, transfer: str, *, failure: str = "account_closed") -> None:
+        """The bank returns a payout's transfer: `payout.failed` from the connected account, as
+        Stripe Connect sends it (the account's bank payout named by the payment it paid)."""
+        for request, outcome in self.done.values():
+            if outcome.reference == transfer and outcome.state == "succeeded":
+                amount, account, currency, metadata = request
+                self._send("payout.failed", {"id": self._id("po"), "object": "payout", "amount": amount,
+                                             "currency": currency.lower(), "status": "failed",
+                                             "failure_code": failure, "metadata": dict(metadata)},
+                           account=account)
+                return
+        raise KeyError(transfer)

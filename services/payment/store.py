@@ -45,10 +45,22 @@ payments = sa.Table(
     # A payout's bank transfer (Payment.BankPayout) and the provider's id of it.
     sa.Column("bank_payout", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Column("bank_payout_reference", sa.String(128), nullable=False, server_default=""),
+    # A payout whose money came back: 1 to reclaim from the provider (due at next_attempt_time), 2
+    # paid again by a new payout whose retry_of names it (a returned one reversed in the ledger at
+    # return_time first; a failed one is retried when the business changes its payout account).
+    sa.Column("return_state", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("return_time", UtcDateTime, nullable=True),
+    sa.Column("retry_of", sa.String(32), nullable=False, server_default=""),
+    # A charge waiting on its payer (REQUIRES_ACTION): cancelled if still waiting at this time.
+    sa.Column("action_deadline", UtcDateTime, nullable=True),
+    # A charge's booking's start (a charge never waits on its payer past it).
+    sa.Column("start_time", UtcDateTime, nullable=True),
     sa.Index("ix_payments_booking", "booking_id", "create_time"),
     sa.Index("ix_payments_work", "state", "next_attempt_time"),
     sa.Index("ix_payments_reference", "provider_reference"),
     sa.Index("ix_payments_bank_payout", "bank_payout_reference"),
+    sa.Index("ix_payments_business", "business_id", "kind"),
+    sa.Index("ix_payments_returns", "return_state", "next_attempt_time"),  # the sweep finds few among many
 )
 
 webhook_events = sa.Table(
@@ -57,6 +69,14 @@ webhook_events = sa.Table(
     sa.Column("event_id", sa.String(128), primary_key=True),
     sa.Column("event_type", sa.String(64), nullable=False),
     sa.Column("receive_time", UtcDateTime, nullable=False),
+)
+
+# Each business's payout account as the marketplace last announced it (business.payout_account_changed).
+payout_accounts = sa.Table(
+    "payout_accounts", metadata,
+    sa.Column("business_id", sa.String(32), primary_key=True),
+    sa.Column("account", sa.String(128), nullable=False),
+    sa.Column("update_time", UtcDateTime, nullable=False),
 )
 
 ledger_entries = sa.Table(
@@ -122,6 +142,40 @@ async def due(s: AsyncSession, *, pending: int, now: dt.datetime, limit: int = 5
     return list((await s.execute(sa.select(payments.c.id).where(
         payments.c.state == pending, payments.c.next_attempt_time <= now).order_by(
         payments.c.next_attempt_time).limit(limit))).scalars())
+
+
+async def any_due(s: AsyncSession, column: sa.Column, *, now: dt.datetime, where: Sequence[Any]) -> bool:
+    return await s.scalar(sa.select(payments.c.id).where(*where, column <= now).limit(1)) is not None
+
+
+async def claim_due(s: AsyncSession, column: sa.Column, *, now: dt.datetime, lease: dt.timedelta,
+                    where: Sequence[Any], limit: int = 50) -> list[str]:
+    """Takes the payments matching `where` whose `column` time has come for this worker: their rows
+    are locked (on PostgreSQL skipping those another replica holds) and `column` moved `lease` on,
+    so nobody else takes them before this transaction's commit or until the lease runs out."""
+    q = sa.select(payments.c.id).where(*where, column <= now).order_by(column).limit(limit)
+    if s.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    ids = list((await s.execute(q)).scalars())
+    if ids:
+        await s.execute(payments.update().where(payments.c.id.in_(ids)).values({column.name: now + lease}))
+    return ids
+
+
+async def payouts_of_business(s: AsyncSession, business_id: str, *, kind: int) -> Sequence[Row]:
+    return (await s.execute(sa.select(payments).where(
+        payments.c.business_id == business_id, payments.c.kind == kind).order_by(
+        payments.c.create_time).with_for_update())).all()
+
+
+async def set_payout_account(s: AsyncSession, business_id: str, account: str, now: dt.datetime) -> None:
+    await s.execute(_insert(s, payout_accounts).values(business_id=business_id, account=account, update_time=now)
+                    .on_conflict_do_update(index_elements=["business_id"],
+                                           set_={"account": account, "update_time": now}))
+
+
+async def payout_account_of(s: AsyncSession, business_id: str) -> str | None:
+    return await s.scalar(sa.select(payout_accounts.c.account).where(payout_accounts.c.business_id == business_id))
 
 
 async def claim(s: AsyncSession, payment_id: str, *, pending: int, now: dt.datetime, lease: dt.timedelta) -> bool:

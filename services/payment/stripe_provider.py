@@ -123,3 +123,24 @@ class StripeProvider:
             log.exception("stripe: transfer %s to %s done, its payout refused", transfer.id, account)
             return Outcome("succeeded", transfer.id)
         return Outcome("succeeded", transfer.id, bank_payout=payout.id)
+
+    async def cancel_charge(self, *, key: str, charge: str, metadata: dict[str, str]) -> Outcome:
+        try:
+            intent = await self._call(self.client.v1.payment_intents.cancel_async(
+                charge, {"cancellation_reason": "abandoned"}, {"idempotency_key": key}))
+        except ProviderRefused:
+            # Not cancellable any more (the payer finished, or it failed): how it ended says what to do.
+            intent = await self._call(self.client.v1.payment_intents.retrieve_async(charge))
+        state = INTENT_STATES.get(intent.status, "processing")
+        if intent.status == "canceled":
+            return Outcome("failed", intent.id, "payer_action_expired")
+        return Outcome(state, intent.id, intent.status if state == "failed" else "")
+
+    async def reclaim_payout(self, *, key: str, payout: str, account: str, amount: int, currency: str,
+                             metadata: dict[str, str]) -> Outcome:
+        # The bank returned the account's payout to its Stripe balance: the transfer is reversed so
+        # the platform holds the money again (and pays it once the account is fixed).
+        params: Any = {"amount": amount, "metadata": {**metadata, "idempotency_key": key}}
+        reversal = await self._call(self.client.v1.transfers.reversals.create_async(
+            payout, params, {"idempotency_key": key}))
+        return Outcome("succeeded", reversal.id)

@@ -1,6 +1,7 @@
 """Webhook signatures as Stripe makes them (pure functions): the header `t=<unix time>,v1=<hex>`
 where v1 is HMAC-SHA256 of "<t>.<raw body>" with the endpoint's secret. The local provider signs
-the same way, so one verifier serves both."""
+the same way, so one verifier serves both. One URL may take events of two Stripe endpoints (the
+account's own, and Connect's for connected accounts), each with its own secret: either verifies."""
 from __future__ import annotations
 
 import hashlib
@@ -18,9 +19,9 @@ def sign(payload: bytes, secret: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def verify(payload: bytes, header: str, secret: bytes, *, now: float, tolerance: int = TOLERANCE_SECONDS) -> None:
-    """BadSignature unless some v1 of the header signs `payload` and its t is within `tolerance`
-    seconds of `now` (either way: a stale replay, or a clock far ahead)."""
+def verify(payload: bytes, header: str, *secrets: bytes, now: float, tolerance: int = TOLERANCE_SECONDS) -> None:
+    """BadSignature unless some v1 of the header signs `payload` with one of `secrets` and its t is
+    within `tolerance` seconds of `now` (either way: a stale replay, or a clock far ahead)."""
     timestamp, signatures = None, []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
@@ -33,8 +34,9 @@ def verify(payload: bytes, header: str, secret: bytes, *, now: float, tolerance:
             signatures.append(value)
     if timestamp is None or not signatures:
         raise BadSignature("no timestamp or no v1 signature")
-    expected = hmac.new(secret, f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
-    if not any(hmac.compare_digest(expected, s) for s in signatures):
+    expected = [hmac.new(secret, f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+                for secret in secrets]
+    if not any(hmac.compare_digest(e, s) for e in expected for s in signatures):
         raise BadSignature("signature does not match")
     if abs(now - timestamp) > tolerance:
         raise BadSignature("timestamp outside the tolerance")

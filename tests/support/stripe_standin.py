@@ -1,9 +1,10 @@
-"""A local HTTP stand-in of the parts of the Stripe API the adapter calls (PaymentIntents, refunds,
-transfers, payouts), answering as Stripe does: form-encoded requests with bracketed keys, the
-Idempotency-Key header replaying the first answer (and refusing a key reused with other
-parameters), card declines as 402 card_error with the failed PaymentIntent, unknown connected
-accounts as 400. It checks what it receives (the secret key, an Idempotency-Key on every POST,
-a positive integer amount, a lower-case ISO currency) and records every request for the tests.
+"""A local HTTP stand-in of the parts of the Stripe API the adapter calls (PaymentIntents created,
+cancelled and read, refunds, transfers and their reversals, payouts), answering as Stripe does:
+form-encoded requests with bracketed keys, the Idempotency-Key header replaying the first answer
+(and refusing a key reused with other parameters), card declines as 402 card_error with the
+failed PaymentIntent, unknown connected accounts as 400. It checks what it receives (the secret
+key, an Idempotency-Key on every POST, a positive integer amount, a lower-case ISO currency) and
+records every request for the tests.
 
 It also plays the rest of Stripe's side: cards that need 3-D Secure answer `requires_action` with a
 client secret and a `use_stripe_sdk` next action; `authenticate` is the payer completing (or
@@ -49,8 +50,10 @@ class StripeStandIn:
 
     async def start(self) -> str:
         app = web.Application()
-        for path in ("/v1/payment_intents", "/v1/refunds", "/v1/transfers", "/v1/payouts"):
+        for path in ("/v1/payment_intents", "/v1/refunds", "/v1/transfers", "/v1/payouts",
+                     "/v1/payment_intents/{id}/cancel", "/v1/transfers/{id}/reversals"):
             app.router.add_post(path, self._handle)
+        app.router.add_get("/v1/payment_intents/{id}", self._retrieve)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -137,7 +140,46 @@ class StripeStandIn:
         self._answers[scoped] = (got.form, status, body)
         return status, body
 
+    async def _retrieve(self, request: web.Request) -> web.Response:
+        self.received.append(Received(request.path, dict(request.headers), {}))
+        if request.headers.get("Authorization") != f"Bearer {API_KEY}":
+            status, body = self._error(401, "invalid_request_error", "Invalid API Key provided")
+            return web.json_response(body, status=status)
+        intent = self.created.get(request.match_info["id"])
+        if intent is None:
+            return web.json_response(self._error(404, "invalid_request_error", "No such payment_intent")[1], status=404)
+        return web.json_response(intent)
+
+    def _cancel(self, path: str) -> tuple[int, dict]:
+        intent = self.created.get(path.split("/")[3])
+        if intent is None:
+            return self._error(404, "invalid_request_error", "No such payment_intent")
+        if intent["status"] not in ("requires_payment_method", "requires_confirmation", "requires_action",
+                                    "requires_capture", "processing"):
+            return self._error(400, "invalid_request_error", "You cannot cancel this PaymentIntent because it has "
+                               f"a status of {intent['status']}.", code="payment_intent_unexpected_state")
+        intent.update(status="canceled", next_action=None, cancellation_reason="abandoned")
+        return 200, json.loads(json.dumps(intent))
+
+    def _reverse(self, path: str, got: Received) -> tuple[int, dict]:
+        transfer = self.created.get(path.split("/")[3])
+        amount = got.form.get("amount", "")
+        if transfer is None or transfer.get("object") != "transfer":
+            return self._error(404, "invalid_request_error", "No such transfer")
+        if not amount.isdigit() or int(amount) <= 0:
+            return self._error(400, "invalid_request_error", "Invalid positive integer", param="amount")
+        if int(amount) > transfer["amount"] - transfer.get("amount_reversed", 0):
+            return self._error(400, "invalid_request_error", "amount exceeds what is left of the transfer")
+        transfer["amount_reversed"] = transfer.get("amount_reversed", 0) + int(amount)
+        metadata = {k[len("metadata["):-1]: v for k, v in got.form.items() if k.startswith("metadata[")}
+        return 200, self._save({"id": self._id("trr"), "object": "transfer_reversal", "amount": int(amount),
+                                "currency": transfer["currency"], "transfer": transfer["id"], "metadata": metadata})
+
     def _act(self, path: str, got: Received) -> tuple[int, dict]:
+        if path.endswith("/cancel"):
+            return self._cancel(path)
+        if path.endswith("/reversals"):
+            return self._reverse(path, got)
         f = got.form
         amount = f.get("amount", "")
         if not amount.isdigit() or int(amount) <= 0:

@@ -228,6 +228,7 @@ async def test_on_paypal_accept_captures_cancel_refunds_complete_pays_out(on_pay
                     pm="vault_ok")
     await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b2.name), metadata=seller.md)
     await payment_reaches(api, owner, b2.name, P.KIND_CHARGE, P.STATE_SUCCEEDED)
+    await booking_reaches(api, owner, b2.name, payment_status=B.PAYMENT_STATUS_PAID)
     await api.marketplace.StartBooking(m.StartBookingRequest(name=b2.name), metadata=seller.md)
     await api.marketplace.CompleteBooking(m.CompleteBookingRequest(name=b2.name), metadata=seller.md)
     await payment_reaches(api, seller, b2.name, P.KIND_PAYOUT, P.STATE_PENDING)
@@ -390,12 +391,12 @@ async def test_a_payer_action_denied_by_webhook_fails_the_charge(paypal_edge: Ed
 async def test_payout_items_move_the_bank_state_forward_only(paypal_edge: EdgeClient):
     api, standin = paypal_edge.api, paypal_edge.api.standin  # type: ignore[attr-defined]
     seller = await api.signup("Seller")
-    _, svc = await business(api, seller, payout_account="PAYERID000045")
+    biz, svc = await business(api, seller, payout_account="PAYERID000045")
     owner, pet = await owner_with_dog(api)
     b = await book(api, owner, svc.name, (await a_slot(api, svc.name, days_ahead=13)).start_time, [pet],
                    pm="vault_ok")
     await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b.name), metadata=seller.md)
-    await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_SUCCEEDED)
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_PAID)  # the marketplace knows
     await api.marketplace.StartBooking(m.StartBookingRequest(name=b.name), metadata=seller.md)
     await api.marketplace.CompleteBooking(m.CompleteBookingRequest(name=b.name), metadata=seller.md)
     await payment_reaches(api, seller, b.name, P.KIND_PAYOUT, P.STATE_PENDING)  # its hold counted from now
@@ -415,7 +416,7 @@ async def test_payout_items_move_the_bank_state_forward_only(paypal_edge: EdgeCl
 
     async def bank(state: int):
         async def check():
-            (x,) = [x for x in await payments(api, seller, b.name) if x.kind == P.KIND_PAYOUT]
+            (x,) = [x for x in await payments(api, seller, b.name) if x.name == payout.name]
             return x if x.bank_payout == state else None
         return await until(check, what=f"the payout item in {P.BankPayout.Name(state)}")
 
@@ -430,4 +431,24 @@ async def test_payout_items_move_the_bank_state_forward_only(paypal_edge: EdgeCl
     await item("UNCLAIMED", "UNCLAIMED")  # late: stays paid
     assert (await bank(P.BANK_PAYOUT_PAID)).failure_reason == ""
     await item("RETURNED", "RETURNED")
-    assert (await bank(P.BANK_PAYOUT_FAILED)).failure_reason == "RECEIVER_UNCONFIRMED"
+    returned = await bank(P.BANK_PAYOUT_FAILED)
+    assert returned.failure_reason == "RECEIVER_UNCONFIRMED"
+    # PayPal credited the item back to the platform's balance: reversed in the ledger (owed to the
+    # business again), and paid again to the account the business gives next.
+    account = f"business/{biz.name.removeprefix('businesses/')}"
+
+    async def retry():
+        return next((x for x in await payments(api, seller, b.name) if x.retry_of == payout.name), None)
+    pending = await until(retry, what="the retry of the returned payout")
+    assert pending.state == P.STATE_PENDING and pending.amount == payout.amount
+    assert (await balanced(api, api.admin))["EUR"][account] == -(payout.amount.units * 100
+                                                                 + payout.amount.nanos // 10_000_000)
+    await api.marketplace.UpdateBusiness(m.UpdateBusinessRequest(
+        business=m.Business(name=biz.name, payout_account="PAYERID000046"), update_mask={"paths": ["payout_account"]}),
+        metadata=seller.md)
+
+    async def repaid():
+        x = await retry()
+        return x if x and x.state == P.STATE_SUCCEEDED else None
+    assert (await until(repaid, what="the retry paid")).payout_account == "PAYERID000046"
+    assert (await balanced(api, api.admin))["EUR"][account] == 0

@@ -201,6 +201,37 @@ async def test_business_photos_are_stored_listed_and_removed(market: Api):
             m.DeleteBusinessPhotoRequest(name=name), metadata=seller.md))
 
 
+async def test_photo_uploads_and_deletes_with_a_request_id_happen_once(market: Api):
+    import asyncio
+    api = market
+    seller = await api.signup("Retrier")
+    biz, _ = await business(api, seller)
+
+    async def upload():
+        return (await api.marketplace.UploadBusinessPhoto(m.UploadBusinessPhotoRequest(
+            parent=biz.name, content=image("PNG"), request_id="photo-1"), metadata=seller.md)).photo
+    # A retry, and retries racing each other: one photo, one answer.
+    first = await upload()
+    answers = await asyncio.gather(*(upload() for _ in range(4)))
+    assert all(a == first for a in answers)
+    got = (await api.marketplace.GetBusiness(m.GetBusinessRequest(name=biz.name))).business
+    assert [p.name for p in got.photos] == [first.name]
+    # The same request id from someone else is theirs, not this answer.
+    stranger = await api.signup("Stranger")
+    await expect(CODE.PERMISSION_DENIED, api.marketplace.UploadBusinessPhoto(m.UploadBusinessPhotoRequest(
+        parent=biz.name, content=image("PNG"), request_id="photo-1"), metadata=stranger.md))
+    await expect(CODE.INVALID_ARGUMENT, api.marketplace.UploadBusinessPhoto(m.UploadBusinessPhotoRequest(
+        parent=biz.name, content=image("PNG"), request_id="x" * 200), metadata=seller.md))
+
+    async def delete():
+        await api.marketplace.DeleteBusinessPhoto(m.DeleteBusinessPhotoRequest(
+            name=first.name, request_id="delete-1"), metadata=seller.md)
+    await delete()
+    await delete()  # a retry: the first answer, not NOT_FOUND
+    got = (await api.marketplace.GetBusiness(m.GetBusinessRequest(name=biz.name))).business
+    assert not got.photos
+
+
 @pytest.mark.parametrize("content, reason", [
     (b"", "MISSING_FIELD"),
     (b"GIF89a" + b"\x00" * 100, "PHOTO_INVALID"),

@@ -20,10 +20,12 @@ from tests.e2e.marketplace.conftest import OPTIONS, STRIPE_SECRET, admin_session
 from tests.support.errors import expect
 from tests.support.market import B, P, a_slot, balanced, book, booking, booking_reaches, business, owner_with_dog, \
     payment_reaches, payments
+from tests.support.matching import until
 from tests.support.platform import Api, embedded_settings, module_of, start_platform
 from tests.support.stripe_standin import API_KEY, StripeStandIn
 
 META = {"booking": "bookings/b1", "payment": "payments/p1"}
+CONNECT_SECRET = "whsec_test_secret_of_the_connect_endpoint"
 
 
 @pytest.fixture
@@ -153,6 +155,32 @@ async def test_a_card_needing_3d_secure_is_an_outcome_with_what_the_payers_app_n
     assert out.client_secret.startswith(f"{intent['id']}_secret_")
 
 
+async def test_a_charge_waiting_on_its_payer_is_cancelled_or_found_finished(stripe, standin):
+    waiting = await stripe.charge(key="w:charge", amount=2500, currency="EUR",
+                                  payment_method="pm_card_authenticationRequired", metadata=META)
+    out = await stripe.cancel_charge(key="w:charge:cancel", charge=waiting.reference, metadata=META)
+    assert out == Outcome("failed", waiting.reference, "payer_action_expired")
+    (sent,) = standin.posts(f"/v1/payment_intents/{waiting.reference}/cancel")
+    assert sent.headers["Idempotency-Key"] == "w:charge:cancel" and standin.created[waiting.reference]["status"] == \
+        "canceled"
+    # The payer finished first: the cancel is refused, and the intent read back says it succeeded.
+    done = await stripe.charge(key="d:charge", amount=2500, currency="EUR",
+                               payment_method="pm_card_authenticationRequired", metadata=META)
+    standin.authenticate(done.reference)
+    assert (await stripe.cancel_charge(key="d:charge:cancel", charge=done.reference, metadata=META)).state == \
+        "succeeded"
+
+
+async def test_a_returned_payout_is_reclaimed_by_reversing_its_transfer_once(stripe, standin):
+    out = await stripe.payout(key="b:payout", account="acct_1", amount=2250, currency="EUR", metadata=META)
+    back = await stripe.reclaim_payout(key="b:payout:reclaim", payout=out.reference, account="acct_1", amount=2250,
+                                       currency="EUR", metadata=META)
+    again = await stripe.reclaim_payout(key="b:payout:reclaim", payout=out.reference, account="acct_1", amount=2250,
+                                        currency="EUR", metadata=META)
+    assert back == again and back.state == "succeeded" and back.reference.startswith("trr_")
+    assert standin.created[out.reference]["amount_reversed"] == 2250  # once, whatever the retries
+
+
 def test_the_stripe_provider_needs_its_keys(tmp_path):
     with pytest.raises(ConfigError, match="STRIPE_API_KEY"):
         load_settings(data_dir=tmp_path, payment_provider="stripe")
@@ -171,7 +199,7 @@ async def on_stripe(tmp_path_factory, smtp_sink):
     await standin.start()
     settings = embedded_settings(tmp_path_factory.mktemp("data"), smtp_sink, **{
         **OPTIONS, "payment_provider": "stripe", "stripe_api_key": API_KEY, "stripe_api_base": standin.url,
-        "stripe_manual_payouts": True})
+        "stripe_manual_payouts": True, "stripe_connect_webhook_secret": CONNECT_SECRET})
     platform = await start_platform(settings)
     api = Api(platform, smtp_sink)
     api.admin = await admin_session(api)
@@ -207,6 +235,7 @@ async def test_on_stripe_accept_charges_cancel_refunds_and_the_payout_is_a_trans
     b2 = await book(api, owner, svc.name, slot.start_time, [pet])
     await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b2.name), metadata=seller.md)
     await payment_reaches(api, owner, b2.name, P.KIND_CHARGE, P.STATE_SUCCEEDED)
+    await booking_reaches(api, owner, b2.name, payment_status=B.PAYMENT_STATUS_PAID)
     await api.marketplace.StartBooking(m.StartBookingRequest(name=b2.name), metadata=seller.md)
     await api.marketplace.CompleteBooking(m.CompleteBookingRequest(name=b2.name), metadata=seller.md)
     await payment_reaches(api, seller, b2.name, P.KIND_PAYOUT, P.STATE_PENDING)
@@ -239,11 +268,12 @@ async def test_on_stripe_a_declined_card_fails_the_booking_payment(on_stripe: Ap
 # --- Stripe's webhooks: 3-D Secure and payouts ---
 
 async def deliver(api: Api, body: bytes, *, secret: str = STRIPE_SECRET, age: int = 0) -> bool:
-    """Posts a Stripe event, signed as Stripe signs it; whether it was a duplicate."""
+    """Posts a Stripe event, signed as Stripe signs it (the stripe SDK's own signer); whether it
+    was a duplicate."""
+    import stripe
     from google.api import httpbody_pb2
     from petplatform.payment.v1 import payment_pb2 as pay
-    from services.payment import webhooks
-    signature = webhooks.sign(body, secret.encode(), int(time.time()) - age)
+    signature = stripe.WebhookSignature.generate_signature_header(body.decode(), secret, int(time.time()) - age)
     answer = await api.payment.ReceiveWebhook(pay.ReceiveWebhookRequest(
         provider="stripe", body=httpbody_pb2.HttpBody(content_type="application/json", data=body),
         signature=signature))
@@ -308,12 +338,12 @@ async def test_on_stripe_a_failed_3d_secure_step_cancels_the_booking(on_stripe: 
 async def test_on_stripe_payout_webhooks_follow_the_bank_transfer_forward_only(on_stripe: Api):
     api, standin = on_stripe, on_stripe.standin  # type: ignore[attr-defined]
     seller = await api.signup("Seller")
-    _, svc = await business(api, seller, payout_account="acct_banked")
+    biz, svc = await business(api, seller, payout_account="acct_banked")
     owner, pet = await owner_with_dog(api)
     slot = await a_slot(api, svc.name, days_ahead=12)
     b = await book(api, owner, svc.name, slot.start_time, [pet])
     await api.marketplace.AcceptBooking(m.AcceptBookingRequest(name=b.name), metadata=seller.md)
-    await payment_reaches(api, owner, b.name, P.KIND_CHARGE, P.STATE_SUCCEEDED)
+    await booking_reaches(api, owner, b.name, payment_status=B.PAYMENT_STATUS_PAID)  # the marketplace knows
     await api.marketplace.StartBooking(m.StartBookingRequest(name=b.name), metadata=seller.md)
     await api.marketplace.CompleteBooking(m.CompleteBookingRequest(name=b.name), metadata=seller.md)
     await payment_reaches(api, seller, b.name, P.KIND_PAYOUT, P.STATE_PENDING)
@@ -330,28 +360,45 @@ async def test_on_stripe_payout_webhooks_follow_the_bank_transfer_forward_only(o
     async def bank(state: int) -> P:
         return await payment_reaches_bank(api, seller, b.name, state)
 
+    # Connect events come signed with the Connect endpoint's secret: accepted as the account's are.
     # From another connected account, the same payout id: not ours, ignored.
     paid = standin.settle_payout(po)
     spoofed = json.loads(paid)
     spoofed.update(id="evt_spoofed", account="acct_someone_else")
-    assert not await deliver(api, json.dumps(spoofed).encode())
-    assert not await deliver(api, paid)
+    assert not await deliver(api, json.dumps(spoofed).encode(), secret=CONNECT_SECRET)
+    # Forged (another secret) or expired signatures are refused, whichever endpoint they claim.
+    for bad in (dict(secret="whsec_forged"), dict(secret=CONNECT_SECRET, age=301), dict(age=301)):
+        await expect(grpc.StatusCode.PERMISSION_DENIED, deliver(api, paid, **bad), "INVALID_SIGNATURE")
+    assert not await deliver(api, paid, secret=CONNECT_SECRET)
     await bank(P.BANK_PAYOUT_PAID)
-    assert await deliver(api, paid)  # replayed
+    assert await deliver(api, paid)  # replayed (signed with the other secret): recognised by its id
     returned = standin.settle_payout(po, paid=False, failure_code="account_closed")
-    assert not await deliver(api, returned)
+    assert not await deliver(api, returned, secret=CONNECT_SECRET)
     failed = await bank(P.BANK_PAYOUT_FAILED)
-    assert failed.failure_reason == "account_closed" and failed.state == P.STATE_SUCCEEDED  # the transfer stands
+    assert failed.failure_reason == "account_closed" and failed.state == P.STATE_SUCCEEDED
+    # The money sits in the connected account's balance: the transfer is reversed (once, with its
+    # key), the ledger gives the business its 22.50 back as owed, and a retry payout waits.
+    retry = await until(lambda: retry_of(api, seller, b.name, failed.name), what="the retry payout")
+    assert retry.state == P.STATE_PENDING and retry.payout_account == "acct_banked"
+    (reversal,) = standin.posts(f"/v1/transfers/{failed.provider_reference}/reversals")
+    assert (reversal.form["amount"], reversal.headers["Idempotency-Key"]) == (
+        "2250", f"{failed.idempotency_key}:reclaim")
+    assert standin.created[failed.provider_reference]["amount_reversed"] == 2250
+    ledger = (await balanced(api, api.admin))["EUR"]
+    assert ledger[f"business/{biz.name.removeprefix('businesses/')}"] == -2250
     # A paid event arriving after the failure (another id, same payout): the failure stands.
     assert not await deliver(api, standin.event("payout.paid", {**standin.created[po], "status": "paid"},
-                                                account="acct_banked"))
+                                                account="acct_banked"), secret=CONNECT_SECRET)
     assert (await payment_reaches_bank(api, seller, b.name, P.BANK_PAYOUT_FAILED)).bank_payout_reference == po
-    await balanced(api, api.admin)
+    assert len(standin.posts(f"/v1/transfers/{failed.provider_reference}/reversals")) == 1
+    assert (await balanced(api, api.admin))["EUR"] == ledger
+
+
+async def retry_of(api: Api, who, booking_name: str, payout: str) -> P | None:
+    return next((x for x in await payments(api, who, booking_name) if x.retry_of == payout), None)
 
 
 async def payment_reaches_bank(api: Api, who, booking_name: str, state: int) -> P:
-    from tests.support.matching import until
-
     async def check():
         return next((x for x in await payments(api, who, booking_name)
                      if x.kind == P.KIND_PAYOUT and x.bank_payout == state), None)

@@ -91,6 +91,27 @@ async def test_an_async_charge_settles_once_whatever_the_order_or_repeats(market
     assert ledger["cash"] == 2500 and ledger["escrow"] == -2500
 
 
+async def test_delete_business_over_rest(market_edge: EdgeClient):
+    """DELETE /v1/businesses/{id}: refused (400, BUSINESS_HAS_OPEN_BOOKINGS) with a request open,
+    then with ?force=true the business and its answer carry delete_time; others get 404."""
+    api = market_edge.api
+    seller = await api.signup("Seller")
+    biz, svc = await business(api, seller)
+    owner, pet = await owner_with_dog(api)
+    await book(api, owner, svc.name, (await a_slot(api, svc.name, days_ahead=23)).start_time, [pet])
+    auth = {"Authorization": f"Bearer {seller.access_token}"}
+    async with market_edge.http.delete(f"{market_edge.url}/v1/{biz.name}", headers=auth) as r:
+        assert r.status == 400 and (await r.json())["details"][0]["reason"] == "BUSINESS_HAS_OPEN_BOOKINGS", \
+            await r.text()
+    async with market_edge.http.delete(f"{market_edge.url}/v1/{biz.name}", headers=auth,
+                                       params={"force": "true"}) as r:
+        assert r.status == 200, await r.text()
+        gone = await r.json()
+    assert gone["name"] == biz.name and gone["deleteTime"]
+    async with market_edge.http.get(f"{market_edge.url}/v1/{biz.name}") as r:
+        assert r.status == 404
+
+
 async def test_booking_over_rest(market_edge: EdgeClient):
     api = market_edge.api
     seller = await api.signup("Seller")

@@ -27,7 +27,8 @@ async def test_asyncapi_lists_every_event_with_its_producers_and_consumers(edge:
                                     "booking.requested", "booking.accepted", "booking.declined", "booking.expired",
                                     "booking.cancelled", "booking.completed", "payment.processed", "payment.failed",
                                     "payment.action_required",
-                                    "refund.processed", "payout.sent", "booking.review_published",
+                                    "refund.processed", "payout.sent", "payout.failed", "booking.review_published",
+                                    "business.payout_account_changed", "business.deleted",
                                     "notification.send", "user.role_changed", "user.status_changed",
                                     "security.event_recorded", "fraud.detected", "moderation.action_taken"}
     created = doc["channels"]["user.created"]
@@ -38,6 +39,8 @@ async def test_asyncapi_lists_every_event_with_its_producers_and_consumers(edge:
                                                        "durable": True, "autoDelete": False}
     assert doc["channels"]["user.reported"]["x-producers"] == ["admin"]
     assert doc["channels"]["swipe.recorded"]["x-consumers"] == ["recommender"]
+    returned = doc["channels"]["payout.failed"]
+    assert (returned["x-producers"], sorted(returned["x-consumers"])) == (["payment"], ["notification"])
     reviewed = doc["channels"]["booking.review_published"]
     assert (reviewed["x-producers"], reviewed["x-consumers"]) == (["marketplace"], ["user"])
     sends = {k for k, op in doc["operations"].items() if op["action"] == "send"}
