@@ -121,14 +121,17 @@ class NotificationModule(ServiceModule):
         recipients = [user_id(r) for r in event.recipients]
         if not recipients or event.message.HasField("delete_time"):
             return
-        # Who had a chat stream open when it was stored saw it there: no notification.
+        # Who had a chat stream open when it was stored saw it there: no notification (and, when nobody is
+        # left, no query: most messages of a live conversation end here).
         watching = {user_id(u) for u in event.watching}
+        offline = [u for u in recipients if u not in watching]
+        if not offline:
+            return
         sender = await self._name(s, user_id(event.message.sender))
         room = "/".join(event.message.name.split("/")[:2])
-        for user in recipients:
-            if user not in watching:
-                await self._notify(s, user=user, kind=pb.KIND_MESSAGE, title=f"New message from {sender}",
-                                   body=domain.preview(event.message.text), target=room)
+        for user in offline:
+            await self._notify(s, user=user, kind=pb.KIND_MESSAGE, title=f"New message from {sender}",
+                               body=domain.preview(event.message.text), target=room)
 
     async def _match_created(self, s: AsyncSession, event: matching_events.MatchCreated) -> None:
         users = [user_id(u) for u in event.match.users]
