@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     fcm_project_id: str = ""
     fcm_service_account_file: Path | None = None  # the service account's JSON key
     fcm_api_url: str = "https://fcm.googleapis.com"
+    notification_ios_push_provider: Literal["sink", "apns", "fcm"] = "sink"  # iOS devices' pushes
+    apns_team_id: str = ""
+    apns_key_id: str = ""
+    apns_private_key_file: Path | None = None  # the .p8 key (EC P-256) token-based auth signs with
+    apns_topic: str = ""  # the app's bundle id
+    apns_api_url: str = "https://api.push.apple.com"
+    apns_ca_file: Path | None = None  # trust these CAs instead of the system's (a test double)
     notification_sms_provider: Literal["sink", "twilio"] = "sink"
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr = SecretStr("")
@@ -250,8 +257,10 @@ class Settings(BaseSettings):
         if self.chat_store == "mongodb" and not self.mongodb_url:
             raise ValueError("chat_store 'mongodb' needs PETPLATFORM_MONGODB_URL")
         needs = {"fcm": ("fcm_project_id", "fcm_service_account_file"),
+                 "apns": ("apns_team_id", "apns_key_id", "apns_private_key_file", "apns_topic"),
                  "twilio": ("twilio_account_sid", "twilio_auth_token", "twilio_from_number")}
-        for provider in (self.notification_push_provider, self.notification_sms_provider):
+        for provider in (self.notification_push_provider, self.notification_ios_push_provider,
+                         self.notification_sms_provider):
             missing = [f"{ENV_PREFIX}{n.upper()}" for n in needs.get(provider, ())
                        if not (v := getattr(self, n)) or (isinstance(v, SecretStr) and not v.get_secret_value())]
             if missing:

@@ -10,6 +10,8 @@ from typing import Any
 from google.protobuf.message import Message
 from opentelemetry.trace import SpanKind
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh import tracing
@@ -34,6 +36,12 @@ class Outside:
 
 
 Effects = Mapping[type[Message], Effect | Outside]
+
+# The inbox row, or nothing for an event recorded already: one round trip tells a new event from a repeat
+# and records it (a concurrent duplicate's insert waits for the first one's commit, then inserts nothing).
+RECORD_NEW = {is_sqlite: insert(inbox).on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+              .returning(inbox.c.event_id)
+              for is_sqlite, insert in ((True, sqlite_insert), (False, postgresql_insert))}
 
 _current: contextvars.ContextVar[event_pb2.EventEnvelope | None] = contextvars.ContextVar("event", default=None)
 
@@ -63,9 +71,10 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
             return True
         return False
 
-    async def record(s: AsyncSession, envelope: event_pb2.EventEnvelope) -> None:
-        # A concurrent duplicate fails on the primary key here and is redelivered, then skipped.
-        await s.execute(inbox.insert().values(consumer=consumer, event_id=envelope.id, process_time=utcnow()))
+    async def record(s: AsyncSession, envelope: event_pb2.EventEnvelope) -> bool:
+        """Records the event; False if it was recorded already."""
+        return await s.scalar(RECORD_NEW[db.is_sqlite], {"consumer": consumer, "event_id": envelope.id,
+                                                         "process_time": utcnow()}) is not None
 
     async def apply(envelope: event_pb2.EventEnvelope) -> None:
         payload = unpack(envelope, effects)
@@ -77,13 +86,12 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
                     return
                 await effect.effect(payload)
                 async with db.transaction() as s:
-                    if not await seen(s, envelope):  # a concurrent duplicate may have run and recorded it
-                        await record(s, envelope)
+                    await record(s, envelope)  # a concurrent duplicate may have run and recorded it
                 return
             async with db.transaction() as s:
-                if await seen(s, envelope):
+                if not await record(s, envelope):
+                    log.info("%s: duplicate event %s ignored", consumer, envelope.id)
                     return
-                await record(s, envelope)
                 await effect(s, payload)
         finally:
             _current.reset(token)

@@ -20,8 +20,8 @@ from mesh.sql import utcnow
 from petplatform.chat.v1 import chat_pb2, chat_pb2_grpc
 from petplatform.chat.v1 import events_pb2 as chat_events
 from services.chat import domain
-from services.chat.documents import (ChatStore, IdTaken, NotMember, NotSender, RoomClosed, RoomRecord, Sent,
-                                     receipt)
+from services.chat.documents import (ChatStore, IdTaken, NotMember, NotSender, PastTheEnd, RoomClosed, RoomRecord,
+                                     Sent, receipt)
 from services.chat.hub import ChatHub, Subscriber, is_new_message, room_of
 
 log = logging.getLogger(__name__)
@@ -164,14 +164,18 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         # leave it stored but unannounced; its resend would find it stored and announce nothing.
         return await asyncio.shield(store_and_publish())
 
-    async def _mark(self, room_name: str, field: str, *, read: int = 0, delivered: int = 0) -> chat_pb2.Receipt:
+    async def _mark(self, room_name: str, prefix: str, *, read: int = 0, delivered: int = 0) -> chat_pb2.Receipt:
         caller = principal.require()
-        room = domain.room_id(room_name, field)
+        room = domain.room_id(room_name, f"{prefix}room")
         if read < 0 or delivered < 0:
-            raise errors.invalid_argument(("sequence", "must not be negative"))
-        r, members, moved = await mapped(room_name, self.store.mark(
-            room_id=room, user_id=caller.user_id, read=read, delivered=delivered,
-            event=lambda rec: chat_events.MessagesRead(receipt=rec) if read else None))
+            raise errors.invalid_argument((f"{prefix}sequence", "must not be negative"))
+        try:
+            r, members, moved = await mapped(room_name, self.store.mark(
+                room_id=room, user_id=caller.user_id, read=read, delivered=delivered,
+                event=lambda rec: chat_events.MessagesRead(receipt=rec) if read else None))
+        except PastTheEnd as e:
+            raise errors.invalid_argument((f"{prefix}sequence", f"past the room's last message ({e.args[0]})"),
+                                          reason="PAST_THE_END") from None
         if moved:
             await self.hub.publish(members, chat_pb2.ChatEvent(receipt=r))
         return r
@@ -204,7 +208,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
 
     async def MarkRead(self, request: chat_pb2.MarkReadRequest,
                        context: grpc.aio.ServicerContext) -> chat_pb2.MarkReadResponse:
-        return chat_pb2.MarkReadResponse(receipt=await self._mark(request.room, "room", read=request.sequence))
+        return chat_pb2.MarkReadResponse(receipt=await self._mark(request.room, "", read=request.sequence))
 
     async def SetTyping(self, request: chat_pb2.SetTypingRequest,
                         context: grpc.aio.ServicerContext) -> chat_pb2.SetTypingResponse:
@@ -281,11 +285,12 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                            context: grpc.aio.ServicerContext) -> AsyncIterator[chat_pb2.StreamEventsResponse]:
         caller = principal.require()
         positions = domain.positions(request.last_sequences, "last_sequences")
-        await self._check_rooms(caller.user_id, positions)
+        deletions = domain.delete_positions(request.last_delete_sequences, "last_delete_sequences", positions)
+        checked = await self._check_rooms(caller.user_id, positions)
         sub = self.hub.register(caller.user_id)
         try:
             await send_headers(context)
-            async for item in self._events(sub, positions, None):
+            async for item in self._events(sub, positions, deletions, checked, None):
                 assert isinstance(item, chat_pb2.ChatEvent)
                 yield chat_pb2.StreamEventsResponse(event=item)
         finally:
@@ -300,10 +305,14 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         except StopAsyncIteration:
             return
         positions: dict[str, int] = {}
+        deletions: dict[str, int] = {}
+        checked: dict[str, int] = {}
         pending = [first]
         if first.WhichOneof("action") == "resume":
             positions = domain.positions(first.resume.last_sequences, "resume.last_sequences")
-            await self._check_rooms(caller.user_id, positions)
+            deletions = domain.delete_positions(first.resume.last_delete_sequences, "resume.last_delete_sequences",
+                                                positions)
+            checked = await self._check_rooms(caller.user_id, positions)
             pending = []
         sub = self.hub.register(caller.user_id)
         answers: asyncio.Queue[chat_pb2.ActionResult] = asyncio.Queue(ACTION_BACKLOG)
@@ -323,7 +332,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 sub.end(errors.internal())
         reader = asyncio.create_task(read_actions())
         try:
-            async for item in self._events(sub, positions, answers):
+            async for item in self._events(sub, positions, deletions, checked, answers):
                 if isinstance(item, chat_pb2.ActionResult):
                     yield chat_pb2.ConnectResponse(action_result=item)
                 else:
@@ -344,13 +353,13 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 result.message.CopyFrom(await self._send(request.send_message, "send_message."))
             elif action == "mark_read":
                 required(request.mark_read, "mark_read.", ("room", "sequence"))
-                await self._mark(request.mark_read.room, "mark_read.room", read=request.mark_read.sequence)
+                await self._mark(request.mark_read.room, "mark_read.", read=request.mark_read.sequence)
             elif action == "set_typing":
                 required(request.set_typing, "set_typing.", ("room",))
                 await self._typing(request.set_typing, "set_typing.")
             elif action == "ack":
                 required(request.ack, "ack.", ("room", "sequence"))
-                await self._mark(request.ack.room, "ack.room", delivered=request.ack.sequence)
+                await self._mark(request.ack.room, "ack.", delivered=request.ack.sequence)
             elif action == "resume":
                 raise errors.invalid_argument(("resume", "only the first request of a stream may resume"))
             else:
@@ -362,22 +371,21 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             result.error.CopyFrom(errors.internal().to_status(DOMAIN))
         return result
 
-    async def _check_rooms(self, user_id: str, positions: dict[str, int]) -> None:
-        """A stream may only resume rooms the caller is a member of."""
-        for room in positions:
-            await mapped(f"rooms/{room}", self.store.room(room_id=room, user_id=user_id))
+    async def _check_rooms(self, user_id: str, positions: dict[str, int]) -> dict[str, int]:
+        """A stream may only resume rooms the caller is a member of. Returns their deletion counts."""
+        return {room: (await mapped(f"rooms/{room}", self.store.room(room_id=room, user_id=user_id)))
+                .last_delete_sequence for room in positions}
 
-    async def _deleted(self, room: str, through: int) -> AsyncIterator[chat_pb2.ChatEvent]:
-        """Tombstones at or below a resumed position: the client may hold those messages whole, deleted while
-        it was away. All of them, in order (the position says which messages it has, not since when)."""
-        after = 0
+    async def _deleted(self, room: str, through: int, after: int) -> AsyncIterator[chat_pb2.ChatEvent]:
+        """Tombstones of the deletions after `after` of messages at or below a resumed position: the client
+        may hold those messages whole. In deletion order."""
         while through > 0:
             found = await self.store.tombstones(room_id=room, through=through, after=after, size=CATCH_UP_PAGE)
             for m in found:
+                after = m.delete_sequence
                 yield chat_pb2.ChatEvent(message=m)
             if len(found) < CATCH_UP_PAGE:
                 return
-            after = found[-1].sequence
 
     async def _missed(self, sub: Subscriber, room: str, last: dict[str, int]) -> AsyncIterator[chat_pb2.ChatEvent]:
         """The room's messages after the stream's position, from storage, in order."""
@@ -389,21 +397,28 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             if len(found) < CATCH_UP_PAGE:
                 return
 
-    async def _events(self, sub: Subscriber, positions: dict[str, int],
+    async def _events(self, sub: Subscriber, positions: dict[str, int], deletions: dict[str, int],
+                      checked: dict[str, int],
                       answers: asyncio.Queue[chat_pb2.ActionResult] | None
                       ) -> AsyncIterator[chat_pb2.ChatEvent | chat_pb2.ActionResult]:
         """Tombstones and missed messages of the rooms in `positions`, then CaughtUp, then live events, with the seam
         and any gap closed by sequence: a message at or below the room's position is a duplicate
         (skipped); one past position + 1 means some were missed (read from storage first). The
-        subscriber was registered before the catch-up read, so nothing falls between the two."""
+        subscriber was registered before the catch-up read, so nothing falls between the two.
+
+        `checked`: each resumed room's deletion count, read before the subscriber was registered. Every
+        deletion up to it is sent before CaughtUp (at or below the position by `_deleted`, read after; above
+        it with the missed messages, read after that), so CaughtUp gives it to the client as the position to
+        resume deletions from. Later ones come live, and again on the next resume: a bound, not a gap."""
         last = dict(positions)
         sub.rooms.update(positions)
         for room in positions:
-            async for event in self._deleted(room, positions[room]):
+            async for event in self._deleted(room, positions[room], deletions.get(room, 0)):
                 yield event
             async for event in self._missed(sub, room, last):
                 yield event
-        yield chat_pb2.ChatEvent(caught_up=chat_pb2.CaughtUp())
+        yield chat_pb2.ChatEvent(caught_up=chat_pb2.CaughtUp(last_delete_sequences={
+            f"rooms/{room}": max(number, deletions.get(room, 0)) for room, number in checked.items()}))
         while True:
             if sub.ended is not None:
                 raise sub.ended

@@ -35,6 +35,7 @@ class RoomRecord:
     state: int
     last_sequence: int
     create_time: dt.datetime
+    last_delete_sequence: int = 0  # its deletion counter: every deletion up to it is visible
     activity_time: dt.datetime  # of its newest message, else its creation: the order of ListRooms
     close_time: dt.datetime | None = None
     last_message: chat_pb2.Message | None = None
@@ -62,6 +63,10 @@ class RoomClosed(Exception):
 
 class NotSender(Exception):
     """Only the sender may delete a message."""
+
+
+class PastTheEnd(Exception):
+    """A read or delivery mark past the room's last sequence (which is its argument)."""
 
 
 class IdTaken(Exception):
@@ -108,19 +113,22 @@ class ChatStore(Protocol):
         """Messages with after < sequence < before, ascending (or descending), at most `size`."""
 
     async def tombstones(self, *, room_id: str, through: int, after: int = 0, size: int) -> list[chat_pb2.Message]:
-        """The room's deleted messages with after < sequence <= through, ascending, at most `size`: what a
-        stream resuming at `through` may hold whole and must learn was deleted."""
+        """The room's deleted messages with delete_sequence > after and sequence <= through, in deletion
+        order, at most `size`: what a stream resuming at `through`, having seen the deletions up
+        to `after`, may hold whole and must learn was deleted. Deletion numbers become visible in order."""
 
     async def delete(self, *, room_id: str, message_id: str, user_id: str, now: dt.datetime,
                      event: EventOf) -> tuple[chat_pb2.Message, list[str]]:
-        """Makes a tombstone of `user_id`'s message, without text or attachments (NotSender, NotMember;
-        LookupError if there is no such message); a tombstone stays as it is. Returns it and the room's
+        """Makes a tombstone of `user_id`'s message, without text or attachments, numbered by the room's
+        deletion counter (NotSender, NotMember; LookupError if there is no such message); a tombstone stays
+        as it is. Returns it and the room's
         members. `event(Sent)` is stored with the deletion."""
 
     async def mark(self, *, room_id: str, user_id: str, read: int = 0, delivered: int = 0,
                    event: EventOf) -> tuple[chat_pb2.Receipt, list[str], bool]:
-        """Moves `user_id`'s positions forward (never back, never past the room's last sequence; a read is
-        a delivery too). Returns the receipt, the room's members and whether it moved."""
+        """Moves `user_id`'s positions forward (never back; a read is a delivery too). PastTheEnd, changing
+        nothing, for a mark past the room's last sequence. Returns the receipt, the room's members and whether
+        it moved."""
 
     async def close(self) -> None: ...
 

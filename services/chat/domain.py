@@ -54,3 +54,16 @@ def positions(last_sequences: Mapping[str, int], field: str) -> dict[str, int]:
             raise errors.invalid_argument((f"{field}[{name}]", "must not be negative"))
         out[room_id(name, f"{field}[{name}]")] = sequence
     return out
+
+
+def delete_positions(last_delete_sequences: Mapping[str, int], field: str, rooms: Mapping[str, int]) -> dict[str, int]:
+    """Room id -> the highest deletion number seen, for rooms the request also gives a position of."""
+    out = {}
+    for name, number in last_delete_sequences.items():
+        room = room_id(name, f"{field}[{name}]")
+        if number < 0:
+            raise errors.invalid_argument((f"{field}[{name}]", "must not be negative"))
+        if room not in rooms:
+            raise errors.invalid_argument((f"{field}[{name}]", "only rooms with a last sequence"))
+        out[room] = number
+    return out

@@ -38,7 +38,7 @@ from mesh.mongo import DocumentOutbox
 from mesh.resources import timestamp
 from petplatform.chat.v1 import chat_pb2
 from services.chat.documents import (CLOSED, OPEN, EventOf, IdTaken, KeptMembers, Member, NotMember, NotSender,
-                                     RoomClosed, RoomRecord, Sent, message_name, receipt)
+                                     PastTheEnd, RoomClosed, RoomRecord, Sent, message_name, receipt)
 
 ROOMS = "chat_rooms"
 MESSAGES = "messages"
@@ -61,6 +61,7 @@ def to_message(doc: dict[str, Any]) -> chat_pb2.Message:
     return chat_pb2.Message(name=message_name(doc["room_id"], doc["id"]), sender=f"users/{doc['sender_id']}",
                             sequence=doc["sequence"], text=doc["text"], create_time=timestamp(utc(doc["create_time"])),
                             delete_time=timestamp(maybe_utc(doc.get("delete_time"))),
+                            delete_sequence=doc.get("delete_sequence") or 0,
                             attachments=[json_format.ParseDict(a, chat_pb2.Attachment())
                                          for a in doc.get("attachments") or ()])
 
@@ -86,11 +87,13 @@ class MongoChatStore:
                                          name="room_sequence")
         await self._messages.create_index([("room_id", ASCENDING), ("id", ASCENDING)], unique=True,
                                          name="room_message_id")
-        # Only deleted messages: what a resuming stream is sent of the messages at or below its position.
-        # (A key pattern of its own: before 5.0 MongoDB refuses a second index on room_sequence's keys.)
-        await self._messages.create_index([("room_id", ASCENDING), ("sequence", ASCENDING), ("delete_time", ASCENDING)],
-                                          name="room_tombstones",
-                                          partialFilterExpression={"delete_time": {"$type": "date"}})
+        # Only deleted messages, by deletion number: what a resuming stream is sent is those after its own.
+        await self._messages.create_index([("room_id", ASCENDING), ("delete_sequence", ASCENDING)],
+                                          name="room_deletions",
+                                          partialFilterExpression={"delete_sequence": {"$type": "number"}})
+        # Deletion numbers are taken like sequences, through a unique key ("room/n", on tombstones only).
+        await self._messages.create_index([("delete_key", ASCENDING)], unique=True, sparse=True,
+                                          name="room_deletion_number")
         await self.outbox.create_indexes()
 
     async def _record(self, doc: dict[str, Any], user_id: str | None = None) -> RoomRecord:
@@ -106,7 +109,10 @@ class MongoChatStore:
             unread = await self._messages.count_documents({
                 "room_id": room_id, "sequence": {"$gt": me.read_sequence}, "sender_id": {"$ne": user_id},
                 "delete_time": None})
+        deleted = await self._messages.find_one({"room_id": room_id, "delete_sequence": {"$type": "number"}},
+                                                {"delete_sequence": 1}, sort=[("delete_sequence", DESCENDING)])
         return RoomRecord(id=room_id, match_id=doc["match_id"], members=members, state=doc["state"],
+                          last_delete_sequence=deleted["delete_sequence"] if deleted else 0,
                           last_sequence=max(doc["last_sequence"], last["sequence"] if last else 0),
                           create_time=utc(doc["create_time"]), activity_time=utc(doc["activity_time"]),
                           close_time=maybe_utc(doc.get("close_time")),
@@ -222,9 +228,9 @@ class MongoChatStore:
         return [to_message(d) async for d in found]
 
     async def tombstones(self, *, room_id: str, through: int, after: int = 0, size: int) -> list[chat_pb2.Message]:
-        found = (self._messages.find({"room_id": room_id, "sequence": {"$gt": after, "$lte": through},
-                                      "delete_time": {"$ne": None}})
-                 .sort("sequence", ASCENDING).limit(size))
+        found = (self._messages.find({"room_id": room_id, "delete_sequence": {"$gt": after},
+                                      "sequence": {"$lte": through}})
+                 .sort("delete_sequence", ASCENDING).limit(size))
         return [to_message(d) async for d in found]
 
     async def message(self, *, room_id: str, message_id: str, user_id: str) -> chat_pb2.Message:
@@ -246,11 +252,22 @@ class MongoChatStore:
         if doc.get("delete_time") is not None:
             return to_message(doc), recipients
         now = to_ms(now)
-        tombstone = to_message({**doc, "text": "", "delete_time": now, "attachments": None})
-        update = self.outbox.update({"$set": {"text": "", "delete_time": now, "attachments": None}},
-                                    event(Sent(message=tombstone, created=True, recipients=recipients)))
-        # Conditional on it being whole: of two concurrent deletions, one makes the tombstone and its event.
-        done = await self._messages.update_one({**where, "delete_time": None}, update)
+        while True:
+            # The next deletion number after the newest: a number taken meanwhile fails the unique key, and
+            # the one after it is tried, so a reader never sees n + 1 before n.
+            newest = await self._messages.find_one({"room_id": room_id, "delete_sequence": {"$type": "number"}},
+                                                   {"delete_sequence": 1}, sort=[("delete_sequence", DESCENDING)])
+            number = (newest["delete_sequence"] if newest else 0) + 1
+            deleted = {"text": "", "delete_time": now, "attachments": None, "delete_sequence": number}
+            tombstone = to_message({**doc, **deleted})
+            update = self.outbox.update({"$set": {**deleted, "delete_key": f"{room_id}/{number}"}},
+                                        event(Sent(message=tombstone, created=True, recipients=recipients)))
+            try:
+                # Conditional on it being whole: of two concurrent deletions, one makes the tombstone and its event.
+                done = await self._messages.update_one({**where, "delete_time": None}, update)
+                break
+            except DuplicateKeyError:
+                continue
         if not done.modified_count:
             return to_message(await self._messages.find_one(where)), recipients
         self.outbox.wake()
@@ -263,8 +280,10 @@ class MongoChatStore:
         last = max(doc["last_sequence"], newest["sequence"] if newest else 0)
         mine = doc.get("positions", {}).get(user_id, {})
         me = Member(user_id=user_id, read_sequence=mine.get("read", 0), delivered_sequence=mine.get("delivered", 0))
-        read = min(max(read, me.read_sequence), last)
-        delivered = min(max(delivered, read, me.delivered_sequence), last)
+        if max(read, delivered) > last:
+            raise PastTheEnd(last)
+        read = max(read, me.read_sequence)
+        delivered = max(delivered, read, me.delivered_sequence)
         moved = (read, delivered) != (me.read_sequence, me.delivered_sequence)
         now_member = Member(user_id=user_id, read_sequence=read, delivered_sequence=delivered)
         r = receipt(room_id, now_member)

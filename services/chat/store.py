@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.events import emit
 from mesh.resources import timestamp
-from mesh.sql import Database, Row, UtcDateTime
+from mesh.sql import Database, Row, UtcDateTime, rows_changed
 from petplatform.chat.v1 import chat_pb2
 from services.chat.documents import (CLOSED, OPEN, EventOf, IdTaken, KeptMembers, Member, NotMember, NotSender,
-                                     RoomClosed, RoomRecord, Sent, message_name, receipt)
+                                     PastTheEnd, RoomClosed, RoomRecord, Sent, message_name, receipt)
 
 metadata = sa.MetaData()
 
@@ -31,6 +31,8 @@ rooms = sa.Table(
     sa.Column("state", sa.SmallInteger, nullable=False),
     # The last sequence given out: a send increments it, which also serialises the room's sends.
     sa.Column("last_sequence", sa.BigInteger, nullable=False, server_default="0"),
+    # The last deletion number given out (the room's deletion counter): a resume is sent the later ones.
+    sa.Column("last_delete_sequence", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("create_time", UtcDateTime, nullable=False),
     sa.Column("activity_time", UtcDateTime, nullable=False),
     sa.Column("close_time", UtcDateTime, nullable=True),
@@ -55,16 +57,18 @@ messages = sa.Table(
     sa.Column("create_time", UtcDateTime, nullable=False),
     sa.Column("delete_time", UtcDateTime, nullable=True),
     sa.Column("attachments", sa.JSON, nullable=True),  # [chat.v1.Attachment as JSON]; the bytes are blobs
+    sa.Column("delete_sequence", sa.BigInteger, nullable=True),  # tombstones: the room's deletion number
     sa.UniqueConstraint("room_id", "id", name="uq_messages_room_id"),
-    sa.Index("ix_messages_tombstones", "room_id", "sequence", sqlite_where=sa.text("delete_time IS NOT NULL"),
-             postgresql_where=sa.text("delete_time IS NOT NULL")),
+    sa.Index("ix_messages_deletions", "room_id", "delete_sequence",
+             sqlite_where=sa.text("delete_sequence IS NOT NULL"),
+             postgresql_where=sa.text("delete_sequence IS NOT NULL")),
 )
 
 
 def to_message(row: Row) -> chat_pb2.Message:
     return chat_pb2.Message(name=message_name(row.room_id, row.id), sender=f"users/{row.sender_id}",
                             sequence=row.sequence, text=row.text, create_time=timestamp(row.create_time),
-                            delete_time=timestamp(row.delete_time),
+                            delete_time=timestamp(row.delete_time), delete_sequence=row.delete_sequence or 0,
                             attachments=[json_format.ParseDict(a, chat_pb2.Attachment())
                                          for a in row.attachments or ()])
 
@@ -125,7 +129,8 @@ class SqlChatStore:
                     messages.c.room_id == r.id, messages.c.sequence > me.read_sequence,
                     messages.c.sender_id != user_id, messages.c.delete_time.is_(None))) or 0
             out.append(RoomRecord(id=r.id, match_id=r.match_id, members=room_members, state=r.state,
-                                  last_sequence=r.last_sequence, create_time=r.create_time,
+                                  last_sequence=r.last_sequence, last_delete_sequence=r.last_delete_sequence,
+                                  create_time=r.create_time,
                                   activity_time=r.activity_time, close_time=r.close_time, last_message=last,
                                   unread_count=unread))
         return out
@@ -295,9 +300,9 @@ class SqlChatStore:
             return [to_message(r) for r in await s.execute(query.order_by(order).limit(size))]
 
     async def tombstones(self, *, room_id: str, through: int, after: int = 0, size: int) -> list[chat_pb2.Message]:
-        query = (sa.select(messages).where(messages.c.room_id == room_id, messages.c.sequence > after,
-                                           messages.c.sequence <= through, messages.c.delete_time.is_not(None))
-                 .order_by(messages.c.sequence).limit(size))
+        query = (sa.select(messages).where(messages.c.room_id == room_id, messages.c.delete_sequence > after,
+                                           messages.c.sequence <= through)
+                 .order_by(messages.c.delete_sequence).limit(size))
         async with self.db.read() as s:
             return [to_message(r) for r in await s.execute(query)]
 
@@ -323,7 +328,15 @@ class SqlChatStore:
                 raise NotSender(message_id)
             if row.delete_time is not None:
                 return to_message(row), recipients
-            await s.execute(messages.update().where(*where).values(text="", delete_time=now, attachments=None))
+            # Conditional, so of two concurrent deletions one numbers it; the counter's row lock then orders
+            # deletions as their numbers (the room's lock is held to commit: n is visible before n + 1).
+            if not await rows_changed(s, messages.update().where(*where, messages.c.delete_time.is_(None))
+                                      .values(text="", delete_time=now, attachments=None)):
+                return to_message((await s.execute(sa.select(messages).where(*where))).one()), recipients
+            number = await s.scalar(rooms.update().where(rooms.c.id == room_id)
+                                    .values(last_delete_sequence=rooms.c.last_delete_sequence + 1)
+                                    .returning(rooms.c.last_delete_sequence))
+            await s.execute(messages.update().where(*where).values(delete_sequence=number))
             tombstone = to_message((await s.execute(sa.select(messages).where(*where))).one())
             if (e := event(Sent(message=tombstone, created=True, recipients=recipients))) is not None:
                 await emit(s, e)
@@ -335,8 +348,10 @@ class SqlChatStore:
             room = await self._room_row(s, room_id, user_id)
             room_members = (await self._members(s, [room_id]))[room_id]
             me = next(m for m in room_members if m.user_id == user_id)
-            read = min(max(read, me.read_sequence), room.last_sequence)
-            delivered = min(max(delivered, read, me.delivered_sequence), room.last_sequence)
+            if max(read, delivered) > room.last_sequence:
+                raise PastTheEnd(room.last_sequence)
+            read = max(read, me.read_sequence)
+            delivered = max(delivered, read, me.delivered_sequence)
             moved = (read, delivered) != (me.read_sequence, me.delivered_sequence)
             now_member = Member(user_id=user_id, read_sequence=max(read, me.read_sequence),
                                 delivered_sequence=max(delivered, me.delivered_sequence))

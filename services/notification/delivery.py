@@ -88,7 +88,7 @@ class Dispatcher:
             if row.channel == pb.CHANNEL_PUSH:
                 await self.push.push(Push(token=row.address, title=row.title, body=row.body,
                                           data={"target": row.target, "notification": row.notification},
-                                          key=row.id))
+                                          key=row.id, platform=row.platform))
             else:
                 await self.sms.sms(to=row.address, text=f"{row.title}: {row.body}", key=row.id)
         except DeliveryRejected as e:

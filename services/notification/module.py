@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from petplatform.notification.v1 import notification_pb2 as pb
 from petplatform.payment.v1 import events_pb2 as payment_events
 from services.notification import domain
 from services.notification.api import NotificationServicer
-from services.notification.channels import FcmPush, LocalSink, PushProvider, SmsProvider, TwilioSms
+from services.notification.channels import (ApnsPush, FcmPush, LocalSink, PushProvider, PushRouter, SmsProvider,
+                                            TwilioSms)
 from services.notification.delivery import Dispatcher
 from services.notification.store import (PENDING, channels_for, contact, contacts, deliveries, devices,
                                          notifications, preferences)
@@ -46,12 +48,20 @@ class NotificationModule(ServiceModule):
         super().__init__(rt, spec)
         settings = rt.settings
         self.sink = LocalSink(settings.data_dir / "notifications" / "sink.jsonl")
-        push: PushProvider = self.sink
         sms: SmsProvider = self.sink
-        if settings.notification_push_provider == "fcm":
+        fcm: PushProvider = self.sink
+        if "fcm" in (settings.notification_push_provider, settings.notification_ios_push_provider):
             assert settings.fcm_service_account_file is not None  # the settings check it
-            push = FcmPush(project_id=settings.fcm_project_id, api_url=settings.fcm_api_url,
-                           service_account=json.loads(settings.fcm_service_account_file.read_text()))
+            fcm = FcmPush(project_id=settings.fcm_project_id, api_url=settings.fcm_api_url,
+                          service_account=json.loads(settings.fcm_service_account_file.read_text()))
+        ios: PushProvider = {"sink": self.sink, "fcm": fcm}.get(settings.notification_ios_push_provider, self.sink)
+        if settings.notification_ios_push_provider == "apns":
+            assert settings.apns_private_key_file is not None  # the settings check it
+            ios = ApnsPush(team_id=settings.apns_team_id, key_id=settings.apns_key_id, topic=settings.apns_topic,
+                           private_key=settings.apns_private_key_file.read_text(), api_url=settings.apns_api_url,
+                           verify=(ssl.create_default_context(cafile=settings.apns_ca_file)
+                                   if settings.apns_ca_file else True))
+        push = PushRouter(ios=ios, others=fcm if settings.notification_push_provider == "fcm" else self.sink)
         if settings.notification_sms_provider == "twilio":
             sms = TwilioSms(account_sid=settings.twilio_account_sid, api_url=settings.twilio_api_url,
                             auth_token=settings.twilio_auth_token.get_secret_value(),
@@ -113,14 +123,17 @@ class NotificationModule(ServiceModule):
         recipients = [user_id(r) for r in event.recipients]
         if not recipients or event.message.HasField("delete_time"):
             return
-        # Who had a chat stream open when it was stored saw it there: no notification.
+        # Who had a chat stream open when it was stored saw it there: no notification (and, when nobody is
+        # left, no query: most messages of a live conversation end here).
         watching = {user_id(u) for u in event.watching}
+        offline = [u for u in recipients if u not in watching]
+        if not offline:
+            return
         sender = await self._name(s, user_id(event.message.sender))
         room = "/".join(event.message.name.split("/")[:2])
-        for user in recipients:
-            if user not in watching:
-                await self._notify(s, user=user, kind=pb.KIND_MESSAGE, title=f"New message from {sender}",
-                                   body=domain.preview(event.message.text), target=room)
+        for user in offline:
+            await self._notify(s, user=user, kind=pb.KIND_MESSAGE, title=f"New message from {sender}",
+                               body=domain.preview(event.message.text), target=room)
 
     async def _match_created(self, s: AsyncSession, event: matching_events.MatchCreated) -> None:
         users = [user_id(u) for u in event.match.users]

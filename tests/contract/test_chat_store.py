@@ -22,7 +22,7 @@ from mesh.sql import utcnow
 from petplatform.chat.v1 import chat_pb2
 from petplatform.chat.v1 import events_pb2 as chat_events
 from petplatform.common.v1 import event_pb2
-from services.chat.documents import IdTaken, NotMember, NotSender, RoomClosed, Sent, no_event
+from services.chat.documents import IdTaken, NotMember, NotSender, PastTheEnd, RoomClosed, Sent, no_event
 from services.chat.mongo import MongoChatStore
 from services.chat.store import SqlChatStore
 from tests.support.databases import drop_database, scratch_database
@@ -230,9 +230,10 @@ async def test_a_deleted_message_becomes_a_tombstone_once(h: Harness):
     assert await h.store.message(room_id=room, message_id=message_id, user_id=B) == tombstone
     assert await h.store.messages(room_id=room, size=10) == [tombstone, after.message]
     assert [e.type for e in await h.stored_events()] == ["message.deleted"]  # one, not two
+    assert tombstone.delete_sequence == 1, "the room's first deletion"
     assert await h.store.tombstones(room_id=room, through=after.message.sequence, size=10) == [tombstone]
     assert await h.store.tombstones(room_id=room, through=sent.message.sequence - 1, size=10) == []
-    assert await h.store.tombstones(room_id=room, through=99, after=sent.message.sequence, size=10) == []
+    assert await h.store.tombstones(room_id=room, through=99, after=1, size=10) == [], "seen already"
     # Deleted, it is no longer unread: B has one message to read, not two.
     assert (await h.store.room(room_id=room, user_id=B)).unread_count == 1
 
@@ -252,7 +253,10 @@ async def test_unread_counts_follow_read_marks_which_never_move_back(h: Harness)
     assert (await h.store.room(room_id=room, user_id=B)).unread_count == 1
     r, _, moved = await h.store.mark(room_id=room, user_id=B, read=1, event=read)  # never back
     assert (r.read_sequence, moved) == (2, False)
-    r, _, moved = await h.store.mark(room_id=room, user_id=B, read=99, delivered=99, event=read)  # never past the end
+    for past in (dict(read=5), dict(delivered=5), dict(read=99, delivered=99)):
+        with pytest.raises(PastTheEnd):
+            await h.store.mark(room_id=room, user_id=B, event=read, **past)
+    r, _, moved = await h.store.mark(room_id=room, user_id=B, read=4, delivered=4, event=read)
     assert (r.read_sequence, r.delivered_sequence, moved) == (4, 4, True)
     r, _, moved = await h.store.mark(room_id=room, user_id=A, delivered=3, event=read)
     assert (r.read_sequence, r.delivered_sequence) == (0, 3)
@@ -262,20 +266,39 @@ async def test_unread_counts_follow_read_marks_which_never_move_back(h: Harness)
     assert [e.type for e in await h.stored_events()] == ["messages.read"] * 3  # one per move
 
 
-async def test_tombstones_page_in_order_below_a_position(h: Harness):
-    room = await h.open()
+async def test_tombstones_are_numbered_per_room_and_sent_after_a_deletion_position(h: Harness):
+    room, other = await h.open(), await h.open()
     sent = [await h.send(room, text=f"m{i}") for i in range(1, 9)]
-    for i in (2, 3, 5, 8):
+    elsewhere = await h.send(other, text="x")
+    for i in (5, 2, 8, 3):  # deletion order, not message order
         await h.store.delete(room_id=room, message_id=sent[i - 1].message.name.rsplit("/", 1)[1], user_id=A,
                              now=utcnow(), event=no_event)
+    first_there, _ = await h.store.delete(room_id=other, message_id=elsewhere.message.name.rsplit("/", 1)[1],
+                                          user_id=A, now=utcnow(), event=no_event)
+    assert first_there.delete_sequence == 1, "each room counts its own deletions"
 
-    def sequences(ms) -> list[int]:
-        return [m.sequence for m in ms]
-    assert sequences(await h.store.tombstones(room_id=room, through=7, size=10)) == [2, 3, 5]
-    assert sequences(await h.store.tombstones(room_id=room, through=7, size=2)) == [2, 3]
-    assert sequences(await h.store.tombstones(room_id=room, through=7, after=3, size=2)) == [5]
-    assert sequences(await h.store.tombstones(room_id=room, through=8, size=10)) == [2, 3, 5, 8]
+    def pairs(ms) -> list[tuple[int, int]]:
+        return [(m.delete_sequence, m.sequence) for m in ms]
+    assert pairs(await h.store.tombstones(room_id=room, through=8, size=10)) == [(1, 5), (2, 2), (3, 8), (4, 3)]
+    # A stream at message 7 that has seen deletions up to 2 learns of 4 only (3 is past its position: it
+    # gets message 8 as a tombstone with the messages after 7).
+    assert pairs(await h.store.tombstones(room_id=room, through=7, after=2, size=10)) == [(4, 3)]
+    assert pairs(await h.store.tombstones(room_id=room, through=7, size=2)) == [(1, 5), (2, 2)]
+    assert (await h.store.room(room_id=room, user_id=A)).last_delete_sequence == 4
+    assert await h.store.tombstones(room_id=room, through=8, after=4, size=10) == []
     assert await h.store.tombstones(room_id=room, through=0, size=10) == []
+
+
+async def test_concurrent_deletions_take_distinct_numbers_in_order(h: Harness):
+    room = await h.open()
+    sent = [await h.send(room, text=f"m{i}") for i in range(1, 7)]
+    ids = [m.message.name.rsplit("/", 1)[1] for m in sent]
+    # Each message deleted twice at once: one tombstone each, six numbers, none twice.
+    done = await asyncio.gather(*[h.store.delete(room_id=room, message_id=i, user_id=A, now=utcnow(), event=no_event)
+                                  for i in ids + ids])
+    numbers = sorted({t.delete_sequence for t, _ in done})
+    assert numbers == [1, 2, 3, 4, 5, 6]
+    assert [m.delete_sequence for m in await h.store.tombstones(room_id=room, through=6, size=10)] == numbers
 
 
 async def test_history_pages_backwards_and_forwards(h: Harness):

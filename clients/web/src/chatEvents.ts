@@ -14,6 +14,8 @@ export function useChatEvents(api: Api, onEvent: (event: ChatEvent) => void,
   // The latest callbacks, without reopening the stream each time the screen renders.
   const handler = useRef(onEvent);
   const where = useRef(positions);
+  // Room -> the deletion number the last CaughtUp named: a reopened stream is sent only later deletions.
+  const deletions = useRef<Record<string, bigint>>({});
   handler.current = onEvent;
   where.current = positions;
 
@@ -24,10 +26,15 @@ export function useChatEvents(api: Api, onEvent: (event: ChatEvent) => void,
       while (!stop.signal.aborted) {
         try {
           // No deadline (timeoutMs 0): the stream stays open as long as the screen does.
-          const stream = api.chat.streamEvents({ lastSequences: where.current() },
+          const lastSequences = where.current();
+          const lastDeleteSequences = Object.fromEntries(
+            Object.entries(deletions.current).filter(([room]) => room in lastSequences));
+          const stream = api.chat.streamEvents({ lastSequences, lastDeleteSequences },
                                                { signal: stop.signal, timeoutMs: 0 });
           for await (const response of stream) {
             delay = FIRST_RETRY_MS;
+            const kind = response.event?.kind;
+            if (kind?.case === "caughtUp") Object.assign(deletions.current, kind.value.lastDeleteSequences);
             if (response.event) handler.current(response.event);
           }
         } catch {

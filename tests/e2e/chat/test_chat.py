@@ -7,6 +7,7 @@ import uuid
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 
 from petplatform.chat.v1 import chat_pb2
 from petplatform.chat.v1 import events_pb2 as chat_events
@@ -100,8 +101,14 @@ async def test_messages_are_numbered_stored_once_and_listed_backwards(api: Api, 
     assert (receipt.read_sequence, receipt.delivered_sequence, receipt.user) == (4, 4, bob.name)
     back = (await api.chat.MarkRead(chat_pb2.MarkReadRequest(room=room, sequence=2), metadata=bob.md)).receipt
     assert back.read_sequence == 4, "a read mark never goes back"
-    far = (await api.chat.MarkRead(chat_pb2.MarkReadRequest(room=room, sequence=99), metadata=bob.md)).receipt
-    assert far.read_sequence == 5, "nor past the last message"
+    far = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.chat.MarkRead(
+        chat_pb2.MarkReadRequest(room=room, sequence=6), metadata=bob.md), "PAST_THE_END")
+    assert "sequence" in violations(far), "a mark past the last message is the client's mistake"
+    none = await expect(grpc.StatusCode.INVALID_ARGUMENT, api.chat.MarkRead(
+        chat_pb2.MarkReadRequest(room=room), metadata=bob.md))
+    assert violations(none) == {"sequence": "required"}
+    assert (await api.chat.MarkRead(chat_pb2.MarkReadRequest(room=room, sequence=5), metadata=bob.md)
+            ).receipt.read_sequence == 5
     got = (await api.chat.GetRoom(chat_pb2.GetRoomRequest(name=room), metadata=bob.md)).room
     assert got.unread_count == 0
 
@@ -196,6 +203,13 @@ async def test_bad_input_is_invalid_argument(api: Api, people, room):
     assert (await next_event_or_answer(connect)).error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     await connect.write(chat_pb2.ConnectRequest(action_id="z"))
     assert (await next_event_or_answer(connect)).error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    for action in (chat_pb2.ConnectRequest(mark_read=chat_pb2.MarkReadRequest(room=room, sequence=99)),
+                   chat_pb2.ConnectRequest(ack=chat_pb2.Ack(room=room, sequence=99))):
+        await connect.write(action)
+        error = (await next_event_or_answer(connect)).error
+        bad = error_details_pb2.BadRequest()
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and error.details[-1].Unpack(bad)
+        assert [v.field for v in bad.field_violations] == [f"{action.WhichOneof('action')}.sequence"]
     connect.cancel()
 
 
@@ -296,6 +310,45 @@ async def test_a_resumed_stream_learns_of_messages_deleted_while_it_was_away(api
     assert kept.sequence == 1
 
 
+async def until_caught_up(call) -> tuple[list[chat_pb2.Message], chat_pb2.CaughtUp]:
+    out = []
+    while (event := await next_event(call, ("message", "caught_up"))).WhichOneof("kind") == "message":
+        out.append(event.message)
+    return out, event.caught_up
+
+
+async def test_a_resume_is_sent_only_the_deletions_after_its_last_caught_up(api: Api, people, room):
+    """Issue 10: the tombstones a resume is sent are bounded by the room's deletion counter: a client gives
+    back the number its last CaughtUp named and gets only the deletions made since, not all of them."""
+    alice, bob, _ = people
+    sent = [await send(api, alice, room, f"m{i}") for i in range(1, 7)]
+    for m in sent[:3]:
+        await api.chat.DeleteMessage(chat_pb2.DeleteMessageRequest(name=m.name), metadata=alice.md)
+    first = stream(api, bob, {room: 6})
+    got, done = await until_caught_up(first)
+    assert [(m.sequence, m.delete_sequence) for m in got] == [(1, 1), (2, 2), (3, 3)], "no position given: all"
+    assert dict(done.last_delete_sequences) == {room: 3}
+    first.cancel()
+    await api.chat.DeleteMessage(chat_pb2.DeleteMessageRequest(name=sent[4].name), metadata=alice.md)
+    again = api.chat.StreamEvents(chat_pb2.StreamEventsRequest(last_sequences={room: 6},
+                                                               last_delete_sequences={room: 3}), metadata=bob.md)
+    got, done = await until_caught_up(again)
+    assert [(m.sequence, m.delete_sequence) for m in got] == [(5, 4)], "only the deletion made since"
+    assert dict(done.last_delete_sequences) == {room: 4}
+    again.cancel()
+    # The same over Connect.
+    call = api.chat.Connect(metadata=bob.md)
+    await call.write(chat_pb2.ConnectRequest(resume=chat_pb2.Positions(last_sequences={room: 6},
+                                                                       last_delete_sequences={room: 4})))
+    event = (await call.read()).event
+    assert event.WhichOneof("kind") == "caught_up" and dict(event.caught_up.last_delete_sequences) == {room: 4}
+    call.cancel()
+    # A deletion position of a room the request does not resume is a field violation.
+    bad = api.chat.StreamEvents(chat_pb2.StreamEventsRequest(last_delete_sequences={room: 1}), metadata=bob.md)
+    err = await expect(grpc.StatusCode.INVALID_ARGUMENT, bad.read())
+    assert f"last_delete_sequences[{room}]" in violations(err)
+
+
 async def test_messages_sent_while_a_stream_opens_arrive_once_in_order(api: Api, people, room):
     """The seam: sends race the catch-up read; whatever falls on either side arrives exactly once."""
     alice, bob, _ = people
@@ -323,7 +376,7 @@ async def test_a_slow_client_loses_typing_but_never_messages(api: Api, people, r
     servicer = chat.servicers()["petplatform.chat.v1.ChatService"]
     subscriber = chat.hub.register(bob.user_id)
     subscriber.capacity = 3
-    events = servicer._events(subscriber, {room: 0}, None)
+    events = servicer._events(subscriber, {room: 0}, {}, {room: 0}, None)
     try:
         assert (await anext(events)).HasField("caught_up")
         for i in range(12):  # nobody reads the stream meanwhile
