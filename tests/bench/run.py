@@ -274,7 +274,10 @@ def platform_env(profile: str, data_dir: Path, ports: Ports, s3_endpoint: str | 
             "PETPLATFORM_S3_ACCESS_KEY": "test", "PETPLATFORM_S3_SECRET_KEY": "test",
             "PETPLATFORM_EDGE_KEY": secrets.token_hex(32), "PETPLATFORM_PAGE_TOKEN_KEY": secrets.token_hex(32),
             "PETPLATFORM_MFA_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-            "PETPLATFORM_SCHEMA_PREFIX": f"bench{uuid.uuid4().hex[:10]}_",
+            # Schemas, queues and the exchange of the run's own: tests on the same broker and database never
+            # meet it, and its teardown (drop_real_state) removes nothing of theirs.
+            "PETPLATFORM_SCHEMA_PREFIX": (prefix := f"bench{uuid.uuid4().hex[:10]}_"),
+            "PETPLATFORM_AMQP_EXCHANGE": f"{prefix}events",
         })
     return env
 
