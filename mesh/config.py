@@ -179,6 +179,10 @@ class Settings(BaseSettings):
     matching_ranking_deadline_seconds: float = Field(0.3, gt=0)
     matching_breaker_failures: int = Field(3, ge=1)
     matching_breaker_cool_down_seconds: float = Field(30, gt=0)
+    # Admin: a chat message can be reported this long after it is sent (chat keeps messages for good; the
+    # admin service keeps who sent each one only this long); how often older ones are forgotten.
+    admin_message_report_days: float = Field(90, gt=0)
+    admin_subject_purge_seconds: float = Field(3600, gt=0)
     # Marketplace: a request unanswered this long expires; how often expired requests are looked for.
     marketplace_request_ttl_hours: float = Field(24, gt=0)
     marketplace_sweep_seconds: float = Field(30, gt=0)

@@ -46,8 +46,11 @@ def invalid_argument(*violations: tuple[str, str], reason: str = "INVALID_ARGUME
     return ApiError(grpc.StatusCode.INVALID_ARGUMENT, message, reason, details=[bad])
 
 
-def not_found(resource_type: str, name: str) -> ApiError:
-    return ApiError(grpc.StatusCode.NOT_FOUND, f"{name} not found", "NOT_FOUND", metadata={"resource": name},
+def not_found(resource_type: str, name: str, *, why: str = "", reason: str = "NOT_FOUND",
+              **metadata: object) -> ApiError:
+    """why: a sentence after "not found" for a client that can act on it (with its own reason)."""
+    return ApiError(grpc.StatusCode.NOT_FOUND, f"{name} not found{': ' + why if why else ''}", reason,
+                    metadata={"resource": name, **{k: str(v) for k, v in metadata.items()}},
                     details=[error_details_pb2.ResourceInfo(resource_type=resource_type, resource_name=name)])
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import random
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 from mesh import tracing
 from mesh.events.bus import Bus
 from mesh.events.types import event_type
+from mesh.purge import delete_in_batches, purge_periodically
 from mesh.sql import Database, UtcDateTime, utcnow
 from mesh.wakeup import Wakeup
 from petplatform.common.v1 import event_pb2
@@ -170,37 +170,18 @@ class Relay:
         await relay_forever(self.drain_once, self._wakeup, self._poll, "outbox relay")
 
     async def _purge_periodically(self) -> None:
-        # Apart from publishing, so a slow or failing purge never holds events back; jittered, so
-        # replicas started together do not purge together.
-        await asyncio.sleep(random.uniform(0, PURGE_EVERY_SECONDS / 10))
-        while True:
-            try:
-                await self.purge_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("event purge failed; next try in %ds", PURGE_EVERY_SECONDS, exc_info=True)
-            await asyncio.sleep(PURGE_EVERY_SECONDS * random.uniform(0.9, 1.1))
+        # Apart from publishing, so a slow or failing purge never holds events back.
+        await purge_periodically(self.purge_once, every_seconds=PURGE_EVERY_SECONDS, what="event purge")
 
     async def purge_once(self, batch: int = 1000) -> tuple[int, int]:
         """Deletes outbox rows published, and inbox rows processed, longer ago than the retention, in
         short transactions. The inbox remembers event ids that long: a duplicate arriving later would
         be applied again."""
         cutoff = utcnow() - self._retention
-        totals = []
-        for table, when, key in ((outbox, outbox.c.publish_time, [outbox.c.id]),
-                                 (inbox, inbox.c.process_time, [inbox.c.consumer, inbox.c.event_id])):
-            total = 0
-            while True:
-                async with self._db.transaction() as s:
-                    old = sa.select(*key).where(when < cutoff).limit(batch)
-                    gone = await s.execute(table.delete().where(sa.tuple_(*key).in_(old) if len(key) > 1
-                                                                else key[0].in_(old)))
-                count: int = gone.rowcount  # type: ignore[attr-defined]  # a CursorResult: DELETE
-                total += count
-                if count < batch:
-                    break
-            totals.append(total)
+        totals = [await delete_in_batches(self._db, outbox, key=[outbox.c.id], old=outbox.c.publish_time < cutoff,
+                                          batch=batch),
+                  await delete_in_batches(self._db, inbox, key=[inbox.c.consumer, inbox.c.event_id],
+                                          old=inbox.c.process_time < cutoff, batch=batch)]
         if any(totals):
             log.info("events purged: %d outbox rows, %d inbox rows", *totals)
         return totals[0], totals[1]

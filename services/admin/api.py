@@ -94,10 +94,11 @@ def authorization(context: grpc.aio.ServicerContext) -> str:
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(self, db: Database, *, marketplace: Callable[[], grpc.aio.Channel],
                  auth: Callable[[], grpc.aio.Channel], pets: Callable[[], grpc.aio.Channel],
-                 now: Callable[[], dt.datetime]):
+                 now: Callable[[], dt.datetime], report_window: dt.timedelta):
         self.db = db
         self.marketplace, self.auth, self.pets = marketplace, auth, pets
         self.now = now
+        self.report_window = report_window
 
     async def write(self, method: str, work: Callable[[AsyncSession, dt.datetime], Awaitable[M]]) -> M:
         """Runs `work` in one writing transaction; a loss on a unique key (two first reports of one
@@ -133,6 +134,24 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                                      "MARKETPLACE_UNAVAILABLE") from None
         return domain.user_id_of(business.owner)
 
+    async def _owner(self, s: AsyncSession, kind: str, subject: str, now: dt.datetime) -> str:
+        """Who is behind a pet, user or message. A message can be reported for the report window after it
+        is sent; its row is purged after that, so an unknown message is either that old or too new."""
+        row = await store.find_subject(s, subject)
+        days = f"{self.report_window / dt.timedelta(days=1):g}"
+        if kind == "message" and row is None:
+            raise errors.not_found(
+                "message", subject, reason="MESSAGE_NOT_REPORTABLE", report_window_days=days,
+                why=f"it was sent more than {days} days ago (it can no longer be reported) or a moment ago (try "
+                    "again shortly)")
+        if row is None:
+            raise errors.not_found(kind, subject)
+        if row.sent_time is not None and row.sent_time < now - self.report_window:  # not purged yet
+            raise errors.failed_precondition(f"{subject} was sent more than {days} days ago: it can no longer be "
+                                             "reported", "REPORT_WINDOW_CLOSED", subject=subject,
+                                             report_window_days=days)
+        return str(row.user_id)
+
     async def CreateReport(self, request: a.CreateReportRequest, context) -> a.CreateReportResponse:
         caller = principal.require()
         kind = domain.check_report(request.report)
@@ -143,9 +162,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         async def work(s: AsyncSession, now: dt.datetime) -> a.CreateReportResponse:
             # Pets, users and messages are known from their events; one reported in the second after its
             # creation may not be known yet, and is NOT_FOUND until it is.
-            owner = business_owner if business_owner is not None else await store.owner_of(s, subject)
-            if owner is None:
-                raise errors.not_found(f"{kind}", subject)
+            owner = business_owner if business_owner is not None else await self._owner(s, kind, subject, now)
             if owner == caller.user_id:
                 raise errors.invalid_argument(("report.subject", "you cannot report yourself or what is yours"))
             case = await moderation.case_for(s, subject=subject, user_id=owner, now=now)

@@ -3,15 +3,20 @@ pets and messages (who is behind a report), the daily counts of the dashboard, t
 security lines, and the cases fraud scores open."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
+import contextlib
 import datetime as dt
+import logging
 from pathlib import Path
 
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.events import Effects, PoisonEvent, current_event
-from mesh.runtime import ServiceModule
+from mesh.purge import delete_in_batches, purge_periodically
+from mesh.registry import ServiceSpec
+from mesh.runtime import Runtime, ServiceModule
 from mesh.sql import utcnow
 from petplatform.admin.v1 import admin_pb2 as a
 from petplatform.admin.v1 import events_pb2 as ev
@@ -24,6 +29,8 @@ from petplatform.matching.v1 import events_pb2 as matching_events
 from petplatform.pet.v1 import events_pb2 as pet_events
 from services.admin import domain, moderation, store
 from services.admin.api import AdminServicer
+
+log = logging.getLogger(__name__)
 
 E = a.AuditEntry
 Action = ev.ModerationActionTaken
@@ -101,7 +108,10 @@ async def on_pet_created(s: AsyncSession, event: pet_events.PetCreated) -> None:
 
 
 async def on_message_sent(s: AsyncSession, event: chat_events.MessageSent) -> None:
-    await store.remember_subject(s, name=event.message.name, user_id=domain.user_id_of(event.message.sender))
+    sent = (event.message.create_time.ToDatetime(dt.timezone.utc) if event.message.HasField("create_time")
+            else event_time())
+    await store.remember_subject(s, name=event.message.name, user_id=domain.user_id_of(event.message.sender),
+                                 sent_time=sent)
     await store.count_up(s, day=day_of(event.message), metric="messages")
 
 
@@ -152,10 +162,39 @@ async def on_fraud_detected(s: AsyncSession, event: fraud_events.FraudDetected) 
 class AdminModule(ServiceModule):
     migrations = Path(__file__).parent / "migrations"
 
+    def __init__(self, rt: Runtime, spec: ServiceSpec):
+        super().__init__(rt, spec)
+        self.clock: Callable[[], dt.datetime] = utcnow  # tests move it
+        self.report_window = dt.timedelta(days=rt.settings.admin_message_report_days)
+        self._purger: asyncio.Task | None = None
+
+    def now(self) -> dt.datetime:
+        return self.clock()
+
     def servicers(self) -> Mapping[str, object]:
         return {"petplatform.admin.v1.AdminService": AdminServicer(
             self.db, marketplace=lambda: self.rt.channel("marketplace"), auth=lambda: self.rt.channel("auth"),
-            pets=lambda: self.rt.channel("pet"), now=utcnow)}
+            pets=lambda: self.rt.channel("pet"), now=self.now, report_window=self.report_window)}
+
+    async def start(self) -> None:
+        self._purger = asyncio.create_task(purge_periodically(
+            self.purge_subjects_once, every_seconds=self.rt.settings.admin_subject_purge_seconds,
+            what="subject purge"), name="admin:subject-purge")
+
+    async def stop(self) -> None:
+        if self._purger:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+        await super().stop()
+
+    async def purge_subjects_once(self) -> int:
+        """Forgets who sent the messages that can no longer be reported; returns how many."""
+        count = await delete_in_batches(self.db, store.subjects, key=[store.subjects.c.name],
+                                        old=store.subjects.c.sent_time < self.now() - self.report_window)
+        if count:
+            log.info("subjects purged: %d messages past the report window", count)
+        return count
 
     def consumers(self) -> Mapping[str, Effects]:
         return {

@@ -21,10 +21,14 @@ metadata = sa.MetaData()
 
 # Who is behind a subject, from events: users (user.created), pets (pet.created), chat messages
 # (message.sent). Businesses are asked of the marketplace when reported (it publishes no event for them).
+# A message's row is kept only while the message can be reported (sent_time, then the purge); users and
+# pets (sent_time NULL) are kept for good: one row each, not one per message.
 subjects = sa.Table(
     "subjects", metadata,
     sa.Column("name", sa.String(160), primary_key=True),
     sa.Column("user_id", sa.String(32), nullable=False),
+    sa.Column("sent_time", UtcDateTime, nullable=True),
+    sa.Index("ix_subjects_sent", "sent_time"),
 )
 
 # Accounts as staff see them, from user.created, user.role_changed and user.status_changed.
@@ -130,8 +134,13 @@ def _insert(s: AsyncSession, table: sa.Table) -> Any:
 
 # --- read models ---
 
-async def remember_subject(s: AsyncSession, *, name: str, user_id: str) -> None:
-    await s.execute(_insert(s, subjects).values(name=name, user_id=user_id).on_conflict_do_nothing())
+async def remember_subject(s: AsyncSession, *, name: str, user_id: str, sent_time: dt.datetime | None = None) -> None:
+    await s.execute(_insert(s, subjects).values(name=name, user_id=user_id, sent_time=sent_time)
+                    .on_conflict_do_nothing())
+
+
+async def find_subject(s: AsyncSession, name: str) -> Row | None:
+    return (await s.execute(sa.select(subjects).where(subjects.c.name == name))).first()
 
 
 async def owner_of(s: AsyncSession, name: str) -> str | None:

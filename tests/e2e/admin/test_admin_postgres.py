@@ -41,3 +41,8 @@ async def test_a_fraud_hold_over_rabbitmq(real_admin_api: Api):
     assert case.held and case.priority == 95
     held = [m for m in await actions(api) if m.case == case.name]
     assert [(m.action, m.actor) for m in held] == [(ev.ModerationActionTaken.ACTION_HOLD_LISTING, "")]
+
+
+async def test_message_subjects_purged_by_two_replicas_at_once_on_postgres(real_admin_api: Api):
+    from tests.e2e.admin.test_subject_retention import window_scenario
+    await window_scenario(real_admin_api, replicas=2)
