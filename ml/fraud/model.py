@@ -19,7 +19,7 @@ import numpy.typing as npt
 from sklearn.ensemble import IsolationForest, RandomForestClassifier
 from threadpoolctl import threadpool_limits
 
-from ml.fraud import features
+from ml.fraud import features, forest
 
 REVIEW_THRESHOLD = 0.5
 HOLD_THRESHOLD = 0.8
@@ -77,29 +77,30 @@ def rules_score(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 class Model:
     version: str
     trained_at: dt.datetime | None
-    iforest: IsolationForest | None = None
+    # The fitted forests as numpy arrays (forest.py): scikit-learn fits them, its per-call overhead stays off
+    # the path that scores every chat message.
+    iforest: forest.Isolation | None = None
     reference: npt.NDArray[np.float64] | None = None  # the fitted population's anomaly scores, sorted
-    classifier: RandomForestClassifier | None = None
+    classifier: forest.Classifier | None = None
     samples: int = 0
     labels: int = 0
 
     def anomaly(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         if self.iforest is None or self.reference is None:
             return np.zeros(len(x))
-        raw = -self.iforest.score_samples(x)  # higher: more anomalous
+        raw = self.iforest.anomaly(x)
         return np.searchsorted(self.reference, raw, side="right") / len(self.reference)
 
     def classify(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
         if self.classifier is None:
             return None
-        return np.asarray(self.classifier.predict_proba(x)[:, 1], np.float64)
+        return self.classifier.predict(x)
 
     def parts(self, x: npt.NDArray[np.float64]) -> dict[str, npt.NDArray[np.float64]]:
         """Each scorer's output and the combination, per row."""
-        with threadpool_limits(1):  # the request path: one core, no thread pool fan-out per call
-            rules = rules_score(x)
-            anomaly = self.anomaly(x)
-            clf = self.classify(x)
+        rules = rules_score(x)
+        anomaly = self.anomaly(x)
+        clf = self.classify(x)
         keep = (1 - rules) * (1 - IF_WEIGHT * anomaly)
         if clf is not None:
             keep = keep * (1 - clf)
@@ -123,16 +124,18 @@ def train(x: npt.NDArray[np.float64], y: npt.NDArray[np.int64] | None, *, now: d
     if len(x) < 2:
         return RULES_ONLY
     with threadpool_limits(2):
-        iforest = IsolationForest(n_estimators=200, contamination="auto", random_state=SEED).fit(x)
-        reference = np.sort(-iforest.score_samples(x))
+        iforest = forest.Isolation.of(
+            IsolationForest(n_estimators=200, contamination="auto", random_state=SEED).fit(x))
+        reference = np.sort(iforest.anomaly(x))
         classifier = None
         labelled = 0
         if y is not None:
             known = y >= 0
             labelled = int(known.sum())
             if min(int((y[known] == 1).sum()), int((y[known] == 0).sum())) >= MIN_LABELS:
-                classifier = RandomForestClassifier(n_estimators=200, min_samples_leaf=2, class_weight="balanced",
-                                                    random_state=SEED, n_jobs=1).fit(x[known], y[known])
+                classifier = forest.Classifier.of(
+                    RandomForestClassifier(n_estimators=200, min_samples_leaf=2, class_weight="balanced",
+                                           random_state=SEED, n_jobs=1).fit(x[known], y[known]), label=1)
     return Model(version=version_at(now, len(x), labelled), trained_at=now, iforest=iforest, reference=reference,
                  classifier=classifier, samples=len(x), labels=labelled)
 
