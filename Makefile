@@ -17,7 +17,7 @@ ADMINBUILD := clients/admin/dist/index.html
 ADMINSRC := $(shell find clients/admin/src clients/admin/public -type f) clients/admin/index.html clients/admin/vite.config.ts clients/admin/tsconfig.json
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint gen install web chromium bench bench-short eval envoy helm helm-lint image contract-baseline clean
+.PHONY: up test lint gen install web chromium bench bench-short eval envoy helm helm-lint image image-prebuilt image-check contract-baseline clean
 
 # The demo data's admin account (app/demo.py) registers as an admin; an environment value wins.
 up: export PETPLATFORM_ADMIN_EMAILS ?= ["admin@demo.petplatform.local"]
@@ -111,11 +111,43 @@ helm-lint: $(GENSTAMP)
 	$(BIN)/python tools/helm_values.py --check
 	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
 
-# The one image every Deployment runs, for hosts with a container engine (CONTAINER=docker or podman).
+# The one image every Deployment runs (deploy/Dockerfile), for hosts with a container engine (CONTAINER=docker or
+# podman). IMAGE_BASE=registry: the Dockerfile's own base from a registry, everything made inside the build.
+# IMAGE_BASE=local (the default where mmdebstrap is installed, as on this project's machines, which reach no
+# container registry): a Debian bookworm base (its Python is 3.11) made by mmdebstrap, and what `make gen web` made
+# and a wheelhouse made beforehand copied in, so the build needs neither a registry, Node.js 20 in the base, nor
+# network.
 CONTAINER ?= $(shell command -v podman >/dev/null && echo podman || echo docker)
 IMAGE ?= petplatform:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-image:
-	$(CONTAINER) build $(CONTAINER_FLAGS) -t $(IMAGE) -f deploy/Dockerfile .
+IMAGE_BASE ?= $(shell command -v mmdebstrap >/dev/null && echo local || echo registry)
+LOCAL_BASE ?= localhost/petplatform-base:bookworm
+PREBUILT := .image-prebuilt
+HOST_CA ?= /etc/ssl/certs/ca-certificates.crt
+# podman as this project's machines need it (deploy/podman/containers.conf), unless CONTAINERS_CONF names another.
+ifeq ($(IMAGE_BASE),local)
+image image-prebuilt image-check: export CONTAINERS_CONF ?= $(CURDIR)/deploy/podman/containers.conf
+endif
+image: $(if $(filter local,$(IMAGE_BASE)),image-prebuilt)
+	$(CONTAINER) build $(CONTAINER_FLAGS) -t $(IMAGE) -f deploy/Dockerfile \
+		$(if $(filter local,$(IMAGE_BASE)),--build-arg BASE=$(LOCAL_BASE) --build-arg PREBUILT=$(PREBUILT)) .
+
+image-prebuilt: $(GENSTAMP) $(WEBBUILD) $(ADMINBUILD)
+	rm -rf $(PREBUILT)/petplatform $(PREBUILT)/web $(PREBUILT)/admin && mkdir -p $(PREBUILT)/wheels
+	cp -a petplatform build/descriptors.binpb $(PREBUILT)/
+	cp -a clients/web/dist $(PREBUILT)/web
+	cp -a clients/admin/dist $(PREBUILT)/admin
+	$(CONTAINER) image inspect $(LOCAL_BASE) >/dev/null 2>&1 || \
+		mmdebstrap --variant=minbase --include=python3,python3-venv --aptopt='Apt::Install-Recommends "false"' \
+			bookworm - | $(CONTAINER) import - $(LOCAL_BASE)
+	@# Resolved by the base's own Python (3.11.2: markers such as redis' python_full_version < "3.11.3" differ from
+	@# the host's), trusting the host's CA certificates (a proxy the host trusts).
+	$(CONTAINER) run --rm -v $(CURDIR):/src -w /src -e PIP_CACHE_DIR=/src/build/image-pip-cache \
+		$(if $(wildcard $(HOST_CA)),-v $(HOST_CA):/etc/ssl/host-ca.crt:ro -e PIP_CERT=/etc/ssl/host-ca.crt) \
+		$(LOCAL_BASE) sh -c 'python3.11 -m venv /tmp/venv && /tmp/venv/bin/pip wheel -q -w $(PREBUILT)/wheels .'
+
+# Builds the image, then runs it as the chart does (uid 10001, read-only root): migrate, run --target=all, /readyz.
+image-check: image
+	CONTAINER=$(CONTAINER) deploy/image-check.sh $(IMAGE)
 
 $(GENSTAMP): $(STAMP) $(PROTOS) tools/gen.py
 	$(BIN)/python tools/gen.py
@@ -132,4 +164,4 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) petplatform build data clients/node_modules clients/proto-ts/gen clients/web/dist clients/admin/dist
+	rm -rf $(VENV) petplatform build data $(PREBUILT) clients/node_modules clients/proto-ts/gen clients/web/dist clients/admin/dist
