@@ -74,3 +74,10 @@ async def open_case_of(api: Api, subject: str) -> a.Case | None:
     if row is None:
         return None
     return a.Case(name=f"cases/{row.id}")
+
+
+async def subject_known(api: Api, subject: str) -> bool:
+    """Whether the admin service has learnt of a subject from its event, so a report on it is taken (tests only)."""
+    from services.admin import store
+    async with module_of(api, "admin").db.read() as s:
+        return await store.owner_of(s, subject) is not None

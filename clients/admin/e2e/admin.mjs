@@ -1,9 +1,11 @@
 // The admin panel in Debian's Chromium, driven by Playwright (tests/e2e/web/test_admin_browser.py starts the
-// platform, seeds a reported listing and runs this). A moderator signs in with password and TOTP, opens the case
+// platform, seeds a listing the fraud service scored, and runs this). A person reports the listing in the web app
+// (the pet page's Report dialog, same server); a moderator signs in with password and TOTP, opens the case
 // from the queue, reads its evidence and hides the listing with a reason; a support member sees no moderator
 // action; an admin verifies the audit log. Every wait is Playwright's: for an element, a URL or a condition.
 // Environment: ADMIN_URL (the panel, ending in /admin/), SCREENSHOTS, PASSWORD (every account's), MODERATOR_EMAIL
 // and MODERATOR_SECRET, SUPPORT_EMAIL and SUPPORT_SECRET, ADMIN_EMAIL and ADMIN_SECRET (TOTP secrets, base32),
+// WEB_URL (the web app, same server) and REPORTER_EMAIL (the person who reports),
 // PET (the reported listing, pets/{id}) and PET_NAME (its display name), OWNER_NAME (its owner's display name), FACTOR (a fraud factor's words).
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -38,6 +40,33 @@ async function signIn(page, email, secret) {
 }
 
 try {
+  step("a person signs in to the web app and reports the listing from its page");
+  const person = await newPerson(browser, "reporter", pageErrors);
+  const REPORTER_EMAIL = env("REPORTER_EMAIL");
+  await person.goto(`${env("WEB_URL")}/signin`);
+  await heading(person, "Sign in");
+  await person.getByLabel("Email").fill(REPORTER_EMAIL);
+  await person.getByLabel("Password").fill(PASSWORD);
+  await person.getByRole("button", { name: "Sign in", exact: true }).click();
+  await person.getByText(REPORTER_EMAIL).waitFor();
+  await person.goto(`${env("WEB_URL")}/${PET}`);
+  await heading(person, PET_NAME);
+  await person.getByRole("button", { name: "Report" }).click();
+  const dialog = person.getByRole("dialog", { name: "Report this listing" });
+  await dialog.waitFor();
+  // No reason yet: the select says what is wrong, keyboard focus stays in the dialog.
+  await dialog.getByRole("button", { name: "Send report" }).click();
+  await dialog.locator("select[aria-invalid=true]").waitFor();
+  await dialog.getByRole("alert").waitFor();
+  await dialog.getByLabel("Reason").selectOption({ label: "Scam or fake listing (e.g. pay outside the platform)" });
+  if (await dialog.getByRole("alert").count()) throw new Error("the reason's error outlives the choice of a reason");
+  await dialog.getByLabel("Details (optional)").fill("asks to pay by gift card before meeting");
+  await person.screenshot({ path: join(SCREENSHOTS, "web-report.png") });
+  await dialog.getByRole("button", { name: "Send report" }).click();
+  await dialog.getByRole("status").filter({ hasText: "Thanks, our moderators will look at it." }).waitFor();
+  await dialog.getByRole("button", { name: "Close" }).click();
+  await dialog.waitFor({ state: "hidden" });
+
   const mod = await newPerson(browser, "moderator", pageErrors);
 
   step("a wrong password is refused in words, then the moderator signs in with password and TOTP");

@@ -67,7 +67,7 @@ export function App({ api }: { api: Api }) {
   else if (pathname === "/signin" || pathname === "/signin/callback") {
     screen = <SignIn api={api} onSignedIn={signedIn} callback={pathname === "/signin/callback"} />;
   }
-  else if (pathname.startsWith("/pets/")) screen = <PetPage api={api} name={pathname.slice(1)} />;
+  else if (pathname.startsWith("/pets/")) screen = <PetPage api={api} session={session} name={pathname.slice(1)} />;
   else if (MINE.some(([p]) => p === pathname || pathname.startsWith(p + "/"))) {
     if (!session) screen = <SignInFirst />;
     else if (pathname === "/feed") screen = <Feed api={api} session={session} />;

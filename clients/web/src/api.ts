@@ -8,6 +8,7 @@ import { ChatService } from "@petplatform/proto/petplatform/chat/v1/chat_pb";
 import { NotificationService } from "@petplatform/proto/petplatform/notification/v1/notification_pb";
 import { UserService } from "@petplatform/proto/petplatform/user/v1/user_pb";
 import { MarketplaceService } from "@petplatform/proto/petplatform/marketplace/v1/marketplace_pb";
+import { AdminService } from "@petplatform/proto/petplatform/admin/v1/admin_pb";
 import { PaymentService } from "@petplatform/proto/petplatform/payment/v1/payment_pb";
 
 // The session, the transport and the config are shared with the admin panel (@petplatform/kit/session).
@@ -28,6 +29,8 @@ export interface Api {
   users: Client<typeof UserService>;
   market: Client<typeof MarketplaceService>;
   payments: Client<typeof PaymentService>;
+  /** CreateReport only: the rest of the admin service is the admin panel's. */
+  admin: Client<typeof AdminService>;
 }
 
 export function makeApi({ edgeUrl: baseUrl, providers }: Config): Api {
@@ -38,6 +41,7 @@ export function makeApi({ edgeUrl: baseUrl, providers }: Config): Api {
     matching: createClient(MatchingService, transport), chat: createClient(ChatService, transport),
     notifications: createClient(NotificationService, transport), users: createClient(UserService, transport),
     market: createClient(MarketplaceService, transport), payments: createClient(PaymentService, transport),
+    admin: createClient(AdminService, transport),
   };
 }
 

@@ -1,10 +1,11 @@
 """The admin panel (clients/admin) in a real browser: Debian's Chromium driven by Playwright
 (clients/admin/e2e/admin.mjs) against a platform, its edge and the web server started here, the panel under
-/admin/ of its own origin (every call a cross-origin gRPC-Web call). A user reports a listing that the fraud
-service also scored; the moderator signs in with password and TOTP, opens the case from the queue, reads the
-report and the factors, and hides the listing with a reason, which the public then no longer sees. A support
-member is offered no moderator action; an admin verifies the audit log. Needs `make web` and `make chromium`;
-`make test` does both. Screenshots land in build/screenshots/admin/."""
+/admin/ of its own origin (every call a cross-origin gRPC-Web call). A person reports a listing that the fraud
+service also scored, in the web app on the same server (the pet page's Report dialog); the moderator signs in
+with password and TOTP, opens the case from the queue, reads the report and the factors, and hides the listing
+with a reason, which the public then no longer sees. A support member is offered no moderator action; an admin
+verifies the audit log. Needs `make web` and `make chromium`; `make test` does both. Screenshots land in
+build/screenshots/admin/."""
 from __future__ import annotations
 
 import asyncio
@@ -20,7 +21,7 @@ from gateway.webapp import WebApp
 from petplatform.admin.v1 import admin_pb2 as a
 from petplatform.pet.v1 import pet_pb2
 from tests.support import REPO_ROOT
-from tests.support.admin import fraud_detected, grant_role, open_case_of, report_when_known
+from tests.support.admin import fraud_detected, grant_role, open_case_of, subject_known
 from tests.support.events import Producer
 from tests.support.matching import until
 from tests.support.pets import TOKYO, create, dog
@@ -79,8 +80,6 @@ async def test_a_moderator_handles_a_reported_listing_in_chromium(tmp_path, smtp
         pet_name = f"Rex {suffix}"
         pet = await create(api, owner, dog(pet_name, location=TOKYO))
         reporter = await api.signup("Careful Adopter")
-        await report_when_known(api, reporter, pet.name, reason=a.REPORT_REASON_SCAM,
-                                details="asks to pay by gift card before meeting")
         # The fraud service's score on the same listing (below the hold: the moderator's decision hides it).
         await fraud.emit(fraud_detected(pet.name, owner.name, 0.82))
 
@@ -89,12 +88,16 @@ async def test_a_moderator_handles_a_reported_listing_in_chromium(tmp_path, smtp
             if case is None:
                 return None
             full = (await api.admin.GetCase(a.GetCaseRequest(name=case.name), metadata=api.admin_session.md)).case
-            return full if full.reports and full.evidence else None
-        await until(case_with_evidence, what="the case with its report and its fraud score")
+            return full if full.evidence else None
+        case = await until(case_with_evidence, what="the case with its fraud score")
+        assert not case.reports  # the report is the browser's
+        # A report on a listing the admin service has not learnt of yet is NOT_FOUND: the person reports once it has.
+        await until(lambda: subject_known(api, pet.name), what=f"the admin service knowing {pet.name}")
         assert await publicly_visible(api, pet.name)
 
         shutil.rmtree(SCREENSHOTS, ignore_errors=True)
         env = {**os.environ, "ADMIN_URL": f"http://127.0.0.1:{web.port}/admin/", "SCREENSHOTS": str(SCREENSHOTS),
+               "WEB_URL": f"http://127.0.0.1:{web.port}", "REPORTER_EMAIL": reporter.email,
                "PASSWORD": PASSWORD, "CHROMIUM": chromium, "PET": pet.name, "PET_NAME": pet_name,
                "OWNER_NAME": owner_name, "FACTOR": FACTOR,
                "MODERATOR_EMAIL": moderator.email, "MODERATOR_SECRET": moderator_secret,
@@ -112,12 +115,19 @@ async def test_a_moderator_handles_a_reported_listing_in_chromium(tmp_path, smtp
                 await proc.wait()
         assert proc.returncode == 0, f"the browser test failed (screenshots in {SCREENSHOTS}):\n{output.decode()}"
 
+        # The person's report, filed in the web app, is the case's.
+        got = await api.admin.GetCase(a.GetCaseRequest(name=case.name), metadata=api.admin_session.md)
+        reports = got.case.reports
+        assert [(r.reason, r.details, r.reporter) for r in reports] == [
+            (a.REPORT_REASON_SCAM, "asks to pay by gift card before meeting", reporter.name)]
+
         # The decision reached the pet service: hidden (not held) for its owner, gone for everyone else.
         async def hidden():
             seen = (await api.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name), metadata=owner.md)).pet
             return seen.moderation == pet_pb2.Pet.MODERATION_HIDDEN
         await until(hidden, what="the listing hidden by the moderator's decision")
         assert not await publicly_visible(api, pet.name)
+        assert (SCREENSHOTS / "web-report.png").stat().st_size > 0
         for name in ("signin-error", "queue", "case", "case-error", "case-resolved", "user", "dashboard",
                      "support-user", "audit"):
             assert (SCREENSHOTS / f"admin-{name}.png").stat().st_size > 0

@@ -8,6 +8,7 @@ import { userOf, type Api, type Session } from "../api";
 import { describe, type Problem } from "../errors";
 import { ProblemBanner } from "../Form";
 import { PLACES } from "../labels";
+import { Report } from "../Report";
 import { follow } from "../router";
 
 const KINDS: [ServiceKind, string][] = [
@@ -175,6 +176,7 @@ export function BusinessPage({ api, session, name }: { api: Api; session: Sessio
       <p><a href="/businesses" onClick={follow}>← Pet services nearby</a></p>
       <h1 tabIndex={-1}>{business.displayName}</h1>
       {business.description && <p>{business.description}</p>}
+      {business.owner !== userOf(session) && <Report api={api} subject={business.name} what="this business" />}
       <ProblemBanner problem={problem} />
       {booked ? (
         <div role="status" className="banner ok">

@@ -7,6 +7,7 @@ import { useChatEvents } from "../chatEvents";
 import { describe, type Problem } from "../errors";
 import { ProblemBanner } from "../Form";
 import { useNames } from "../names";
+import { Report } from "../Report";
 import { follow } from "../router";
 import { EndMatch } from "./EndMatch";
 
@@ -277,6 +278,7 @@ export function ChatRoom({ api, session, id }: { api: Api; session: Session; id:
               </span>
             )}
             {m === lastMine && theirRead >= m.sequence && <span className="receipt"> · Seen</span>}
+            {m.sender !== me && !m.deleteTime && <Report api={api} subject={m.name} what={`this message from ${who}`} />}
           </li>
         ))}
       </ol>

@@ -1,12 +1,14 @@
 import { useEffect, useState } from "react";
 import type { Pet } from "@petplatform/proto/petplatform/pet/v1/pet_pb";
-import { photoUrl, type Api } from "../api";
+import { photoUrl, userOf, type Api, type Session } from "../api";
 import { describe, type Problem } from "../errors";
 import { ProblemBanner } from "../Form";
 import { ageText, sexName, sizeName, speciesName, statusName } from "../labels";
+import { Report } from "../Report";
 import { follow } from "../router";
 
-export function PetPage({ api, name }: { api: Api; name: string }) {
+/** A pet's public page; a signed-in person other than its owner may report it. */
+export function PetPage({ api, session, name }: { api: Api; session: Session | null; name: string }) {
   const [pet, setPet] = useState<Pet | null>(null);
   const [problem, setProblem] = useState<Problem | null>(null);
 
@@ -55,6 +57,7 @@ export function PetPage({ api, name }: { api: Api; name: string }) {
         ))}
       </dl>
       {pet.description && <p className="description">{pet.description}</p>}
+      {session && pet.owner !== userOf(session) && <Report api={api} subject={pet.name} what="this listing" />}
     </article>
   );
 }
