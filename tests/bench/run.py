@@ -252,6 +252,7 @@ class Ports:
     grpc: int = field(default_factory=free_port)
     http: int = field(default_factory=free_port)
     edge_grpc: int = field(default_factory=free_port)
+    web: int = field(default_factory=free_port)  # fixed, not 0: `run --workers N` shares it (3100 may be taken)
 
 
 def platform_env(profile: str, data_dir: Path, ports: Ports, s3_endpoint: str | None) -> dict[str, str]:
@@ -260,7 +261,7 @@ def platform_env(profile: str, data_dir: Path, ports: Ports, s3_endpoint: str | 
     env.update({
         "PETPLATFORM_DATA_DIR": str(data_dir), "PETPLATFORM_GRPC_PORT": str(ports.grpc),
         "PETPLATFORM_HTTP_PORT": str(ports.http), "PETPLATFORM_EDGE_GRPC_PORT": str(ports.edge_grpc),
-        "PETPLATFORM_WEB_PORT": "0",  # the web app: any free port (3100 may be a `make up` of its own)
+        "PETPLATFORM_WEB_PORT": str(ports.web),
         "PETPLATFORM_RATE_LIMIT_PER_MINUTE": "1000000000", "PETPLATFORM_MAX_STREAMS_PER_CLIENT": "1000000",
         "PETPLATFORM_MAX_STREAMS_PER_CALLER": "1000000", "PETPLATFORM_LOG_LEVEL": "warning",
     })
