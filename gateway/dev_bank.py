@@ -6,8 +6,6 @@ Served only while the local provider moves the money (it moves none: development
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import html
 import json
 import re
@@ -22,6 +20,7 @@ import grpc
 from gateway.pages import page
 from gateway.policy import EdgePolicy
 from gateway.request_keys import BODY_ABANDONED, CLIENT_IP
+from mesh import webhook_signature
 from mesh.config import LOCAL_BANK_PATH
 from petplatform.common.v1 import access_pb2
 from petplatform.payment.v1 import payment_pb2, payment_pb2_grpc
@@ -29,12 +28,6 @@ from petplatform.payment.v1 import payment_pb2, payment_pb2_grpc
 PAYMENT_SERVICE = payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
 _REFERENCE = re.compile(r"pi_[0-9a-f]{16}[0-9]{1,12}")  # LocalProvider._id("pi")
 _FORM_MAX = 1024
-
-
-def sign(payload: bytes, secret: bytes, timestamp: int) -> str:
-    """Stripe's signature header (`t=...,v1=HMAC-SHA256`), as the local provider signs its webhooks."""
-    mac = hmac.new(secret, f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
 
 
 class LocalBank:
@@ -92,7 +85,7 @@ class LocalBank:
         try:
             await stub.ReceiveWebhook(payment_pb2.ReceiveWebhookRequest(
                 provider="local", body=httpbody_pb2.HttpBody(content_type="application/json", data=event),
-                signature=sign(event, self.secret, now)), timeout=10)
+                signature=webhook_signature.sign(event, self.secret, now)), timeout=10)
         except grpc.aio.AioRpcError:
             return page("Not available right now", "<p>Your bank could not be reached. Try again in a moment.</p>",
                         503)

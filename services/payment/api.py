@@ -12,7 +12,8 @@ from mesh.resources import parse_name
 from mesh.sql import Database, Row
 from petplatform.payment.v1 import payment_pb2 as p
 from petplatform.payment.v1 import payment_pb2_grpc
-from services.payment import paypal_webhooks, store, webhooks
+from mesh import webhook_signature as webhooks
+from services.payment import paypal_webhooks, store
 from services.payment.flows import Flows, payment_message
 from services.payment.paypal_provider import PayPalProvider
 from services.payment.providers import Outcome, ProviderDown, ProviderRefused

@@ -9,6 +9,7 @@ import datetime as dt
 import logging
 from pathlib import Path
 
+from mesh import webhook_signature
 from mesh.config import LOCAL_BANK_PATH, local_secret
 from mesh.events import Effects
 from mesh.registry import ServiceSpec
@@ -75,8 +76,7 @@ class PaymentModule(ServiceModule):
 
     async def _deliver_local(self, body: bytes, header: str) -> None:
         """The local provider's webhooks take the path the edge's do: verified, then applied once."""
-        from services.payment import webhooks
-        webhooks.verify(body, header, *self.secrets["local"], now=self.now().timestamp())
+        webhook_signature.verify(body, header, *self.secrets["local"], now=self.now().timestamp())
         await self.servicer.receive("local", body)
 
     def servicers(self) -> Mapping[str, object]:

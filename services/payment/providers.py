@@ -15,7 +15,7 @@ import secrets
 import time
 from typing import Literal, Protocol
 
-from services.payment import webhooks
+from mesh import webhook_signature as webhooks
 
 log = logging.getLogger(__name__)
 

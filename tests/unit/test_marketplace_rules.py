@@ -11,7 +11,7 @@ import pytest
 from mesh.money import MoneyError, from_minor, to_minor
 from petplatform.marketplace.v1 import marketplace_pb2 as m
 from services.marketplace import calendar, policy
-from services.payment import webhooks
+from mesh import webhook_signature as webhooks
 from services.payment.flows import fee_of
 
 BERLIN = ZoneInfo("Europe/Berlin")

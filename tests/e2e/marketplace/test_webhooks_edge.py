@@ -14,7 +14,7 @@ import sonora.protocol
 from mesh.config import LOCAL_BANK_PATH
 from petplatform.marketplace.v1 import marketplace_pb2 as m
 from petplatform.marketplace.v1 import marketplace_pb2_grpc
-from services.payment import webhooks
+from mesh import webhook_signature as webhooks
 from tests.e2e.marketplace.conftest import LOCAL_SECRET, STRIPE_SECRET
 from tests.support.web import WebChannel
 from tests.support.market import (

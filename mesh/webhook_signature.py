@@ -1,7 +1,8 @@
 """Webhook signatures as Stripe makes them (pure functions): the header `t=<unix time>,v1=<hex>`
-where v1 is HMAC-SHA256 of "<t>.<raw body>" with the endpoint's secret. The local provider signs
-the same way, so one verifier serves both. One URL may take events of two Stripe endpoints (the
-account's own, and Connect's for connected accounts), each with its own secret: either verifies."""
+where v1 is HMAC-SHA256 of "<t>.<raw body>" with the endpoint's secret. The local provider and its bank
+page (gateway/dev_bank.py) sign the same way, so one verifier serves all. One URL may take events of two
+Stripe endpoints (the account's own, and Connect's for connected accounts), each with its own secret:
+either verifies."""
 from __future__ import annotations
 
 import hashlib
