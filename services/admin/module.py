@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh.events import Effects, PoisonEvent, current_event
+from mesh.moderation import AUTOMATIC_HOLD_REASON
 from mesh.purge import delete_in_batches, purge_periodically
 from mesh.registry import ServiceSpec
 from mesh.runtime import Runtime, ServiceModule
@@ -146,9 +147,8 @@ async def on_fraud_detected(s: AsyncSession, event: fraud_events.FraudDetected) 
     await store.add_evidence(s, case_id=case.id, evidence=evidence.SerializeToString())
     await moderation.reprioritise(s, case, now=now, risk_score=event.score)
     if hold and domain.subject_kind(event.subject) == "pet" and not case.held:
-        # The reason goes to the owner (pet service, notification): no score, no factors (they would tell a
-        # scammer what to change). Moderators see both in the evidence, the audit entry keeps them.
-        reason = "held for a routine check before it is shown to others"
+        # The reason goes to the owner (pet service, notification); the audit entry keeps score and factors.
+        reason = AUTOMATIC_HOLD_REASON
         top = f": {event.factors[0].description}" if event.factors else ""
         case = await store.get_case(s, case.id)
         await moderation.act(s, case, action=Action.ACTION_HOLD_LISTING, reason=reason, actor_id="", reversal=False,

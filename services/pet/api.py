@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh import errors, media, pagination, principal
 from mesh.interceptor import send_headers
+from mesh.moderation import AUTOMATIC_HOLD_REASON
 from mesh.blobs import BlobStore
 from mesh.events import emit
 from mesh.resources import check_mask, decode_page_token, new_id, page_size, parse_name, timestamp
@@ -23,7 +24,7 @@ from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2, pet_pb2_grpc
 from services.pet import domain, search, store
 from services.pet.cache import PetCache
-from services.pet.screening import HELD_REASON, SCREENING, Screening
+from services.pet.screening import SCREENING, Screening
 from services.pet.watch import WatchHub
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 return pet_pb2.CreatePetResponse(pet=await self._get(existing))
         columns = self._columns(pet, domain.WRITABLE - {"status"})
         if await self.screening.holds(pet, authorization=authorization(context)):
-            columns.update(moderation=pet_pb2.Pet.MODERATION_HELD, moderation_reason=HELD_REASON,
+            columns.update(moderation=pet_pb2.Pet.MODERATION_HELD, moderation_reason=AUTOMATIC_HOLD_REASON,
                            moderation_case=SCREENING)
         pet_id = new_id()
         now = utcnow()

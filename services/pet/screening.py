@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 SCREENINGS = Counter("petplatform_pet_screenings_total", "Listings asked about before publishing, by outcome",
                      ["outcome"])  # held, published, unscored
 SCREENING = "fraud:screening"  # the moderation source of a listing held here, until its case takes it over
-HELD_REASON = "held for a routine check before it is shown to others"
 
 
 class Screening:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import grpc
 
+from mesh.moderation import AUTOMATIC_HOLD_REASON
 from petplatform.admin.v1 import admin_pb2 as a
 from petplatform.admin.v1 import events_pb2 as ev
 from petplatform.pet.v1 import pet_pb2
@@ -74,7 +75,7 @@ async def test_a_hide_reversed_on_a_held_case_holds_the_listing_again_until_deci
     assert reopened.state == a.Case.STATE_OPEN and reopened.held and not reopened.resolution
     await seen(api, owner, pet.name, Pet.MODERATION_HELD)  # not shown: the fraud hold waits for a decision
     mine = (await api.pet.GetPet(pet_pb2.GetPetRequest(name=pet.name), metadata=owner.md)).pet
-    assert mine.moderation_reason == "held for a routine check before it is shown to others"  # no score, no factors
+    assert mine.moderation_reason == AUTOMATIC_HOLD_REASON  # no score, no factors
     # A second reversal lifts the hold itself (the case stays open, unheld); so would a dismissal.
     lifted = await reverse(api, case)
     assert not lifted.held and lifted.state == a.Case.STATE_OPEN

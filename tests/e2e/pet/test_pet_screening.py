@@ -20,7 +20,8 @@ from petplatform.admin.v1 import events_pb2 as admin_events
 from petplatform.fraud.v1 import events_pb2 as fraud_events
 from petplatform.pet.v1 import pet_pb2
 from services.pet import store as pet_store
-from services.pet.screening import HELD_REASON, SCREENING, SCREENINGS
+from mesh.moderation import AUTOMATIC_HOLD_REASON
+from services.pet.screening import SCREENING, SCREENINGS
 from tests.support.admin import open_case_of
 from tests.support.errors import expect
 from tests.support.matching import events, until
@@ -81,7 +82,7 @@ async def test_a_scam_draft_is_created_held_until_a_moderator_dismisses_its_case
     before = SCREENINGS.labels("held")._value.get()
     listing = await create(api, scammer, dog("Max", breed="labrador", description=SCAM_TEXT))
     assert listing.moderation == pet_pb2.Pet.MODERATION_HELD
-    assert listing.moderation_reason == HELD_REASON  # neutral: no score, no factor for the scammer to read
+    assert listing.moderation_reason == AUTOMATIC_HOLD_REASON  # neutral: no score, no factor for the scammer to read
     assert SCREENINGS.labels("held")._value.get() == before + 1
     await expect(grpc.StatusCode.NOT_FOUND, api.pet.GetPet(pet_pb2.GetPetRequest(name=listing.name),
                                                            metadata=honest.md))
@@ -99,7 +100,7 @@ async def test_a_scam_draft_is_created_held_until_a_moderator_dismisses_its_case
     assert [(e.case, e.reversal) for e in holds] == [(case.name, False)]  # held once, in the case
     assert "gift" not in holds[0].reason and "score" not in holds[0].reason  # the owner is told this reason too
     seen = (await api.pet.GetPet(pet_pb2.GetPetRequest(name=listing.name), metadata=scammer.md)).pet
-    assert seen.moderation == pet_pb2.Pet.MODERATION_HELD and seen.moderation_reason == HELD_REASON
+    assert seen.moderation == pet_pb2.Pet.MODERATION_HELD and seen.moderation_reason == AUTOMATIC_HOLD_REASON
 
     staff_view = (await api.admin.GetCase(a.GetCaseRequest(name=case.name), metadata=admin.md)).case
     assert staff_view.evidence and staff_view.evidence[0].factors  # moderators see why
