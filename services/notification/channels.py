@@ -208,14 +208,14 @@ class TwilioSms:
     def __init__(self, *, account_sid: str, auth_token: str, from_number: str,
                  api_url: str = "https://api.twilio.com"):
         self._url = f"{api_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
-        self._auth = aiohttp.BasicAuth(account_sid, auth_token)
+        self._authorization = aiohttp.encode_basic_auth(account_sid, auth_token)
         self._from = from_number
         self._http: aiohttp.ClientSession | None = None
 
     async def sms(self, *, to: str, text: str, key: str) -> None:
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=TIMEOUT)
-        headers = {"Authorization": self._auth.encode(), "I-Twilio-Idempotency-Token": key}
+        headers = {"Authorization": self._authorization, "I-Twilio-Idempotency-Token": key}
         async with self._http.post(self._url, data={"To": to, "From": self._from, "Body": text},
                                    headers=headers) as r:
             if r.status in (200, 201):
