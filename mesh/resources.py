@@ -15,7 +15,7 @@ import uuid
 from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
-from mesh import errors
+from mesh import errors, principal
 from mesh.config import Settings, local_secret
 
 
@@ -43,6 +43,13 @@ def parse_name(name: str, pattern: str, field: str = "name") -> list[str]:
         elif got != want:
             raise errors.invalid_argument((field, f"must look like {pattern.replace('{}', '{id}')}"))
     return ids
+
+
+def resolve_user(name: str, field: str = "name", suffix: str = "") -> str:
+    """The user id in `users/{id}{suffix}`; `users/me{suffix}` is the caller."""
+    if name == f"users/me{suffix}":
+        return principal.require().user_id
+    return parse_name(name, "users/{}" + suffix, field)[0]
 
 
 def page_size(value: int, field: str = "page_size") -> int:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from mesh import errors, principal
 from mesh.pagination import page, select_page
-from mesh.resources import check_mask, decode_page_token, page_size, parse_name, timestamp
+from mesh.resources import check_mask, decode_page_token, page_size, parse_name, resolve_user, timestamp
 from mesh.sql import Database, rows_changed, utcnow
 from petplatform.notification.v1 import notification_pb2 as pb
 from petplatform.notification.v1 import notification_pb2_grpc
@@ -27,11 +27,8 @@ def to_notification(row: sa.Row) -> pb.Notification:
 
 def settings_owner(name: str, field: str) -> str:
     """The caller's id, from `users/me/notificationSettings` or their own `users/{id}/...`."""
-    caller = principal.require()
-    if name == "users/me/notificationSettings":
-        return caller.user_id
-    user = parse_name(name, "users/{}/notificationSettings", field)[0]
-    if user != caller.user_id:
+    user = resolve_user(name, field, "/notificationSettings")
+    if user != principal.require().user_id:
         raise errors.permission_denied("only your own notification settings", "NOT_OWNER")
     return user
 

@@ -10,20 +10,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh import errors, pagination, principal
-from mesh.resources import check_mask, decode_page_token, new_id, page_size, parse_name, timestamp
+from mesh.resources import check_mask, decode_page_token, new_id, page_size, parse_name, resolve_user, timestamp
 from mesh.sql import Database, Row, utcnow
 from petplatform.user.v1 import user_pb2, user_pb2_grpc
 from services.user import domain, store
 from services.user.domain import Standing, Trust
 
 USER_TYPE = "user.petplatform.dev/User"
-
-
-def resolve_user(name: str, field: str = "name", suffix: str = "") -> str:
-    """The user id in `users/{id}{suffix}`; `users/me` is the caller."""
-    if name == f"users/me{suffix}":
-        return principal.require().user_id
-    return parse_name(name, "users/{}" + suffix, field)[0]
 
 
 def standing(row: Row) -> Standing:
