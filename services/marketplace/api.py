@@ -22,7 +22,8 @@ from mesh.blobs import BlobStore
 from mesh.events import emit
 from mesh.money import from_minor
 from mesh.principal import Principal
-from mesh.resources import check_mask, decode_page_token, encode_page_token, new_id, page_size, parse_name, timestamp
+from mesh.resources import (check_mask, decode_page_token, encode_page_token, new_id, page_size, parse_name,
+                            resolve_user, timestamp)
 from mesh.sql import Database, Row
 from petplatform.marketplace.v1 import events_pb2 as ev
 from petplatform.marketplace.v1 import marketplace_pb2 as m
@@ -244,6 +245,25 @@ class MarketplaceServicer(marketplace_pb2_grpc.MarketplaceServiceServicer):
             await emit(s, ev.BusinessDeleted(business=deleted))
             return m.DeleteBusinessResponse(business=deleted)
         return await self.once(caller, "DeleteBusiness", request.request_id, m.DeleteBusinessResponse, work)
+
+    async def ListBusinesses(self, request: m.ListBusinessesRequest, context) -> m.ListBusinessesResponse:
+        caller = principal.require()
+        owner = resolve_user(request.owner, "owner")
+        if request.show_deleted and not (owner == caller.user_id or caller.is_admin):
+            raise errors.permission_denied("only their owner and admins see deleted businesses", "NOT_OWNER")
+        size = page_size(request.page_size)
+        position = decode_page_token(request.page_token, request)
+        after = (dt.datetime.fromisoformat(position[0]), position[1]) if position else None
+        async with self.db.read() as s:
+            rows = await store.businesses_of_owner(s, owner, deleted=request.show_deleted, after=after, size=size)
+            rows, token = pagination.page(rows, size, lambda r: [r.create_time.isoformat(), r.id], request)
+            ids = [r.id for r in rows]
+            kinds = await store.business_kinds(s, ids)
+            pictures = await self._photos(s, ids)
+        return m.ListBusinessesResponse(
+            businesses=[business_message(r, kinds.get(r.id, []), private=self._owns(caller, r),
+                                         pictures=pictures.get(r.id)) for r in rows],
+            next_page_token=token)
 
     async def SearchBusinesses(self, request: m.SearchBusinessesRequest, context) -> m.SearchBusinessesResponse:
         v: list[tuple[str, str]] = []

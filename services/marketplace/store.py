@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mesh import pagination
 from mesh.sql import Row, UtcDateTime, rows_changed
 
 metadata = sa.MetaData()
@@ -203,6 +204,15 @@ async def business_kinds(s: AsyncSession, business_ids: Sequence[str]) -> dict[s
     return {k: sorted(v) for k, v in out.items()}
 
 
+async def businesses_of_owner(s: AsyncSession, owner_id: str, *, deleted: bool,
+                              after: tuple[dt.datetime, str] | None, size: int) -> Sequence[Row]:
+    q = sa.select(businesses).where(businesses.c.owner_id == owner_id)
+    if not deleted:
+        q = q.where(businesses.c.delete_time.is_(None))
+    q = pagination.select_page(q, after, businesses.c.create_time, businesses.c.id, descending=False, size=size)
+    return (await s.execute(q)).all()
+
+
 async def businesses_offering(s: AsyncSession, *, kind: int, min_lat: float, max_lat: float,
                               verified_only: bool) -> Sequence[Row]:
     """Businesses with a service of `kind` within a band of latitudes (the caller filters by distance)."""
@@ -239,7 +249,6 @@ async def get_service(s: AsyncSession, service_id: str) -> Row:
 
 async def list_services(s: AsyncSession, business_id: str, *, after: tuple[dt.datetime, str] | None,
                         size: int) -> Sequence[Row]:
-    from mesh import pagination
     q = pagination.select_page(sa.select(services).where(services.c.business_id == business_id,
                                                          services.c.delete_time.is_(None)), after,
                                services.c.create_time, services.c.id, descending=False, size=size)
@@ -381,7 +390,6 @@ async def update_booking(s: AsyncSession, booking_id: str, **values: Any) -> Non
 async def list_bookings(s: AsyncSession, *, owner_id: str | None, business_id: str | None, states: Sequence[int],
                         after: tuple[dt.datetime, str] | None, size: int,
                         business_owner_id: str | None = None) -> Sequence[Row]:
-    from mesh import pagination
     q = sa.select(bookings)
     if owner_id is not None:
         q = q.where(bookings.c.owner_id == owner_id)
