@@ -1,14 +1,48 @@
-"""The edge over HTTP: REST/JSON calls, gRPC-Web frames, and sonora as an off-the-shelf gRPC-Web client."""
+"""The edge over HTTP: REST/JSON calls, gRPC-Web frames, and sonora as an off-the-shelf gRPC-Web client; and
+the browser scenarios' runner (Debian's Chromium driven by Playwright from a node script)."""
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
+from pathlib import Path
+import shutil
 import socket
 import struct
 import uuid
 
 import sonora.aio
 
+from tests.support import REPO_ROOT
 from tests.support.platform import PASSWORD, EdgeClient
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+def browser_tools() -> str:
+    """node's path, once node, Chromium and playwright-core are known to be there. A missing tool is a
+    failure, not a skip: CI must not pass without having opened a browser."""
+    node = shutil.which("node")
+    assert node, "node is not installed (Node.js 20.19 or later)"
+    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: `make chromium` installs Debian's chromium"
+    assert (REPO_ROOT / "clients" / "node_modules" / "playwright-core").is_dir(), "run `make install` (npm ci)"
+    return node
+
+
+async def run_browser_script(script: Path, env: dict[str, str], *, timeout: float, screenshots: Path) -> None:
+    """Runs a browser scenario (a node script) to its end, failing with its output if it fails. The platform
+    under test serves from the caller's event loop, so the browser runs in a subprocess awaited here."""
+    proc = await asyncio.create_subprocess_exec(browser_tools(), str(script), env={**os.environ, **env},
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output = b""
+    try:
+        async with asyncio.timeout(timeout):
+            output, _ = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, f"the browser test failed (screenshots in {screenshots}):\n{output.decode()}"
 
 
 def free_port() -> int:

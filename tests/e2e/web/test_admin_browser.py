@@ -8,8 +8,6 @@ verifies the audit log. Needs `make web` and `make chromium`; `make test` does b
 build/screenshots/admin/."""
 from __future__ import annotations
 
-import asyncio
-import os
 import shutil
 import uuid
 
@@ -26,7 +24,7 @@ from tests.support.events import Producer
 from tests.support.matching import until
 from tests.support.pets import TOKYO, create, dog
 from tests.support.platform import PASSWORD, Api, embedded_settings, start_platform
-from tests.support.web import free_port
+from tests.support.web import CHROMIUM, browser_tools, free_port, run_browser_script
 
 SCRIPT = REPO_ROOT / "clients" / "admin" / "e2e" / "admin.mjs"
 SCREENSHOTS = REPO_ROOT / "build" / "screenshots" / "admin"
@@ -47,12 +45,7 @@ async def publicly_visible(api: Api, pet: str) -> bool:
 
 @pytest.mark.timeout(240)  # a ceiling for a loaded CI machine
 async def test_a_moderator_handles_a_reported_listing_in_chromium(tmp_path, smtp_sink):
-    node = shutil.which("node")
-    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    # Missing tools are a failure, not a skip: CI must not pass without having opened a browser.
-    assert node, "node is not installed (Node.js 20.19 or later)"
-    assert os.path.exists(chromium), f"{chromium} is missing: `make chromium` installs Debian's chromium"
-    assert (REPO_ROOT / "clients" / "node_modules" / "playwright-core").is_dir(), "run `make install` (npm ci)"
+    browser_tools()  # before a platform starts
     web_port, edge_port = free_port(), free_port()
     settings = embedded_settings(tmp_path, smtp_sink, web_dir=REPO_ROOT / "clients" / "web" / "dist",
                                  admin_dir=REPO_ROOT / "clients" / "admin" / "dist", admin_emails=[BOSS, ADMIN],
@@ -96,24 +89,14 @@ async def test_a_moderator_handles_a_reported_listing_in_chromium(tmp_path, smtp
         assert await publicly_visible(api, pet.name)
 
         shutil.rmtree(SCREENSHOTS, ignore_errors=True)
-        env = {**os.environ, "ADMIN_URL": f"http://127.0.0.1:{web.port}/admin/", "SCREENSHOTS": str(SCREENSHOTS),
+        env = {"ADMIN_URL": f"http://127.0.0.1:{web.port}/admin/", "SCREENSHOTS": str(SCREENSHOTS),
                "WEB_URL": f"http://127.0.0.1:{web.port}", "REPORTER_EMAIL": reporter.email,
-               "PASSWORD": PASSWORD, "CHROMIUM": chromium, "PET": pet.name, "PET_NAME": pet_name,
+               "PASSWORD": PASSWORD, "CHROMIUM": CHROMIUM, "PET": pet.name, "PET_NAME": pet_name,
                "OWNER_NAME": owner_name, "FACTOR": FACTOR,
                "MODERATOR_EMAIL": moderator.email, "MODERATOR_SECRET": moderator_secret,
                "SUPPORT_EMAIL": support.email, "SUPPORT_SECRET": support_secret,
                "ADMIN_EMAIL": ADMIN, "ADMIN_SECRET": admin_secret}
-        # The platform serves from this event loop: the browser runs in a subprocess awaited here.
-        proc = await asyncio.create_subprocess_exec(node, str(SCRIPT), env=env, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.STDOUT)
-        try:
-            async with asyncio.timeout(180):
-                output, _ = await proc.communicate()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        assert proc.returncode == 0, f"the browser test failed (screenshots in {SCREENSHOTS}):\n{output.decode()}"
+        await run_browser_script(SCRIPT, env, timeout=180, screenshots=SCREENSHOTS)
 
         # The person's report, filed in the web app, is the case's.
         got = await api.admin.GetCase(a.GetCaseRequest(name=case.name), metadata=api.admin_session.md)

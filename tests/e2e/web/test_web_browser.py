@@ -4,13 +4,9 @@ call is a cross-origin gRPC-Web call, CORS preflight included). Needs `make web`
 `make test` does both. Screenshots land in build/screenshots/."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
-import os
-import shutil
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -27,9 +23,8 @@ from tests.support.matching import synced, until
 from tests.support.pets import TOKYO, cat, create, dog
 from tests.support.platform import PASSWORD, Api, embedded_settings, module_of, start_platform
 from tests.support.tokens import sign_token
-from tests.support.web import free_port
+from tests.support.web import CHROMIUM, browser_tools, free_port, run_browser_script
 
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 SCRIPT = REPO_ROOT / "clients" / "web" / "e2e" / "browser.mjs"
 SCREENSHOTS = REPO_ROOT / "build" / "screenshots"
 OSAKA = {"latitude": 34.6937, "longitude": 135.5023}
@@ -40,11 +35,7 @@ async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_
     """Also signs in with the second factor and with the demo provider (the edge's local OpenID provider), and
     refreshes an expired access token. Then two people, each in a browser context of their own: the one who
     signed up swipes on the other's listed dog, the owner accepts, they chat live, and the owner books a walker."""
-    # Missing tools are a failure, not a skip: CI must not pass without having opened a browser.
-    node = shutil.which("node")
-    assert node, "node is not installed (Node.js 20.19 or later)"
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `make chromium` installs Debian's chromium"
-    assert (REPO_ROOT / "clients" / "node_modules" / "playwright-core").is_dir(), "run `make install` (npm ci)"
+    browser_tools()  # before a platform starts
     web_port, edge_port = free_port(), free_port()
     # The demo provider's issuer is public_url's: the auth service fetches its keys and tokens from the edge.
     settings = embedded_settings(tmp_path, smtp_sink, web_dir=REPO_ROOT / "clients" / "web" / "dist",
@@ -96,25 +87,15 @@ async def test_sign_up_sign_in_search_and_open_a_pet_in_chromium(tmp_path, smtp_
         (tmp_path / "kuro.jpg").write_bytes(photo(11))
         for old in SCREENSHOTS.glob("*.png"):  # its own: the admin panel's test keeps its own in admin/
             old.unlink()
-        env = {**os.environ, "WEB_URL": f"http://127.0.0.1:{web.port}", "SCREENSHOTS": str(SCREENSHOTS),
+        env = {"WEB_URL": f"http://127.0.0.1:{web.port}", "SCREENSHOTS": str(SCREENSHOTS),
                "EMAIL": f"browser-{suffix}@example.com", "PASSWORD": PASSWORD, "DOG": f"Mochi {suffix}",
                "CAT": f"Tama {suffix}", "OWNER_EMAIL": owner.email, "MFA_EMAIL": careful.email, "MFA_SECRET": secret,
-               "DEMO_EMAIL": f"demo-{suffix}@example.com", "CHROMIUM": str(CHROMIUM),
+               "DEMO_EMAIL": f"demo-{suffix}@example.com", "CHROMIUM": CHROMIUM,
                "WALKER_EMAIL": walker.email, "HELD_PET": f"Rex {suffix}", "NEW_PET": f"Kuro {suffix}",
                "PHOTO": str(tmp_path / "kuro.jpg"),
                "EXPIRED_SESSION": json.dumps({"accessToken": expired, "refreshToken": owner.refresh_token,
                                               "email": owner.email, "expiresAt": 0})}
-        # The platform serves from this event loop: the browser runs in a subprocess awaited here.
-        proc = await asyncio.create_subprocess_exec(node, str(SCRIPT), env=env, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.STDOUT)
-        try:
-            async with asyncio.timeout(360):
-                output, _ = await proc.communicate()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        assert proc.returncode == 0, f"the browser test failed (screenshots in {SCREENSHOTS}):\n{output.decode()}"
+        await run_browser_script(SCRIPT, env, timeout=360, screenshots=SCREENSHOTS)
         for name in ("signup-errors", "signin-error", "pets", "pet", "pets-phone", "mfa-error", "feed", "matches",
                      "chats", "chat", "notifications", "business", "bookings", "sessions", "my-pets", "pet-form",
                      "pet-held", "incoming", "review", "3ds", "bank", "cancel", "mfa-enrol", "chat-attachment",
