@@ -1,7 +1,7 @@
-import { useEffect, useRef, useState, type ReactNode } from "react";
-import { SESSION_EVENT, type Session } from "@petplatform/kit/session";
-import { follow, navigate, usePath } from "@petplatform/kit/router";
-import { loadSession, powersOf, saveSession, type Api, type Powers } from "./api";
+import type { ReactNode } from "react";
+import { follow, usePath } from "@petplatform/kit/router";
+import { Frame, useSession, Who } from "@petplatform/kit/shell";
+import { powersOf, saveSession, sessionStore, type Api, type Powers } from "./api";
 import { Audit } from "./screens/Audit";
 import { CasePage } from "./screens/CasePage";
 import { Dashboard } from "./screens/Dashboard";
@@ -44,32 +44,8 @@ function NotStaff({ powers }: { powers: Powers }) {
 
 export function App({ api }: { api: Api }) {
   const path = usePath();
-  const [session, setSession] = useState<Session | null>(loadSession);
-  const main = useRef<HTMLElement>(null);
+  const [session, signOut] = useSession({ store: sessionStore, auth: api.auth, signInPath: "/admin/signin" });
   const powers = powersOf(session);
-
-  const signOut = async () => {
-    if (session) {
-      try {
-        await api.auth.logout({ refreshToken: session.refreshToken });
-      } catch {
-        // the session ends here whatever the server says; its refresh token expires on its own
-      }
-    }
-    saveSession(null);
-    navigate("/admin/signin");
-  };
-
-  useEffect(() => {
-    const update = () => setSession(loadSession());
-    addEventListener(SESSION_EVENT, update);
-    return () => removeEventListener(SESSION_EVENT, update);
-  }, []);
-
-  // A new screen: its heading gets the focus, so screen readers announce it and Tab starts from there.
-  useEffect(() => {
-    main.current?.querySelector<HTMLElement>("h1")?.focus();
-  }, [path]);
 
   const pathname = path.split("?")[0].replace(/\/+$/, "");
   let screen: ReactNode;
@@ -98,29 +74,15 @@ export function App({ api }: { api: Api }) {
     || (pathname === "/admin" && p === (powers.moderate ? "/admin/cases" : "/admin/dashboard"));
 
   return (
-    <>
-      <a className="skip" href="#main">Skip to content</a>
-      <header className="bar">
-        <a className="brand" href="/admin/" onClick={follow}>Pet Platform <span>admin</span></a>
-        <nav aria-label="Main">
-          <ul>
-            {session && powers.read && SCREENS.filter((s) => s.may(powers)).map((s) => (
-              <li key={s.path}>
-                <a href={s.path} onClick={follow} aria-current={current(s.path) ? "page" : undefined}>{s.label}</a>
-              </li>
-            ))}
-            {session && (
-              <>
-                <li className="who" aria-label="Signed in as">
-                  {session.email}{powers.role && <span className="role"> ({powers.role})</span>}
-                </li>
-                <li><button type="button" className="link" onClick={signOut}>Sign out</button></li>
-              </>
-            )}
-          </ul>
-        </nav>
-      </header>
-      <main id="main" ref={main}>{screen}</main>
-    </>
+    <Frame path={path} home="/admin/" brand={<>Pet Platform <span>admin</span></>} items={<>
+      {session && powers.read && SCREENS.filter((s) => s.may(powers)).map((s) => (
+        <li key={s.path}>
+          <a href={s.path} onClick={follow} aria-current={current(s.path) ? "page" : undefined}>{s.label}</a>
+        </li>
+      ))}
+      {session && (
+        <Who signOut={signOut}>{session.email}{powers.role && <span className="role"> ({powers.role})</span>}</Who>
+      )}
+    </>}>{screen}</Frame>
   );
 }

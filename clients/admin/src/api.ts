@@ -7,9 +7,9 @@ import { AuthService } from "@petplatform/proto/petplatform/auth/v1/auth_pb";
 import { PetService } from "@petplatform/proto/petplatform/pet/v1/pet_pb";
 
 // Not the web app's key: both are served from one origin, and a tab signed in to one is not signed in to the other.
-const store = new SessionStore("petplatform.admin.session");
-export const loadSession = () => store.load();
-export const saveSession = (session: Session | null) => store.save(session);
+export const sessionStore = new SessionStore("petplatform.admin.session");
+export const loadSession = () => sessionStore.load();
+export const saveSession = (session: Session | null) => sessionStore.save(session);
 
 export interface Api {
   admin: Client<typeof AdminService>;
@@ -18,7 +18,7 @@ export interface Api {
 }
 
 export function makeApi({ edgeUrl: baseUrl }: Config): Api {
-  const transport = sessionTransport({ baseUrl, store, refreshToken: (refreshToken) => auth.refreshToken({ refreshToken }) });
+  const transport = sessionTransport({ baseUrl, store: sessionStore, refreshToken: (refreshToken) => auth.refreshToken({ refreshToken }) });
   const auth = createClient(AuthService, transport);
   return { admin: createClient(AdminService, transport), auth, pets: createClient(PetService, transport) };
 }

@@ -14,9 +14,9 @@ import { PaymentService } from "@petplatform/proto/petplatform/payment/v1/paymen
 // The session, the transport and the config are shared with the admin panel (@petplatform/kit/session).
 export { loadConfig, SESSION_EVENT, sessionOf, userOf, type Config, type Provider, type Session } from "@petplatform/kit/session";
 
-const store = new SessionStore("petplatform.session");
-export const loadSession = () => store.load();
-export const saveSession = (session: Session | null) => store.save(session);
+export const sessionStore = new SessionStore("petplatform.session");
+export const loadSession = () => sessionStore.load();
+export const saveSession = (session: Session | null) => sessionStore.save(session);
 
 export interface Api {
   edgeUrl: string;
@@ -34,7 +34,7 @@ export interface Api {
 }
 
 export function makeApi({ edgeUrl: baseUrl, providers }: Config): Api {
-  const transport = sessionTransport({ baseUrl, store, refreshToken: (refreshToken) => auth.refreshToken({ refreshToken }) });
+  const transport = sessionTransport({ baseUrl, store: sessionStore, refreshToken: (refreshToken) => auth.refreshToken({ refreshToken }) });
   const auth = createClient(AuthService, transport);
   return {
     edgeUrl: baseUrl, providers, auth, pets: createClient(PetService, transport),
