@@ -9,7 +9,8 @@ comes first applies it, the other finds it applied. Ledger postings (debit +, cr
   returned cash +(K - fee), business/<id> -(K - fee)                (its money came back: owed again)
 A returned payout (the bank or PayPal sent it back) is reclaimed from the provider where the money
 stopped (Stripe: a reversal of the transfer), reversed in the ledger, and paid again by a new
-payout: at once when the business changes its payout account, else after the retry delay. A charge
+payout: at once when the business changes its payout account, else after the retry delay; after
+MAX_RETURNS returns from one account, only once the business gives another. A charge
 waiting on its payer (3-D Secure) past its deadline is cancelled at the provider, which frees the
 booking's place (payment.failed)."""
 from __future__ import annotations
@@ -37,7 +38,9 @@ LEASE = dt.timedelta(seconds=60)
 MAX_RETRY = dt.timedelta(minutes=10)
 
 
-RECLAIM, RETRIED = 1, 2  # payments.return_state
+# payments.return_state: to reclaim; reclaimed and paid again; reclaimed, waiting for another payout account.
+RECLAIM, RETRIED, WAITING = 1, 2, 3
+MAX_RETURNS = 3  # returns from one account before its money waits for another (a closed account stays closed)
 OPEN_STATES = (P.STATE_PENDING, P.STATE_PROCESSING, P.STATE_REQUIRES_ACTION)
 # A payout's bank transfer only moves forward: in transit, (PayPal) unclaimed, then paid, then (a bank
 # returning it, or PayPal returning an item unclaimed for 30 days) failed.
@@ -131,7 +134,7 @@ class Flows:
             if row.state == P.STATE_PENDING and row.attempts == 0:
                 await store.update(s, row.id, payout_account=account, update_time=now,
                                    **({"next_attempt_time": now, "due_time": now} if row.retry_of else {}))
-            elif row.state == P.STATE_FAILED and row.earned and row.return_state == 0:
+            elif row.earned and (row.return_state == WAITING or row.state == P.STATE_FAILED and row.return_state == 0):
                 await self._retry_payout(s, row, account=account, at=now)
                 await store.update(s, row.id, return_state=RETRIED, update_time=now)
 
@@ -234,13 +237,20 @@ class Flows:
             now = self.now()
             await store.post(s, posting=new_id(), payment_id=row.id, currency=row.currency, now=now, entries={
                 "cash": row.amount_minor, f"business/{row.business_id}": -row.amount_minor})
-            await store.update(s, row.id, return_state=RETRIED, return_time=now, update_time=now)
-            # To the account the business gave since, at once; else the same one after the retry delay.
+            # To the account the business gave since, at once; else the same one after the retry delay,
+            # unless it sent the money back MAX_RETURNS times: then it waits for another account.
             account = await store.payout_account_of(s, row.business_id) or locked.payout_account
-            retry = await self._retry_payout(s, locked, account=account,
-                                             at=now if account != locked.payout_account else now + self.payout_retry)
+            same = account == locked.payout_account
+            earlier = await store.returns_from(s, row.booking_id, account, kind=P.KIND_PAYOUT,
+                                               return_states=(RETRIED, WAITING))
+            gave_up = same and earlier + 1 >= MAX_RETURNS
+            await store.update(s, row.id, return_state=WAITING if gave_up else RETRIED, return_time=now,
+                               update_time=now)
+            retry = None if gave_up else await self._retry_payout(
+                s, locked, account=account, at=now + self.payout_retry if same else now)
             await emit(s, ev.PayoutFailed(payment=payment_message(await store.get(s, row.id)),
-                                          retry=payment_message(retry), business=f"businesses/{row.business_id}",
+                                          retry=payment_message(retry) if retry else None,
+                                          business=f"businesses/{row.business_id}",
                                           business_owner=f"users/{row.business_owner_id}"))
 
     async def step(self, payment_id: str) -> None:

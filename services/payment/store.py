@@ -168,6 +168,14 @@ async def payouts_of_business(s: AsyncSession, business_id: str, *, kind: int) -
         payments.c.create_time).with_for_update())).all()
 
 
+async def returns_from(s: AsyncSession, booking_id: str, account: str, *, kind: int,
+                       return_states: Sequence[int]) -> int:
+    """How many of a booking's payments of `kind` to `account` are in one of `return_states`."""
+    return int(await s.scalar(sa.select(sa.func.count()).select_from(payments).where(
+        payments.c.booking_id == booking_id, payments.c.kind == kind, payments.c.payout_account == account,
+        payments.c.return_state.in_(return_states))) or 0)
+
+
 async def set_payout_account(s: AsyncSession, business_id: str, account: str, now: dt.datetime) -> None:
     await s.execute(_insert(s, payout_accounts).values(business_id=business_id, account=account, update_time=now)
                     .on_conflict_do_update(index_elements=["business_id"],

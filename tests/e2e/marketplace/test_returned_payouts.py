@@ -146,3 +146,52 @@ async def _knows(api: Api, biz: m.Business, account: str) -> bool:
     from services.payment import store
     async with module_of(api, "payment").db.read() as s:
         return await store.payout_account_of(s, biz.name.removeprefix("businesses/")) == account
+
+
+async def test_an_account_that_keeps_returning_the_money_is_not_paid_a_fourth_time(market: Api):
+    """The same account sends the money back three times: no fourth try there, the business is told to give
+    another account, and the money goes to the new one once it does."""
+    api = market
+    provider = module_of(api, "payment").local
+    seller, _, biz, b = await completed(api, payout_account="acct_closed", days_ahead=17)
+    with clocks_moved(api, dt.timedelta(hours=48, minutes=1)):
+        payout = await payment_reaches(api, seller, b.name, P.KIND_PAYOUT, P.STATE_SUCCEEDED)
+    for n in range(1, 4):
+        provider.return_payout(payout.provider_reference, failure="account_closed")
+
+        async def returned(name=payout.name):
+            found = next(x for x in await payments(api, seller, b.name) if x.name == name)
+            return found if found.HasField("return_time") else None
+        await until(returned, what=f"return {n} reclaimed")
+        retries = [x for x in await payments(api, seller, b.name) if x.retry_of == payout.name]
+        if n == 3:
+            break
+        (retry,) = retries
+        assert retry.payout_account == "acct_closed"
+        # After the retry delay, the same account again.
+        with clocks_moved(api, dt.timedelta(days=3, minutes=1 + 48 * 60)):
+            payout = await until(lambda name=retry.name: _succeeded(api, seller, b, name), what=f"retry {n} paid")
+    assert retries == []  # a third return from acct_closed: no fourth payout there
+    assert await business_balance(api, biz) == -2250  # owed, and the ledger says so
+
+    async def told_without_a_date():
+        found = (await api.notification.ListNotifications(nb.ListNotificationsRequest(page_size=50),
+                                                          metadata=seller.md)).notifications
+        notes = [x for x in found if x.kind == nb.KIND_PAYMENT]
+        return notes if len(notes) == 3 else None
+    newest = (await until(told_without_a_date, what="three payout.failed notifications"))[0]
+    assert "Update your payout account" in newest.body and "try the same account again" not in newest.body
+
+    await change_payout_account(api, seller, biz, "acct_open")
+
+    async def repaid():
+        return next((x for x in await payments(api, seller, b.name)
+                     if x.retry_of == payout.name and x.state == P.STATE_SUCCEEDED), None)
+    assert (await until(repaid, what="the money paid to the new account")).payout_account == "acct_open"
+    assert await business_balance(api, biz) == 0
+    assert len([x for x in await payments(api, seller, b.name) if x.kind == P.KIND_PAYOUT]) == 4
+
+
+async def _succeeded(api: Api, seller, b: m.Booking, name: str):
+    return next((x for x in await payments(api, seller, b.name) if x.name == name and x.state == P.STATE_SUCCEEDED),
+                None)
