@@ -197,8 +197,28 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             log.warning("presence of %s not sent", user_id, exc_info=True)
             return
         if peers:
-            await self.hub.publish(sorted(peers), chat_pb2.ChatEvent(presence=chat_pb2.Presence(
-                user=f"users/{user_id}", online=online)))
+            presence = chat_pb2.Presence(user=f"users/{user_id}", online=online)
+            if not online:
+                presence.last_seen_time.GetCurrentTime()
+            await self.hub.publish(sorted(peers), chat_pb2.ChatEvent(presence=presence))
+
+    async def _peers_presence(self, user_id: str) -> list[chat_pb2.ChatEvent]:
+        """Where each member of the caller's rooms stands as a stream opens: online, or when last seen. Best
+        effort, like the live events: none when the store or the presence port fails."""
+        try:
+            peers = sorted(await self.store.peers(user_id=user_id))
+            online = await self.hub.watching(peers)
+            seen = await self.hub.last_seen([p for p in peers if p not in online])
+        except Exception:
+            log.warning("presence of %s's peers not sent", user_id, exc_info=True)
+            return []
+        events = []
+        for peer in peers:
+            presence = chat_pb2.Presence(user=f"users/{peer}", online=peer in online)
+            if peer in seen:
+                presence.last_seen_time.FromNanoseconds(round(seen[peer] * 1e9))
+            events.append(chat_pb2.ChatEvent(presence=presence))
+        return events
 
     # --- unary RPCs ---
 
@@ -401,7 +421,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                       checked: dict[str, int],
                       answers: asyncio.Queue[chat_pb2.ActionResult] | None
                       ) -> AsyncIterator[chat_pb2.ChatEvent | chat_pb2.ActionResult]:
-        """Tombstones and missed messages of the rooms in `positions`, then CaughtUp, then live events, with the seam
+        """Tombstones and missed messages of the rooms in `positions`, then CaughtUp, then the presence of the
+        caller's peers, then live events, with the seam
         and any gap closed by sequence: a message at or below the room's position is a duplicate
         (skipped); one past position + 1 means some were missed (read from storage first). The
         subscriber was registered before the catch-up read, so nothing falls between the two.
@@ -419,6 +440,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 yield event
         yield chat_pb2.ChatEvent(caught_up=chat_pb2.CaughtUp(last_delete_sequences={
             f"rooms/{room}": max(number, deletions.get(room, 0)) for room, number in checked.items()}))
+        for event in await self._peers_presence(sub.user_id):
+            yield event
         while True:
             if sub.ended is not None:
                 raise sub.ended

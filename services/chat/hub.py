@@ -164,6 +164,10 @@ class ChatHub:
             log.warning("chat presence not read; the recipients count as away", exc_info=True)
             return here
 
+    async def last_seen(self, users: Sequence[str]) -> dict[str, float]:
+        """When each of `users` last had a chat stream open (seconds since the epoch), where known."""
+        return await self._watching.last_seen(WATCHING, users)
+
     def _receive(self, data: bytes) -> None:
         head, _, body = data.partition(b"\n")
         event = None

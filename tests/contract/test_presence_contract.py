@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from mesh.presence import MemoryPresence, RedisPresence
+from mesh.presence import SEEN_SECONDS, MemoryPresence, RedisPresence
 from tests.support.clock import FakeClock
 from tests.support.platform import REDIS_URL
 
@@ -44,3 +44,26 @@ async def test_a_lease_not_renewed_expires_and_renewal_keeps_it(presence):
     await p.hold("chat", ["alice"], "replica-1", 30)  # renewed: alice's stream is still open
     clock.now += 20
     assert await p.present("chat", ["alice", "bob"]) == {"alice"}, "a dead replica's lease ran out"
+
+
+async def test_last_seen_is_the_last_hold_or_release_and_forgets_strangers(presence):
+    p, clock = presence
+    start = clock.now
+    assert await p.last_seen("chat", ["alice"]) == {}, "never seen"
+    await p.hold("chat", ["alice", "bob"], "replica-1", 30)
+    clock.now += 10
+    await p.hold("chat", ["alice"], "replica-1", 30)  # a renewal: still seen
+    clock.now += 5
+    await p.release("chat", "alice", "replica-1")
+    assert await p.last_seen("chat", ["alice", "bob", "carol"]) == {"alice": start + 15, "bob": start}
+    assert await p.last_seen("other", ["alice"]) == {}, "topics are apart"
+    assert await p.last_seen("chat", []) == {}
+
+
+async def test_last_seen_is_forgotten_after_a_month():
+    clock = FakeClock()
+    p = MemoryPresence(clock=clock)  # Redis forgets by the key's own expiry (SEEN_SECONDS), not by this clock
+    await p.hold("chat", ["alice"], "replica-1", 30)
+    await p.release("chat", "alice", "replica-1")
+    clock.now += SEEN_SECONDS + 1
+    assert await p.last_seen("chat", ["alice"]) == {}

@@ -188,7 +188,7 @@ try {
   await owner.getByRole("list", { name: "Your matches" }).getByText(DOG).waitFor();
   await shot("matches", owner);
 
-  step("both open the chat; the adopter's message reaches the owner live, with typing and a read receipt");
+  step("both open the chat; the adopter sees the owner online; the adopter's message reaches the owner live, with typing and a read receipt");
   await adopter.getByRole("link", { name: "Chats" }).click();
   await heading("Chats", adopter);
   const room = adopter.getByRole("list", { name: "Your chats" }).getByRole("link").first();
@@ -197,6 +197,7 @@ try {
   await heading(/^Chat with/, owner);
   await room.click();
   await heading(/^Chat with/, adopter);
+  await adopter.getByText(/ is online$/).waitFor(); // the owner's page streams: presence, told as the stream opens
   await adopter.getByRole("textbox", { name: "Message" }).fill("Hello! Is Mochi still looking for a home?");
   await owner.getByText(/is typing…/).waitFor();
   await adopter.getByRole("button", { name: "Send" }).click();

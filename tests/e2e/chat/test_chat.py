@@ -3,6 +3,7 @@ two stream paths with resume, closed rooms, and strangers refused everywhere."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 
 import grpc
@@ -467,16 +468,40 @@ async def rooms_of(api: Api, s, name: str) -> bool:
     return any(r.name == name for r in rooms)
 
 
-async def test_presence_tells_room_members_who_came_online(api: Api, people, room):
+async def presence_of(call, user: str) -> chat_pb2.Presence:
+    """The next presence event about `user` (the people of other tests' rooms are peers too)."""
+    while (p := (await next_event(call, ("presence",))).presence).user != user:
+        pass
+    return p
+
+
+async def test_presence_tells_room_members_who_came_online_and_when_they_were_last_seen(api: Api, people, room):
     alice, bob, _ = people
     watcher = stream(api, alice, {})
     await caught_up(watcher)
+    # Once caught up, where each peer stands: bob is not streaming.
+    assert not (await presence_of(watcher, bob.name)).online
     other = stream(api, bob, {})
     await caught_up(other)
-    online = (await next_event(watcher, ("presence",))).presence
-    assert (online.user, online.online) == (bob.name, True)
+    assert (await presence_of(other, alice.name)).online  # alice, as bob's stream opens
+    online = await presence_of(watcher, bob.name)
+    assert online.online and not online.HasField("last_seen_time")
     other.cancel()
-    offline = (await next_event(watcher, ("presence",))).presence
-    assert (offline.user, offline.online) == (bob.name, False)
+    offline = await presence_of(watcher, bob.name)
+    assert not offline.online
+    left = offline.last_seen_time.ToDatetime(tzinfo=dt.timezone.utc)
+    assert abs(left - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=5)
     watcher.cancel()
+
+    # A page opened later still learns when bob was last seen (from the presence port, not from the page).
+    async def bob_gone_with_a_time():
+        later = stream(api, alice, {})
+        try:
+            await caught_up(later)
+            p = await presence_of(later, bob.name)
+            return p if not p.online and p.HasField("last_seen_time") else None
+        finally:
+            later.cancel()
+    seen = await until(bob_gone_with_a_time, "bob offline with his last-seen time")
+    assert abs(seen.last_seen_time.ToDatetime(tzinfo=dt.timezone.utc) - left) < dt.timedelta(minutes=1)
 

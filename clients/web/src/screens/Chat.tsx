@@ -1,4 +1,5 @@
 import { useCallback, useEffect, useRef, useState, type FormEvent } from "react";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import {
   Room_State, type Attachment, type ChatEvent, type Message, type Room,
 } from "@petplatform/proto/petplatform/chat/v1/chat_pb";
@@ -105,7 +106,9 @@ function AttachmentView({ api, attachment }: { api: Api; attachment: Attachment 
 
 function lastSeenText(when: Date | undefined): string {
   if (!when) return "";
-  return `last seen ${when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`;
+  const time = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return new Date().toDateString() === when.toDateString() ? `last seen ${time}`
+    : `last seen ${when.toLocaleDateString([], { day: "numeric", month: "short" })}, ${time}`;
 }
 
 /** One room: its history (older pages on demand), live messages, read receipts and typing. */
@@ -119,9 +122,9 @@ export function ChatRoom({ api, session, id }: { api: Api; session: Session; id:
   const [text, setText] = useState("");
   const [theirRead, setTheirRead] = useState(0n);
   const [theyType, setTheyType] = useState(false);
-  // Presence from the stream's events: online now, or when they were last seen going offline on this page.
-  const [online, setOnline] = useState<boolean | null>(null);
-  const [lastSeen, setLastSeen] = useState<Date | undefined>(undefined);
+  // Presence from the stream's events (one for each peer once caught up, then changes), kept for everyone:
+  // the stream may say where the other member stands before the room (and so who they are) has loaded.
+  const [presence, setPresence] = useState<Record<string, { online: boolean; lastSeen?: Date }>>({});
   const [files, setFiles] = useState<File[]>([]);
   const [status, setStatus] = useState("");
   const fileInput = useRef<HTMLInputElement>(null);
@@ -130,10 +133,9 @@ export function ChatRoom({ api, session, id }: { api: Api; session: Session; id:
   const newest = useRef(0n);
 
   const other = room ? otherOf(room, me) : "";
-  const otherRef = useRef(other);
-  otherRef.current = other;
   const names = useNames(api, other ? [other] : []);
   const who = names[other] ?? "Your match";
+  const { online, lastSeen } = presence[other] ?? { online: null };
 
   // Messages by sequence, a newer copy (a tombstone) replacing the one shown.
   const merge = useCallback((incoming: Message[]) => {
@@ -186,9 +188,9 @@ export function ChatRoom({ api, session, id }: { api: Api; session: Session; id:
       setTheyType(kind.value.typing);
     } else if (kind.case === "room" && kind.value.name === roomName) {
       setRoom(kind.value);
-    } else if (kind.case === "presence" && kind.value.user === otherRef.current) {
-      setOnline(kind.value.online);
-      if (!kind.value.online) setLastSeen(new Date());
+    } else if (kind.case === "presence") {
+      const { user, online, lastSeenTime } = kind.value;
+      setPresence((known) => ({ ...known, [user]: { online, lastSeen: lastSeenTime && timestampDate(lastSeenTime) } }));
     }
   }, () => (newest.current ? { [roomName]: newest.current } : {}));
 
