@@ -110,6 +110,9 @@ def _unrecorded(ctx: otel_context.Context) -> Iterator[trace.Span]:
 
 
 def record_grpc_status(s: trace.Span, code: grpc.StatusCode) -> None:
+    if code is grpc.StatusCode.OK:  # every successful call: no Enum value lookup or hashing (Python-level)
+        s.set_attribute("rpc.grpc.status_code", 0)
+        return
     s.set_attribute("rpc.grpc.status_code", code.value[0])
     if code in _SERVER_FAULTS:
         s.set_status(Status(StatusCode.ERROR, code.name))
