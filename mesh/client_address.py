@@ -5,6 +5,7 @@ call carries the edge's key; any other caller is known by its own peer address."
 from __future__ import annotations
 
 import contextvars
+import functools
 import hmac
 import ipaddress
 import urllib.parse
@@ -29,6 +30,7 @@ def normalised(address: str) -> str:
     return ip.compressed
 
 
+@functools.lru_cache(maxsize=4096)  # one parse per connection, not per call: a peer string names a connection
 def peer_host(peer: str | None) -> str:
     """The address of a gRPC peer string: `ipv4:1.2.3.4:5678`, `ipv6:%5B::1%5D:5678` (gRPC encodes
     the brackets), `ipv6:[::1]:5678`."""

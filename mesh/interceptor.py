@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -68,8 +68,10 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 def request_id_from(value: str | None) -> str:
     """The caller's request id if it is a sane one (it ends up in logs and headers), else a new one."""
-    return value if value and _REQUEST_ID.fullmatch(value) else uuid.uuid4().hex
+    return value if value and _REQUEST_ID.fullmatch(value) else os.urandom(16).hex()  # uuid4's randomness, no object
 
+
+_NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)  # reusable: it holds no state
 
 _pending_headers: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("pending_headers", default=None)
 
@@ -210,14 +212,16 @@ class ServerInterceptor:
                 raise errors.invalid_argument(("request", "not a valid protobuf message"),
                                               reason="MALFORMED_REQUEST") from None
 
-        async def parse(raw: bytes):
-            msg = decode(raw) if len(raw) <= limits.INLINE_DECODE_BYTES else (
-                await limits.decode(self._decoder, len(raw), decode, raw))
+        def checked(msg):
             if required and isinstance(msg, Message):
                 missing = missing_required(msg, required)
                 if missing:
                     raise errors.invalid_argument(*missing, reason="MISSING_FIELD")
             return msg
+
+        async def parse(raw: bytes):
+            return checked(decode(raw) if len(raw) <= limits.INLINE_DECODE_BYTES else (
+                await limits.decode(self._decoder, len(raw), decode, raw)))
 
         async def fail(context, exc: BaseException, span, start: float) -> None:
             latency.observe(time.perf_counter() - start)
@@ -243,15 +247,15 @@ class ServerInterceptor:
 
         def server_span(md: dict[str, str]):
             if infrastructure:  # health probes and reflection would drown the traces that matter
-                return contextlib.nullcontext(trace.INVALID_SPAN)
+                return _NO_SPAN
             return tracing.span(method, SpanKind.SERVER, md, {"rpc.system": "grpc"})
 
         async def requests(raw_iter) -> AsyncIterator:
             async for raw in raw_iter:
                 yield await parse(raw)
 
-        async def unary(context, invoke):
-            """A call with one response, which invoke() makes once the caller is let in."""
+        async def unary(context, invoke, request):
+            """A call with one response, which invoke(request, context) makes once the caller is let in."""
             md = _metadata(context)
             with server_span(md) as span:
                 start = time.perf_counter()
@@ -260,7 +264,7 @@ class ServerInterceptor:
                         in_flight.enter()
                     try:
                         await prologue(md, context)
-                        response = await invoke()
+                        response = await invoke(request, context)
                         await send_headers(context)
                     finally:
                         if not infrastructure:
@@ -294,10 +298,13 @@ class ServerInterceptor:
         if handler.unary_unary:
             call = handler.unary_unary
 
+            async def invoke(raw, context):
+                # Small requests (most) are decoded inline, without awaiting parse's coroutine.
+                msg = checked(decode(raw)) if len(raw) <= limits.INLINE_DECODE_BYTES else await parse(raw)
+                return await call(msg, context)
+
             async def unary_unary(raw, context):
-                async def invoke():
-                    return await call(await parse(raw), context)
-                return await unary(context, invoke)
+                return await unary(context, invoke, raw)
             return grpc.unary_unary_rpc_method_handler(unary_unary, None, handler.response_serializer)
 
         if handler.unary_stream:
@@ -314,8 +321,11 @@ class ServerInterceptor:
         if handler.stream_unary:
             call_su: Any = handler.stream_unary  # grpc.aio handlers take async iterators
 
+            def invoke_su(raw_iter, context):
+                return call_su(requests(raw_iter), context)
+
             async def stream_unary(raw_iter, context):
-                return await unary(context, lambda: call_su(requests(raw_iter), context))
+                return await unary(context, invoke_su, raw_iter)
             return grpc.stream_unary_rpc_method_handler(stream_unary, None, handler.response_serializer)
 
         call_ss: Any = handler.stream_stream

@@ -123,6 +123,8 @@ def check_message_shape(message_type: descriptor.Descriptor, data: bytes) -> Non
     """Refuses a serialized message holding more than MAX_MESSAGE_FIELDS fields (each element of a
     packed list counts) or nested deeper than MAX_DEPTH, by walking its wire format with the contract
     at hand. Unknown fields are skipped whole, as the decoder keeps them: bytes, not objects."""
+    if len(data) < min(MAX_DEPTH, MAX_MESSAGE_FIELDS + 1):
+        return  # each field, packed element and level of nesting takes a byte at least: no limit is in reach
     budget = _Budget(MAX_MESSAGE_FIELDS, "protobuf fields", grpc.StatusCode.RESOURCE_EXHAUSTED)
 
     def walk(desc: descriptor.Descriptor | None, pos: int, end: int, depth: int, group: int | None = None) -> int:

@@ -7,6 +7,7 @@ of it is recorded, which the SDK would do for nothing at some microseconds a cal
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import random
@@ -81,8 +82,11 @@ def span(name: str, kind: SpanKind, parent: Mapping[str, str] | str | None = Non
         carrier = {k: v for k in ("traceparent", "tracestate") if (v := (parent or {}).get(k))}
     ctx = _propagator.extract(carrier) if carrier.get("traceparent") else otel_context.Context()
     if not p.recording and p.default_sampler:
-        with _unrecorded(ctx) as s:
+        s, token = _unrecorded(ctx)  # a function, not a nested context manager: every traced call pays it
+        try:
             yield s
+        finally:
+            otel_context.detach(token)
         return
     with tracer.start_as_current_span(name, context=ctx, kind=kind, attributes=attributes,
                                       record_exception=False, set_status_on_exception=False) as s:
@@ -90,10 +94,9 @@ def span(name: str, kind: SpanKind, parent: Mapping[str, str] | str | None = Non
         yield s
 
 
-@contextlib.contextmanager
-def _unrecorded(ctx: otel_context.Context) -> Iterator[trace.Span]:
+def _unrecorded(ctx: otel_context.Context) -> tuple[trace.Span, contextvars.Token[otel_context.Context]]:
     """What start_as_current_span makes when nothing records: the caller's trace (or a new, sampled one, as
-    the default sampler decides), a new span id, current for the block."""
+    the default sampler decides), a new span id, made current; with the token that detaches it."""
     caller = trace.get_current_span(ctx).get_span_context()
     if caller.is_valid:
         trace_id, flags, state = caller.trace_id, caller.trace_flags, caller.trace_state
@@ -102,14 +105,14 @@ def _unrecorded(ctx: otel_context.Context) -> Iterator[trace.Span]:
     s = NonRecordingSpan(SpanContext(trace_id, _ids.getrandbits(64), is_remote=False, trace_flags=flags,
                                      trace_state=state))
     token = otel_context.attach(trace.set_span_in_context(s, ctx))
-    try:
-        structlog.contextvars.bind_contextvars(trace_id=format(trace_id, "032x"))
-        yield s
-    finally:
-        otel_context.detach(token)
+    structlog.contextvars.bind_contextvars(trace_id=format(trace_id, "032x"))
+    return s, token
 
 
 def record_grpc_status(s: trace.Span, code: grpc.StatusCode) -> None:
+    if code is grpc.StatusCode.OK:  # every successful call: no Enum value lookup or hashing (Python-level)
+        s.set_attribute("rpc.grpc.status_code", 0)
+        return
     s.set_attribute("rpc.grpc.status_code", code.value[0])
     if code in _SERVER_FAULTS:
         s.set_status(Status(StatusCode.ERROR, code.name))

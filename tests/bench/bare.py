@@ -1,8 +1,10 @@
 """The benchmark's baseline: a bare grpc.aio server (no interceptor, health servicer only) in a process of
-its own, `python -m tests.bench.bare PORT`. SIGTERM stops it."""
+its own, `python -m tests.bench.bare PORT`, on the platform's event loop (uvloop, or BENCH_EVENT_LOOP's) so the
+ratio compares servers, not loops. SIGTERM stops it."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 
@@ -23,4 +25,9 @@ async def serve(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1])))
+    factory = None
+    if os.environ.get("BENCH_EVENT_LOOP", "uvloop") == "uvloop":  # PETPLATFORM_EVENT_LOOP's default
+        import uvloop
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve(int(sys.argv[1])))

@@ -11,7 +11,7 @@ Any failed call makes the run exit non-zero. The real profile runs again as `run
 For working on a profile: BENCH_PROFILES=embedded (or real) runs one profile; BENCH_CASES=word,word only the
 cases whose name holds one of the words (the baselines always run); BENCH_PYSPY=DIR records each measured case
 of the platform process with py-spy into DIR/<profile>-<case>.txt (collapsed stacks: tests/bench/pyspy.py sums
-them); BENCH_EVENT_LOOP=asyncio (or uvloop) the platform's event loop."""
+them); BENCH_EVENT_LOOP=asyncio (or uvloop) the event loop of the platform and of the baseline."""
 from __future__ import annotations
 
 import asyncio
