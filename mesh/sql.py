@@ -165,9 +165,11 @@ class Database:
                                                              isolation_level="REPEATABLE READ")
         self.engine: AsyncEngine = engine
         self._writer = asyncio.Lock() if url.startswith("sqlite") else None
-        # Who has the writer turn and since when (for the report of a long wait), and the holding last reported.
+        # Who has the writer turn (for the report of a long wait), how many turns were taken (a queue that
+        # moves), and when a long wait was last reported.
         self._holder: _Holder | None = None
-        self._reported: _Holder | None = None
+        self._turns = 0
+        self._reported = float("-inf")
         # SQLite reads through reading() run on the event loop's own thread (see reading()).
         self._sync_reads: sa.Engine | None = None
         if url.startswith("sqlite"):
@@ -222,43 +224,62 @@ class Database:
         # moment the last one commits; left to SQLite's busy handler they would poll the lock with sleeps
         # growing to 100 ms, and a hundred sends a second queue for seconds. (Other processes sharing the
         # file still meet the busy handler.)
-        assert self._writer is not None
-        # Only a writer that has to queue arms the report of a long wait: the uncontended path stays free.
-        report = (asyncio.get_running_loop().call_later(TURN_REPORT_SECONDS, self._report_wait, time.monotonic())
-                  if self._writer.locked() else None)
-        try:
-            async with asyncio.timeout(SQLITE_BUSY_SECONDS):
-                await self._writer.acquire()
-        except TimeoutError:  # as SQLite's own busy handler would answer: a writer that never commits (or a
-            # transaction opened inside another on the same database) fails instead of hanging forever
-            raise sqlite3.OperationalError(f"database is locked: no turn to write in {SQLITE_BUSY_SECONDS} s "
-                                           f"({self._describe_holder()})") from None
-        finally:
-            if report is not None:
-                report.cancel()
+        lock = self._writer
+        assert lock is not None
+        if lock.locked() or getattr(lock, "_waiters", None):
+            await self._wait_for_turn(lock)
+        else:
+            await lock.acquire()  # free: taken at once, nothing to watch
+        self._turns += 1
         holder = self._holder = (asyncio.current_task(), time.monotonic(), _caller(sys._getframe(1)))
         try:
             yield
         finally:
             self._holder = None
-            if self._reported is holder:
-                self._reported = None
-            self._writer.release()
+            lock.release()
             held = time.monotonic() - holder[1]
             if held > TURN_REPORT_SECONDS:
                 log.warning("%s: SQLite writer turn held %.1f s by task %s, taken by %s", self.service, held,
                             holder[0].get_name() if holder[0] else "?", _where(holder[2]) if holder[2] else "?")
 
-    def _report_wait(self, since: float) -> None:
-        """A writer has waited TURN_REPORT_SECONDS for its turn: who holds it, since when, and where it is."""
-        holder = self._holder
-        if holder is None or holder is self._reported:
-            return  # the turn is being handed over, or this holding was reported already
-        self._reported = holder
+    async def _wait_for_turn(self, lock: asyncio.Lock) -> None:
+        """Queues for the writer turn. A writer fails, as SQLite's busy handler would answer, only when one holder
+        has kept the turn SQLITE_BUSY_SECONDS (a writer that never commits, or a transaction opened inside another
+        on the same database): a queue that moves is waited out however long it is, for under load every turn
+        is slow and a burst of writers queued past 30 s in all (nine sign-ups at once failed so in CI)."""
+        loop = asyncio.get_running_loop()
+        since = time.monotonic()
+        try:
+            async with asyncio.timeout(None) as deadline:
+                def check(turns: int) -> None:
+                    if self._turns == turns:  # no turn was handed over since the last check
+                        deadline.reschedule(loop.time())
+                    else:
+                        timers.append(loop.call_later(SQLITE_BUSY_SECONDS, check, self._turns))
+
+                timers = [loop.call_later(SQLITE_BUSY_SECONDS, check, self._turns),
+                          loop.call_later(TURN_REPORT_SECONDS, self._report_wait, since, self._turns)]
+                try:
+                    await lock.acquire()
+                finally:
+                    for timer in timers:
+                        timer.cancel()
+        except TimeoutError:
+            raise sqlite3.OperationalError(f"database is locked: no turn to write in {time.monotonic() - since:.0f} s,"
+                                           f" {self._describe_holder()}") from None
+
+    def _report_wait(self, since: float, turns: int) -> None:
+        """A writer has waited TURN_REPORT_SECONDS for its turn: who holds it, since when, and where it is. At
+        most one report per TURN_REPORT_SECONDS and database: every waiter of a long queue would say the same."""
+        now = time.monotonic()
+        if self._holder is None or now - self._reported < TURN_REPORT_SECONDS:
+            return
+        self._reported = now
         # Late: the loop itself was blocked (a synchronous call on its thread), so no awaiting holder is to blame.
-        late = time.monotonic() - since - TURN_REPORT_SECONDS
-        log.warning("%s: a writer has waited %.1f s for the SQLite writer turn (%d waiting%s); %s", self.service,
-                    TURN_REPORT_SECONDS + late, len(getattr(self._writer, "_waiters", None) or ()),
+        late = now - since - TURN_REPORT_SECONDS
+        log.warning("%s: a writer has waited %.1f s for the SQLite writer turn (%d turns went by meanwhile, %d "
+                    "waiting%s); %s", self.service, now - since, self._turns - turns,
+                    len(getattr(self._writer, "_waiters", None) or ()),
                     f", the event loop was blocked {late:.1f} s" if late > 1 else "", self._describe_holder())
 
     def _describe_holder(self) -> str:
