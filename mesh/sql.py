@@ -422,7 +422,10 @@ def _await_chain(task: asyncio.Task) -> list[str]:
             if type(obj).__name__ in _WRAPPERS and len(inner) == 1:
                 obj = inner[0]
                 continue
-            chain.append(repr(obj)[:200])
+            # Its state, not its repr: a finished future's repr shows its result (rows, an email's body).
+            state = ("cancelled" if obj.cancelled() else "finished" if obj.done() else "pending"
+                     ) if isinstance(obj, asyncio.Future) else ""
+            chain.append(f"<{type(obj).__name__} {state}>".replace(" >", ">"))
             break
         chain.append(_where(frame))
         obj = getattr(obj, "cr_await", None) or getattr(obj, "ag_await", None) or getattr(obj, "gi_yieldfrom", None)
