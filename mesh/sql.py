@@ -87,7 +87,9 @@ async def rows_changed(session: AsyncSession, statement: sa.Executable) -> int:
     return cast(sa.CursorResult[Any], await session.execute(statement)).rowcount
 
 
-# How long a SQLite writer waits for its turn (this process's queue, then SQLite's busy handler).
+# How long one SQLite writer may keep the turn before the writers queued behind it give up (a queue that
+# moves is waited out: see Database._wait_for_turn), and how long SQLite's busy handler waits for another
+# process's write lock.
 SQLITE_BUSY_SECONDS = 30
 # A writer waiting this long for its turn logs who holds it (and where it is), and a turn held this long is
 # logged when it ends: a stall then names its cause rather than only timing out 30 s later.
