@@ -6,12 +6,17 @@ Each service owns a schema: in PostgreSQL the models' schema-less tables are map
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import sqlite3
 import contextlib
+import sys
+import time
 import weakref
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from pathlib import Path
+from types import AsyncGeneratorType, CoroutineType, FrameType
 from typing import Any, TypeVar, cast
 
 from alembic import command
@@ -82,8 +87,15 @@ async def rows_changed(session: AsyncSession, statement: sa.Executable) -> int:
     return cast(sa.CursorResult[Any], await session.execute(statement)).rowcount
 
 
-# How long a SQLite writer waits for its turn (this process's queue, then SQLite's busy handler).
+# How long one SQLite writer may keep the turn before the writers queued behind it give up (a queue that
+# moves is waited out: see Database._wait_for_turn), and how long SQLite's busy handler waits for another
+# process's write lock.
 SQLITE_BUSY_SECONDS = 30
+# A writer waiting this long for its turn logs who holds it (and where it is), and a turn held this long is
+# logged when it ends: a stall then names its cause rather than only timing out 30 s later.
+TURN_REPORT_SECONDS = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class _PoolCollector(Collector):
@@ -155,6 +167,11 @@ class Database:
                                                              isolation_level="REPEATABLE READ")
         self.engine: AsyncEngine = engine
         self._writer = asyncio.Lock() if url.startswith("sqlite") else None
+        # Who has the writer turn (for the report of a long wait), how many turns were taken (a queue that
+        # moves), and when a long wait was last reported.
+        self._holder: _Holder | None = None
+        self._turns = 0
+        self._reported = float("-inf")
         # SQLite reads through reading() run on the event loop's own thread (see reading()).
         self._sync_reads: sa.Engine | None = None
         if url.startswith("sqlite"):
@@ -209,17 +226,74 @@ class Database:
         # moment the last one commits; left to SQLite's busy handler they would poll the lock with sleeps
         # growing to 100 ms, and a hundred sends a second queue for seconds. (Other processes sharing the
         # file still meet the busy handler.)
-        assert self._writer is not None
-        try:
-            async with asyncio.timeout(SQLITE_BUSY_SECONDS):
-                await self._writer.acquire()
-        except TimeoutError:  # as SQLite's own busy handler would answer: a writer that never commits (or a
-            # transaction opened inside another on the same database) fails instead of hanging forever
-            raise sqlite3.OperationalError(f"database is locked: no turn to write in {SQLITE_BUSY_SECONDS} s") from None
+        lock = self._writer
+        assert lock is not None
+        if lock.locked() or getattr(lock, "_waiters", None):
+            await self._wait_for_turn(lock)
+        else:
+            await lock.acquire()  # free: taken at once, nothing to watch
+        self._turns += 1
+        holder = self._holder = (asyncio.current_task(), time.monotonic(), _caller(sys._getframe(1)))
         try:
             yield
         finally:
-            self._writer.release()
+            self._holder = None
+            lock.release()
+            held = time.monotonic() - holder[1]
+            if held > TURN_REPORT_SECONDS:
+                log.warning("%s: SQLite writer turn held %.1f s by task %s, taken by %s", self.service, held,
+                            holder[0].get_name() if holder[0] else "?", _where(holder[2]) if holder[2] else "?")
+
+    async def _wait_for_turn(self, lock: asyncio.Lock) -> None:
+        """Queues for the writer turn. A writer fails, as SQLite's busy handler would answer, only when one holder
+        has kept the turn SQLITE_BUSY_SECONDS (a writer that never commits, or a transaction opened inside another
+        on the same database): a queue that moves is waited out however long it is, for under load every turn
+        is slow and a burst of writers queued past 30 s in all (nine sign-ups at once failed so in CI)."""
+        loop = asyncio.get_running_loop()
+        since = time.monotonic()
+        try:
+            async with asyncio.timeout(None) as deadline:
+                def check(turns: int) -> None:
+                    if self._turns == turns:  # no turn was handed over since the last check
+                        deadline.reschedule(loop.time())
+                    else:
+                        timers.append(loop.call_later(SQLITE_BUSY_SECONDS, check, self._turns))
+
+                timers = [loop.call_later(SQLITE_BUSY_SECONDS, check, self._turns),
+                          loop.call_later(TURN_REPORT_SECONDS, self._report_wait, since, self._turns)]
+                try:
+                    await lock.acquire()
+                finally:
+                    for timer in timers:
+                        timer.cancel()
+        except TimeoutError:
+            raise sqlite3.OperationalError(f"database is locked: no turn to write in {time.monotonic() - since:.0f} s,"
+                                           f" {self._describe_holder()}") from None
+
+    def _report_wait(self, since: float, turns: int) -> None:
+        """A writer has waited TURN_REPORT_SECONDS for its turn: who holds it, since when, and where it is. At
+        most one report per TURN_REPORT_SECONDS and database: every waiter of a long queue would say the same."""
+        now = time.monotonic()
+        if self._holder is None or now - self._reported < TURN_REPORT_SECONDS:
+            return
+        self._reported = now
+        # Late: the loop itself was blocked (a synchronous call on its thread), so no awaiting holder is to blame.
+        late = now - since - TURN_REPORT_SECONDS
+        log.warning("%s: a writer has waited %.1f s for the SQLite writer turn (%d turns went by meanwhile, %d "
+                    "waiting%s); %s", self.service, now - since, self._turns - turns,
+                    len(getattr(self._writer, "_waiters", None) or ()),
+                    f", the event loop was blocked {late:.1f} s" if late > 1 else "", self._describe_holder())
+
+    def _describe_holder(self) -> str:
+        holder = self._holder
+        if holder is None:
+            return "no holder: the turn is being handed over"
+        task, since, caller = holder
+        where = f"taken by {_where(caller)}" if caller else "taken"
+        if task is None:
+            return f"held {time.monotonic() - since:.1f} s outside any task, {where}"
+        state = "finished without releasing it" if task.done() else "awaiting " + " -> ".join(_await_chain(task))
+        return f"held {time.monotonic() - since:.1f} s by task {task.get_name()}, {where}, {state}"
 
     async def writing(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """fn(session) in one writing transaction, as under transaction(). For a batch of short writes.
@@ -313,6 +387,51 @@ class Database:
         for sync in (self._sync_reads, self._sync_writes):
             if sync is not None:
                 sync.dispose()
+
+
+_Holder = tuple[asyncio.Task | None, float, FrameType | None]
+"""Who has a writer turn: its task, since when (monotonic), and the frame that took it."""
+
+
+def _caller(frame: FrameType | None) -> FrameType | None:
+    """The first frame outside this module and contextlib: the code that took the writer turn."""
+    while frame is not None and frame.f_code.co_filename in (__file__, contextlib.__file__):
+        frame = frame.f_back
+    return frame
+
+
+def _where(frame: FrameType) -> str:
+    """A frame's function and the line it is at now."""
+    return f"{frame.f_code.co_name} ({Path(frame.f_code.co_filename).name}:{frame.f_lineno})"
+
+
+_WRAPPERS = {"coroutine_wrapper", "async_generator_asend", "async_generator_athrow", "FutureIter"}
+_WRAPPED = (CoroutineType, AsyncGeneratorType, asyncio.Future)
+
+
+def _await_chain(task: asyncio.Task) -> list[str]:
+    """Where a suspended task is: each coroutine (or async generator) it awaits through, innermost last, and
+    what that one awaits (a future: a thread's answer, a lock, a queue). Task.get_stack shows only the outermost."""
+    chain: list[str] = []
+    obj: Any = task.get_coro()
+    while obj is not None and len(chain) < 40:
+        frame = getattr(obj, "cr_frame", None) or getattr(obj, "ag_frame", None) or getattr(obj, "gi_frame", None)
+        if frame is None:
+            # A coroutine awaited from compiled code (grpc's Cython handlers) hides behind its __await__
+            # wrapper, an async generator behind the asend/athrow its context manager awaits, a future behind
+            # the iterator its awaiter holds.
+            inner = [r for r in gc.get_referents(obj) if isinstance(r, _WRAPPED)]
+            if type(obj).__name__ in _WRAPPERS and len(inner) == 1:
+                obj = inner[0]
+                continue
+            # Its state, not its repr: a finished future's repr shows its result (rows, an email's body).
+            state = ("cancelled" if obj.cancelled() else "finished" if obj.done() else "pending"
+                     ) if isinstance(obj, asyncio.Future) else ""
+            chain.append(f"<{type(obj).__name__} {state}>".replace(" >", ">"))
+            break
+        chain.append(_where(frame))
+        obj = getattr(obj, "cr_await", None) or getattr(obj, "ag_await", None) or getattr(obj, "gi_yieldfrom", None)
+    return chain
 
 
 class _SyncRead:

@@ -130,6 +130,26 @@ async def test_outbox_publishes_committed_events_only(db, bus):
     assert got[0].id == event_id and got[0].payload.Unpack(payload) and payload.to == "kept@ok"
 
 
+async def test_a_relay_with_nothing_to_publish_does_not_queue_behind_a_writer(db, bus):
+    """On SQLite every writer of a service takes turns; a relay's poll that finds nothing pending takes no
+    turn (each poll queued with the writers: under load, a queue of sign-ups waited behind them)."""
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_turn() -> None:
+        async with db.transaction():
+            entered.set()
+            await release.wait()
+
+    holder = asyncio.create_task(hold_the_turn())
+    await entered.wait()
+    try:
+        async with asyncio.timeout(10):
+            assert await Relay(db, bus).drain_once() == 0
+    finally:
+        release.set()
+        await holder
+
+
 async def test_inbox_applies_a_replayed_event_once(db, bus):
     async def effect(s, event: auth_events.UserCreated):
         await s.execute(applied.insert().values(event_id=event.user))

@@ -115,6 +115,102 @@ async def test_a_sqlite_writer_that_never_gets_its_turn_fails_instead_of_hanging
         await drop_database(db)
 
 
+async def test_a_sqlite_writer_waits_out_a_queue_that_moves_however_long(tmp_path, monkeypatch):
+    """The CI stall: nine sign-ups at once on a loaded machine queued twenty-odd writers for auth's turn, each
+    slow there, and those at the back failed DATABASE_UNAVAILABLE after 30 s in the queue though no writer was
+    stuck. A writer fails only when one holder keeps the turn the whole wait (the limit, here 2 s): these two
+    holders keep it 1.2 s each, so the writer behind them waits 2.4 s and succeeds."""
+    monkeypatch.setattr("mesh.sql.SQLITE_BUSY_SECONDS", 2)
+    db = scratch_database("sqlite", tmp_path)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(counters.create_all)
+        await conn.execute(counter.insert().values(id=1, value=0))
+    turns = [asyncio.Event(), asyncio.Event()]
+    entered = asyncio.Event()
+
+    async def hold_the_turn(until: asyncio.Event) -> None:
+        async with db.transaction() as s:
+            await s.execute(counter.update().values(value=counter.c.value + 1))
+            entered.set()
+            await until.wait()
+
+    async def write() -> None:
+        async with db.transaction() as s:
+            await s.execute(counter.update().values(value=counter.c.value + 1))
+
+    try:
+        first = asyncio.create_task(hold_the_turn(turns[0]))
+        await entered.wait()
+        entered.clear()
+        second = asyncio.create_task(hold_the_turn(turns[1]))
+        last = asyncio.create_task(write())
+        await asyncio.sleep(1.2)  # the time each holder keeps the turn is what is tested
+        turns[0].set()
+        await entered.wait()
+        await asyncio.sleep(1.2)
+        assert not last.done(), "it waits its turn"
+        turns[1].set()
+        await asyncio.gather(first, second, last)
+        async with db.read() as s:
+            assert await s.scalar(sa.select(counter.c.value)) == 3
+    finally:
+        await drop_database(db)
+
+
+async def test_a_long_wait_for_the_sqlite_writer_turn_names_its_holder(tmp_path, monkeypatch, caplog):
+    """A writer kept waiting for its turn logs who holds it, where that holder took it and what it awaits; one
+    report at a time, however many wait. A holder that keeps it too long makes the writer fail, naming it."""
+    monkeypatch.setattr("mesh.sql.TURN_REPORT_SECONDS", 0.05)
+    monkeypatch.setattr("mesh.sql.SQLITE_BUSY_SECONDS", 5)
+    db = scratch_database("sqlite", tmp_path)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(counters.create_all)
+        await conn.execute(counter.insert().values(id=1, value=0))
+    release, entered = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_turn() -> None:
+        async with db.transaction() as s:
+            await s.execute(counter.update().values(value=1))
+            entered.set()
+            await release.wait()
+
+    async def write() -> None:
+        async with db.transaction() as s:
+            await s.execute(counter.update().values(value=counter.c.value + 1))
+
+    try:
+        holder = asyncio.create_task(hold_the_turn(), name="the-holder")
+        await entered.wait()
+        with caplog.at_level("WARNING", logger="mesh.sql"):
+            writers = [asyncio.create_task(write()) for _ in range(3)]
+            for _ in range(200):
+                if caplog.records:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)  # time for a second report, were there one (one per 0.05 s at most)
+            [report] = [r.getMessage() for r in caplog.records]
+            assert "waited" in report and "(0 turns went by meanwhile, 3 waiting)" in report
+            assert "by task the-holder, taken by hold_the_turn (test_transactions.py:" in report
+            assert "awaiting hold_the_turn" in report and "-> wait (locks.py:" in report, report
+            release.set()
+            await asyncio.gather(holder, *writers)
+        async with db.read() as s:
+            assert await s.scalar(sa.select(counter.c.value)) == 4
+
+        monkeypatch.setattr("mesh.sql.SQLITE_BUSY_SECONDS", 0.1)
+        release.clear()
+        entered.clear()
+        holder = asyncio.create_task(hold_the_turn(), name="the-holder")
+        await entered.wait()
+        with pytest.raises(sqlite3.OperationalError, match="no turn to write in .* by task the-holder, taken by "
+                                                           "hold_the_turn"):
+            await write()
+        release.set()
+        await holder
+    finally:
+        await drop_database(db)
+
+
 async def test_a_writing_batch_commits_or_rolls_back_whole_and_waits_for_another_process(db: Database, tmp_path):
     """Database.writing runs a batch on the loop's thread on SQLite (a synchronous connection), in a
     transaction like transaction()'s; when another process holds SQLite's write lock, it waits for it
