@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 import structlog
 
 from gateway import grpcweb
-from gateway.http_rules import Binding
+from gateway.http_rules import Binding, Routes
 from gateway.request_keys import BODY_ABANDONED, CLIENT_IP, EDGE_HEADERS, REQUEST_ID
 from gateway.policy import Admission, EdgePolicy
 from gateway.transcode import CODE_BY_NUMBER, HTTP_STATUS, build_request, output_class, render_response
@@ -78,6 +78,7 @@ class RestEdge:
                  streams: OpenStreams, decoder: Executor, extras: list[tuple[str, str, Handler]]):
         self.s = settings
         self.bindings = bindings
+        self.routes = Routes(bindings)
         self.policy = policy
         self.channel_for = channel_for  # full gRPC service name -> grpc.aio.Channel
         self._callables: dict[str, Any] = {}  # full method name -> its multi-callable (RestEdge.callable)
@@ -198,7 +199,7 @@ class RestEdge:
             return await grpcweb.handle(self, request)
         method = "GET" if request.method == "HEAD" else request.method  # aiohttp leaves out HEAD's body
         allowed = set()
-        for b in self.bindings:
+        for b in self.routes.candidates(request.path):
             path_vars = b.template.match(request.path)
             if path_vars is None:
                 continue
