@@ -265,10 +265,8 @@ _QUOTED = {_FD.TYPE_INT64, _FD.TYPE_SINT64, _FD.TYPE_SFIXED64, _FD.TYPE_UINT64, 
 @functools.cache
 def _plan(desc: descriptor.Descriptor) -> dict[int, tuple[str, Any]] | None:
     """Field number -> (JSON name, conversion of one value), or None where json_format must do it."""
-    if desc.full_name.startswith("google.protobuf.") and desc.full_name != "google.protobuf.Timestamp":
+    if desc.full_name.startswith("google.protobuf.") or desc.extension_ranges:
         return None  # well-known types have JSON forms of their own
-    if desc.full_name == "google.protobuf.Timestamp" or desc.extension_ranges:
-        return None
     plan = {}
     for f in desc.fields:
         convert: Any
@@ -280,15 +278,14 @@ def _plan(desc: descriptor.Descriptor) -> dict[int, tuple[str, Any]] | None:
             convert = _double
         elif f.type == _FD.TYPE_BYTES:
             convert = _base64
-        elif f.type == _FD.TYPE_ENUM:
+        elif f.type == _FD.TYPE_ENUM and f.enum_type is not None:
             if f.enum_type.full_name == "google.protobuf.NullValue" or f.enum_type.is_closed or _enum_json_names():
                 return None
-            names = {v.number: v.name for v in f.enum_type.values}
-            convert = functools.partial(_enum, names)
-        elif f.type == _FD.TYPE_MESSAGE and not f.message_type.GetOptions().map_entry:
-            convert = (_timestamp if f.message_type.full_name == "google.protobuf.Timestamp"
-                       else json_format.MessageToDict if f.message_type.full_name.startswith("google.protobuf.")
-                       else to_json)
+            convert = functools.partial(_enum, {v.number: v.name for v in f.enum_type.values})
+        elif f.type == _FD.TYPE_MESSAGE and not message_of(f).GetOptions().map_entry:
+            sub = message_of(f).full_name
+            convert = (_timestamp if sub == "google.protobuf.Timestamp"
+                       else json_format.MessageToDict if sub.startswith("google.protobuf.") else to_json)
         else:  # maps, float32 (json_format rounds it to its shortest form), groups
             return None
         plan[f.number] = (f.json_name, convert)
