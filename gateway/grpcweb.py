@@ -12,9 +12,8 @@ import grpc
 
 from mesh.limits import check_message_shape, decode
 from gateway.request_keys import EDGE_HEADERS
-from gateway.upstream import deadline, edge_shutting_down, lookup, status_of, stream_opened
+from gateway.upstream import access_of, deadline, edge_shutting_down, lookup, status_of, stream_opened
 from mesh import errors
-from mesh.interceptor import method_access
 
 DATA, TRAILERS = 0x00, 0x80
 
@@ -58,7 +57,7 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
         if method is None or method.client_streaming or request.method != "POST":
             raise errors.ApiError(grpc.StatusCode.UNIMPLEMENTED, f"unknown method {request.path}", "UNKNOWN_METHOD")
         admission = await edge.policy.admit(edge.client_ip(request), request.headers.get("Authorization"),
-                                            method_access(request.path), streaming=method.server_streaming)
+                                            access_of(request.path), streaming=method.server_streaming)
         response.headers.update(admission.headers())
         try:
             raw = await edge.read_body(request)
@@ -74,11 +73,10 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
                 raise errors.invalid_argument(("body", "not base64"), reason="MALFORMED_GRPC_WEB") from None
         message = first_message(raw)
         await decode(edge.decoder, len(message), check_message_shape, method.input_type, message)
-        channel = edge.channel_for(method.containing_service.full_name)
         kwargs = dict(metadata=edge.forward_metadata(request),
                       timeout=deadline(request.headers.get("grpc-timeout"), method.server_streaming))
         if method.server_streaming:
-            call = channel.unary_stream(request.path)(message, **kwargs)
+            call = edge.raw_callable(method)(message, **kwargs)
             with edge.streams.relaying(call):
                 try:
                     if await stream_opened(call):
@@ -93,7 +91,7 @@ async def handle(edge, request: web.Request) -> web.StreamResponse:
                     raise edge_shutting_down() from None
             trailing = tuple(await call.trailing_metadata() or ())
         else:
-            call = channel.unary_unary(request.path)(message, **kwargs)
+            call = edge.raw_callable(method)(message, **kwargs)
             reply = await call
             await response.prepare(request)
             await response.write(encode(frame(DATA, reply)))

@@ -36,11 +36,25 @@ class PathTemplate:
         regex += _segments(path[pos:]) + re.escape(verb)
         return cls(pattern, re.compile(f"^{regex}$"), tuple(variables))
 
+    @property
+    def route_key(self) -> str | None:
+        """route_key(path) of every path this template matches, if its first two segments are literal."""
+        expanded = _VAR.sub(lambda m: m.group(2) or "*", self.pattern)
+        literal = expanded.split("*", 1)[0]
+        if "*" in expanded and literal.count("/") < 3:  # a wildcard in the first two segments
+            return None
+        return route_key(literal)
+
     def match(self, path: str) -> dict[str, str] | None:
         m = self.regex.match(path)
         if m is None:
             return None
         return {field: m.group(f"v{i}") for i, field in enumerate(self.variables)}
+
+
+def route_key(path: str) -> str:
+    """The first two segments of a path, `/v1/pets/x:y` -> `/v1/pets`: what the edge looks its routes up by."""
+    return "/".join(path.split("/", 3)[:3])
 
 
 def _segments(text: str) -> str:
@@ -92,3 +106,17 @@ def bindings(service_names: list[str]) -> list[Binding]:
                 out.append(Binding(m, verb, PathTemplate.compile(pattern), r.body, r.response_body,
                                    method_access(f"/{name}/{m.name}")))
     return out
+
+
+class Routes:
+    """The bindings a path may match, found by its route_key rather than by trying every template: each
+    list keeps the bindings' order (the first match wins), and those with a wildcard in their first two
+    segments are in every list."""
+
+    def __init__(self, bindings: list[Binding]):
+        keys = {b.template.route_key for b in bindings} - {None}
+        self._by_key = {k: [b for b in bindings if b.template.route_key in (k, None)] for k in keys}
+        self._wild = [b for b in bindings if b.template.route_key is None]
+
+    def candidates(self, path: str) -> list[Binding]:
+        return self._by_key.get(route_key(path), self._wild)

@@ -9,10 +9,9 @@ import grpc
 from grpc_status import rpc_status
 
 from mesh.limits import check_message_shape, decode
-from gateway.upstream import OpenStreams, edge_shutting_down, lookup, stream_opened
+from gateway.upstream import OpenStreams, access_of, edge_shutting_down, lookup, stream_opened
 from gateway.policy import EdgePolicy
 from mesh import client_address, errors
-from mesh.interceptor import method_access
 
 # The platform's services; health and reflection are answered by the edge itself (see edge.py).
 EXPOSED = ("petplatform.",)
@@ -37,15 +36,24 @@ class PassThrough(grpc.GenericRpcHandler):
         self.streams = streams
         self.channel_for = channel_for
         self.decoder = decoder  # where large requests are checked (limits.decode)
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}  # method path -> its relay (made once)
 
     def service(self, details: grpc.HandlerCallDetails):
-        method = lookup(details.method, EXPOSED)
-        if method is None:
-            return None  # grpc answers UNIMPLEMENTED
-        path = details.method
+        """Asked by gRPC for every call: the method's relay, made on its first call."""
+        handler = self._handlers.get(details.method)
+        if handler is None:
+            method = lookup(details.method, EXPOSED)
+            if method is None:
+                return None  # grpc answers UNIMPLEMENTED
+            handler = self._relay(details.method, method)
+            if details.method == f"/{method.containing_service.full_name}/{method.name}":
+                self._handlers[details.method] = handler  # one per method, whatever paths clients make up
+        return handler
+
+    def _relay(self, path: str, method) -> grpc.RpcMethodHandler:
         service = method.containing_service.full_name
         channel = self.channel_for(service)
-        access = method_access(path)
+        access = access_of(path)
 
         async def admit(context, streaming: bool = False) -> tuple:
             md = dict(context.invocation_metadata() or ())
@@ -91,11 +99,15 @@ class PassThrough(grpc.GenericRpcHandler):
             finally:
                 admission.release()
 
+        # Registered: gRPC interns the method's path once, not on every call.
+        kind = ("stream" if method.client_streaming else "unary") + ("_stream" if method.server_streaming else "_unary")
+        upstream = getattr(channel, kind)(path, _identity, _identity, _registered_method=True)
+
         if not method.client_streaming and not method.server_streaming:
             async def unary_unary(request, context):
                 md, timeout, _ = await admit(context)
                 await check(context, request)
-                call = channel.unary_unary(path, _identity, _identity)(request, metadata=md, timeout=timeout)
+                call = upstream(request, metadata=md, timeout=timeout)
                 try:
                     reply = await call
                 except grpc.aio.AioRpcError as e:
@@ -110,7 +122,7 @@ class PassThrough(grpc.GenericRpcHandler):
                 md, timeout, admission = await admit(context, streaming=True)
                 try:  # whatever ends the call (a refusal, the client leaving) gives the stream slot back
                     await check(context, request)
-                    call = channel.unary_stream(path, _identity, _identity)(request, metadata=md, timeout=timeout)
+                    call = upstream(request, metadata=md, timeout=timeout)
                     async for item in relay(context, call, admission, headers_first=False):
                         yield item
                 finally:
@@ -120,7 +132,7 @@ class PassThrough(grpc.GenericRpcHandler):
         if not method.server_streaming:
             async def stream_unary(request_iterator, context):
                 md, timeout, _ = await admit(context)
-                call = channel.stream_unary(path, _identity, _identity)(request_iterator, metadata=md, timeout=timeout)
+                call = upstream(request_iterator, metadata=md, timeout=timeout)
                 try:
                     reply = await call
                 except grpc.aio.AioRpcError as e:
@@ -133,8 +145,7 @@ class PassThrough(grpc.GenericRpcHandler):
         async def stream_stream(request_iterator, context):
             md, timeout, admission = await admit(context, streaming=True)
             try:
-                call = channel.stream_stream(path, _identity, _identity)(request_iterator, metadata=md,
-                                                                         timeout=timeout)
+                call = upstream(request_iterator, metadata=md, timeout=timeout)
                 async for item in relay(context, call, admission, headers_first=True):
                     yield item
             finally:

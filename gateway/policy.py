@@ -3,6 +3,7 @@ come in (IP lists), whether it is signed in (JWT), and how much it may call (rat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -11,6 +12,10 @@ from mesh import client_address, errors, limits, tracing
 from mesh.config import Settings
 from mesh.principal import Principal, TokenVerifier
 from mesh.cache import Cache
+
+# Clients' addresses repeat: each is parsed once (a pure function of the string).
+_normalised = functools.lru_cache(maxsize=4096)(client_address.normalised)
+
 
 @dataclasses.dataclass
 class Admission:
@@ -56,8 +61,8 @@ class EdgePolicy:
         if self.s.trust_forwarded_for and entries and entries[-1]:
             # The rightmost entry is the one our load balancer appended; those left of it are the
             # client's to write, so trusting them would let anyone pick a fresh budget.
-            return client_address.normalised(entries[-1])
-        return client_address.normalised(peer) if peer else "unknown"
+            return _normalised(entries[-1])
+        return _normalised(peer) if peer else "unknown"
 
     def forward(self, metadata: Iterable[tuple[str, str]], ip: str) -> tuple[tuple[str, str], ...]:
         """The metadata sent to a service: the caller's, with the client address the edge vouches for, and
@@ -65,6 +70,8 @@ class EdgePolicy:
         return tracing.outgoing_metadata(client_address.forwarded(metadata, ip, self.edge_key))
 
     def check_ip(self, ip: str) -> None:
+        if not self.deny and not self.allow:
+            return  # no lists: every address may come in
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:

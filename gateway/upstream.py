@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 
 from google.protobuf import descriptor, descriptor_pool
@@ -12,6 +13,7 @@ import grpc
 from grpc_status import rpc_status
 
 from mesh import errors
+from mesh.interceptor import method_access
 
 # Unary calls without a client deadline get this one; streams get none (a watch may stay open for hours).
 UNARY_DEADLINE = 30.0
@@ -19,6 +21,7 @@ _UNITS = {"H": 3600, "M": 60, "S": 1, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _TIMEOUT = re.compile(r"[0-9]{1,8}[HMSmun]")  # the gRPC spec: at most 8 ASCII digits and a unit
 
 
+@functools.lru_cache(maxsize=1024)  # the contracts do not change while the edge runs; bounded: the path is the client's
 def lookup(path: str, prefixes: tuple[str, ...] = ("petplatform.",)) -> descriptor.MethodDescriptor | None:
     """The method descriptor of '/pkg.Service/Method' if its service is one the edge exposes."""
     service_name, _, method_name = path.lstrip("/").partition("/")
@@ -28,6 +31,12 @@ def lookup(path: str, prefixes: tuple[str, ...] = ("petplatform.",)) -> descript
         return descriptor_pool.Default().FindServiceByName(service_name).methods_by_name.get(method_name)
     except KeyError:
         return None
+
+
+@functools.cache  # asked with the paths lookup() found only: one entry per method
+def access_of(path: str) -> int:
+    """method_access, read from the contract once per method."""
+    return method_access(path)
 
 
 def deadline(grpc_timeout: str | None, streaming: bool) -> float | None:

@@ -11,7 +11,8 @@ Any failed call makes the run exit non-zero. The real profile runs again as `run
 For working on a profile: BENCH_PROFILES=embedded (or real) runs one profile; BENCH_CASES=word,word only the
 cases whose name holds one of the words (the baselines always run); BENCH_PYSPY=DIR records each measured case
 of the platform process with py-spy into DIR/<profile>-<case>.txt (collapsed stacks: tests/bench/pyspy.py sums
-them); BENCH_EVENT_LOOP=asyncio (or uvloop) the event loop of the platform and of the baseline."""
+them; the own-process edge rows record the edge's process, whose share of the CPU they also print);
+BENCH_EVENT_LOOP=asyncio (or uvloop) the event loop of the platform and of the baseline."""
 from __future__ import annotations
 
 import asyncio
@@ -68,6 +69,7 @@ class Result:
     errors: int = 0
     first_error: str = ""
     cpu_ms: float = float("nan")  # CPU (user + system) of the serving process(es) per call, in ms
+    edge_cpu_ms: float = float("nan")  # of that, the own-process edge's (SPLIT_* rows)
 
 
 def summary(latencies: list[float], elapsed: float, errors: int = 0, first_error: str = "") -> Result:
@@ -352,7 +354,7 @@ async def bench_profile(profile: str, tmp: Path, bare: health_pb2_grpc.HealthStu
                 for pid in pids():
                     await settle(pid)
             return await bench_calls(label, ports, bare, http, settled, pids, proc.pid if workers == 1 else None,
-                                     split_edge=f"http://127.0.0.1:{edge_ports.http}")
+                                     split_edge=f"http://127.0.0.1:{edge_ports.http}", edge_pid=edge.pid)
     finally:
         if profile == "real":
             await drop_real_state(env)
@@ -360,7 +362,7 @@ async def bench_profile(profile: str, tmp: Path, bare: health_pb2_grpc.HealthStu
 
 async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthStub, http: aiohttp.ClientSession,
                       settled: Callable[[], Awaitable[None]], pids: Callable[[], list[int]],
-                      pid: int | None = None, split_edge: str = "") -> list[Row]:
+                      pid: int | None = None, split_edge: str = "", edge_pid: int | None = None) -> list[Row]:
     base = f"http://127.0.0.1:{ports.http}"
     async with grpc.aio.insecure_channel(f"127.0.0.1:{ports.grpc}") as ch, \
             grpc.aio.insecure_channel(f"127.0.0.1:{ports.edge_grpc}") as edge_ch:
@@ -427,10 +429,14 @@ async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthSt
             await measure(call, duration=min(0.5, DURATION / 5))  # warm-up: connections, caches, first-call paths
             ratio_to, goal = RATIOS.get(name, ("", None))
             serving = [BARE_PID[0]] if "bare" in name else pids()
-            before = sum(map(cpu_seconds, serving))
-            async with pyspy(pid if "bare" not in name else None, f"{profile}-{name}"):
+            split = name in (SPLIT_GET, SPLIT_LIST) and edge_pid is not None
+            before, edge_before = sum(map(cpu_seconds, serving)), cpu_seconds(edge_pid) if split else 0.0
+            # The own-process edge rows: the edge's process is the one worth recording.
+            async with pyspy(None if "bare" in name else edge_pid if split else pid, f"{profile}-{name}"):
                 result = await measure(call, concurrency=marketplace.IN_FLIGHT.get(name, CONCURRENCY))
             result.cpu_ms = (sum(map(cpu_seconds, serving)) - before) * 1000 / max(result.n, 1)
+            if split:
+                result.edge_cpu_ms = (cpu_seconds(edge_pid) - edge_before) * 1000 / max(result.n, 1)
             rows.append(Row(profile, name, result, ratio_to, goal))
 
         async def grpc_watch(owner: str) -> AsyncIterator[str]:
@@ -470,7 +476,8 @@ def report(rows: list[Row], load: list[str]) -> None:
           f"(goal: issue 8); the drift row is the baseline measured again after the others.\nWatchPets rows: "
           f"{CHANGES} updates fanned out to {WATCHERS} streams, req/s = deliveries/s, p50/p99 = update call to "
           f"delivery.\ncpu ms: CPU time (user + system) of the serving process(es) per call; [cpu ratio]: the named "
-          f"call's cpu ms ÷ this one's, the ratio as a CPU-bound server would see it, less moved by other load.\n")
+          f"call's cpu ms ÷ this one's, the ratio as a CPU-bound server would see it, less moved by other load;\n"
+          f"edge: the own-process edge's share of the cpu ms (the rest is the services' process).\n")
     print(f"{'profile':<9} {'call':<42} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'cpu ms':>6}  ratio"
           "  [cpu ratio]")
     by_call = {(r.profile, r.call): r.result for r in rows}
@@ -485,6 +492,8 @@ def report(rows: list[Row], load: list[str]) -> None:
                 ratio += f"  [{ref.cpu_ms / m.cpu_ms:.2f}]"
         elif r.call == BARE:
             ratio = "1"
+        if m.edge_cpu_ms == m.edge_cpu_ms:  # not nan: an own-process edge row
+            ratio += f"  edge {m.edge_cpu_ms:.3f} ms"
         print(f"{r.profile:<9} {r.call:<42} {m.rps:>7.0f} {m.p50:>8.2f} {m.p99:>8.2f} {m.errors:>6} {m.cpu_ms:>6.3f}"
               f"  {ratio}")
 
