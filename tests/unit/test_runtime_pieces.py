@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import subprocess
 import sys
 
 from google.protobuf import field_mask_pb2
 import pytest
+import structlog
 
-from mesh import errors
+from mesh import errors, logs
 from mesh.config import ConfigError, load_settings
 from mesh.logs import mask_email
 from mesh.resources import check_mask, decode_page_token, encode_page_token, page_size, page_token_key, parse_name
@@ -158,6 +160,22 @@ def test_password_policy(pw, ok):
 
 def test_emails_are_masked_in_logs():
     assert mask_email("login for alice.smith@example.com failed") == "login for a***@example.com failed"
+
+
+def test_a_log_call_below_the_level_builds_nothing(monkeypatch):
+    """The processors (context, timestamp, masking) run only for events that will be written."""
+    built: list[str] = []
+    monkeypatch.setattr(logs, "_mask", lambda _l, _n, event: built.append(event["event"]) or event)
+    logger = logging.getLogger("test.levels")
+    monkeypatch.setattr(logger, "level", logging.WARNING)
+    try:
+        logs.configure("info", json=False)
+        log = structlog.get_logger("test.levels")
+        log.info("dropped")
+        log.warning("written")
+    finally:
+        logs.configure("info", json=False)  # as tests/support/platform.py left it
+    assert built == ["written"]
 
 
 def test_bad_opentelemetry_settings_stop_the_program_at_start(tmp_path):
