@@ -23,10 +23,10 @@ Position = tuple[Any, str]
 """(sort key, id) of the last row of a page: the next page starts after it."""
 
 
-def after(position: Position, key: sa.ColumnElement[Any], id_column: sa.ColumnElement[Any], *,
-          descending: bool) -> sa.ColumnElement[bool]:
+def after(position: Position | tuple[sa.BindParameter[Any], sa.BindParameter[Any]], key: sa.ColumnElement[Any],
+          id_column: sa.ColumnElement[Any], *, descending: bool) -> sa.ColumnElement[bool]:
     """The rows that come after `position` in the order by (key, id): past its key, or on its key and
-    past its id."""
+    past its id. A statement built once gives bound parameters for the two."""
     value, last_id = position
     if descending:
         return sa.or_(key < value, sa.and_(key == value, id_column < last_id))

@@ -100,7 +100,7 @@ def _fingerprint(query: Message | None) -> str:
 
 
 def _signature(payload: bytes) -> bytes:
-    return hmac.new(_page_token_key, b"page-token\0" + payload, hashlib.sha256).digest()[:16]
+    return hmac.digest(_page_token_key, b"page-token\0" + payload, "sha256")[:16]  # one-shot: a page's token each
 
 
 def encode_page_token(position: list, query: Message | None = None) -> str:

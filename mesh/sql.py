@@ -166,6 +166,8 @@ class Database:
             writes, reads = engine, engine.execution_options(postgresql_readonly=True,
                                                              isolation_level="REPEATABLE READ")
         self.engine: AsyncEngine = engine
+        # select(): one statement in no transaction, no BEGIN nor COMMIT (on SQLite, see _sqlite_begin).
+        self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._writer = asyncio.Lock() if url.startswith("sqlite") else None
         # Who has the writer turn (for the report of a long wait), how many turns were taken (a queue that
         # moves), and when a long wait was last reported.
@@ -181,6 +183,7 @@ class Database:
             event.listen(self._sync_reads, "connect", _sqlite_connect)
             event.listen(self._sync_reads, "begin", _sqlite_begin)  # DEFERRED: a reader takes no lock
             # (No bound on connections: a read that awaits something else lets another one begin.)
+            self._sync_single = self._sync_reads.execution_options(sqlite_begin=None)
         self._sync_writes: sa.Engine | None = None
         if url.startswith("sqlite"):
             # One connection: this process's writers take turns on self._writer anyway.
@@ -362,6 +365,25 @@ class Database:
         async with self.read() as s:
             return await fn(s)
 
+    async def select(self, statement: sa.Select[*tuple[Any, ...]], params: Mapping[str, Any]) -> list[Row]:
+        """The rows of one SELECT, which is its own snapshot: run in no transaction, it costs one round trip on
+        PostgreSQL (no BEGIN, no COMMIT) and on SQLite runs on the loop's thread as reading() does. Retried once
+        on a dropped connection, as reading() is. Only a plain SELECT: in no transaction, nothing would stop a
+        write, nor a FOR UPDATE's lock."""
+        if not isinstance(statement, sa.Select) or statement._for_update_arg is not None:
+            raise TypeError("Database.select runs a plain SELECT only")
+        if self._sync_reads is not None:
+            with self._sync_single.connect() as conn:
+                return list(conn.execute(statement, params))
+        try:
+            async with self._single.connect() as conn:
+                return list(await conn.execute(statement, params))
+        except sa.exc.DBAPIError as e:
+            if not e.connection_invalidated:
+                raise
+        async with self._single.connect() as conn:
+            return list(await conn.execute(statement, params))
+
     async def migrate(self, migrations: Path, revision: str = "head", *, version_table: str = "alembic_version",
                       other_tables: Collection[str] = ()) -> None:
         """Brings the tables of one migrations tree to its newest (or the given) Alembic revision. Several
@@ -487,7 +509,10 @@ def migrations_config(sync_conn, migrations: Path, schema: str | None = None, ve
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
-    conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
+    # sqlite_begin None (Database.select): no BEGIN, the statement is its own (read) transaction.
+    begin = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    if begin:
+        conn.exec_driver_sql(f"BEGIN {begin}")
 
 
 def _upgrade(sync_conn, migrations: Path, schema: str | None, revision: str, version_table: str,

@@ -148,25 +148,35 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         size = page_size(request.page_size)
         position = decode_page_token(request.page_token, request)
         search.check(request)
-        query, key, descending = search.sql(request, today())
-        visible = search.visible_sql(principal.current())
-        if visible is not None:
-            query = query.where(visible)
         # The position's key in the token: the distance as a number, or the ISO create_time.
         by_distance = request.order_by == "distance"
         after = None
         if position:
             after = (float(position[0]) if by_distance else dt.datetime.fromisoformat(position[0]), position[1])
-        async def read(s: AsyncSession) -> pet_pb2.ListPetsResponse:
-            rows = await store.find_pets(s, query, key=key, descending=descending, after=after, size=size)
+        statement, params = search.sql(request, today(), principal.current(), after, size)
+
+        def answer(rows: Sequence[Row], pets: Mapping[str, pet_pb2.Pet]) -> pet_pb2.ListPetsResponse:
+            """The page of these rows; a pet deleted meanwhile (not in `pets`) is left out."""
             rows, token = pagination.page(
                 rows, size, lambda r: [r.sort_key if by_distance else r.create_time.isoformat(), r.id], request)
-            answer = pet_pb2.ListPetsResponse(next_page_token=token)
-            for r, pet in await self._versions(s, rows):
-                out = answer.pets.add()
-                out.CopyFrom(pet)
-                out.distance_km = round(r.sort_key, 3)
-            return answer
+            out = pet_pb2.ListPetsResponse(next_page_token=token)
+            for r in rows:
+                if (pet := pets.get(r.id)) is not None:
+                    item = out.pets.add()
+                    item.CopyFrom(pet)
+                    item.distance_km = round(r.sort_key, 3)
+            return out
+
+        # Mostly every pet of the page is kept built at the version its row has: the page's one statement is
+        # then the whole read (one round trip). Else the page and the pets are read again in one snapshot.
+        rows = await self.db.select(statement, params)
+        pets = self.cache.versions(rows[:size])
+        if len(pets) == len(rows[:size]):
+            return answer(rows, pets)
+
+        async def read(s: AsyncSession) -> pet_pb2.ListPetsResponse:
+            rows = await store.find_pets(s, statement, params)
+            return answer(rows, await self._versions(s, rows))
         return await self.db.reading(read)
 
     async def WatchPets(self, request: pet_pb2.WatchPetsRequest,
@@ -408,17 +418,17 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
             raise errors.not_found(PET_TYPE, f"pets/{pet_id}")
         return (await self._messages(s, [row]))[0]
 
-    async def _versions(self, s: AsyncSession, rows: Sequence[Row]) -> list[tuple[Row, pet_pb2.Pet]]:
-        """Each of a page's rows (id, update_time, ...) with its pet, built only when the cache has not the
-        row's version; a pet deleted meanwhile (PostgreSQL reads each statement as committed then) is left out."""
-        found = {r.id: self.cache.version(r.id, r.update_time) for r in rows}
-        missing = [pet_id for pet_id, pet in found.items() if pet is None]
+    async def _versions(self, s: AsyncSession, rows: Sequence[Row]) -> dict[str, pet_pb2.Pet]:
+        """The pets of a page's rows (id, update_time, ...) by id, built only when the cache has not the row's
+        version; a pet deleted meanwhile (PostgreSQL reads each statement as committed then) is left out."""
+        found = self.cache.versions(rows)
+        missing = [r.id for r in rows if r.id not in found]
         if missing:
             full = await store.find_pets_by_id(s, missing)
             for r, built in zip(full, await self._messages(s, full), strict=True):
                 found[r.id] = built
                 self.cache.keep_version(r.id, r.update_time, built)
-        return [(r, pet) for r in rows if (pet := found[r.id]) is not None]
+        return found
 
     async def _messages(self, s: AsyncSession, rows: Sequence[Row]) -> list[pet_pb2.Pet]:
         ids = [r.id for r in rows]

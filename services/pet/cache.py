@@ -20,7 +20,8 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -68,19 +69,19 @@ class PetCache:
         _ANSWER_HIT.inc()
         return entry[0]
 
-    def version(self, pet_id: str, update_time: dt.datetime) -> pet_pb2.Pet | None:
-        """The pet as built at this update_time (shared: copy it, do not change it), if it is kept and fresh."""
-        entry = self._versions.get(pet_id)
-        if entry is None or entry[0] != update_time:
-            _VERSION_MISS.inc()
-            return None
-        if entry[2] <= self._clock():
-            del self._versions[pet_id]
-            _VERSION_MISS.inc()
-            return None
-        self._versions.move_to_end(pet_id)
-        _VERSION_HIT.inc()
-        return entry[1]
+    def versions(self, rows: Sequence[Any]) -> dict[str, pet_pb2.Pet]:
+        """version() of each row (its id and update_time) by id, those kept and fresh only."""
+        now = self._clock()
+        found = {}
+        for r in rows:
+            entry = self._versions.get(r.id)
+            if entry is not None and entry[0] == r.update_time and entry[2] > now:
+                self._versions.move_to_end(r.id)
+                found[r.id] = entry[1]
+        _VERSION_HIT.inc(len(found))
+        if missed := len(rows) - len(found):
+            _VERSION_MISS.inc(missed)
+        return found
 
     def keep_version(self, pet_id: str, update_time: dt.datetime, pet: pet_pb2.Pet) -> None:
         """`pet`, built from its row as of update_time (read in one snapshot with the photos)."""

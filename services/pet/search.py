@@ -3,13 +3,14 @@ Pet for WatchPets, which matches each change in memory. A property test holds th
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.type import latlng_pb2
 import sqlalchemy as sa
 
-from mesh import errors
+from mesh import errors, pagination
 from mesh.principal import Principal
 from mesh.resources import check_text, parse_name
 from petplatform.common.v1 import access_pb2
@@ -74,7 +75,7 @@ def listings(r: pet_pb2.ListPetsRequest) -> list[int]:
 
 # --- SQL, for ListPets ---
 
-def sql_distance_km(lat: float, lng: float):
+def sql_distance_km(lat: sa.ColumnElement[float], lng: sa.ColumnElement[float]) -> sa.ColumnElement[float]:
     """Haversine distance from (lat, lng) to each pet, as a SQL expression (SQLite 3.35+ and PostgreSQL)."""
     f = sa.func
     dlat = (f.radians(pets.c.latitude) - f.radians(lat)) / 2
@@ -84,52 +85,116 @@ def sql_distance_km(lat: float, lng: float):
     return 2 * EARTH_RADIUS_KM * f.asin(f.sqrt(a))
 
 
-def sql(r: pet_pb2.ListPetsRequest,
-        today: dt.date) -> tuple[sa.Select[*tuple[Any, ...]], sa.ColumnElement[Any], bool]:
-    """(query selecting the pets' id, create_time, update_time and a `sort_key` column, the key it is sorted
-    by (then by id), whether descending): ListPets pages it with mesh.pagination, then builds each pet
-    (or takes it from the cache, by its update_time)."""
-    dist = sql_distance_km(r.near.latitude, r.near.longitude) if r.HasField("near") else sa.literal(0.0)
+class _Shape(NamedTuple):
+    """What a page's statement depends on, its values aside (they are its bound parameters)."""
+    filters: tuple[bool, ...]  # which of _FILTERS are given
+    words: int
+    near: bool
+    by_distance: bool
+    seen: str  # "all" (staff), "visible" (anonymous), "own" (visible, or the caller's own)
+    after: bool
+
+
+# (name of the bound parameter, what it filters): given when the request has it.
+_FILTERS = ("species", "sizes", "statuses", "listings", "sex", "breed", *FLAGS, "owner", "age", "max_age")
+
+
+def _given(r: pet_pb2.ListPetsRequest) -> tuple[bool, ...]:
+    return (bool(r.species), bool(r.sizes), bool(r.statuses), bool(r.listings), bool(r.sex), bool(r.breed),
+            *(getattr(r, flag) for flag in FLAGS), bool(r.owner), bool(r.min_age_months or r.max_age_months),
+            bool(r.max_age_months))
+
+
+def _like(word: str) -> str:
+    """`%word%` for LIKE ... ESCAPE '/', as SQLAlchemy's autoescape writes it (which takes no bound parameter)."""
+    return "%" + fold(word).replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(shape: _Shape) -> sa.Select[*tuple[Any, ...]]:
+    """A page's statement, built once per shape: SQLAlchemy then finds its compiled form without building
+    or hashing anything. It selects the pets' id, create_time, update_time and a `sort_key`, in the order of
+    mesh.pagination.select_page (by the key, then by id, one row more than a page: `limit`)."""
+    p = sa.bindparam
+    given = dict(zip(_FILTERS, shape.filters, strict=True))
+    dist = sql_distance_km(p("lat", type_=sa.Float), p("lng", type_=sa.Float)) if shape.near else sa.literal(0.0)
     q = sa.select(pets.c.id, pets.c.create_time, pets.c.update_time, dist.label("sort_key"))
-    if r.species:
-        q = q.where(pets.c.species.in_(list(r.species)))
-    if r.sizes:
-        q = q.where(pets.c.size.in_(list(r.sizes)))
-    if r.statuses:
-        q = q.where(pets.c.status.in_(list(r.statuses)))
-    if r.listings:
-        q = q.where(pets.c.listing.in_(listings(r)))
-    if r.sex:
-        q = q.where(pets.c.sex == r.sex)
-    if r.breed:
-        q = q.where(pets.c.breed_key == fold(r.breed))
+    for name, column in (("species", pets.c.species), ("sizes", pets.c.size), ("statuses", pets.c.status),
+                         ("listings", pets.c.listing)):
+        if given[name]:
+            q = q.where(column.in_(p(name, expanding=True)))
+    if given["sex"]:
+        q = q.where(pets.c.sex == p("sex"))
+    if given["breed"]:
+        q = q.where(pets.c.breed_key == p("breed"))
     for flag in FLAGS:
-        if getattr(r, flag):
+        if given[flag]:
             q = q.where(pets.c[flag].is_(True))
-    if r.owner:
-        q = q.where(pets.c.owner_id == r.owner.split("/")[1])
-    if r.min_age_months or r.max_age_months:
-        q = q.where(pets.c.birth_date <= domain.months_ago(today, r.min_age_months))
-        if r.max_age_months:
-            q = q.where(pets.c.birth_date > domain.months_ago(today, r.max_age_months + 1))
-    for word in r.query.split():
-        q = q.where(pets.c.search_text.contains(fold(word), autoescape=True))
-    if r.HasField("near"):
+    if given["owner"]:
+        q = q.where(pets.c.owner_id == p("owner"))
+    if given["age"]:
+        q = q.where(pets.c.birth_date <= p("born_by"))
+        if given["max_age"]:
+            q = q.where(pets.c.birth_date > p("born_after"))
+    for i in range(shape.words):
+        q = q.where(pets.c.search_text.contains(p(f"word{i}"), escape="/"))
+    if shape.near:
         # A bounding box the indexes can use (1° of latitude is 111.2 km, so it holds the circle),
         # then the exact great-circle distance.
-        dlat = r.radius_km / 111.0
-        q = q.where(pets.c.latitude.between(r.near.latitude - dlat, r.near.latitude + dlat), dist <= r.radius_km)
-    if r.order_by == "distance":
-        return q, dist, False
-    return q, pets.c.create_time, True
-
-
-def visible_sql(caller: Principal | None) -> sa.ColumnElement[bool] | None:
-    """The pets a caller may list: visible ones, and their own held or hidden ones; staff see all (None)."""
-    if caller is not None and caller.admitted(access_pb2.ACCESS_SUPPORT):
-        return None
+        q = q.where(pets.c.latitude.between(p("lat_low"), p("lat_high")), dist <= p("radius", type_=sa.Float))
     visible = pets.c.moderation == pet_pb2.Pet.MODERATION_VISIBLE
-    return sa.or_(visible, pets.c.owner_id == caller.user_id) if caller is not None else visible
+    if shape.seen == "visible":
+        q = q.where(visible)
+    elif shape.seen == "own":
+        q = q.where(sa.or_(visible, pets.c.owner_id == p("caller")))
+    key, descending = (dist, False) if shape.by_distance else (pets.c.create_time, True)
+    if shape.after:
+        q = q.where(pagination.after((p("after_key"), p("after_id")), key, pets.c.id, descending=descending))
+    direction = sa.desc if descending else sa.asc
+    return q.order_by(direction(key), direction(pets.c.id)).limit(p("limit", type_=sa.Integer))
+
+
+def sql(r: pet_pb2.ListPetsRequest, today: dt.date, caller: Principal | None, after: pagination.Position | None,
+        size: int) -> tuple[sa.Select[*tuple[Any, ...]], dict[str, Any]]:
+    """(statement, its parameters) of a page of pets of search r that the caller may see (visible ones, and
+    their own held or hidden ones; staff see all), after position `after` (None: from the start), `size`
+    pets and one more; ListPets then builds each pet (or takes it from the cache, by its update_time)."""
+    seen = ("all" if caller is not None and caller.admitted(access_pb2.ACCESS_SUPPORT)
+            else "visible" if caller is None else "own")
+    words = r.query.split()
+    near = r.HasField("near")
+    statement = _statement(_Shape(_given(r), len(words), near, r.order_by == "distance", seen, after is not None))
+    params: dict[str, Any] = {"limit": size + 1}
+    if r.species:
+        params["species"] = list(r.species)
+    if r.sizes:
+        params["sizes"] = list(r.sizes)
+    if r.statuses:
+        params["statuses"] = list(r.statuses)
+    if r.listings:
+        params["listings"] = listings(r)
+    if r.sex:
+        params["sex"] = r.sex
+    if r.breed:
+        params["breed"] = fold(r.breed)
+    if r.owner:
+        params["owner"] = r.owner.split("/")[1]
+    if r.min_age_months or r.max_age_months:
+        params["born_by"] = domain.months_ago(today, r.min_age_months)
+        if r.max_age_months:
+            params["born_after"] = domain.months_ago(today, r.max_age_months + 1)
+    for i, word in enumerate(words):
+        params[f"word{i}"] = _like(word)
+    if near:
+        dlat = r.radius_km / 111.0
+        params.update(lat=r.near.latitude, lng=r.near.longitude, lat_low=r.near.latitude - dlat,
+                      lat_high=r.near.latitude + dlat, radius=r.radius_km)
+    if seen == "own":
+        assert caller is not None
+        params["caller"] = caller.user_id
+    if after is not None:
+        params["after_key"], params["after_id"] = after
+    return statement, params
 
 
 # --- in memory, for WatchPets ---

@@ -124,12 +124,10 @@ async def find_pet_owner(s: AsyncSession, pet_id: str, *, lock: bool = False) ->
     return (await s.execute(query.with_for_update() if lock else query)).first()
 
 
-async def find_pets(s: AsyncSession, query: sa.Select[*tuple[Any, ...]], *, key: sa.ColumnElement[Any],
-                    descending: bool, after: pagination.Position | None, size: int) -> Sequence[Row]:
-    """A page of a search (search.sql gives the query, its columns and its order): `after` is the (key, id) of
-    the last pet seen."""
-    return (await s.execute(pagination.select_page(query, after, key, pets.c.id, descending=descending,
-                                                   size=size))).all()
+async def find_pets(s: AsyncSession, statement: sa.Select[*tuple[Any, ...]],
+                    params: Mapping[str, Any]) -> Sequence[Row]:
+    """A page of a search (search.sql gives the statement and its parameters)."""
+    return (await s.execute(statement, params)).all()
 
 
 async def find_pets_of_owner(s: AsyncSession, owner_id: str) -> Sequence[str]:

@@ -239,3 +239,34 @@ async def test_a_writing_batch_commits_or_rolls_back_whole_and_waits_for_another
     other.execute("ROLLBACK")
     other.close()
     assert await waiting == 12
+
+
+async def test_select_is_one_statement_in_no_transaction_and_only_reads(db: Database, monkeypatch):
+    """Issue 8: a read of one statement is its own snapshot, so Database.select sends it alone: on PostgreSQL
+    one round trip (no BEGIN before it, no COMMIT after), on SQLite no BEGIN; a write, or FOR UPDATE, is
+    refused, there being no read-only transaction to refuse it."""
+    sent: list[str] = []
+    if db.is_sqlite:
+        sa.event.listen(db._sync_reads, "before_cursor_execute",
+                        lambda _conn, _cursor, statement, *_: sent.append(statement.split()[0]))
+    else:
+        import asyncpg
+
+        async def started(tx):
+            sent.append("BEGIN")
+        real_fetch = asyncpg.prepared_stmt.PreparedStatement.fetch
+
+        async def fetch(statement, *args, **kwargs):
+            sent.append(statement.get_query().split()[0])
+            return await real_fetch(statement, *args, **kwargs)
+        monkeypatch.setattr(asyncpg.transaction.Transaction, "start", started)
+        monkeypatch.setattr(asyncpg.prepared_stmt.PreparedStatement, "fetch", fetch)
+    query = sa.select(counter.c.value).where(counter.c.id == sa.bindparam("id"))
+    assert [tuple(r) for r in await db.select(query, {"id": 1})] == [(0,)]
+    sent.clear()  # the first use of a pooled connection may set it up
+    assert [tuple(r) for r in await db.select(query, {"id": 1})] == [(0,)]
+    assert sent == ["SELECT"]
+    for write in (counter.update().values(value=5), query.with_for_update()):
+        with pytest.raises(TypeError):
+            await db.select(write, {"id": 1})
+    assert [tuple(r) for r in await db.select(query, {"id": 1})] == [(0,)]

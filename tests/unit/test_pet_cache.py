@@ -1,6 +1,8 @@
 """The pet read cache on its own: freshness, bounds, and reads racing changes (services/pet/cache.py)."""
 from __future__ import annotations
 
+import types
+
 from petplatform.common.v1 import event_pb2
 from petplatform.pet.v1 import events_pb2 as pet_events
 from petplatform.pet.v1 import pet_pb2
@@ -104,6 +106,11 @@ async def test_each_pet_event_drops_its_pet():
     assert [c.get(k) for k in "abc"] == [None, None, None]
 
 
+def version(c: PetCache, pet_id: str, update_time) -> pet_pb2.Pet | None:
+    """The pet kept at this version, as ListPets looks it up for a row of its page."""
+    return c.versions([types.SimpleNamespace(id=pet_id, update_time=update_time)]).get(pet_id)
+
+
 def test_a_built_pet_is_kept_by_version_bounded_and_dropped_with_its_answer():
     import datetime as dt
     clock = Clock()
@@ -111,19 +118,19 @@ def test_a_built_pet_is_kept_by_version_bounded_and_dropped_with_its_answer():
     t1 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     t2 = t1 + dt.timedelta(microseconds=1)
     c.keep_version("a", t1, pet_pb2.Pet(name="pets/a", description="v1"))
-    assert c.version("a", t1).description == "v1"
-    assert c.version("a", t2) is None, "another version of the pet is not this one"
+    assert version(c, "a", t1).description == "v1"
+    assert version(c, "a", t2) is None, "another version of the pet is not this one"
     c.keep_version("b", t1, pet_pb2.Pet(name="pets/b"))
     c.keep_version("c", t1, pet_pb2.Pet(name="pets/c"))
-    assert c.version("a", t1) is None, "the least recently used goes past the size"
+    assert version(c, "a", t1) is None, "the least recently used goes past the size"
     clock.now += 60
-    assert c.version("b", t1) is None, "nor past the ttl"
+    assert version(c, "b", t1) is None, "nor past the ttl"
     c.keep_version("c", t2, pet_pb2.Pet(name="pets/c"))
     c.drop("c")
-    assert c.version("c", t2) is None
+    assert version(c, "c", t2) is None
     c.keep_version("c", t2, pet_pb2.Pet(name="pets/c"))
     c.clear()
-    assert c.version("c", t2) is None
+    assert version(c, "c", t2) is None
     PetCache(size=0, ttl_seconds=60).keep_version("a", t1, pet_pb2.Pet())  # size 0 keeps nothing, and fails not
 
 
@@ -143,3 +150,7 @@ def test_hits_and_misses_are_counted_for_the_dashboards():
     assert count("pet_answers", "hit") - before["pet_answers", "hit"] == 1
     assert count("pet_answers", "miss") - before["pet_answers", "miss"] == 2
     assert count("pet_versions", "miss") == before["pet_versions", "miss"]
+    c.keep_version("a", t := clock.now, pet_pb2.Pet(name="pets/a"))
+    assert len(c.versions([types.SimpleNamespace(id=i, update_time=t) for i in "abc"])) == 1
+    assert count("pet_versions", "hit") - before["pet_versions", "hit"] == 1
+    assert count("pet_versions", "miss") - before["pet_versions", "miss"] == 2

@@ -180,3 +180,20 @@ def test_only_the_owner_or_an_admin_may_change_a_pet():
     assert not domain.may_change(Principal("u2", "user", "s"), "u1")
     assert domain.may_change(Principal("u2", "admin", "s", amr=("pwd", "otp", "mfa")), "u1")
     assert not domain.may_change(Principal("u2", "admin", "s", amr=("pwd",)), "u1")  # no second factor
+
+
+def test_a_search_statement_is_built_once_per_shape():
+    """Issue 8: ListPets' statements are built once; a request's values are bound parameters, so SQLAlchemy
+    finds the compiled form of a search like another at once, without building or hashing a statement."""
+    from services.pet import search
+    near = latlng_pb2.LatLng(latitude=35, longitude=139)
+    user = Principal("u1", "user", "s")
+
+    def statement(caller=None, after=None, **fields):
+        return search.sql(pet_pb2.ListPetsRequest(**fields), TODAY, caller, after, 20)[0]
+    first = statement(species=[1], query="calm dog", near=near, radius_km=5, min_age_months=3)
+    assert statement(species=[2, 3], query="shy cat", near=near, radius_km=50, min_age_months=12) is first
+    assert statement(species=[1], query="calm", near=near, radius_km=5, min_age_months=3) is not first
+    assert statement(caller=user, owner="users/u2") is statement(caller=Principal("u3", "user", "s"), owner="users/x")
+    assert statement(caller=user) is not statement(), "the caller's own held pets are in its statement"
+    assert statement(after=(TODAY, "a")) is not statement()

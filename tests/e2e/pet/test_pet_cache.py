@@ -127,3 +127,29 @@ async def test_listed_pets_are_built_once_per_version(api: Api):
     assert await description() == "v2", "a new version is built from its row"
     await describe(api, pet, "v3", owner.md)
     assert await description() == "v3"
+
+
+async def test_a_page_of_built_pets_is_read_in_one_statement(api: Api, monkeypatch):
+    """Issue 8: when every pet of a page is built at its row's version, the page's one statement is the whole
+    read (Database.select: one round trip on PostgreSQL); a page with a pet to build reads in one snapshot."""
+    owner = await api.signup("Lister")
+    pets = [await create(api, owner, cat(f"Listed {i}")) for i in range(3)]
+    for pet in pets:
+        await created(api, pet)
+    listed = pet_pb2.ListPetsRequest(owner=owner.name, page_size=2)
+    db = module_of(api, "pet").db
+    snapshots = []
+    reading = db.reading
+
+    async def counted(fn):
+        snapshots.append(fn)
+        return await reading(fn)
+    monkeypatch.setattr(db, "reading", counted)
+    first = await api.pet.ListPets(listed)
+    assert len(snapshots) == 1, "pets to build: read in one snapshot"
+    assert await api.pet.ListPets(listed) == first
+    assert len(snapshots) == 1, "every pet built: one statement"
+    await describe(api, pets[2], "changed", owner.md)  # the newest: on the first page
+    again = await api.pet.ListPets(listed)
+    assert len(snapshots) == 2 and again.pets[0].description == "changed"
+    assert [p.name for p in again.pets] == [p.name for p in first.pets]
