@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -32,10 +31,9 @@ import aiohttp
 import grpc
 
 from app.registry import REGISTRY
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from petplatform.chat.v1 import chat_pb2, chat_pb2_grpc
-from tests.bench.run import (DURATION, PROFILES, BenchError, Ports, cpu_seconds, drop_real_state, http_ready,
-                             platform_env, process, pyspy, settle)
+from tests.bench.run import (DURATION, PROFILES, BenchError, Ports, cpu_seconds, drop_real_state, grpc_serving,
+                             http_ready, platform_env, process, pyspy, settle)
 from tests.support.tokens import sign_token
 
 STREAMS = int(os.environ.get("BENCH_CHAT_STREAMS", "1000"))
@@ -100,27 +98,15 @@ async def bench_profile(profile: str, tmp: Path, http: aiohttp.ClientSession, s3
                     **{f"PETPLATFORM_{name.upper()}_ADDR": f"127.0.0.1:{ports.grpc}" for name in REGISTRY.names
                        if name != "chat"}}
         async with process(f"rest-{label}", ["-m", "app.cli", "run", f"--target={rest}"], rest_env, tmp,
-                           grpc_ready(ports.grpc)) as rest_proc, \
+                           lambda: grpc_serving(f"127.0.0.1:{ports.grpc}")) as rest_proc, \
                 process(f"chat-{label}", ["-m", "app.cli", "run", "--target=chat", f"--port={chat_ports.grpc}"],
-                        chat_env, tmp, grpc_ready(chat_ports.grpc)) as chat_proc:
+                        chat_env, tmp, lambda: grpc_serving(f"127.0.0.1:{chat_ports.grpc}")) as chat_proc:
             await settle(rest_proc.pid)
             await settle(chat_proc.pid)
             return await run_load(label, chat_ports, users, key, kid, [chat_proc.pid, rest_proc.pid])
     finally:
         if profile == "real":
             await drop_real_state(env)
-
-
-def grpc_ready(port: int) -> Callable[[], Awaitable[bool]]:
-    """A process serving no edge (no /readyz): ready once its gRPC health check answers SERVING."""
-    async def ready() -> bool:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-            try:
-                answer = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=2)
-            except grpc.aio.AioRpcError:
-                return False
-            return answer.status == health_pb2.HealthCheckResponse.SERVING
-    return ready
 
 
 async def run_load(profile: str, ports: Ports, users: list[str], key, kid: str, pids: list[int]) -> str:
@@ -186,17 +172,22 @@ async def run_load(profile: str, ports: Ports, users: list[str], key, kid: str, 
                 sender, room = senders[n % len(senders)]
                 sends.append(asyncio.create_task(send_one(sender, room, stubs[n % len(stubs)])))
             await asyncio.gather(*sends)
-        sending = time.perf_counter() - start
-        for _ in range(500):  # until every message sent has arrived (or 10 s more)
-            if stored <= delivered:
-                break
-            await asyncio.sleep(0.02)
-        elapsed = time.perf_counter() - start
-        # The platform's CPU (all of its threads, user + system) per message: unlike latency, it does not
-        # depend much on what else the machine runs. The streams' idle cost is in it too.
-        # Per message written: a send whose caller timed out is still stored and delivered (it is shielded).
-        written = max(len(stored | delivered), 1)
-        cpu_ms = [(cpu_seconds(pid) - before) * 1000 / written for pid, before in zip(pids, cpu_before, strict=True)]
+            sending = time.perf_counter() - start
+            for _ in range(500):  # until every message sent has arrived (or 10 s more)
+                if stored <= delivered:
+                    break
+                await asyncio.sleep(0.02)
+            elapsed = time.perf_counter() - start
+            # The platform's CPU (all of its threads, user + system) per message: unlike latency, it does not
+            # depend much on what else the machine runs. The streams' idle cost is in it too. Taken once the
+            # platform is idle again, so the consumers' work on the messages (notification, fraud, admin's
+            # subjects), however far behind delivery it runs, is in it as well.
+            # Per message written: a send whose caller timed out is still stored and delivered (it is shielded).
+            for pid in pids:
+                await settle(pid, timeout=120)
+            written = max(len(stored | delivered), 1)
+            cpu_ms = [(cpu_seconds(pid) - before) * 1000 / written
+                      for pid, before in zip(pids, cpu_before, strict=True)]
         for r in readers:
             r.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
