@@ -65,7 +65,7 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
     If the group's transaction fails, each of its events is applied again alone in a transaction of its
     own: one event's failure (retried by the bus, parked after its limit) never fails the others."""
     by_type = {event_type(kind): effect for kind, effect in effects.items()}
-    queued: list[tuple[event_pb2.EventEnvelope, Any, asyncio.Future[None]]] = []
+    queued: list[tuple[event_pb2.EventEnvelope, Any, Effect, asyncio.Future[None]]] = []
     writer: asyncio.Task | None = None
 
     def span(envelope: event_pb2.EventEnvelope):
@@ -84,7 +84,7 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
                 await outside(envelope, payload, effect)
             return
         done = asyncio.get_running_loop().create_future()
-        queued.append((envelope, payload, done))
+        queued.append((envelope, payload, effect, done))
         if writer is None or writer.done():
             writer = asyncio.create_task(write_queued(), name=f"inbox:{consumer}")
         # Shielded: a handler that goes away leaves its event to the group (the broker redelivers it unacked).
@@ -114,10 +114,10 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
         finally:
             _current.reset(token)
 
-    async def apply(group: list[tuple[event_pb2.EventEnvelope, Any, asyncio.Future[None]]]) -> None:
+    async def apply(group: list[tuple[event_pb2.EventEnvelope, Any, Effect, asyncio.Future[None]]]) -> None:
         async with db.transaction() as s:
-            new = await record(s, [envelope for envelope, _, _ in group])
-            for envelope, payload, _ in group:
+            new = await record(s, [envelope for envelope, _, _, _ in group])
+            for envelope, payload, effect, _ in group:
                 if envelope.id not in new:  # recorded before, or earlier in this group (a redelivery)
                     log.info("%s: duplicate event %s ignored", consumer, envelope.id)
                     continue
@@ -125,7 +125,7 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
                 token = _current.set(envelope)
                 try:
                     with span(envelope):
-                        await by_type[envelope.type](s, payload)
+                        await effect(s, payload)
                 finally:
                     _current.reset(token)
 
@@ -138,20 +138,20 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
                     await apply(group)
                 except Exception as e:
                     if len(group) == 1:
-                        group[0][2].set_exception(e)
+                        group[0][3].set_exception(e)
                         continue
                     for one in group:  # each alone: only a failing one fails
                         try:
                             await apply([one])
                         except Exception as e:
-                            one[2].set_exception(e)
+                            one[3].set_exception(e)
                         else:
-                            one[2].set_result(None)
+                            one[3].set_result(None)
                     continue
-                for _, _, done in group:
+                for *_, done in group:
                     done.set_result(None)
             finally:
-                for _, _, done in group:  # cancelled (shutting down): their handlers must not wait forever
+                for *_, done in group:  # cancelled (shutting down): their handlers must not wait forever
                     if not done.done():
                         done.set_exception(RuntimeError(f"{consumer}: stopped before the event was applied"))
 
