@@ -35,7 +35,8 @@ test: $(GENSTAMP) lint helm-lint $(WEBBUILD) $(ADMINBUILD) chromium
 	$(BIN)/pytest -q -p no:cacheprovider -m "not bench" --ignore=tests/deploy
 
 # Load generator, platform (as `make up` runs it) and a bare grpc.aio baseline in three processes; embedded and
-# real profiles (PostgreSQL, RabbitMQ and Redis must be running). Exits non-zero on any failed call.
+# real profiles (PostgreSQL, RabbitMQ and Redis must be running). Exits non-zero on any failed call. The chat
+# bench runs the real profile twice: as `make up` (one process) and split as production deploys chat (real-split).
 bench: $(GENSTAMP)
 	$(BIN)/python -m tests.bench.run
 	$(BIN)/python -m tests.bench.chat

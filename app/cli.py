@@ -29,14 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="petplatform")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve a target")
-    run.add_argument("--target", default="all", choices=["all", "edge", "web", *REGISTRY.names])
+    run.add_argument("--target", default="all", type=_target(edge=True),
+                     help="all, edge, web, or one or more services, comma-separated (served by one process)")
     run.add_argument("--port", type=int, help="gRPC port (default: PETPLATFORM_GRPC_PORT for all, else the seed port)")
     run.add_argument("--demo-data", action="store_true", help="load demo users and pets if not loaded yet")
     run.add_argument("--no-migrate", action="store_true", help="skip migrations at start")
     run.add_argument("--workers", type=int, default=1,
                      help="processes serving the target, sharing its ports (SO_REUSEPORT): one per core")
     mig = sub.add_parser("migrate", help="bring the databases to the newest schema")
-    mig.add_argument("--target", default="all", choices=["all", *REGISTRY.names])
+    mig.add_argument("--target", default="all", type=_target(edge=False))
     train = sub.add_parser("train", help="train a model on the data so far, publish it and exit")
     train.add_argument("model", choices=["recommender"])
     new = sub.add_parser("new-service", help="create the contract, package and registry entry of a new service")
@@ -89,9 +90,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.target == "web":
             return runner.run(_serve_web(settings))
         port = args.port if args.port is not None else (
-            settings.grpc_port if args.target == "all" else REGISTRY[args.target].port)
+            settings.grpc_port if args.target == "all" or "," in args.target else REGISTRY[args.target].port)
         runner.run(_serve(settings, args.target, port, args.demo_data, not args.no_migrate))
     return 0
+
+
+def _target(*, edge: bool) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if edge and value in ("edge", "web"):
+            return value
+        try:
+            REGISTRY.target(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
+    return check
 
 
 def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -127,7 +140,7 @@ def _run_workers(args: argparse.Namespace, settings: Settings) -> int:
         ports.append(settings.web_port)
     if args.target not in ("edge", "web"):
         ports.append(args.port if args.port is not None else (
-            settings.grpc_port if args.target == "all" else REGISTRY[args.target].port))
+            settings.grpc_port if args.target == "all" or "," in args.target else REGISTRY[args.target].port))
     if 0 in ports:
         print("--workers above 1 needs fixed ports (0 would give each worker its own)", file=sys.stderr)
         return 2

@@ -80,12 +80,15 @@ class Registry:
         return list(self._specs)
 
     def target(self, target: str) -> list[ServiceSpec]:
-        """The services a target runs, dependencies first (peers start before the services calling them)."""
+        """The services a target runs, dependencies first (peers start before the services calling them):
+        all, one service, or several named with commas (`notification,admin`: co-located in one process)."""
         if target == "all":
             return [self._specs[n] for n in self._order]
-        if target not in self._specs:
-            raise ValueError(f"unknown target {target!r}; choose one of: all, edge, {', '.join(self._specs)}")
-        return [self._specs[target]]
+        names = target.split(",")
+        if unknown := [n for n in names if n not in self._specs]:
+            raise ValueError(f"unknown target {', '.join(map(repr, unknown))}; choose all, edge, or one or more "
+                             f"(comma-separated) of: {', '.join(self._specs)}")
+        return [self._specs[n] for n in self._order if n in names]
 
     @property
     def routes(self) -> dict[str, str]:

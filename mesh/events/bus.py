@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 # (at once for a PoisonEvent: a body no consumer of that queue can ever take).
 Handler = Callable[[bytes], Awaitable[None]]
 MAX_DELIVERIES = 5
+PREFETCH = 32  # events a consumer holds unacknowledged at once (RabbitMQ's prefetch, the in-process bus's batch)
 # Events parked in a consumer's dead-letter queue (`<consumer>.dlq`): each one needs an operator.
 DEAD_LETTERED = Counter("petplatform_events_dead_lettered", "Events parked in a consumer's dead-letter queue",
                         ["consumer"])
@@ -62,13 +63,14 @@ class InProcessBus:
         for consumer in self._bindings.get(event_type, ()):
             self._queues[consumer].put_nowait((body, 1))
 
-    async def subscribe(self, consumer: str, event_types: list[str], handler: Handler) -> None:
+    async def subscribe(self, consumer: str, event_types: list[str], handler: Handler,
+                        prefetch: int = PREFETCH) -> None:
         if consumer in self._queues:
             raise ValueError(f"consumer {consumer} already subscribed")
         self._queues[consumer] = asyncio.Queue()
         for t in event_types:
             self._bindings[t].append(consumer)
-        self._tasks.append(asyncio.create_task(self._consume(consumer, handler), name=f"consume:{consumer}"))
+        self._tasks.append(asyncio.create_task(self._consume(consumer, handler, prefetch), name=f"consume:{consumer}"))
 
     async def subscribe_broadcast(self, event_types: list[str], handler: Handler,
                                   on_gap: Callable[[], None] | None = None) -> None:
@@ -78,22 +80,30 @@ class InProcessBus:
                 await handler(body)
             except Exception:
                 log.exception("broadcast handler failed; event dropped")
-        await self.subscribe(f"broadcast.{uuid.uuid4().hex}", event_types, best_effort)
+        # One at a time: a live view (a watch stream) shows changes in the order they were made.
+        await self.subscribe(f"broadcast.{uuid.uuid4().hex}", event_types, best_effort, prefetch=1)
 
-    async def _consume(self, consumer: str, handler: Handler) -> None:
+    async def _consume(self, consumer: str, handler: Handler, prefetch: int) -> None:
+        # Up to `prefetch` events in the handler at once, as the broker hands a consumer its prefetch: the
+        # inbox applies those that arrive together in one transaction (mesh.events.inbox).
         queue = self._queues[consumer]
         while True:
-            body, attempt = await queue.get()
-            try:
-                await handler(body)
-            except Exception as e:
-                log.exception("consumer %s failed (attempt %d)", consumer, attempt)
-                if attempt >= MAX_DELIVERIES or isinstance(e, PoisonEvent):  # retrying cannot help a poison
-                    self._dlq[consumer].append(body)
-                    DEAD_LETTERED.labels(consumer).inc()
-                else:
-                    await asyncio.sleep(self._retry_delay * attempt)
-                    queue.put_nowait((body, attempt + 1))
+            taken = [await queue.get()]
+            while len(taken) < prefetch and not queue.empty():
+                taken.append(queue.get_nowait())
+            await asyncio.gather(*(self._deliver(consumer, handler, body, attempt) for body, attempt in taken))
+
+    async def _deliver(self, consumer: str, handler: Handler, body: bytes, attempt: int) -> None:
+        try:
+            await handler(body)
+        except Exception as e:
+            log.exception("consumer %s failed (attempt %d)", consumer, attempt)
+            if attempt >= MAX_DELIVERIES or isinstance(e, PoisonEvent):  # retrying cannot help a poison
+                self._dlq[consumer].append(body)
+                DEAD_LETTERED.labels(consumer).inc()
+            else:
+                await asyncio.sleep(self._retry_delay * attempt)
+                self._queues[consumer].put_nowait((body, attempt + 1))
 
     async def dead_letters(self, consumer: str) -> list[bytes]:
         return list(self._dlq[consumer])

@@ -1,6 +1,7 @@
 """Idempotent consumers: the event id goes into the inbox in the same transaction as the effect."""
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import logging
@@ -52,17 +53,42 @@ def current_event() -> event_pb2.EventEnvelope | None:
     return _current.get()
 
 
+GROUP = 64  # events one transaction applies at most
+
+
 def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
-    """A bus handler applying `effects[type of the event]` at most once per event id."""
+    """A bus handler applying `effects[type of the event]` at most once per event id.
+
+    Group commit: events that arrive while a transaction runs (the broker delivers up to its prefetch at
+    once) are applied together by the next one, each effect as alone, in arrival order, with one inbox
+    insert for them all, so BEGIN, COMMIT and the session are paid once per group, not once per event.
+    If the group's transaction fails, each of its events is applied again alone in a transaction of its
+    own: one event's failure (retried by the bus, parked after its limit) never fails the others."""
     by_type = {event_type(kind): effect for kind, effect in effects.items()}
+    queued: list[tuple[event_pb2.EventEnvelope, Any, Effect, asyncio.Future[None]]] = []
+    writer: asyncio.Task | None = None
+
+    def span(envelope: event_pb2.EventEnvelope):
+        # The consumer's span continues the trace of the request that emitted the event.
+        return tracing.span(f"{envelope.type} process", SpanKind.CONSUMER, envelope.traceparent, {
+            "messaging.operation.type": "process", "messaging.destination.name": envelope.type,
+            "messaging.message.id": envelope.id, "messaging.consumer.group.name": consumer})
 
     async def handle(body: bytes) -> None:
+        nonlocal writer
         envelope = event_pb2.EventEnvelope.FromString(body)
-        # The consumer's span continues the trace of the request that emitted the event.
-        with tracing.span(f"{envelope.type} process", SpanKind.CONSUMER, envelope.traceparent, {
-                "messaging.operation.type": "process", "messaging.destination.name": envelope.type,
-                "messaging.message.id": envelope.id, "messaging.consumer.group.name": consumer}):
-            await apply(envelope)
+        payload = unpack(envelope, effects)  # a poison event fails its own delivery only
+        effect = by_type[envelope.type]
+        if isinstance(effect, Outside):
+            with span(envelope):
+                await outside(envelope, payload, effect)
+            return
+        done = asyncio.get_running_loop().create_future()
+        queued.append((envelope, payload, effect, done))
+        if writer is None or writer.done():
+            writer = asyncio.create_task(write_queued(), name=f"inbox:{consumer}")
+        # Shielded: a handler that goes away leaves its event to the group (the broker redelivers it unacked).
+        await asyncio.shield(done)
 
     async def seen(s: AsyncSession, envelope: event_pb2.EventEnvelope) -> bool:
         if await s.scalar(sa.select(sa.func.count()).select_from(inbox).where(
@@ -71,30 +97,63 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
             return True
         return False
 
-    async def record(s: AsyncSession, envelope: event_pb2.EventEnvelope) -> bool:
-        """Records the event; False if it was recorded already."""
-        return await s.scalar(RECORD_NEW[db.is_sqlite], {"consumer": consumer, "event_id": envelope.id,
-                                                         "process_time": utcnow()}) is not None
+    async def record(s: AsyncSession, envelopes: list[event_pb2.EventEnvelope]) -> set[str]:
+        """Records the events; returns the ids of those not recorded already."""
+        now = utcnow()
+        rows = [{"consumer": consumer, "event_id": e.id, "process_time": now} for e in envelopes]
+        return set(await s.scalars(RECORD_NEW[db.is_sqlite].values(rows)))
 
-    async def apply(envelope: event_pb2.EventEnvelope) -> None:
-        payload = unpack(envelope, effects)
-        effect = by_type[envelope.type]
+    async def outside(envelope: event_pb2.EventEnvelope, payload: Any, effect: Outside) -> None:
         token = _current.set(envelope)
         try:
-            if isinstance(effect, Outside):
-                if await db.reading(lambda s: seen(s, envelope)):
-                    return
-                await effect.effect(payload)
-                async with db.transaction() as s:
-                    await record(s, envelope)  # a concurrent duplicate may have run and recorded it
+            if await db.reading(lambda s: seen(s, envelope)):
                 return
+            await effect.effect(payload)
             async with db.transaction() as s:
-                if not await record(s, envelope):
-                    log.info("%s: duplicate event %s ignored", consumer, envelope.id)
-                    return
-                await effect(s, payload)
+                await record(s, [envelope])  # a concurrent duplicate may have run and recorded it
         finally:
             _current.reset(token)
+
+    async def apply(group: list[tuple[event_pb2.EventEnvelope, Any, Effect, asyncio.Future[None]]]) -> None:
+        async with db.transaction() as s:
+            new = await record(s, [envelope for envelope, _, _, _ in group])
+            for envelope, payload, effect, _ in group:
+                if envelope.id not in new:  # recorded before, or earlier in this group (a redelivery)
+                    log.info("%s: duplicate event %s ignored", consumer, envelope.id)
+                    continue
+                new.discard(envelope.id)
+                token = _current.set(envelope)
+                try:
+                    with span(envelope):
+                        await effect(s, payload)
+                finally:
+                    _current.reset(token)
+
+    async def write_queued() -> None:
+        while queued:
+            group = queued[:GROUP]
+            del queued[:GROUP]
+            try:
+                try:
+                    await apply(group)
+                except Exception as e:
+                    if len(group) == 1:
+                        group[0][3].set_exception(e)
+                        continue
+                    for one in group:  # each alone: only a failing one fails
+                        try:
+                            await apply([one])
+                        except Exception as e:
+                            one[3].set_exception(e)
+                        else:
+                            one[3].set_result(None)
+                    continue
+                for *_, done in group:
+                    done.set_result(None)
+            finally:
+                for *_, done in group:  # cancelled (shutting down): their handlers must not wait forever
+                    if not done.done():
+                        done.set_exception(RuntimeError(f"{consumer}: stopped before the event was applied"))
 
     return handle
 

@@ -70,9 +70,13 @@ PURGE_EVERY_SECONDS = 3600
 
 @event.listens_for(Session, "after_commit")
 def _wake_relays(session: Session) -> None:
+    # Only the relays of the database the rows went to: each woken relay runs a transaction to look, and
+    # waking all of them (one per service in a process) on every commit cost more than publishing.
     if session.info.pop("outbox_dirty", False):
+        source = session.info.get("event_source")
         for relay in _relays:
-            relay.wake()
+            if relay.source == source:
+                relay.wake()
 
 
 def producer(source: str, emits: frozenset[str] | None) -> dict[str, object]:
@@ -155,7 +159,8 @@ class Relay:
         self._retention = retention
         self._wakeup = Wakeup()
         self._tasks: list[asyncio.Task] = []
-        self._lag = OUTBOX_LAG.labels(service=str(db.info.get("event_source") or "unnamed"))
+        self.source = db.info.get("event_source")  # whose commits wake it
+        self._lag = OUTBOX_LAG.labels(service=str(self.source or "unnamed"))
 
     def wake(self) -> None:
         self._wakeup.ring()

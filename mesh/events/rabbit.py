@@ -9,13 +9,12 @@ from collections.abc import Callable
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from mesh.events.bus import DEAD_LETTERED, MAX_DELIVERIES, Handler
+from mesh.events.bus import DEAD_LETTERED, MAX_DELIVERIES, PREFETCH, Handler
 from mesh.events.types import PoisonEvent
 
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 10.0
-PREFETCH = 32
 
 
 class RabbitBus:

@@ -42,6 +42,7 @@ class Engine:
         self.logs = logs
         self.model: model.Model = model.RULES_ONLY
         self._pending: set[asyncio.Task] = set()  # log writes after commit
+        self._unlogged: list[LogEntry] = []  # scores committed, their log entries not yet written
 
     # --- facts ---
 
@@ -120,15 +121,28 @@ class Engine:
                 action=action, source_event=source_event, model=assessment.model))
         await store.put_subject(s, subject, user_id=user_id, vector=assessment.features, score=assessment.score,
                                 action=action if raised else None, now=utcnow())
-        self.after_commit(s, lambda: self.log(user_id=user_id, subject=subject, event=source_event,
-                                              assessment=assessment))
+        entry = log_entry(user_id=user_id, subject=subject, event=source_event, assessment=assessment)
+
+        def queue(_session: object) -> None:
+            # Written by one task, those committed meanwhile together: one log transaction per batch of
+            # scores (a group of events scored in one inbox transaction), not one per score.
+            self._unlogged.append(entry)
+            if len(self._unlogged) == 1:
+                task = asyncio.get_running_loop().create_task(self._write_log())
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+        sa_event.listen(s.sync_session, "after_commit", queue, once=True)
+
+    async def _write_log(self) -> None:
+        entries, self._unlogged = self._unlogged, []
+        try:
+            await self.logs.append(*entries)
+        except Exception:  # the log records scores; it must not fail scoring (logs.py)
+            log.exception("fraud: could not log %d scores (%s …)", len(entries), entries[0].subject)
 
     async def log(self, *, user_id: str, subject: str, event: str, assessment: model.Assessment) -> None:
-        entry = LogEntry(id=uuid.uuid4().hex, user=f"users/{user_id}", subject=subject, event=event,
-                         score=assessment.score, factors=[dataclasses.asdict(f) for f in assessment.factors],
-                         action=assessment.action, model=assessment.model, reviewed=False, create_time=utcnow())
         try:
-            await self.logs.append(entry)
+            await self.logs.append(log_entry(user_id=user_id, subject=subject, event=event, assessment=assessment))
         except Exception:  # the log records scores; it must not fail scoring (logs.py)
             log.exception("fraud: could not log the score of %s", subject)
 
@@ -167,6 +181,12 @@ class Engine:
                 raise
             except Exception:
                 log.exception("fraud training failed; next try in %ss", period_seconds)
+
+
+def log_entry(*, user_id: str, subject: str, event: str, assessment: model.Assessment) -> LogEntry:
+    return LogEntry(id=uuid.uuid4().hex, user=f"users/{user_id}", subject=subject, event=event,
+                    score=assessment.score, factors=[dataclasses.asdict(f) for f in assessment.factors],
+                    action=assessment.action, model=assessment.model, reviewed=False, create_time=utcnow())
 
 
 def factors_of(assessment: model.Assessment) -> list[risk_pb2.RiskFactor]:

@@ -36,7 +36,8 @@ class LogEntry:
 
 
 class FraudLogs(Protocol):
-    async def append(self, entry: LogEntry) -> None: ...
+    async def append(self, *entries: LogEntry) -> None:
+        """Writes the entries together (one transaction, one insert_many)."""
 
     async def of_user(self, user: str, *, limit: int = 50, after: Position | None = None) -> list[LogEntry]:
         """The user's entries, newest first (by time, then id), from after `after` (a page's last entry)."""
@@ -49,9 +50,9 @@ class RelationalLogs:
     def __init__(self, db: Database):
         self.db = db
 
-    async def append(self, entry: LogEntry) -> None:
+    async def append(self, *entries: LogEntry) -> None:
         async with self.db.transaction() as s:
-            await s.execute(store.fraud_logs.insert().values(store.log_values(dataclasses.asdict(entry))))
+            await s.execute(store.fraud_logs.insert(), [store.log_values(dataclasses.asdict(e)) for e in entries])
 
     async def of_user(self, user: str, *, limit: int = 50, after: Position | None = None) -> list[LogEntry]:
         t = store.fraud_logs
@@ -82,11 +83,12 @@ class MongoLogs:
             await self._logs.create_index([("subject", 1)])
             self._indexed = True
 
-    async def append(self, entry: LogEntry) -> None:
+    async def append(self, *entries: LogEntry) -> None:
         await self._ensure_indexes()
-        doc = dataclasses.asdict(entry)
-        doc["_id"] = doc.pop("id")
-        await self._logs.insert_one(doc)
+        docs = [dataclasses.asdict(e) for e in entries]
+        for doc in docs:
+            doc["_id"] = doc.pop("id")
+        await self._logs.insert_many(docs)
 
     async def of_user(self, user: str, *, limit: int = 50, after: Position | None = None) -> list[LogEntry]:
         query: dict[str, Any] = {"user": user}

@@ -204,8 +204,11 @@ async def pyspy(pid: int | None, name: str) -> AsyncIterator[None]:
         return
     out = Path(PYSPY_DIR) / (name.replace(" ", "_").replace("/", "_") + ".txt")
     out.parent.mkdir(parents=True, exist_ok=True)
+    # BENCH_PYSPY_GIL=1: only samples holding the GIL. uvloop waits in epoll with it released, so idle time
+    # (which py-spy does not always tell from work: suspended awaits showed as busy) drops out.
+    gil = ["--gil"] if os.environ.get("BENCH_PYSPY_GIL") else []
     spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--format",
-                            "raw", "--threads", "--nonblocking", "--rate", "200", "--output", str(out)],
+                            "raw", "--threads", "--nonblocking", *gil, "--rate", "200", "--output", str(out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     await asyncio.sleep(0.5)  # attached
     try:

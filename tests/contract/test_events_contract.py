@@ -165,6 +165,44 @@ async def test_inbox_applies_a_replayed_event_once(db, bus):
     assert await applied_counts(db) == {"users/u1": 1}
 
 
+async def envelopes(db, *users: str) -> list[bytes]:
+    """UserCreated envelopes, as the outbox stores them (left unpublished: no relay runs)."""
+    async with db.transaction() as s:
+        for u in users:
+            await emit(s, auth_events.UserCreated(user=u))
+        return list((await s.execute(sa.select(outbox.c.body).order_by(outbox.c.id))).scalars())
+
+
+async def test_events_arriving_together_are_applied_in_one_transaction_each_once(db):
+    sessions = []
+
+    async def effect(s, event: auth_events.UserCreated):
+        sessions.append(s)
+        await s.execute(applied.insert().values(event_id=event.user))
+
+    handle = inbox_handler(db, "c.group", {auth_events.UserCreated: effect})
+    bodies = await envelopes(db, "users/a", "users/b", "users/c")
+    # As the broker hands over a prefetch: all at once, one of them twice (a redelivery).
+    await asyncio.gather(*(handle(b) for b in [*bodies, bodies[1]]))
+    assert await applied_counts(db) == {"users/a": 1, "users/b": 1, "users/c": 1}
+    assert len({id(s) for s in sessions[1:]}) == 1, "those queued behind the first are applied together"
+
+
+async def test_a_failing_event_fails_alone_and_the_rest_of_its_group_is_applied(db):
+    async def effect(s, event: auth_events.UserCreated):
+        await s.execute(applied.insert().values(event_id=event.user))
+        if event.user == "users/bad":
+            raise RuntimeError("this one cannot be applied yet")
+
+    handle = inbox_handler(db, "c.group-failure", {auth_events.UserCreated: effect})
+    bodies = await envelopes(db, "users/a", "users/b", "users/bad", "users/c")
+    results = await asyncio.gather(*(handle(b) for b in bodies), return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["NoneType", "NoneType", "RuntimeError", "NoneType"]
+    assert await applied_counts(db) == {"users/a": 1, "users/b": 1, "users/c": 1}
+    await handle(bodies[0])  # processed already: not again
+    assert await applied_counts(db) == {"users/a": 1, "users/b": 1, "users/c": 1}
+
+
 async def test_a_payload_of_the_wrong_type_is_dead_lettered(db, bus):
     async def effect(s, event: auth_events.UserCreated):
         await s.execute(applied.insert().values(event_id=event.user))
@@ -283,6 +321,40 @@ async def test_an_outside_effect_runs_with_no_transaction_open_and_once(db, bus)
     await bus.publish("user.created", marker, marker_id)
     await eventually(lambda: asyncio.sleep(0, "users/marker" in sent), timeout=30)
     assert sent == ["users/u9", "users/u9", "users/marker"]
+
+
+async def test_a_commit_wakes_only_the_relay_of_its_own_database(tmp_path):
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+    dbs = [await make_db("sqlite", tmp_path / name, info=producer(f"{name}{uuid.uuid4().hex[:8]}", None))
+           for name in ("one", "two")]
+    bus = await make_bus("inprocess")
+    drains = {0: 0, 1: 0}
+
+    class Counted(Relay):
+        def __init__(self, i: int):
+            super().__init__(dbs[i], bus, poll_seconds=30)
+            self.i = i
+
+        async def drain_once(self) -> int:
+            drains[self.i] += 1
+            return await super().drain_once()
+
+    relays = [Counted(0), Counted(1)]
+    for r in relays:
+        r.start()
+    try:
+        await eventually(lambda: asyncio.sleep(0, drains == {0: 1, 1: 1}))  # each looked once on starting
+        async with dbs[0].transaction() as s:
+            await emit(s, email("one@ok"))
+        await eventually(lambda: asyncio.sleep(0, drains[0] >= 3))  # published (1), then found none (2)
+        assert drains[1] == 1, "the other database's relay was not woken"
+    finally:
+        for r in relays:
+            await r.stop()
+        await drop_bus(bus)
+        for d in dbs:
+            await drop_database(d)
 
 
 class _Outage:

@@ -65,3 +65,37 @@ async def test_pages_follow_each_other_without_gaps_or_repeats(logs):
         seen += page
         after = (page[-1].create_time, page[-1].id)
     assert [e.id for e in seen] == [e.id for e in sorted(written, key=lambda e: (e.create_time, e.id), reverse=True)]
+
+
+async def test_entries_written_together_come_back_as_written(logs):
+    together = [entry("users/a", f"pets/{i}", i) for i in range(3)]
+    await logs.append(*together)  # the engine's batch of scores committed together
+    assert await logs.of_user("users/a") == together[::-1]
+
+
+async def test_scores_committed_together_are_logged_in_one_write(tmp_path):
+    """A group of events scored in one inbox transaction: one log write for their scores, not one each."""
+    from ml.fraud import model
+    from ml.fraud.engine import Engine
+
+    class Counted(RelationalLogs):
+        writes: list[int] = []
+
+        async def append(self, *entries: LogEntry) -> None:
+            self.writes.append(len(entries))
+            await super().append(*entries)
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/fraud.sqlite3", None)
+    await migrate_service(db, REGISTRY["fraud"].load().migrations)
+    try:
+        engine = Engine(db, Counted(db))
+        scored = model.Assessment(score=0.1, action="none", factors=(), features=(0.0,), model="rules")
+        async with db.transaction() as s:
+            for i in range(3):
+                await engine.record(s, subject=f"rooms/r/messages/{i}", user_id="a", assessment=scored,
+                                    source_event=f"e{i}")
+        await engine.settle()
+        assert Counted.writes == [3]
+        assert len(await engine.logs.of_user("users/a")) == 3
+    finally:
+        await db.dispose()

@@ -89,6 +89,11 @@ def test_the_registry_refuses_what_cannot_run():
     ordered = Registry([spec("front", 1, peers=("core",)),
                         ServiceSpec(name="core", module="x:Y", contracts=(user,), port=2)]).target("all")
     assert [s.name for s in ordered] == ["core", "front"], "peers start first"
+    two = Registry([spec("front", 1, peers=("core",)),
+                    ServiceSpec(name="core", module="x:Y", contracts=(user,), port=2)])
+    assert [s.name for s in two.target("front,core")] == ["core", "front"], "a list of services, peers first"
+    with pytest.raises(ValueError, match="'nope'"):
+        two.target("front,nope")
 
 
 def test_parse_name():
