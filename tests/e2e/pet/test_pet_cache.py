@@ -142,7 +142,8 @@ async def test_a_page_of_built_pets_is_read_in_one_statement(api: Api, monkeypat
     reading = db.reading
 
     async def counted(fn):
-        snapshots.append(fn)
+        if fn.__module__ == "services.pet.api":  # not the outbox relay's poll, which reads this database too
+            snapshots.append(fn)
         return await reading(fn)
     monkeypatch.setattr(db, "reading", counted)
     first = await api.pet.ListPets(listed)
