@@ -12,7 +12,8 @@ For working on a profile: BENCH_PROFILES=embedded (or real) runs one profile; BE
 cases whose name holds one of the words (the baselines always run); BENCH_PYSPY=DIR records each measured case
 of the platform process with py-spy into DIR/<profile>-<case>.txt (collapsed stacks: tests/bench/pyspy.py sums
 them; the own-process edge rows record the edge's process, whose share of the CPU they also print);
-BENCH_EVENT_LOOP=asyncio (or uvloop) the event loop of the platform and of the baseline."""
+BENCH_EVENT_LOOP=asyncio (or uvloop) the platform's event loop; BENCH_BARE_LOOP=uvloop the baseline's (default:
+asyncio's own, as grpc.aio runs out of the box)."""
 from __future__ import annotations
 
 import asyncio
