@@ -93,7 +93,8 @@ class ChatStore(Protocol):
         """`user_id`'s rooms by (activity_time, id) descending, after the position; size + 1 at most."""
 
     async def peers(self, *, user_id: str) -> set[str]:
-        """Everyone sharing a room with `user_id`."""
+        """Everyone sharing an open room with `user_id`: whom their presence is told to, and whose they are
+        told (an unmatch or a block closes the room, and with it that)."""
 
     async def members(self, *, room_id: str, user_id: str) -> list[str]:
         """The room's members, sorted; NotMember if `user_id` is not one. Members never change, so an

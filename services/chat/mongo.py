@@ -162,7 +162,7 @@ class MongoChatStore:
         return [await self._record(d, user_id) async for d in found]
 
     async def peers(self, *, user_id: str) -> set[str]:
-        return set(await self._rooms.distinct("member_ids", {"member_ids": user_id})) - {user_id}
+        return set(await self._rooms.distinct("member_ids", {"member_ids": user_id, "state": OPEN})) - {user_id}
 
     async def members(self, *, room_id: str, user_id: str) -> list[str]:
         found = self._kept.get(room_id)

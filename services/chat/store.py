@@ -185,7 +185,8 @@ class SqlChatStore:
             return await self._records(s, (await s.execute(query)).all(), user_id)
 
     async def peers(self, *, user_id: str) -> set[str]:
-        mine = sa.select(memberships.c.room_id).where(memberships.c.user_id == user_id)
+        mine = sa.select(memberships.c.room_id).join(rooms, rooms.c.id == memberships.c.room_id).where(
+            memberships.c.user_id == user_id, rooms.c.state == OPEN)
         async with self.db.read() as s:
             rows = await s.scalars(sa.select(memberships.c.user_id).where(memberships.c.room_id.in_(mine),
                                                                       memberships.c.user_id != user_id).distinct())

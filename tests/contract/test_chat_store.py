@@ -180,6 +180,10 @@ async def test_only_members_reach_a_room(h: Harness):
     assert await h.store.peers(user_id=B) == {A, C}
     assert await h.store.peers(user_id=A) == {B}
     assert [r.id for r in await h.store.rooms(user_id=C, after=None, size=10)] == [other]
+    # A closed room (unmatched, blocked) shares no presence any more.
+    await h.in_tx(lambda tx: h.store.close_rooms(tx, room_id=room, now=utcnow()))
+    assert await h.store.peers(user_id=B) == {C}
+    assert await h.store.peers(user_id=A) == set()
 
 
 async def test_a_room_opens_once_and_closed_rooms_are_read_only(h: Harness):
