@@ -54,6 +54,8 @@ def current_event() -> event_pb2.EventEnvelope | None:
 
 
 GROUP = 64  # events one transaction applies at most
+# A delivered event waiting its turn: its envelope, payload, effect, and what its delivery awaits.
+Queued = tuple[event_pb2.EventEnvelope, Any, Effect | Outside, asyncio.Future[None]]
 
 
 def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
@@ -65,7 +67,7 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
     If the group's transaction fails, each of its events is applied again alone in a transaction of its
     own: one event's failure (retried by the bus, parked after its limit) never fails the others."""
     by_type = {event_type(kind): effect for kind, effect in effects.items()}
-    queued: list[tuple[event_pb2.EventEnvelope, Any, Effect | Outside, asyncio.Future[None]]] = []
+    queued: list[Queued] = []
     # SQLite has one writer for the whole service: a group holds it for all its events, and under load
     # (seconds per statement) a group of nine sign-ups held auth's for 36 s while logins waited. One event
     # per transaction there; PostgreSQL's writers do not wait on each other's groups.
@@ -115,7 +117,22 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
         finally:
             _current.reset(token)
 
-    async def apply(group: list[tuple[event_pb2.EventEnvelope, Any, Effect | Outside, asyncio.Future[None]]]) -> None:
+    def take() -> list[Queued]:
+        """The next group: an Outside event alone, else up to `limit` queued events in a row that are not."""
+        size = 1
+        if not isinstance(queued[0][2], Outside):
+            while size < min(limit, len(queued)) and not isinstance(queued[size][2], Outside):
+                size += 1
+        group = queued[:size]
+        del queued[:size]
+        return group
+
+    async def apply(group: list[Queued]) -> None:
+        envelope, payload, effect, _ = group[0]
+        if isinstance(effect, Outside):  # alone in its group (take)
+            with span(envelope):
+                await outside(envelope, payload, effect)
+            return
         async with db.transaction() as s:
             new = await record(s, [envelope for envelope, _, _, _ in group])
             for envelope, payload, effect, _ in group:
@@ -123,7 +140,7 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
                     log.info("%s: duplicate event %s ignored", consumer, envelope.id)
                     continue
                 new.discard(envelope.id)
-                assert not isinstance(effect, Outside)  # applied alone, by outside()
+                assert not isinstance(effect, Outside)  # take() keeps them apart
                 token = _current.set(envelope)
                 try:
                     with span(envelope):
@@ -133,25 +150,7 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
 
     async def write_queued() -> None:
         while queued:
-            envelope, payload, effect, done = queued[0]
-            if isinstance(effect, Outside):
-                del queued[0]
-                try:
-                    with span(envelope):
-                        await outside(envelope, payload, effect)
-                except Exception as e:
-                    done.set_exception(e)
-                else:
-                    done.set_result(None)
-                finally:
-                    if not done.done():
-                        done.set_exception(RuntimeError(f"{consumer}: stopped before the event was applied"))
-                continue
-            size = 0
-            while size < limit and size < len(queued) and not isinstance(queued[size][2], Outside):
-                size += 1
-            group = queued[:size]
-            del queued[:size]
+            group = take()
             try:
                 try:
                     await apply(group)
