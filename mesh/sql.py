@@ -356,14 +356,10 @@ class Database:
         if self._sync_reads is not None:
             with self._sync_reads.connect() as conn, conn.begin():
                 return await fn(cast(AsyncSession, _SyncRead(conn)))
-        try:
+        async def attempt() -> T:
             async with self.read() as s:
                 return await fn(s)
-        except sa.exc.DBAPIError as e:
-            if not e.connection_invalidated:
-                raise
-        async with self.read() as s:
-            return await fn(s)
+        return await _again_if_dropped(attempt)
 
     async def select(self, statement: sa.Select[*tuple[Any, ...]], params: Mapping[str, Any]) -> list[Row]:
         """The rows of one SELECT, which is its own snapshot: run in no transaction, it costs one round trip on
@@ -375,14 +371,10 @@ class Database:
         if self._sync_reads is not None:
             with self._sync_single.connect() as conn:
                 return list(conn.execute(statement, params))
-        try:
+        async def attempt() -> list[Row]:
             async with self._single.connect() as conn:
                 return list(await conn.execute(statement, params))
-        except sa.exc.DBAPIError as e:
-            if not e.connection_invalidated:
-                raise
-        async with self._single.connect() as conn:
-            return list(await conn.execute(statement, params))
+        return await _again_if_dropped(attempt)
 
     async def migrate(self, migrations: Path, revision: str = "head", *, version_table: str = "alembic_version",
                       other_tables: Collection[str] = ()) -> None:
@@ -409,6 +401,17 @@ class Database:
         for sync in (self._sync_reads, self._sync_writes):
             if sync is not None:
                 sync.dispose()
+
+
+async def _again_if_dropped(attempt: Callable[[], Awaitable[T]]) -> T:
+    """attempt(), once more if its connection was dropped (a database restart, a recycled connection): the
+    pool hands out a fresh one then, so a read needs no pre-ping round trip."""
+    try:
+        return await attempt()
+    except sa.exc.DBAPIError as e:
+        if not e.connection_invalidated:
+            raise
+    return await attempt()
 
 
 _Holder = tuple[asyncio.Task | None, float, FrameType | None]
