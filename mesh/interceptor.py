@@ -189,10 +189,11 @@ class ServerInterceptor:
             request_id = request_id_from(md.get("x-request-id"))
             client_address.bind(client_address.resolve(md, context.peer(), edge_key))
             structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
-            # Headers wait for the first response (or send_headers): a call refused up front is then
-            # trailers-only, which tells the edge to answer with an HTTP error, not a 200 stream.
-            # Health probes and reflection get none: gRPC cannot send headers in the response's own
-            # batch, and a probe has nothing to correlate.
+            # A stream's headers wait for its first response (or send_headers): a call refused up front is
+            # then trailers-only, which tells the edge to answer with an HTTP error, not a 200 stream. A
+            # one-response call carries the id in its trailers: gRPC cannot put headers of ours in the
+            # response's own batch, and a batch of their own cost a tenth of a GetPet. Health probes and
+            # reflection get none: a probe has nothing to correlate.
             _pending_headers.set(None if infrastructure else (("x-request-id", request_id),))
             p = await verifier.authenticate(md.get("authorization"), access)
             if access in STAFF_ACCESS and (p is None or not p.admitted(access)):
@@ -265,7 +266,8 @@ class ServerInterceptor:
                     try:
                         await prologue(md, context)
                         response = await invoke(request, context)
-                        await send_headers(context)
+                        if (headers := _pending_headers.get()) is not None:
+                            context.set_trailing_metadata(headers)
                     finally:
                         if not infrastructure:
                             in_flight.leave()
