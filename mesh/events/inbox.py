@@ -91,7 +91,11 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
         if writer is None or writer.done():
             writer = asyncio.create_task(write_queued(), name=f"inbox:{consumer}")
         # Shielded: a handler that goes away leaves its event to the group (the broker redelivers it unacked).
-        await asyncio.shield(done)
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            done.add_done_callback(_read_outcome)  # no one awaits it now: asyncio would log it as never retrieved
+            raise
 
     async def seen(s: AsyncSession, envelope: event_pb2.EventEnvelope) -> bool:
         if await s.scalar(sa.select(sa.func.count()).select_from(inbox).where(
@@ -174,6 +178,11 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
                         done.set_exception(RuntimeError(f"{consumer}: stopped before the event was applied"))
 
     return handle
+
+
+def _read_outcome(done: asyncio.Future) -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 async def subscribe(bus: Bus, db: Database, consumer: str, effects: Effects) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import datetime as dt
 import uuid
 
@@ -226,6 +227,38 @@ async def test_a_failing_event_fails_alone_and_the_rest_of_its_group_is_applied(
     assert await applied_counts(db) == {"users/a": 1, "users/b": 1, "users/c": 1}
     await handle(bodies[0])  # processed already: not again
     assert await applied_counts(db) == {"users/a": 1, "users/b": 1, "users/c": 1}
+
+
+async def test_a_handler_gone_before_its_event_failed_leaves_no_unread_error(db):
+    """A delivery cancelled while its event waits (the consumer stopping): the group still settles the event, and
+    its failure is nobody's to read, rather than an asyncio 'exception was never retrieved' error in the logs."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def effect(s, event: auth_events.UserCreated):
+        started.set()
+        await release.wait()
+        raise RuntimeError("cannot be applied now")
+
+    handle = inbox_handler(db, "c.gone", {auth_events.UserCreated: effect})
+    (body,) = await envelopes(db, "users/a")
+    delivery = asyncio.create_task(handle(body))
+    await started.wait()
+    delivery.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await delivery
+    unread = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: unread.append(context))
+    try:
+        release.set()
+        writer = next(t for t in asyncio.all_tasks() if t.get_name() == "inbox:c.gone")
+        await writer
+        del writer
+        gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert unread == []
 
 
 async def test_a_payload_of_the_wrong_type_is_dead_lettered(db, bus):
