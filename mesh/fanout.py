@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class RedisFanout:
     once, and again once it is back), and the shared pool for publishing."""
 
     RECONNECT_SECONDS = 0.5
+    # Idle this long, the connection is pinged; silent for twice this, it is taken as lost.
+    HEARTBEAT_SECONDS = 5.0
 
     def __init__(self, url: str, prefix: str = ""):
         self._url = url
@@ -97,14 +99,24 @@ class RedisFanout:
             try:
                 self._pubsub = client.pubsub()
                 await self._pubsub.subscribe(*(self._prefix + c for c in self._listeners))
-                async for message in self._pubsub.listen():
-                    channel = message["channel"].decode()[len(self._prefix):]
+                pinged = False
+                while True:
+                    message = await self._pubsub.get_message(timeout=self.HEARTBEAT_SECONDS)
+                    if message is None:
+                        if pinged:  # a partition, or a Redis that hangs: nothing would ever say so
+                            raise RedisConnectionError("Redis did not answer the fan-out's ping")
+                        await self._pubsub.ping()
+                        pinged = True
+                        continue
+                    pinged = False
                     if message["type"] == "subscribe":
+                        channel = message["channel"].decode()[len(self._prefix):]
                         self._subscribed[channel].set()
                         if missed and all(e.is_set() for e in self._subscribed.values()):
                             missed = False  # what was published while the connection was down is gone
                             self._tell(lambda entry: entry.on_gap())
                     elif message["type"] == "message":
+                        channel = message["channel"].decode()[len(self._prefix):]
                         for entry in self._listeners.get(channel, ()):
                             try:
                                 entry.receiver(message["data"])

@@ -1,5 +1,6 @@
 """The fan-out port, every adapter: a listener hears what is published once listen() returns, and the
-Redis adapter tells its listeners at once when its connection is lost, and again once it is back."""
+Redis adapter tells its listeners at once when its connection is lost (closed, or silent past its heartbeat),
+and again once it is back."""
 from __future__ import annotations
 
 import uuid
@@ -64,5 +65,25 @@ async def test_a_lost_connection_is_told_at_once_and_its_return_as_a_gap(proxy):
         async def heard():
             return got == [b"after"]
         await until(heard, what="a message after the reconnection heard")
+    finally:
+        await fanout.close()
+
+
+async def test_a_silent_connection_is_found_lost_by_its_heartbeat(proxy, monkeypatch):
+    monkeypatch.setattr(RedisFanout, "HEARTBEAT_SECONDS", 0.2)
+    fanout = RedisFanout(f"redis://127.0.0.1:{proxy.port}/0", f"test:{uuid.uuid4().hex}:")
+    told: list[str] = []
+    await fanout.listen("a", lambda data: None, lambda: told.append("gap"), lambda: told.append("lost"))
+    try:
+        proxy.stall()  # a partition: no reset, no close, just silence
+
+        async def lost():
+            return told == ["lost"]
+        await until(lost, what="the silent connection taken as lost")
+        proxy.up()
+
+        async def back():
+            return told == ["lost", "gap"]
+        await until(back, what="the gap told once listening again")
     finally:
         await fanout.close()

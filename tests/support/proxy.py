@@ -11,6 +11,7 @@ class CuttableProxy:
         self.upstream = upstream
         self.writers: set[asyncio.StreamWriter] = set()
         self.refusing = False
+        self.stalled = False  # data is dropped, connections kept: a partition nobody is told of
         self.cuts = 0
 
     async def start(self) -> int:
@@ -27,8 +28,9 @@ class CuttableProxy:
         async def pipe(src, dst):
             try:
                 while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
+                    if not self.stalled:
+                        dst.write(data)
+                        await dst.drain()
             except (ConnectionError, OSError):
                 pass
             finally:
@@ -44,8 +46,12 @@ class CuttableProxy:
             w.transport.abort()
         self.writers.clear()
 
+    def stall(self) -> None:
+        """From now on, drops whatever is sent either way, and tells nobody (until up())."""
+        self.stalled = True
+
     def up(self) -> None:
-        self.refusing = False
+        self.refusing = self.stalled = False
 
     async def cut(self, down_for: float) -> None:
         self.down()
