@@ -77,6 +77,7 @@ class Edge:
         return LocalBank(self.channel_for, self.policy, secret)
 
     async def start(self, http_port: int | None = None, grpc_port: int | None = None) -> None:
+        self.rt.revocations.start()  # an edge in a process of its own has no server to start it
         verify = VerifyEmailPage(self.channel_for, self.policy)
         rest = RestEdge(self.s, self.bindings, self.policy, self.relay_channel_for, self.rt.blobs, self.streams,
                         self.decoder,

@@ -21,6 +21,13 @@ class Cache(Protocol):
         """Gives back one increment of the current window: a live counter goes down by one, never below
         zero, and keeps its expiry; a missing or expired counter stays missing."""
 
+    async def add_member(self, key: str, member: str, ttl_seconds: float) -> None:
+        """Adds `member` to the set at `key` for `ttl_seconds` (each member expires on its own; adding a
+        member again never shortens its life). The set goes with its last member."""
+
+    async def members(self, key: str) -> dict[str, float]:
+        """The live members of the set at `key`, each with the seconds it has left."""
+
     async def ping(self) -> None:
         """Raises if the backend is unreachable."""
 
@@ -36,6 +43,7 @@ class MemoryCache:
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._data: dict[str, tuple[bytes, float | None]] = {}
+        self._sets: dict[str, dict[str, float]] = {}  # key -> member -> when it expires
         self._next_sweep = clock() + self.SWEEP_EVERY_SECONDS
 
     def _live(self, key: str) -> tuple[bytes, float | None] | None:
@@ -75,6 +83,16 @@ class MemoryCache:
         if item and int(item[0]) > 0:
             self._store(key, str(int(item[0]) - 1).encode(), item[1])
 
+    async def add_member(self, key: str, member: str, ttl_seconds: float) -> None:
+        now = self._clock()
+        live = {m: e for m, e in self._sets.get(key, {}).items() if e > now}
+        live[member] = max(live.get(member, now), now + ttl_seconds)
+        self._sets[key] = live
+
+    async def members(self, key: str) -> dict[str, float]:
+        now = self._clock()
+        return {m: e - now for m, e in self._sets.get(key, {}).items() if e > now}
+
     async def ping(self) -> None:
         pass
 
@@ -103,6 +121,33 @@ end
 """
 
 
+# A sorted set scored by each member's expiry on the server's clock (replicas' clocks may differ): the
+# expired are dropped on each add, and the key lives as long as its longest-lived member.
+_ADD_MEMBER = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], 'GT', now + ttl, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+"""
+
+# Each live member and the milliseconds it has left.
+_MEMBERS = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local found = redis.call('ZRANGE', KEYS[1], '(' .. now, '+inf', 'BYSCORE', 'WITHSCORES')
+local left = {}
+for i = 1, #found, 2 do
+  left[#left + 1] = found[i]
+  left[#left + 1] = tonumber(found[i + 1]) - now
+end
+return left
+"""
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))  # Redis rejects a zero or negative expiry
 
@@ -117,6 +162,8 @@ class RedisCache:
         self._prefix = prefix
         self._incr = self._r.register_script(_INCR)
         self._decr = self._r.register_script(_DECR)
+        self._add_member = self._r.register_script(_ADD_MEMBER)
+        self._members = self._r.register_script(_MEMBERS)
 
     async def get(self, key: str) -> bytes | None:
         value = await self._r.get(self._prefix + key)
@@ -135,6 +182,13 @@ class RedisCache:
 
     async def decr(self, key: str) -> None:
         await self._decr(keys=[self._prefix + key])
+
+    async def add_member(self, key: str, member: str, ttl_seconds: float) -> None:
+        await self._add_member(keys=[self._prefix + key], args=[member, _ms(ttl_seconds)])
+
+    async def members(self, key: str) -> dict[str, float]:
+        found = await self._members(keys=[self._prefix + key])
+        return {found[i].decode(): int(found[i + 1]) / 1000 for i in range(0, len(found), 2)}
 
     async def ping(self) -> None:
         await self._r.ping()

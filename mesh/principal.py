@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import jwt
 
 from mesh import errors
-from mesh.cache import Cache
+from mesh.revocation import Revocations
 from petplatform.common.v1 import access_pb2
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,6 @@ def bind(p: Principal | None) -> contextvars.Token:
     return _current.set(p)
 
 
-def revoked_session_key(session_id: str) -> str:
-    return f"revoked-session:{session_id}"
-
-
 JwksSource = Callable[[], Awaitable[list[dict]]]
 
 
@@ -113,9 +109,10 @@ VERIFIED_KEPT = 10_000  # verified tokens a verifier keeps (cleared when full)
 class TokenVerifier:
     """Verifies ES256 access tokens against the auth service's JWKS (a KeySet)."""
 
-    def __init__(self, jwks: JwksSource, cache: Cache, *, issuer: str, ttl: float = 300, min_refetch: float = 10):
+    def __init__(self, jwks: JwksSource, revocations: Revocations, *, issuer: str, ttl: float = 300,
+                 min_refetch: float = 10):
         self._keys = KeySet(jwks, ttl=ttl, min_refetch=min_refetch)
-        self._cache = cache
+        self._revocations = revocations
         self._issuer = issuer
         self._verified: dict[str, tuple[str, dict]] = {}  # token -> its key id and claims, once verified
 
@@ -146,7 +143,7 @@ class TokenVerifier:
             claims = kept[1]  # its signature checked before, its key still trusted, not expired
         else:
             claims = await self._decode(token)
-        if await self._cache.get(revoked_session_key(claims["sid"])) is not None:
+        if await self._revocations.is_revoked(claims["sid"]):
             raise errors.unauthenticated("session revoked", "SESSION_REVOKED")
         amr = claims.get("amr")
         return Principal(user_id=claims["sub"], role=claims.get("role", "user"), session_id=claims["sid"],

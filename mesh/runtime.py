@@ -19,6 +19,7 @@ from mesh.presence import Presence, make_presence
 from mesh.events import (Bus, Effects, Handler, InProcessBus, Relay, event_table_names, event_type,
                          migrate_event_tables, producer)
 from mesh.principal import TokenVerifier
+from mesh.revocation import Revocations
 from mesh.sql import Database, database_url
 
 if TYPE_CHECKING:
@@ -73,7 +74,8 @@ class Runtime:
             s3_endpoint=settings.s3_endpoint, s3_access_key=settings.s3_access_key,
             s3_secret_key=settings.s3_secret_key.get_secret_value(), s3_bucket=settings.s3_bucket,
             s3_secure=settings.s3_secure, data_dir=settings.data_dir)
-        self.verifier = TokenVerifier(lambda: jwks(self), self.cache, issuer=settings.jwt_issuer,
+        self.revocations = Revocations(self.cache, self.fanout)
+        self.verifier = TokenVerifier(lambda: jwks(self), self.revocations, issuer=settings.jwt_issuer,
                                       ttl=settings.jwks_cache_seconds, min_refetch=settings.jwks_min_refetch_seconds)
         self._channels: dict[tuple[str, bool], grpc.aio.Channel] = {}
 
@@ -98,11 +100,13 @@ class Runtime:
 
     async def start(self) -> None:
         await self.bus.start()
+        self.revocations.start()
 
     async def close(self) -> None:
         for ch in self._channels.values():
             await ch.close()
         await self.bus.close()
+        await self.revocations.close()
         await self.fanout.close()
         await self.presence.close()
         await self.cache.close()

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mesh import client_address, errors, pagination, principal
 from mesh.cache import Cache
+from mesh.revocation import Revocations
 from mesh.config import Settings
 from mesh.events import emit
 from mesh.resources import check_display_name, decode_page_token, new_id, page_size, parse_name, timestamp
@@ -63,9 +64,10 @@ async def new_verification_email(session: AsyncSession, settings: Settings, acco
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, db: Database, cache: Cache, settings: Settings, keys: SigningKeys, providers: Providers,
-                 secret_box: SecretBox):
+    def __init__(self, db: Database, cache: Cache, revocations: Revocations, settings: Settings, keys: SigningKeys,
+                 providers: Providers, secret_box: SecretBox):
         self.db = db
+        self.revocations = revocations
         self.secret_box = secret_box
         self.cache = cache
         self.s = settings
@@ -270,7 +272,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         suspension past its end is lifted here if the sweep has not yet done so."""
         if domain.suspension_lapsed(account, utcnow()):
             async with self.db.transaction() as s:
-                await moderation.end_lapsed_suspension(s, self.cache, account.id,
+                await moderation.end_lapsed_suspension(s, self.revocations, account.id,
                                                        access_token_ttl=self.s.access_token_ttl_seconds)
             return
         refused = domain.sign_in_refused(account, utcnow())
@@ -291,8 +293,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             for family_id in family_ids:
                 await store.revoke_refresh_token_family(s, family_id, utcnow())
         for family_id in family_ids:
-            await self.cache.set(principal.revoked_session_key(family_id), b"1",
-                                 ttl_seconds=self.s.access_token_ttl_seconds + 60)
+            await self.revocations.revoke(family_id, ttl_seconds=self.s.access_token_ttl_seconds + 60)
 
     async def _dummy(self) -> str:
         if self._dummy_hash is None:
@@ -546,7 +547,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                                                      "first", "LAST_ADMIN")
                 await store.set_role(s, user_id, role)
                 # Tokens carry the role: the account signs in again to act with the new one.
-                await moderation.end_sessions(s, self.cache, user_id, access_token_ttl=self.s.access_token_ttl_seconds)
+                await moderation.end_sessions(s, self.revocations, user_id,
+                                              access_token_ttl=self.s.access_token_ttl_seconds)
                 await emit(s, auth_events.UserRoleChanged(user=request.name, role=domain.ROLES[role],
                                                           previous_role=domain.ROLES[account.role],
                                                           actor=caller.resource_name))
@@ -573,7 +575,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                     raise errors.permission_denied("only admins change a staff account's status", "ADMIN_ONLY")
                 if account.status == "banned" and status != "banned":
                     raise errors.permission_denied("only admins lift a ban", "ADMIN_ONLY")
-            await moderation.change_status(s, self.cache, account, status=status, reason=reason,
+            await moderation.change_status(s, self.revocations, account, status=status, reason=reason,
                                            actor=caller.resource_name, case="", end_time=end_time,
                                            access_token_ttl=self.s.access_token_ttl_seconds)
             row = await store.get_account(s, user_id)

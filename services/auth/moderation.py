@@ -7,8 +7,8 @@ from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mesh import client_address, principal
-from mesh.cache import Cache
+from mesh import client_address
+from mesh.revocation import Revocations
 from mesh.events import emit
 from mesh.resources import timestamp
 from mesh.sql import Row, utcnow
@@ -16,7 +16,7 @@ from petplatform.auth.v1 import events_pb2 as auth_events
 from services.auth import domain, store
 
 
-async def end_sessions(s: AsyncSession, cache: Cache, account_id: str, *, access_token_ttl: int) -> int:
+async def end_sessions(s: AsyncSession, revocations: Revocations, account_id: str, *, access_token_ttl: int) -> int:
     """Ends every live session of an account: refresh tokens in this transaction, access tokens through the
     revocation list every interceptor checks. The list is written before the commit: should the commit fail,
     the sessions are only ended early (and the caller's retry or the event's redelivery ends them in the
@@ -25,12 +25,12 @@ async def end_sessions(s: AsyncSession, cache: Cache, account_id: str, *, access
     ids = [r.id for r in await store.live_sessions(s, account_id, now)]
     for session_id in ids:
         await store.revoke_refresh_token_family(s, session_id, now)
-        await cache.set(principal.revoked_session_key(session_id), b"1", ttl_seconds=access_token_ttl + 60)
+        await revocations.revoke(session_id, ttl_seconds=access_token_ttl + 60)
     return len(ids)
 
 
-async def change_status(s: AsyncSession, cache: Cache, account: Row, *, status: str, reason: str, actor: str,
-                        case: str, access_token_ttl: int, end_time: dt.datetime | None = None) -> bool:
+async def change_status(s: AsyncSession, revocations: Revocations, account: Row, *, status: str, reason: str,
+                        actor: str, case: str, access_token_ttl: int, end_time: dt.datetime | None = None) -> bool:
     """Sets an account's status (the row locked by the caller) and emits user.status_changed; a suspension or
     ban ends its sessions. `end_time`: when a suspension ends by itself. False, changing nothing, when it has
     that status (and end) already (a replay, a repeat)."""
@@ -39,20 +39,21 @@ async def change_status(s: AsyncSession, cache: Cache, account: Row, *, status: 
     await store.set_status(s, account.id, status=status, reason="" if status == "active" else reason,
                            case=case or None, now=utcnow(), end_time=end_time)
     if status != "active":
-        await end_sessions(s, cache, account.id, access_token_ttl=access_token_ttl)
+        await end_sessions(s, revocations, account.id, access_token_ttl=access_token_ttl)
     await emit(s, auth_events.UserStatusChanged(
         user=f"users/{account.id}", status=domain.STATUSES[status], previous_status=domain.STATUSES[account.status],
         reason=reason, actor=actor, case=case, end_time=timestamp(end_time)))
     return True
 
 
-async def end_lapsed_suspension(s: AsyncSession, cache: Cache, account_id: str, *, access_token_ttl: int) -> bool:
+async def end_lapsed_suspension(s: AsyncSession, revocations: Revocations, account_id: str, *,
+                                access_token_ttl: int) -> bool:
     """Reinstates an account whose suspension has reached its end time (and tells, in user.status_changed, so
     that the pets held for it come back); False when it is not, or no longer, such an account."""
     account = await store.lock_account(s, account_id)
     if account is None or not domain.suspension_lapsed(account, utcnow()):
         return False
-    return await change_status(s, cache, account, status="active", reason="the suspension ended", actor="",
+    return await change_status(s, revocations, account, status="active", reason="the suspension ended", actor="",
                                case="", access_token_ttl=access_token_ttl)
 
 

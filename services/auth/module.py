@@ -38,8 +38,9 @@ class AuthModule(ServiceModule):
         self._sweeper: asyncio.Task | None = None
 
     def servicers(self) -> Mapping[str, object]:
-        return {"petplatform.auth.v1.AuthService": AuthServicer(self.db, self.rt.cache, self.rt.settings, self.keys,
-                                                                  self.providers, self.secret_box)}
+        return {"petplatform.auth.v1.AuthService": AuthServicer(self.db, self.rt.cache, self.rt.revocations,
+                                                                  self.rt.settings, self.keys, self.providers,
+                                                                  self.secret_box)}
 
     def consumers(self) -> Mapping[str, Effects]:
         settings = self.rt.settings
@@ -81,7 +82,7 @@ class AuthModule(ServiceModule):
             status = "banned" if event.action == Action.ACTION_BAN_USER else "suspended"
             if account.status == "banned":
                 return  # a ban outweighs a suspension, and is lifted only by its own reversal or an admin
-        await moderation.change_status(s, self.rt.cache, account, status=status, reason=event.reason, actor="",
+        await moderation.change_status(s, self.rt.revocations, account, status=status, reason=event.reason, actor="",
                                        case=event.case, access_token_ttl=self.rt.settings.access_token_ttl_seconds)
 
     async def start(self) -> None:
@@ -113,7 +114,7 @@ class AuthModule(ServiceModule):
             for account_id in due:
                 async with self.db.transaction() as s:
                     ended += await moderation.end_lapsed_suspension(
-                        s, self.rt.cache, account_id, access_token_ttl=self.rt.settings.access_token_ttl_seconds)
+                        s, self.rt.revocations, account_id, access_token_ttl=self.rt.settings.access_token_ttl_seconds)
             if len(due) < 100:
                 return ended
 

@@ -319,13 +319,17 @@ BARE, FLOOR, GET, LIST = ("bare grpc.aio health Check", "health Check, our serve
 # The edge as production deploys it, a process (pod) of its own in front of the services' process, its one core
 # not shared with them: issue 8's edge ratio, measured both ways.
 SPLIT_GET, SPLIT_LIST = "GetPet via own-process edge REST", "ListPets(20) via own-process edge REST"
+# GetPet as a signed-in app calls it (someone else's pet: an owner reads past the cache): the token verified and
+# its session checked against the revoked ones, by the edge and again by the service in the SPLIT_ row.
+GET_SIGNED_IN, SPLIT_GET_SIGNED_IN = "GetPet direct gRPC, signed in", "GetPet signed in, own-process edge REST"
 BARE_AGAIN = "bare grpc.aio health Check, again (drift)"  # after the others: how much the machine moved meanwhile
-SHORT = {BARE: "bare", GET: "GetPet direct", LIST: "ListPets direct"}
+SHORT = {BARE: "bare", GET: "GetPet direct", GET_SIGNED_IN: "signed in direct", LIST: "ListPets direct"}
 # call: (the call it is divided by, issue 8's goal for that ratio)
 RATIOS = {
-    FLOOR: (BARE, 0.8), GET: (BARE, 0.5), LIST: (BARE, 0.2), "ListPets(20) dogs near, by distance": (BARE, None),
+    FLOOR: (BARE, 0.8), GET: (BARE, 0.5), GET_SIGNED_IN: (BARE, None), LIST: (BARE, 0.2),
+    "ListPets(20) dogs near, by distance": (BARE, None),
     "GetPet via edge REST": (GET, 0.7), "GetPet via edge gRPC-Web": (GET, None),
-    SPLIT_GET: (GET, 0.7), SPLIT_LIST: (LIST, None),
+    SPLIT_GET: (GET, 0.7), SPLIT_LIST: (LIST, None), SPLIT_GET_SIGNED_IN: (GET_SIGNED_IN, None),
     "GetPet via edge gRPC pass-through": (GET, None), "ListPets(20) via edge REST": (LIST, None),
     "ListPets(20) via edge gRPC-Web": (LIST, None), "ListPets(20) via edge gRPC pass-through": (LIST, None),
     marketplace.BOOK: (BARE, None), marketplace.SLOTS: (BARE, None), marketplace.SLOTS_ALONE: (BARE, None),
@@ -378,6 +382,10 @@ async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthSt
                                                                display_name="Bench"))).account.name
         token = (await auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))).access_token
         md = (("authorization", f"Bearer {token}"),)
+        viewer_email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
+        await auth.Register(auth_pb2.RegisterRequest(email=viewer_email, password=PASSWORD, display_name="Viewer"))
+        viewer = (await auth.Login(auth_pb2.LoginRequest(email=viewer_email, password=PASSWORD))).access_token
+        viewer_md = (("authorization", f"Bearer {viewer}"),)
         names = []
         for i in range(PETS):
             pet = pet_pb2.Pet(display_name=f"Pet {i}", species=[animal_pb2.SPECIES_DOG, animal_pb2.SPECIES_CAT][i % 2],
@@ -390,8 +398,9 @@ async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthSt
             i += 1
             return names[i % len(names)]
 
-        async def rest(path, edge=base, **params):
-            async with http.get(edge + path, params=params) as r:
+        async def rest(path, edge=base, token="", **params):
+            headers = {"Authorization": f"Bearer {token}"} if token else None
+            async with http.get(edge + path, params=params, headers=headers) as r:
                 await r.read()
                 if r.status != 200:
                     raise BenchError(f"HTTP {r.status}")
@@ -408,6 +417,7 @@ async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthSt
             (BARE, lambda: bare.Check(health_pb2.HealthCheckRequest())),
             (FLOOR, lambda: health.Check(health_pb2.HealthCheckRequest())),
             (GET, lambda: pets.GetPet(pet_pb2.GetPetRequest(name=next_name()))),
+            (GET_SIGNED_IN, lambda: pets.GetPet(pet_pb2.GetPetRequest(name=next_name()), metadata=viewer_md)),
             (LIST, lambda: pets.ListPets(list20)),
             ("ListPets(20) dogs near, by distance", lambda: pets.ListPets(pet_pb2.ListPetsRequest(
                 page_size=20, species=[animal_pb2.SPECIES_DOG], near=latlng_pb2.LatLng(latitude=35.05, longitude=139.7),
@@ -418,6 +428,7 @@ async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthSt
             ("ListPets(20) via edge REST", lambda: rest("/v1/pets", pageSize="20")),
             (SPLIT_GET, lambda: rest(f"/v1/{next_name()}", split_edge)),
             (SPLIT_LIST, lambda: rest("/v1/pets", split_edge, pageSize="20")),
+            (SPLIT_GET_SIGNED_IN, lambda: rest(f"/v1/{next_name()}", split_edge, viewer)),
             ("ListPets(20) via edge gRPC-Web", lambda: web("ListPets", list20)),
             ("ListPets(20) via edge gRPC pass-through", lambda: edge_pets.ListPets(list20)),
         ]
@@ -433,7 +444,7 @@ async def bench_calls(profile: str, ports: Ports, bare: health_pb2_grpc.HealthSt
             await measure(call, duration=min(0.5, DURATION / 5))  # warm-up: connections, caches, first-call paths
             ratio_to, goal = RATIOS.get(name, ("", None))
             serving = [BARE_PID[0]] if "bare" in name else pids()
-            split = name in (SPLIT_GET, SPLIT_LIST) and edge_pid is not None
+            split = name in (SPLIT_GET, SPLIT_LIST, SPLIT_GET_SIGNED_IN) and edge_pid is not None
             before, edge_before = sum(map(cpu_seconds, serving)), cpu_seconds(edge_pid) if split else 0.0
             # The own-process edge rows: the edge's process is the one worth recording.
             async with pyspy(None if "bare" in name else edge_pid if split else pid, f"{profile}-{name}"):

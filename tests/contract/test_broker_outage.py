@@ -10,55 +10,9 @@ from mesh.events import Relay, emit, subscribe
 from petplatform.auth.v1 import events_pb2 as auth_events
 from tests.support.databases import drop_database
 from tests.support.events import applied, applied_counts, drop_bus, make_bus, make_db
+from tests.support.proxy import CuttableProxy
 
 EVENTS = 300
-
-
-class CuttableProxy:
-    """A TCP proxy to RabbitMQ whose connections can all be severed at once, like a network partition."""
-
-    def __init__(self, upstream: tuple[str, int]):
-        self.upstream = upstream
-        self.writers: set[asyncio.StreamWriter] = set()
-        self.refusing = False
-        self.cuts = 0
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return self.server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader, writer):
-        if self.refusing:
-            writer.transport.abort()
-            return
-        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        self.writers |= {writer, up_writer}
-
-        async def pipe(src, dst):
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    async def cut(self, down_for: float) -> None:
-        self.cuts += 1
-        self.refusing = True
-        for w in list(self.writers):
-            w.transport.abort()
-        self.writers.clear()
-        await asyncio.sleep(down_for)
-        self.refusing = False
-
-    async def stop(self) -> None:
-        self.server.close()
-        for w in list(self.writers):
-            w.transport.abort()
 
 
 @pytest.fixture

@@ -178,6 +178,30 @@ async def test_decr_is_atomic_under_concurrency(h):
     assert await h.cache.get("burst") == b"60"
 
 
+async def test_set_members_expire_each_on_its_own(h):
+    assert await h.cache.members("set") == {}
+    await h.cache.add_member("set", "short", 0.3)
+    await h.cache.add_member("set", "long", 30)
+    left = await h.cache.members("set")
+    assert set(left) == {"short", "long"} and 0 < left["short"] <= 0.3 and 29 < left["long"] <= 30
+    await h.wait(0.45)
+    assert set(await h.cache.members("set")) == {"long"}
+    await h.cache.add_member("set", "long", 1)  # adding again never shortens a member's life
+    assert (await h.cache.members("set"))["long"] > 29
+
+
+async def test_a_set_goes_with_its_last_member(h):
+    await h.cache.add_member("set", "a", 0.3)
+    await h.wait(0.45)
+    assert await h.cache.members("set") == {}
+    if isinstance(h.cache, RedisCache):  # nothing left behind in Redis either
+        raw = aioredis.from_url(REDIS_URL)
+        try:
+            assert not await raw.exists(h.cache._prefix + "set")
+        finally:
+            await raw.aclose()
+
+
 async def test_prefixes_isolate_clients(h):
     other = h.new_cache()
     await h.cache.set("shared-name", b"mine")

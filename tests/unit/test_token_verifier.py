@@ -11,7 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mesh import errors
 from mesh.cache import MemoryCache
-from mesh.principal import TokenVerifier, revoked_session_key
+from mesh.fanout import InProcessFanout
+from mesh.principal import TokenVerifier
+from mesh.revocation import Revocations
 from tests.support.tokens import sign_token
 
 
@@ -29,8 +31,8 @@ async def test_a_kept_token_is_still_refused_when_expired_revoked_or_its_key_wit
 
     async def jwks():
         return list(published)
-    cache = MemoryCache()
-    verifier = TokenVerifier(jwks, cache, issuer="petplatform", ttl=0, min_refetch=0)  # JWKS read on every use
+    revocations = Revocations(MemoryCache(), InProcessFanout())
+    verifier = TokenVerifier(jwks, revocations, issuer="petplatform", ttl=0, min_refetch=0)  # JWKS read on every use
     token = sign_token({"sid": "s" * 32}, key, "k1")
     decodes = []
     real_decode = jwt.decode
@@ -44,7 +46,7 @@ async def test_a_kept_token_is_still_refused_when_expired_revoked_or_its_key_wit
         await verifier.verify(token)
     published.append(jwk)
 
-    await cache.set(revoked_session_key("s" * 32), b"1")
+    await revocations.revoke("s" * 32, ttl_seconds=60)
     with pytest.raises(errors.ApiError, match="revoked"):
         await verifier.verify(token)
 

@@ -15,7 +15,9 @@ from gateway.passthrough import PassThrough
 from gateway.policy import EdgePolicy
 from gateway.upstream import OpenStreams
 from mesh.cache import MemoryCache
+from mesh.fanout import InProcessFanout
 from mesh.principal import TokenVerifier
+from mesh.revocation import Revocations
 from tests.support import REPO_ROOT as ROOT
 from tests.support.platform import embedded_settings
 
@@ -77,8 +79,8 @@ async def test_bidi_streams_pass_through_with_metadata_and_policy(echo_contract,
 
     async def no_keys():
         return []
-    policy = EdgePolicy(settings, MemoryCache(), TokenVerifier(no_keys, MemoryCache(), issuer="petplatform"),
-                        "test-edge-key")
+    verifier = TokenVerifier(no_keys, Revocations(MemoryCache(), InProcessFanout()), issuer="petplatform")
+    policy = EdgePolicy(settings, MemoryCache(), verifier, "test-edge-key")
     edge = grpc.aio.server()
     edge.add_generic_rpc_handlers((PassThrough(policy, lambda module: upstream, OpenStreams(), decoder_pool()),))
     edge_port = edge.add_insecure_port("127.0.0.1:0")
