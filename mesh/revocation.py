@@ -32,8 +32,12 @@ class Revocations:
     RELOAD_SECONDS = 0.5  # between attempts to load the list while the cache fails
     SWEEP_EVERY_SECONDS = 60.0  # expired entries are dropped this often (they are never true again anyway)
 
-    def __init__(self, cache: Cache, fanout: Fanout, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, cache: Cache, fanout: Fanout, clock: Callable[[], float] = time.monotonic, *,
+                 refresh_seconds: float = 60.0):
         self._cache = cache
+        # The list is read again this often: a revocation whose message never went out (its publish failed
+        # once it was listed; revoke() raised) reaches a process that stayed connected within this.
+        self._refresh_seconds = refresh_seconds
         self._fanout = fanout
         self._clock = clock
         self._expires: dict[str, float] = {}  # session -> when its revocation lapses (its tokens expired)
@@ -53,6 +57,7 @@ class Revocations:
         if not self._started:
             self._started = True
             self._spawn(self._listen_and_load(self._epoch))
+            self._spawn(self._refresh())
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -101,6 +106,17 @@ class Revocations:
     async def _listen_and_load(self, epoch: int) -> None:
         await self._fanout.listen(CHANNEL, self._receive, self._on_gap, self._on_lost)
         await self._load(epoch)
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_seconds)
+            try:
+                listed = await self._cache.members(LISTED)
+            except Exception:
+                log.warning("reading the revoked sessions again failed; trying at the next refresh", exc_info=True)
+                continue
+            for session_id, ttl_seconds in listed.items():
+                self._remember(session_id, ttl_seconds)
 
     async def _load(self, epoch: int) -> None:
         """Trusts memory once the list is in, unless the connection was lost meanwhile (a newer load runs)."""

@@ -47,9 +47,9 @@ class Replica:
     revocations: Revocations
 
 
-def replica(prefix: str, fanout_url: str = REDIS_URL) -> Replica:
+def replica(prefix: str, fanout_url: str = REDIS_URL, refresh_seconds: float = 60) -> Replica:
     cache, fanout = RedisCache(REDIS_URL, prefix), RedisFanout(fanout_url, prefix)
-    return Replica(cache, fanout, Revocations(cache, fanout))
+    return Replica(cache, fanout, Revocations(cache, fanout, refresh_seconds=refresh_seconds))
 
 
 async def close(*replicas: Replica) -> None:
@@ -131,6 +131,26 @@ async def test_during_a_fanout_outage_checks_read_redis_and_after_it_the_list_is
         await until(lambda: from_memory(b.revocations, reads), what="b answering from memory again")
         reads.clear()
         assert await b.revocations.is_revoked("during") and not reads, "reloaded after the outage"
+    finally:
+        await close(a, b)
+
+
+async def test_a_revocation_whose_message_never_went_out_arrives_with_the_next_refresh(redis_prefix, monkeypatch):
+    a, b = replica(redis_prefix), replica(redis_prefix, refresh_seconds=0.05)
+    reads = count_reads(b.cache, monkeypatch)
+    a.revocations.start()
+    b.revocations.start()
+    try:
+        await until(lambda: from_memory(b.revocations, reads), what="b answering from memory")
+
+        async def cut(channel: str, data: bytes) -> None:
+            raise ConnectionError("the publish is lost")
+        monkeypatch.setattr(a.fanout, "publish", cut)
+        with pytest.raises(ConnectionError):
+            await a.revocations.revoke("unsaid", ttl_seconds=60)  # listed, never told
+        reads.clear()
+        await until(lambda: b.revocations.is_revoked("unsaid"), what="b learning it from the list")
+        assert not reads, "from memory: b stayed connected throughout"
     finally:
         await close(a, b)
 
