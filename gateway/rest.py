@@ -91,7 +91,7 @@ class RestEdge:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.s.max_request_bytes,
-                              middlewares=[self.envelope, self.preflight])
+                              middlewares=[self.envelope])
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/v1/blobs/{key:.+}", self.blob)
         for method, path, handler in self.extras:
@@ -103,7 +103,7 @@ class RestEdge:
         app.on_response_prepare.append(_no_server_banner)
         return app
 
-    # --- middlewares ---
+    # --- the middleware ---
 
     @web.middleware
     async def envelope(self, request: web.Request, handler):
@@ -117,14 +117,18 @@ class RestEdge:
             return response
 
     async def guarded(self, request: web.Request, handler) -> web.StreamResponse:
-        """Request id, security headers, access log, and errors as Status JSON whatever raised them."""
+        """Request id, security headers, CORS preflights, access log, and errors as Status JSON whatever raised
+        them."""
         start = time.perf_counter()
         rid = request_id_from(request.headers.get("x-request-id"))
         request[REQUEST_ID] = rid
         # Headers every response carries; handlers that stream apply them before the first byte.
         request[EDGE_HEADERS] = {**SECURITY_HEADERS, "X-Request-Id": rid, **self.cors_headers(request)}
         try:
-            response = await handler(request)
+            if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+                response = self.preflight(request)
+            else:
+                response = await handler(request)
         except errors.ApiError as e:
             adm = getattr(e, "admission", None)
             response = error_response(e.to_status(), adm.headers() if adm else {})
@@ -161,15 +165,13 @@ class RestEdge:
                     "Access-Control-Expose-Headers": CORS_EXPOSE_HEADERS}
         return {}
 
-    @web.middleware
-    async def preflight(self, request: web.Request, handler):
-        if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
-            if not self.cors_headers(request):
-                raise errors.permission_denied("origin not allowed", "CORS_ORIGIN")
-            return web.Response(status=204, headers={
-                "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-                "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS, "Access-Control-Max-Age": "600"})
-        return await handler(request)
+    def preflight(self, request: web.Request) -> web.Response:
+        """A CORS preflight, answered for every path (in guarded: no middleware of its own per request)."""
+        if not self.cors_headers(request):
+            raise errors.permission_denied("origin not allowed", "CORS_ORIGIN")
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+            "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS, "Access-Control-Max-Age": "600"})
 
     # --- handlers ---
 
@@ -198,14 +200,14 @@ class RestEdge:
         if request.content_type.startswith("application/grpc-web"):
             return await grpcweb.handle(self, request)
         method = "GET" if request.method == "HEAD" else request.method  # aiohttp leaves out HEAD's body
-        allowed = set()
-        for b in self.routes.candidates(request.path):
-            path_vars = b.template.match(request.path)
-            if path_vars is None:
-                continue
-            if b.http_method == method:
+        candidates = self.routes.candidates(request.path)
+        for b in candidates:  # the method's own bindings first: the others' templates only for a 405
+            if b.http_method == method and (path_vars := b.template.match(request.path)) is not None:
                 return await self.call(request, b, path_vars)
-            allowed |= {b.http_method, "HEAD"} if b.http_method == "GET" else {b.http_method}
+        allowed = set()
+        for b in candidates:
+            if b.template.match(request.path) is not None:
+                allowed |= {b.http_method, "HEAD"} if b.http_method == "GET" else {b.http_method}
         if allowed:
             raise web.HTTPMethodNotAllowed(request.method, sorted(allowed))
         raise errors.not_found("path", request.path)

@@ -6,7 +6,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import descriptor, descriptor_pool, json_format, message_factory
@@ -164,9 +164,11 @@ def _get(tree: dict, msg_desc: descriptor.Descriptor, path: list[tuple[str, str 
     return node
 
 
-def build_request(b: Binding, path_vars: dict[str, str], query: Iterable[tuple[str, str]], body: bytes) -> Message:
+def build_request(b: Binding, path_vars: dict[str, str], query: Sequence[tuple[str, str]], body: bytes) -> Message:
     cls = input_class(b)
     desc = message_descriptor(cls)
+    if not b.body and not query and (msg := _from_path_alone(cls, desc, path_vars)) is not None:
+        return msg
     tree: dict = {}
     if b.body:
         check_json_shape(body)
@@ -205,6 +207,17 @@ def build_request(b: Binding, path_vars: dict[str, str], query: Iterable[tuple[s
     except json_format.ParseError as e:
         raise errors.invalid_argument((_where(str(e)), str(e)), reason="INVALID_JSON_VALUE") from None
     return msg
+
+
+def _from_path_alone(cls: type[Message], desc: descriptor.Descriptor, path_vars: dict[str, str]) -> Message | None:
+    """The request of a call whose path is all it says (the usual GET), when each variable is a plain string
+    field: what ParseDict makes of it, at a fraction of its cost. None: the general way must do it."""
+    for name, value in path_vars.items():
+        f = desc.fields_by_name.get(name)  # a dotted path names no field here
+        # Not ASCII: ParseDict refuses unpaired surrogates, with its own message.
+        if f is None or f.type != _FD.TYPE_STRING or f.is_repeated or not value.isascii():
+            return None
+    return cls(**path_vars)
 
 
 def _where(message: str) -> str:

@@ -1,11 +1,16 @@
 """The cache port: Redis (shared by every replica) or an in-process dict."""
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Generic, Protocol, TypeVar
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Cache(Protocol):
@@ -152,6 +157,47 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))  # Redis rejects a zero or negative expiry
 
 
+class GroupCommit(Generic[T, R]):
+    """One round trip at a time: the calls that arrive while one is in flight go together in the next,
+    in the order they came, each caller getting its own result. run(items) returns a result or an
+    exception per item; if it raises, that batch's callers get the error, and the next batch goes on."""
+
+    def __init__(self, run: Callable[[list[T]], Awaitable[list[R | Exception]]]):
+        self._run = run
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def __call__(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._sender is None:
+            # A task of its own: a caller cancelled mid-flight must not cancel the others' round trip.
+            self._sender = asyncio.create_task(self._send())
+        return await future
+
+    async def _send(self) -> None:
+        try:
+            while self._pending:
+                # A caller that left before its batch was sent is not counted.
+                batch = [(item, f) for item, f in self._pending if not f.done()]
+                self._pending = []
+                if not batch:
+                    continue
+                try:
+                    results = await self._run([item for item, _ in batch])
+                except Exception as e:
+                    results = [e] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():  # its caller was cancelled meanwhile
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._sender = None
+
+
 class RedisCache:
     def __init__(self, url: str, prefix: str = ""):
         # redis-py's default pool raises once 100 connections are busy; a burst of requests should
@@ -164,6 +210,9 @@ class RedisCache:
         self._decr = self._r.register_script(_DECR)
         self._add_member = self._r.register_script(_ADD_MEMBER)
         self._members = self._r.register_script(_MEMBERS)
+        # Every client of the edge counts against a window on each request: the increments go to Redis
+        # batched, one pipeline per round trip rather than a round trip each.
+        self._incrs = GroupCommit(self._incr_batch)
 
     async def get(self, key: str) -> bytes | None:
         value = await self._r.get(self._prefix + key)
@@ -177,8 +226,24 @@ class RedisCache:
         await self._r.delete(self._prefix + key)
 
     async def incr(self, key: str, window_seconds: float) -> tuple[int, float]:
-        count, pttl = await self._incr(keys=[self._prefix + key], args=[_ms(window_seconds)])
-        return int(count), max(0, int(pttl)) / 1000
+        return await self._incrs((self._prefix + key, _ms(window_seconds)))
+
+    async def _incr_batch(self, items: list[tuple[str, int]]) -> list[tuple[int, float] | Exception]:
+        """A pipeline of one script call per key (no multi-key script: a Redis Cluster would refuse keys of
+        different slots), in order; each item's own error (a key that holds no number) stays its own."""
+        results = await self._evalsha_each(items)
+        if missing := [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]:
+            # Not loaded yet (or Redis restarted): a NOSCRIPT call did not run, so running it again counts once.
+            await self._r.script_load(_INCR)
+            for i, r in zip(missing, await self._evalsha_each([items[i] for i in missing]), strict=True):
+                results[i] = r
+        return [r if isinstance(r, Exception) else (int(r[0]), max(0, int(r[1])) / 1000) for r in results]
+
+    async def _evalsha_each(self, items: list[tuple[str, int]]) -> list:
+        pipe = self._r.pipeline(transaction=False)
+        for key, window_ms in items:
+            pipe.evalsha(self._incr.sha, 1, key, window_ms)
+        return await pipe.execute(raise_on_error=False)
 
     async def decr(self, key: str) -> None:
         await self._decr(keys=[self._prefix + key])

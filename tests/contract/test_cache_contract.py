@@ -13,6 +13,8 @@ from mesh.cache import Cache, MemoryCache, RedisCache, make_cache
 from tests.support.clock import FakeClock
 from tests.support.platform import REDIS_URL
 
+REDIS_HOST, REDIS_PORT = REDIS_URL.removeprefix("redis://").split("/")[0].split(":")
+
 
 @dataclass
 class Harness:
@@ -134,6 +136,22 @@ async def test_incr_is_atomic_under_concurrency(h):
     assert all(0 < r <= 30 for _, r in results)
 
 
+async def test_concurrent_increments_count_each_key_in_call_order(h):
+    keys = ["a", "b", "c"] * 50
+    results = await asyncio.gather(*(h.cache.incr(k, 30) for k in keys))
+    for key in "abc":
+        assert [c for k, (c, _) in zip(keys, results, strict=True) if k == key] == list(range(1, 51))
+    assert all(0 < r <= 30 for _, r in results)
+
+
+async def test_an_increment_that_fails_fails_only_its_caller(h):
+    await h.cache.set("word", b"not a number")
+    results = await asyncio.gather(h.cache.incr("hits", 10), h.cache.incr("word", 10), h.cache.incr("hits", 10),
+                                   return_exceptions=True)
+    assert results[0][0] == 1 and isinstance(results[1], Exception) and results[2][0] == 2
+    assert await h.cache.get("word") == b"not a number"
+
+
 async def test_incr_on_a_plain_key_starts_a_window(h):
     await h.cache.set("k", b"5")
     count, remaining = await h.cache.incr("k", 0.3)
@@ -235,3 +253,79 @@ async def test_memory_cache_forgets_expired_keys_nobody_reads():
     clock.now += MemoryCache.SWEEP_EVERY_SECONDS
     await cache.set("trigger", b"y")
     assert set(cache._data) == {"kept", "trigger"}
+
+
+class RedisProxy:
+    """A TCP proxy to Redis that counts its connections and can hold a connection's next request
+    (forwarding nothing) until the test cuts that connection."""
+
+    def __init__(self):
+        self.connections = 0
+        self.holding = False
+        self.held = asyncio.Event()
+        self._held: list[asyncio.StreamWriter] = []  # the held connection's two ends
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+    async def _accept(self, reader, writer):
+        self.connections += 1
+        up_reader, up_writer = await asyncio.open_connection(REDIS_HOST, int(REDIS_PORT))
+
+        async def pipe(src, dst, from_client: bool):
+            try:
+                while data := await src.read(65536):
+                    if from_client and self.holding:
+                        self.holding, self._held = False, [writer, up_writer]
+                        self.held.set()
+                        return  # forwards nothing more: cut() closes both ends
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+    def cut(self) -> None:
+        for w in self._held:
+            w.transport.abort()
+
+    async def stop(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture
+async def proxied():
+    proxy = RedisProxy()
+    cache = RedisCache(await proxy.start(), f"test:{uuid.uuid4().hex}:")
+    await cache.ping()
+    proxy.connections = 0
+    yield proxy, cache
+    await cache.close()
+    await proxy.stop()
+
+
+async def test_redis_increments_in_flight_together_share_one_connection(proxied):
+    proxy, cache = proxied
+    results = await asyncio.gather(*(cache.incr("burst", 30) for _ in range(100)))
+    assert [c for c, _ in results] == list(range(1, 101))
+    # One request at a time, on the connection the ping left in the pool (a request each would take 100).
+    assert proxy.connections == 0
+    await cache.delete("burst")
+
+
+async def test_redis_a_failed_batch_fails_only_its_callers(proxied):
+    proxy, cache = proxied
+    proxy.holding = True
+    first = asyncio.create_task(cache.incr("hits", 30))
+    await proxy.held.wait()  # the first batch is in flight
+    later = [asyncio.create_task(cache.incr("hits", 30)) for _ in range(3)]
+    await asyncio.sleep(0)  # they queue behind it (no timing: one turn of the loop runs each task's first step)
+    proxy.cut()
+    with pytest.raises(aioredis.ConnectionError):
+        await first
+    # The next batch went out on a new connection; the failed one never reached Redis.
+    assert [c for c, _ in await asyncio.gather(*later)] == [1, 2, 3]
+    await cache.delete("hits")

@@ -6,7 +6,7 @@ import json
 import pathlib
 import types
 
-from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format
 from grpc_tools import protoc
 import grpc
 import pytest
@@ -118,3 +118,19 @@ def test_snake_and_camel_spellings_collide():
     b = next(x for x in bindings(["petplatform.pet.v1.PetService"]) if x.method.name == "ListPets")
     refused(build_request, b, {}, [("pageSize", "1"), ("page_size", "3")], b"")
     assert build_request(b, {}, [("page_size", "3")], b"").page_size == 3
+
+
+def test_path_variables_alone_make_the_message_json_would(probe):
+    """A call whose path is all it says is made without ParseDict when its variables are plain strings:
+    the same message, and the same refusal, either way."""
+    cls = type(from_query(probe))
+
+    def from_path(path_vars: dict[str, str]):
+        return build_request(probe.query, path_vars, (), b"")
+
+    assert from_path({"word": "pets/abc"}) == json_format.ParseDict({"word": "pets/abc"}, cls())
+    assert from_path({"word": "pets/é"}) == json_format.ParseDict({"word": "pets/é"}, cls())
+    nested = json_format.ParseDict({"single": {"a": "x", "n": 5}}, cls())
+    assert from_path({"single.a": "x", "single.n": "5"}) == nested
+    assert from_path({}) == cls()
+    assert "surrogate" in refused(from_path, {"word": "a\ud800"}).message.lower()
