@@ -154,6 +154,7 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
         if position:
             after = (float(position[0]) if by_distance else dt.datetime.fromisoformat(position[0]), position[1])
         statement, params = search.sql(request, today(), principal.current(), after, size)
+        near = request.HasField("near")  # else every sort_key is 0: no distance to tell
 
         def answer(rows: Sequence[Row], pets: Mapping[str, pet_pb2.Pet]) -> pet_pb2.ListPetsResponse:
             """The page of these rows; a pet deleted meanwhile (not in `pets`) is left out."""
@@ -164,14 +165,16 @@ class PetServicer(pet_pb2_grpc.PetServiceServicer):
                 if (pet := pets.get(r.id)) is not None:
                     item = out.pets.add()
                     item.CopyFrom(pet)
-                    item.distance_km = round(r.sort_key, 3)
+                    if near:
+                        item.distance_km = round(r.sort_key, 3)
             return out
 
         # Mostly every pet of the page is kept built at the version its row has: the page's one statement is
         # then the whole read (one round trip). Else the page and the pets are read again in one snapshot.
         rows = await self.db.select(statement, params)
-        pets = self.cache.versions(rows[:size])
-        if len(pets) == len(rows[:size]):
+        page = rows[:size]
+        pets = self.cache.versions(page)
+        if len(pets) == len(page):
             return answer(rows, pets)
 
         async def read(s: AsyncSession) -> pet_pb2.ListPetsResponse:

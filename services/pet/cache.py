@@ -73,11 +73,13 @@ class PetCache:
         """version() of each row (its id and update_time) by id, those kept and fresh only."""
         now = self._clock()
         found = {}
+        kept = self._versions
         for r in rows:
-            entry = self._versions.get(r.id)
-            if entry is not None and entry[0] == r.update_time and entry[2] > now:
-                self._versions.move_to_end(r.id)
-                found[r.id] = entry[1]
+            pet_id = r.id  # a Row's attribute is a lookup by name: once each
+            entry = kept.get(pet_id)
+            if entry is not None and entry[2] > now and entry[0] == r.update_time:
+                kept.move_to_end(pet_id)
+                found[pet_id] = entry[1]
         _VERSION_HIT.inc(len(found))
         if missed := len(rows) - len(found):
             _VERSION_MISS.inc(missed)

@@ -1,6 +1,8 @@
 """PostgreSQL without pre-ping: a read that meets a connection the server dropped is run again on a fresh one."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -51,4 +53,50 @@ async def test_a_failing_read_is_not_run_again(tmp_path):
             await db.reading(bad)
         assert runs == [1]
     finally:
+        await drop_database(db)
+
+
+async def test_a_select_on_dropped_connections_is_retried_once_on_a_fresh_one(tmp_path):
+    """Database.select runs on the pooled driver connection itself: a dropped one is met as SQLAlchemy meets it
+    (connection_invalidated, and every connection opened before it is replaced), so its one retry, and the
+    selects after it, get fresh connections, though the server dropped all the pool held."""
+    db = scratch_database("postgres", tmp_path)
+    backend = sa.select(sa.func.pg_backend_pid().label("pid"), sa.func.pg_sleep(sa.bindparam("nap")))
+    try:
+        pooled = {r.pid for rows in await asyncio.gather(*(db.select(backend, {"nap": 0.2}) for _ in range(3)))
+                  for r in rows}
+        assert len(pooled) == 3
+        assert await terminate_connections_of(db) == 3
+        for _ in range(3):
+            (row,) = await db.select(backend, {"nap": 0})
+            assert row.pid not in pooled
+    finally:
+        await drop_database(db)
+
+
+async def test_a_select_cancelled_halfway_gives_its_connection_up(tmp_path):
+    """A select cancelled while the server runs it (a caller's deadline) leaves its connection in a state
+    unknown: it is closed, as SQLAlchemy's execution closes it, not given back to the pool."""
+    db = scratch_database("postgres", tmp_path)
+    nap = sa.select(sa.func.pg_backend_pid().label("pid"), sa.func.pg_sleep(sa.bindparam("nap")))
+    watch = create_async_engine(POSTGRES_URL)
+    try:
+        ((first, _),) = await db.select(nap, {"nap": 0})
+        task = asyncio.create_task(db.select(nap, {"nap": 30}))
+        async with watch.connect() as conn:
+            while True:  # until the server runs it
+                running = await conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"
+                                                     " AND state = 'active' AND query LIKE '%pg_sleep%'"),
+                                             {"pid": first})
+                if running.scalar_one():
+                    break
+                await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(3):
+            ((pid, _),) = await db.select(nap, {"nap": 0})
+            assert pid != first
+    finally:
+        await watch.dispose()
         await drop_database(db)

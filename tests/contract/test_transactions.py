@@ -3,12 +3,15 @@ what it read (no lost update, however parallel), and a reading one never writes.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import decimal
+import enum
 import sqlite3
 
 import pytest
 import sqlalchemy as sa
 
-from mesh.sql import Database
+from mesh.sql import Database, UtcDateTime, is_unavailable
 from tests.support.databases import drop_database, scratch_database
 
 counters = sa.MetaData()
@@ -247,8 +250,9 @@ async def test_select_is_one_statement_in_no_transaction_and_only_reads(db: Data
     refused, there being no read-only transaction to refuse it."""
     sent: list[str] = []
     if db.is_sqlite:
-        sa.event.listen(db._sync_reads, "before_cursor_execute",
-                        lambda _conn, _cursor, statement, *_: sent.append(statement.split()[0]))
+        # Every statement the driver runs (a BEGIN too), whoever sends it.
+        sa.event.listen(db._sync_reads, "checkout", lambda dbapi_conn, *_: dbapi_conn.set_trace_callback(
+            lambda statement: sent.append(statement.split()[0])))
     else:
         import asyncpg
 
@@ -270,3 +274,53 @@ async def test_select_is_one_statement_in_no_transaction_and_only_reads(db: Data
         with pytest.raises(TypeError):
             await db.select(write, {"id": 1})
     assert [tuple(r) for r in await db.select(query, {"id": 1})] == [(0,)]
+
+
+class Kind(enum.Enum):
+    DOG = "dog"
+    CAT = "cat"
+
+
+things = sa.MetaData()
+thing = sa.Table("thing", things, sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("name", sa.String(20), nullable=False), sa.Column("seen", UtcDateTime, nullable=True),
+                 sa.Column("born", sa.Date, nullable=True), sa.Column("good", sa.Boolean, nullable=False),
+                 sa.Column("weight", sa.Float, nullable=True), sa.Column("price", sa.Numeric(8, 2), nullable=True),
+                 sa.Column("tags", sa.JSON, nullable=True), sa.Column("kind", sa.Enum(Kind), nullable=False))
+
+
+async def test_select_gives_the_rows_sqlalchemy_gives(db: Database):
+    """Database.select runs a statement on the driver's connection (compiled once), past SQLAlchemy's execution:
+    its rows must be what SQLAlchemy's own would be, value for value and type for type (aware UTC datetimes on
+    SQLite too, dates, booleans, decimals, JSON, enums), looked up by key or by column, with an expanding IN
+    (several values or none), a labelled expression and the service's schema."""
+    async with db.engine.begin() as conn:
+        await conn.run_sync(things.create_all)
+        await conn.execute(thing.insert(), [
+            dict(id=1, name="Rex", seen=dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc),
+                 born=dt.date(2020, 5, 1), good=True, weight=12.5, price=decimal.Decimal("10.25"),
+                 tags={"a": [1, "b"]}, kind=Kind.DOG),
+            dict(id=2, name="Tama", seen=None, born=None, good=False, weight=None, price=None, tags=None,
+                 kind=Kind.CAT)])
+    query = sa.select(thing, (thing.c.id * 2).label("twice")).where(
+        thing.c.id.in_(sa.bindparam("ids", expanding=True)),
+        thing.c.seen.is_(None) | (thing.c.seen < sa.bindparam("by"))).order_by(thing.c.id)
+    for ids in ([1, 2], [2], []):
+        params = {"ids": ids, "by": dt.datetime(2027, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=9)))}
+        theirs = (await db.reading(lambda s, params=params: s.execute(query, params))).all()
+        ours = await db.select(query, params)
+        assert [tuple(r) for r in ours] == [tuple(r) for r in theirs]
+        assert [list(map(type, r)) for r in ours] == [list(map(type, r)) for r in theirs]
+        assert [r._mapping for r in ours] == [r._mapping for r in theirs]
+        assert [(r.twice, r._mapping[thing.c.kind], r[0]) for r in ours] == [
+            (r.twice, r._mapping[thing.c.kind], r[0]) for r in theirs]
+    assert (await db.select(query, params={"ids": [1], "by": dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)})
+            )[0].seen.tzinfo == dt.timezone.utc
+
+
+async def test_a_failing_select_raises_what_sqlalchemy_raises(db: Database):
+    missing = sa.Table("no_such_table", sa.MetaData(), sa.Column("id", sa.Integer))
+    with pytest.raises(sa.exc.DBAPIError) as e:
+        await db.select(sa.select(missing.c.id), {})
+    assert not e.value.connection_invalidated and not is_unavailable(e.value)
+    assert [tuple(r) for r in await db.select(sa.select(counter.c.value), {})] == [(0,)], "the connection is fine"
