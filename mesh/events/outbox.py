@@ -138,6 +138,9 @@ async def relay_forever(drain_once: Callable[[], Awaitable[int]], wakeup: Wakeup
     failures = 0
     while True:
         try:
+            # A ring from before this pass is answered by it (it sees every commit made before it began): a
+            # commit's in-process ring and its notice make one pass, not two.
+            wakeup.clear()
             sent = await drain_once()
             failures = 0
             if sent:
