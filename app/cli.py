@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import ctypes
 import functools
+import gc
 import logging
 import os
 import signal
@@ -202,6 +203,14 @@ async def _train(settings: Settings) -> int:
     return 0
 
 
+def freeze_startup_heap() -> None:
+    """Once serving: what startup made (modules, contracts' descriptors, models, ~300k objects) lives as long as
+    the process, yet each full collection walked all of it again, ~0.2 s holding the GIL (every call in flight
+    waited). Its garbage collected first, it is left out of later collections (gc.freeze)."""
+    gc.collect()
+    gc.freeze()
+
+
 def _stop_on_signals() -> asyncio.Event:
     """Set by SIGINT or SIGTERM from now on."""
     stop = asyncio.Event()
@@ -237,6 +246,7 @@ async def _serve(settings: Settings, target: str, port: int, demo: bool, migrate
               f"/asyncapi.json), gRPC pass-through on {settings.host}:{edge.grpc_port}. Ctrl-C stops.", flush=True)
     if web:
         print(f"Web app: http://{settings.host}:{web.port}", flush=True)
+    freeze_startup_heap()
     await _until_signalled()
     if web:
         await web.stop()
@@ -266,6 +276,7 @@ async def _serve_edge(settings: Settings) -> None:
     await edge.start()
     print(f"Pet Platform edge: http://{settings.host}:{edge.http_port}, gRPC {settings.host}:{edge.grpc_port}",
           flush=True)
+    freeze_startup_heap()
     await _until_signalled()
     await edge.stop()
     await rt.close()

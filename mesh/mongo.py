@@ -101,7 +101,7 @@ class DocumentOutbox:
             self._task = None
 
     async def _run(self) -> None:
-        await relay_forever(self.drain_once, self._wakeup, self._poll, "document outbox relay")
+        await relay_forever(self.drain_once, self._wakeup, lambda: self._poll, "document outbox relay")
 
     async def drain_once(self) -> int:
         """Publishes one batch per collection, oldest first; returns how many were sent. An envelope stays

@@ -10,7 +10,7 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mesh.events import event_type, subscribe
+from mesh.events import OutboxNotices, event_type, subscribe
 from mesh.interceptor import InterceptedServer, ServerInterceptor, method_access
 from mesh.registry import ServiceSpec
 from mesh.runtime import Runtime, ServiceModule, migrate_service, server_options
@@ -52,6 +52,7 @@ class Platform:
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.port = 0
+        self.notices: OutboxNotices | None = None
 
     @property
     def address(self) -> str:
@@ -99,9 +100,12 @@ class Platform:
             for listener in m.listeners():
                 await self.rt.bus.subscribe_broadcast([event_type(k) for k in listener.kinds], listener.handler,
                                                       on_gap=listener.on_gap)
-        for m in self.modules:
-            if m.relay:
-                m.relay.start()
+        relays = [m.relay for m in self.modules if m.relay]
+        for relay in relays:
+            relay.start()
+        if on_postgres := [r for r in relays if not r.database.is_sqlite]:
+            self.notices = OutboxNotices(on_postgres)  # other replicas' commits wake these relays
+            self.notices.start()
         for n in ["", *names]:
             await self.health.set(n, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving %s on %s", ", ".join(m.name for m in self.modules), self.address)
@@ -115,6 +119,8 @@ class Platform:
         if self.server:
             await self.server.stop(grace)  # in-flight RPCs and streams get `grace` seconds to finish
             self.interceptor.close()
+        if self.notices:
+            await self.notices.stop()
         for m in reversed(self.modules):
             if m.relay:
                 await m.relay.stop()

@@ -13,6 +13,10 @@ class Wakeup:
     def ring(self) -> None:
         self._event.set()
 
+    def clear(self) -> None:
+        """Forgets the rings so far: the caller is about to look anyway."""
+        self._event.clear()
+
     async def wait(self, seconds: float) -> None:
         """Returns when rung (since the last wait) or after `seconds`.
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+import asyncpg
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
 from prometheus_client import Gauge
@@ -66,6 +68,8 @@ OUTBOX_LAG = Gauge("petplatform_outbox_lag_seconds",
 
 _relays: set[Relay] = set()
 PURGE_EVERY_SECONDS = 3600
+# A relay that hears its outbox's notices (OutboxNotices) polls only for one that went astray.
+NOTIFIED_POLL_SECONDS = 10.0
 
 
 @event.listens_for(Session, "after_commit")
@@ -127,12 +131,16 @@ async def emit(session: AsyncSession, event: Message, *, traceparent: str = "") 
     return envelope.id
 
 
-async def relay_forever(drain_once: Callable[[], Awaitable[int]], wakeup: Wakeup, poll: float, what: str) -> None:
+async def relay_forever(drain_once: Callable[[], Awaitable[int]], wakeup: Wakeup, poll: Callable[[], float],
+                        what: str) -> None:
     """A relay's loop (the outbox table's, the documents'): batches while there are any, then sleep until
-    rung or `poll` passes; a failed publish backs off, doubling up to 5 s."""
+    rung or poll() seconds pass; a failed publish backs off, doubling up to 5 s."""
     failures = 0
     while True:
         try:
+            # A ring from before this pass is answered by it (it sees every commit made before it began): a
+            # commit's in-process ring and its notice make one pass, not two.
+            wakeup.clear()
             sent = await drain_once()
             failures = 0
             if sent:
@@ -144,7 +152,7 @@ async def relay_forever(drain_once: Callable[[], Awaitable[int]], wakeup: Wakeup
             log.warning("%s: publish failed, retrying", what, exc_info=True)
             await asyncio.sleep(min(5.0, 0.1 * 2 ** failures))
             continue
-        await wakeup.wait(poll)
+        await wakeup.wait(poll())
 
 
 class Relay:
@@ -160,7 +168,12 @@ class Relay:
         self._wakeup = Wakeup()
         self._tasks: list[asyncio.Task] = []
         self.source = db.info.get("event_source")  # whose commits wake it
+        self.notified = False  # while OutboxNotices hears this outbox's notices
         self._lag = OUTBOX_LAG.labels(service=str(self.source or "unnamed"))
+
+    @property
+    def database(self) -> Database:
+        return self._db
 
     def wake(self) -> None:
         self._wakeup.ring()
@@ -177,7 +190,9 @@ class Relay:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _run(self) -> None:
-        await relay_forever(self.drain_once, self._wakeup, self._poll, "outbox relay")
+        await relay_forever(self.drain_once, self._wakeup,
+                            lambda: max(self._poll, NOTIFIED_POLL_SECONDS) if self.notified else self._poll,
+                            "outbox relay")
 
     async def _purge_periodically(self) -> None:
         # Apart from publishing, so a slow or failing purge never holds events back.
@@ -222,3 +237,73 @@ class Relay:
         if failed is not None:
             raise failed
         return len(done)
+
+
+def notice_channel(schema: str) -> str:
+    """The channel the outbox's trigger (events migration 0002) notifies when rows are added in `schema`."""
+    return "outbox_" + hashlib.md5(schema.encode(), usedforsecurity=False).hexdigest()
+
+
+class OutboxNotices:
+    """One connection LISTENing for the notices the outbox trigger sends on commit (events migration 0002),
+    whoever committed (this replica or another), and waking the relay of that outbox: relays on PostgreSQL then
+    poll only as a fallback (NOTIFIED_POLL_SECONDS), instead of a transaction each, twice a second, idle.
+    While the connection is down they poll as often as before; once it is back, each is woken to catch up."""
+
+    def __init__(self, relays: Sequence[Relay]):
+        urls = {r.database.url for r in relays}
+        if len(urls) != 1 or any(r.database.schema is None for r in relays):
+            raise ValueError("OutboxNotices: relays of schemas on one PostgreSQL database")
+        self._dsn = sa.make_url(urls.pop()).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._relays: dict[str, list[Relay]] = {}
+        for r in relays:
+            self._relays.setdefault(notice_channel(str(r.database.schema)), []).append(r)
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-notices")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                conn = await asyncpg.connect(self._dsn,
+                                             server_settings={"application_name": "petplatform outbox notices"})
+                try:
+                    await self._listen(conn)
+                    failures = 0  # it listened until the connection was lost
+                    log.warning("outbox notices: connection lost, relays poll until it is back")
+                finally:
+                    self._listening(False)
+                    conn.terminate()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                log.warning("outbox notices: cannot listen, relays poll meanwhile", exc_info=True)
+            await asyncio.sleep(min(5.0, 0.1 * 2 ** failures))
+
+    async def _listen(self, conn: asyncpg.Connection) -> None:
+        """Until the connection is lost."""
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
+        for channel in self._relays:
+            await conn.add_listener(channel, self._heard)
+        self._listening(True)
+        await lost.wait()
+
+    def _listening(self, on: bool) -> None:
+        for relays in self._relays.values():
+            for r in relays:
+                r.notified = on
+                r.wake()  # listening: what was committed meanwhile; not: back to polling often, from now
+
+    def _heard(self, _conn: object, _pid: int, channel: str, _payload: str) -> None:
+        for r in self._relays.get(channel, ()):
+            r.wake()

@@ -10,12 +10,13 @@ from prometheus_client import REGISTRY
 import pytest
 import sqlalchemy as sa
 
-from mesh.events import Outside, Relay, UndeclaredEvent, emit, event_type, inbox_handler, producer, subscribe
+from mesh.events import (Outside, OutboxNotices, Relay, UndeclaredEvent, emit, event_type, inbox_handler,
+                         migrate_event_tables, producer, subscribe)
 from mesh.events.bus import MAX_DELIVERIES
-from mesh.events.outbox import inbox, outbox
+from mesh.events.outbox import inbox, notice_channel, outbox, seal
 from petplatform.auth.v1 import events_pb2 as auth_events
 from petplatform.common.v1 import event_pb2
-from tests.support.databases import drop_database
+from tests.support.databases import drop_database, scratch_database
 from tests.support.events import applied, applied_counts, drop_bus, make_bus, make_db
 
 
@@ -413,6 +414,50 @@ async def test_a_commit_wakes_only_the_relay_of_its_own_database(tmp_path):
         await drop_bus(bus)
         for d in dbs:
             await drop_database(d)
+
+
+async def test_another_replicas_commit_wakes_a_listening_relay_even_after_its_connection_drops(tmp_path):
+    """On PostgreSQL the outbox's trigger notifies on commit: a relay whose OutboxNotices listens hears the
+    commits of other replicas (here a plain connection, which no commit hook of this process sees) at once,
+    though it polls only every minute; and again once a lost listening connection is back."""
+    db = scratch_database("postgres", tmp_path, info=producer("test", None))
+    await migrate_event_tables(db)  # the trigger comes with the events migrations
+    bus = await make_bus("inprocess")
+    got = []
+
+    async def collect(body):
+        got.append(body)
+    await bus.subscribe("c.mail", ["email.send"], collect)
+    relay = Relay(db, bus, poll_seconds=60)
+    notices = OutboxNotices([relay])
+
+    async def another_replica_emits(to: str) -> None:
+        envelope = seal(email(to), source="test", declared=None)
+        async with db.engine.begin() as conn:
+            await conn.execute(outbox.insert().values(
+                event_id=envelope.id, event_type=envelope.type, body=envelope.SerializeToString(),
+                create_time=envelope.time.ToDatetime(tzinfo=dt.timezone.utc)))
+
+    relay.start()
+    notices.start()
+    try:
+        await eventually(lambda: asyncio.sleep(0, relay.notified))
+        await another_replica_emits("first@ok")
+        await eventually(lambda: asyncio.sleep(0, len(got) == 1))
+        async with db.engine.begin() as conn:  # the listening connection dies (a database restart, a proxy)
+            dropped = await conn.scalar(sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE :listen"),
+                {"listen": f"LISTEN%{notice_channel(str(db.schema))}%"})
+        assert dropped == 1
+        await eventually(lambda: asyncio.sleep(0, not relay.notified))
+        await eventually(lambda: asyncio.sleep(0, relay.notified))  # listening again
+        await another_replica_emits("second@ok")
+        await eventually(lambda: asyncio.sleep(0, len(got) == 2))
+    finally:
+        await notices.stop()
+        await relay.stop()
+        await drop_bus(bus)
+        await drop_database(db)
 
 
 class _Outage:

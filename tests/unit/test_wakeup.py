@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
+from mesh.events.outbox import relay_forever
 from mesh.wakeup import Wakeup
 
 
@@ -32,3 +33,32 @@ async def test_a_ring_ends_the_wait_and_is_used_up():
     assert not waiting.done()  # the ring was used up by the first wait
     wakeup.ring()
     await asyncio.wait_for(waiting, 10)
+
+
+async def test_rings_from_before_a_relays_pass_are_answered_by_that_pass():
+    wakeup = Wakeup()
+    passes = 0
+    waiting = asyncio.Event()
+
+    async def drain_once() -> int:
+        nonlocal passes
+        passes += 1
+        return 0
+
+    def poll() -> float:
+        waiting.set()  # about to wait
+        return 60
+
+    wakeup.ring()
+    wakeup.ring()  # a commit's in-process ring and its notice (OutboxNotices)
+    relay = asyncio.create_task(relay_forever(drain_once, wakeup, poll, "test relay"))
+    try:
+        await waiting.wait()
+        assert passes == 1
+        waiting.clear()
+        wakeup.ring()  # a ring while it waits: one more pass
+        await waiting.wait()
+        assert passes == 2
+    finally:
+        relay.cancel()
+        await asyncio.gather(relay, return_exceptions=True)
