@@ -91,7 +91,17 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
         if writer is None or writer.done():
             writer = asyncio.create_task(write_queued(), name=f"inbox:{consumer}")
         # Shielded: a handler that goes away leaves its event to the group (the broker redelivers it unacked).
-        await asyncio.shield(done)
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # The bus is closing, and the database next: an event not taken yet is withdrawn (the broker
+            # redelivers it unacked), one being applied is waited for, or the writer would outlive the platform.
+            mine = [q for q in queued if q[3] is done]
+            if mine:
+                queued.remove(mine[0])
+            else:
+                await asyncio.wait([done])
+            raise
 
     async def seen(s: AsyncSession, envelope: event_pb2.EventEnvelope) -> bool:
         if await s.scalar(sa.select(sa.func.count()).select_from(inbox).where(
