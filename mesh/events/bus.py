@@ -91,7 +91,9 @@ class InProcessBus:
             taken = [await queue.get()]
             while len(taken) < prefetch and not queue.empty():
                 taken.append(queue.get_nowait())
-            await asyncio.gather(*(self._deliver(consumer, handler, body, attempt) for body, attempt in taken))
+            # return_exceptions: cancelled (close), this returns once every delivery has ended, not at the first.
+            await asyncio.gather(*(self._deliver(consumer, handler, body, attempt) for body, attempt in taken),
+                                 return_exceptions=True)
 
     async def _deliver(self, consumer: str, handler: Handler, body: bytes, attempt: int) -> None:
         try:

@@ -94,7 +94,14 @@ def inbox_handler(db: Database, consumer: str, effects: Effects) -> Handler:
         try:
             await asyncio.shield(done)
         except asyncio.CancelledError:
-            done.add_done_callback(_read_outcome)  # no one awaits it now: asyncio would log it as never retrieved
+            # The bus is closing, and the database next: an event not taken yet is withdrawn (the broker
+            # redelivers it unacked), one being applied is waited for, or the writer would outlive the platform.
+            done.add_done_callback(_read_outcome)  # no one reads it now: asyncio would log it as never retrieved
+            mine = [q for q in queued if q[3] is done]
+            if mine:
+                queued.remove(mine[0])
+            else:
+                await asyncio.wait([done])
             raise
 
     async def seen(s: AsyncSession, envelope: event_pb2.EventEnvelope) -> bool:

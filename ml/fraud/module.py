@@ -229,3 +229,7 @@ class FraudModule(ServiceModule):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._job
         await self.engine.settle()
+
+    async def stop(self) -> None:
+        await self.engine.settle()  # log writes of the events applied since drain(), before the database goes
+        await super().stop()

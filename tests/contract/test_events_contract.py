@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 import pytest
 import sqlalchemy as sa
 
-from mesh.events import (Outside, OutboxNotices, Relay, UndeclaredEvent, emit, event_type, inbox_handler,
+from mesh.events import (InProcessBus, Outside, OutboxNotices, Relay, UndeclaredEvent, emit, event_type, inbox_handler,
                          migrate_event_tables, producer, subscribe)
 from mesh.events.bus import MAX_DELIVERIES
 from mesh.events.outbox import inbox, notice_channel, outbox, seal
@@ -245,17 +245,14 @@ async def test_a_handler_gone_before_its_event_failed_leaves_no_unread_error(db)
     delivery = asyncio.create_task(handle(body))
     await started.wait()
     delivery.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await delivery
     unread = []
     loop = asyncio.get_running_loop()
     previous = loop.get_exception_handler()
     loop.set_exception_handler(lambda _loop, context: unread.append(context))
     try:
         release.set()
-        writer = next(t for t in asyncio.all_tasks() if t.get_name() == "inbox:c.gone")
-        await writer
-        del writer
+        with pytest.raises(asyncio.CancelledError):
+            await delivery  # once its event's transaction has ended
         gc.collect()
     finally:
         loop.set_exception_handler(previous)
@@ -520,3 +517,54 @@ async def test_the_connection_pool_is_measured_per_service(tmp_path):
         assert sample("petplatform_db_pool_max_connections") == 20  # pool_size 10 + max_overflow 10
     finally:
         await drop_database(db)
+
+
+async def test_a_cancelled_delivery_returns_once_its_event_is_applied_and_the_writer_has_stopped(db):
+    """The bus closing cancels its deliveries, then the database closes: no inbox writer may be left running."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def effect(s, event: auth_events.UserCreated):
+        started.set()
+        await release.wait()
+        await s.execute(applied.insert().values(event_id=event.user))
+
+    handle = inbox_handler(db, "c.closing", {auth_events.UserCreated: effect})
+    (body,) = await envelopes(db, "users/a")
+    delivery = asyncio.create_task(handle(body))
+    await started.wait()
+    delivery.cancel()
+    await asyncio.sleep(0)  # the cancellation is delivered
+    waited = not delivery.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await delivery
+    assert waited, "the delivery waits for its event's transaction"
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "inbox:c.closing"]
+    assert await applied_counts(db) == {"users/a": 1}
+
+
+async def test_closing_the_in_process_bus_waits_for_every_delivery():
+    """Not only for the first to end: the others would run on into a stopped platform."""
+    bus, release, running, ended = InProcessBus(), asyncio.Event(), [], []
+
+    async def handler(body):
+        running.append(body)
+        try:
+            await asyncio.Event().wait()  # until the bus closes
+        finally:
+            if body == b"slow":
+                await release.wait()
+            ended.append(body)
+
+    await bus.subscribe("c.close", ["pet.created"], handler, prefetch=2)
+    for i, body in enumerate([b"quick", b"slow"]):
+        await bus.publish("pet.created", body, str(i))
+    await eventually(lambda: asyncio.sleep(0, len(running) == 2))
+    closing = asyncio.create_task(bus.close())
+    await eventually(lambda: asyncio.sleep(0, ended == [b"quick"]))
+    for _ in range(10):  # loop turns enough for a close that would not wait to return
+        await asyncio.sleep(0)
+    waited = not closing.done()
+    release.set()
+    await closing
+    assert waited and ended == [b"quick", b"slow"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import email
 import email.policy
 import importlib
@@ -38,31 +39,39 @@ class SmtpSink:
 
     def __init__(self):
         from aiosmtpd.controller import Controller
-        self.messages: list[email.message.EmailMessage] = []
+        # By recipient, their To header parsed once on arrival: the sink lives for the whole run, and waiters that
+        # parsed every message's header on every poll made each wait cost more as the run went on (nine waiting
+        # at once, late in a full run, kept the event loop busy past the 120 s limit).
+        self._by_recipient: dict[str, list[email.message.EmailMessage]] = collections.defaultdict(list)
         with socket.socket() as probe:  # aiosmtpd needs a concrete port to check it started
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        for address in message["To"].addresses:
+            self._by_recipient[address.addr_spec].append(message)
         return "250 OK"
+
+    def to(self, address: str) -> list[email.message.EmailMessage]:
+        """The messages received for `address`."""
+        return list(self._by_recipient.get(address, ()))
 
     def start(self) -> None:
         self.controller.start()
 
     async def wait_for(self, to: str, timeout: float = 60.0) -> email.message.EmailMessage:
         for _ in range(int(timeout / 0.05)):
-            for m in self.messages:
-                if to in m["To"]:
-                    return m
+            if found := self.to(to):
+                return found[0]
             await asyncio.sleep(0.05)
         raise AssertionError(f"no email to {to} within {timeout}s")
 
     async def wait_for_subject(self, to: str, subject: str, timeout: float = 60.0) -> email.message.EmailMessage:
         for _ in range(int(timeout / 0.05)):
-            for m in self.messages:
-                if to in m["To"] and m["Subject"] == subject:
+            for m in self.to(to):
+                if m["Subject"] == subject:
                     return m
             await asyncio.sleep(0.05)
         raise AssertionError(f"no {subject!r} email to {to} within {timeout}s")

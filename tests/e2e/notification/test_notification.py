@@ -151,8 +151,7 @@ async def test_a_match_reaches_both_by_inbox_push_and_email_once_however_often_i
     event_id = await publish(api, matching_events.MatchCreated(match=m))
     await publish(api, matching_events.MatchCreated(match=m), event_id)  # redelivered
     await until(lambda: until_list(pushed(api, token)), "bob pushed")
-    [mail] = await until(lambda: until_list([m for m in api.smtp.messages
-                                             if alice.email in m["To"] and m["Subject"] == "It's a match!"]),
+    [mail] = await until(lambda: until_list([m for m in api.smtp.to(alice.email) if m["Subject"] == "It's a match!"]),
                          "alice emailed")
     assert "/rooms/" in mail.get_body(("plain",)).get_content()
     room = "rooms/" + m.name.split("/")[1]
