@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from mesh.cache import Cache, MemoryCache, RedisCache, make_cache
 from tests.support.clock import FakeClock
+from tests.support.proxy import CuttableProxy
 from tests.support.platform import REDIS_URL
 
 REDIS_HOST, REDIS_PORT = REDIS_URL.removeprefix("redis://").split("/")[0].split(":")
@@ -255,51 +256,10 @@ async def test_memory_cache_forgets_expired_keys_nobody_reads():
     assert set(cache._data) == {"kept", "trigger"}
 
 
-class RedisProxy:
-    """A TCP proxy to Redis that counts its connections and can hold a connection's next request
-    (forwarding nothing) until the test cuts that connection."""
-
-    def __init__(self):
-        self.connections = 0
-        self.holding = False
-        self.held = asyncio.Event()
-        self._held: list[asyncio.StreamWriter] = []  # the held connection's two ends
-
-    async def start(self) -> str:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
-
-    async def _accept(self, reader, writer):
-        self.connections += 1
-        up_reader, up_writer = await asyncio.open_connection(REDIS_HOST, int(REDIS_PORT))
-
-        async def pipe(src, dst, from_client: bool):
-            try:
-                while data := await src.read(65536):
-                    if from_client and self.holding:
-                        self.holding, self._held = False, [writer, up_writer]
-                        self.held.set()
-                        return  # forwards nothing more: cut() closes both ends
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
-
-    def cut(self) -> None:
-        for w in self._held:
-            w.transport.abort()
-
-    async def stop(self) -> None:
-        self.server.close()
-
-
 @pytest.fixture
 async def proxied():
-    proxy = RedisProxy()
-    cache = RedisCache(await proxy.start(), f"test:{uuid.uuid4().hex}:")
+    proxy = CuttableProxy((REDIS_HOST, int(REDIS_PORT)))
+    cache = RedisCache(f"redis://127.0.0.1:{await proxy.start()}/0", f"test:{uuid.uuid4().hex}:")
     await cache.ping()
     proxy.connections = 0
     yield proxy, cache
@@ -318,12 +278,13 @@ async def test_redis_increments_in_flight_together_share_one_connection(proxied)
 
 async def test_redis_a_failed_batch_fails_only_its_callers(proxied):
     proxy, cache = proxied
-    proxy.holding = True
+    proxy.stall()
     first = asyncio.create_task(cache.incr("hits", 30))
-    await proxy.held.wait()  # the first batch is in flight
+    await proxy.dropped.wait()  # the first batch is in flight, and lost
     later = [asyncio.create_task(cache.incr("hits", 30)) for _ in range(3)]
     await asyncio.sleep(0)  # they queue behind it (no timing: one turn of the loop runs each task's first step)
-    proxy.cut()
+    proxy.down()  # the first batch's connection is cut...
+    proxy.up()  # ...and the next one may connect
     with pytest.raises(aioredis.ConnectionError):
         await first
     # The next batch went out on a new connection; the failed one never reached Redis.

@@ -12,23 +12,33 @@ class CuttableProxy:
         self.writers: set[asyncio.StreamWriter] = set()
         self.refusing = False
         self.stalled = False  # data is dropped, connections kept: a partition nobody is told of
+        self.dropped = asyncio.Event()  # set once stalled data was dropped (a request is in flight, lost)
         self.cuts = 0
+        self.connections = 0  # accepted so far
+        self._handlers: set[asyncio.Task] = set()
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         return self.server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader, writer):
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
         if self.refusing:
             writer.transport.abort()
             return
+        self.connections += 1
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         self.writers |= {writer, up_writer}
 
         async def pipe(src, dst):
             try:
                 while data := await src.read(65536):
-                    if not self.stalled:
+                    if self.stalled:
+                        self.dropped.set()
+                    else:
                         dst.write(data)
                         await dst.drain()
             except (ConnectionError, OSError):
@@ -59,6 +69,8 @@ class CuttableProxy:
         self.up()
 
     async def stop(self) -> None:
+        """Closes the listener and every connection, and returns once their relays have ended."""
         self.server.close()
         for w in list(self.writers):
             w.transport.abort()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
