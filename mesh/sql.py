@@ -467,12 +467,18 @@ class _Compiled:
         self.metadata = SimpleResultMetaData([c.keyname for c in columns], extra=[c.objects for c in columns])
         self._types = [c.type for c in columns]
         self._processors: list[Any] | None = None  # each column's, once the driver has told its types
+        # By parameter name: a UtcDateTime's (on SQLite, to its stored text), an Enum's.
+        self._bind_processors: Mapping[str, Any] = self.compiled._bind_processors
 
     def arguments(self, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
         """The SQL (expanding parameters rendered) and its positional arguments, through the bind processors."""
         state = self.compiled.construct_expanded_state(params)
         assert state.positiontup is not None  # both drivers take positional parameters
-        values, processors = state.parameters, state.processors
+        # The state's processors are only those of the expanded IN parameters it made; the rest are the
+        # compiled statement's own.
+        values = state.parameters
+        processors: Mapping[str, Any] = (
+            {**self._bind_processors, **state.processors} if state.processors else self._bind_processors)
         return state.statement, [processors[k](values[k]) if k in processors else values[k]
                                  for k in state.positiontup]
 

@@ -316,6 +316,11 @@ async def test_select_gives_the_rows_sqlalchemy_gives(db: Database):
             (r.twice, r._mapping[thing.c.kind], r[0]) for r in theirs]
     assert (await db.select(query, params={"ids": [1], "by": dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)})
             )[0].seen.tzinfo == dt.timezone.utc
+    # Values go in through the columns' bind processing too: Rex's instant, written in another zone, is Rex's
+    # (on SQLite only as UtcDateTime stores it, in UTC and without a zone: a page token's position, say).
+    at = dt.datetime(2026, 1, 2, 12, 4, 5, 6, tzinfo=dt.timezone(dt.timedelta(hours=9)))
+    exact = sa.select(thing.c.id).where(thing.c.seen == sa.bindparam("at"), thing.c.kind == sa.bindparam("kind"))
+    assert [tuple(r) for r in await db.select(exact, {"at": at, "kind": Kind.DOG})] == [(1,)]
 
 
 async def test_a_failing_select_raises_what_sqlalchemy_raises(db: Database):
