@@ -387,7 +387,11 @@ class Database:
 
         async def attempt() -> list[Row]:
             # Taken and given back in a greenlet: the pool may wait for a connection, open one or close one.
-            fairy = await greenlet_spawn(pool.connect)
+            try:
+                fairy = await greenlet_spawn(pool.connect)
+            except dialect.loaded_dbapi.Error as e:  # too many connections, a server starting or stopping...
+                raise sa.exc.DBAPIError.instance(None, None, e, dialect.loaded_dbapi.Error, dialect=dialect,
+                                                 connection_invalidated=dialect.is_disconnect(e, None, None)) from e
             try:
                 adapted = cast(Any, fairy.dbapi_connection)
                 try:
@@ -398,12 +402,18 @@ class Database:
                     try:
                         adapted._handle_exception(e)  # raises it as the DBAPI error SQLAlchemy would see
                     except Exception as dbapi_error:
+                        if isinstance(dbapi_error, (dialect.dbapi.InvalidCachedStatementError,
+                                                    dialect.dbapi.InternalServerError)):
+                            # Another process changed the schema: prepared statements are made again from now
+                            # on, as SQLAlchemy's own execution would have them.
+                            dialect._invalidate_schema_cache()
                         await greenlet_spawn(_raise_as_sqlalchemy, dbapi_error, fairy, sql, args)
                     raise
                 except BaseException as e:
                     # Cancelled halfway (a deadline): the connection's state is unknown, and SQLAlchemy too would
-                    # close it rather than give it back.
-                    fairy.invalidate(e)
+                    # close it rather than give it back. In a greenlet, the adapter closes it gracefully, which
+                    # first cancels the query on the server (outside one, it drops the socket and the query runs on).
+                    await greenlet_spawn(fairy.invalidate, e)
                     raise
                 return compiled.rows(records, [a.type.oid for a in attributes])
             finally:

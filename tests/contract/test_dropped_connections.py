@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from mesh.sql import Database, is_unavailable
 from tests.support.databases import drop_database, scratch_database
 from tests.support.platform import POSTGRES_URL
 
@@ -94,9 +96,62 @@ async def test_a_select_cancelled_halfway_gives_its_connection_up(tmp_path):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        async with watch.connect() as conn:  # and the server stopped running it (not 30 s later)
+            for _ in range(500):
+                running = await conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"
+                                                     " AND state = 'active' AND query LIKE '%pg_sleep%'"),
+                                             {"pid": first})
+                if not running.scalar_one():
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the cancelled query still runs on the server")
         for _ in range(3):
             ((pid, _),) = await db.select(nap, {"nap": 0})
             assert pid != first
     finally:
         await watch.dispose()
         await drop_database(db)
+
+
+async def test_a_select_recovers_from_another_process_changing_the_schema(tmp_path):
+    """Prepared statements cached on a pooled connection go stale when another process (a replica's migration)
+    changes a table: one read may fail, as SQLAlchemy's own would, and the next is prepared again."""
+    db = scratch_database("postgres", tmp_path)
+    other = create_async_engine(POSTGRES_URL)
+    try:
+        async with other.begin() as conn:
+            await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
+            await conn.execute(sa.text(f'CREATE TABLE "{db.schema}".note (id int PRIMARY KEY, body varchar(10))'))
+            await conn.execute(sa.text(f"INSERT INTO \"{db.schema}\".note VALUES (1, 'a')"))
+        note = sa.Table("note", sa.MetaData(), sa.Column("id", sa.Integer), sa.Column("body", sa.String))
+        read = sa.select(note.c.id, note.c.body).where(note.c.id == sa.bindparam("id"))
+        assert [tuple(r) for r in await db.select(read, {"id": 1})] == [(1, "a")]
+        async with other.begin() as conn:
+            await conn.execute(sa.text(f'ALTER TABLE "{db.schema}".note ALTER COLUMN body TYPE text'))
+        with contextlib.suppress(sa.exc.DBAPIError):
+            await db.select(read, {"id": 1})
+        assert [tuple(r) for r in await db.select(read, {"id": 1})] == [(1, "a")]
+    finally:
+        await other.dispose()
+        await drop_database(db)
+
+
+async def test_a_select_that_cannot_connect_says_the_database_is_unavailable():
+    """A refusal while connecting (too many connections, a server starting or stopping) is a DBAPIError that
+    is_unavailable() recognises, so the caller gets UNAVAILABLE, not INTERNAL."""
+    admin = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    role = "petplatform_test_no_connections"
+    async with admin.connect() as conn:
+        await conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
+        await conn.execute(sa.text(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0"))
+    db = Database(POSTGRES_URL.replace("postgres@", f"{role}@"), "no_connections")
+    try:
+        with pytest.raises(sa.exc.DBAPIError) as e:
+            await db.select(sa.select(sa.literal(1)), {})
+        assert is_unavailable(e.value)
+    finally:
+        await db.dispose()
+        async with admin.connect() as conn:
+            await conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
+        await admin.dispose()
