@@ -10,17 +10,15 @@ from mesh.events import Relay, emit, subscribe
 from petplatform.auth.v1 import events_pb2 as auth_events
 from tests.support.databases import drop_database
 from tests.support.events import applied, applied_counts, drop_bus, make_bus, make_db
-from tests.support.proxy import CuttableProxy
+from tests.support.proxy import proxy_to
 
 EVENTS = 300
 
 
 @pytest.fixture
 async def proxy():
-    p = CuttableProxy(("127.0.0.1", 5672))
-    p.port = await p.start()
-    yield p
-    await p.stop()
+    async with proxy_to(("127.0.0.1", 5672)) as p:
+        yield p
 
 
 async def test_no_event_lost_or_applied_twice_across_broker_outages(proxy, tmp_path):

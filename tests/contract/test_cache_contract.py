@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from mesh.cache import Cache, MemoryCache, RedisCache, make_cache
 from tests.support.clock import FakeClock
-from tests.support.proxy import CuttableProxy
+from tests.support.proxy import proxy_to
 from tests.support.platform import REDIS_URL
 
 REDIS_HOST, REDIS_PORT = REDIS_URL.removeprefix("redis://").split("/")[0].split(":")
@@ -258,13 +258,12 @@ async def test_memory_cache_forgets_expired_keys_nobody_reads():
 
 @pytest.fixture
 async def proxied():
-    proxy = CuttableProxy((REDIS_HOST, int(REDIS_PORT)))
-    cache = RedisCache(f"redis://127.0.0.1:{await proxy.start()}/0", f"test:{uuid.uuid4().hex}:")
-    await cache.ping()
-    proxy.connections = 0
-    yield proxy, cache
-    await cache.close()
-    await proxy.stop()
+    async with proxy_to((REDIS_HOST, int(REDIS_PORT))) as proxy:
+        cache = RedisCache(f"redis://127.0.0.1:{proxy.port}/0", f"test:{uuid.uuid4().hex}:")
+        await cache.ping()
+        proxy.connections = 0
+        yield proxy, cache
+        await cache.close()
 
 
 async def test_redis_increments_in_flight_together_share_one_connection(proxied):

@@ -10,15 +10,13 @@ import pytest
 from mesh.fanout import Fanout, InProcessFanout, RedisFanout
 from tests.support.matching import until
 from tests.support.platform import REDIS_URL
-from tests.support.proxy import CuttableProxy
+from tests.support.proxy import proxy_to
 
 
 @pytest.fixture
 async def proxy():
-    p = CuttableProxy(("127.0.0.1", 6379))
-    p.port = await p.start()
-    yield p
-    await p.stop()
+    async with proxy_to(("127.0.0.1", 6379)) as p:
+        yield p
 
 
 @pytest.fixture(params=["inprocess", "redis"])

@@ -17,7 +17,7 @@ from mesh.revocation import Revocations
 from tests.support.clock import FakeClock
 from tests.support.matching import until
 from tests.support.platform import REDIS_URL
-from tests.support.proxy import CuttableProxy
+from tests.support.proxy import proxy_to
 
 
 def count_reads(cache: Cache, monkeypatch) -> Counter:
@@ -72,10 +72,8 @@ async def redis_prefix():
 
 @pytest.fixture
 async def proxy():
-    p = CuttableProxy(("127.0.0.1", 6379))
-    p.port = await p.start()
-    yield p
-    await p.stop()
+    async with proxy_to(("127.0.0.1", 6379)) as p:
+        yield p
 
 
 async def test_a_revocation_reaches_another_replica_which_then_reads_nothing_per_check(redis_prefix, monkeypatch):

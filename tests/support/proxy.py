@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 
 class CuttableProxy:
@@ -74,3 +76,14 @@ class CuttableProxy:
         for w in list(self.writers):
             w.transport.abort()
         await asyncio.gather(*self._handlers, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def proxy_to(upstream: tuple[str, int]) -> AsyncIterator[CuttableProxy]:
+    """A started proxy to `upstream` (its port in `.port`), stopped on the way out."""
+    p = CuttableProxy(upstream)
+    p.port = await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
